@@ -1,0 +1,213 @@
+/** Attention ops: rotary embedding, scaled-dot-product attention over the KV cache, and cache append. */
+import { z } from "zod";
+import { zDim } from "../attrs.js";
+import { dimAdd, dimEq, dimEval, type Dim } from "../dim.js";
+import { registerOp } from "../registry.js";
+import { tensor } from "../types.js";
+import { concatTensors } from "./shape.js";
+import { fdata, idata, need, needDimEq, needFloat, needRank, nelem, outF32, show, showDim, sumBytes } from "./util.js";
+
+const ropeAttrs = z.strictObject({
+  theta: z.number().positive(),
+  /** Leading features of each head that rotate (partial rotary); default all. */
+  rotary_dim: z.number().int().positive().optional(),
+  /** Pairs (2i, 2i+1) rotate (GPT-J) instead of (i, i + d/2) (Llama / NeoX, HF rotate_half). */
+  interleaved: z.boolean().default(false),
+  scaling: z.enum(["none", "linear", "llama3"]).default("none"),
+  factor: z.number().positive().default(1),
+  low_freq_factor: z.number().positive().default(1),
+  high_freq_factor: z.number().positive().default(4),
+  original_max_position: z.number().int().positive().default(8192),
+});
+type RopeAttrs = z.infer<typeof ropeAttrs>;
+
+/** Inverse frequencies of the rotary embedding, HF `rope_init_fn` semantics. */
+export function ropeInvFreq(a: RopeAttrs, rd: number): Float64Array {
+  const inv = new Float64Array(rd / 2);
+  for (let i = 0; i < rd / 2; i++) inv[i] = 1 / Math.pow(a.theta, (2 * i) / rd);
+  if (a.scaling === "linear") for (let i = 0; i < inv.length; i++) inv[i]! /= a.factor;
+  if (a.scaling === "llama3") {
+    const lowWave = a.original_max_position / a.low_freq_factor;
+    const highWave = a.original_max_position / a.high_freq_factor;
+    for (let i = 0; i < inv.length; i++) {
+      const f = inv[i]!;
+      const wave = (2 * Math.PI) / f;
+      if (wave > lowWave) inv[i] = f / a.factor;
+      else if (wave >= highWave) {
+        const smooth = (a.original_max_position / wave - a.low_freq_factor) / (a.high_freq_factor - a.low_freq_factor);
+        inv[i] = (1 - smooth) * (f / a.factor) + smooth * f;
+      }
+    }
+  }
+  return inv;
+}
+
+registerOp({
+  name: "rope",
+  summary: "rotary position embedding of x[B, S, H, D] at positions pos[S]",
+  operands: ["x", "pos"],
+  attrs: ropeAttrs,
+  infer([x, pos], a) {
+    needFloat(x!, "x");
+    needRank(x!, 4, "x");
+    needRank(pos!, 1, "pos");
+    needDimEq(pos!.shape[0]!, x!.shape[1]!, `pos ${show(pos!)} does not match the sequence axis of x ${show(x!)}`);
+    const d = x!.shape[3]!;
+    const rd = a.rotary_dim ?? (typeof d === "number" ? d : 2);
+    need(rd % 2 === 0 && (typeof d !== "number" || rd <= d), `rotary_dim ${showDim(rd)} must be even and at most head dim ${showDim(d)}`);
+    return [x!];
+  },
+  cost: (ins, outs, _a, env) => ({ flops: 3 * nelem(outs[0]!, env), bytes: sumBytes(ins, env) + sumBytes(outs, env) }),
+  eval([x, pos], a, { outTypes }) {
+    const out = outF32(outTypes[0]!);
+    const [b, s, h, d] = x!.shape as [number, number, number, number];
+    const rd = a.rotary_dim ?? d;
+    const half = rd / 2;
+    const inv = ropeInvFreq(a, rd);
+    const xs = fdata(x!);
+    const ps = idata(pos!);
+    const o = fdata(out);
+    o.set(xs);
+    const cos = new Float32Array(half);
+    const sin = new Float32Array(half);
+    for (let si = 0; si < s; si++) {
+      // HF computes freqs = pos * inv_freq in fp32, then cos/sin of that.
+      for (let i = 0; i < half; i++) {
+        const ang = Math.fround(ps[si]! * Math.fround(inv[i]!));
+        cos[i] = Math.cos(ang);
+        sin[i] = Math.sin(ang);
+      }
+      for (let bi = 0; bi < b; bi++)
+        for (let hi = 0; hi < h; hi++) {
+          const base = ((bi * s + si) * h + hi) * d;
+          for (let i = 0; i < half; i++) {
+            const [p, q] = a.interleaved ? [base + 2 * i, base + 2 * i + 1] : [base + i, base + i + half];
+            const x1 = xs[p]!;
+            const x2 = xs[q]!;
+            o[p] = x1 * cos[i]! - x2 * sin[i]!;
+            o[q] = x2 * cos[i]! + x1 * sin[i]!;
+          }
+        }
+    }
+    return [out];
+  },
+});
+
+const attentionAttrs = z.strictObject({
+  scale: z.number().positive(),
+  causal: z.boolean().default(true),
+  /** Sliding window: a query sees keys at most window-1 positions behind it; 0 = unlimited. */
+  window: z.number().int().nonnegative().default(0),
+});
+
+/** Number of (query, key) pairs attended, for the cost model. */
+function attendedPairs(s: number, t: number, causal: boolean, window: number): number {
+  let pairs = 0;
+  for (let i = 0; i < s; i++) {
+    const last = causal ? Math.min(t - 1, t - s + i) : t - 1;
+    const first = window > 0 ? Math.max(0, last - window + 1) : 0;
+    pairs += Math.max(0, last - first + 1);
+  }
+  return pairs;
+}
+
+registerOp({
+  name: "attention",
+  summary: "softmax(q k^T * scale + mask) v; q[B, Hq, S, D], k[B, Hkv, T, D], v[B, Hkv, T, Dv], Hq a multiple of Hkv (GQA)",
+  operands: ["q", "k", "v"],
+  attrs: attentionAttrs,
+  infer([q, k, v]) {
+    for (const [t, n] of [[q, "q"], [k, "k"], [v, "v"]] as const) {
+      needFloat(t!, n);
+      needRank(t!, 4, n);
+    }
+    needDimEq(q!.shape[0]!, k!.shape[0]!, `batch of q ${show(q!)} and k ${show(k!)} differ`);
+    needDimEq(q!.shape[3]!, k!.shape[3]!, `head dim of q ${show(q!)} and k ${show(k!)} differ`);
+    need(
+      dimEq(k!.shape[0]!, v!.shape[0]!) && dimEq(k!.shape[1]!, v!.shape[1]!) && dimEq(k!.shape[2]!, v!.shape[2]!),
+      `k ${show(k!)} and v ${show(v!)} differ in batch, heads or length`,
+    );
+    const hq = q!.shape[1]!;
+    const hkv = k!.shape[1]!;
+    need(
+      typeof hq !== "number" || typeof hkv !== "number" || hq % hkv === 0,
+      `query heads (${showDim(hq)}) must be a multiple of key/value heads (${showDim(hkv)})`,
+    );
+    return [tensor(q!.dtype, [q!.shape[0]!, hq, q!.shape[2]!, v!.shape[3]!])];
+  },
+  cost([q, k, v], outs, a, env) {
+    const [b, h, s, d] = q!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
+    const t = dimEval(k!.shape[2]!, env);
+    const dv = dimEval(v!.shape[3]!, env);
+    const pairs = b * h * attendedPairs(s, t, a.causal, a.window);
+    return { flops: pairs * (2 * d + 2 * dv + 5), bytes: sumBytes([q!, k!, v!], env) + sumBytes(outs, env) };
+  },
+  eval([q, k, v], a, { outTypes }) {
+    const out = outF32(outTypes[0]!);
+    const [b, hq, s, d] = q!.shape as [number, number, number, number];
+    const [, hkv, t] = k!.shape as [number, number, number, number];
+    const dv = v!.shape[3]!;
+    const group = hq / hkv;
+    const qs = fdata(q!);
+    const ks = fdata(k!);
+    const vs = fdata(v!);
+    const o = fdata(out);
+    const scores = new Float64Array(t);
+    for (let bi = 0; bi < b; bi++)
+      for (let h = 0; h < hq; h++) {
+        const kh = Math.floor(h / group);
+        const kBase = (bi * hkv + kh) * t;
+        for (let i = 0; i < s; i++) {
+          const qo = ((bi * hq + h) * s + i) * d;
+          const last = a.causal ? t - s + i : t - 1;
+          const first = a.window > 0 ? Math.max(0, last - a.window + 1) : 0;
+          let m = -Infinity;
+          for (let j = first; j <= last; j++) {
+            const ko = (kBase + j) * d;
+            let dot = 0;
+            for (let x = 0; x < d; x++) dot += qs[qo + x]! * ks[ko + x]!;
+            scores[j] = Math.fround(Math.fround(dot) * a.scale);
+            if (scores[j]! > m) m = scores[j]!;
+          }
+          let sum = 0;
+          for (let j = first; j <= last; j++) {
+            scores[j] = Math.exp(scores[j]! - m);
+            sum += scores[j]!;
+          }
+          const oo = ((bi * hq + h) * s + i) * dv;
+          for (let x = 0; x < dv; x++) {
+            let acc = 0;
+            for (let j = first; j <= last; j++) acc += scores[j]! * vs[(kBase + j) * dv + x]!;
+            o[oo + x] = acc / sum;
+          }
+        }
+      }
+    return [out];
+  },
+});
+
+registerOp({
+  name: "kv_append",
+  summary: "append x to the cache state along axis; the result is the whole cache (past + new)",
+  operands: ["state", "x"],
+  stateOperand: 0,
+  attrs: z.strictObject({ axis: z.number().int().nonnegative(), past: zDim }),
+  infer([st, x], { axis, past }) {
+    need(st!.shape.length === x!.shape.length, `state ${show(st!)} and x ${show(x!)} differ in rank`);
+    need(axis < st!.shape.length, `axis ${axis} out of range for state ${show(st!)}`);
+    need(st!.dtype === x!.dtype, `state is ${st!.dtype} but x is ${x!.dtype}`);
+    for (let i = 0; i < st!.shape.length; i++)
+      if (i !== axis) needDimEq(st!.shape[i]!, x!.shape[i]!, `x ${show(x!)} does not fit state ${show(st!)} at axis ${i}`);
+    const len: Dim = dimAdd(past, x!.shape[axis]!);
+    return [tensor(x!.dtype, x!.shape.map((d, i) => (i === axis ? len : d)))];
+  },
+  // The new entries are read and written once; the returned whole cache is a view of the state.
+  cost: ([, x], _o, _a, env) => ({ flops: 0, bytes: 2 * sumBytes([x!], env) }),
+  eval([st, x], { axis, past }, { outTypes }) {
+    const have = st!.shape[axis]!;
+    const want = dimEval(past, {});
+    if (have !== want) throw new RangeError(`KV cache holds ${have} positions but the call expects ${want}`);
+    const shape = outTypes[0]!.shape.map((d) => dimEval(d, {}));
+    return [have === 0 ? x! : concatTensors([st!, x!], axis, shape)];
+  },
+});

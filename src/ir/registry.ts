@@ -1,0 +1,95 @@
+/**
+ * The op registry: one entry per op with its operand and attribute schema, shape rule, cost facts and
+ * reference implementation. Adding an op means adding one entry (see src/ir/ops/).
+ */
+import type { z } from "zod";
+import { zodMessage } from "./attrs.js";
+import type { DimEnv } from "./dim.js";
+import type { Attrs } from "./module.js";
+import type { Tensor } from "./tensor.js";
+import type { TensorType } from "./types.js";
+
+/** Thrown by shape rules; the caller adds the op name and the source location. */
+export class ShapeError extends Error {}
+
+export interface Cost {
+  /** Arithmetic operations (a multiply-add counts 2). */
+  readonly flops: number;
+  /** Bytes moved to and from memory when the op runs alone (operands read, results written). */
+  readonly bytes: number;
+}
+
+export interface EvalCtx {
+  /** Result types with every dim concrete (computed by the shape rule). */
+  readonly outTypes: readonly TensorType[];
+}
+
+export interface OpDef<A extends Attrs = Attrs> {
+  readonly name: string;
+  readonly summary: string;
+  /** Operand names, for messages; a trailing `?` marks optional ones, `...` variadic. */
+  readonly operands: readonly string[];
+  readonly attrs: z.ZodType<A>;
+  /** Index of an operand that names a state: it is read, and replaced by result 0. */
+  readonly stateOperand?: number;
+  /** Shape rule. Throws ShapeError with a message naming what is inconsistent. */
+  infer(ins: readonly TensorType[], attrs: A): TensorType[];
+  /** Cost facts for a concrete workload (dims evaluated under env). */
+  cost(ins: readonly TensorType[], outs: readonly TensorType[], attrs: A, env: DimEnv): Cost;
+  /** Reference implementation in fp32 (float tensors are f32, integer tensors i32). */
+  eval(ins: readonly Tensor[], attrs: A, ctx: EvalCtx): Tensor[];
+}
+
+const REGISTRY = new Map<string, OpDef>();
+
+export function registerOp<A extends Attrs>(def: OpDef<A>): OpDef<A> {
+  if (REGISTRY.has(def.name)) throw new Error(`op ${def.name} registered twice`);
+  REGISTRY.set(def.name, def as unknown as OpDef);
+  return def;
+}
+
+export function getOp(name: string): OpDef | undefined {
+  return REGISTRY.get(name);
+}
+
+export function allOps(): OpDef[] {
+  return [...REGISTRY.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+export function operandArity(def: OpDef): { min: number; max: number } {
+  let min = 0;
+  let max = 0;
+  for (const o of def.operands) {
+    if (o.endsWith("...")) return { min, max: Infinity };
+    max++;
+    if (!o.endsWith("?")) min = max;
+  }
+  return { min, max };
+}
+
+/**
+ * Checks operand count and attributes of an op, then runs its shape rule. Returns result types or an
+ * error message (without location).
+ */
+export function checkOp(
+  def: OpDef,
+  ins: readonly TensorType[],
+  attrs: Attrs,
+): { ok: true; types: TensorType[]; attrs: Attrs } | { ok: false; message: string } {
+  const { min, max } = operandArity(def);
+  if (ins.length < min || ins.length > max) {
+    const want = min === max ? `${min}` : max === Infinity ? `at least ${min}` : `${min} to ${max}`;
+    return {
+      ok: false,
+      message: `${def.name} takes ${want} operand${max === 1 ? "" : "s"} (${def.operands.join(", ")}), got ${ins.length}`,
+    };
+  }
+  const parsed = def.attrs.safeParse(attrs);
+  if (!parsed.success) return { ok: false, message: `${def.name}: ${zodMessage(parsed.error)}` };
+  try {
+    return { ok: true, types: def.infer(ins, parsed.data), attrs: parsed.data };
+  } catch (e) {
+    if (e instanceof ShapeError) return { ok: false, message: `${def.name}: ${e.message}` };
+    throw e;
+  }
+}
