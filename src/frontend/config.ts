@@ -23,6 +23,9 @@ export const zRope = z.strictObject({
 });
 export type RopeConfig = z.infer<typeof zRope>;
 
+/** Plain rotary embedding with base `theta` (every other field at its default). */
+export const defaultRope = (theta: number): RopeConfig => zRope.parse({ theta });
+
 const posInt = z.number().int().positive();
 
 export const zModelConfig = z

@@ -41,7 +41,7 @@ function fromTerms(terms: Iterable<Term>): Dim {
   }
   const out = [...acc.values()].filter((t) => t.coef !== 0).sort(cmpTerms);
   if (out.length === 0) return 0;
-  if (out.length === 1 && out[0]!.syms.length === 0) return out[0]!.coef;
+  if (out.length === 1 && out[0]!.syms.length === 0) return out[0]!.coef + 0;
   return { terms: out };
 }
 
@@ -64,7 +64,7 @@ export function dimAdd(a: Dim, b: Dim): Dim {
 }
 
 export function dimNeg(a: Dim): Dim {
-  if (typeof a === "number") return -a;
+  if (typeof a === "number") return -a + 0;
   return fromTerms(a.terms.map((t) => ({ coef: -t.coef, syms: t.syms })));
 }
 
@@ -73,7 +73,7 @@ export function dimSub(a: Dim, b: Dim): Dim {
 }
 
 export function dimMul(a: Dim, b: Dim): Dim {
-  if (typeof a === "number" && typeof b === "number") return a * b;
+  if (typeof a === "number" && typeof b === "number") return a * b + 0;
   const out: Term[] = [];
   for (const x of termsOf(a))
     for (const y of termsOf(b)) out.push({ coef: x.coef * y.coef, syms: [...x.syms, ...y.syms].sort() });
@@ -93,7 +93,7 @@ export function dimProd(ds: readonly Dim[]): Dim {
 export function dimDiv(a: Dim, b: Dim): Dim | undefined {
   if (typeof b === "number") {
     if (b === 0) return undefined;
-    if (typeof a === "number") return a % b === 0 ? a / b : undefined;
+    if (typeof a === "number") return a % b === 0 ? a / b + 0 : undefined;
     const out: Term[] = [];
     for (const t of a.terms) {
       if (t.coef % b !== 0) return undefined;
@@ -150,7 +150,7 @@ export function dimEval(d: Dim, env: DimEnv): number {
     }
     v += m;
   }
-  return v;
+  return v + 0; // normalise -0
 }
 
 /** Substitutes some symbols by dims (e.g. P -> 0 for prefill). */

@@ -1,0 +1,27 @@
+/** `pimc list ops|targets|families`: what this pimc knows about. */
+import { Argument, Command } from "@commander-js/extra-typings";
+import Table from "cli-table3";
+import { FAMILIES } from "../frontend/config.js";
+import { allOps } from "../ir/registry.js";
+import "../ir/ops/index.js";
+import { allTargets } from "../../targets/index.js";
+
+export function listCommand() {
+  return new Command("list")
+    .description("list the IR ops, targets or model families pimc supports")
+    .addArgument(new Argument("<what>", "what to list").choices(["ops", "targets", "families"] as const))
+    .action(async (what) => {
+      const t = new Table({ style: { head: [], border: [] } });
+      if (what === "ops") {
+        t.options.head = ["op", "operands", "summary"];
+        for (const d of allOps()) t.push([d.name, d.operands.join(", "), d.summary]);
+      } else if (what === "targets") {
+        t.options.head = ["target", "summary"];
+        for (const x of (await allTargets()).values()) t.push([x.name, x.summary]);
+      } else {
+        t.options.head = ["family"];
+        for (const f of FAMILIES) t.push([f]);
+      }
+      process.stdout.write(`${t.toString()}\n`);
+    });
+}

@@ -1,0 +1,41 @@
+/** The `pimc` command line. Each command lives in its own file; this one wires them to commander. */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import pc from "picocolors";
+import { UserError } from "../errors.js";
+import { compileCommand } from "./compile.js";
+import { dumpCommand } from "./dump.js";
+import { listCommand } from "./list.js";
+import { verifyCommand } from "./verify-cmd.js";
+
+export function makeProgram(): Command {
+  const program = new Command()
+    .name("pimc")
+    .description("Compile transformer-decoder LLMs to Processing-In-Memory programs and emulate them")
+    .version("0.1.0")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  program.addCommand(dumpCommand());
+  program.addCommand(compileCommand());
+  program.addCommand(verifyCommand());
+  program.addCommand(listCommand());
+  for (const c of program.commands) c.exitOverride();
+  return program as unknown as Command;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await makeProgram().parseAsync([...argv], { from: "user" });
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      return 2; // commander already printed the one-line message
+    }
+    if (e instanceof UserError) {
+      process.stderr.write(`${pc.red("pimc: error:")} ${e.message.split("\n")[0]}\n`);
+      return 2;
+    }
+    process.stderr.write(`pimc: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,21 @@
+/** Option parsers and option groups shared by commands. */
+import { InvalidArgumentError } from "@commander-js/extra-typings";
+
+export function positiveNumber(v: string): number {
+  const x = Number(v);
+  if (v.trim() === "" || !Number.isFinite(x) || x <= 0) throw new InvalidArgumentError("expected a positive number");
+  return x;
+}
+
+export function positiveInt(v: string): number {
+  const x = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(x) || x <= 0)
+    throw new InvalidArgumentError("expected a positive integer");
+  return x;
+}
+
+export function nonNegativeInt(v: string): number {
+  const x = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(x)) throw new InvalidArgumentError("expected an integer >= 0");
+  return x;
+}

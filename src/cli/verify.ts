@@ -1,0 +1,105 @@
+/**
+ * `pimc verify <hf-dir>`: runs a HuggingFace model on a target and compares with the reference
+ * logits that HF transformers produced (reference.json): prefill of the prompt, the greedy decode
+ * steps through the KV cache, and the whole sequence at once.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { UserError } from "../errors.js";
+import { greedyNext, tokenTensor } from "../exec/interpreter.js";
+import { importHf } from "../frontend/hf/import.js";
+import { zodMessage } from "../ir/attrs.js";
+import type { Tensor } from "../ir/tensor.js";
+import { getTarget } from "../../targets/index.js";
+
+const ids2 = z.array(z.array(z.number().int().nonnegative()).min(1)).min(1);
+const zReference = z.object({
+  prompt: ids2,
+  prefill_logits: z.array(z.array(z.array(z.number()))),
+  decode: z.array(z.object({ input_ids: z.array(z.array(z.number().int().nonnegative()).length(1)), logits: z.array(z.array(z.number())) })),
+  full_sequence: ids2,
+  full_logits_last: z.array(z.array(z.number())),
+});
+export type Reference = z.infer<typeof zReference>;
+
+export interface VerifyResult {
+  model: string;
+  target: string;
+  prefill_max_abs_err: number;
+  decode_max_abs_err: number;
+  full_max_abs_err: number;
+  tokens_match: boolean;
+  passed: boolean;
+}
+
+export function readReference(path: string): Reference {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new UserError(`${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : `not valid JSON (${(e as Error).message})`}`);
+  }
+  const r = zReference.safeParse(raw);
+  if (!r.success) throw new UserError(`${path}: ${zodMessage(r.error, "field")}`);
+  return r.data;
+}
+
+/** max |a - b| over logits [B, S, V] at positions `pos` (all when undefined) vs expected [B][V] rows. */
+function maxErr(got: Tensor, want: (b: number, s: number) => readonly number[] | undefined, positions: readonly number[]): number {
+  const [b, s, v] = got.shape as [number, number, number];
+  const d = got.data as Float32Array;
+  let m = 0;
+  for (let i = 0; i < b; i++)
+    for (const p of positions) {
+      const row = want(i, p);
+      if (!row || row.length !== v) throw new UserError(`reference logits have ${row?.length ?? 0} entries per row, the model ${v}`);
+      const off = (i * s + p) * v;
+      for (let j = 0; j < v; j++) m = Math.max(m, Math.abs(d[off + j]! - row[j]!));
+    }
+  return m;
+}
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+export async function verify(dir: string, opts: { target: string; tolerance: number; reference?: string }): Promise<VerifyResult> {
+  const target = await getTarget(opts.target);
+  const ref = readReference(opts.reference ?? join(dir, "reference.json"));
+  const model = importHf(dir);
+  const runner = target.prepare(model);
+  const seq = ref.prompt[0]!.length;
+
+  runner.reset();
+  const pre = runner.run("prefill", [tokenTensor(ref.prompt)])[0]!;
+  const prefillErr = maxErr(pre, (b, s) => ref.prefill_logits[b]?.[s], range(seq));
+  let tokensMatch = true;
+  let expected = greedyNext(pre);
+  let decodeErr = 0;
+  for (const step of ref.decode) {
+    const ids = step.input_ids.map((r) => r[0]!);
+    if (ids.some((t, i) => t !== expected[i])) tokensMatch = false;
+    const out = runner.run("decode", [tokenTensor(step.input_ids)])[0]!;
+    decodeErr = Math.max(decodeErr, maxErr(out, (b) => step.logits[b], [0]));
+    expected = greedyNext(out);
+  }
+  const last = ref.decode[ref.decode.length - 1];
+  if (last) {
+    const refNext = last.logits.map((row) => row.indexOf(Math.max(...row)));
+    if (refNext.some((t, i) => t !== expected[i])) tokensMatch = false;
+  }
+
+  runner.reset();
+  const full = runner.run("prefill", [tokenTensor(ref.full_sequence)])[0]!;
+  const fullErr = maxErr(full, (b) => ref.full_logits_last[b], [full.shape[1]! - 1]);
+
+  const within = (e: number): boolean => e <= opts.tolerance;
+  return {
+    model: model.module.name,
+    target: target.name,
+    prefill_max_abs_err: prefillErr,
+    decode_max_abs_err: decodeErr,
+    full_max_abs_err: fullErr,
+    tokens_match: tokensMatch,
+    passed: within(prefillErr) && within(decodeErr) && within(fullErr) && tokensMatch,
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Workloads: the phase and sizes a model is compiled and costed for (`workload` blocks of the
+ * description language), and the values they give the IR's dimensions B, S and P.
+ */
+import { z } from "zod";
+import { SourceError } from "../errors.js";
+import type { WorkloadDecl } from "./dsl/index.js";
+
+export interface Workload {
+  name: string;
+  phase: "prefill" | "decode";
+  /** Sequences per step. */
+  batch: number;
+  /** Prefill: tokens per sequence. */
+  prompt: number;
+  /** Decode: tokens already in the KV cache. */
+  context: number;
+  /** Decode: tokens per step (speculative decoding). */
+  speculation: number;
+}
+
+const posInt = z.number().int().positive();
+const zWorkload = z.strictObject({
+  phase: z.enum(["prefill", "decode"]),
+  batch: posInt.default(1),
+  prompt: posInt.default(128),
+  context: posInt.default(1024),
+  speculation: posInt.default(1),
+});
+
+/** Keys that only make sense in one phase. */
+const ONLY: Readonly<Record<string, "prefill" | "decode">> = {
+  prompt: "prefill",
+  context: "decode",
+  speculation: "decode",
+};
+
+export function workloadFromDecl(decl: WorkloadDecl): Workload {
+  const raw: Record<string, unknown> = {};
+  const keys = Object.keys(zWorkload.shape);
+  for (const [k, e] of Object.entries(decl.entries)) {
+    if (!keys.includes(k))
+      throw new SourceError(e.loc, `unknown key '${k}' in a workload (keys: ${keys.join(", ")})`);
+    raw[k] = e.value;
+  }
+  const r = zWorkload.safeParse(raw);
+  if (!r.success) {
+    const key = String(r.error.issues[0]!.path[0] ?? "");
+    const e = decl.entries[key];
+    if (!e) throw new SourceError(decl.loc, `workload ${decl.name}: missing key ${key} (prefill or decode)`);
+    const got =
+      typeof e.value === "object" ? "a list or block" : JSON.stringify(e.value).replace(/^"(.*)"$/, "$1");
+    const want = key === "phase" ? "prefill or decode" : "a positive integer";
+    throw new SourceError(e.node.loc, `${key} must be ${want}, got ${got}`);
+  }
+  const w = r.data;
+  for (const [k, phase] of Object.entries(ONLY)) {
+    const e = decl.entries[k];
+    if (e && w.phase !== phase)
+      throw new SourceError(e.loc, `${k} is for ${phase} workloads (this one is ${w.phase})`);
+  }
+  return { name: decl.name, ...w };
+}
+
+/** Dimension values of a workload: prefill B, S = prompt, P = 0; decode B, S = speculation, P = context. */
+export function workloadEnv(w: Workload): Record<string, number> {
+  return w.phase === "prefill"
+    ? { B: w.batch, S: w.prompt, P: 0 }
+    : { B: w.batch, S: w.speculation, P: w.context };
+}
+
+/** The workload used when none is given (the defaults of docs/language.md). */
+export function defaultWorkload(phase: "prefill" | "decode"): Workload {
+  return { name: "default", phase, batch: 1, prompt: 128, context: 1024, speculation: 1 };
+}

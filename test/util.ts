@@ -1,0 +1,64 @@
+/** Shared test helpers: temporary folders, safetensors files, one-line user errors. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, expect } from "vitest";
+import { UserError } from "../src/errors.js";
+
+/** A temporary folder removed after the test file. */
+export function tempDir(prefix = "pimc-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Spec {
+  dtype: string;
+  shape: number[];
+  /** Raw little-endian bytes of the tensor. */
+  bytes: Uint8Array;
+}
+
+/** Serializes a header object and a data section: 8-byte LE length, JSON, data. */
+export function rawFile(header: unknown, data: Uint8Array = new Uint8Array(0), headerText?: string): Uint8Array {
+  const json = new TextEncoder().encode(headerText ?? JSON.stringify(header));
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+/** A well-formed file with tensors laid out back to back in the given order. */
+export function buildFile(tensors: Record<string, Spec>, metadata?: Record<string, string>): Uint8Array {
+  const header: Record<string, unknown> = metadata ? { __metadata__: metadata } : {};
+  let off = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.bytes.length] };
+    off += t.bytes.length;
+  }
+  const data = new Uint8Array(off);
+  off = 0;
+  for (const t of Object.values(tensors)) {
+    data.set(t.bytes, off);
+    off += t.bytes.length;
+  }
+  return rawFile(header, data);
+}
+
+export const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** Expects `f` to throw a one-line UserError containing every part; returns the message. */
+export function expectUserError(f: () => unknown, ...parts: string[]): string {
+  let err: unknown;
+  try {
+    f();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(UserError);
+  const msg = (err as UserError).message;
+  expect(msg).not.toContain("\n");
+  for (const p of parts) expect(msg).toContain(p);
+  return msg;
+}
