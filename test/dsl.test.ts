@@ -261,7 +261,12 @@ describe("errors are reported at file:line:col", () => {
     [
       "unknown key in a family model",
       "model m {\n  family = llama\n  hiden = 64\n}",
-      "examples/t.pim:3:3: unknown key 'hiden' in a family model (keys: family, weights, vocab,",
+      "examples/t.pim:3:3: unknown key 'hiden' in a family model (did you mean 'hidden'?)",
+    ],
+    [
+      "unknown key with no near match",
+      "model m {\n  family = llama\n  colour = 64\n}",
+      "examples/t.pim:3:3: unknown key 'colour' in a family model (keys: family, weights, vocab,",
     ],
     [
       "bad value type",

@@ -1,7 +1,9 @@
 /**
- * Golden IR files: every `test/golden/*.pimir` must parse, verify, and print back byte-for-byte (so
- * golden files are in canonical printed form). `UPDATE_GOLDEN=1 npx vitest run test/golden.test.ts`
- * rewrites them from the parsed module instead of comparing.
+ * Golden IR files. Every `test/golden/*.pimir` must parse, verify, and print back byte-for-byte (so
+ * golden files are in canonical printed form); `test/golden/models/<name>.pimir` is what the front end
+ * builds for a fixture model or example, so any change to a family builder or the description language
+ * shows up as a diff. `UPDATE_GOLDEN=1 npx vitest run test/golden.test.ts` rewrites them instead of
+ * comparing.
  */
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,6 +13,8 @@ import { parseModule } from "../src/ir/parser.js";
 import { printModule } from "../src/ir/printer.js";
 import { allOps } from "../src/ir/registry.js";
 import { verifyModule } from "../src/ir/verifier.js";
+import { stripLocs } from "../src/ir/equal.js";
+import { loadModel } from "../src/frontend/load.js";
 
 const DIR = fileURLToPath(new URL("golden", import.meta.url));
 const update = process.env.UPDATE_GOLDEN === "1";
@@ -41,5 +45,29 @@ describe("golden IR", () => {
       if (update) {
         if (printed !== text) writeFileSync(path, printed);
       } else expect(printed).toBe(text);
+    });
+});
+
+/** Models whose front-end output is kept as a golden dump: one per family rule set. */
+const MODELS: Record<string, string> = {
+  "llama-tiny": "test/fixtures/llama-tiny",
+  "llama-tiny-variants": "test/fixtures/llama-tiny-variants",
+  "mistral-tiny": "test/fixtures/mistral-tiny",
+  "qwen2-tiny": "test/fixtures/qwen2-tiny",
+  "mixtral-tiny": "test/fixtures/mixtral-tiny",
+  "gpt2-tiny-bias": "test/fixtures/gpt2-tiny-bias",
+  "opt-tiny-350m": "test/fixtures/opt-tiny-350m",
+  "custom-llama-tiny": "examples/custom-llama-tiny.pim",
+};
+
+describe("golden front-end output", () => {
+  for (const [name, source] of Object.entries(MODELS))
+    test(name, () => {
+      const path = join(DIR, "models", `${name}.pimir`);
+      const { module } = loadModel(source);
+      const printed = printModule(module);
+      if (update) writeFileSync(path, printed);
+      else expect(printed).toBe(readFileSync(path, "utf8"));
+      expect(stripLocs(parseModule(printed))).toEqual(stripLocs(module));
     });
 });

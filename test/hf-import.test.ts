@@ -6,28 +6,13 @@ import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
 import { parseHfConfig } from "../src/frontend/hf/config.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { SafetensorsFile } from "../src/frontend/hf/safetensors.js";
-import { buildFile, bytesOf, expectUserError, tempDir, type Spec } from "./util.js";
+import { buildFile, bytesOf, expectUserError, LLAMA_TINY, llamaVariant, tempDir, type Spec, type VariantEdit } from "./util.js";
 
-const LLAMA = "test/fixtures/llama-tiny";
+const LLAMA = LLAMA_TINY;
 const llamaCfg = (): Record<string, unknown> => JSON.parse(readFileSync(join(LLAMA, "config.json"), "utf8")) as Record<string, unknown>;
 const cfgText = (o: Record<string, unknown>): string => JSON.stringify(o);
 const tmp = tempDir("pimc-hf-");
-let n = 0;
-
-/** A copy of llama-tiny whose config and tensors can be edited. */
-function variant(edit: { config?: (c: Record<string, unknown>) => void; tensors?: (t: Record<string, Spec>) => void }): string {
-  const dir = join(tmp, `v${n++}`);
-  mkdirSync(dir);
-  const cfg = llamaCfg();
-  edit.config?.(cfg);
-  writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
-  const st = SafetensorsFile.open(join(LLAMA, "model.safetensors"));
-  const tensors: Record<string, Spec> = {};
-  for (const e of st.entries.values()) tensors[e.name] = { dtype: "F32", shape: [...e.shape], bytes: bytesOf(st.read(e.name).data) };
-  edit.tensors?.(tensors);
-  writeFileSync(join(dir, "model.safetensors"), buildFile(tensors));
-  return dir;
-}
+const variant = (edit: VariantEdit): string => llamaVariant(tmp, edit);
 
 const prefill = (dir: string): Float32Array => {
   const m = importHf(dir);

@@ -1,9 +1,10 @@
 /** Shared test helpers: temporary folders, safetensors files, one-line user errors. */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect } from "vitest";
 import { UserError } from "../src/errors.js";
+import { SafetensorsFile } from "../src/frontend/hf/safetensors.js";
 
 /** A temporary folder removed after the test file. */
 export function tempDir(prefix = "pimc-"): string {
@@ -61,4 +62,29 @@ export function expectUserError(f: () => unknown, ...parts: string[]): string {
   expect(msg).not.toContain("\n");
   for (const p of parts) expect(msg).toContain(p);
   return msg;
+}
+
+export const LLAMA_TINY = "test/fixtures/llama-tiny";
+
+export interface VariantEdit {
+  config?: (c: Record<string, unknown>) => void;
+  tensors?: (t: Record<string, Spec>) => void;
+}
+
+let variants = 0;
+
+/** A copy of the llama-tiny checkpoint under `dir`, with its config and tensors edited. */
+export function llamaVariant(dir: string, edit: VariantEdit): string {
+  const out = join(dir, `variant${variants++}`);
+  mkdirSync(out);
+  const cfg = JSON.parse(readFileSync(join(LLAMA_TINY, "config.json"), "utf8")) as Record<string, unknown>;
+  edit.config?.(cfg);
+  writeFileSync(join(out, "config.json"), JSON.stringify(cfg));
+  writeFileSync(join(out, "reference.json"), readFileSync(join(LLAMA_TINY, "reference.json")));
+  const st = SafetensorsFile.open(join(LLAMA_TINY, "model.safetensors"));
+  const tensors: Record<string, Spec> = {};
+  for (const e of st.entries.values()) tensors[e.name] = { dtype: "F32", shape: [...e.shape], bytes: bytesOf(st.read(e.name).data) };
+  edit.tensors?.(tensors);
+  writeFileSync(join(out, "model.safetensors"), buildFile(tensors));
+  return out;
 }

@@ -7,7 +7,6 @@ import { Command, Option } from "@commander-js/extra-typings";
 import Table from "cli-table3";
 import { UserError } from "../errors.js";
 import { loadDescription, selectWorkload } from "../frontend/dsl/index.js";
-import { loadModel } from "../frontend/load.js";
 import { defaultWorkload, workloadEnv, workloadFromDecl, type Workload } from "../frontend/workload.js";
 import { funcCosts } from "../ir/cost.js";
 import { dimEval } from "../ir/dim.js";
@@ -16,7 +15,7 @@ import { printModule } from "../ir/printer.js";
 import { numel, typeBytes } from "../ir/types.js";
 import { assertValid } from "../ir/verifier.js";
 import { bytes, int, opb, si } from "../report/format.js";
-import { writeFileAtomic } from "./io.js";
+import { loadForCli, writeFileAtomic } from "./io.js";
 import { nonNegativeInt, positiveInt } from "./options.js";
 
 export interface WorkloadFlags {
@@ -72,7 +71,7 @@ export function costRows(m: Module, w: Workload): Row[] {
   if (!f) throw new UserError(`module has no ${w.phase} function`);
   const rows = new Map<string, Row>();
   for (const c of funcCosts(m, f, workloadEnv(w))) {
-    const name = (c.op.results[0]?.name ?? c.op.opcode).replace(/^L\d+\./, "L*.");
+    const name = (c.op.results[0]?.name ?? c.op.opcode).replace(/^(L|kv\.)\d+\./, "$1*.");
     const key = `${name}\u0000${c.op.opcode}`;
     const r = rows.get(key) ?? { name, opcode: c.op.opcode, count: 0, flops: 0, bytes: 0 };
     r.count++;
@@ -115,7 +114,7 @@ export function compileCommand() {
     .option("-o, --output <file>", "write the compiled IR to a file (.pimir)")
     .option("--json", "print one JSON object instead of tables")
     .action((path, opts) => {
-      const model = loadModel(path, opts.model === undefined ? {} : { model: opts.model });
+      const model = loadForCli(path, opts.model);
       assertValid(model.module);
       const w = resolveWorkload(path, opts);
       const rows = costRows(model.module, w);

@@ -1,10 +1,9 @@
 /** `pimc dump <model>`: print the IR of a model (a description file, a HF folder or a .pimir file). */
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { loadModel } from "../frontend/load.js";
 import { printFunc, printModule } from "../ir/printer.js";
 import { findFunc } from "../ir/module.js";
-import { writeFileAtomic } from "./io.js";
+import { loadForCli, writeFileAtomic } from "./io.js";
 
 export function dumpCommand() {
   return new Command("dump")
@@ -14,7 +13,7 @@ export function dumpCommand() {
     .option("--func <name>", "print only this function (prefill or decode)")
     .option("-o, --output <file>", "write to a file instead of stdout")
     .action((path, opts) => {
-      const { module } = loadModel(path, opts.model === undefined ? {} : { model: opts.model });
+      const { module } = loadForCli(path, opts.model);
       let text: string;
       if (opts.func !== undefined) {
         const f = findFunc(module, opts.func);

@@ -4,6 +4,7 @@ import pc from "picocolors";
 import { UserError } from "../errors.js";
 import { compileCommand } from "./compile.js";
 import { dumpCommand } from "./dump.js";
+import { generateCommand } from "./generate.js";
 import { listCommand } from "./list.js";
 import { verifyCommand } from "./verify-cmd.js";
 
@@ -12,13 +13,14 @@ export function makeProgram(): Command {
     .name("pimc")
     .description("Compile transformer-decoder LLMs to Processing-In-Memory programs and emulate them")
     .version("0.1.0")
-    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) })
     .exitOverride();
   program.addCommand(dumpCommand());
   program.addCommand(compileCommand());
   program.addCommand(verifyCommand());
+  program.addCommand(generateCommand());
   program.addCommand(listCommand());
-  for (const c of program.commands) c.exitOverride();
+  for (const c of program.commands) c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });
   return program as unknown as Command;
 }
 

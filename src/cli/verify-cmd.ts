@@ -3,6 +3,7 @@ import { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import { positiveNumber } from "./options.js";
 import { verify } from "./verify.js";
+import { warn } from "./io.js";
 
 const e = (x: number): string => x.toExponential(2);
 
@@ -19,6 +20,7 @@ export function verifyCommand() {
         target: opts.target,
         tolerance: opts.tolerance,
         ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
+        warn,
       });
       if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
       else {

@@ -62,10 +62,19 @@ function maxErr(got: Tensor, want: (b: number, s: number) => readonly number[] |
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
-export async function verify(dir: string, opts: { target: string; tolerance: number; reference?: string }): Promise<VerifyResult> {
+export interface VerifyOptions {
+  target: string;
+  tolerance: number;
+  reference?: string;
+  /** Receives the importer's warnings. */
+  warn?: (message: string) => void;
+}
+
+export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyResult> {
   const target = await getTarget(opts.target);
-  const ref = readReference(opts.reference ?? join(dir, "reference.json"));
   const model = importHf(dir);
+  for (const w of model.warnings ?? []) opts.warn?.(w);
+  const ref = readReference(opts.reference ?? join(dir, "reference.json"));
   const runner = target.prepare(model);
   const seq = ref.prompt[0]!.length;
 

@@ -7,7 +7,7 @@ import { concretizeAttrs } from "../ir/attrs.js";
 import { dimEval, dimSymbols, type DimEnv } from "../ir/dim.js";
 import { isFloat } from "../ir/dtype.js";
 import { findFunc, refName, type Module } from "../ir/module.js";
-import { getOp } from "../ir/registry.js";
+import { getOp, ShapeError } from "../ir/registry.js";
 import { f32, zeros, type Tensor } from "../ir/tensor.js";
 import { typeToString, type TensorType } from "../ir/types.js";
 import type { WeightStore } from "../ir/weights.js";
@@ -108,12 +108,13 @@ export class Interpreter {
         return states.has(n) ? this.state(n, env) : this.constant(n);
       });
       const attrs = concretizeAttrs(op.attrs, env);
-      const outTypes = def.infer(ins.map(runtimeType), attrs as never);
       let outs: Tensor[];
       try {
-        outs = def.eval(ins, attrs as never, { outTypes });
+        outs = def.eval(ins, attrs as never, { outTypes: def.infer(ins.map(runtimeType), attrs as never) });
       } catch (e) {
-        if (e instanceof RangeError) throw new UserError(`@${name} op ${idx} (${op.opcode}): ${e.message}`);
+        // Inputs that do not fit the program (token ids, cache contents) are the user's.
+        if (e instanceof RangeError || e instanceof ShapeError)
+          throw new UserError(`@${name} op ${idx} (%${op.results[0]?.name ?? ""} = ${op.opcode}): ${e.message}`);
         throw e;
       }
       if (def.stateOperand !== undefined) this.states.set(refName(op.operands[def.stateOperand]!), outs[0]!);

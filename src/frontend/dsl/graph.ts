@@ -3,7 +3,7 @@
  * (prefill, decode), tensor expressions emit IR ops through the FuncBuilder, numbers and dimensions
  * are computed on the spot.
  */
-import { SourceError, type Loc } from "../../errors.js";
+import { didYouMean, SourceError, type Loc } from "../../errors.js";
 import type { Val } from "../../ir/builder.js";
 import {
   dimAdd,
@@ -18,12 +18,15 @@ import {
 } from "../../ir/dim.js";
 import { DTYPES, isDType, type DType } from "../../ir/dtype.js";
 import type { Attr, Attrs } from "../../ir/module.js";
-import { getOp, type OpDef } from "../../ir/registry.js";
+import { allOps, getOp, type OpDef } from "../../ir/registry.js";
 import { typeToString } from "../../ir/types.js";
 import { defaultRope, type RopeConfig } from "../config.js";
 import { selfAttention } from "../families/blocks.js";
 import type { DecoderCtx, DecoderGraph } from "../families/decoder.js";
 import type { Expr, GraphNode, NamedArg, Stmt } from "./ast.js";
+
+/** Functions of the graph language that are not IR ops. */
+const BUILTINS = ["weight", "positions", "cache", "self_attention"];
 
 /** Values of graph expressions. Dimensions that are known integers are numbers. */
 export type GVal =
@@ -190,7 +193,7 @@ class Evaluator {
         if (v) return v;
         if (this.assigned.has(e.name))
           throw new SourceError(e.loc, `'${e.name}' is used before it is assigned`);
-        throw new SourceError(e.loc, `unknown name '${e.name}'`);
+        throw new SourceError(e.loc, `unknown name '${e.name}'${didYouMean(e.name, [...this.vars.keys(), ...this.predefined.keys()])}`);
       }
       case "neg": {
         const v = this.expr(e.operand);
@@ -271,7 +274,7 @@ class Evaluator {
         return this.selfAttention(e);
     }
     const def = getOp(e.callee);
-    if (!def) throw new SourceError(e.loc, `unknown op '${e.callee}'`);
+    if (!def) throw new SourceError(e.loc, `unknown op '${e.callee}'${didYouMean(e.callee, [...allOps().map((o) => o.name), ...BUILTINS])}`);
     const ins = e.args.map((a, i) =>
       this.tensor(this.expr(a), a.loc, `operand ${operandName(def, i)} of ${def.name}`),
     );

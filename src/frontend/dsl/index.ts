@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { z } from "zod";
-import { SourceError, UserError, type Loc } from "../../errors.js";
+import { didYouMean, SourceError, UserError, type Loc } from "../../errors.js";
 import type { DType } from "../../ir/dtype.js";
 import type { Attrs } from "../../ir/module.js";
 import { WeightStore } from "../../ir/weights.js";
@@ -462,7 +462,7 @@ export function buildModel(decl: ModelDecl, _desc?: DescriptionFile): LoadedMode
     if (!MODEL_KEYS[e.key])
       throw new SourceError(
         e.loc,
-        `unknown key '${e.key}' in a family model (keys: ${Object.keys(MODEL_KEYS).join(", ")})`,
+        `unknown key '${e.key}' in a family model${didYouMean(e.key, Object.keys(MODEL_KEYS)) || ` (keys: ${Object.keys(MODEL_KEYS).join(", ")})`}`,
       );
   if (written.has("weights")) return buildWithWeights(decl, written);
   const config = familyConfig(decl, written);

@@ -107,12 +107,16 @@ class DescParser extends CstParser {
     ]);
   });
 
-  /** `-3`, `450 MHz`, `25.6 GB/s`: a unit is a name on the same line as its number. */
+  /**
+   * `-3`, `450 MHz`, `25.6 GB/s`: a unit is a name on the same line as its number that does not start
+   * the next entry (`ffn = 16 heads = 2` has no unit).
+   */
   numberValue = this.RULE("numberValue", () => {
     this.OPTION(() => this.CONSUME(T.Minus));
     const n = this.CONSUME(T.NumberLit);
     this.OPTION2({
-      GATE: () => this.LA(1).tokenType === T.Ident && this.LA(1).startLine === n.startLine,
+      GATE: () =>
+        this.LA(1).tokenType === T.Ident && this.LA(1).startLine === n.startLine && this.LA(2).tokenType !== T.Equals,
       DEF: () => {
         this.CONSUME(T.Ident, { LABEL: "unit" });
         this.OPTION3(() => {

@@ -66,7 +66,7 @@ export function buildDecoderModule(name: string, attrs: Attrs, dtype: DType, gra
       cache(slot, x, loc) {
         const shape = x.type.shape.map((d, i) => (i === 2 ? sym("T") : d));
         const st = mb.state(`kv.${slot}`, tensor(x.type.dtype, shape));
-        return f.op1("kv_append", [st, x], { axis: 2, past }, { name: `kv${slot.replace(/\W/g, "_")}`, ...(loc ? { loc } : {}) });
+        return f.op1("kv_append", [st, x], { axis: 2, past }, { name: `kv.${slot}`, ...(loc ? { loc } : {}) });
       },
     };
     f.ret(graph(ctx));

@@ -13,29 +13,30 @@ const ropeAttrs = z.strictObject({
   rotary_dim: z.number().int().positive().optional(),
   /** Pairs (2i, 2i+1) rotate (GPT-J) instead of (i, i + d/2) (Llama / NeoX, HF rotate_half). */
   interleaved: z.boolean().default(false),
+  /** Frequency scaling (HF rope_type); factor for linear and llama3, the rest for llama3 only. */
   scaling: z.enum(["none", "linear", "llama3"]).default("none"),
-  factor: z.number().positive().default(1),
-  low_freq_factor: z.number().positive().default(1),
-  high_freq_factor: z.number().positive().default(4),
-  original_max_position: z.number().int().positive().default(8192),
+  factor: z.number().positive().optional(),
+  low_freq_factor: z.number().positive().optional(),
+  high_freq_factor: z.number().positive().optional(),
+  original_max_position: z.number().int().positive().optional(),
 });
-type RopeAttrs = z.infer<typeof ropeAttrs>;
+type RopeAttrs = z.input<typeof ropeAttrs>;
 
 /** Inverse frequencies of the rotary embedding, HF `rope_init_fn` semantics. */
 export function ropeInvFreq(a: RopeAttrs, rd: number): Float64Array {
   const inv = new Float64Array(rd / 2);
   for (let i = 0; i < rd / 2; i++) inv[i] = 1 / Math.pow(a.theta, (2 * i) / rd);
-  if (a.scaling === "linear") for (let i = 0; i < inv.length; i++) inv[i]! /= a.factor;
+  const factor = a.factor ?? 1;
+  if (a.scaling === "linear") for (let i = 0; i < inv.length; i++) inv[i]! /= factor;
   if (a.scaling === "llama3") {
-    const lowWave = a.original_max_position / a.low_freq_factor;
-    const highWave = a.original_max_position / a.high_freq_factor;
+    const [orig, low, high] = [a.original_max_position ?? 8192, a.low_freq_factor ?? 1, a.high_freq_factor ?? 4];
     for (let i = 0; i < inv.length; i++) {
       const f = inv[i]!;
       const wave = (2 * Math.PI) / f;
-      if (wave > lowWave) inv[i] = f / a.factor;
-      else if (wave >= highWave) {
-        const smooth = (a.original_max_position / wave - a.low_freq_factor) / (a.high_freq_factor - a.low_freq_factor);
-        inv[i] = (1 - smooth) * (f / a.factor) + smooth * f;
+      if (wave > orig / low) inv[i] = f / factor;
+      else if (wave >= orig / high) {
+        const smooth = (orig / wave - low) / (high - low);
+        inv[i] = (1 - smooth) * (f / factor) + smooth * f;
       }
     }
   }

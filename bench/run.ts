@@ -1,0 +1,70 @@
+/**
+ * `npm run bench`: speed figures, printed as a table (median of several runs).
+ * - front end of Llama-2-70B (shape-only): parse the description, build prefill + decode, verify
+ * - printing its IR, and parsing the printed IR back
+ * - `pimc dump examples/llama2-70b.pim` as a user runs it (a fresh process: start-up included)
+ * - reference interpreter: prefill of 2 x 7 tokens and one decode step on llama-tiny
+ */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import Table from "cli-table3";
+import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
+import { importHf } from "../src/frontend/hf/import.js";
+import { loadModel } from "../src/frontend/load.js";
+import { parseModule } from "../src/ir/parser.js";
+import { printModule } from "../src/ir/printer.js";
+import { assertValid } from "../src/ir/verifier.js";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+
+function median(f: () => void, runs = RUNS): number {
+  const t: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    f();
+    t.push(performance.now() - t0);
+  }
+  return t.sort((a, b) => a - b)[Math.floor(t.length / 2)]!;
+}
+
+const rows: [string, number, string][] = [];
+const llama70b = `${root}examples/llama2-70b.pim`;
+let ops = 0;
+rows.push([
+  "front end: Llama-2-70B (parse .pim, build, verify)",
+  median(() => {
+    const m = loadModel(llama70b).module;
+    assertValid(m);
+    ops = m.funcs.reduce((s, f) => s + f.body.length, 0);
+  }),
+  "< 1000 ms",
+]);
+const m70 = loadModel(llama70b).module;
+let text = "";
+rows.push([`print IR (${ops} ops)`, median(() => (text = printModule(m70))), ""]);
+rows.push(["parse printed IR", median(() => parseModule(text)), ""]);
+rows.push([
+  "pimc dump examples/llama2-70b.pim (fresh process)",
+  median(() => {
+    const r = spawnSync(process.execPath, [`${root}dist/src/cli/bin.js`, "dump", llama70b], { stdio: ["ignore", "ignore", "inherit"] });
+    if (r.status !== 0) throw new Error("pimc dump failed");
+  }, 5),
+  "< 1000 ms",
+]);
+const tiny = importHf(`${root}test/fixtures/llama-tiny`);
+const it = new Interpreter(tiny.module, tiny.weights);
+const prompt = tokenTensor([[47, 68, 25, 118, 67, 83, 23], [103, 92, 57, 14, 23, 72, 89]]);
+rows.push([
+  "interpreter: llama-tiny prefill 2x7 + 1 decode step",
+  median(() => {
+    it.reset();
+    it.run("prefill", [prompt]);
+    it.run("decode", [tokenTensor([[1], [2]])]);
+  }),
+  "",
+]);
+
+const table = new Table({ head: ["benchmark", "median ms", "goal"], colAligns: ["left", "right", "left"], style: { head: [], border: [] } });
+for (const [name, ms, goal] of rows) table.push([name, ms.toFixed(1), goal]);
+process.stdout.write(`${table.toString()}\n`);

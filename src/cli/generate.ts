@@ -1,0 +1,31 @@
+/** `pimc generate <model> --ids 1,2,3`: greedy generation on a target (the reference CPU by default). */
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { generate } from "../exec/generate.js";
+import { getTarget } from "../../targets/index.js";
+import { loadForCli } from "./io.js";
+import { nonNegativeInt } from "./options.js";
+
+function idRows(v: string): number[][] {
+  const rows = v.split(";").map((r) => r.split(",").map((x) => x.trim()));
+  if (rows.some((r) => r.length === 0 || r.some((x) => !/^\d+$/.test(x))))
+    throw new InvalidArgumentError("expected token ids like 1,2,3 (sequences separated by ';')");
+  if (rows.some((r) => r.length !== rows[0]!.length)) throw new InvalidArgumentError("all sequences must have the same length");
+  return rows.map((r) => r.map(Number));
+}
+
+export function generateCommand() {
+  return new Command("generate")
+    .description("generate tokens greedily with the KV cache")
+    .argument("<model>", "description file (.pim) or HuggingFace folder with weights")
+    .requiredOption("--ids <ids>", "prompt token ids, e.g. 1,2,3 or 1,2,3;4,5,6 for a batch", idRows)
+    .option("--steps <n>", "tokens to generate", nonNegativeInt, 8)
+    .option("--model <name>", "model block to use when the file has several")
+    .option("--target <name>", "target to run on", "cpu")
+    .option("--json", "print the sequences as JSON")
+    .action(async (path, opts) => {
+      const model = loadForCli(path, opts.model);
+      const runner = (await getTarget(opts.target)).prepare(model);
+      const out = generate(runner, opts.ids, opts.steps);
+      process.stdout.write(opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`);
+    });
+}

@@ -1,0 +1,186 @@
+/** End-to-end: the built `pimc` run as a user runs it (npm test builds dist/ first). */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { stripLocs } from "../src/ir/equal.js";
+import { parseModule } from "../src/ir/parser.js";
+import { printFunc } from "../src/ir/printer.js";
+import { importHf } from "../src/frontend/hf/import.js";
+import { llamaVariant, tempDir } from "./util.js";
+
+const BIN = "dist/src/cli/bin.js";
+const tmp = tempDir("pimc-e2e-");
+
+function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A bad input: exit code 2, one line on stderr containing every part, no stack trace. */
+function rejects(args: string[], ...parts: string[]): string {
+  const r = pimc(...args);
+  expect(r.code, r.stderr).toBe(2);
+  const lines = r.stderr.trim().split("\n");
+  expect(lines.length, r.stderr).toBe(1);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  for (const p of parts) expect(r.stderr).toContain(p);
+  return r.stderr;
+}
+
+const write = (name: string, text: string): string => {
+  const p = join(tmp, name);
+  writeFileSync(p, text);
+  return p;
+};
+
+describe("pimc verify", () => {
+  const passing = [
+    "llama-tiny",
+    "mistral-tiny",
+    "qwen2-tiny",
+    "mixtral-tiny",
+    "mixtral-tiny-fused",
+    "opt-tiny",
+    "opt-tiny-350m",
+    "llama-tiny-variants",
+    "gpt2-tiny-bias",
+  ];
+  test.each(passing)("%s matches its reference logits within 1e-4", (name) => {
+    const r = pimc("verify", `test/fixtures/${name}`, "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(Object.keys(j)).toEqual(["model", "target", "prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err", "tokens_match", "passed"]);
+    expect(j).toMatchObject({ model: name, target: "cpu", tokens_match: true, passed: true });
+    for (const k of ["prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err"]) expect(j[k]).toBeLessThan(1e-5);
+  });
+  test("human output and a tolerance too tight to pass", () => {
+    const ok = pimc("verify", "test/fixtures/llama-tiny");
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/prefill +max \|logit error\| \d\.\d\de-\d/);
+    expect(ok.stdout).toContain("PASSED (tolerance 0.0001)");
+    const tight = pimc("verify", "test/fixtures/llama-tiny", "--tolerance", "1e-9", "--json");
+    expect(tight.code).toBe(1);
+    expect(JSON.parse(tight.stdout)).toMatchObject({ passed: false, tokens_match: true });
+  });
+  test("gpt2-tiny: the checkpoint lacks c_attn.bias; pimc warns, zero-fills like transformers, and reports the mismatch", () => {
+    const r = pimc("verify", "test/fixtures/gpt2-tiny", "--json");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("checkpoint has no transformer.h.0.attn.c_attn.bias");
+    const j = JSON.parse(r.stdout) as { prefill_max_abs_err: number; tokens_match: boolean; passed: boolean };
+    expect(j.passed).toBe(false);
+    expect(j.prefill_max_abs_err).toBeGreaterThan(0.1);
+  });
+});
+
+describe("pimc dump and compile", () => {
+  test("dump of a real model (shape-only)", () => {
+    const r = pimc("dump", "examples/llama2-70b.pim");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^module @llama2_70b attributes \{/);
+    expect(r.stdout).toContain("const @model.layers.79.mlp.down_proj.weight : f16[8192, 28672]");
+    expect(r.stdout).toContain("state @kv.79.v : f16[B, 8, T, 128]");
+    expect(r.stdout).toMatch(/func @decode\(%tokens: i32\[B, S\]\) -> \(f16\[B, S, 32000\]\)/);
+    expect(r.stdout).toContain("%kv.79.v = kv_append(@kv.79.v, %L79.v_t) {axis = 2, past = P} : f16[B, 8, P+S, 128]");
+  });
+  test("dump -o writes a file that parses back to the same function", () => {
+    const out = join(tmp, "decode.pimir");
+    const r = pimc("dump", "test/fixtures/qwen2-tiny", "--func", "decode", "-o", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe("");
+    const text = readFileSync(out, "utf8");
+    expect(text).toBe(printFunc(importHf("test/fixtures/qwen2-tiny").module.funcs[1]!));
+  });
+  test("a dumped module is a model too: dump of a .pimir round-trips", () => {
+    const out = join(tmp, "gpt2.pimir");
+    expect(pimc("dump", "test/fixtures/gpt2-tiny-bias", "-o", out).code).toBe(0);
+    const again = pimc("dump", out);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toBe(readFileSync(out, "utf8"));
+    expect(stripLocs(parseModule(again.stdout))).toEqual(stripLocs(importHf("test/fixtures/gpt2-tiny-bias").module));
+  });
+  test("compile prints the summary and per-op costs of a workload", () => {
+    const r = pimc("compile", "examples/llama2-7b.pim", "--phase", "prefill", "--prompt", "128");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("model     llama2_7b (llama: 32 layers, hidden 4096, 32 heads (32 kv), ffn 11008");
+    expect(r.stdout).toContain("prefill, batch 1, prompt 128 tokens");
+    expect(r.stdout).toMatch(/L\*\.q +│ linear +│ +32 │ +137 G │/); // 32 x 2*128*4096*4096 flops
+    const j = JSON.parse(pimc("compile", "examples/llama2-7b.pim", "--workload", "decode_b1", "--json").stdout) as {
+      ops: { name: string; flops: number; bytes: number }[];
+      total_flops: number;
+    };
+    const q = j.ops.find((o) => o.name === "L*.q")!;
+    expect(q.flops).toBe(32 * 2 * 4096 * 4096);
+    expect(q.bytes).toBe(32 * (4096 * 4096 * 2 + 2 * 4096 * 2)); // f16 weight + input + output
+  });
+  test("npm start's command works from a clean build", () => {
+    const r = pimc("compile", "examples/tiny-llama.pim");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("from examples/tiny-llama.pim");
+    expect(r.stdout).toMatch(/│ total +│/);
+  });
+  test("list", () => {
+    expect(pimc("list", "ops").stdout).toMatch(/│ attention +│ q, k, v +│/);
+    expect(pimc("list", "targets").stdout).toContain("cpu");
+    expect(pimc("list", "families").stdout).toContain("mixtral");
+  });
+});
+
+describe("bad input: one line, exit code 2, no partial output", () => {
+  test("malformed description", () => {
+    const f = write("syntax.pim", "model m {\n  family = llama\n  hidden 4096\n}\n");
+    rejects(["dump", f], `${f}:3:10:`, "expected '='");
+  });
+  test("unknown family, unknown key, bad value", () => {
+    rejects(["dump", write("fam.pim", "model m { family = bert }")], "fam.pim:1:20:", "bert");
+    const base = "family = llama vocab = 10 hidden = 8 layers = 1 heads = 2 ffn = 16";
+    rejects(["dump", write("key.pim", `model m { ${base} hiden = 3 }`)], "key.pim:1:", "hiden");
+    rejects(["dump", write("val.pim", `model m { ${base} norm_eps = "x" }`)], "val.pim:1:", "norm_eps");
+  });
+  test("unknown op and inconsistent shapes in a custom graph", () => {
+    const graph = (body: string): string =>
+      `model m {\n  vocab = 10\n  hidden = 8\n  graph {\n    x = embedding(tokens, weight("e", [vocab, hidden]))\n${body}\n  }\n}\n`;
+    rejects(["dump", write("op.pim", graph("    return frobnicate(x)"))], "op.pim:6:12:", "unknown op 'frobnicate'");
+    rejects(["dump", write("shape.pim", graph('    return linear(x, weight("w", [vocab, 7]))'))], "shape.pim:6:12:", "linear");
+  });
+  test("missing, extra and mis-shaped tensors; truncated and lying safetensors", () => {
+    rejects(["verify", llamaVariant(tmp, { tensors: (t) => delete t["model.norm.weight"] })], 'missing tensor "model.norm.weight"');
+    rejects(
+      ["verify", llamaVariant(tmp, { tensors: (t) => (t["extra.bias"] = { dtype: "F32", shape: [2], bytes: new Uint8Array(8) }) })],
+      'unexpected tensor "extra.bias"',
+    );
+    rejects(["verify", llamaVariant(tmp, { config: (c) => (c.hidden_size = 32) })], "has shape");
+    const trunc = llamaVariant(tmp, {});
+    const st = join(trunc, "model.safetensors");
+    writeFileSync(st, readFileSync(st).subarray(0, 5000));
+    rejects(["verify", trunc], "model.safetensors", "truncated");
+    const lying = llamaVariant(tmp, {});
+    const bytes = readFileSync(join(lying, "model.safetensors"));
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")) as Record<string, { shape: number[] }>;
+    header["lm_head.weight"]!.shape = [128, 65]; // the offsets no longer match the shape
+    const text = JSON.stringify(header).padEnd(n, " ");
+    writeFileSync(join(lying, "model.safetensors"), Buffer.concat([bytes.subarray(0, 8), Buffer.from(text.slice(0, n)), bytes.subarray(8 + n)]));
+    rejects(["verify", lying], 'tensor "lm_head.weight"', "[128, 65]");
+  });
+  test("unreadable files and folders", () => {
+    rejects(["dump", join(tmp, "nope.pim")], "nope.pim: no such file or folder");
+    rejects(["verify", tmp], "config.json: cannot read the file");
+    rejects(["dump", write("bad.pimir", "module @m\nfunc @f( {\n")], "bad.pimir:2:");
+  });
+  test("out-of-range and unknown options", () => {
+    rejects(["verify", "test/fixtures/llama-tiny", "--tolerance", "-1"], "--tolerance", "positive number");
+    rejects(["verify", "test/fixtures/llama-tiny", "--target", "tpu"], 'unknown target "tpu"');
+    rejects(["compile", "examples/llama2-7b.pim", "--batch", "0"], "--batch", "positive integer");
+    rejects(["compile", "examples/llama2-7b.pim", "--phase", "train"], "--phase", "train");
+    rejects(["compile", "examples/llama2-7b.pim", "--workload", "nope"], "nope");
+    rejects(["dump", "examples/llama2-7b.pim", "--func", "train"], "--func", "train");
+    rejects(["dump", "examples/llama2-7b.pim", "--frobnicate"], "unknown option '--frobnicate'");
+    rejects(["frobnicate"], "unknown command 'frobnicate'");
+  });
+  test("no partial output file when the input is bad", () => {
+    const out = join(tmp, "never.pimir");
+    rejects(["dump", write("bad2.pim", "model m {"), "-o", out], "bad2.pim:1:");
+    expect(existsSync(out)).toBe(false);
+  });
+});
