@@ -5,9 +5,9 @@
  * - `pimc dump examples/llama2-70b.pim` as a user runs it (a fresh process: start-up included)
  * - reference interpreter: prefill of 2 x 7 tokens and one decode step on llama-tiny
  */
+import { table } from "../src/report/table.js";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import Table from "cli-table3";
 import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { loadModel } from "../src/frontend/load.js";
@@ -47,14 +47,19 @@ rows.push(["parse printed IR", median(() => parseModule(text)), ""]);
 rows.push([
   "pimc dump examples/llama2-70b.pim (fresh process)",
   median(() => {
-    const r = spawnSync(process.execPath, [`${root}dist/src/cli/bin.js`, "dump", llama70b], { stdio: ["ignore", "ignore", "inherit"] });
+    const r = spawnSync(process.execPath, [`${root}dist/src/cli/bin.js`, "dump", llama70b], {
+      stdio: ["ignore", "ignore", "inherit"],
+    });
     if (r.status !== 0) throw new Error("pimc dump failed");
   }, 5),
   "< 1000 ms",
 ]);
 const tiny = importHf(`${root}test/fixtures/llama-tiny`);
 const it = new Interpreter(tiny.module, tiny.weights);
-const prompt = tokenTensor([[47, 68, 25, 118, 67, 83, 23], [103, 92, 57, 14, 23, 72, 89]]);
+const prompt = tokenTensor([
+  [47, 68, 25, 118, 67, 83, 23],
+  [103, 92, 57, 14, 23, 72, 89],
+]);
 rows.push([
   "interpreter: llama-tiny prefill 2x7 + 1 decode step",
   median(() => {
@@ -65,6 +70,6 @@ rows.push([
   "",
 ]);
 
-const table = new Table({ head: ["benchmark", "median ms", "goal"], colAligns: ["left", "right", "left"], style: { head: [], border: [] } });
-for (const [name, ms, goal] of rows) table.push([name, ms.toFixed(1), goal]);
-process.stdout.write(`${table.toString()}\n`);
+const out = table(["benchmark", "median ms", "goal"], ["left", "right", "left"]);
+for (const [name, ms, goal] of rows) out.push([name, ms.toFixed(1), goal]);
+process.stdout.write(`${out.toString()}\n`);

@@ -1,7 +1,17 @@
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import {
-  dimAdd, dimDiv, dimEq, dimEval, dimMul, dimSub, dimSubst, dimToString, parseDim, sym, type Dim,
+  dimAdd,
+  dimDiv,
+  dimEq,
+  dimEval,
+  dimMul,
+  dimSub,
+  dimSubst,
+  dimToString,
+  parseDim,
+  sym,
+  type Dim,
 } from "../src/ir/dim.js";
 
 const SYMS = ["B", "S", "P", "T"];
@@ -15,7 +25,12 @@ const arbDim: fc.Arbitrary<Dim> = fc.letrec<{ d: Dim }>((tie) => ({
     fc.tuple(tie("d"), tie("d")).map(([a, b]) => dimSub(a, b)),
   ),
 })).d;
-const arbEnv = fc.record({ B: fc.integer({ min: 0, max: 9 }), S: fc.integer({ min: 0, max: 9 }), P: fc.integer({ min: 0, max: 9 }), T: fc.integer({ min: 0, max: 9 }) });
+const arbEnv = fc.record({
+  B: fc.integer({ min: 0, max: 9 }),
+  S: fc.integer({ min: 0, max: 9 }),
+  P: fc.integer({ min: 0, max: 9 }),
+  T: fc.integer({ min: 0, max: 9 }),
+});
 
 describe("symbolic dims", () => {
   test("print/parse round-trips", () => {
@@ -44,9 +59,13 @@ describe("symbolic dims", () => {
   });
   test("exact division inverts multiplication by monomials and constants", () => {
     fc.assert(
-      fc.property(arbDim, fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constantFrom(...SYMS).map(sym)), (a, m) => {
-        expect(dimDiv(dimMul(a, m), m)).toEqual(a);
-      }),
+      fc.property(
+        arbDim,
+        fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constantFrom(...SYMS).map(sym)),
+        (a, m) => {
+          expect(dimDiv(dimMul(a, m), m)).toEqual(a);
+        },
+      ),
     );
     expect(dimDiv(sym("B"), 2)).toBeUndefined();
     expect(dimDiv(dimAdd(sym("B"), 1), sym("B"))).toBeUndefined();

@@ -13,7 +13,10 @@ const BIN = "dist/src/cli/bin.js";
 const tmp = tempDir("pimc-e2e-");
 
 function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -50,9 +53,18 @@ describe("pimc verify", () => {
     const r = pimc("verify", `test/fixtures/${name}`, "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(Object.keys(j)).toEqual(["model", "target", "prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err", "tokens_match", "passed"]);
+    expect(Object.keys(j)).toEqual([
+      "model",
+      "target",
+      "prefill_max_abs_err",
+      "decode_max_abs_err",
+      "full_max_abs_err",
+      "tokens_match",
+      "passed",
+    ]);
     expect(j).toMatchObject({ model: name, target: "cpu", tokens_match: true, passed: true });
-    for (const k of ["prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err"]) expect(j[k]).toBeLessThan(1e-5);
+    for (const k of ["prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err"])
+      expect(j[k]).toBeLessThan(1e-5);
   });
   test("human output and a tolerance too tight to pass", () => {
     const ok = pimc("verify", "test/fixtures/llama-tiny");
@@ -81,7 +93,9 @@ describe("pimc dump and compile", () => {
     expect(r.stdout).toContain("const @model.layers.79.mlp.down_proj.weight : f16[8192, 28672]");
     expect(r.stdout).toContain("state @kv.79.v : f16[B, 8, T, 128]");
     expect(r.stdout).toMatch(/func @decode\(%tokens: i32\[B, S\]\) -> \(f16\[B, S, 32000\]\)/);
-    expect(r.stdout).toContain("%kv.79.v = kv_append(@kv.79.v, %L79.v_t) {axis = 2, past = P} : f16[B, 8, P+S, 128]");
+    expect(r.stdout).toContain(
+      "%kv.79.v = kv_append(@kv.79.v, %L79.v_t) {axis = 2, past = P} : f16[B, 8, P+S, 128]",
+    );
   });
   test("dump -o writes a file that parses back to the same function", () => {
     const out = join(tmp, "decode.pimir");
@@ -97,15 +111,21 @@ describe("pimc dump and compile", () => {
     const again = pimc("dump", out);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toBe(readFileSync(out, "utf8"));
-    expect(stripLocs(parseModule(again.stdout))).toEqual(stripLocs(importHf("test/fixtures/gpt2-tiny-bias").module));
+    expect(stripLocs(parseModule(again.stdout))).toEqual(
+      stripLocs(importHf("test/fixtures/gpt2-tiny-bias").module),
+    );
   });
   test("compile prints the summary and per-op costs of a workload", () => {
     const r = pimc("compile", "examples/llama2-7b.pim", "--phase", "prefill", "--prompt", "128");
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain("model     llama2_7b (llama: 32 layers, hidden 4096, 32 heads (32 kv), ffn 11008");
+    expect(r.stdout).toContain(
+      "model     llama2_7b (llama: 32 layers, hidden 4096, 32 heads (32 kv), ffn 11008",
+    );
     expect(r.stdout).toContain("prefill, batch 1, prompt 128 tokens");
     expect(r.stdout).toMatch(/L\*\.q +│ linear +│ +32 │ +137 G │/); // 32 x 2*128*4096*4096 flops
-    const j = JSON.parse(pimc("compile", "examples/llama2-7b.pim", "--workload", "decode_b1", "--json").stdout) as {
+    const j = JSON.parse(
+      pimc("compile", "examples/llama2-7b.pim", "--workload", "decode_b1", "--json").stdout,
+    ) as {
       ops: { name: string; flops: number; bytes: number }[];
       total_flops: number;
     };
@@ -140,13 +160,29 @@ describe("bad input: one line, exit code 2, no partial output", () => {
   test("unknown op and inconsistent shapes in a custom graph", () => {
     const graph = (body: string): string =>
       `model m {\n  vocab = 10\n  hidden = 8\n  graph {\n    x = embedding(tokens, weight("e", [vocab, hidden]))\n${body}\n  }\n}\n`;
-    rejects(["dump", write("op.pim", graph("    return frobnicate(x)"))], "op.pim:6:12:", "unknown op 'frobnicate'");
-    rejects(["dump", write("shape.pim", graph('    return linear(x, weight("w", [vocab, 7]))'))], "shape.pim:6:12:", "linear");
+    rejects(
+      ["dump", write("op.pim", graph("    return frobnicate(x)"))],
+      "op.pim:6:12:",
+      "unknown op 'frobnicate'",
+    );
+    rejects(
+      ["dump", write("shape.pim", graph('    return linear(x, weight("w", [vocab, 7]))'))],
+      "shape.pim:6:12:",
+      "linear",
+    );
   });
   test("missing, extra and mis-shaped tensors; truncated and lying safetensors", () => {
-    rejects(["verify", llamaVariant(tmp, { tensors: (t) => delete t["model.norm.weight"] })], 'missing tensor "model.norm.weight"');
     rejects(
-      ["verify", llamaVariant(tmp, { tensors: (t) => (t["extra.bias"] = { dtype: "F32", shape: [2], bytes: new Uint8Array(8) }) })],
+      ["verify", llamaVariant(tmp, { tensors: (t) => delete t["model.norm.weight"] })],
+      'missing tensor "model.norm.weight"',
+    );
+    rejects(
+      [
+        "verify",
+        llamaVariant(tmp, {
+          tensors: (t) => (t["extra.bias"] = { dtype: "F32", shape: [2], bytes: new Uint8Array(8) }),
+        }),
+      ],
       'unexpected tensor "extra.bias"',
     );
     rejects(["verify", llamaVariant(tmp, { config: (c) => (c.hidden_size = 32) })], "has shape");
@@ -157,10 +193,16 @@ describe("bad input: one line, exit code 2, no partial output", () => {
     const lying = llamaVariant(tmp, {});
     const bytes = readFileSync(join(lying, "model.safetensors"));
     const n = Number(bytes.readBigUInt64LE(0));
-    const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")) as Record<string, { shape: number[] }>;
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")) as Record<
+      string,
+      { shape: number[] }
+    >;
     header["lm_head.weight"]!.shape = [128, 65]; // the offsets no longer match the shape
     const text = JSON.stringify(header).padEnd(n, " ");
-    writeFileSync(join(lying, "model.safetensors"), Buffer.concat([bytes.subarray(0, 8), Buffer.from(text.slice(0, n)), bytes.subarray(8 + n)]));
+    writeFileSync(
+      join(lying, "model.safetensors"),
+      Buffer.concat([bytes.subarray(0, 8), Buffer.from(text.slice(0, n)), bytes.subarray(8 + n)]),
+    );
     rejects(["verify", lying], 'tensor "lm_head.weight"', "[128, 65]");
   });
   test("unreadable files and folders", () => {

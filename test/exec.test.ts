@@ -6,15 +6,21 @@ import { importHf } from "../src/frontend/hf/import.js";
 import { expectUserError } from "./util.js";
 
 const ref = (dir: string): { prompt: number[][]; full_sequence: number[][] } =>
-  JSON.parse(readFileSync(`${dir}/reference.json`, "utf8")) as { prompt: number[][]; full_sequence: number[][] };
+  JSON.parse(readFileSync(`${dir}/reference.json`, "utf8")) as {
+    prompt: number[][];
+    full_sequence: number[][];
+  };
 
 describe("reference interpreter", () => {
-  test.each(["llama-tiny", "mixtral-tiny", "opt-tiny"])("greedy generation of %s reproduces the reference continuation", (name) => {
-    const dir = `test/fixtures/${name}`;
-    const m = importHf(dir);
-    const r = ref(dir);
-    expect(generate(new Interpreter(m.module, m.weights), r.prompt, 6)).toEqual(r.full_sequence);
-  });
+  test.each(["llama-tiny", "mixtral-tiny", "opt-tiny"])(
+    "greedy generation of %s reproduces the reference continuation",
+    (name) => {
+      const dir = `test/fixtures/${name}`;
+      const m = importHf(dir);
+      const r = ref(dir);
+      expect(generate(new Interpreter(m.module, m.weights), r.prompt, 6)).toEqual(r.full_sequence);
+    },
+  );
   test("decoding token by token equals one prefill of the whole sequence", () => {
     const m = importHf("test/fixtures/mistral-tiny");
     const it = new Interpreter(m.module, m.weights);
@@ -34,7 +40,12 @@ describe("reference interpreter", () => {
     const it = new Interpreter(m.module, m.weights);
     expectUserError(() => it.run("prefill", [tokenTensor([[1, 500]])]), "token id 500 out of range");
     expectUserError(() => it.run("decode", [tokenTensor([[1, 2]]), tokenTensor([[1]])]), "takes 1 inputs");
-    it.run("prefill", [tokenTensor([[1, 2], [3, 4]])]);
+    it.run("prefill", [
+      tokenTensor([
+        [1, 2],
+        [3, 4],
+      ]),
+    ]);
     expect(it.cachedTokens).toBe(2);
     expectUserError(() => it.run("decode", [tokenTensor([[1]])]), "does not fit state"); // batch 1, cache of batch 2
   });

@@ -18,7 +18,9 @@ function run(opcode: string, ins: Tensor[], attrs: Attrs = {}): Tensor[] {
   if (!r.ok) throw new Error(r.message);
   return def.eval(ins, r.attrs as never, { outTypes: r.types });
 }
-const run1 = (opcode: string, ins: Tensor[], attrs: Attrs = {}): number[] => [...(run(opcode, ins, attrs)[0]!.data as Float32Array)];
+const run1 = (opcode: string, ins: Tensor[], attrs: Attrs = {}): number[] => [
+  ...(run(opcode, ins, attrs)[0]!.data as Float32Array),
+];
 const shapeErr = (opcode: string, ins: TensorType[], attrs: Attrs = {}): string => {
   const r = checkOp(getOp(opcode)!, ins, attrs);
   return r.ok ? "ok" : r.message;
@@ -37,18 +39,28 @@ describe("shape rules", () => {
   const B = sym("B");
   const S = sym("S");
   test("linear infers symbolic shapes and rejects mismatches", () => {
-    const r = checkOp(getOp("linear")!, [tensor("f16", [B, S, 64]), tensor("f16", [32, 64]), tensor("f16", [32])], {});
+    const r = checkOp(
+      getOp("linear")!,
+      [tensor("f16", [B, S, 64]), tensor("f16", [32, 64]), tensor("f16", [32])],
+      {},
+    );
     expect(r.ok && typeToString(r.types[0]!)).toBe("f16[B, S, 32]");
-    expect(shapeErr("linear", [tensor("f32", [B, S, 64]), tensor("f32", [32, 48])])).toMatch(/linear: x has \[B, S, 64\] but weight \[32, 48\]/);
+    expect(shapeErr("linear", [tensor("f32", [B, S, 64]), tensor("f32", [32, 48])])).toMatch(
+      /linear: x has \[B, S, 64\] but weight \[32, 48\]/,
+    );
     expect(shapeErr("linear", [tensor("f32", [B, 64])])).toMatch(/takes 2 to 3 operands/);
   });
   test("attributes are validated", () => {
     expect(shapeErr("rms_norm", [tensor("f32", [4])], { eps: "x" })).toMatch(/rms_norm: attribute eps/);
-    expect(shapeErr("softmax", [tensor("f32", [4])], { axis: 0, bogus: 1 })).toMatch(/unknown attribute bogus/);
+    expect(shapeErr("softmax", [tensor("f32", [4])], { axis: 0, bogus: 1 })).toMatch(
+      /unknown attribute bogus/,
+    );
   });
   test("reshape checks element counts symbolically", () => {
     expect(shapeErr("reshape", [tensor("f32", [B, S, 64])], { shape: [B, S, 4, 16] })).toBe("ok");
-    expect(shapeErr("reshape", [tensor("f32", [B, S, 64])], { shape: [B, 4, 16] })).toMatch(/element counts differ/);
+    expect(shapeErr("reshape", [tensor("f32", [B, S, 64])], { shape: [B, 4, 16] })).toMatch(
+      /element counts differ/,
+    );
   });
   test("attention requires GQA-compatible heads", () => {
     const q = tensor("f32", [B, 6, S, 8]);
@@ -56,7 +68,11 @@ describe("shape rules", () => {
     expect(shapeErr("attention", [q, kv, kv], { scale: 1 })).toMatch(/multiple of key\/value heads/);
   });
   test("kv_append grows the cache by the new tokens", () => {
-    const r = checkOp(getOp("kv_append")!, [tensor("f32", [B, 2, sym("T"), 16]), tensor("f32", [B, 2, S, 16])], { axis: 2, past: sym("P") });
+    const r = checkOp(
+      getOp("kv_append")!,
+      [tensor("f32", [B, 2, sym("T"), 16]), tensor("f32", [B, 2, S, 16])],
+      { axis: 2, past: sym("P") },
+    );
     expect(r.ok && typeToString(r.types[0]!)).toBe("f32[B, 2, P+S, 16]");
   });
 });
@@ -78,13 +94,26 @@ describe("reference kernels", () => {
     close(run1("silu", [T([2], [0, 1])]), [0, 1 / (1 + Math.exp(-1))]);
     close(run1("gelu", [T([3], [-1, 0, 1])]), [-0.15865525, 0, 0.84134475]);
     close(run1("gelu", [T([1], [1])], { approx: "tanh" }), [0.8411920071]);
-    for (const [x, e] of [[0.5, 0.5204998778], [1, 0.8427007929], [-2, -0.9953222650], [3, 0.9999779095]] as const)
+    for (const [x, e] of [
+      [0.5, 0.5204998778],
+      [1, 0.8427007929],
+      [-2, -0.995322265],
+      [3, 0.9999779095],
+    ] as const)
       expect(Math.abs(erf(x) - e)).toBeLessThan(2e-7);
   });
   test("softmax and norms", () => {
     close(run1("softmax", [T([2], [0, Math.log(3)])]), [0.25, 0.75]);
-    close(run1("rms_norm", [T([2], [3, 4]), T([2], [1, 2])], { eps: 1e-12 }), [3 / Math.sqrt(12.5), 8 / Math.sqrt(12.5)], 1e-6);
-    close(run1("layer_norm", [T([2], [1, 3]), T([2], [2, 2]), T([2], [1, 1])], { eps: 1e-12 }), [-1, 3], 1e-5);
+    close(
+      run1("rms_norm", [T([2], [3, 4]), T([2], [1, 2])], { eps: 1e-12 }),
+      [3 / Math.sqrt(12.5), 8 / Math.sqrt(12.5)],
+      1e-6,
+    );
+    close(
+      run1("layer_norm", [T([2], [1, 3]), T([2], [2, 2]), T([2], [1, 1])], { eps: 1e-12 }),
+      [-1, 3],
+      1e-5,
+    );
   });
   test("transpose, split and concat", () => {
     const x = T([2, 3], [1, 2, 3, 4, 5, 6]);
@@ -104,15 +133,26 @@ describe("reference kernels", () => {
     close(out.slice(0, 4), [1, 2, 3, 4]);
     const inv = [1, 1 / 10];
     const ang = inv.map((f) => 5 * f);
-    close(out.slice(4), [
-      1 * Math.cos(ang[0]!) - 3 * Math.sin(ang[0]!),
-      2 * Math.cos(ang[1]!) - 4 * Math.sin(ang[1]!),
-      3 * Math.cos(ang[0]!) + 1 * Math.sin(ang[0]!),
-      4 * Math.cos(ang[1]!) + 2 * Math.sin(ang[1]!),
-    ], 1e-5);
+    close(
+      out.slice(4),
+      [
+        1 * Math.cos(ang[0]!) - 3 * Math.sin(ang[0]!),
+        2 * Math.cos(ang[1]!) - 4 * Math.sin(ang[1]!),
+        3 * Math.cos(ang[0]!) + 1 * Math.sin(ang[0]!),
+        4 * Math.cos(ang[1]!) + 2 * Math.sin(ang[1]!),
+      ],
+      1e-5,
+    );
   });
   test("llama3 rope scaling keeps high frequencies, divides low ones and blends between", () => {
-    const a = { theta: 500000, interleaved: false, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position: 64 } as const;
+    const a = {
+      theta: 500000,
+      interleaved: false,
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position: 64,
+    } as const;
     const base = ropeInvFreq({ ...a, scaling: "none" }, 32);
     const l3 = ropeInvFreq({ ...a, scaling: "llama3" }, 32);
     expect(l3[0]).toBe(base[0]); // wavelength 2*pi < 64/4: unchanged
@@ -123,42 +163,66 @@ describe("reference kernels", () => {
   });
   test("attention matches a naive computation (GQA, causal offset, sliding window)", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 1000 }), (s, past, window, seed) => {
-        const [b, hq, hkv, d] = [2, 4, 2, 3];
-        const t = past + s;
-        const q = T([b, hq, s, d], rand(b * hq * s * d, seed));
-        const k = T([b, hkv, t, d], rand(b * hkv * t * d, seed + 1));
-        const v = T([b, hkv, t, d], rand(b * hkv * t * d, seed + 2));
-        const out = run1("attention", [q, k, v], { scale: 0.5, window });
-        const qd = q.data as Float32Array;
-        const kd = k.data as Float32Array;
-        const vd = v.data as Float32Array;
-        const want: number[] = [];
-        for (let bi = 0; bi < b; bi++)
-          for (let h = 0; h < hq; h++)
-            for (let i = 0; i < s; i++) {
-              const kh = Math.floor(h / (hq / hkv));
-              const keys = [...Array(t).keys()].filter((j) => j <= past + i && (window === 0 || past + i - j < window));
-              const sc = keys.map((j) => 0.5 * [...Array(d).keys()].reduce((acc, x) => acc + qd[((bi * hq + h) * s + i) * d + x]! * kd[((bi * hkv + kh) * t + j) * d + x]!, 0));
-              const m = Math.max(...sc);
-              const e = sc.map((z) => Math.exp(z - m));
-              const z = e.reduce((p, c) => p + c, 0);
-              for (let x = 0; x < d; x++) want.push(keys.reduce((acc, j, n) => acc + (e[n]! / z) * vd[((bi * hkv + kh) * t + j) * d + x]!, 0));
-            }
-        close(out, want, 1e-5);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 0, max: 4 }),
+        fc.integer({ min: 0, max: 3 }),
+        fc.integer({ min: 1, max: 1000 }),
+        (s, past, window, seed) => {
+          const [b, hq, hkv, d] = [2, 4, 2, 3];
+          const t = past + s;
+          const q = T([b, hq, s, d], rand(b * hq * s * d, seed));
+          const k = T([b, hkv, t, d], rand(b * hkv * t * d, seed + 1));
+          const v = T([b, hkv, t, d], rand(b * hkv * t * d, seed + 2));
+          const out = run1("attention", [q, k, v], { scale: 0.5, window });
+          const qd = q.data as Float32Array;
+          const kd = k.data as Float32Array;
+          const vd = v.data as Float32Array;
+          const want: number[] = [];
+          for (let bi = 0; bi < b; bi++)
+            for (let h = 0; h < hq; h++)
+              for (let i = 0; i < s; i++) {
+                const kh = Math.floor(h / (hq / hkv));
+                const keys = [...Array(t).keys()].filter(
+                  (j) => j <= past + i && (window === 0 || past + i - j < window),
+                );
+                const sc = keys.map(
+                  (j) =>
+                    0.5 *
+                    [...Array(d).keys()].reduce(
+                      (acc, x) =>
+                        acc + qd[((bi * hq + h) * s + i) * d + x]! * kd[((bi * hkv + kh) * t + j) * d + x]!,
+                      0,
+                    ),
+                );
+                const m = Math.max(...sc);
+                const e = sc.map((z) => Math.exp(z - m));
+                const z = e.reduce((p, c) => p + c, 0);
+                for (let x = 0; x < d; x++)
+                  want.push(
+                    keys.reduce((acc, j, n) => acc + (e[n]! / z) * vd[((bi * hkv + kh) * t + j) * d + x]!, 0),
+                  );
+              }
+          close(out, want, 1e-5);
+        },
+      ),
       { numRuns: 60 },
     );
   });
   test("kv_append appends along the axis and checks the cached length", () => {
     const st = T([1, 1, 1, 2], [1, 2]);
     close(run1("kv_append", [st, T([1, 1, 2, 2], [3, 4, 5, 6])], { axis: 2, past: 1 }), [1, 2, 3, 4, 5, 6]);
-    expect(() => run("kv_append", [st, T([1, 1, 1, 2], [3, 4])], { axis: 2, past: 2 })).toThrow(/holds 1 positions but the call expects 2/);
+    expect(() => run("kv_append", [st, T([1, 1, 1, 2], [3, 4])], { axis: 2, past: 2 })).toThrow(
+      /holds 1 positions but the call expects 2/,
+    );
   });
   test("moe equals the top-k weighted sum of dense expert MLPs", () => {
     const [e, d, f] = [4, 3, 5];
     const x = T([2, d], rand(2 * d, 7));
-    const router = T([e, d], rand(e * d, 8).map((v) => 3 * v));
+    const router = T(
+      [e, d],
+      rand(e * d, 8).map((v) => 3 * v),
+    );
     const wg = T([e, f, d], rand(e * f * d, 9));
     const wu = T([e, f, d], rand(e * f * d, 10));
     const wd = T([e, d, f], rand(e * d * f, 11));
@@ -177,7 +241,9 @@ describe("reference kernels", () => {
           return (g / (1 + Math.exp(-g))) * dot(wu.data as Float32Array, (ei * f + j) * d);
         });
         for (let i = 0; i < d; i++)
-          acc[i]! += (ex[n]! / (ex[0]! + ex[1]!)) * h.reduce((s, hv, j) => s + hv * (wd.data as Float32Array)[(ei * d + i) * f + j]!, 0);
+          acc[i]! +=
+            (ex[n]! / (ex[0]! + ex[1]!)) *
+            h.reduce((s, hv, j) => s + hv * (wd.data as Float32Array)[(ei * d + i) * f + j]!, 0);
       });
       want.push(...acc);
     }

@@ -21,7 +21,11 @@ export interface Spec {
 }
 
 /** Serializes a header object and a data section: 8-byte LE length, JSON, data. */
-export function rawFile(header: unknown, data: Uint8Array = new Uint8Array(0), headerText?: string): Uint8Array {
+export function rawFile(
+  header: unknown,
+  data: Uint8Array = new Uint8Array(0),
+  headerText?: string,
+): Uint8Array {
   const json = new TextEncoder().encode(headerText ?? JSON.stringify(header));
   const out = new Uint8Array(8 + json.length + data.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
@@ -47,7 +51,8 @@ export function buildFile(tensors: Record<string, Spec>, metadata?: Record<strin
   return rawFile(header, data);
 }
 
-export const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+export const bytesOf = (a: ArrayBufferView): Uint8Array =>
+  new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** Expects `f` to throw a one-line UserError containing every part; returns the message. */
 export function expectUserError(f: () => unknown, ...parts: string[]): string {
@@ -83,7 +88,8 @@ export function llamaVariant(dir: string, edit: VariantEdit): string {
   writeFileSync(join(out, "reference.json"), readFileSync(join(LLAMA_TINY, "reference.json")));
   const st = SafetensorsFile.open(join(LLAMA_TINY, "model.safetensors"));
   const tensors: Record<string, Spec> = {};
-  for (const e of st.entries.values()) tensors[e.name] = { dtype: "F32", shape: [...e.shape], bytes: bytesOf(st.read(e.name).data) };
+  for (const e of st.entries.values())
+    tensors[e.name] = { dtype: "F32", shape: [...e.shape], bytes: bytesOf(st.read(e.name).data) };
   edit.tensors?.(tensors);
   writeFileSync(join(out, "model.safetensors"), buildFile(tensors));
   return out;

@@ -3,8 +3,8 @@
  * table of flops, bytes and arithmetic intensity (Op/B) under a workload. Later issues add the pass
  * pipeline and a target's program as output.
  */
+import { table } from "../report/table.js";
 import { Command, Option } from "@commander-js/extra-typings";
-import Table from "cli-table3";
 import { UserError } from "../errors.js";
 import { loadDescription, selectWorkload } from "../frontend/dsl/index.js";
 import { defaultWorkload, workloadEnv, workloadFromDecl, type Workload } from "../frontend/workload.js";
@@ -33,8 +33,12 @@ export function resolveWorkload(modelPath: string, o: WorkloadFlags): Workload {
   if (o.workload !== undefined) {
     const m = /^(.*\.pim)(?::(\w+))?$/.exec(o.workload);
     if (m) w = workloadFromDecl(selectWorkload(loadDescription(m[1]!), m[2]));
-    else if (modelPath.endsWith(".pim")) w = workloadFromDecl(selectWorkload(loadDescription(modelPath), o.workload));
-    else throw new UserError(`--workload: "${o.workload}" is not a .pim file, and the model is not a description file`);
+    else if (modelPath.endsWith(".pim"))
+      w = workloadFromDecl(selectWorkload(loadDescription(modelPath), o.workload));
+    else
+      throw new UserError(
+        `--workload: "${o.workload}" is not a .pim file, and the model is not a description file`,
+      );
   } else if (modelPath.endsWith(".pim")) {
     const desc = loadDescription(modelPath);
     const first = desc.workloads.find((x) => o.phase === undefined || x.phase === o.phase);
@@ -118,7 +122,10 @@ export function compileCommand() {
       assertValid(model.module);
       const w = resolveWorkload(path, opts);
       const rows = costRows(model.module, w);
-      const total = rows.reduce((s, r) => ({ flops: s.flops + r.flops, bytes: s.bytes + r.bytes }), { flops: 0, bytes: 0 });
+      const total = rows.reduce((s, r) => ({ flops: s.flops + r.flops, bytes: s.bytes + r.bytes }), {
+        flops: 0,
+        bytes: 0,
+      });
       if (opts.output !== undefined) writeFileAtomic(opts.output, printModule(model.module));
       if (opts.json) {
         process.stdout.write(
@@ -126,14 +133,26 @@ export function compileCommand() {
         );
         return;
       }
-      const t = new Table({
-        head: ["op", "kind", "count", "flops", "bytes", "Op/B"],
-        colAligns: ["left", "left", "right", "right", "right", "right"],
-        style: { head: [], border: [] },
-      });
-      for (const r of rows) t.push([r.name, r.opcode, String(r.count), si(r.flops), bytes(r.bytes), opb(r.flops, r.bytes)]);
-      t.push(["total", "", int(rows.reduce((s, r) => s + r.count, 0)), si(total.flops), bytes(total.bytes), opb(total.flops, total.bytes)]);
-      const lines = [...summary(model.module, model.source, model.weights.names().length > 0), `workload  ${describeWorkload(w)}`, t.toString(), ""];
+      const t = table(
+        ["op", "kind", "count", "flops", "bytes", "Op/B"],
+        ["left", "left", "right", "right", "right", "right"],
+      );
+      for (const r of rows)
+        t.push([r.name, r.opcode, String(r.count), si(r.flops), bytes(r.bytes), opb(r.flops, r.bytes)]);
+      t.push([
+        "total",
+        "",
+        int(rows.reduce((s, r) => s + r.count, 0)),
+        si(total.flops),
+        bytes(total.bytes),
+        opb(total.flops, total.bytes),
+      ]);
+      const lines = [
+        ...summary(model.module, model.source, model.weights.names().length > 0),
+        `workload  ${describeWorkload(w)}`,
+        t.toString(),
+        "",
+      ];
       process.stdout.write(lines.join("\n"));
     });
 }

@@ -17,7 +17,10 @@ export function dumpCommand() {
       let text: string;
       if (opts.func !== undefined) {
         const f = findFunc(module, opts.func);
-        if (!f) throw new UserError(`--func: module has no function "${opts.func}" (has ${module.funcs.map((x) => x.name).join(", ")})`);
+        if (!f)
+          throw new UserError(
+            `--func: module has no function "${opts.func}" (has ${module.funcs.map((x) => x.name).join(", ")})`,
+          );
         text = printFunc(f);
       } else text = printModule(module);
       if (opts.output !== undefined) writeFileAtomic(opts.output, text);

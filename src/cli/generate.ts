@@ -9,7 +9,8 @@ function idRows(v: string): number[][] {
   const rows = v.split(";").map((r) => r.split(",").map((x) => x.trim()));
   if (rows.some((r) => r.length === 0 || r.some((x) => !/^\d+$/.test(x))))
     throw new InvalidArgumentError("expected token ids like 1,2,3 (sequences separated by ';')");
-  if (rows.some((r) => r.length !== rows[0]!.length)) throw new InvalidArgumentError("all sequences must have the same length");
+  if (rows.some((r) => r.length !== rows[0]!.length))
+    throw new InvalidArgumentError("all sequences must have the same length");
   return rows.map((r) => r.map(Number));
 }
 
@@ -26,6 +27,8 @@ export function generateCommand() {
       const model = loadForCli(path, opts.model);
       const runner = (await getTarget(opts.target)).prepare(model);
       const out = generate(runner, opts.ids, opts.steps);
-      process.stdout.write(opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`);
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`,
+      );
     });
 }

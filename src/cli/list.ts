@@ -1,6 +1,6 @@
 /** `pimc list ops|targets|families`: what this pimc knows about. */
+import { table } from "../report/table.js";
 import { Argument, Command } from "@commander-js/extra-typings";
-import Table from "cli-table3";
 import { FAMILIES } from "../frontend/config.js";
 import { allOps } from "../ir/registry.js";
 import "../ir/ops/index.js";
@@ -11,7 +11,7 @@ export function listCommand() {
     .description("list the IR ops, targets or model families pimc supports")
     .addArgument(new Argument("<what>", "what to list").choices(["ops", "targets", "families"] as const))
     .action(async (what) => {
-      const t = new Table({ style: { head: [], border: [] } });
+      const t = table([]);
       if (what === "ops") {
         t.options.head = ["op", "operands", "summary"];
         for (const d of allOps()) t.push([d.name, d.operands.join(", "), d.summary]);

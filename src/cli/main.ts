@@ -20,7 +20,8 @@ export function makeProgram(): Command {
   program.addCommand(verifyCommand());
   program.addCommand(generateCommand());
   program.addCommand(listCommand());
-  for (const c of program.commands) c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });
+  for (const c of program.commands)
+    c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });
   return program as unknown as Command;
 }
 
@@ -30,7 +31,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return 0;
+      if (
+        e.code === "commander.helpDisplayed" ||
+        e.code === "commander.version" ||
+        e.code === "commander.help"
+      )
+        return 0;
       return 2; // commander already printed the one-line message
     }
     if (e instanceof UserError) {

@@ -3,7 +3,8 @@ import { InvalidArgumentError } from "@commander-js/extra-typings";
 
 export function positiveNumber(v: string): number {
   const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x) || x <= 0) throw new InvalidArgumentError("expected a positive number");
+  if (v.trim() === "" || !Number.isFinite(x) || x <= 0)
+    throw new InvalidArgumentError("expected a positive number");
   return x;
 }
 
@@ -16,6 +17,7 @@ export function positiveInt(v: string): number {
 
 export function nonNegativeInt(v: string): number {
   const x = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(x)) throw new InvalidArgumentError("expected an integer >= 0");
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(x))
+    throw new InvalidArgumentError("expected an integer >= 0");
   return x;
 }

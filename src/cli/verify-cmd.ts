@@ -32,7 +32,9 @@ export function verifyCommand() {
             `decode   max |logit error| ${mark(r.decode_max_abs_err)}`,
             `full     max |logit error| ${mark(r.full_max_abs_err)}`,
             `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}`,
-            r.passed ? pc.green(`PASSED (tolerance ${opts.tolerance})`) : pc.red(`FAILED (tolerance ${opts.tolerance})`),
+            r.passed
+              ? pc.green(`PASSED (tolerance ${opts.tolerance})`)
+              : pc.red(`FAILED (tolerance ${opts.tolerance})`),
             "",
           ].join("\n"),
         );

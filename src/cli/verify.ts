@@ -17,7 +17,12 @@ const ids2 = z.array(z.array(z.number().int().nonnegative()).min(1)).min(1);
 const zReference = z.object({
   prompt: ids2,
   prefill_logits: z.array(z.array(z.array(z.number()))),
-  decode: z.array(z.object({ input_ids: z.array(z.array(z.number().int().nonnegative()).length(1)), logits: z.array(z.array(z.number())) })),
+  decode: z.array(
+    z.object({
+      input_ids: z.array(z.array(z.number().int().nonnegative()).length(1)),
+      logits: z.array(z.array(z.number())),
+    }),
+  ),
   full_sequence: ids2,
   full_logits_last: z.array(z.array(z.number())),
 });
@@ -38,7 +43,9 @@ export function readReference(path: string): Reference {
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new UserError(`${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : `not valid JSON (${(e as Error).message})`}`);
+    throw new UserError(
+      `${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : `not valid JSON (${(e as Error).message})`}`,
+    );
   }
   const r = zReference.safeParse(raw);
   if (!r.success) throw new UserError(`${path}: ${zodMessage(r.error, "field")}`);
@@ -46,14 +53,19 @@ export function readReference(path: string): Reference {
 }
 
 /** max |a - b| over logits [B, S, V] at positions `pos` (all when undefined) vs expected [B][V] rows. */
-function maxErr(got: Tensor, want: (b: number, s: number) => readonly number[] | undefined, positions: readonly number[]): number {
+function maxErr(
+  got: Tensor,
+  want: (b: number, s: number) => readonly number[] | undefined,
+  positions: readonly number[],
+): number {
   const [b, s, v] = got.shape as [number, number, number];
   const d = got.data as Float32Array;
   let m = 0;
   for (let i = 0; i < b; i++)
     for (const p of positions) {
       const row = want(i, p);
-      if (!row || row.length !== v) throw new UserError(`reference logits have ${row?.length ?? 0} entries per row, the model ${v}`);
+      if (!row || row.length !== v)
+        throw new UserError(`reference logits have ${row?.length ?? 0} entries per row, the model ${v}`);
       const off = (i * s + p) * v;
       for (let j = 0; j < v; j++) m = Math.max(m, Math.abs(d[off + j]! - row[j]!));
     }
@@ -88,7 +100,10 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
     const ids = step.input_ids.map((r) => r[0]!);
     if (ids.some((t, i) => t !== expected[i])) tokensMatch = false;
     const out = runner.run("decode", [tokenTensor(step.input_ids)])[0]!;
-    decodeErr = Math.max(decodeErr, maxErr(out, (b) => step.logits[b], [0]));
+    decodeErr = Math.max(
+      decodeErr,
+      maxErr(out, (b) => step.logits[b], [0]),
+    );
     expected = greedyNext(out);
   }
   const last = ref.decode[ref.decode.length - 1];

@@ -32,8 +32,7 @@ export class Interpreter {
   constructor(
     readonly module: Module,
     private readonly weights: WeightStore,
-  ) {
-  }
+  ) {}
 
   /** Empties the KV cache. */
   reset(): void {
@@ -64,10 +63,13 @@ export class Interpreter {
     let t = this.consts.get(name);
     if (!t) {
       const decl = this.module.consts.find((c) => c.name === name);
-      if (!this.weights.has(name)) throw new UserError(`constant @${name} has no data (the model is shape-only)`);
+      if (!this.weights.has(name))
+        throw new UserError(`constant @${name} has no data (the model is shape-only)`);
       t = toRuntime(this.weights.get(name));
       if (decl && t.shape.join() !== decl.type.shape.join())
-        throw new UserError(`constant @${name} has shape [${t.shape}] but is declared ${typeToString(decl.type)}`);
+        throw new UserError(
+          `constant @${name} has shape [${t.shape}] but is declared ${typeToString(decl.type)}`,
+        );
       this.consts.set(name, t);
     }
     return t;
@@ -87,7 +89,8 @@ export class Interpreter {
         throw new UserError(`input %${p.name} must have rank ${p.type.shape.length}, got [${t.shape}]`);
       p.type.shape.forEach((d, k) => {
         if (typeof d === "number") {
-          if (d !== t.shape[k]) throw new UserError(`input %${p.name} axis ${k} must be ${d}, got ${t.shape[k]}`);
+          if (d !== t.shape[k])
+            throw new UserError(`input %${p.name} axis ${k} must be ${d}, got ${t.shape[k]}`);
         } else if (d.terms.length === 1 && d.terms[0]!.syms.length === 1 && d.terms[0]!.coef === 1) {
           env[d.terms[0]!.syms[0]!] = t.shape[k]!;
         }
@@ -114,7 +117,9 @@ export class Interpreter {
       } catch (e) {
         // Inputs that do not fit the program (token ids, cache contents) are the user's.
         if (e instanceof RangeError || e instanceof ShapeError)
-          throw new UserError(`@${name} op ${idx} (%${op.results[0]?.name ?? ""} = ${op.opcode}): ${e.message}`);
+          throw new UserError(
+            `@${name} op ${idx} (%${op.results[0]?.name ?? ""} = ${op.opcode}): ${e.message}`,
+          );
         throw e;
       }
       if (def.stateOperand !== undefined) this.states.set(refName(op.operands[def.stateOperand]!), outs[0]!);
@@ -128,7 +133,8 @@ export class Interpreter {
 export function tokenTensor(ids: readonly (readonly number[])[]): Tensor {
   const b = ids.length;
   const s = ids[0]?.length ?? 0;
-  if (ids.some((r) => r.length !== s)) throw new UserError("all sequences in a batch must have the same length");
+  if (ids.some((r) => r.length !== s))
+    throw new UserError("all sequences in a batch must have the same length");
   return { dtype: "i32", shape: [b, s], data: Int32Array.from(ids.flat()) };
 }
 

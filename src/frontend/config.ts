@@ -71,14 +71,18 @@ export const zModelConfig = z
     const bad = (path: string, message: string): void => {
       ctx.addIssue({ code: "custom", path: [path], message });
     };
-    if (c.heads % c.kv_heads !== 0) bad("kv_heads", `heads (${c.heads}) must be a multiple of kv_heads (${c.kv_heads})`);
+    if (c.heads % c.kv_heads !== 0)
+      bad("kv_heads", `heads (${c.heads}) must be a multiple of kv_heads (${c.kv_heads})`);
     if ((c.experts === undefined) !== (c.top_k === undefined)) bad("top_k", "experts and top_k go together");
     if (c.experts !== undefined && c.top_k !== undefined && c.top_k > c.experts)
       bad("top_k", `top_k (${c.top_k}) exceeds experts (${c.experts})`);
     if (c.windows && c.windows.length !== c.layers) bad("windows", `needs one entry per layer (${c.layers})`);
     if (c.rope?.rotary_dim !== undefined && (c.rope.rotary_dim > c.head_dim || c.rope.rotary_dim % 2 !== 0))
       bad("rope.rotary_dim", `must be even and at most head_dim (${c.head_dim})`);
-    if (c.rope === undefined && (c.family === "llama" || c.family === "mistral" || c.family === "qwen2" || c.family === "mixtral"))
+    if (
+      c.rope === undefined &&
+      (c.family === "llama" || c.family === "mistral" || c.family === "qwen2" || c.family === "mixtral")
+    )
       bad("rope", `family ${c.family} needs rotary embedding parameters`);
   });
 
@@ -100,7 +104,10 @@ export function familyDefaults(family: Family): Partial<ModelConfigInput> {
         qkv_bias: family === "qwen2",
         o_bias: false,
         mlp_bias: false,
-        rope: { theta: family === "llama" ? 10000 : family === "qwen2" ? 1000000 : family === "mixtral" ? 1e6 : 10000 } as RopeConfig,
+        rope: {
+          theta:
+            family === "llama" ? 10000 : family === "qwen2" ? 1000000 : family === "mixtral" ? 1e6 : 10000,
+        } as RopeConfig,
         max_positions: family === "llama" ? 4096 : 32768,
         dtype: "f16",
       };

@@ -94,7 +94,12 @@ export class FuncBuilder {
   }
 
   /** Adds an op; returns its results. `name` is a hint for the result names. */
-  op(opcode: string, operands: readonly Val[], attrs: Attrs = {}, opts: { name?: string; loc?: Loc } = {}): Val[] {
+  op(
+    opcode: string,
+    operands: readonly Val[],
+    attrs: Attrs = {},
+    opts: { name?: string; loc?: Loc } = {},
+  ): Val[] {
     const def = getOp(opcode);
     if (!def) throw new SourceError(opts.loc, `unknown op '${opcode}'`);
     const res = checkOp(
@@ -119,7 +124,12 @@ export class FuncBuilder {
   }
 
   /** Adds a single-result op. */
-  op1(opcode: string, operands: readonly Val[], attrs: Attrs = {}, opts: { name?: string; loc?: Loc } = {}): Val {
+  op1(
+    opcode: string,
+    operands: readonly Val[],
+    attrs: Attrs = {},
+    opts: { name?: string; loc?: Loc } = {},
+  ): Val {
     const r = this.op(opcode, operands, attrs, opts);
     if (r.length !== 1) throw new SourceError(opts.loc, `${opcode} has ${r.length} results, expected 1`);
     return r[0]!;

@@ -24,8 +24,15 @@ export function funcCosts(m: Module, f: Func, env: DimEnv): OpCost[] {
   return f.body.map((op) => {
     const def = getOp(op.opcode);
     if (!def) throw new Error(`internal: unknown op ${op.opcode}`);
-    const ins = op.operands.map((ref) => (ref.startsWith("%") ? types.get(refName(ref)) : globals.get(refName(ref)))!);
-    const c = def.cost(ins, op.results.map((r) => r.type), concretizeAttrs(op.attrs, env) as never, env);
+    const ins = op.operands.map(
+      (ref) => (ref.startsWith("%") ? types.get(refName(ref)) : globals.get(refName(ref)))!,
+    );
+    const c = def.cost(
+      ins,
+      op.results.map((r) => r.type),
+      concretizeAttrs(op.attrs, env) as never,
+      env,
+    );
     return { op, flops: c.flops, bytes: c.bytes };
   });
 }

@@ -21,6 +21,8 @@ function bundleUrl(): string | undefined {
 }
 
 const url = bundleUrl();
-const chevrotain: typeof Chevrotain = url ? ((await import(url)) as typeof Chevrotain) : await import("chevrotain");
+const chevrotain: typeof Chevrotain = url
+  ? ((await import(url)) as typeof Chevrotain)
+  : await import("chevrotain");
 
 export const { createToken, Lexer, CstParser, EOF } = chevrotain;

@@ -193,7 +193,10 @@ class Evaluator {
         if (v) return v;
         if (this.assigned.has(e.name))
           throw new SourceError(e.loc, `'${e.name}' is used before it is assigned`);
-        throw new SourceError(e.loc, `unknown name '${e.name}'${didYouMean(e.name, [...this.vars.keys(), ...this.predefined.keys()])}`);
+        throw new SourceError(
+          e.loc,
+          `unknown name '${e.name}'${didYouMean(e.name, [...this.vars.keys(), ...this.predefined.keys()])}`,
+        );
       }
       case "neg": {
         const v = this.expr(e.operand);
@@ -274,7 +277,11 @@ class Evaluator {
         return this.selfAttention(e);
     }
     const def = getOp(e.callee);
-    if (!def) throw new SourceError(e.loc, `unknown op '${e.callee}'${didYouMean(e.callee, [...allOps().map((o) => o.name), ...BUILTINS])}`);
+    if (!def)
+      throw new SourceError(
+        e.loc,
+        `unknown op '${e.callee}'${didYouMean(e.callee, [...allOps().map((o) => o.name), ...BUILTINS])}`,
+      );
     const ins = e.args.map((a, i) =>
       this.tensor(this.expr(a), a.loc, `operand ${operandName(def, i)} of ${def.name}`),
     );

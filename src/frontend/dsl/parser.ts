@@ -116,7 +116,9 @@ class DescParser extends CstParser {
     const n = this.CONSUME(T.NumberLit);
     this.OPTION2({
       GATE: () =>
-        this.LA(1).tokenType === T.Ident && this.LA(1).startLine === n.startLine && this.LA(2).tokenType !== T.Equals,
+        this.LA(1).tokenType === T.Ident &&
+        this.LA(1).startLine === n.startLine &&
+        this.LA(2).tokenType !== T.Equals,
       DEF: () => {
         this.CONSUME(T.Ident, { LABEL: "unit" });
         this.OPTION3(() => {

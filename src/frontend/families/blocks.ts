@@ -18,7 +18,8 @@ export function proj(ctx: DecoderCtx, x: Val, prefix: string, out: Dim, bias: bo
 
 export function norm(ctx: DecoderCtx, x: Val, cfg: ModelConfig, prefix: string, name: string): Val {
   const d = width(x);
-  if (cfg.norm === "rms") return ctx.f.op1("rms_norm", [x, ctx.weight(`${prefix}.weight`, [d])], { eps: cfg.norm_eps }, { name });
+  if (cfg.norm === "rms")
+    return ctx.f.op1("rms_norm", [x, ctx.weight(`${prefix}.weight`, [d])], { eps: cfg.norm_eps }, { name });
   const w = ctx.weight(`${prefix}.weight`, [d]);
   const b = ctx.weight(`${prefix}.bias`, [d]);
   return ctx.f.op1("layer_norm", [x, w, b], { eps: cfg.norm_eps }, { name });
@@ -97,7 +98,12 @@ export function selfAttention(ctx: DecoderCtx, a: SelfAttentionSpec): Val {
   const qt = f.op1("transpose", [q], bhsd, { name: `${t}.q_t` });
   const kAll = ctx.cache(`${a.slot}.k`, f.op1("transpose", [k], bhsd, { name: `${t}.k_t` }), a.loc);
   const vAll = ctx.cache(`${a.slot}.v`, f.op1("transpose", [v], bhsd, { name: `${t}.v_t` }), a.loc);
-  const o = f.op1("attention", [qt, kAll, vAll], { scale: a.scale, causal: true, window: a.window }, { name: `${t}.attn` });
+  const o = f.op1(
+    "attention",
+    [qt, kAll, vAll],
+    { scale: a.scale, causal: true, window: a.window },
+    { name: `${t}.attn` },
+  );
   const ot = f.op1("transpose", [o], bhsd, { name: `${t}.attn_t` });
   return f.op1("reshape", [ot], { shape: [B, S, dimMul(a.heads, a.headDim)] }, { name: `${t}.attn_out` });
 }

@@ -52,7 +52,8 @@ export function buildDecoderModule(name: string, attrs: Attrs, dtype: DType, gra
       S,
       past,
       tokens,
-      weight: (wname, shape, opts = {}) => mb.constant(wname, tensor(opts.dtype ?? dtype, shape), {}, opts.loc),
+      weight: (wname, shape, opts = {}) =>
+        mb.constant(wname, tensor(opts.dtype ?? dtype, shape), {}, opts.loc),
       positions(offset = 0, loc) {
         let p = positions.get(offset);
         if (!p) {
@@ -66,7 +67,12 @@ export function buildDecoderModule(name: string, attrs: Attrs, dtype: DType, gra
       cache(slot, x, loc) {
         const shape = x.type.shape.map((d, i) => (i === 2 ? sym("T") : d));
         const st = mb.state(`kv.${slot}`, tensor(x.type.dtype, shape));
-        return f.op1("kv_append", [st, x], { axis: 2, past }, { name: `kv.${slot}`, ...(loc ? { loc } : {}) });
+        return f.op1(
+          "kv_append",
+          [st, x],
+          { axis: 2, past },
+          { name: `kv.${slot}`, ...(loc ? { loc } : {}) },
+        );
       },
     };
     f.ret(graph(ctx));

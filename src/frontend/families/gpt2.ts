@@ -49,7 +49,14 @@ export function gpt2Graph(cfg: ModelConfig): DecoderGraph {
       x = f.op1("add", [x, o], {}, { name: `${t}.resid_attn` });
       const h2 = norm(ctx, x, cfg, `${p}.ln_2`, `${t}.ln_2`);
       const up = conv1d(ctx, h2, `${p}.mlp.c_fc`, cfg.ffn, cfg.mlp_bias, `${t}.fc`);
-      const m = conv1d(ctx, activation(ctx, up, cfg.act, `${t}.act`), `${p}.mlp.c_proj`, d, cfg.mlp_bias, `${t}.down`);
+      const m = conv1d(
+        ctx,
+        activation(ctx, up, cfg.act, `${t}.act`),
+        `${p}.mlp.c_proj`,
+        d,
+        cfg.mlp_bias,
+        `${t}.down`,
+      );
       x = f.op1("add", [x, m], {}, { name: `${t}.resid_mlp` });
     }
     const xn = norm(ctx, x, cfg, "transformer.ln_f", "final_norm");

@@ -10,7 +10,12 @@ import type { DecoderCtx, DecoderGraph } from "./decoder.js";
 /** Names of the stacked expert weights of layer i ([experts, ...]), assembled by the HF loader. */
 export const moeNames = (i: number) => {
   const p = `model.layers.${i}.block_sparse_moe`;
-  return { router: `${p}.gate.weight`, gate: `${p}.experts.gate`, up: `${p}.experts.up`, down: `${p}.experts.down` };
+  return {
+    router: `${p}.gate.weight`,
+    gate: `${p}.experts.gate`,
+    up: `${p}.experts.up`,
+    down: `${p}.experts.down`,
+  };
 };
 
 export function llamaGraph(cfg: ModelConfig): DecoderGraph {

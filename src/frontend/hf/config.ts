@@ -6,7 +6,15 @@
 import { z } from "zod";
 import { UserError } from "../../errors.js";
 import { zodMessage } from "../../ir/attrs.js";
-import { defaultRope, FAMILIES, zModelConfig, type Activation, type Family, type ModelConfig, type RopeConfig } from "../config.js";
+import {
+  defaultRope,
+  FAMILIES,
+  zModelConfig,
+  type Activation,
+  type Family,
+  type ModelConfig,
+  type RopeConfig,
+} from "../config.js";
 
 const int = z.number().int().positive();
 const eps = z.number().positive();
@@ -100,11 +108,17 @@ const ACTS: Record<string, Activation> = {
 
 function act(name: string, field: string, file: string): Activation {
   const a = ACTS[name];
-  if (!a) throw new UserError(`${file}: field ${field}: activation "${name}" is not supported (supported: ${Object.keys(ACTS).join(", ")})`);
+  if (!a)
+    throw new UserError(
+      `${file}: field ${field}: activation "${name}" is not supported (supported: ${Object.keys(ACTS).join(", ")})`,
+    );
   return a;
 }
 
-function dtypeOf(c: { torch_dtype?: string | null | undefined; dtype?: string | null | undefined }): "f32" | "f16" | "bf16" {
+function dtypeOf(c: {
+  torch_dtype?: string | null | undefined;
+  dtype?: string | null | undefined;
+}): "f32" | "f16" | "bf16" {
   const d = c.dtype ?? c.torch_dtype ?? "float32";
   return d === "float16" ? "f16" : d === "bfloat16" ? "bf16" : "f32";
 }
@@ -121,10 +135,14 @@ function rope(c: z.infer<typeof zLlama>, headDim: number, file: string): RopeCon
   const theta = c.rope_parameters?.rope_theta ?? c.rope_theta ?? 10000;
   const type = p.rope_type ?? p.type ?? "default";
   const partial = p.partial_rotary_factor ?? c.partial_rotary_factor ?? 1;
-  const r: RopeConfig = { ...defaultRope(theta), ...(partial < 1 ? { rotary_dim: Math.floor(headDim * partial) } : {}) };
+  const r: RopeConfig = {
+    ...defaultRope(theta),
+    ...(partial < 1 ? { rotary_dim: Math.floor(headDim * partial) } : {}),
+  };
   const field = c.rope_parameters ? "rope_parameters.rope_type" : "rope_scaling.rope_type";
   if (type === "default") return r;
-  if (p.factor === undefined) throw new UserError(`${file}: field ${field}: rope type "${type}" needs a factor`);
+  if (p.factor === undefined)
+    throw new UserError(`${file}: field ${field}: rope type "${type}" needs a factor`);
   if (type === "linear") return { ...r, scaling: "linear", factor: p.factor };
   if (type === "llama3")
     return {
@@ -135,7 +153,9 @@ function rope(c: z.infer<typeof zLlama>, headDim: number, file: string): RopeCon
       high_freq_factor: p.high_freq_factor ?? 4,
       original_max_position: p.original_max_position_embeddings ?? 8192,
     };
-  throw new UserError(`${file}: field ${field}: rope type "${type}" is not supported (supported: default, linear, llama3)`);
+  throw new UserError(
+    `${file}: field ${field}: rope type "${type}" is not supported (supported: default, linear, llama3)`,
+  );
 }
 
 function llamaLike(family: Family, raw: unknown, file: string): unknown {
@@ -143,7 +163,9 @@ function llamaLike(family: Family, raw: unknown, file: string): unknown {
   const heads = c.num_attention_heads;
   const headDim = c.head_dim ?? c.hidden_size / heads;
   if (!Number.isInteger(headDim))
-    throw new UserError(`${file}: field hidden_size: ${c.hidden_size} is not divisible by num_attention_heads ${heads}`);
+    throw new UserError(
+      `${file}: field hidden_size: ${c.hidden_size} is not divisible by num_attention_heads ${heads}`,
+    );
   // Sliding windows: Mistral/Mixtral use it on every layer when set; Qwen2 only with use_sliding_window,
   // from layer max_window_layers on (or as layer_types says, in transformers 5).
   let windows: number[] | undefined;
@@ -163,11 +185,15 @@ function llamaLike(family: Family, raw: unknown, file: string): unknown {
     if (windows?.every((x) => x === 0)) windows = undefined;
   }
   if (windows && windows.length !== c.num_hidden_layers)
-    throw new UserError(`${file}: field layer_types: has ${windows.length} entries for ${c.num_hidden_layers} layers`);
+    throw new UserError(
+      `${file}: field layer_types: has ${windows.length} entries for ${c.num_hidden_layers} layers`,
+    );
   const biasQkv = family === "qwen2" ? true : (c.attention_bias ?? false);
   const moe = family === "mixtral";
   if (moe && (c.num_local_experts == null || c.num_experts_per_tok == null))
-    throw new UserError(`${file}: field num_local_experts: mixtral needs num_local_experts and num_experts_per_tok`);
+    throw new UserError(
+      `${file}: field num_local_experts: mixtral needs num_local_experts and num_experts_per_tok`,
+    );
   return {
     family,
     vocab: c.vocab_size,
@@ -195,7 +221,8 @@ function llamaLike(family: Family, raw: unknown, file: string): unknown {
 function gpt2(raw: unknown, file: string): unknown {
   const c = parseWith(zGpt2, raw, file);
   const headDim = c.n_embd / c.n_head;
-  if (!Number.isInteger(headDim)) throw new UserError(`${file}: field n_embd: ${c.n_embd} is not divisible by n_head ${c.n_head}`);
+  if (!Number.isInteger(headDim))
+    throw new UserError(`${file}: field n_embd: ${c.n_embd} is not divisible by n_head ${c.n_head}`);
   return {
     family: "gpt2",
     vocab: c.vocab_size,
@@ -223,7 +250,9 @@ function opt(raw: unknown, file: string): unknown {
   const c = parseWith(zOpt, raw, file);
   const headDim = c.hidden_size / c.num_attention_heads;
   if (!Number.isInteger(headDim))
-    throw new UserError(`${file}: field hidden_size: ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
+    throw new UserError(
+      `${file}: field hidden_size: ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`,
+    );
   if (!c.layer_norm_elementwise_affine)
     throw new UserError(`${file}: field layer_norm_elementwise_affine: false is not supported`);
   const embed = c.word_embed_proj_dim ?? c.hidden_size;
@@ -260,9 +289,11 @@ export function parseHfConfig(text: string, file: string): ModelConfig {
   } catch (e) {
     throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new UserError(`${file}: expected a JSON object`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new UserError(`${file}: expected a JSON object`);
   const mt = (raw as { model_type?: unknown }).model_type;
-  if (typeof mt !== "string") throw new UserError(`${file}: field model_type: missing (expected one of ${FAMILIES.join(", ")})`);
+  if (typeof mt !== "string")
+    throw new UserError(`${file}: field model_type: missing (expected one of ${FAMILIES.join(", ")})`);
   let norm: unknown;
   switch (mt) {
     case "llama":
@@ -278,7 +309,9 @@ export function parseHfConfig(text: string, file: string): ModelConfig {
       norm = opt(raw, file);
       break;
     default:
-      throw new UserError(`${file}: field model_type: "${mt}" is not a supported family (supported: ${FAMILIES.join(", ")})`);
+      throw new UserError(
+        `${file}: field model_type: "${mt}" is not a supported family (supported: ${FAMILIES.join(", ")})`,
+      );
   }
   const r = zModelConfig.safeParse(norm);
   if (!r.success) throw new UserError(`${file}: ${zodMessage(r.error, "field")}`);

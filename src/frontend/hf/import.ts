@@ -45,16 +45,19 @@ class Checkpoint {
       } catch (e) {
         throw new UserError(`${index}: not valid JSON (${(e as Error).message})`);
       }
-      if (typeof map !== "object" || map === null) throw new UserError(`${index}: field weight_map: expected an object`);
+      if (typeof map !== "object" || map === null)
+        throw new UserError(`${index}: field weight_map: expected an object`);
       const shards = new Map<string, SafetensorsFile>();
       for (const [name, file] of Object.entries(map)) {
-        if (typeof file !== "string") throw new UserError(`${index}: field weight_map.${name}: expected a file name`);
+        if (typeof file !== "string")
+          throw new UserError(`${index}: field weight_map.${name}: expected a file name`);
         let f = shards.get(file);
         if (!f) {
           f = SafetensorsFile.open(join(dir, file));
           shards.set(file, f);
         }
-        if (!f.has(name)) throw new UserError(`${join(dir, file)}: tensor "${name}" listed in ${index} is not in the file`);
+        if (!f.has(name))
+          throw new UserError(`${join(dir, file)}: tensor "${name}" listed in ${index} is not in the file`);
         where.set(name, f);
       }
     } else throw new UserError(`${dir}: no model.safetensors or model.safetensors.index.json`);
@@ -94,7 +97,9 @@ function stack(ck: Checkpoint, names: readonly string[]): Recipe {
   const inner = ck.shape(names[0]!);
   for (const n of names)
     if (ck.shape(n).join() !== inner.join())
-      throw new UserError(`${ck.file(n)}: tensor "${n}" has shape ${shapeToString(ck.shape(n))}, expected ${shapeToString(inner)}`);
+      throw new UserError(
+        `${ck.file(n)}: tensor "${n}" has shape ${shapeToString(ck.shape(n))}, expected ${shapeToString(inner)}`,
+      );
   return {
     uses: names,
     shape: [names.length, ...inner],
@@ -116,13 +121,18 @@ function slice1(ck: Checkpoint, name: string, start: number, len: number): Recip
     load() {
       const src = ck.read(name).data as Float32Array;
       const out = new Float32Array(e * len * c);
-      for (let i = 0; i < e; i++) out.set(src.subarray((i * r + start) * c, (i * r + start + len) * c), i * len * c);
+      for (let i = 0; i < e; i++)
+        out.set(src.subarray((i * r + start) * c, (i * r + start + len) * c), i * len * c);
       return { dtype: "f32", shape: [e, len, c], data: out };
     },
   };
 }
 
-const direct = (ck: Checkpoint, name: string): Recipe => ({ uses: [name], shape: ck.shape(name), load: () => ck.read(name) });
+const direct = (ck: Checkpoint, name: string): Recipe => ({
+  uses: [name],
+  shape: ck.shape(name),
+  load: () => ck.read(name),
+});
 
 /**
  * Finds the checkpoint tensor(s) for a constant: the exact name, the name without the model prefix
@@ -131,7 +141,9 @@ const direct = (ck: Checkpoint, name: string): Recipe => ({ uses: [name], shape:
  */
 function recipeFor(ck: Checkpoint, name: string, cfg: ModelConfig): Recipe | undefined {
   const alias = (n: string): string | undefined =>
-    [n, n.replace(/^(model|transformer)\./, ""), n.replace(/^model\.decoder\./, "decoder.")].find((x) => ck.has(x));
+    [n, n.replace(/^(model|transformer)\./, ""), n.replace(/^model\.decoder\./, "decoder.")].find((x) =>
+      ck.has(x),
+    );
   const hit = alias(name);
   if (hit) return direct(ck, hit);
   const m = /^model\.layers\.(\d+)\.block_sparse_moe\.(gate\.weight|experts\.(gate|up|down))$/.exec(name);
@@ -143,7 +155,9 @@ function recipeFor(ck: Checkpoint, name: string, cfg: ModelConfig): Recipe | und
   }
   const which = m[3]!;
   const legacy = { gate: "w1", up: "w3", down: "w2" }[which]!;
-  const perExpert = Array.from({ length: cfg.experts }, (_, e) => alias(`${layer}.block_sparse_moe.experts.${e}.${legacy}.weight`));
+  const perExpert = Array.from({ length: cfg.experts }, (_, e) =>
+    alias(`${layer}.block_sparse_moe.experts.${e}.${legacy}.weight`),
+  );
   if (perExpert.every((x) => x !== undefined)) return stack(ck, perExpert as string[]);
   if (which === "down") {
     const r = alias(`${layer}.mlp.experts.down_proj`);
@@ -183,12 +197,22 @@ export function bindCheckpoint(dir: string, module: Module, config?: ModelConfig
  * `c_attn.bias`: checkpoints written by transformers' save_pretrained can lack it, and transformers
  * then loads them with the bias zero-initialised, silently. We do the same, with a warning.
  */
-function zeroCAttnBias(name: string, shape: readonly number[], config: ModelConfig | undefined): Recipe | undefined {
+function zeroCAttnBias(
+  name: string,
+  shape: readonly number[],
+  config: ModelConfig | undefined,
+): Recipe | undefined {
   if (config?.family !== "gpt2" || !/\.attn\.c_attn\.bias$/.test(name)) return undefined;
   return { uses: [], shape, load: () => ({ dtype: "f32", shape, data: new Float32Array(shapeSize(shape)) }) };
 }
 
-function bind(ck: Checkpoint, dir: string, module: Module, config?: ModelConfig, warnings: string[] = []): WeightStore {
+function bind(
+  ck: Checkpoint,
+  dir: string,
+  module: Module,
+  config?: ModelConfig,
+  warnings: string[] = [],
+): WeightStore {
   const weights = new WeightStore();
   const used = new Set<string>();
   const what = config ? `the ${config.family} config` : "the model";
@@ -199,7 +223,10 @@ function bind(ck: Checkpoint, dir: string, module: Module, config?: ModelConfig,
       r = zeroCAttnBias(c.name, c.type.shape as number[], config);
       if (r) zeroed.push(c.name);
     }
-    if (!r) throw new UserError(`${dir}: missing tensor "${c.name}" ${shapeToString(c.type.shape)} needed by ${what}`);
+    if (!r)
+      throw new UserError(
+        `${dir}: missing tensor "${c.name}" ${shapeToString(c.type.shape)} needed by ${what}`,
+      );
     if (r.shape.join() !== c.type.shape.join())
       throw new UserError(
         `${ck.file(r.uses[0]!)}: tensor "${r.uses.length === 1 ? r.uses[0] : c.name}" has shape ${shapeToString(r.shape)} but ${what} implies ${shapeToString(c.type.shape)}`,
@@ -235,11 +262,21 @@ export function readHfConfig(dir: string): ModelConfig {
  * Imports a HF folder. `overrides` (from a description file) replace config values before the module
  * is built; the checkpoint's dtype is used unless overridden.
  */
-export function importHf(dir: string, opts: { name?: string; overrides?: Partial<ModelConfig> } = {}): LoadedModel {
+export function importHf(
+  dir: string,
+  opts: { name?: string; overrides?: Partial<ModelConfig> } = {},
+): LoadedModel {
   const parsed = readHfConfig(dir);
   const ck = Checkpoint.open(dir);
   const config: ModelConfig = { ...parsed, dtype: checkpointDType(ck), ...opts.overrides };
-  const name = opts.name ?? (dir.replace(/\/+$/, "").split("/").pop()!.replace(/[^A-Za-z0-9_.-]/g, "_") || "model");
+  const name =
+    opts.name ??
+    (dir
+      .replace(/\/+$/, "")
+      .split("/")
+      .pop()!
+      .replace(/[^A-Za-z0-9_.-]/g, "_") ||
+      "model");
   const module = buildFamilyModule(name, config);
   const warnings: string[] = [];
   const weights = bind(ck, dir, module, config, warnings);

@@ -5,7 +5,19 @@ import { dimAdd, dimEq, dimEval, type Dim } from "../dim.js";
 import { registerOp } from "../registry.js";
 import { tensor } from "../types.js";
 import { concatTensors } from "./shape.js";
-import { fdata, idata, need, needDimEq, needFloat, needRank, nelem, outF32, show, showDim, sumBytes } from "./util.js";
+import {
+  fdata,
+  idata,
+  need,
+  needDimEq,
+  needFloat,
+  needRank,
+  nelem,
+  outF32,
+  show,
+  showDim,
+  sumBytes,
+} from "./util.js";
 
 const ropeAttrs = z.strictObject({
   theta: z.number().positive(),
@@ -29,7 +41,11 @@ export function ropeInvFreq(a: RopeAttrs, rd: number): Float64Array {
   const factor = a.factor ?? 1;
   if (a.scaling === "linear") for (let i = 0; i < inv.length; i++) inv[i]! /= factor;
   if (a.scaling === "llama3") {
-    const [orig, low, high] = [a.original_max_position ?? 8192, a.low_freq_factor ?? 1, a.high_freq_factor ?? 4];
+    const [orig, low, high] = [
+      a.original_max_position ?? 8192,
+      a.low_freq_factor ?? 1,
+      a.high_freq_factor ?? 4,
+    ];
     for (let i = 0; i < inv.length; i++) {
       const f = inv[i]!;
       const wave = (2 * Math.PI) / f;
@@ -52,13 +68,23 @@ registerOp({
     needFloat(x!, "x");
     needRank(x!, 4, "x");
     needRank(pos!, 1, "pos");
-    needDimEq(pos!.shape[0]!, x!.shape[1]!, `pos ${show(pos!)} does not match the sequence axis of x ${show(x!)}`);
+    needDimEq(
+      pos!.shape[0]!,
+      x!.shape[1]!,
+      `pos ${show(pos!)} does not match the sequence axis of x ${show(x!)}`,
+    );
     const d = x!.shape[3]!;
     const rd = a.rotary_dim ?? (typeof d === "number" ? d : 2);
-    need(rd % 2 === 0 && (typeof d !== "number" || rd <= d), `rotary_dim ${showDim(rd)} must be even and at most head dim ${showDim(d)}`);
+    need(
+      rd % 2 === 0 && (typeof d !== "number" || rd <= d),
+      `rotary_dim ${showDim(rd)} must be even and at most head dim ${showDim(d)}`,
+    );
     return [x!];
   },
-  cost: (ins, outs, _a, env) => ({ flops: 3 * nelem(outs[0]!, env), bytes: sumBytes(ins, env) + sumBytes(outs, env) }),
+  cost: (ins, outs, _a, env) => ({
+    flops: 3 * nelem(outs[0]!, env),
+    bytes: sumBytes(ins, env) + sumBytes(outs, env),
+  }),
   eval([x, pos], a, { outTypes }) {
     const out = outF32(outTypes[0]!);
     const [b, s, h, d] = x!.shape as [number, number, number, number];
@@ -114,18 +140,25 @@ function attendedPairs(s: number, t: number, causal: boolean, window: number): n
 
 registerOp({
   name: "attention",
-  summary: "softmax(q k^T * scale + mask) v; q[B, Hq, S, D], k[B, Hkv, T, D], v[B, Hkv, T, Dv], Hq a multiple of Hkv (GQA)",
+  summary:
+    "softmax(q k^T * scale + mask) v; q[B, Hq, S, D], k[B, Hkv, T, D], v[B, Hkv, T, Dv], Hq a multiple of Hkv (GQA)",
   operands: ["q", "k", "v"],
   attrs: attentionAttrs,
   infer([q, k, v]) {
-    for (const [t, n] of [[q, "q"], [k, "k"], [v, "v"]] as const) {
+    for (const [t, n] of [
+      [q, "q"],
+      [k, "k"],
+      [v, "v"],
+    ] as const) {
       needFloat(t!, n);
       needRank(t!, 4, n);
     }
     needDimEq(q!.shape[0]!, k!.shape[0]!, `batch of q ${show(q!)} and k ${show(k!)} differ`);
     needDimEq(q!.shape[3]!, k!.shape[3]!, `head dim of q ${show(q!)} and k ${show(k!)} differ`);
     need(
-      dimEq(k!.shape[0]!, v!.shape[0]!) && dimEq(k!.shape[1]!, v!.shape[1]!) && dimEq(k!.shape[2]!, v!.shape[2]!),
+      dimEq(k!.shape[0]!, v!.shape[0]!) &&
+        dimEq(k!.shape[1]!, v!.shape[1]!) &&
+        dimEq(k!.shape[2]!, v!.shape[2]!),
       `k ${show(k!)} and v ${show(v!)} differ in batch, heads or length`,
     );
     const hq = q!.shape[1]!;
@@ -198,9 +231,15 @@ registerOp({
     need(axis < st!.shape.length, `axis ${axis} out of range for state ${show(st!)}`);
     need(st!.dtype === x!.dtype, `state is ${st!.dtype} but x is ${x!.dtype}`);
     for (let i = 0; i < st!.shape.length; i++)
-      if (i !== axis) needDimEq(st!.shape[i]!, x!.shape[i]!, `x ${show(x!)} does not fit state ${show(st!)} at axis ${i}`);
+      if (i !== axis)
+        needDimEq(st!.shape[i]!, x!.shape[i]!, `x ${show(x!)} does not fit state ${show(st!)} at axis ${i}`);
     const len: Dim = dimAdd(past, x!.shape[axis]!);
-    return [tensor(x!.dtype, x!.shape.map((d, i) => (i === axis ? len : d)))];
+    return [
+      tensor(
+        x!.dtype,
+        x!.shape.map((d, i) => (i === axis ? len : d)),
+      ),
+    ];
   },
   // The new entries are read and written once; the returned whole cache is a view of the state.
   cost: ([, x], _o, _a, env) => ({ flops: 0, bytes: 2 * sumBytes([x!], env) }),

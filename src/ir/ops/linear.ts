@@ -5,7 +5,19 @@ import { dimEval } from "../dim.js";
 import { registerOp } from "../registry.js";
 import { broadcastShapes, tensor } from "../types.js";
 import { strides } from "../tensor.js";
-import { fdata, idata, lastDim, need, needDimEq, needFloat, needRank, nelem, outF32, show, sumBytes } from "./util.js";
+import {
+  fdata,
+  idata,
+  lastDim,
+  need,
+  needDimEq,
+  needFloat,
+  needRank,
+  nelem,
+  outF32,
+  show,
+  sumBytes,
+} from "./util.js";
 
 registerOp({
   name: "linear",
@@ -57,7 +69,10 @@ registerOp({
   attrs: z.strictObject({ transpose_b: z.boolean().default(false) }),
   infer([a, b], { transpose_b }) {
     needFloat(a!, "a");
-    need(a!.shape.length >= 2 && b!.shape.length >= 2, `matmul needs rank >= 2 operands, got ${show(a!)} and ${show(b!)}`);
+    need(
+      a!.shape.length >= 2 && b!.shape.length >= 2,
+      `matmul needs rank >= 2 operands, got ${show(a!)} and ${show(b!)}`,
+    );
     const [m, k] = a!.shape.slice(-2);
     const [kb, n] = transpose_b ? [...b!.shape.slice(-2)].reverse() : b!.shape.slice(-2);
     needDimEq(k!, kb!, `contraction dims of ${show(a!)} and ${show(b!)} differ`);
@@ -100,7 +115,11 @@ registerOp({
 });
 
 /** Offset of the matrix of broadcast batch index `bi` in an operand with batch shape `inBatch`. */
-function batchOffsets(inBatch: readonly number[], outBatch: readonly number[], matSize: number): (bi: number) => number {
+function batchOffsets(
+  inBatch: readonly number[],
+  outBatch: readonly number[],
+  matSize: number,
+): (bi: number) => number {
   const pad = outBatch.length - inBatch.length;
   const os = strides(outBatch);
   const is = strides(inBatch);

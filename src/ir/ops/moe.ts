@@ -2,7 +2,18 @@
 import { z } from "zod";
 import { dimEval } from "../dim.js";
 import { registerOp } from "../registry.js";
-import { fdata, lastDim, need, needDimEq, needFloat, needRank, nelem, outF32, show, sumBytes } from "./util.js";
+import {
+  fdata,
+  lastDim,
+  need,
+  needDimEq,
+  needFloat,
+  needRank,
+  nelem,
+  outF32,
+  show,
+  sumBytes,
+} from "./util.js";
 
 const ACTS = { silu: (x: number) => x / (1 + Math.exp(-x)), relu: (x: number) => (x > 0 ? x : 0) } as const;
 
@@ -28,8 +39,15 @@ registerOp({
     const d = lastDim(x!);
     const e = router!.shape[0]!;
     needDimEq(router!.shape[1]!, d, `router ${show(router!)} does not match x ${show(x!)}`);
-    for (const [w, n] of [[wg, "w_gate"], [wu, "w_up"]] as const) {
-      needDimEq(w!.shape[0]!, e, `${n} ${show(w!)} has a different expert count than router ${show(router!)}`);
+    for (const [w, n] of [
+      [wg, "w_gate"],
+      [wu, "w_up"],
+    ] as const) {
+      needDimEq(
+        w!.shape[0]!,
+        e,
+        `${n} ${show(w!)} has a different expert count than router ${show(router!)}`,
+      );
       needDimEq(w!.shape[2]!, d, `${n} ${show(w!)} does not match x ${show(x!)}`);
     }
     needDimEq(wu!.shape[1]!, wg!.shape[1]!, `w_up ${show(wu!)} and w_gate ${show(wg!)} differ`);

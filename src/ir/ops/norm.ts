@@ -64,7 +64,8 @@ registerOp({
       let v = 0;
       for (let i = 0; i < d; i++) v += (xs[r + i]! - mean) ** 2;
       const inv = 1 / Math.sqrt(v / d + eps);
-      for (let i = 0; i < d; i++) o[r + i] = (xs[r + i]! - mean) * inv * (ws ? ws[i]! : 1) + (bs ? bs[i]! : 0);
+      for (let i = 0; i < d; i++)
+        o[r + i] = (xs[r + i]! - mean) * inv * (ws ? ws[i]! : 1) + (bs ? bs[i]! : 0);
     }
     return [out];
   },

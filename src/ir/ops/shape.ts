@@ -36,7 +36,12 @@ registerOp({
       perm.length === r && [...perm].sort((a, b) => a - b).every((p, i) => p === i),
       `perm [${perm.join(", ")}] is not a permutation of the ${r} axes of ${show(x!)}`,
     );
-    return [tensor(x!.dtype, perm.map((p) => x!.shape[p]!))];
+    return [
+      tensor(
+        x!.dtype,
+        perm.map((p) => x!.shape[p]!),
+      ),
+    ];
   },
   cost: (ins, outs, _a, env) => ({ flops: 0, bytes: sumBytes(ins, env) + sumBytes(outs, env) }),
   eval([x], { perm }, { outTypes }) {
@@ -79,12 +84,18 @@ registerOp({
     for (const t of ins) {
       need(t.dtype === first.dtype, `operands have different dtypes (${first.dtype}, ${t.dtype})`);
       need(
-        t.shape.length === first.shape.length && t.shape.every((d, i) => i === ax || dimEq(d, first.shape[i]!)),
+        t.shape.length === first.shape.length &&
+          t.shape.every((d, i) => i === ax || dimEq(d, first.shape[i]!)),
         `operand ${show(t)} does not match ${show(first)} outside axis ${axis}`,
       );
       len = dimAdd(len, t.shape[ax]!);
     }
-    return [tensor(first.dtype, first.shape.map((d, i) => (i === ax ? len : d)))];
+    return [
+      tensor(
+        first.dtype,
+        first.shape.map((d, i) => (i === ax ? len : d)),
+      ),
+    ];
   },
   cost: (ins, outs, _a, env) => ({ flops: 0, bytes: sumBytes(ins, env) + sumBytes(outs, env) }),
   eval(ins, { axis }, { outTypes }) {
@@ -119,10 +130,18 @@ registerOp({
     need(ax !== undefined, `axis ${axis} out of range for ${show(x!)}`);
     need(sizes.length >= 1, "split needs at least one size");
     need(
-      dimEq(sizes.reduce<Dim>((a, b) => dimAdd(a, b), 0), x!.shape[ax]!),
+      dimEq(
+        sizes.reduce<Dim>((a, b) => dimAdd(a, b), 0),
+        x!.shape[ax]!,
+      ),
       `sizes [${sizes.map(dimToString).join(", ")}] do not add up to axis ${axis} of ${show(x!)}`,
     );
-    return sizes.map((s) => tensor(x!.dtype, x!.shape.map((d, i) => (i === ax ? s : d))));
+    return sizes.map((s) =>
+      tensor(
+        x!.dtype,
+        x!.shape.map((d, i) => (i === ax ? s : d)),
+      ),
+    );
   },
   cost: (ins, outs, _a, env) => ({ flops: 0, bytes: sumBytes(ins, env) + sumBytes(outs, env) }),
   eval([x], { axis }, { outTypes }) {
@@ -136,7 +155,8 @@ registerOp({
       const shape = concreteShape(t);
       const row = shape[ax]! * inner;
       const out = new Float32Array(outer * row);
-      for (let o = 0; o < outer; o++) out.set(src.subarray(o * rowIn + colOff, o * rowIn + colOff + row), o * row);
+      for (let o = 0; o < outer; o++)
+        out.set(src.subarray(o * rowIn + colOff, o * rowIn + colOff + row), o * row);
       colOff += row;
       return { dtype: "f32", shape, data: out } as Tensor;
     });
@@ -155,6 +175,11 @@ registerOp({
   eval(_ins, { start, len }) {
     const s = dimEval(start, {});
     const n = dimEval(len, {});
-    return [i32([n], Int32Array.from({ length: n }, (_, i) => s + i))];
+    return [
+      i32(
+        [n],
+        Int32Array.from({ length: n }, (_, i) => s + i),
+      ),
+    ];
   },
 });
