@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: speed figures, printed as a table (median of several runs).
  * - front end of Llama-2-70B (shape-only): parse the description, build prefill + decode, verify
+ * - the default pass pipeline of each target on it
  * - printing its IR, and parsing the printed IR back
  * - `pimc dump examples/llama2-70b.pim` as a user runs it (a fresh process: start-up included)
  * - reference interpreter: prefill of 2 x 7 tokens and one decode step on llama-tiny
@@ -14,6 +15,10 @@ import { loadModel } from "../src/frontend/load.js";
 import { parseModule } from "../src/ir/parser.js";
 import { printModule } from "../src/ir/printer.js";
 import { assertValid } from "../src/ir/verifier.js";
+import { defaultWorkload, phaseEnvs } from "../src/frontend/workload.js";
+import { PassContext, runPipeline } from "../src/pipeline/pass.js";
+import { pipelineOf } from "../passes/index.js";
+import { getTarget } from "../targets/index.js";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
@@ -41,6 +46,21 @@ rows.push([
   "< 1000 ms",
 ]);
 const m70 = loadModel(llama70b).module;
+for (const name of ["cpu", "roofline"]) {
+  const target = await getTarget(name);
+  const system = target.system();
+  rows.push([
+    `pass pipeline (${name}: ${target.pipeline.join(", ")}) on Llama-2-70B`,
+    median(() => {
+      const ctx = new PassContext({
+        costModel: system.costModel,
+        options: { ...system.passOptions, envs: phaseEnvs(defaultWorkload("decode")) },
+      });
+      runPipeline(pipelineOf(name, target.pipeline), m70, ctx);
+    }),
+    "< 1000 ms",
+  ]);
+}
 let text = "";
 rows.push([`print IR (${ops} ops)`, median(() => (text = printModule(m70))), ""]);
 rows.push(["parse printed IR", median(() => parseModule(text)), ""]);

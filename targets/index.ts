@@ -6,8 +6,11 @@ import { readdirSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { UserError } from "../src/errors.js";
+import type { SystemDecl } from "../src/frontend/dsl/index.js";
 import type { LoadedModel } from "../src/frontend/hf/import.js";
 import type { Tensor } from "../src/ir/tensor.js";
+import type { CostModel } from "../src/pipeline/cost-model.js";
+import type { PassOptions } from "../src/pipeline/pass.js";
 
 /** Runs a compiled model function by function, keeping the KV cache between calls. */
 export interface FunctionalRunner {
@@ -15,10 +18,22 @@ export interface FunctionalRunner {
   run(func: string, inputs: readonly Tensor[]): Tensor[];
 }
 
+/** A validated system description of a target: its devices' costs and what its passes need. */
+export interface SystemModel {
+  readonly name: string;
+  readonly costModel: CostModel;
+  /** Options for the passes (e.g. the weight layouts the devices want), by pass name. */
+  readonly passOptions: PassOptions;
+}
+
 export interface Target {
   readonly name: string;
   readonly summary: string;
-  /** Compiles `model` for this target and returns a runner that executes it functionally. */
+  /** The default pass pipeline (pass names, in order). */
+  readonly pipeline: readonly string[];
+  /** Validates a `system` block of this target; without one, the target's default system. */
+  system(decl?: SystemDecl): SystemModel;
+  /** Compiles `model` (after the pipeline) and returns a runner that executes it functionally. */
   prepare(model: LoadedModel): FunctionalRunner;
 }
 

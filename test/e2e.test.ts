@@ -1,6 +1,6 @@
 /** End-to-end: the built `pimc` run as a user runs it (npm test builds dist/ first). */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { stripLocs } from "../src/ir/equal.js";
@@ -122,16 +122,21 @@ describe("pimc dump and compile", () => {
       "model     llama2_7b (llama: 32 layers, hidden 4096, 32 heads (32 kv), ffn 11008",
     );
     expect(r.stdout).toContain("prefill, batch 1, prompt 128 tokens");
-    expect(r.stdout).toMatch(/L\*\.q +│ linear +│ +32 │ +137 G │/); // 32 x 2*128*4096*4096 flops
+    expect(r.stdout).toMatch(/L\*\.qkv +│ linear +│ +32 │ +412 G │/); // 32 x 2*128*4096*12288 flops
+    expect(r.stdout).toContain("fuse-qkv: 32 fused weights, 64 qkv groups fused");
     const j = JSON.parse(
       pimc("compile", "examples/llama2-7b.pim", "--workload", "decode_b1", "--json").stdout,
     ) as {
       ops: { name: string; flops: number; bytes: number }[];
       total_flops: number;
     };
-    const q = j.ops.find((o) => o.name === "L*.q")!;
-    expect(q.flops).toBe(32 * 2 * 4096 * 4096);
-    expect(q.bytes).toBe(32 * (4096 * 4096 * 2 + 2 * 4096 * 2)); // f16 weight + input + output
+    const q = j.ops.find((o) => o.name === "L*.qkv")!;
+    expect(q.flops).toBe(32 * 2 * 4096 * 12288);
+    expect(q.bytes).toBe(32 * (4096 * 12288 * 2 + 4096 * 2 + 12288 * 2)); // f16 weight + input + output
+    const unfused = JSON.parse(
+      pimc("compile", "examples/llama2-7b.pim", "--disable-pass", "fuse-qkv", "--json").stdout,
+    ) as typeof j;
+    expect(unfused.ops.find((o) => o.name === "L*.q")!.flops).toBe(32 * 2 * 4096 * 4096);
   });
   test("npm start's command works from a clean build", () => {
     const r = pimc("compile", "examples/tiny-llama.pim");
@@ -143,6 +148,135 @@ describe("pimc dump and compile", () => {
     expect(pimc("list", "ops").stdout).toMatch(/│ attention +│ q, k, v +│/);
     expect(pimc("list", "targets").stdout).toContain("cpu");
     expect(pimc("list", "families").stdout).toContain("mixtral");
+  });
+});
+
+describe("pass pipeline from the command line", () => {
+  test("dump --print-after fuse-qkv shows one fused QKV GEMM per layer", () => {
+    const r = pimc("dump", "examples/llama2-7b.pim", "--print-after", "fuse-qkv");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.startsWith("// ----- IR after fuse-qkv -----\nmodule @llama2_7b")).toBe(true);
+    for (const f of r.stdout.split("func @").slice(1)) {
+      const fused =
+        f.match(/= linear\([^)]*qkv_proj\.weight\) \{fused = "qkv"\} : f16\[B, S, 12288\]/g) ?? [];
+      expect(fused).toHaveLength(32);
+      expect(f).not.toMatch(/\.[qkv]_proj\./);
+    }
+    expect(r.stdout).not.toContain("IR after fuse-gate-up");
+  });
+  test("dump --pipeline lists the target's default pipeline", () => {
+    const r = pimc("dump", "--pipeline", "--system", "examples/systems/host-pim-roofline.pim");
+    expect(r.stdout).toContain("pipeline of target roofline");
+    expect(r.stdout).toMatch(/│ fuse-qkv +│ 1 +│ yes/);
+    expect(r.stdout).toMatch(/│ partition +│ 1 +│ yes/);
+    expect(pimc("dump", "--pipeline", "-O", "0").stdout).toMatch(/│ fuse-qkv +│ 1 +│ no/);
+  });
+  test("dump --placement prints each op's device, Op/B and reason", () => {
+    const r = pimc(
+      "dump",
+      "examples/llama2-7b.pim",
+      "--placement",
+      "--system",
+      "examples/systems/host-pim-roofline.pim",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("placement of @decode on host_pim (roofline) for decode_b1");
+    expect(r.stdout).toMatch(
+      /│ L0\.qkv +│ linear +│ pim +│ +101 M │ 96\.0 MiB │ 1\.00 │ fastest \(host [\d.]+ ms, pim [\d.]+ us\)/,
+    );
+    expect(r.stdout).toMatch(/│ L0\.attn_norm +│ rms_norm +│ host /);
+    const big = pimc(
+      "dump",
+      "examples/llama2-7b.pim",
+      "--placement",
+      "--system",
+      "examples/systems/host-pim-roofline.pim",
+      "--phase",
+      "prefill",
+      "--prompt",
+      "512",
+    );
+    expect(big.stdout).toMatch(/│ L0\.qkv +│ linear +│ host /); // compute-bound at 512 tokens
+    const dyn = pimc(
+      "dump",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/host-pim-roofline.pim",
+      "--dynamic-placement",
+      "--func",
+      "decode",
+    );
+    expect(dyn.stdout).toMatch(
+      /%L0\.qkv = linear\(.*\) \{alt_device = "host", device = "pim", fused = "qkv", switch_above = \d+\}/,
+    );
+    expect(pimc("dump", "examples/llama2-7b.pim", "--placement").stdout).toMatch(
+      /│ L0\.qkv +│ linear +│ host .*the system has one device/,
+    );
+  });
+  test("dump-ir writes every stage; verify-each and time-passes", () => {
+    const dir = join(tmp, "stages");
+    const r = pimc(
+      "verify",
+      "test/fixtures/llama-tiny-variants",
+      "--verify-each",
+      "--time-passes",
+      "--dump-ir",
+      dir,
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ passed: true });
+    expect(r.stderr).toMatch(/pass timing[\s\S]*fuse-qkv +\d/);
+    expect(readdirSync(dir)).toEqual([
+      "000_input.pimir",
+      "001_simplify-shapes.pimir",
+      "002_fuse-qkv.pimir",
+      "003_fuse-gate-up.pimir",
+      "004_layout.pimir",
+      "005_dce.pimir",
+      "006_partition.pimir",
+    ]);
+    expect(pimc("dump", join(dir, "004_layout.pimir")).code).toBe(0);
+  });
+  test.each(["gpt2-tiny-bias", "qwen2-tiny", "mixtral-tiny"])(
+    "verify %s on the roofline system with the whole pipeline",
+    (name) => {
+      const r = pimc(
+        "verify",
+        `test/fixtures/${name}`,
+        "--system",
+        "examples/systems/host-pim-roofline.pim",
+        "--verify-each",
+        "--json",
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ target: "roofline", passed: true });
+    },
+  );
+  test("bad pass flags", () => {
+    rejects(
+      ["dump", "examples/llama2-7b.pim", "--print-after", "fuse-qvk"],
+      'unknown pass "fuse-qvk"',
+      "did you mean 'fuse-qkv'",
+    );
+    rejects(["dump", "examples/llama2-7b.pim", "-O", "7"], "--opt-level", "0, 1, 2 or 3");
+    rejects(
+      [
+        "dump",
+        "examples/llama2-7b.pim",
+        "--placement",
+        "--system",
+        "examples/systems/host-cpu.pim",
+        "--target",
+        "roofline",
+      ],
+      "does not match",
+    );
+    const sys = write(
+      "badsys.pim",
+      "system s {\n  target = roofline\n  home = host\n  link = 1 GB/s\n  devices = { host = { kind = host, flops = 1 TFLOPS, bandwith = 1 GB/s } }\n}\n",
+    );
+    rejects(["dump", "--pipeline", "--system", sys], "badsys.pim:5:", "bandwith", "did you mean 'bandwidth'");
   });
 });
 

@@ -15,6 +15,10 @@ import { allOps } from "../src/ir/registry.js";
 import { verifyModule } from "../src/ir/verifier.js";
 import { stripLocs } from "../src/ir/equal.js";
 import { loadModel } from "../src/frontend/load.js";
+import { defaultWorkload, phaseEnvs } from "../src/frontend/workload.js";
+import { PassContext, runPipeline } from "../src/pipeline/pass.js";
+import { pipelineOf } from "../passes/index.js";
+import { getTarget } from "../targets/index.js";
 
 const DIR = fileURLToPath(new URL("golden", import.meta.url));
 const update = process.env.UPDATE_GOLDEN === "1";
@@ -69,5 +73,30 @@ describe("golden front-end output", () => {
       if (update) writeFileSync(path, printed);
       else expect(printed).toBe(readFileSync(path, "utf8"));
       expect(stripLocs(parseModule(printed))).toEqual(stripLocs(module));
+    });
+});
+
+/** Models whose IR after a target's whole default pipeline is kept as a golden dump. */
+const PIPELINES: [string, string, string][] = [
+  ["llama-tiny", "test/fixtures/llama-tiny", "cpu"],
+  ["gpt2-tiny-bias", "test/fixtures/gpt2-tiny-bias", "cpu"],
+  ["qwen2-tiny", "test/fixtures/qwen2-tiny", "roofline"],
+];
+
+describe("golden pipeline output", () => {
+  for (const [name, source, targetName] of PIPELINES)
+    test(`${name} on ${targetName}`, async () => {
+      const path = join(DIR, "pipeline", `${name}.${targetName}.pimir`);
+      const target = await getTarget(targetName);
+      const system = target.system();
+      const model = loadModel(source);
+      const ctx = new PassContext({
+        costModel: system.costModel,
+        weights: model.weights,
+        options: { ...system.passOptions, envs: phaseEnvs(defaultWorkload("decode")) },
+      });
+      const printed = printModule(runPipeline(pipelineOf(targetName, target.pipeline), model.module, ctx));
+      if (update) writeFileSync(path, printed);
+      else expect(printed).toBe(readFileSync(path, "utf8"));
     });
 });

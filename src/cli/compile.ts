@@ -4,10 +4,17 @@
  * pipeline and a target's program as output.
  */
 import { table } from "../report/table.js";
-import { Command, Option } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { loadDescription, selectWorkload } from "../frontend/dsl/index.js";
-import { defaultWorkload, workloadEnv, workloadFromDecl, type Workload } from "../frontend/workload.js";
+import { workloadEnv, type Workload } from "../frontend/workload.js";
+import type { PassContext } from "../pipeline/pass.js";
+import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import {
+  describeWorkload,
+  resolveWorkload,
+  withWorkloadFlags,
+  type WorkloadFlags,
+} from "./workload-flags.js";
 import { funcCosts } from "../ir/cost.js";
 import { dimEval } from "../ir/dim.js";
 import { findFunc, type Module } from "../ir/module.js";
@@ -16,54 +23,11 @@ import { numel, typeBytes } from "../ir/types.js";
 import { assertValid } from "../ir/verifier.js";
 import { bytes, int, opb, si } from "../report/format.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
-import { nonNegativeInt, positiveInt } from "./options.js";
-
-export interface WorkloadFlags {
-  workload?: string;
-  phase?: "prefill" | "decode";
-  batch?: number;
-  prompt?: number;
-  context?: number;
-  speculation?: number;
-}
-
-/** The workload chosen by --workload and the override flags (see `pimc compile --help`). */
-export function resolveWorkload(modelPath: string, o: WorkloadFlags): Workload {
-  let w: Workload | undefined;
-  if (o.workload !== undefined) {
-    const m = /^(.*\.pim)(?::(\w+))?$/.exec(o.workload);
-    if (m) w = workloadFromDecl(selectWorkload(loadDescription(m[1]!), m[2]));
-    else if (modelPath.endsWith(".pim"))
-      w = workloadFromDecl(selectWorkload(loadDescription(modelPath), o.workload));
-    else
-      throw new UserError(
-        `--workload: "${o.workload}" is not a .pim file, and the model is not a description file`,
-      );
-  } else if (modelPath.endsWith(".pim")) {
-    const desc = loadDescription(modelPath);
-    const first = desc.workloads.find((x) => o.phase === undefined || x.phase === o.phase);
-    if (first) w = workloadFromDecl(first);
-  }
-  w ??= defaultWorkload(o.phase ?? "decode");
-  if (o.phase !== undefined && o.phase !== w.phase) w = { ...defaultWorkload(o.phase), name: w.name };
-  return {
-    ...w,
-    ...(o.batch !== undefined ? { batch: o.batch } : {}),
-    ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
-    ...(o.context !== undefined ? { context: o.context } : {}),
-    ...(o.speculation !== undefined ? { speculation: o.speculation } : {}),
-  };
-}
-
-export function describeWorkload(w: Workload): string {
-  return w.phase === "prefill"
-    ? `${w.name}: prefill, batch ${w.batch}, prompt ${w.prompt} tokens`
-    : `${w.name}: decode, batch ${w.batch}, context ${w.context}, ${w.speculation} token(s) per step`;
-}
 
 interface Row {
   name: string;
   opcode: string;
+  device?: string;
   count: number;
   flops: number;
   bytes: number;
@@ -76,8 +40,16 @@ export function costRows(m: Module, w: Workload): Row[] {
   const rows = new Map<string, Row>();
   for (const c of funcCosts(m, f, workloadEnv(w))) {
     const name = (c.op.results[0]?.name ?? c.op.opcode).replace(/^(L|kv\.)\d+\./, "$1*.");
-    const key = `${name}\u0000${c.op.opcode}`;
-    const r = rows.get(key) ?? { name, opcode: c.op.opcode, count: 0, flops: 0, bytes: 0 };
+    const device = typeof c.op.attrs.device === "string" ? c.op.attrs.device : undefined;
+    const key = `${name}\u0000${c.op.opcode}\u0000${device ?? ""}`;
+    const r = rows.get(key) ?? {
+      name,
+      opcode: c.op.opcode,
+      ...(device !== undefined ? { device } : {}),
+      count: 0,
+      flops: 0,
+      bytes: 0,
+    };
     r.count++;
     r.flops += c.flops;
     r.bytes += c.bytes;
@@ -104,55 +76,76 @@ export function summary(m: Module, source: string, hasWeights: boolean): string[
   ];
 }
 
+/** The pass report as lines: `fuse-qkv: 32 qkv groups fused, 32 fused weights`. */
+export function reportLines(ctx: PassContext): string[] {
+  return [...ctx.report].map(
+    ([pass, r]) =>
+      `${pass}: ${Object.entries(r)
+        .map(([k, v]) => `${int(v)} ${k}`)
+        .join(", ")}`,
+  );
+}
+
 export function compileCommand() {
-  return new Command("compile")
-    .description("compile a model and print its summary and per-op costs under a workload")
+  const cmd = new Command("compile")
+    .description(
+      "compile a model for a target and print its summary, the passes' report and per-op costs under a workload",
+    )
     .argument("<model>", "description file (.pim), HuggingFace folder or IR file (.pimir)")
     .option("--model <name>", "model block to use when the file has several")
-    .option("--workload <name>", "a workload block of the model's file, or FILE.pim[:NAME]")
-    .addOption(new Option("--phase <phase>", "prefill or decode").choices(["prefill", "decode"] as const))
-    .option("--batch <n>", "sequences per step", positiveInt)
-    .option("--prompt <n>", "prefill: tokens per sequence", positiveInt)
-    .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
-    .option("--speculation <n>", "decode: tokens per step", positiveInt)
     .option("-o, --output <file>", "write the compiled IR to a file (.pimir)")
-    .option("--json", "print one JSON object instead of tables")
-    .action((path, opts) => {
-      const model = loadForCli(path, opts.model);
-      assertValid(model.module);
-      const w = resolveWorkload(path, opts);
-      const rows = costRows(model.module, w);
-      const total = rows.reduce((s, r) => ({ flops: s.flops + r.flops, bytes: s.bytes + r.bytes }), {
-        flops: 0,
-        bytes: 0,
-      });
-      if (opts.output !== undefined) writeFileAtomic(opts.output, printModule(model.module));
-      if (opts.json) {
-        process.stdout.write(
-          `${JSON.stringify({ model: model.module.name, workload: w, ops: rows, total_flops: total.flops, total_bytes: total.bytes })}\n`,
-        );
-        return;
-      }
-      const t = table(
-        ["op", "kind", "count", "flops", "bytes", "Op/B"],
-        ["left", "left", "right", "right", "right", "right"],
-      );
-      for (const r of rows)
-        t.push([r.name, r.opcode, String(r.count), si(r.flops), bytes(r.bytes), opb(r.flops, r.bytes)]);
-      t.push([
-        "total",
-        "",
-        int(rows.reduce((s, r) => s + r.count, 0)),
-        si(total.flops),
-        bytes(total.bytes),
-        opb(total.flops, total.bytes),
-      ]);
-      const lines = [
-        ...summary(model.module, model.source, model.weights.names().length > 0),
-        `workload  ${describeWorkload(w)}`,
-        t.toString(),
-        "",
-      ];
-      process.stdout.write(lines.join("\n"));
+    .option("--json", "print one JSON object instead of tables");
+  return withPipelineFlags(withWorkloadFlags(cmd), 2).action(async (path, o) => {
+    const opts = o as typeof o & PipelineFlags & WorkloadFlags;
+    const model = loadForCli(path, opts.model);
+    assertValid(model.module);
+    const w = resolveWorkload(path, opts);
+    const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
+    const rows = costRows(module, w);
+    const total = rows.reduce((s, r) => ({ flops: s.flops + r.flops, bytes: s.bytes + r.bytes }), {
+      flops: 0,
+      bytes: 0,
     });
+    if (opts.output !== undefined) writeFileAtomic(opts.output, printModule(module));
+    if (opts.json) {
+      const report = Object.fromEntries(ctx.report);
+      process.stdout.write(
+        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, ops: rows, total_flops: total.flops, total_bytes: total.bytes })}\n`,
+      );
+      return;
+    }
+    const withDevice = rows.some((r) => r.device !== undefined);
+    const t = table(
+      ["op", "kind", ...(withDevice ? ["device"] : []), "count", "flops", "bytes", "Op/B"],
+      ["left", "left", ...(withDevice ? (["left"] as const) : []), "right", "right", "right", "right"],
+    );
+    for (const r of rows)
+      t.push([
+        r.name,
+        r.opcode,
+        ...(withDevice ? [r.device ?? ""] : []),
+        String(r.count),
+        si(r.flops),
+        bytes(r.bytes),
+        opb(r.flops, r.bytes),
+      ]);
+    t.push([
+      "total",
+      "",
+      ...(withDevice ? [""] : []),
+      int(rows.reduce((s, r) => s + r.count, 0)),
+      si(total.flops),
+      bytes(total.bytes),
+      opb(total.flops, total.bytes),
+    ]);
+    const lines = [
+      ...summary(module, model.source, model.weights.names().length > 0),
+      `target    ${target.name} (system ${system.name}), passes ${ctx.ran.join(", ") || "none"}`,
+      ...reportLines(ctx).map((l) => `          ${l}`),
+      `workload  ${describeWorkload(w)}`,
+      t.toString(),
+      "",
+    ];
+    process.stdout.write(lines.join("\n"));
+  });
 }

@@ -1,29 +1,90 @@
-/** `pimc dump <model>`: print the IR of a model (a description file, a HF folder or a .pimir file). */
+/**
+ * `pimc dump <model>`: print the IR of a model (a description file, a HF folder or a .pimir file).
+ * Without pass flags it is the front end's IR; any pass flag (-O, --print-after, --dump-ir, ...) runs
+ * the target's pipeline and prints the result, or only what the print flags ask for.
+ * `--pipeline` lists the target's default pipeline; `--placement` shows where each op runs and why.
+ */
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { printFunc, printModule } from "../ir/printer.js";
 import { findFunc } from "../ir/module.js";
+import { printFunc, printModule } from "../ir/printer.js";
+import { bytes, opb, si } from "../report/format.js";
+import { table } from "../report/table.js";
+import { placementNotes } from "../../passes/partition.js";
+import { getPass } from "../../passes/index.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
+import {
+  chooseTarget,
+  compileModel,
+  wantsPipeline,
+  withPipelineFlags,
+  type PipelineFlags,
+} from "./pipeline.js";
+import { resolveWorkload, withWorkloadFlags, type WorkloadFlags } from "./workload-flags.js";
 
 export function dumpCommand() {
-  return new Command("dump")
-    .description("print the IR of a model")
-    .argument("<model>", "description file (.pim), HuggingFace folder or IR file (.pimir)")
+  const cmd = new Command("dump")
+    .description("print the IR of a model (after the target's passes when pass flags are given)")
+    .argument("[model]", "description file (.pim), HuggingFace folder or IR file (.pimir)")
     .option("--model <name>", "model block to use when the file has several")
     .option("--func <name>", "print only this function (prefill or decode)")
     .option("-o, --output <file>", "write to a file instead of stdout")
-    .action((path, opts) => {
-      const { module } = loadForCli(path, opts.model);
-      let text: string;
-      if (opts.func !== undefined) {
-        const f = findFunc(module, opts.func);
-        if (!f)
-          throw new UserError(
-            `--func: module has no function "${opts.func}" (has ${module.funcs.map((x) => x.name).join(", ")})`,
-          );
-        text = printFunc(f);
-      } else text = printModule(module);
-      if (opts.output !== undefined) writeFileAtomic(opts.output, text);
-      else process.stdout.write(text);
-    });
+    .option("--pipeline", "list the target's default pass pipeline")
+    .option("--placement", "run the pipeline and print each op's device, Op/B and the reason for the choice");
+  return withPipelineFlags(withWorkloadFlags(cmd), 2).action(async (path, o) => {
+    const opts = o as typeof o & PipelineFlags & WorkloadFlags;
+    if (opts.pipeline) {
+      const { target } = await chooseTarget(opts);
+      const level = opts.optLevel ?? 2;
+      const t = table(["pass", "opt level", `runs at -O${level}`, "summary"]);
+      for (const n of target.pipeline) {
+        const p = getPass(n);
+        t.push([
+          n,
+          String(p.optLevel),
+          p.optLevel <= level && !opts.disablePass.includes(n) ? "yes" : "no",
+          p.summary,
+        ]);
+      }
+      process.stdout.write(`pipeline of target ${target.name}\n${t.toString()}\n`);
+      return;
+    }
+    if (path === undefined) throw new UserError("dump needs a model (or --pipeline)");
+    const model = loadForCli(path, opts.model);
+    let module = model.module;
+    const w = resolveWorkload(path, opts);
+    if (wantsPipeline(opts) || opts.placement) {
+      const c = await compileModel(model, opts, w, 2);
+      module = c.module;
+      if (opts.placement) {
+        const notes = placementNotes(c.ctx).filter((n) => n.func === (opts.func ?? w.phase));
+        const t = table(
+          ["op", "kind", "device", "flops", "bytes", "Op/B", "reason"],
+          ["left", "left", "left", "right", "right", "right", "left"],
+        );
+        for (const n of notes)
+          t.push([n.value, n.opcode, n.device, si(n.flops), bytes(n.bytes), opb(n.flops, n.bytes), n.reason]);
+        process.stdout.write(
+          `placement of @${opts.func ?? w.phase} on ${c.system.name} (${c.target.name}) for ${w.name}\n${t.toString()}\n`,
+        );
+        return;
+      }
+      if (
+        opts.output === undefined &&
+        (opts.printBefore.length > 0 || opts.printAfter.length > 0 || opts.printAfterAll)
+      )
+        return;
+    }
+    let text: string;
+    if (opts.func !== undefined) {
+      const f = findFunc(module, opts.func);
+      if (!f)
+        throw new UserError(
+          `--func: module has no function "${opts.func}" (has ${module.funcs.map((x) => x.name).join(", ")})`,
+        );
+      text = printFunc(f);
+    } else text = printModule(module);
+    if (opts.output !== undefined) writeFileAtomic(opts.output, text);
+    else process.stdout.write(text);
+  });
 }

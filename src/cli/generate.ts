@@ -1,7 +1,8 @@
 /** `pimc generate <model> --ids 1,2,3`: greedy generation on a target (the reference CPU by default). */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { generate } from "../exec/generate.js";
-import { getTarget } from "../../targets/index.js";
+import { defaultWorkload } from "../frontend/workload.js";
+import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { loadForCli } from "./io.js";
 import { nonNegativeInt } from "./options.js";
 
@@ -15,20 +16,21 @@ function idRows(v: string): number[][] {
 }
 
 export function generateCommand() {
-  return new Command("generate")
+  const cmd = new Command("generate")
     .description("generate tokens greedily with the KV cache")
     .argument("<model>", "description file (.pim) or HuggingFace folder with weights")
     .requiredOption("--ids <ids>", "prompt token ids, e.g. 1,2,3 or 1,2,3;4,5,6 for a batch", idRows)
     .option("--steps <n>", "tokens to generate", nonNegativeInt, 8)
     .option("--model <name>", "model block to use when the file has several")
-    .option("--target <name>", "target to run on", "cpu")
-    .option("--json", "print the sequences as JSON")
-    .action(async (path, opts) => {
-      const model = loadForCli(path, opts.model);
-      const runner = (await getTarget(opts.target)).prepare(model);
-      const out = generate(runner, opts.ids, opts.steps);
-      process.stdout.write(
-        opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`,
-      );
-    });
+    .option("--json", "print the sequences as JSON");
+  return withPipelineFlags(cmd, 2).action(async (path, o) => {
+    const opts = o as typeof o & PipelineFlags;
+    const model = loadForCli(path, opts.model);
+    const { module, target, ctx } = await compileModel(model, opts, defaultWorkload("decode"), 2);
+    const runner = target.prepare({ ...model, module, weights: ctx.weights });
+    const out = generate(runner, opts.ids, opts.steps);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`,
+    );
+  });
 }

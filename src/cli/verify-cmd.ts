@@ -3,42 +3,45 @@ import { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import { positiveNumber } from "./options.js";
 import { verify } from "./verify.js";
+import { withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { warn } from "./io.js";
 
 const e = (x: number): string => x.toExponential(2);
 
 export function verifyCommand() {
-  return new Command("verify")
-    .description("run a HuggingFace model on a target and compare with its reference.json logits")
+  const cmd = new Command("verify")
+    .description(
+      "compile a HuggingFace model for a target, run it and compare with its reference.json logits",
+    )
     .argument("<hf-dir>", "folder with config.json, model.safetensors and reference.json")
-    .option("--target <name>", "target to run on", "cpu")
     .option("--tolerance <x>", "largest accepted absolute logit error", positiveNumber, 1e-4)
     .option("--reference <file>", "reference logits (default <hf-dir>/reference.json)")
-    .option("--json", "print one JSON object")
-    .action(async (dir, opts) => {
-      const r = await verify(dir, {
-        target: opts.target,
-        tolerance: opts.tolerance,
-        ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
-        warn,
-      });
-      if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
-      else {
-        const mark = (x: number): string => (x <= opts.tolerance ? pc.green(e(x)) : pc.red(e(x)));
-        process.stdout.write(
-          [
-            `model    ${r.model} on ${r.target}`,
-            `prefill  max |logit error| ${mark(r.prefill_max_abs_err)}`,
-            `decode   max |logit error| ${mark(r.decode_max_abs_err)}`,
-            `full     max |logit error| ${mark(r.full_max_abs_err)}`,
-            `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}`,
-            r.passed
-              ? pc.green(`PASSED (tolerance ${opts.tolerance})`)
-              : pc.red(`FAILED (tolerance ${opts.tolerance})`),
-            "",
-          ].join("\n"),
-        );
-      }
-      if (!r.passed) process.exitCode = 1;
+    .option("--json", "print one JSON object");
+  return withPipelineFlags(cmd, 2).action(async (dir, o) => {
+    const opts = o as typeof o & PipelineFlags;
+    const r = await verify(dir, {
+      flags: opts,
+      tolerance: opts.tolerance,
+      ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
+      warn,
     });
+    if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+    else {
+      const mark = (x: number): string => (x <= opts.tolerance ? pc.green(e(x)) : pc.red(e(x)));
+      process.stdout.write(
+        [
+          `model    ${r.model} on ${r.target}`,
+          `prefill  max |logit error| ${mark(r.prefill_max_abs_err)}`,
+          `decode   max |logit error| ${mark(r.decode_max_abs_err)}`,
+          `full     max |logit error| ${mark(r.full_max_abs_err)}`,
+          `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}`,
+          r.passed
+            ? pc.green(`PASSED (tolerance ${opts.tolerance})`)
+            : pc.red(`FAILED (tolerance ${opts.tolerance})`),
+          "",
+        ].join("\n"),
+      );
+    }
+    if (!r.passed) process.exitCode = 1;
+  });
 }

@@ -11,7 +11,8 @@ import { greedyNext, tokenTensor } from "../exec/interpreter.js";
 import { importHf } from "../frontend/hf/import.js";
 import { zodMessage } from "../ir/attrs.js";
 import type { Tensor } from "../ir/tensor.js";
-import { getTarget } from "../../targets/index.js";
+import { defaultWorkload } from "../frontend/workload.js";
+import { compileModel, type PipelineFlags } from "./pipeline.js";
 
 const ids2 = z.array(z.array(z.number().int().nonnegative()).min(1)).min(1);
 const zReference = z.object({
@@ -75,7 +76,8 @@ function maxErr(
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 export interface VerifyOptions {
-  target: string;
+  /** Target, system and pass flags (the target's pipeline runs before execution). */
+  flags: PipelineFlags;
   tolerance: number;
   reference?: string;
   /** Receives the importer's warnings. */
@@ -83,11 +85,11 @@ export interface VerifyOptions {
 }
 
 export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyResult> {
-  const target = await getTarget(opts.target);
   const model = importHf(dir);
   for (const w of model.warnings ?? []) opts.warn?.(w);
   const ref = readReference(opts.reference ?? join(dir, "reference.json"));
-  const runner = target.prepare(model);
+  const { module, target, ctx } = await compileModel(model, opts.flags, defaultWorkload("decode"), 2);
+  const runner = target.prepare({ ...model, module, weights: ctx.weights });
   const seq = ref.prompt[0]!.length;
 
   runner.reset();
@@ -118,7 +120,7 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
 
   const within = (e: number): boolean => e <= opts.tolerance;
   return {
-    model: model.module.name,
+    model: module.name,
     target: target.name,
     prefill_max_abs_err: prefillErr,
     decode_max_abs_err: decodeErr,

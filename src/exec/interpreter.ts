@@ -7,6 +7,7 @@ import { concretizeAttrs } from "../ir/attrs.js";
 import { dimEval, dimSymbols, type DimEnv } from "../ir/dim.js";
 import { isFloat } from "../ir/dtype.js";
 import { findFunc, refName, type Module } from "../ir/module.js";
+import { layoutToString, parseLayout, physicalShape, toLogical } from "../ir/layout.js";
 import { getOp, ShapeError } from "../ir/registry.js";
 import { f32, zeros, type Tensor } from "../ir/tensor.js";
 import { typeToString, type TensorType } from "../ir/types.js";
@@ -59,6 +60,7 @@ export class Interpreter {
     return t;
   }
 
+  /** A constant's logical value (the store holds it in the const's physical layout). */
   private constant(name: string): Tensor {
     let t = this.consts.get(name);
     if (!t) {
@@ -66,10 +68,17 @@ export class Interpreter {
       if (!this.weights.has(name))
         throw new UserError(`constant @${name} has no data (the model is shape-only)`);
       t = toRuntime(this.weights.get(name));
-      if (decl && t.shape.join() !== decl.type.shape.join())
-        throw new UserError(
-          `constant @${name} has shape [${t.shape}] but is declared ${typeToString(decl.type)}`,
-        );
+      if (decl) {
+        const logical = decl.type.shape as number[];
+        const layout = parseLayout(typeof decl.attrs.layout === "string" ? decl.attrs.layout : "row");
+        if (!layout)
+          throw new UserError(`constant @${name} has an unknown layout ${String(decl.attrs.layout)}`);
+        if (t.shape.join() !== physicalShape(layout, logical).join())
+          throw new UserError(
+            `constant @${name} has data of shape [${t.shape}] but is declared ${typeToString(decl.type)} in layout ${layoutToString(layout)}`,
+          );
+        t = toLogical(t, layout, logical);
+      }
       this.consts.set(name, t);
     }
     return t;

@@ -73,3 +73,11 @@ export function workloadEnv(w: Workload): Record<string, number> {
 export function defaultWorkload(phase: "prefill" | "decode"): Workload {
   return { name: "default", phase, batch: 1, prompt: 128, context: 1024, speculation: 1 };
 }
+
+/** Dimension values of both functions under a workload (its batch and lengths apply to each phase). */
+export function phaseEnvs(w: Workload): Record<"prefill" | "decode", Record<string, number>> {
+  return {
+    prefill: workloadEnv({ ...w, phase: "prefill" }),
+    decode: workloadEnv({ ...w, phase: "decode" }),
+  };
+}

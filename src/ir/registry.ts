@@ -2,7 +2,7 @@
  * The op registry: one entry per op with its operand and attribute schema, shape rule, cost facts and
  * reference implementation. Adding an op means adding one entry (see src/ir/ops/).
  */
-import type { z } from "zod";
+import { z } from "zod";
 import { zodMessage } from "./attrs.js";
 import type { DimEnv } from "./dim.js";
 import type { Attrs } from "./module.js";
@@ -68,6 +68,28 @@ export function operandArity(def: OpDef): { min: number; max: number } {
 }
 
 /**
+ * Annotations any op may carry, added by passes and checked here rather than by each op's schema:
+ * where it runs (`device`; with dynamic placement it runs on `alt_device` when B x S exceeds
+ * `switch_above`) and what a horizontal fusion made of it (`fused`).
+ */
+export const zAnnotations = z.strictObject({
+  device: z.string().optional(),
+  alt_device: z.string().optional(),
+  switch_above: z.number().nonnegative().optional(),
+  fused: z.string().optional(),
+});
+export const ANNOTATIONS: ReadonlySet<string> = new Set(Object.keys(zAnnotations.shape));
+
+function splitAnnotations(attrs: Attrs): [Attrs, Attrs] {
+  let own: Record<string, Attrs[string]> | undefined;
+  let ann: Record<string, Attrs[string]> | undefined;
+  for (const [k, v] of Object.entries(attrs))
+    if (ANNOTATIONS.has(k)) (ann ??= {})[k] = v;
+    else (own ??= {})[k] = v;
+  return [ann ? (own ?? {}) : attrs, ann ?? {}];
+}
+
+/**
  * Checks operand count and attributes of an op, then runs its shape rule. Returns result types or an
  * error message (without location).
  */
@@ -84,10 +106,13 @@ export function checkOp(
       message: `${def.name} takes ${want} operand${max === 1 ? "" : "s"} (${def.operands.join(", ")}), got ${ins.length}`,
     };
   }
-  const parsed = def.attrs.safeParse(attrs);
+  const [own, ann] = splitAnnotations(attrs);
+  const parsed = def.attrs.safeParse(own);
   if (!parsed.success) return { ok: false, message: `${def.name}: ${zodMessage(parsed.error)}` };
+  const annotations = zAnnotations.safeParse(ann);
+  if (!annotations.success) return { ok: false, message: `${def.name}: ${zodMessage(annotations.error)}` };
   try {
-    return { ok: true, types: def.infer(ins, parsed.data), attrs: parsed.data };
+    return { ok: true, types: def.infer(ins, parsed.data), attrs: { ...parsed.data, ...ann } };
   } catch (e) {
     if (e instanceof ShapeError) return { ok: false, message: `${def.name}: ${e.message}` };
     throw e;

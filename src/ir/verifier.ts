@@ -5,6 +5,7 @@
 import { fmtLoc, UserError } from "../errors.js";
 import type { Func, Module, Op } from "./module.js";
 import { fmtGlobal, fmtRef, fmtSsa } from "./printer.js";
+import { layoutProblem, parseLayout } from "./layout.js";
 import { checkOp, getOp } from "./registry.js";
 import { typeEq, typeToString, type TensorType } from "./types.js";
 import "./ops/index.js";
@@ -18,6 +19,17 @@ export function verifyModule(m: Module): string[] {
     ["state", m.states],
   ] as const)
     for (const d of decls) {
+      const layout = d.attrs.layout;
+      if (layout !== undefined) {
+        const l = typeof layout === "string" ? parseLayout(layout) : undefined;
+        const shape = d.type.shape;
+        const problem = !l
+          ? `unknown layout ${JSON.stringify(layout)} (row, col or tiled:RxC)`
+          : shape.every((x) => typeof x === "number")
+            ? layoutProblem(l, shape as number[])
+            : "a constant with a layout needs a concrete shape";
+        if (problem) problems.push(`${kind} ${fmtGlobal(d.name)}: ${problem}`);
+      }
       const prev = globals.get(d.name);
       if (prev) problems.push(`${kind} ${fmtGlobal(d.name)}: name already used by a ${prev.kind}`);
       else globals.set(d.name, { kind, type: d.type });

@@ -1,10 +1,56 @@
-/** The host CPU target: today the fp32 reference interpreter (the host timing model comes with bench). */
+/**
+ * The host CPU target: one device modelled by its roofline (cores x SIMD lanes x FMA at its clock;
+ * DRAM bandwidth), executed by the fp32 reference interpreter.
+ */
+import { z } from "zod";
 import { Interpreter } from "../../src/exec/interpreter.js";
+import { validateSystem } from "../../src/frontend/system.js";
+import { rooflineCostModel } from "../../src/pipeline/cost-model.js";
 import type { Target } from "../index.js";
+import type { LayoutOptions } from "../../passes/layout.js";
+
+export const zHost = z.strictObject({
+  cores: z.number().int().positive().default(16),
+  frequency: z.number().positive().default(2.4e9),
+  memory_bandwidth: z.number().positive().default(51.2e9),
+  /** Bits per vector register. */
+  simd_width: z.number().int().positive().default(512),
+  /** Vector FMA units per core. */
+  fma_units: z.number().int().positive().default(2),
+  /** Seconds per op (dispatch). */
+  overhead: z.number().nonnegative().default(1e-6),
+});
+export type HostConfig = z.infer<typeof zHost>;
+
+/** Peak fp32 FLOP/s of a host: cores x lanes x 2 (FMA) x FMA units x clock. */
+export const hostFlops = (h: HostConfig): number =>
+  h.cores * (h.simd_width / 32) * 2 * h.fma_units * h.frequency;
+
+const ROW_WEIGHTS: LayoutOptions = {
+  weightLayout: (op, i) =>
+    (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
+};
 
 const cpu: Target = {
   name: "cpu",
-  summary: "host CPU, fp32 reference execution",
+  summary: "host CPU (roofline model), fp32 reference execution",
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  system(decl) {
+    const h = decl ? validateSystem(decl, zHost) : zHost.parse({});
+    const host = {
+      name: "host",
+      kind: "host" as const,
+      flops: hostFlops(h),
+      bandwidth: h.memory_bandwidth,
+      overhead: h.overhead,
+    };
+    return {
+      name: decl?.name ?? "host_cpu",
+      costModel: rooflineCostModel([host], "host", Infinity, 0),
+      // Dot products over rows: linear weights [out, in] and embedding tables row-major.
+      passOptions: { layout: ROW_WEIGHTS },
+    };
+  },
   prepare(model) {
     return new Interpreter(model.module, model.weights);
   },

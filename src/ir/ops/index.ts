@@ -5,3 +5,4 @@ import "./norm.js";
 import "./shape.js";
 import "./attention.js";
 import "./moe.js";
+import "./placement.js";

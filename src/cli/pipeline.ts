@@ -1,0 +1,133 @@
+/**
+ * What dump, compile and verify share: choosing the target and system, building the PassContext
+ * from the pass flags (opt level, disabled passes, instruments) and running the target's pipeline.
+ */
+import type { Command as PlainCommand } from "commander";
+import { UserError } from "../errors.js";
+import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
+import type { LoadedModel } from "../frontend/hf/import.js";
+import { phaseEnvs, type Workload } from "../frontend/workload.js";
+import type { Module } from "../ir/module.js";
+import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipeline/instruments.js";
+import { PassContext, runPipeline, type Instrument, type PassOptions } from "../pipeline/pass.js";
+import { getPass, pipelineOf } from "../../passes/index.js";
+import { getTarget, type SystemModel, type Target } from "../../targets/index.js";
+
+export interface PipelineFlags {
+  target?: string;
+  system?: string;
+  optLevel?: number;
+  disablePass: string[];
+  printBefore: string[];
+  printAfter: string[];
+  printAfterAll?: boolean;
+  dumpIr?: string;
+  timePasses?: boolean;
+  verifyEach?: boolean;
+  dynamicPlacement?: boolean;
+}
+
+const list = (v: string, prev: string[]): string[] => [
+  ...prev,
+  ...v
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean),
+];
+
+function optLevel(v: string): number {
+  if (!/^[0-3]$/.test(v)) throw new UserError(`--opt-level: expected 0, 1, 2 or 3, got "${v}"`);
+  return Number(v);
+}
+
+/** Adds the target, system and pass flags to a command. */
+export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
+  return (cmd as unknown as PlainCommand)
+    .option("--target <name>", "target (default: the system's, else cpu)")
+    .option("--system <file>", "system description FILE.pim[:NAME] (its target is used)")
+    .option("-O, --opt-level <n>", `optimisation level 0-3 (default ${defaultOpt})`, optLevel)
+    .option("--disable-pass <names>", "passes not to run (comma-separated, repeatable)", list, [] as string[])
+    .option("--print-before <pass>", "print the IR before this pass (repeatable)", list, [] as string[])
+    .option("--print-after <pass>", "print the IR after this pass (repeatable)", list, [] as string[])
+    .option("--print-after-all", "print the IR after every pass")
+    .option("--dump-ir <dir>", "write the IR before and after every pass to DIR/NNN_<pass>.pimir")
+    .option("--time-passes", "print the time spent in each pass (on stderr)")
+    .option("--verify-each", "run the IR verifier after every pass")
+    .option(
+      "--dynamic-placement",
+      "partition: keep both placements of linear layers, chosen by B*S at run time",
+    ) as unknown as C;
+}
+
+export interface Compiled {
+  readonly module: Module;
+  readonly ctx: PassContext;
+  readonly target: Target;
+  readonly system: SystemModel;
+}
+
+/** Resolves --system and --target. */
+export async function chooseTarget(
+  f: Pick<PipelineFlags, "target" | "system">,
+): Promise<{ target: Target; system: SystemModel }> {
+  if (f.system !== undefined) {
+    const m = /^(.*?)(?::(\w+))?$/.exec(f.system)!;
+    const decl = selectSystem(loadDescription(m[1]!), m[2]);
+    if (f.target !== undefined && f.target !== decl.target)
+      throw new UserError(`--target ${f.target} does not match the system's target ${decl.target} (${m[1]})`);
+    const target = await getTarget(decl.target);
+    return { target, system: target.system(decl) };
+  }
+  const target = await getTarget(f.target ?? "cpu");
+  return { target, system: target.system() };
+}
+
+/** Whether any flag asks for the pass pipeline. */
+export function wantsPipeline(f: PipelineFlags): boolean {
+  return (
+    f.optLevel !== undefined ||
+    f.printBefore.length > 0 ||
+    f.printAfter.length > 0 ||
+    f.printAfterAll === true ||
+    f.dumpIr !== undefined ||
+    f.timePasses === true ||
+    f.verifyEach === true ||
+    f.dynamicPlacement === true ||
+    f.disablePass.length > 0
+  );
+}
+
+/** Runs the target's default pipeline on the model under the flags and the workload. */
+export async function compileModel(
+  model: LoadedModel,
+  f: PipelineFlags,
+  w: Workload,
+  defaultOpt: number,
+): Promise<Compiled> {
+  const { target, system } = await chooseTarget(f);
+  for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n); // unknown names are errors
+  const out = (s: string): void => void process.stdout.write(s);
+  const instruments: Instrument[] = [];
+  if (f.verifyEach) instruments.push(verifyEach());
+  if (f.printBefore.length > 0) instruments.push(printBefore(new Set(f.printBefore), out));
+  if (f.printAfterAll) instruments.push(printAfter(undefined, out));
+  else if (f.printAfter.length > 0) instruments.push(printAfter(new Set(f.printAfter), out));
+  if (f.dumpIr !== undefined) instruments.push(dumpIr(f.dumpIr));
+  if (f.timePasses) instruments.push(timePasses((s) => void process.stderr.write(s)));
+  const options: PassOptions = {
+    ...system.passOptions,
+    envs: phaseEnvs(w),
+    placement: f.dynamicPlacement ? "dynamic" : "static",
+  };
+  const ctx = new PassContext({
+    optLevel: f.optLevel ?? defaultOpt,
+    disabled: f.disablePass,
+    target: target.name,
+    costModel: system.costModel,
+    weights: model.weights,
+    options,
+    instruments,
+  });
+  const module = runPipeline(pipelineOf(target.name, target.pipeline), model.module, ctx);
+  return { module, ctx, target, system };
+}

@@ -1,0 +1,60 @@
+/** The workload flags (dump, compile): --workload and the per-field overrides. */
+import type { Command as PlainCommand } from "commander";
+import { Option } from "commander";
+import { UserError } from "../errors.js";
+import { loadDescription, selectWorkload } from "../frontend/dsl/index.js";
+import { defaultWorkload, workloadFromDecl, type Workload } from "../frontend/workload.js";
+import { nonNegativeInt, positiveInt } from "./options.js";
+
+export function withWorkloadFlags<C>(cmd: C): C {
+  return (cmd as unknown as PlainCommand)
+    .option("--workload <name>", "a workload block of the model's description file, or FILE.pim[:NAME]")
+    .addOption(new Option("--phase <phase>", "prefill or decode").choices(["prefill", "decode"]))
+    .option("--batch <n>", "sequences per step", positiveInt)
+    .option("--prompt <n>", "prefill: tokens per sequence", positiveInt)
+    .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
+    .option("--speculation <n>", "decode: tokens per step", positiveInt) as unknown as C;
+}
+
+export interface WorkloadFlags {
+  workload?: string;
+  phase?: "prefill" | "decode";
+  batch?: number;
+  prompt?: number;
+  context?: number;
+  speculation?: number;
+}
+
+/** The workload chosen by --workload and the override flags (see `pimc compile --help`). */
+export function resolveWorkload(modelPath: string, o: WorkloadFlags): Workload {
+  let w: Workload | undefined;
+  if (o.workload !== undefined) {
+    const m = /^(.*\.pim)(?::(\w+))?$/.exec(o.workload);
+    if (m) w = workloadFromDecl(selectWorkload(loadDescription(m[1]!), m[2]));
+    else if (modelPath.endsWith(".pim"))
+      w = workloadFromDecl(selectWorkload(loadDescription(modelPath), o.workload));
+    else
+      throw new UserError(
+        `--workload: "${o.workload}" is not a .pim file, and the model is not a description file`,
+      );
+  } else if (modelPath.endsWith(".pim")) {
+    const desc = loadDescription(modelPath);
+    const first = desc.workloads.find((x) => o.phase === undefined || x.phase === o.phase);
+    if (first) w = workloadFromDecl(first);
+  }
+  w ??= defaultWorkload(o.phase ?? "decode");
+  if (o.phase !== undefined && o.phase !== w.phase) w = { ...defaultWorkload(o.phase), name: w.name };
+  return {
+    ...w,
+    ...(o.batch !== undefined ? { batch: o.batch } : {}),
+    ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+    ...(o.context !== undefined ? { context: o.context } : {}),
+    ...(o.speculation !== undefined ? { speculation: o.speculation } : {}),
+  };
+}
+
+export function describeWorkload(w: Workload): string {
+  return w.phase === "prefill"
+    ? `${w.name}: prefill, batch ${w.batch}, prompt ${w.prompt} tokens`
+    : `${w.name}: decode, batch ${w.batch}, context ${w.context}, ${w.speculation} token(s) per step`;
+}

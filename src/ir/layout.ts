@@ -1,0 +1,78 @@
+/**
+ * Physical layouts of constants. A const's type is its logical shape; its `layout` attribute says how
+ * the data in the weight store is arranged: `row` (row-major, the default), `col` (column-major: the
+ * transposed matrix stored row-major, e.g. GPT-2's Conv1D weights or UPMEM's column-major B), or
+ * `tiled:RxC` (R x C tiles, tiles in row-major order, each tile row-major). Layouts apply to 2-D
+ * constants.
+ */
+import { permute } from "./ops/shape.js";
+import type { Tensor } from "./tensor.js";
+
+export type Layout = { kind: "row" } | { kind: "col" } | { kind: "tiled"; rows: number; cols: number };
+
+export function parseLayout(s: string): Layout | undefined {
+  if (s === "row" || s === "col") return { kind: s };
+  const m = /^tiled:(\d+)x(\d+)$/.exec(s);
+  return m && Number(m[1]) > 0 && Number(m[2]) > 0
+    ? { kind: "tiled", rows: Number(m[1]), cols: Number(m[2]) }
+    : undefined;
+}
+
+export function layoutToString(l: Layout): string {
+  return l.kind === "tiled" ? `tiled:${l.rows}x${l.cols}` : l.kind;
+}
+
+/** Why `layout` cannot hold a logical [n, k] matrix, or undefined when it can. */
+export function layoutProblem(l: Layout, shape: readonly number[]): string | undefined {
+  if (l.kind === "row") return undefined;
+  if (shape.length !== 2) return `layout ${layoutToString(l)} needs a 2-D constant, got rank ${shape.length}`;
+  if (l.kind === "tiled" && (shape[0]! % l.rows !== 0 || shape[1]! % l.cols !== 0))
+    return `tiles ${l.rows}x${l.cols} do not divide [${shape.join(", ")}]`;
+  return undefined;
+}
+
+/** Shape of the stored data of a logical [n, k] matrix. */
+export function physicalShape(l: Layout, shape: readonly number[]): number[] {
+  const [n, k] = shape as [number, number];
+  switch (l.kind) {
+    case "row":
+      return [...shape];
+    case "col":
+      return [k, n];
+    case "tiled":
+      return [n / l.rows, k / l.cols, l.rows, l.cols];
+  }
+}
+
+/** Logical tensor -> stored data in layout `l`. */
+export function toPhysical(t: Tensor, l: Layout): Tensor {
+  const [n, k] = t.shape as [number, number];
+  switch (l.kind) {
+    case "row":
+      return t;
+    case "col":
+      return permute(t, [1, 0], [k, n]);
+    case "tiled":
+      return permute(
+        { ...t, shape: [n / l.rows, l.rows, k / l.cols, l.cols] },
+        [0, 2, 1, 3],
+        physicalShape(l, t.shape),
+      );
+  }
+}
+
+/** Stored data in layout `l` -> the logical [n, k] tensor. */
+export function toLogical(t: Tensor, l: Layout, shape: readonly number[]): Tensor {
+  const [n, k] = shape as [number, number];
+  switch (l.kind) {
+    case "row":
+      return t;
+    case "col":
+      return permute(t, [1, 0], [n, k]);
+    case "tiled": {
+      const [tr, tc] = [n / l.rows, k / l.cols];
+      const blocks = permute(t, [0, 2, 1, 3], [tr, l.rows, tc, l.cols]);
+      return { ...blocks, shape: [n, k] };
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * What the partition pass asks of a target: the devices of a system, how long an op takes on each,
+ * and what moving activations between them costs. Targets implement it from their timing tables.
+ */
+import type { DimEnv } from "../ir/dim.js";
+import type { Op } from "../ir/module.js";
+import type { Cost } from "../ir/registry.js";
+import type { TensorType } from "../ir/types.js";
+
+export interface Device {
+  readonly name: string;
+  readonly kind: "host" | "pim" | "xpu";
+}
+
+/** An op with its operand and result types and its registry cost under the workload. */
+export interface OpView {
+  readonly op: Op;
+  readonly ins: readonly TensorType[];
+  readonly outs: readonly TensorType[];
+  readonly cost: Cost;
+}
+
+export interface CostModel {
+  readonly devices: readonly Device[];
+  /** Where function inputs arrive and results are returned. */
+  readonly home: string;
+  /** Seconds `op` takes on `device` (undefined: the device cannot run it). */
+  opTime(op: OpView, device: string, env: DimEnv): number | undefined;
+  /** Seconds to move `bytes` of activations between devices. */
+  transferTime(bytes: number, from: string, to: string): number;
+}
+
+/** A device modelled by its roofline: time = max(flops / peak, bytes / bandwidth) + overhead. */
+export interface RooflineDevice extends Device {
+  /** Peak FLOP/s. */
+  readonly flops: number;
+  /** Memory bandwidth, bytes/s. */
+  readonly bandwidth: number;
+  /** Fixed seconds per op (launch, synchronisation). */
+  readonly overhead: number;
+}
+
+/** A cost model of roofline devices joined by one link (bytes/s, plus a latency per transfer). */
+export function rooflineCostModel(
+  devices: readonly RooflineDevice[],
+  home: string,
+  link: number,
+  latency: number,
+): CostModel {
+  const byName = new Map(devices.map((d) => [d.name, d]));
+  return {
+    devices,
+    home,
+    opTime(op, device) {
+      const d = byName.get(device);
+      if (!d) return undefined;
+      if (op.cost.flops === 0 && op.cost.bytes === 0) return 0;
+      return Math.max(op.cost.flops / d.flops, op.cost.bytes / d.bandwidth) + d.overhead;
+    },
+    transferTime: (bytes, from, to) => (from === to ? 0 : latency + bytes / link),
+  };
+}
