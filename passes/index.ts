@@ -6,10 +6,11 @@ import { fuseGateUp } from "./fuse-gate-up.js";
 import { fuseQkv } from "./fuse-qkv.js";
 import { layout } from "./layout.js";
 import { partition } from "./partition.js";
+import { quantize } from "./quantize.js";
 import { simplifyShapes } from "./simplify-shapes.js";
 
 export const PASSES: ReadonlyMap<string, Pass> = new Map(
-  [simplifyShapes, fuseQkv, fuseGateUp, layout, partition, dce].map((p) => [p.name, p]),
+  [simplifyShapes, fuseQkv, fuseGateUp, layout, quantize, partition, dce].map((p) => [p.name, p]),
 );
 
 export function getPass(name: string): Pass {

@@ -10,10 +10,11 @@
 import { produce } from "immer";
 import { match, P } from "ts-pattern";
 import {
+  layoutOf,
   layoutProblem,
   layoutToString,
+  logicalSource,
   parseLayout,
-  toLogical,
   toPhysical,
   type Layout,
 } from "../src/ir/layout.js";
@@ -32,8 +33,6 @@ export interface LayoutOptions {
 }
 
 const NAME = "layout";
-const layoutOf = (c: ConstDecl): Layout =>
-  parseLayout(typeof c.attrs.layout === "string" ? c.attrs.layout : "row") ?? { kind: "row" };
 
 function withLayout(attrs: Attrs, l: Layout): Attrs {
   const { layout: _drop, ...rest } = attrs;
@@ -50,8 +49,8 @@ function convertData(
   b: Layout,
 ): void {
   if (!w.has(from)) return; // shape-only model
-  const src = w.source(from);
-  w.define(to, () => toPhysical(toLogical(src(), a, logical), b));
+  const src = logicalSource(w, from, a, logical);
+  w.define(to, () => toPhysical(src(), b));
 }
 
 /** (1) Folds `transpose(@w) {perm = [1, 0]}` of row/col constants into constants. */
@@ -60,7 +59,7 @@ function foldTransposes(m: Module, ctx: PassContext): Module {
     op.opcode === "transpose" &&
     op.operands[0]!.startsWith("@") &&
     (op.attrs.perm as number[]).join() === "1,0" &&
-    m.consts.some((c) => `@${c.name}` === op.operands[0] && layoutOf(c).kind !== "tiled");
+    m.consts.some((c) => `@${c.name}` === op.operands[0] && layoutOf(c.attrs).kind !== "tiled");
   const ops = m.funcs.flatMap((f) => f.body);
   const folded = new Map<string, string>(); // const -> its transposed const
   const consts = [...m.consts];
@@ -70,7 +69,7 @@ function foldTransposes(m: Module, ctx: PassContext): Module {
     const c = consts.find((x) => x.name === name)!;
     const onlyTransposed = ops.every((o) => !o.operands.includes(`@${name}`) || isFoldable(o));
     const tName = onlyTransposed ? name : `${name}.T`;
-    const flipped: Layout = { kind: layoutOf(c).kind === "row" ? "col" : "row" };
+    const flipped: Layout = { kind: layoutOf(c.attrs).kind === "row" ? "col" : "row" };
     const decl: ConstDecl = {
       name: tName,
       type: { ...c.type, shape: [c.type.shape[1]!, c.type.shape[0]!] },
@@ -128,7 +127,7 @@ function assignLayouts(m: Module, ctx: PassContext, opts: LayoutOptions): Module
       consts.push(c);
       continue;
     }
-    const cur = layoutOf(c);
+    const cur = layoutOf(c.attrs);
     const logical = c.type.shape as number[];
     const layouts = [...w.entries()].sort((a, b) => b[1] - a[1]).map(([l]) => l);
     const primary =

@@ -53,7 +53,7 @@ describe("pimc verify", () => {
     const r = pimc("verify", `test/fixtures/${name}`, "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, unknown>;
-    expect(Object.keys(j)).toEqual([
+    expect(Object.keys(j).slice(0, 7)).toEqual([
       "model",
       "target",
       "prefill_max_abs_err",
@@ -62,7 +62,14 @@ describe("pimc verify", () => {
       "tokens_match",
       "passed",
     ]);
-    expect(j).toMatchObject({ model: name, target: "cpu", tokens_match: true, passed: true });
+    expect(j).toMatchObject({
+      model: name,
+      target: "cpu",
+      tokens_match: true,
+      passed: true,
+      tokens_agreed: 14,
+      tokens_total: 14,
+    });
     for (const k of ["prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err"])
       expect(j[k]).toBeLessThan(1e-5);
   });
@@ -74,6 +81,19 @@ describe("pimc verify", () => {
     const tight = pimc("verify", "test/fixtures/llama-tiny", "--tolerance", "1e-9", "--json");
     expect(tight.code).toBe(1);
     expect(JSON.parse(tight.stdout)).toMatchObject({ passed: false, tokens_match: true });
+  });
+  test("INT8 weights: the error is stated and every disagreement is on a reference near-tie", () => {
+    const r = pimc("verify", "test/fixtures/llama-tiny", "--weights", "int8", "--json");
+    const j = JSON.parse(r.stdout) as Record<string, number | boolean>;
+    expect(j.passed).toBe(false); // int8 logits are not within 1e-4
+    expect(j.prefill_max_abs_err).toBeGreaterThan(1e-3);
+    expect(j.prefill_max_abs_err).toBeLessThan(0.2);
+    expect(j.tokens_agreed).toBeGreaterThanOrEqual(12);
+    expect(j.disagreements_beyond_near_ties).toBe(0);
+    const q = JSON.parse(
+      pimc("verify", "test/fixtures/qwen2-tiny", "--weights", "int8", "--json").stdout,
+    ) as Record<string, unknown>;
+    expect(q).toMatchObject({ tokens_match: true, tokens_agreed: 14 });
   });
   test("gpt2-tiny: the checkpoint lacks c_attn.bias; pimc warns, zero-fills like transformers, and reports the mismatch", () => {
     const r = pimc("verify", "test/fixtures/gpt2-tiny", "--json");
@@ -233,8 +253,9 @@ describe("pass pipeline from the command line", () => {
       "002_fuse-qkv.pimir",
       "003_fuse-gate-up.pimir",
       "004_layout.pimir",
-      "005_dce.pimir",
-      "006_partition.pimir",
+      "005_quantize.pimir",
+      "006_dce.pimir",
+      "007_partition.pimir",
     ]);
     expect(pimc("dump", join(dir, "004_layout.pimir")).code).toBe(0);
   });

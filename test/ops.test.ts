@@ -250,3 +250,35 @@ describe("reference kernels", () => {
     close(out, want, 1e-5);
   });
 });
+
+describe("int8 ops", () => {
+  test("qlinear equals quantize -> exact int32 GEMM -> dequantize, and approximates linear", () => {
+    const [m, k, n] = [3, 16, 5];
+    const x = T([m, k], rand(m * k, 21));
+    const wf = rand(n * k, 22);
+    const wq = Int8Array.from(wf, (v) => Math.round(v * 127));
+    const ws = T([n], new Array(n).fill(1 / 127));
+    const bias = T([n], rand(n, 23));
+    const w: Tensor = { dtype: "i8", shape: [n, k], data: wq };
+    const q = run1("qlinear", [x, w, ws, bias]);
+    const [xq, xs] = run("quantize", [x]);
+    const acc = new Int32Array(m * n);
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++)
+        for (let t = 0; t < k; t++) acc[i * n + j]! += (xq!.data as Int8Array)[i * k + t]! * wq[j * k + t]!;
+    const d = run1("dequantize", [{ dtype: "i32", shape: [m, n], data: acc }, xs!, ws, bias]);
+    expect(q).toEqual(d); // bit-identical
+    close(
+      q,
+      run1("linear", [
+        x,
+        T(
+          [n, k],
+          Array.from(wq, (v) => v / 127),
+        ),
+        bias,
+      ]),
+      0.05,
+    );
+  });
+});

@@ -485,3 +485,44 @@ describe("partition", () => {
     expect(text).toBe(ir(MLP));
   });
 });
+
+describe("quantize", () => {
+  const BEFORE = `
+    module @m
+
+    const @w : f32[2, 4]
+    const @b : f32[2]
+
+    func @f(%x: f32[B, 4]) -> (f32[B, 2]) {
+      %y = linear(%x, @w, @b) : f32[B, 2]
+      return %y
+    }
+  `;
+  test("without --weights int8 nothing changes", () => {
+    expectPass("quantize", BEFORE, BEFORE);
+  });
+  test("linear layers become qlinear with int8 weights and per-channel scales computed at build time", () => {
+    const weights = new WeightStore();
+    weights.set("w", f32([2, 4], Float32Array.from([1, -2, 0.5, 0.25, 0, 0, 0, 0])));
+    const ctx = expectPass(
+      "quantize",
+      BEFORE,
+      `
+      module @m
+
+      const @w : f32[2, 4]
+      const @b : f32[2]
+      const @w.q8 : i8[2, 4]
+      const @w.scale : f32[2]
+
+      func @f(%x: f32[B, 4]) -> (f32[B, 2]) {
+        %y = qlinear(%x, @w.q8, @w.scale, @b) : f32[B, 2]
+        return %y
+      }
+      `,
+      { weights, options: { quantize: { weights: "int8" } } },
+    );
+    expect([...(ctx.weights.get("w.q8").data as Int8Array)]).toEqual([64, -127, 32, 16, 0, 0, 0, 0]);
+    expect([...(ctx.weights.get("w.scale").data as Float32Array)]).toEqual([Math.fround(2 / 127), 1]);
+  });
+});

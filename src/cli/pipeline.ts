@@ -2,7 +2,7 @@
  * What dump, compile and verify share: choosing the target and system, building the PassContext
  * from the pass flags (opt level, disabled passes, instruments) and running the target's pipeline.
  */
-import type { Command as PlainCommand } from "commander";
+import { Option, type Command as PlainCommand } from "commander";
 import { UserError } from "../errors.js";
 import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
@@ -25,6 +25,7 @@ export interface PipelineFlags {
   timePasses?: boolean;
   verifyEach?: boolean;
   dynamicPlacement?: boolean;
+  weights?: "f32" | "int8";
 }
 
 const list = (v: string, prev: string[]): string[] => [
@@ -53,6 +54,12 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .option("--dump-ir <dir>", "write the IR before and after every pass to DIR/NNN_<pass>.pimir")
     .option("--time-passes", "print the time spent in each pass (on stderr)")
     .option("--verify-each", "run the IR verifier after every pass")
+    .addOption(
+      new Option(
+        "--weights <type>",
+        "weight precision: f32 (as imported) or int8 (quantized at build time)",
+      ).choices(["f32", "int8"]),
+    )
     .option(
       "--dynamic-placement",
       "partition: keep both placements of linear layers, chosen by B*S at run time",
@@ -93,6 +100,7 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.timePasses === true ||
     f.verifyEach === true ||
     f.dynamicPlacement === true ||
+    f.weights !== undefined ||
     f.disablePass.length > 0
   );
 }
@@ -118,6 +126,7 @@ export async function compileModel(
     ...system.passOptions,
     envs: phaseEnvs(w),
     placement: f.dynamicPlacement ? "dynamic" : "static",
+    quantize: { weights: f.weights ?? "f32" },
   };
   const ctx = new PassContext({
     optLevel: f.optLevel ?? defaultOpt,

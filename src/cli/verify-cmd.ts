@@ -34,7 +34,7 @@ export function verifyCommand() {
           `prefill  max |logit error| ${mark(r.prefill_max_abs_err)}`,
           `decode   max |logit error| ${mark(r.decode_max_abs_err)}`,
           `full     max |logit error| ${mark(r.full_max_abs_err)}`,
-          `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}`,
+          `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}: ${r.tokens_agreed}/${r.tokens_total} agree; ${r.near_ties} reference decision(s) within twice the error, ${r.disagreements_beyond_near_ties} disagreement(s) beyond them`,
           r.passed
             ? pc.green(`PASSED (tolerance ${opts.tolerance})`)
             : pc.red(`FAILED (tolerance ${opts.tolerance})`),

@@ -37,6 +37,27 @@ export interface VerifyResult {
   full_max_abs_err: number;
   tokens_match: boolean;
   passed: boolean;
+  /** Greedy decisions (one per sequence per generated token) where our argmax equals the reference's. */
+  tokens_agreed: number;
+  tokens_total: number;
+  /** Reference decisions whose top-2 logit margin is below twice our largest logit error. */
+  near_ties: number;
+  /** Disagreements on decisions that were not near-ties: these would be real errors. */
+  disagreements_beyond_near_ties: number;
+}
+
+const argmax = (row: readonly number[]): number => row.indexOf(Math.max(...row));
+
+/** Best minus second-best logit. */
+function margin(row: readonly number[]): number {
+  let a = -Infinity;
+  let b = -Infinity;
+  for (const x of row)
+    if (x > a) {
+      b = a;
+      a = x;
+    } else if (x > b) b = x;
+  return a - b;
 }
 
 export function readReference(path: string): Reference {
@@ -95,30 +116,42 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
   runner.reset();
   const pre = runner.run("prefill", [tokenTensor(ref.prompt)])[0]!;
   const prefillErr = maxErr(pre, (b, s) => ref.prefill_logits[b]?.[s], range(seq));
-  let tokensMatch = true;
+  // Greedy decisions: ours (argmax of our logits) against the token the reference chose next, with
+  // the reference's margin between its best and second-best logit.
+  const decisions: { ours: number; theirs: number; margin: number }[] = [];
+  const decide = (
+    ours: readonly number[],
+    theirs: readonly number[],
+    rows: readonly (readonly number[])[],
+  ): void =>
+    ours.forEach((t, i) => decisions.push({ ours: t, theirs: theirs[i]!, margin: margin(rows[i]!) }));
   let expected = greedyNext(pre);
+  let previous: readonly (readonly number[])[] = ref.prompt.map((_, b) => ref.prefill_logits[b]![seq - 1]!);
   let decodeErr = 0;
   for (const step of ref.decode) {
-    const ids = step.input_ids.map((r) => r[0]!);
-    if (ids.some((t, i) => t !== expected[i])) tokensMatch = false;
+    decide(
+      expected,
+      step.input_ids.map((r) => r[0]!),
+      previous,
+    );
     const out = runner.run("decode", [tokenTensor(step.input_ids)])[0]!;
     decodeErr = Math.max(
       decodeErr,
       maxErr(out, (b) => step.logits[b], [0]),
     );
     expected = greedyNext(out);
+    previous = step.logits;
   }
-  const last = ref.decode[ref.decode.length - 1];
-  if (last) {
-    const refNext = last.logits.map((row) => row.indexOf(Math.max(...row)));
-    if (refNext.some((t, i) => t !== expected[i])) tokensMatch = false;
-  }
+  if (ref.decode.length > 0) decide(expected, previous.map(argmax), previous);
 
   runner.reset();
   const full = runner.run("prefill", [tokenTensor(ref.full_sequence)])[0]!;
   const fullErr = maxErr(full, (b) => ref.full_logits_last[b], [full.shape[1]! - 1]);
 
   const within = (e: number): boolean => e <= opts.tolerance;
+  const worst = Math.max(prefillErr, decodeErr, fullErr);
+  const agreed = decisions.filter((d) => d.ours === d.theirs).length;
+  const tokensMatch = agreed === decisions.length;
   return {
     model: module.name,
     target: target.name,
@@ -127,5 +160,10 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
     full_max_abs_err: fullErr,
     tokens_match: tokensMatch,
     passed: within(prefillErr) && within(decodeErr) && within(fullErr) && tokensMatch,
+    tokens_agreed: agreed,
+    tokens_total: decisions.length,
+    near_ties: decisions.filter((d) => d.margin < 2 * worst).length,
+    disagreements_beyond_near_ties: decisions.filter((d) => d.ours !== d.theirs && d.margin >= 2 * worst)
+      .length,
   };
 }

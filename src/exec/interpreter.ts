@@ -6,7 +6,7 @@ import { UserError } from "../errors.js";
 import { concretizeAttrs } from "../ir/attrs.js";
 import { dimEval, dimSymbols, type DimEnv } from "../ir/dim.js";
 import { isFloat } from "../ir/dtype.js";
-import { findFunc, refName, type Module } from "../ir/module.js";
+import { findFunc, refName, type Attrs, type Module } from "../ir/module.js";
 import { layoutToString, parseLayout, physicalShape, toLogical } from "../ir/layout.js";
 import { getOp, ShapeError } from "../ir/registry.js";
 import { f32, zeros, type Tensor } from "../ir/tensor.js";
@@ -14,9 +14,9 @@ import { typeToString, type TensorType } from "../ir/types.js";
 import type { WeightStore } from "../ir/weights.js";
 import "../ir/ops/index.js";
 
-/** Converts any tensor to the interpreter's runtime form: floats as f32, integers as i32. */
+/** Converts any tensor to the interpreter's runtime form: floats as f32, i8 as is, other integers as i32. */
 export function toRuntime(t: Tensor): Tensor {
-  if (t.dtype === "f32" || t.dtype === "i32") return t;
+  if (t.dtype === "f32" || t.dtype === "i32" || t.dtype === "i8") return t;
   if (isFloat(t.dtype)) throw new Error(`internal: ${t.dtype} weights must be converted when loaded`);
   const d = t.data;
   const out = new Int32Array(d.length);
@@ -119,13 +119,11 @@ export class Interpreter {
         }
         return states.has(n) ? this.state(n, env) : this.constant(n);
       });
-      const attrs = concretizeAttrs(op.attrs, env);
       let outs: Tensor[];
       try {
-        outs = def.eval(ins, attrs as never, { outTypes: def.infer(ins.map(runtimeType), attrs as never) });
+        outs = evalOp(op.opcode, op.attrs, ins, env);
       } catch (e) {
-        // Inputs that do not fit the program (token ids, cache contents) are the user's.
-        if (e instanceof RangeError || e instanceof ShapeError)
+        if (e instanceof UserError)
           throw new UserError(
             `@${name} op ${idx} (%${op.results[0]?.name ?? ""} = ${op.opcode}): ${e.message}`,
           );
@@ -135,6 +133,22 @@ export class Interpreter {
       op.results.forEach((r, i) => vals.set(r.name, outs[i]!));
     });
     return fn.results.map((r) => vals.get(refName(r))!);
+  }
+}
+
+/**
+ * Runs one op of the registry on runtime tensors (f32/i32) with attributes concretized under `env`.
+ * Inputs that do not fit (token ids, cache contents, shapes) raise UserErrors.
+ */
+export function evalOp(opcode: string, attrs: Attrs, ins: readonly Tensor[], env: DimEnv): Tensor[] {
+  const def = getOp(opcode);
+  if (!def) throw new UserError(`unknown op '${opcode}'`);
+  const a = concretizeAttrs(attrs, env);
+  try {
+    return def.eval(ins, a as never, { outTypes: def.infer(ins.map(runtimeType), a as never) });
+  } catch (e) {
+    if (e instanceof RangeError || e instanceof ShapeError) throw new UserError(e.message);
+    throw e;
   }
 }
 

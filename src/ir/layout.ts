@@ -7,6 +7,8 @@
  */
 import { permute } from "./ops/shape.js";
 import type { Tensor } from "./tensor.js";
+import type { Attrs } from "./module.js";
+import type { WeightStore } from "./weights.js";
 
 export type Layout = { kind: "row" } | { kind: "col" } | { kind: "tiled"; rows: number; cols: number };
 
@@ -75,4 +77,20 @@ export function toLogical(t: Tensor, l: Layout, shape: readonly number[]): Tenso
       return { ...blocks, shape: [n, k] };
     }
   }
+}
+
+/** The layout of a constant from its attributes (row when absent). */
+export function layoutOf(attrs: Attrs): Layout {
+  return parseLayout(typeof attrs.layout === "string" ? attrs.layout : "row") ?? { kind: "row" };
+}
+
+/** A thunk for the logical value of a constant as stored now in `w` (later redefinitions do not matter). */
+export function logicalSource(
+  w: WeightStore,
+  name: string,
+  l: Layout,
+  shape: readonly number[],
+): () => Tensor {
+  const src = w.source(name);
+  return () => toLogical(src(), l, shape);
 }

@@ -7,7 +7,7 @@
  */
 import { produce } from "immer";
 import type { ConstDecl, Func, Module, Op } from "../ir/module.js";
-import { parseLayout, toLogical } from "../ir/layout.js";
+import { layoutOf, logicalSource } from "../ir/layout.js";
 import type { Tensor } from "../ir/tensor.js";
 import type { WeightStore } from "../ir/weights.js";
 import { mapFuncs, usersOf } from "./rewrite.js";
@@ -71,11 +71,8 @@ function fusedConstName(
 }
 
 /** The logical value of constant `c` as stored now (captured: later redefinitions do not matter). */
-function logical(w: WeightStore, c: ConstDecl): () => Tensor {
-  const layout = parseLayout(typeof c.attrs.layout === "string" ? c.attrs.layout : "row") ?? { kind: "row" };
-  const src = w.source(c.name);
-  return () => toLogical(src(), layout, c.type.shape as number[]);
-}
+const logical = (w: WeightStore, c: ConstDecl): (() => Tensor) =>
+  logicalSource(w, c.name, layoutOf(c.attrs), c.type.shape as number[]);
 
 /** A loader of the constants' rows stacked (missing ones, e.g. absent biases, as zero rows). */
 function concatRows(

@@ -34,7 +34,7 @@ const ROW_WEIGHTS: LayoutOptions = {
 const cpu: Target = {
   name: "cpu",
   summary: "host CPU (roofline model), fp32 reference execution",
-  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition"],
   system(decl) {
     const h = decl ? validateSystem(decl, zHost) : zHost.parse({});
     const host = {

@@ -40,7 +40,7 @@ const DEFAULT = zSystem.parse({
 const roofline: Target = {
   name: "roofline",
   summary: "devices described by their rooflines (peak FLOP/s, bandwidth) and a link; for placement studies",
-  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition"],
   system(decl) {
     const s = decl ? validateSystem(decl, zSystem) : DEFAULT;
     const devices = Object.entries(s.devices).map(([name, d]) => ({ name, ...d }));

@@ -6,3 +6,4 @@ import "./shape.js";
 import "./attention.js";
 import "./moe.js";
 import "./placement.js";
+import "./quant.js";

@@ -1,0 +1,146 @@
+/**
+ * INT8 quantized linear layers. Weights are quantized at build time per output channel (symmetric:
+ * w = q * scale[n], q in [-127, 127]); activations per row at run time. `qlinear` is the whole
+ * layer; a target may lower it as `quantize` (host) -> integer GEMM (device) -> `dequantize` (host),
+ * and the arithmetic here is shared so both paths give bit-identical results.
+ */
+import { z } from "zod";
+import { dimEval } from "../dim.js";
+import { registerOp } from "../registry.js";
+import { tensor } from "../types.js";
+import { f32, type Tensor } from "../tensor.js";
+import { fdata, lastDim, need, needDimEq, needRank, nelem, show, sumBytes } from "./util.js";
+
+/** Round half away from zero, then clamp to [-127, 127]. */
+export const q8 = (x: number): number =>
+  Math.max(-127, Math.min(127, x < 0 ? -Math.round(-x) : Math.round(x)));
+
+/** Symmetric per-row quantization of rows of length k: fills q and returns the scales (f32). */
+export function quantizeRows(x: Float32Array, k: number, q: Int8Array): Float32Array {
+  const rows = x.length / k;
+  const scale = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let m = 0;
+    for (let i = 0; i < k; i++) m = Math.max(m, Math.abs(x[r * k + i]!));
+    const s = m === 0 ? 1 : Math.fround(m / 127);
+    scale[r] = s;
+    for (let i = 0; i < k; i++) q[r * k + i] = q8(x[r * k + i]! / s);
+  }
+  return scale;
+}
+
+/** y[m, n] = fp32(acc[m, n] * fp32(sa[m] * sw[n])) + bias[n]. */
+export function dequantizeInto(
+  acc: Int32Array,
+  sa: Float32Array,
+  sw: Float32Array,
+  bias: Float32Array | undefined,
+  y: Float32Array,
+): void {
+  const n = sw.length;
+  for (let i = 0; i < acc.length; i++) {
+    const r = Math.floor(i / n);
+    const c = i - r * n;
+    const v = Math.fround(acc[i]! * Math.fround(sa[r]! * sw[c]!));
+    y[i] = bias ? Math.fround(v + bias[c]!) : v;
+  }
+}
+
+/** acc[m, n] = sum_t xq[m, t] * wq[n, t] (exact int32). */
+export function int8Gemm(xq: Int8Array, wq: Int8Array, k: number, acc: Int32Array): void {
+  const n = wq.length / k;
+  const m = xq.length / k;
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let t = 0; t < k; t++) s += xq[i * k + t]! * wq[j * k + t]!;
+      acc[i * n + j] = s;
+    }
+}
+
+const asI8 = (t: Tensor): Int8Array =>
+  t.data instanceof Int8Array ? t.data : Int8Array.from(t.data as Int32Array);
+const asI32 = (t: Tensor): Int32Array =>
+  t.data instanceof Int32Array ? t.data : Int32Array.from(t.data as Int8Array);
+
+registerOp({
+  name: "qlinear",
+  summary:
+    "INT8 linear: x quantized per row, int8 weights [out, in] with per-channel scales, int32 accumulation",
+  operands: ["x", "weight_q", "weight_scale", "bias?"],
+  attrs: z.strictObject({}),
+  infer([x, w, s, b]) {
+    needRank(w!, 2, "weight_q");
+    need(w!.dtype === "i8", `weight_q must be i8, got ${w!.dtype}`);
+    needDimEq(lastDim(x!), w!.shape[1]!, `x has ${show(x!)} but weight_q ${show(w!)} expects [..., in]`);
+    needRank(s!, 1, "weight_scale");
+    needDimEq(s!.shape[0]!, w!.shape[0]!, `weight_scale ${show(s!)} does not match weight_q ${show(w!)}`);
+    if (b) needDimEq(b.shape[0]!, w!.shape[0]!, `bias ${show(b)} does not match weight_q ${show(w!)}`);
+    return [tensor(x!.dtype, [...x!.shape.slice(0, -1), w!.shape[0]!])];
+  },
+  cost(ins, outs, _a, env) {
+    const [x, w] = ins;
+    const k = dimEval(w!.shape[1]!, env);
+    const m = nelem(x!, env) / k;
+    return { flops: 2 * m * dimEval(w!.shape[0]!, env) * k, bytes: sumBytes(ins, env) + sumBytes(outs, env) };
+  },
+  eval([x, w, s, b], _a, { outTypes }) {
+    const k = w!.shape[1]!;
+    const xs = fdata(x!);
+    const xq = new Int8Array(xs.length);
+    const sa = quantizeRows(xs, k, xq);
+    const acc = new Int32Array((xs.length / k) * w!.shape[0]!);
+    int8Gemm(xq, asI8(w!), k, acc);
+    const out = f32(outTypes[0]!.shape as number[]);
+    dequantizeInto(acc, sa, fdata(s!), b ? fdata(b) : undefined, out.data as Float32Array);
+    return [out];
+  },
+});
+
+registerOp({
+  name: "quantize",
+  summary: "symmetric per-row INT8 quantization: (q, scale) with x ~ q * scale",
+  operands: ["x"],
+  attrs: z.strictObject({}),
+  infer([x]) {
+    return [tensor("i8", x!.shape), tensor("f32", x!.shape.slice(0, -1))];
+  },
+  cost: (ins, outs, _a, env) => ({
+    flops: 3 * nelem(ins[0]!, env),
+    bytes: sumBytes(ins, env) + sumBytes(outs, env),
+  }),
+  eval([x]) {
+    const k = x!.shape[x!.shape.length - 1]!;
+    const q = new Int8Array(x!.data.length);
+    const scale = quantizeRows(fdata(x!), k, q);
+    return [
+      { dtype: "i8", shape: x!.shape, data: q },
+      { dtype: "f32", shape: x!.shape.slice(0, -1), data: scale },
+    ];
+  },
+});
+
+registerOp({
+  name: "dequantize",
+  summary: "y[..., n] = acc[..., n] * scale[...] * weight_scale[n] + bias[n] (int32 GEMM result to float)",
+  operands: ["acc", "scale", "weight_scale", "bias?"],
+  attrs: z.strictObject({}),
+  infer([acc, s, ws]) {
+    need(acc!.dtype === "i32", `acc must be i32, got ${acc!.dtype}`);
+    needDimEq(lastDim(acc!), ws!.shape[0]!, `weight_scale ${show(ws!)} does not match acc ${show(acc!)}`);
+    need(
+      s!.shape.length === acc!.shape.length - 1,
+      `scale ${show(s!)} must have one scale per row of acc ${show(acc!)}`,
+    );
+    return [tensor("f32", acc!.shape)];
+  },
+  cost: (ins, outs, _a, env) => ({
+    flops: 3 * nelem(outs[0]!, env),
+    bytes: sumBytes(ins, env) + sumBytes(outs, env),
+  }),
+  eval([acc, s, ws, b], _a, { outTypes }) {
+    const out = f32(outTypes[0]!.shape as number[]);
+    dequantizeInto(asI32(acc!), fdata(s!), fdata(ws!), b ? fdata(b) : undefined, out.data as Float32Array);
+    return [out];
+  },
+});
