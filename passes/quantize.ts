@@ -54,13 +54,19 @@ export const quantize: Pass = {
       return names;
     };
     const isConst2d = (ref: string | undefined): boolean =>
-      ref !== undefined && ref.startsWith("@") && consts.get(ref.slice(1))?.type.shape.length === 2 && consts.get(ref.slice(1))?.type.dtype !== "i8";
+      ref !== undefined &&
+      ref.startsWith("@") &&
+      consts.get(ref.slice(1))?.type.shape.length === 2 &&
+      consts.get(ref.slice(1))?.type.dtype !== "i8";
     const rule: Rule = (op) =>
       match(op)
         .with({ opcode: "linear", operands: P.when((o: readonly string[]) => isConst2d(o[1])) }, (o) => {
           const { q, scale } = quantized(o.operands[1]!.slice(1));
           const operands = [o.operands[0]!, `@${q}`, `@${scale}`, ...o.operands.slice(2)];
-          return { ops: [{ ...o, opcode: "qlinear", operands }], results: { [o.results[0]!.name]: `%${o.results[0]!.name}` } };
+          return {
+            ops: [{ ...o, opcode: "qlinear", operands }],
+            results: { [o.results[0]!.name]: `%${o.results[0]!.name}` },
+          };
         })
         .otherwise(() => undefined);
     const out = mapFuncs(m, (f) => rewriteFunc(m, f, [rule]));

@@ -10,6 +10,7 @@ import type { SystemDecl } from "../src/frontend/dsl/index.js";
 import type { LoadedModel } from "../src/frontend/hf/import.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import type { CostModel } from "../src/pipeline/cost-model.js";
+import type { DimEnv } from "../src/ir/dim.js";
 import type { PassOptions } from "../src/pipeline/pass.js";
 
 /** Runs a compiled model function by function, keeping the KV cache between calls. */
@@ -24,6 +25,27 @@ export interface SystemModel {
   readonly costModel: CostModel;
   /** Options for the passes (e.g. the weight layouts the devices want), by pass name. */
   readonly passOptions: PassOptions;
+  /** The target's own validated description (its schema's output). */
+  readonly config?: unknown;
+}
+
+/** Choices about how a system is used (not what it is). */
+export interface SystemOptions {
+  /** Place each GEMM on the host or the PIM device by comparing both (default); false: PIM whenever it can. */
+  readonly cooperation?: boolean;
+}
+
+export interface EmitOptions extends PrepareOptions {
+  /** No weight data: a program for timing only. */
+  readonly shapeOnly: boolean;
+}
+
+/** Sizes a compiled program must serve (programs with static memory plans lay out for these). */
+export interface PrepareOptions {
+  /** Largest batch, tokens per call, and cached tokens after a call. */
+  readonly limits?: { readonly B: number; readonly S: number; readonly T: number };
+  /** Workload dims per function (e.g. for tile selection). */
+  readonly envs?: Readonly<Record<string, DimEnv>>;
 }
 
 export interface Target {
@@ -32,9 +54,14 @@ export interface Target {
   /** The default pass pipeline (pass names, in order). */
   readonly pipeline: readonly string[];
   /** Validates a `system` block of this target; without one, the target's default system. */
-  system(decl?: SystemDecl): SystemModel;
+  system(decl?: SystemDecl, opts?: SystemOptions): SystemModel;
   /** Compiles `model` (after the pipeline) and returns a runner that executes it functionally. */
-  prepare(model: LoadedModel): FunctionalRunner;
+  prepare(model: LoadedModel, system: SystemModel, opts?: PrepareOptions): FunctionalRunner;
+  /**
+   * Code generation: the program file for `model` (after the pipeline), and lines describing it.
+   * Targets without one run the IR directly (compile -o writes the IR).
+   */
+  emit?(model: LoadedModel, system: SystemModel, opts: EmitOptions): { bytes: Uint8Array; lines: string[] };
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

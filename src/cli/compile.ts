@@ -6,7 +6,7 @@
 import { table } from "../report/table.js";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { workloadEnv, type Workload } from "../frontend/workload.js";
+import { phaseEnvs, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import {
@@ -93,7 +93,10 @@ export function compileCommand() {
     )
     .argument("<model>", "description file (.pim), HuggingFace folder or IR file (.pimir)")
     .option("--model <name>", "model block to use when the file has several")
-    .option("-o, --output <file>", "write the compiled IR to a file (.pimir)")
+    .option(
+      "-o, --output <file>",
+      "write the target's program (binary; `pimc sim` runs it), or the compiled IR when FILE ends in .pimir or the target has no code generator",
+    )
     .option("--json", "print one JSON object instead of tables");
   return withPipelineFlags(withWorkloadFlags(cmd), 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags & WorkloadFlags;
@@ -106,11 +109,22 @@ export function compileCommand() {
       flops: 0,
       bytes: 0,
     });
-    if (opts.output !== undefined) writeFileAtomic(opts.output, printModule(module));
+    let programLines: string[] = [];
+    if (opts.output !== undefined) {
+      if (target.emit && !opts.output.endsWith(".pimir")) {
+        const envs = phaseEnvs(w);
+        const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
+          envs,
+          shapeOnly: model.weights.names().length === 0,
+        });
+        writeFileAtomic(opts.output, out.bytes);
+        programLines = [...out.lines, `          written to ${opts.output} (${bytes(out.bytes.length)})`];
+      } else writeFileAtomic(opts.output, printModule(module));
+    }
     if (opts.json) {
       const report = Object.fromEntries(ctx.report);
       process.stdout.write(
-        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, ops: rows, total_flops: total.flops, total_bytes: total.bytes })}\n`,
+        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes })}\n`,
       );
       return;
     }
@@ -142,6 +156,7 @@ export function compileCommand() {
       ...summary(module, model.source, model.weights.names().length > 0),
       `target    ${target.name} (system ${system.name}), passes ${ctx.ran.join(", ") || "none"}`,
       ...reportLines(ctx).map((l) => `          ${l}`),
+      ...programLines,
       `workload  ${describeWorkload(w)}`,
       t.toString(),
       "",

@@ -26,8 +26,13 @@ export function generateCommand() {
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
     const model = loadForCli(path, opts.model);
-    const { module, target, ctx } = await compileModel(model, opts, defaultWorkload("decode"), 2);
-    const runner = target.prepare({ ...model, module, weights: ctx.weights });
+    const { module, target, ctx, system } = await compileModel(model, opts, defaultWorkload("decode"), 2);
+    const b = opts.ids.length;
+    const s = opts.ids[0]?.length ?? 1;
+    const runner = target.prepare({ ...model, module, weights: ctx.weights }, system, {
+      limits: { B: b, S: s, T: s + opts.steps },
+      envs: { prefill: { B: b, S: s, P: 0 }, decode: { B: b, S: 1, P: s } },
+    });
     const out = generate(runner, opts.ids, opts.steps);
     process.stdout.write(
       opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`,

@@ -6,6 +6,7 @@ import { compileCommand } from "./compile.js";
 import { dumpCommand } from "./dump.js";
 import { generateCommand } from "./generate.js";
 import { listCommand } from "./list.js";
+import { simCommand } from "./sim.js";
 import { verifyCommand } from "./verify-cmd.js";
 
 export function makeProgram(): Command {
@@ -19,6 +20,7 @@ export function makeProgram(): Command {
   program.addCommand(compileCommand());
   program.addCommand(verifyCommand());
   program.addCommand(generateCommand());
+  program.addCommand(simCommand());
   program.addCommand(listCommand());
   for (const c of program.commands)
     c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });

@@ -26,6 +26,8 @@ export interface PipelineFlags {
   verifyEach?: boolean;
   dynamicPlacement?: boolean;
   weights?: "f32" | "int8";
+  /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
+  cooperation?: boolean;
 }
 
 const list = (v: string, prev: string[]): string[] => [
@@ -63,6 +65,10 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .option(
       "--dynamic-placement",
       "partition: keep both placements of linear layers, chosen by B*S at run time",
+    )
+    .option(
+      "--no-cooperation",
+      "partition: run every GEMM the PIM device can run there (no CPU/PIM comparison)",
     ) as unknown as C;
 }
 
@@ -75,18 +81,19 @@ export interface Compiled {
 
 /** Resolves --system and --target. */
 export async function chooseTarget(
-  f: Pick<PipelineFlags, "target" | "system">,
+  f: Pick<PipelineFlags, "target" | "system" | "cooperation">,
 ): Promise<{ target: Target; system: SystemModel }> {
+  const opts = { cooperation: f.cooperation ?? true };
   if (f.system !== undefined) {
     const m = /^(.*?)(?::(\w+))?$/.exec(f.system)!;
     const decl = selectSystem(loadDescription(m[1]!), m[2]);
     if (f.target !== undefined && f.target !== decl.target)
       throw new UserError(`--target ${f.target} does not match the system's target ${decl.target} (${m[1]})`);
     const target = await getTarget(decl.target);
-    return { target, system: target.system(decl) };
+    return { target, system: target.system(decl, opts) };
   }
   const target = await getTarget(f.target ?? "cpu");
-  return { target, system: target.system() };
+  return { target, system: target.system(undefined, opts) };
 }
 
 /** Whether any flag asks for the pass pipeline. */
@@ -101,6 +108,7 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.verifyEach === true ||
     f.dynamicPlacement === true ||
     f.weights !== undefined ||
+    f.cooperation === false ||
     f.disablePass.length > 0
   );
 }

@@ -109,9 +109,14 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
   const model = importHf(dir);
   for (const w of model.warnings ?? []) opts.warn?.(w);
   const ref = readReference(opts.reference ?? join(dir, "reference.json"));
-  const { module, target, ctx } = await compileModel(model, opts.flags, defaultWorkload("decode"), 2);
-  const runner = target.prepare({ ...model, module, weights: ctx.weights });
+  const { module, target, ctx, system } = await compileModel(model, opts.flags, defaultWorkload("decode"), 2);
   const seq = ref.prompt[0]!.length;
+  const fullLen = ref.full_sequence[0]!.length;
+  const batch = Math.max(ref.prompt.length, ref.full_sequence.length);
+  const runner = target.prepare({ ...model, module, weights: ctx.weights }, system, {
+    limits: { B: batch, S: Math.max(seq, fullLen), T: Math.max(fullLen, seq + ref.decode.length) },
+    envs: { prefill: { B: batch, S: seq, P: 0 }, decode: { B: batch, S: 1, P: seq } },
+  });
 
   runner.reset();
   const pre = runner.run("prefill", [tokenTensor(ref.prompt)])[0]!;

@@ -1,0 +1,174 @@
+/**
+ * `pimc sim <program>`: runs a compiled UPMEM program on the emulator in time (or prints it with
+ * --disasm): latency per phase call, the breakdown into host compute, transfers and DPU kernels, and
+ * the kernels' table.
+ */
+import { readFileSync } from "node:fs";
+import { Command, Option } from "@commander-js/extra-typings";
+import { UserError } from "../errors.js";
+import { decodeProgram } from "../../targets/upmem/codec.js";
+import { disassemble } from "../../targets/upmem/disasm.js";
+import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
+import type { Program } from "../../targets/upmem/program.js";
+import { table } from "../report/table.js";
+import { int } from "../report/format.js";
+import { nonNegativeInt, positiveInt } from "./options.js";
+
+export function readProgram(path: string): Program {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(
+      `${path}: ${code === "ENOENT" ? "no such file" : `cannot read (${code ?? String(e)})`}`,
+    );
+  }
+  return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+}
+
+export const ms = (s: number): string =>
+  s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(2)} us`;
+
+/** Busy seconds per category of command. */
+export function breakdown(r: RunReport): Record<string, number> {
+  const out: Record<string, number> = { host: 0, to_pim: 0, from_pim: 0, kernels: 0, setup: 0 };
+  for (const c of r.commands) {
+    const d = c.end - c.start;
+    const k =
+      c.kind === "host"
+        ? "host"
+        : c.kind === "push" || c.kind === "broadcast"
+          ? "to_pim"
+          : c.kind === "pull"
+            ? "from_pim"
+            : c.kind === "launch"
+              ? "kernels"
+              : "setup";
+    out[k]! += d;
+  }
+  return out;
+}
+
+export interface KernelRow {
+  kernel: string;
+  launches: number;
+  dpus: number;
+  seconds: number;
+  cycles: number;
+  instructions: number;
+  dma_bytes: number;
+}
+
+export function kernelRows(r: RunReport): KernelRow[] {
+  const rows = new Map<string, KernelRow>();
+  for (const c of r.commands) {
+    if (c.kind !== "launch" || !c.kernel) continue;
+    const row = rows.get(c.label) ?? {
+      kernel: c.label.replace(/^launch /, ""),
+      launches: 0,
+      dpus: c.dpus ?? 0,
+      seconds: 0,
+      cycles: 0,
+      instructions: 0,
+      dma_bytes: 0,
+    };
+    row.launches++;
+    row.seconds += c.end - c.start;
+    row.cycles += c.kernel.cycles;
+    row.instructions += c.kernel.instructions;
+    row.dma_bytes += c.kernel.dmaBytes;
+    rows.set(c.label, row);
+  }
+  return [...rows.values()].sort((a, b) => b.seconds - a.seconds);
+}
+
+export function simCommand() {
+  return new Command("sim")
+    .description("run a compiled program on the emulator (timing) and report where the time goes")
+    .argument("<program>", "program file written by `pimc compile -o`")
+    .option("--disasm", "print the program as text instead of running it")
+    .addOption(
+      new Option("--phase <phase>", "the phase to run (default: each)").choices(["prefill", "decode"]),
+    )
+    .option("--batch <n>", "sequences per call (default: the program's limit)", positiveInt)
+    .option(
+      "--seq <n>",
+      "tokens per call (default: the program's limit for prefill, 1 for decode)",
+      positiveInt,
+    )
+    .option(
+      "--context <n>",
+      "decode: tokens already cached (default: as many as the program allows)",
+      nonNegativeInt,
+    )
+    .option("--detailed", "time every DPU of every launch instead of one per launch")
+    .option("--json", "print one JSON object")
+    .action((path, o) => {
+      const p = readProgram(path);
+      if (o.disasm) {
+        process.stdout.write(disassemble(p));
+        return;
+      }
+      const machine = new UpmemMachine(p, { functional: false, detailed: o.detailed === true });
+      const setup = machine.setup();
+      const lim = p.limits;
+      const phases = p.phases.filter((x) => o.phase === undefined || x.name === o.phase);
+      if (phases.length === 0) throw new UserError(`${path}: the program has no ${o.phase} phase`);
+      const results = phases.map((ph) => {
+        const B = o.batch ?? lim.B ?? 1;
+        const S = o.seq ?? (ph.name === "decode" ? 1 : (lim.S ?? 1));
+        const P = ph.name === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
+        machine.reset();
+        const { report } = machine.run(ph.name, undefined, { B, S, P });
+        return { report, tokens: B * S };
+      });
+      if (o.json) {
+        process.stdout.write(
+          `${JSON.stringify({
+            program: path,
+            model: p.model,
+            dpus: p.system.dpus,
+            detailed: o.detailed === true,
+            setup_seconds: setup.seconds,
+            phases: results.map(({ report, tokens }) => ({
+              phase: report.phase,
+              env: report.env,
+              seconds: report.seconds,
+              tokens_per_second: tokens / report.seconds,
+              busy: breakdown(report),
+              kernels: kernelRows(report),
+            })),
+          })}\n`,
+        );
+        return;
+      }
+      const lines = [
+        `program   ${p.model} on upmem: ${p.system.dpus} DPUs at ${p.system.frequency / 1e6} MHz, ${p.kernels.length} kernels`,
+        `setup     ${ms(setup.seconds)} once (alloc, kernel load, weight upload)`,
+      ];
+      for (const { report, tokens } of results) {
+        const b = breakdown(report);
+        const e = report.env;
+        lines.push(
+          `${report.phase.padEnd(9)} B=${e.B} S=${e.S} P=${e.P}: ${ms(report.seconds)} per call, ${int(Math.round(tokens / report.seconds))} tokens/s`,
+          `          busy: host ${ms(b.host!)}, to PIM ${ms(b.to_pim!)}, from PIM ${ms(b.from_pim!)}, DPU kernels ${ms(b.kernels!)}`,
+        );
+        const t = table(
+          ["kernel", "launches", "DPUs", "time", "instructions/DPU", "DMA bytes/DPU"],
+          ["left", "right", "right", "right", "right", "right"],
+        );
+        for (const k of kernelRows(report).slice(0, 12))
+          t.push([
+            k.kernel,
+            String(k.launches),
+            String(k.dpus),
+            ms(k.seconds),
+            int(k.instructions),
+            int(k.dma_bytes),
+          ]);
+        lines.push(t.toString());
+      }
+      process.stdout.write(`${lines.join("\n")}\n`);
+    });
+}

@@ -1,0 +1,162 @@
+/**
+ * The UPMEM-class DIMM-PIM target (the system of PIM-LLM, CGO'25): DPUs beside DRAM banks on DIMMs,
+ * reached by the host over the memory bus. GEMMs run on the DPUs as PGEMMlib kernels tiled by the
+ * Tile-Selector, everything else on the host CPU; each GEMM goes where the two cost models say it is
+ * faster (CPU/PIM cooperation). Programs are command streams run by the bundled emulator.
+ */
+import { validateSystem } from "../../src/frontend/system.js";
+import { dimEval, dimProd } from "../../src/ir/dim.js";
+import { funcCosts } from "../../src/ir/cost.js";
+import type { Tensor } from "../../src/ir/tensor.js";
+import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
+import type { LayoutOptions } from "../../passes/layout.js";
+import { hostFlops } from "../cpu/index.js";
+import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
+import { variantName, type GemmShape } from "./gemm.js";
+import { encodeProgram } from "./codec.js";
+import { lowerModule, PIM, type Limits } from "./lower.js";
+import { UpmemMachine } from "./machine.js";
+import { select, type Choice } from "./selector.js";
+import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
+
+/** Linear weights [out, in] row-major: each DPU's rows of W are contiguous along K. */
+const PIM_LAYOUT: LayoutOptions = {
+  weightLayout: (op, i) =>
+    (op.opcode === "linear" || op.opcode === "qlinear" || op.opcode === "embedding") && i === 1
+      ? "row"
+      : undefined,
+};
+
+/** The GEMM shape of a linear layer with a constant weight, or undefined. */
+export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape | undefined {
+  const { op } = v;
+  if ((op.opcode !== "linear" && op.opcode !== "qlinear") || !op.operands[1]?.startsWith("@"))
+    return undefined;
+  const x = v.ins[0]!;
+  const w = v.ins[1]!;
+  return {
+    m: dimEval(dimProd(x.shape.slice(0, -1)), env),
+    n: dimEval(w.shape[0]!, env),
+    k: dimEval(w.shape[1]!, env),
+    dtype: op.opcode === "qlinear" ? "i8" : "f32",
+  };
+}
+
+/** Host seconds of an op by its roofline (the same model the emulator times host commands with). */
+export function hostTime(sys: UpmemSystem, flops: number, bytes: number): number {
+  if (flops === 0 && bytes === 0) return 0;
+  return Math.max(flops / hostFlops(sys.host), bytes / sys.host.memory_bandwidth) + sys.host.overhead;
+}
+
+export function upmemCostModel(sys: UpmemSystem, cooperation = true): CostModel {
+  const memo = new Map<string, Choice | undefined>();
+  const choose = (s: GemmShape): Choice | undefined => {
+    const key = `${s.m} ${s.n} ${s.k} ${s.dtype}`;
+    if (!memo.has(key)) memo.set(key, select(s, sys));
+    return memo.get(key);
+  };
+  return {
+    devices: [
+      { name: "host", kind: "host" },
+      { name: PIM, kind: "pim" },
+    ],
+    home: "host",
+    opTime(v, device, env) {
+      const shape = gemmShapeOf(v, env);
+      if (device === "host") {
+        if (shape && !cooperation) return undefined;
+        return hostTime(sys, v.cost.flops, v.cost.bytes);
+      }
+      if (device !== PIM || !shape) return undefined;
+      const c = choose(shape);
+      if (!c) return undefined;
+      // INT8: the host quantizes the activation and dequantizes the result; FP32 adds the bias.
+      const mk = shape.m * shape.k;
+      const mn = shape.m * shape.n;
+      const around =
+        shape.dtype === "i8"
+          ? hostTime(sys, 3 * mk, 5 * mk) + hostTime(sys, 3 * mn, 8 * mn + 4 * shape.n)
+          : v.op.operands.length > 2
+            ? hostTime(sys, mn, 8 * mn + 4 * shape.n)
+            : 0;
+      return c.estimate.total + around;
+    },
+    // Activations always come back to the host: a GEMM's cost on the DPUs includes its transfers.
+    transferTime: () => 0,
+  };
+}
+
+class UpmemRunner implements FunctionalRunner {
+  constructor(private readonly machine: UpmemMachine) {}
+  reset(): void {
+    this.machine.reset();
+  }
+  run(func: string, inputs: readonly Tensor[]): Tensor[] {
+    return this.machine.run(func, inputs).outputs!;
+  }
+}
+
+export const systemOf = (s: SystemModel): UpmemSystem =>
+  (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
+
+/** Limits of a program when none are given: the envs' largest dims. */
+export function limitsOf(envs: Readonly<Record<string, Record<string, number>>>): Limits {
+  const vs = Object.values(envs);
+  const max = (f: (e: Record<string, number>) => number): number => Math.max(1, ...vs.map(f));
+  return {
+    B: max((e) => e.B ?? 1),
+    S: max((e) => e.S ?? 1),
+    T: max((e) => (e.P ?? 0) + (e.S ?? 1)),
+  };
+}
+
+const upmem: Target = {
+  name: "upmem",
+  summary: "UPMEM-class DIMM-PIM (PIM-LLM): PGEMMlib kernels on DPUs, host CPU for the rest; emulated",
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition"],
+  system(decl, opts) {
+    const sys = decl ? validateSystem(decl, zUpmemSystem) : DEFAULT_SYSTEM;
+    return {
+      name: decl?.name ?? "upmem_default",
+      costModel: upmemCostModel(sys, opts?.cooperation ?? true),
+      passOptions: { layout: PIM_LAYOUT },
+      config: sys,
+    };
+  },
+  emit(model, system, opts) {
+    const envs = opts.envs ?? { prefill: { B: 1, S: 128, P: 0 }, decode: { B: 1, S: 1, P: 1024 } };
+    const limits = opts.limits ?? limitsOf(envs);
+    const sys = systemOf(system);
+    const { program, gemms } = lowerModule(model.module, model.weights, {
+      system: sys,
+      limits,
+      envs,
+      shapeOnly: opts.shapeOnly,
+    });
+    const bytes = encodeProgram(program);
+    const dpus = Math.max(0, ...gemms.map((g) => g.distribution.dm * g.distribution.dn * g.distribution.dk));
+    const mram = program.regions.reduce((s, r) => Math.max(s, r.offset + r.bytes), 0);
+    const variants = new Map<string, number>();
+    for (const g of gemms) {
+      const v = variantName(g.distribution);
+      variants.set(v, (variants.get(v) ?? 0) + 1);
+    }
+    return {
+      bytes,
+      lines: [
+        `program   upmem, ${program.kernels.length} kernels, ${gemms.length} DPU-resident weights (${[...variants].map(([v, n]) => `${n} ${v}`).join(", ") || "none"}), ${dpus} of ${sys.dpus} DPUs, ${(mram / 2 ** 20).toFixed(2)} MiB MRAM per DPU`,
+        `          ${program.phases.map((p) => `${p.name} ${p.commands.length} commands`).join(", ")}; limits B <= ${limits.B}, S <= ${limits.S}, P+S <= ${limits.T}${opts.shapeOnly ? "; shape-only (timing)" : ""}`,
+      ],
+    };
+  },
+  prepare(model, system, opts?: PrepareOptions) {
+    const envs = opts?.envs ?? { prefill: { B: 1, S: 16, P: 0 }, decode: { B: 1, S: 1, P: 16 } };
+    const limits = opts?.limits ?? limitsOf(envs);
+    const { program } = lowerModule(model.module, model.weights, { system: systemOf(system), limits, envs });
+    return new UpmemRunner(new UpmemMachine(program));
+  },
+};
+
+export default upmem;
+
+export { funcCosts };

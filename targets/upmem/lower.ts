@@ -1,0 +1,495 @@
+/**
+ * Lowering of a placed module (after the pass pipeline) to an UPMEM program.
+ *
+ * Every linear layer placed on the DPUs becomes a PGEMMlib GEMM: its weight is laid out once, at build
+ * time, in the MRAM of the DPUs of its distribution (resident across calls: resource pooling), and each
+ * call pushes (or broadcasts) the activation, launches the kernel and pulls the result, the host adding
+ * partial sums when K is split. INT8 layers quantize the activation on the host first and dequantize
+ * the int32 result after (the same arithmetic as the `qlinear` reference, so results are bit-identical).
+ * Everything else runs on the host as the IR op it is. DPUs are allocated and kernels loaded once, in
+ * the program's setup.
+ */
+import { dimEval, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
+import { layoutOf, toLogical } from "../../src/ir/layout.js";
+import { refName, type Attrs, type Func, type Module, type Op } from "../../src/ir/module.js";
+import { ANNOTATIONS, getOp } from "../../src/ir/registry.js";
+import type { Tensor } from "../../src/ir/tensor.js";
+import type { TensorType } from "../../src/ir/types.js";
+import { isFloat } from "../../src/ir/dtype.js";
+import type { WeightStore } from "../../src/ir/weights.js";
+import { toRuntime } from "../../src/exec/interpreter.js";
+import { operandTyper } from "../../src/ir/cost.js";
+import { UserError } from "../../src/errors.js";
+import {
+  cdiv,
+  elemBytesOf,
+  gemmKernel,
+  mbExpr,
+  roundUp,
+  weightBlock,
+  type Distribution,
+  type GemmShape,
+  type Tiling,
+} from "./gemm.js";
+import { codeBytes } from "./dpu.js";
+import type {
+  BlockMap,
+  Command,
+  CommandBody,
+  DpuRange,
+  HostBuffer,
+  HostConstant,
+  IntExpr,
+  Kernel,
+  MramImage,
+  MramRegion,
+  Phase,
+  Program,
+  StateBuffer,
+} from "./program.js";
+import { selectJoint } from "./selector.js";
+import type { UpmemSystem } from "./system.js";
+
+/** The name of the DPU device in the target's cost model. */
+export const PIM = "pim";
+
+export interface Limits {
+  /** Largest batch. */
+  readonly B: number;
+  /** Largest number of tokens per call. */
+  readonly S: number;
+  /** Largest number of cached tokens after a call (P + S). */
+  readonly T: number;
+}
+
+export interface LowerOptions {
+  readonly system: UpmemSystem;
+  readonly limits: Limits;
+  /** The workload's dims per phase, for the Tile-Selector. */
+  readonly envs: Readonly<Record<string, DimEnv>>;
+  /** Keep weights and constants out of the program (shape-only, for timing). */
+  readonly shapeOnly?: boolean;
+  /** Tile-Selector override: use this tiling for every GEMM (for `pimc tune` and baselines). */
+  readonly forceTiling?: (shape: GemmShape) => Tiling | undefined;
+}
+
+/** What lowering decided for one GEMM weight. */
+export interface GemmPlan {
+  readonly weight: string;
+  readonly shape: Omit<GemmShape, "m">;
+  readonly distribution: Distribution;
+  /** Tiling and kernel per phase. */
+  readonly phases: Map<string, { tiling: Tiling; kernel: string; m: number }>;
+  readonly region: string;
+}
+
+const expr = (d: Dim): IntExpr => (typeof d === "number" ? d : dimToString(d));
+const isPimGemm = (op: Op): boolean =>
+  op.attrs.device === PIM &&
+  (op.opcode === "linear" || op.opcode === "qlinear") &&
+  op.operands[1]!.startsWith("@");
+
+function stripAnnotations(attrs: Attrs): Attrs {
+  const out: Record<string, Attrs[string]> = {};
+  for (const [k, v] of Object.entries(attrs)) if (!ANNOTATIONS.has(k)) out[k] = v;
+  return out;
+}
+
+/** A constant's data in its logical layout. */
+function logical(m: Module, weights: WeightStore, name: string): Tensor {
+  const decl = m.consts.find((c) => c.name === name)!;
+  if (!weights.has(name)) throw new UserError(`constant @${name} has no data (the model is shape-only)`);
+  const t = toRuntime(weights.get(name));
+  return toLogical(t, layoutOf(decl.attrs), decl.type.shape as number[]);
+}
+
+/** The per-DPU image of a weight [N, K] under a distribution: block (in, ik) of DPU (im, in, ik). */
+function weightImage(w: Tensor, shape: Omit<GemmShape, "m">, d: Distribution): Uint8Array {
+  const { nb, nbPad, kb } = weightBlock({ ...shape, m: 1 }, d);
+  const e = elemBytesOf(shape.dtype);
+  const count = d.dm * d.dn * d.dk;
+  const per = nbPad * kb * e;
+  const out = new Uint8Array(count * per);
+  const src = w.data;
+  const f32 = shape.dtype === "f32" ? new Float32Array(out.buffer) : undefined;
+  const i8 = shape.dtype === "i8" ? new Int8Array(out.buffer) : undefined;
+  for (let dpu = 0; dpu < count; dpu++) {
+    const ik = dpu % d.dk;
+    const inn = Math.floor(dpu / d.dk) % d.dn;
+    const base = (dpu * per) / e;
+    for (let r = 0; r < nb; r++) {
+      const row = inn * nb + r;
+      if (row >= shape.n) break;
+      for (let c = 0; c < kb; c++) {
+        const col = ik * kb + c;
+        if (col >= shape.k) break;
+        const v = src[row * shape.k + col] as number;
+        if (f32) f32[base + r * kb + c] = v;
+        else i8![base + r * kb + c] = v;
+      }
+    }
+  }
+  return out;
+}
+
+class Emitter {
+  readonly commands: Command[] = [];
+  private readonly writer = new Map<string, number>();
+  /** Per MRAM region: the last command reading it and the last writing it. */
+  private readonly regionUse = new Map<string, { read?: number; write?: number }>();
+
+  emit(body: CommandBody, deps: Iterable<number | undefined>): number {
+    const id = this.commands.length;
+    const ds = [...new Set([...deps].filter((d): d is number => d !== undefined))].sort((a, b) => a - b);
+    this.commands.push({ ...body, id, deps: ds } as Command);
+    return id;
+  }
+
+  written(name: string, id: number): void {
+    this.writer.set(name, id);
+  }
+
+  writerOf(name: string): number | undefined {
+    return this.writer.get(name);
+  }
+
+  /** Dependencies of writing a region: its last reader and writer (no overwriting data in use). */
+  beforeWrite(region: string): (number | undefined)[] {
+    const u = this.regionUse.get(region);
+    return [u?.read, u?.write];
+  }
+
+  beforeRead(region: string): number | undefined {
+    return this.regionUse.get(region)?.write;
+  }
+
+  read(region: string, id: number): void {
+    this.regionUse.set(region, { ...this.regionUse.get(region), read: id });
+  }
+
+  wrote(region: string, id: number): void {
+    this.regionUse.set(region, { ...this.regionUse.get(region), write: id });
+  }
+}
+
+export interface Lowered {
+  readonly program: Program;
+  readonly gemms: readonly GemmPlan[];
+}
+
+export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions): Lowered {
+  const sys = opts.system;
+  const { limits } = opts;
+  const funcs = m.funcs;
+  // 1. GEMM weights on the DPUs, with the row counts of each phase.
+  interface Use {
+    shape: Omit<GemmShape, "m">;
+    ms: Map<string, number>;
+  }
+  const uses = new Map<string, Use>();
+  for (const f of funcs) {
+    const typeOf = operandTyper(m, f);
+    const env = opts.envs[f.name] ?? {};
+    for (const op of f.body) {
+      if (!isPimGemm(op)) continue;
+      const x = typeOf(op.operands[0]!);
+      const w = typeOf(op.operands[1]!);
+      const [n, k] = w.shape.map((d) => dimEval(d, {})) as [number, number];
+      const dtype = op.opcode === "qlinear" ? "i8" : "f32";
+      const mm = dimEval(dimProd(x.shape.slice(0, -1)), { B: 1, S: 1, P: 0, ...env });
+      const name = refName(op.operands[1]!);
+      const u = uses.get(name) ?? { shape: { n, k, dtype }, ms: new Map() };
+      u.ms.set(f.name, Math.max(u.ms.get(f.name) ?? 0, mm));
+      uses.set(name, u);
+    }
+  }
+  // 2. Tile-Selector per weight (one W layout shared by the phases), MRAM layout.
+  const regions: MramRegion[] = [];
+  let offset = 0;
+  const region = (name: string, bytes: number): string => {
+    const b = roundUp(Math.max(bytes, 8), 8);
+    regions.push({ name, offset, bytes: b });
+    offset += b;
+    return name;
+  };
+  const mMax = limits.B * limits.S;
+  const plans = new Map<string, GemmPlan>();
+  const kernels: Kernel[] = [];
+  const kernelKeys = new Map<string, string>();
+  let xBytes = 0;
+  let yBytes = 0;
+  const tilings: { weight: string; phase: string; tiling: Tiling; shape: GemmShape }[] = [];
+  for (const [weight, u] of uses) {
+    const phases = [...u.ms.keys()];
+    const ms = phases.map((p) => u.ms.get(p)!);
+    let dist: Distribution;
+    let chosen: Tiling[];
+    const forced = opts.forceTiling?.({ ...u.shape, m: ms[0]! });
+    if (forced) {
+      dist = forced;
+      chosen = ms.map(() => forced);
+    } else {
+      const sel = selectJoint({ ...u.shape, m: ms[0]! }, sys, ms);
+      if (!sel)
+        throw new UserError(
+          `no legal UPMEM tiling for @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} on ${sys.dpus} DPUs`,
+        );
+      dist = sel.distribution;
+      chosen = sel.choices.map((c) => c.tiling);
+    }
+    const { nbPad, kb } = weightBlock({ ...u.shape, m: 1 }, dist);
+    const e = elemBytesOf(u.shape.dtype);
+    const wRegion = region(`w:${weight}`, nbPad * kb * e);
+    const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
+    phases.forEach((p, i) => {
+      const t = chosen[i]!;
+      const mbPad = roundUp(cdiv(mMax, t.dm), t.tm);
+      xBytes = Math.max(xBytes, mbPad * kb * e);
+      yBytes = Math.max(yBytes, mbPad * nbPad * 4);
+      tilings.push({ weight, phase: p, tiling: t, shape: { ...u.shape, m: u.ms.get(p)! } });
+      plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
+    });
+    plans.set(weight, plan);
+  }
+  const xRegion = region("x", xBytes);
+  const yRegion = region("y", yBytes);
+  const xOff = regions.find((r) => r.name === xRegion)!.offset;
+  const yOff = regions.find((r) => r.name === yRegion)!.offset;
+  if (offset > sys.mram)
+    throw new UserError(
+      `the DPU-resident weights and buffers need ${(offset / 2 ** 20).toFixed(1)} MiB of MRAM per DPU, the system has ${(sys.mram / 2 ** 20).toFixed(0)} MiB (try --weights int8, more DPUs, or smaller limits)`,
+    );
+  // Kernels, deduplicated by structure (the M expression is the same "B*S"-style for all phases).
+  const mExprOf = new Map<string, IntExpr>();
+  for (const f of funcs) {
+    const typeOf = operandTyper(m, f);
+    for (const op of f.body)
+      if (isPimGemm(op))
+        mExprOf.set(
+          `${f.name} ${refName(op.operands[1]!)}`,
+          expr(dimProd(typeOf(op.operands[0]!).shape.slice(0, -1))),
+        );
+  }
+  for (const t of tilings) {
+    const plan = plans.get(t.weight)!;
+    const mExpr = mExprOf.get(`${t.phase} ${t.weight}`)!;
+    const proto = gemmKernel({ name: "", shape: t.shape, tiling: t.tiling, mExpr, xOff, yOff });
+    const key = JSON.stringify(proto);
+    let name = kernelKeys.get(key);
+    if (!name) {
+      name = `gemm${kernels.length}`;
+      kernelKeys.set(key, name);
+      kernels.push({ ...proto, name });
+    }
+    plan.phases.get(t.phase)!.kernel = name;
+  }
+  const code = kernels.reduce((s, k) => s + codeBytes(k), 0);
+  if (code > sys.iram)
+    throw new UserError(
+      `the program's ${kernels.length} DPU kernels need ${code} B of IRAM, the DPUs have ${sys.iram} B`,
+    );
+  const dpusUsed = Math.max(
+    1,
+    ...[...plans.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
+  );
+
+  // 3. Images and constants.
+  const images: MramImage[] = [];
+  for (const plan of plans.values()) {
+    const d = plan.distribution;
+    const count = d.dm * d.dn * d.dk;
+    const r = regions.find((x) => x.name === plan.region)!;
+    const { nbPad, kb } = weightBlock({ ...plan.shape, m: 1 }, d);
+    const bytesPerDpu = nbPad * kb * elemBytesOf(plan.shape.dtype);
+    images.push({
+      name: plan.weight,
+      region: r.name,
+      range: { first: 0, count },
+      bytesPerDpu,
+      ...(opts.shapeOnly ? {} : { data: weightImage(logical(m, weights, plan.weight), plan.shape, d) }),
+    });
+  }
+  const hostConsts = new Set<string>();
+  const stateNames = new Set(m.states.map((s) => s.name));
+  for (const f of funcs)
+    for (const op of f.body)
+      op.operands.forEach((ref, i) => {
+        if (!ref.startsWith("@") || stateNames.has(refName(ref))) return;
+        if (isPimGemm(op) && i === 1) return;
+        hostConsts.add(refName(ref));
+      });
+  const constants: HostConstant[] = [...hostConsts].map((name) => {
+    const decl = m.consts.find((c) => c.name === name)!;
+    const dtype = decl.type.dtype === "i8" ? "i8" : "f32";
+    const shape = decl.type.shape.map((d) => dimEval(d, {}));
+    if (opts.shapeOnly) return { name, dtype, shape };
+    const t = logical(m, weights, name);
+    const data =
+      dtype === "i8" ? Int8Array.from(t.data as Int8Array) : Float32Array.from(t.data as Float32Array);
+    return { name, dtype, shape, data };
+  });
+  const states: StateBuffer[] = m.states.map((s) => ({
+    name: s.name,
+    dtype: "f32",
+    shape: s.type.shape.map(expr),
+  }));
+
+  // 4. Setup and phases.
+  const setup = new Emitter();
+  const alloc = setup.emit({ kind: "alloc", dpus: dpusUsed }, []);
+  const load = setup.emit(
+    { kind: "load", kernels: kernels.map((k) => k.name), range: { first: 0, count: dpusUsed } },
+    [alloc],
+  );
+  for (const img of images) setup.emit({ kind: "upload", image: img.name }, [alloc, load]);
+
+  const buffers: HostBuffer[] = [];
+  const offsets = new Map(regions.map((x) => [x.name, x.offset]));
+  const phases: Phase[] = funcs.map((f) => lowerFunc(m, f, plans, buffers, { xRegion, yRegion, offsets }));
+  const program: Program = {
+    version: 1,
+    target: "upmem",
+    model: m.name,
+    system: sys,
+    limits: { B: limits.B, S: limits.S, T: limits.T },
+    buffers,
+    constants,
+    states,
+    regions,
+    kernels,
+    images,
+    setup: setup.commands,
+    phases,
+  };
+  return { program, gemms: [...plans.values()] };
+}
+
+function lowerFunc(
+  m: Module,
+  f: Func,
+  plans: Map<string, GemmPlan>,
+  buffers: HostBuffer[],
+  r: { xRegion: string; yRegion: string; offsets: ReadonlyMap<string, number> },
+): Phase {
+  const em = new Emitter();
+  const typeOf = operandTyper(m, f);
+  const alias = new Map<string, string>();
+  const bufName = (ref: string): string => {
+    if (ref.startsWith("@")) return refName(ref);
+    const a = alias.get(ref);
+    return a ?? `${f.name}/${refName(ref)}`;
+  };
+  // The host computes in fp32 (f16/bf16 activations are held as f32), integers as i32 or i8.
+  const addBuffer = (name: string, t: TensorType): string => {
+    const dtype = isFloat(t.dtype) ? "f32" : t.dtype === "i8" ? "i8" : "i32";
+    buffers.push({ name, dtype, shape: t.shape.map(expr) });
+    return name;
+  };
+  f.params.forEach((p) => addBuffer(`${f.name}/${p.name}`, p.type));
+  const host = (opcode: string, attrs: Attrs, ins: string[], outs: string[]): number => {
+    const deps = ins.map((b) => em.writerOf(b));
+    const def = getOp(opcode);
+    if (def?.stateOperand !== undefined) deps.push(em.writerOf(ins[def.stateOperand]!));
+    const id = em.emit({ kind: "host", opcode, attrs, inputs: ins, outputs: outs }, deps);
+    outs.forEach((o) => em.written(o, id));
+    if (def?.stateOperand !== undefined) em.written(ins[def.stateOperand]!, id);
+    return id;
+  };
+  for (const op of f.body) {
+    if (op.opcode === "transfer") {
+      alias.set(`%${op.results[0]!.name}`, bufName(op.operands[0]!));
+      continue;
+    }
+    if (!isPimGemm(op)) {
+      const outs = op.results.map((v) => addBuffer(`${f.name}/${v.name}`, v.type));
+      host(op.opcode, stripAnnotations(op.attrs), op.operands.map(bufName), outs);
+      continue;
+    }
+    // A GEMM on the DPUs.
+    const plan = plans.get(refName(op.operands[1]!))!;
+    const ph = plan.phases.get(f.name)!;
+    const t = ph.tiling;
+    const { nb, nbPad, kb } = weightBlock({ ...plan.shape, m: 1 }, t);
+    const xType = typeOf(op.operands[0]!);
+    const lead = xType.shape.slice(0, -1);
+    const mExpr = expr(dimProd(lead));
+    const res = op.results[0]!;
+    const base = `${f.name}/${res.name}`;
+    let x = bufName(op.operands[0]!);
+    let xs: string | undefined;
+    const int8 = plan.shape.dtype === "i8";
+    if (int8) {
+      const xq = addBuffer(`${base}.xq`, { dtype: "i8", shape: xType.shape });
+      xs = addBuffer(`${base}.xs`, { dtype: "f32", shape: lead });
+      host("quantize", {}, [x], [xq, xs]);
+      x = xq;
+    }
+    const count = t.dm * t.dn * t.dk;
+    const range: DpuRange = { first: 0, count };
+    const mb = mbExpr(mExpr, t.dm);
+    const xMap: BlockMap = {
+      rows: mExpr,
+      cols: plan.shape.k,
+      blockRows: mb,
+      blockCols: kb,
+      ld: kb,
+      rowEvery: t.dn * t.dk,
+      rowBlocks: t.dm,
+      colEvery: 1,
+      colBlocks: t.dk,
+    };
+    const broadcast = t.dm === 1 && t.dk === 1;
+    const push = em.emit(
+      { kind: broadcast ? "broadcast" : "push", buffer: x, range, region: r.xRegion, at: 0, map: xMap },
+      [em.writerOf(x), ...em.beforeWrite(r.xRegion)],
+    );
+    em.wrote(r.xRegion, push);
+    const launch = em.emit(
+      { kind: "launch", kernel: ph.kernel, range, args: { w: r.offsets.get(plan.region)! } },
+      [push, ...em.beforeWrite(r.yRegion)],
+    );
+    em.read(r.xRegion, launch);
+    em.wrote(r.yRegion, launch);
+    const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, {
+      dtype: int8 ? "i32" : "f32",
+      shape: res.type.shape,
+    });
+    const yMap: BlockMap = {
+      rows: mExpr,
+      cols: plan.shape.n,
+      blockRows: mb,
+      blockCols: nb,
+      ld: nbPad,
+      rowEvery: t.dn * t.dk,
+      rowBlocks: t.dm,
+      colEvery: t.dk,
+      colBlocks: t.dn,
+    };
+    const pull = em.emit(
+      {
+        kind: "pull",
+        buffer: acc,
+        range,
+        region: r.yRegion,
+        at: 0,
+        map: yMap,
+        ...(t.dk > 1 ? { reduce: true } : {}),
+      },
+      [launch, em.beforeRead(r.yRegion)],
+    );
+    em.read(r.yRegion, pull);
+    em.written(acc, pull);
+    if (int8) {
+      const ins = [acc, xs!, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
+      host("dequantize", {}, ins, [addBuffer(base, res.type)]);
+    } else if (op.operands.length > 2) {
+      host("add", {}, [acc, bufName(op.operands[2]!)], [addBuffer(base, res.type)]);
+    }
+  }
+  return {
+    name: f.name,
+    inputs: f.params.map((p) => `${f.name}/${p.name}`),
+    outputs: f.results.map(bufName),
+    commands: em.commands,
+  };
+}

@@ -1,0 +1,161 @@
+/**
+ * The Tile-Selector: the GEMM cost model of gemm.ts minimised over every legal tiling. Distributions
+ * are visited in order of a lower bound (transfers + launch + the kernel's compute and DMA floors) and
+ * the search stops when no remaining distribution can beat the best tiling found.
+ */
+import {
+  distributions,
+  kernelModel,
+  kernelLowerBound,
+  tiles,
+  transferEstimate,
+  weightBlock,
+  elemBytesOf,
+  cdiv,
+  type Distribution,
+  type GemmEstimate,
+  type GemmShape,
+  type Tile,
+  type Tiling,
+} from "./gemm.js";
+import type { UpmemSystem } from "./system.js";
+
+export interface Choice {
+  readonly tiling: Tiling;
+  readonly estimate: GemmEstimate;
+}
+
+/** A floor on a distribution's time for `m` rows: transfers, launch and the cheapest possible kernel. */
+function floor(shape: GemmShape, d: Distribution, sys: UpmemSystem, m: number): number {
+  const { nbPad, kb } = weightBlock(shape, d);
+  const { push, pull } = transferEstimate(shape, d, sys, m);
+  const macs = cdiv(m, d.dm) * nbPad * kb * (shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32);
+  const bytes = nbPad * kb * elemBytesOf(shape.dtype);
+  // One tasklet must at least walk one output element over the whole block's K: two reads and a write.
+  const mac = shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32;
+  const item =
+    2 * sys.dma.read_alpha +
+    sys.dma.write_alpha +
+    sys.dma.beta * 2 * kb * elemBytesOf(shape.dtype) +
+    sys.pipeline.issue_interval * (kb * mac + sys.isa.dot_overhead);
+  const kernel = Math.max(macs, sys.dma.beta * bytes, item) / sys.frequency;
+  return push + pull + sys.launch_overhead + kernel;
+}
+
+/** The best tile of a distribution for rows `ms` (summed: one W layout serves every phase). */
+export function bestTiles(
+  shape: GemmShape,
+  d: Distribution,
+  sys: UpmemSystem,
+  ms: readonly number[],
+): { tiles: Tile[]; estimates: GemmEstimate[]; total: number } | undefined {
+  const out: { tiles: Tile[]; estimates: GemmEstimate[]; total: number } = {
+    tiles: [],
+    estimates: [],
+    total: 0,
+  };
+  const ts = tiles({ ...shape, m: Math.max(...ms) }, d, sys);
+  for (const m of ms) {
+    const s = { ...shape, m };
+    const { push, pull } = transferEstimate(s, d, sys);
+    const fixed = push + pull + sys.launch_overhead;
+    const model = kernelModel(s, d, sys);
+    const mb = cdiv(m, d.dm);
+    let best: { t: Tile; kernel: number } | undefined;
+    for (const t of ts) {
+      if (t.tm > 1 && t.tm / 2 >= mb) continue;
+      const kernel = model(t) / sys.frequency;
+      if (!best || kernel < best.kernel) best = { t, kernel };
+    }
+    if (!best) return undefined;
+    out.tiles.push(best.t);
+    out.estimates.push({
+      kernel: best.kernel,
+      push,
+      pull,
+      launch: sys.launch_overhead,
+      total: best.kernel + fixed,
+    });
+    out.total += best.kernel + fixed;
+  }
+  return out;
+}
+
+export interface SelectOptions {
+  /** DPUs the GEMM may use (default: all). */
+  readonly dpus?: number;
+  /** Per-DPU MRAM bytes the W block may take. */
+  readonly mramBudget?: number;
+}
+
+/**
+ * Chooses the W layout (dn x dk, replicated dm times) minimising the summed time over the row counts
+ * `ms` (e.g. prefill B*S and decode B), and for each row count the best tiling. A call may use fewer
+ * replicas than the layout holds (the first dm' x dn x dk DPUs hold a complete copy of W), so each
+ * phase picks its own dm; the layout keeps the largest. Undefined when no tiling is legal.
+ */
+export function selectJoint(
+  shape: GemmShape,
+  sys: UpmemSystem,
+  ms: readonly number[],
+  opts: SelectOptions = {},
+): { distribution: Distribution; choices: Choice[] } | undefined {
+  const e = elemBytesOf(shape.dtype);
+  const all = distributions({ ...shape, m: Math.max(...ms) }, sys, opts.dpus ?? sys.dpus).filter((d) => {
+    const { nbPad, kb } = weightBlock(shape, d);
+    return nbPad * kb * e <= (opts.mramBudget ?? sys.mram / 2);
+  });
+  // Layouts dn x dk, each with the distributions (values of dm) a call may use.
+  const layouts = new Map<string, Distribution[]>();
+  for (const d of all) {
+    const key = `${d.dn} ${d.dk}`;
+    layouts.set(key, [...(layouts.get(key) ?? []), d]);
+  }
+  const ranked = [...layouts.values()]
+    .map((ds) => ({
+      ds,
+      lb: ms.reduce(
+        (s, m) => s + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floor(shape, d, sys, m))),
+        0,
+      ),
+    }))
+    .sort((a, b) => a.lb - b.lb);
+  let best: { total: number; choices: Choice[] } | undefined;
+  for (const { ds, lb } of ranked) {
+    if (best && lb >= best.total) break;
+    const choices: Choice[] = [];
+    let total = 0;
+    for (const m of ms) {
+      let pick: Choice | undefined;
+      const cands = ds
+        .filter((d) => d.dm <= m)
+        .map((d) => ({ d, lb: floor(shape, d, sys, m) }))
+        .sort((a, b) => a.lb - b.lb);
+      for (const { d, lb: f } of cands) {
+        if (pick && f >= pick.estimate.total) break;
+        const r = bestTiles(shape, d, sys, [m]);
+        if (r && (!pick || r.total < pick.estimate.total))
+          pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: r.estimates[0]! };
+      }
+      if (!pick) {
+        total = Infinity;
+        break;
+      }
+      choices.push(pick);
+      total += pick.estimate.total;
+    }
+    if (total < (best?.total ?? Infinity)) best = { total, choices };
+  }
+  if (!best) return undefined;
+  const t0 = best.choices[0]!.tiling;
+  const dm = Math.max(...best.choices.map((c) => c.tiling.dm));
+  return { distribution: { dm, dn: t0.dn, dk: t0.dk }, choices: best.choices };
+}
+
+/** The Tile-Selector for one GEMM shape. */
+export function select(shape: GemmShape, sys: UpmemSystem, opts: SelectOptions = {}): Choice | undefined {
+  return selectJoint(shape, sys, [shape.m], opts)?.choices[0];
+}
+
+/** Whether any tiling is legal for a weight of this shape on the system. */
+export { kernelLowerBound };
