@@ -15,6 +15,8 @@ import { mapFuncs, rewriteFunc, type Rule } from "../src/pipeline/rewrite.js";
 
 export interface QuantizeOptions {
   weights?: "f32" | "int8";
+  /** Activation precision of quantized layers: int8, or int16 carried as two INT8 planes. */
+  activations?: "int8" | "int16";
 }
 
 /** Per-channel symmetric INT8 of a logical [n, k] f32 matrix (the same rule as activations per row). */
@@ -63,8 +65,9 @@ export const quantize: Pass = {
         .with({ opcode: "linear", operands: P.when((o: readonly string[]) => isConst2d(o[1])) }, (o) => {
           const { q, scale } = quantized(o.operands[1]!.slice(1));
           const operands = [o.operands[0]!, `@${q}`, `@${scale}`, ...o.operands.slice(2)];
+          const attrs = opts.activations === "int16" ? { ...o.attrs, act_bits: 16 } : o.attrs;
           return {
-            ops: [{ ...o, opcode: "qlinear", operands }],
+            ops: [{ ...o, opcode: "qlinear", operands, attrs }],
             results: { [o.results[0]!.name]: `%${o.results[0]!.name}` },
           };
         })

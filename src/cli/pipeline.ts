@@ -26,6 +26,7 @@ export interface PipelineFlags {
   verifyEach?: boolean;
   dynamicPlacement?: boolean;
   weights?: "f32" | "int8";
+  activations?: "int8" | "int16";
   /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
   cooperation?: boolean;
 }
@@ -61,6 +62,12 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
         "--weights <type>",
         "weight precision: f32 (as imported) or int8 (quantized at build time)",
       ).choices(["f32", "int8"]),
+    )
+    .addOption(
+      new Option(
+        "--activations <type>",
+        "with --weights int8: activations quantized to int8, or int16 carried as two INT8 planes (twice the MACs)",
+      ).choices(["int8", "int16"]),
     )
     .option(
       "--dynamic-placement",
@@ -109,6 +116,7 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.dynamicPlacement === true ||
     f.weights !== undefined ||
     f.cooperation === false ||
+    f.activations !== undefined ||
     f.disablePass.length > 0
   );
 }
@@ -134,7 +142,7 @@ export async function compileModel(
     ...system.passOptions,
     envs: phaseEnvs(w),
     placement: f.dynamicPlacement ? "dynamic" : "static",
-    quantize: { weights: f.weights ?? "f32" },
+    quantize: { weights: f.weights ?? "f32", activations: f.activations ?? "int8" },
   };
   const ctx = new PassContext({
     optLevel: f.optLevel ?? defaultOpt,

@@ -14,20 +14,25 @@ export function verifyCommand() {
       "compile a HuggingFace model for a target, run it and compare with its reference.json logits",
     )
     .argument("<hf-dir>", "folder with config.json, model.safetensors and reference.json")
-    .option("--tolerance <x>", "largest accepted absolute logit error", positiveNumber, 1e-4)
+    .option(
+      "--tolerance <x>",
+      "largest accepted absolute logit error (default 1e-4; 0.25 with --weights int8, where the greedy tokens must also match)",
+      positiveNumber,
+    )
     .option("--reference <file>", "reference logits (default <hf-dir>/reference.json)")
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (dir, o) => {
     const opts = o as typeof o & PipelineFlags;
+    const tolerance = opts.tolerance ?? (opts.weights === "int8" ? 0.25 : 1e-4);
     const r = await verify(dir, {
       flags: opts,
-      tolerance: opts.tolerance,
+      tolerance,
       ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
       warn,
     });
     if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
-      const mark = (x: number): string => (x <= opts.tolerance ? pc.green(e(x)) : pc.red(e(x)));
+      const mark = (x: number): string => (x <= tolerance ? pc.green(e(x)) : pc.red(e(x)));
       process.stdout.write(
         [
           `model    ${r.model} on ${r.target}`,
@@ -35,9 +40,7 @@ export function verifyCommand() {
           `decode   max |logit error| ${mark(r.decode_max_abs_err)}`,
           `full     max |logit error| ${mark(r.full_max_abs_err)}`,
           `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}: ${r.tokens_agreed}/${r.tokens_total} agree; ${r.near_ties} reference decision(s) within twice the error, ${r.disagreements_beyond_near_ties} disagreement(s) beyond them`,
-          r.passed
-            ? pc.green(`PASSED (tolerance ${opts.tolerance})`)
-            : pc.red(`FAILED (tolerance ${opts.tolerance})`),
+          r.passed ? pc.green(`PASSED (tolerance ${tolerance})`) : pc.red(`FAILED (tolerance ${tolerance})`),
           "",
         ].join("\n"),
       );

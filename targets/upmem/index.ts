@@ -35,7 +35,7 @@ export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape |
   const x = v.ins[0]!;
   const w = v.ins[1]!;
   return {
-    m: dimEval(dimProd(x.shape.slice(0, -1)), env),
+    m: (op.attrs.act_bits === 16 ? 2 : 1) * dimEval(dimProd(x.shape.slice(0, -1)), env),
     n: dimEval(w.shape[0]!, env),
     k: dimEval(w.shape[1]!, env),
     dtype: op.opcode === "qlinear" ? "i8" : "f32",

@@ -185,6 +185,8 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   interface Use {
     shape: Omit<GemmShape, "m">;
     ms: Map<string, number>;
+    /** 2 when 16-bit activations travel as two INT8 planes. */
+    planes: number;
   }
   const uses = new Map<string, Use>();
   for (const f of funcs) {
@@ -196,9 +198,11 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       const w = typeOf(op.operands[1]!);
       const [n, k] = w.shape.map((d) => dimEval(d, {})) as [number, number];
       const dtype = op.opcode === "qlinear" ? "i8" : "f32";
-      const mm = dimEval(dimProd(x.shape.slice(0, -1)), { B: 1, S: 1, P: 0, ...env });
+      const planes = op.attrs.act_bits === 16 ? 2 : 1;
+      const mm = planes * dimEval(dimProd(x.shape.slice(0, -1)), { B: 1, S: 1, P: 0, ...env });
       const name = refName(op.operands[1]!);
-      const u = uses.get(name) ?? { shape: { n, k, dtype }, ms: new Map() };
+      const u = uses.get(name) ?? { shape: { n, k, dtype }, ms: new Map(), planes };
+      u.planes = Math.max(u.planes, planes);
       u.ms.set(f.name, Math.max(u.ms.get(f.name) ?? 0, mm));
       uses.set(name, u);
     }
@@ -212,7 +216,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     offset += b;
     return name;
   };
-  const mMax = limits.B * limits.S;
+  const rowsMax = limits.B * limits.S;
   const plans = new Map<string, GemmPlan>();
   const kernels: Kernel[] = [];
   const kernelKeys = new Map<string, string>();
@@ -243,7 +247,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
     phases.forEach((p, i) => {
       const t = chosen[i]!;
-      const mbPad = roundUp(cdiv(mMax, t.dm), t.tm);
+      const mbPad = roundUp(cdiv(u.planes * rowsMax, t.dm), t.tm);
       xBytes = Math.max(xBytes, mbPad * kb * e);
       yBytes = Math.max(yBytes, mbPad * nbPad * 4);
       tilings.push({ weight, phase: p, tiling: t, shape: { ...u.shape, m: u.ms.get(p)! } });
@@ -267,7 +271,12 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       if (isPimGemm(op))
         mExprOf.set(
           `${f.name} ${refName(op.operands[1]!)}`,
-          expr(dimProd(typeOf(op.operands[0]!).shape.slice(0, -1))),
+          expr(
+            dimProd([
+              ...(op.attrs.act_bits === 16 ? [2] : []),
+              ...typeOf(op.operands[0]!).shape.slice(0, -1),
+            ]),
+          ),
         );
   }
   for (const t of tilings) {
@@ -412,18 +421,24 @@ function lowerFunc(
     const { nb, nbPad, kb } = weightBlock({ ...plan.shape, m: 1 }, t);
     const xType = typeOf(op.operands[0]!);
     const lead = xType.shape.slice(0, -1);
-    const mExpr = expr(dimProd(lead));
     const res = op.results[0]!;
     const base = `${f.name}/${res.name}`;
     let x = bufName(op.operands[0]!);
     let xs: string | undefined;
     const int8 = plan.shape.dtype === "i8";
+    // 16-bit activations travel as two INT8 planes: twice the rows, combined on the host after.
+    const planes = int8 && op.attrs.act_bits === 16 ? 2 : 1;
+    const bits: Attrs = planes === 2 ? { bits: 16 } : {};
     if (int8) {
-      const xq = addBuffer(`${base}.xq`, { dtype: "i8", shape: xType.shape });
+      const xq = addBuffer(`${base}.xq`, {
+        dtype: "i8",
+        shape: planes === 2 ? [2, ...xType.shape] : xType.shape,
+      });
       xs = addBuffer(`${base}.xs`, { dtype: "f32", shape: lead });
-      host("quantize", {}, [x], [xq, xs]);
+      host("quantize", bits, [x], [xq, xs]);
       x = xq;
     }
+    const mExpr = expr(dimProd(planes === 2 ? [2, ...lead] : lead));
     const count = t.dm * t.dn * t.dk;
     const range: DpuRange = { first: 0, count };
     const mb = mbExpr(mExpr, t.dm);
@@ -452,7 +467,7 @@ function lowerFunc(
     em.wrote(r.yRegion, launch);
     const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, {
       dtype: int8 ? "i32" : "f32",
-      shape: res.type.shape,
+      shape: planes === 2 ? [2, ...res.type.shape] : res.type.shape,
     });
     const yMap: BlockMap = {
       rows: mExpr,
@@ -481,7 +496,7 @@ function lowerFunc(
     em.written(acc, pull);
     if (int8) {
       const ins = [acc, xs!, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
-      host("dequantize", {}, ins, [addBuffer(base, res.type)]);
+      host("dequantize", bits, ins, [addBuffer(base, res.type)]);
     } else if (op.operands.length > 2) {
       host("add", {}, [acc, bufName(op.operands[2]!)], [addBuffer(base, res.type)]);
     }

@@ -172,7 +172,11 @@ export class UpmemMachine {
     const records: CommandRecord[] = [];
     for (const c of commands) {
       const engine = engineOf(c);
-      const ready = c.deps.reduce((t, d) => Math.max(t, ends[d] ?? 0), 0);
+      // A sync is a barrier: it waits for every command before it.
+      const ready =
+        c.kind === "sync"
+          ? ends.reduce((t, x) => Math.max(t, x), 0)
+          : c.deps.reduce((t, d) => Math.max(t, ends[d] ?? 0), 0);
       const start = Math.max(free[engine], ready);
       const r = this.command(c, env, vals);
       const end = start + r.seconds;

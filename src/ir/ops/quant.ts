@@ -29,9 +29,45 @@ export function quantizeRows(x: Float32Array, k: number, q: Int8Array): Float32A
   return scale;
 }
 
+/** Largest |q| of 16-bit activations: hi = q >> 8 (arithmetic, rounded) and lo stay within int8. */
+export const Q16_MAX = 127 * 256 + 127;
+
+/**
+ * 16-bit activations as two INT8 planes: q = hi * 256 + lo with q = round(x / scale), scale =
+ * max |x| / Q16_MAX per row, lo in [-128, 127], hi in [-127, 127]. `planes` is [2, rows, k]: the hi
+ * plane, then the lo plane; every product stays an int8 x int8 multiply.
+ */
+export function quantizeRows16(x: Float32Array, k: number, planes: Int8Array): Float32Array {
+  const rows = x.length / k;
+  const scale = new Float32Array(rows);
+  const n = rows * k;
+  for (let r = 0; r < rows; r++) {
+    let m = 0;
+    for (let i = 0; i < k; i++) m = Math.max(m, Math.abs(x[r * k + i]!));
+    const s = m === 0 ? 1 : Math.fround(m / Q16_MAX);
+    scale[r] = s;
+    for (let i = 0; i < k; i++) {
+      const v = x[r * k + i]! / s;
+      const q = Math.max(-Q16_MAX, Math.min(Q16_MAX, v < 0 ? -Math.round(-v) : Math.round(v)));
+      const lo = ((q + 128) & 255) - 128;
+      planes[r * k + i] = (q - lo) / 256;
+      planes[n + r * k + i] = lo;
+    }
+  }
+  return scale;
+}
+
+/** Combines the two planes' int32 results: acc[m, n] = hi[m, n] * 256 + lo[m, n] (exact in float64). */
+export function combinePlanes(acc: Int32Array): Float64Array {
+  const n = acc.length / 2;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = acc[i]! * 256 + acc[n + i]!;
+  return out;
+}
+
 /** y[m, n] = fp32(acc[m, n] * fp32(sa[m] * sw[n])) + bias[n]. */
 export function dequantizeInto(
-  acc: Int32Array,
+  acc: Int32Array | Float64Array,
   sa: Float32Array,
   sw: Float32Array,
   bias: Float32Array | undefined,
@@ -68,7 +104,7 @@ registerOp({
   summary:
     "INT8 linear: x quantized per row, int8 weights [out, in] with per-channel scales, int32 accumulation",
   operands: ["x", "weight_q", "weight_scale", "bias?"],
-  attrs: z.strictObject({}),
+  attrs: z.strictObject({ act_bits: z.union([z.literal(8), z.literal(16)]).optional() }),
   infer([x, w, s, b]) {
     needRank(w!, 2, "weight_q");
     need(w!.dtype === "i8", `weight_q must be i8, got ${w!.dtype}`);
@@ -84,37 +120,47 @@ registerOp({
     const m = nelem(x!, env) / k;
     return { flops: 2 * m * dimEval(w!.shape[0]!, env) * k, bytes: sumBytes(ins, env) + sumBytes(outs, env) };
   },
-  eval([x, w, s, b], _a, { outTypes }) {
+  eval([x, w, s, b], a, { outTypes }) {
     const k = w!.shape[1]!;
     const xs = fdata(x!);
-    const xq = new Int8Array(xs.length);
-    const sa = quantizeRows(xs, k, xq);
-    const acc = new Int32Array((xs.length / k) * w!.shape[0]!);
+    const planes = a.act_bits === 16 ? 2 : 1;
+    const xq = new Int8Array(planes * xs.length);
+    const sa = planes === 2 ? quantizeRows16(xs, k, xq) : quantizeRows(xs, k, xq);
+    const acc = new Int32Array(planes * (xs.length / k) * w!.shape[0]!);
     int8Gemm(xq, asI8(w!), k, acc);
     const out = f32(outTypes[0]!.shape as number[]);
-    dequantizeInto(acc, sa, fdata(s!), b ? fdata(b) : undefined, out.data as Float32Array);
+    dequantizeInto(
+      planes === 2 ? combinePlanes(acc) : acc,
+      sa,
+      fdata(s!),
+      b ? fdata(b) : undefined,
+      out.data as Float32Array,
+    );
     return [out];
   },
 });
 
 registerOp({
   name: "quantize",
-  summary: "symmetric per-row INT8 quantization: (q, scale) with x ~ q * scale",
+  summary:
+    "symmetric per-row quantization: (q, scale) with x ~ q * scale; bits 16 gives two INT8 planes [2, ...] (hi, lo)",
   operands: ["x"],
-  attrs: z.strictObject({}),
-  infer([x]) {
-    return [tensor("i8", x!.shape), tensor("f32", x!.shape.slice(0, -1))];
+  attrs: z.strictObject({ bits: z.union([z.literal(8), z.literal(16)]).optional() }),
+  infer([x], a) {
+    const q = a.bits === 16 ? [2, ...x!.shape] : x!.shape;
+    return [tensor("i8", q), tensor("f32", x!.shape.slice(0, -1))];
   },
   cost: (ins, outs, _a, env) => ({
     flops: 3 * nelem(ins[0]!, env),
     bytes: sumBytes(ins, env) + sumBytes(outs, env),
   }),
-  eval([x]) {
+  eval([x], a) {
     const k = x!.shape[x!.shape.length - 1]!;
-    const q = new Int8Array(x!.data.length);
-    const scale = quantizeRows(fdata(x!), k, q);
+    const wide = a.bits === 16;
+    const q = new Int8Array((wide ? 2 : 1) * x!.data.length);
+    const scale = wide ? quantizeRows16(fdata(x!), k, q) : quantizeRows(fdata(x!), k, q);
     return [
-      { dtype: "i8", shape: x!.shape, data: q },
+      { dtype: "i8", shape: wide ? [2, ...x!.shape] : x!.shape, data: q },
       { dtype: "f32", shape: x!.shape.slice(0, -1), data: scale },
     ];
   },
@@ -122,25 +168,36 @@ registerOp({
 
 registerOp({
   name: "dequantize",
-  summary: "y[..., n] = acc[..., n] * scale[...] * weight_scale[n] + bias[n] (int32 GEMM result to float)",
+  summary:
+    "y[..., n] = acc[..., n] * scale[...] * weight_scale[n] + bias[n] (int32 GEMM result to float); bits 16 combines planes [2, ...] as hi * 256 + lo",
   operands: ["acc", "scale", "weight_scale", "bias?"],
-  attrs: z.strictObject({}),
-  infer([acc, s, ws]) {
+  attrs: z.strictObject({ bits: z.union([z.literal(8), z.literal(16)]).optional() }),
+  infer([acc, s, ws], a) {
     need(acc!.dtype === "i32", `acc must be i32, got ${acc!.dtype}`);
     needDimEq(lastDim(acc!), ws!.shape[0]!, `weight_scale ${show(ws!)} does not match acc ${show(acc!)}`);
+    const shape = a.bits === 16 ? acc!.shape.slice(1) : acc!.shape;
+    if (a.bits === 16)
+      need(acc!.shape[0] === 2, `acc ${show(acc!)} must hold 2 planes [2, ...] with bits 16`);
     need(
-      s!.shape.length === acc!.shape.length - 1,
+      s!.shape.length === shape.length - 1,
       `scale ${show(s!)} must have one scale per row of acc ${show(acc!)}`,
     );
-    return [tensor("f32", acc!.shape)];
+    return [tensor("f32", shape)];
   },
   cost: (ins, outs, _a, env) => ({
     flops: 3 * nelem(outs[0]!, env),
     bytes: sumBytes(ins, env) + sumBytes(outs, env),
   }),
-  eval([acc, s, ws, b], _a, { outTypes }) {
+  eval([acc, s, ws, b], a, { outTypes }) {
     const out = f32(outTypes[0]!.shape as number[]);
-    dequantizeInto(asI32(acc!), fdata(s!), fdata(ws!), b ? fdata(b) : undefined, out.data as Float32Array);
+    const raw = asI32(acc!);
+    dequantizeInto(
+      a.bits === 16 ? combinePlanes(raw) : raw,
+      fdata(s!),
+      fdata(ws!),
+      b ? fdata(b) : undefined,
+      out.data as Float32Array,
+    );
     return [out];
   },
 });

@@ -1,0 +1,320 @@
+/**
+ * The UPMEM target end to end: lowering, the emulator against the reference interpreter, resource
+ * pooling, fast vs detailed timing, the host<->DPU transfer figures of REFERENCE.md, and the CLI
+ * (compile -o, sim, verify) as a user runs it.
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
+import { importHf } from "../src/frontend/hf/import.js";
+import { defaultWorkload } from "../src/frontend/workload.js";
+import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { lowerModule } from "../targets/upmem/lower.js";
+import { UpmemMachine } from "../targets/upmem/machine.js";
+import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
+import { broadcastTime, pullTime, pushTime } from "../targets/upmem/transfer.js";
+import { decodeProgram, encodeProgram } from "../targets/upmem/codec.js";
+import type { Program } from "../targets/upmem/program.js";
+import { tempDir } from "./util.js";
+
+const BIN = "dist/src/cli/bin.js";
+const tmp = tempDir("pimc-upmem-");
+
+function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const flags = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
+  target: "upmem",
+  disablePass: [],
+  printBefore: [],
+  printAfter: [],
+  cooperation: false,
+  ...extra,
+});
+
+async function compiled(dir: string, extra: Partial<PipelineFlags> = {}) {
+  const model = importHf(dir);
+  const c = await compileModel(model, flags(extra), defaultWorkload("decode"), 2);
+  const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as { prompt: number[][] };
+  const seq = ref.prompt[0]!.length;
+  const lowered = lowerModule(c.module, c.ctx.weights, {
+    system: DEFAULT_SYSTEM,
+    limits: { B: ref.prompt.length, S: seq, T: seq + 4 },
+    envs: { prefill: { B: ref.prompt.length, S: seq, P: 0 }, decode: { B: ref.prompt.length, S: 1, P: seq } },
+  });
+  return { ...c, ref, program: lowered.program, gemms: lowered.gemms };
+}
+
+describe("lowering and the emulator", () => {
+  test("every GEMM runs on the DPUs, bit-identical to the reference interpreter in INT8", async () => {
+    const { module, ctx, ref, program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+    const launches = program.phases.flatMap((p) => p.commands).filter((c) => c.kind === "launch");
+    const qlinears = module.funcs.flatMap((f) => f.body).filter((o) => o.opcode === "qlinear");
+    expect(launches.length).toBe(qlinears.length);
+    const interp = new Interpreter(module, ctx.weights);
+    const machine = new UpmemMachine(program);
+    const prompt = tokenTensor(ref.prompt);
+    const a = interp.run("prefill", [prompt])[0]!;
+    const b = machine.run("prefill", [prompt]).outputs![0]!;
+    expect(Array.from(b.data as Float32Array)).toEqual(Array.from(a.data as Float32Array));
+    const next = tokenTensor(ref.prompt.map(() => [5]));
+    const c = interp.run("decode", [next])[0]!;
+    const d = machine.run("decode", [next]).outputs![0]!;
+    expect(Array.from(d.data as Float32Array)).toEqual(Array.from(c.data as Float32Array));
+  });
+
+  test("16-bit activations as two INT8 planes are bit-identical too, with twice the rows", async () => {
+    const { module, ctx, ref, program } = await compiled("test/fixtures/qwen2-tiny", {
+      weights: "int8",
+      activations: "int16",
+    });
+    const push = program.phases[0]!.commands.find((c) => c.kind === "push" || c.kind === "broadcast");
+    expect(push && "map" in push ? String(push.map.rows) : "").toMatch(/^2\*/);
+    const prompt = tokenTensor(ref.prompt);
+    const a = new Interpreter(module, ctx.weights).run("prefill", [prompt])[0]!;
+    const b = new UpmemMachine(program).run("prefill", [prompt]).outputs![0]!;
+    expect(Array.from(b.data as Float32Array)).toEqual(Array.from(a.data as Float32Array));
+  });
+
+  test("fp32 GEMMs on DPUs (software float) agree with the reference within 1e-5", async () => {
+    const { module, ctx, ref, program } = await compiled("test/fixtures/opt-tiny");
+    const prompt = tokenTensor(ref.prompt);
+    const a = new Interpreter(module, ctx.weights).run("prefill", [prompt])[0]!.data as Float32Array;
+    const b = new UpmemMachine(program).run("prefill", [prompt]).outputs![0]!.data as Float32Array;
+    let err = 0;
+    for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
+    expect(err).toBeGreaterThan(0); // a different summation order, really computed on the DPUs
+    expect(err).toBeLessThan(1e-5);
+  });
+
+  test("resource pooling: DPUs allocated and weights uploaded once, in the setup", async () => {
+    const { program, gemms } = await compiled("test/fixtures/mistral-tiny", { weights: "int8" });
+    expect(program.setup.filter((c) => c.kind === "alloc")).toHaveLength(1);
+    expect(program.setup.filter((c) => c.kind === "upload")).toHaveLength(gemms.length);
+    for (const p of program.phases)
+      expect(p.commands.filter((c) => ["alloc", "load", "upload"].includes(c.kind))).toEqual([]);
+    // Weights of different layers live at different MRAM offsets; one kernel serves them all.
+    const offsets = new Set(program.regions.filter((r) => r.name.startsWith("w:")).map((r) => r.offset));
+    expect(offsets.size).toBe(gemms.length);
+    expect(program.kernels.length).toBeLessThan(gemms.length * program.phases.length);
+  });
+
+  test("the program survives its binary form and runs the same", async () => {
+    const { ref, program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+    const back = decodeProgram(encodeProgram(program), "mem.pimx");
+    const prompt = tokenTensor(ref.prompt);
+    const a = new UpmemMachine(program).run("prefill", [prompt]);
+    const b = new UpmemMachine(back).run("prefill", [prompt]);
+    expect(Array.from(b.outputs![0]!.data as Float32Array)).toEqual(
+      Array.from(a.outputs![0]!.data as Float32Array),
+    );
+    expect(b.report.seconds).toBe(a.report.seconds);
+  });
+
+  test("fast (one DPU timed per launch) and detailed (every DPU) timing agree, deterministically", async () => {
+    const { program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+    const env = { B: 1, S: 7, P: 0 };
+    const fast = new UpmemMachine(program, { functional: false }).run("prefill", undefined, env).report;
+    const slow = new UpmemMachine(program, { functional: false, detailed: true }).run(
+      "prefill",
+      undefined,
+      env,
+    ).report;
+    expect(slow.seconds).toBe(fast.seconds);
+    expect(slow.commands.map((c) => c.end)).toEqual(fast.commands.map((c) => c.end));
+    const again = new UpmemMachine(program, { functional: false }).run("prefill", undefined, env).report;
+    expect(JSON.stringify(again)).toBe(JSON.stringify(fast));
+  });
+
+  test("calls beyond the program's limits are refused", async () => {
+    const { program } = await compiled("test/fixtures/llama-tiny");
+    const m = new UpmemMachine(program, { functional: false });
+    expect(() => m.run("prefill", undefined, { B: 1, S: 64, P: 0 })).toThrow(/exceeds the program's limits/);
+  });
+
+  test("an illegal kernel is rejected when launched (WRAM overflow)", async () => {
+    const { program, ref } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+    const bad: Program = {
+      ...program,
+      kernels: program.kernels.map((k) => ({
+        ...k,
+        wram: [...k.wram, { name: "huge", dtype: "i8", elems: 1 << 16 }],
+      })),
+    };
+    expect(() => new UpmemMachine(bad).run("prefill", [tokenTensor(ref.prompt)])).toThrow(/WRAM overflow/);
+  });
+});
+
+describe("host <-> DPU transfers reproduce REFERENCE.md (within 10%)", () => {
+  const sys = DEFAULT_SYSTEM;
+  const MB = 8 * 2 ** 20;
+  const bw = (bytes: number, t: number) => bytes / t;
+  test.each([
+    ["to one DPU", () => bw(MB, pushTime(sys, { first: 0, count: 1 }, MB)), 0.33e9],
+    ["to one rank (64 DPUs)", () => bw(64 * MB, pushTime(sys, { first: 0, count: 64 }, MB)), 6.68e9],
+    ["from one DPU", () => bw(MB, pullTime(sys, { first: 0, count: 1 }, MB)), 0.12e9],
+    ["from one rank", () => bw(64 * MB, pullTime(sys, { first: 0, count: 64 }, MB)), 4.74e9],
+    ["broadcast to a rank", () => bw(MB, broadcastTime(sys, { first: 0, count: 64 }, MB)), 16.9e9],
+  ])("%s", (_name, measure, published) => {
+    expect(Math.abs(measure() / published - 1)).toBeLessThan(0.1);
+  });
+
+  test("ranks transfer in parallel up to the host's limit", () => {
+    const one = pushTime(sys, { first: 0, count: 64 }, MB);
+    const four = pushTime(sys, { first: 0, count: 256 }, MB);
+    expect(four / one).toBeCloseTo(1, 1);
+    const all = pushTime(sys, { first: 0, count: 2048 }, MB);
+    expect((2048 * MB) / all).toBeCloseTo(sys.transfer.host_limit, -8);
+  });
+
+  test("the emulator's push of a launch moves its bytes at the table's bandwidth", async () => {
+    const { program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+    const r = new UpmemMachine(program, { functional: false }).run("prefill", undefined, {
+      B: 1,
+      S: 7,
+      P: 0,
+    }).report;
+    const push = r.commands.find((c) => c.kind === "push")!;
+    expect(push).toBeDefined();
+    const cmd = program.phases[0]!.commands[push.id]!;
+    const per = push.bytes / push.dpus!;
+    expect(push.end - push.start).toBeCloseTo(
+      pushTime(sys, "range" in cmd ? cmd.range : { first: 0, count: 1 }, per),
+      12,
+    );
+  });
+
+  test("a slower system description changes the figures", () => {
+    const slow = zUpmemSystem.parse({
+      transfer: {
+        to_dpu: [
+          [1, 0.1e9],
+          [64, 2e9],
+        ],
+      },
+    });
+    expect(pushTime(slow, { first: 0, count: 64 }, MB)).toBeGreaterThan(
+      pushTime(sys, { first: 0, count: 64 }, MB),
+    );
+  });
+});
+
+describe("pimc with --target upmem", () => {
+  const fp32 = [
+    "llama-tiny",
+    "mistral-tiny",
+    "qwen2-tiny",
+    "mixtral-tiny",
+    "opt-tiny",
+    "opt-tiny-350m",
+    "gpt2-tiny-bias",
+  ];
+  test.each(fp32)("verify %s: fp32 on the DPUs within 1e-4", (name) => {
+    const r = pimc("verify", `test/fixtures/${name}`, "--target", "upmem", "--no-cooperation", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as Record<string, number | boolean>;
+    expect(j.passed).toBe(true);
+    expect(j.target).toBe("upmem");
+    expect(j.full_max_abs_err as number).toBeLessThan(1e-4);
+  });
+
+  test.each(["qwen2-tiny", "opt-tiny", "gpt2-tiny-bias", "mixtral-tiny"])(
+    "verify %s --weights int8: greedy tokens equal to the reference, error stated",
+    (name) => {
+      const r = pimc(
+        "verify",
+        `test/fixtures/${name}`,
+        "--target",
+        "upmem",
+        "--no-cooperation",
+        "--weights",
+        "int8",
+      );
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/greedy tokens match: 14\/14/);
+      expect(r.stdout).toMatch(/PASSED \(tolerance 0.25\)/);
+    },
+  );
+
+  test("verify llama-tiny --weights int8: the only disagreements are the reference's near-ties", () => {
+    const r = pimc(
+      "verify",
+      "test/fixtures/llama-tiny",
+      "--target",
+      "upmem",
+      "--no-cooperation",
+      "--weights",
+      "int8",
+      "--json",
+    );
+    const j = JSON.parse(r.stdout) as Record<string, number>;
+    expect(j.disagreements_beyond_near_ties).toBe(0);
+    expect(j.full_max_abs_err).toBeLessThan(0.25);
+  });
+
+  test("verify with CPU/PIM cooperation (tiny GEMMs stay on the host) still matches", () => {
+    const r = pimc("verify", "test/fixtures/llama-tiny", "--target", "upmem", "--json");
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  test("compile -o writes a program; sim times it, --detailed agrees, --disasm lists it", () => {
+    const prog = join(tmp, "l7.pimx");
+    const c = pimc(
+      "compile",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--weights",
+      "int8",
+      "-o",
+      prog,
+    );
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/program\s+upmem, \d+ kernels, 129 DPU-resident weights/);
+    const s = pimc("sim", prog, "--phase", "decode", "--json");
+    expect(s.code, s.stderr).toBe(0);
+    const j = JSON.parse(s.stdout) as {
+      phases: { seconds: number; busy: Record<string, number>; kernels: unknown[] }[];
+    };
+    const ph = j.phases[0]!;
+    expect(ph.seconds).toBeGreaterThan(0);
+    expect(ph.busy.kernels).toBeGreaterThan(0);
+    expect(ph.kernels.length).toBeGreaterThan(0);
+    const d = pimc("sim", prog, "--phase", "decode", "--json", "--detailed");
+    expect((JSON.parse(d.stdout) as typeof j).phases[0]!.seconds).toBe(ph.seconds);
+    const dis = pimc("sim", prog, "--disasm");
+    expect(dis.code).toBe(0);
+    expect(dis.stdout).toMatch(/kernel gemm0/);
+    expect(dis.stdout).toMatch(/launch gemm\d+/);
+  });
+
+  test("a corrupt program is one clear error with exit code 2", () => {
+    const bad = join(tmp, "bad.pimx");
+    writeFileSync(bad, "not a program");
+    const r = pimc("sim", bad);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toContain("bad.pimx");
+  });
+
+  test("fp32 weights that do not fit in MRAM are a clear error", () => {
+    const r = pimc(
+      "compile",
+      "examples/llama2-70b.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--no-cooperation",
+      "-o",
+      join(tmp, "x.pimx"),
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/MRAM|tiling/);
+  });
+});
