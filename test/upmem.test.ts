@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
+import { evalOp, Interpreter, tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
@@ -39,9 +39,24 @@ const flags = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
   ...extra,
 });
 
-async function compiled(dir: string, extra: Partial<PipelineFlags> = {}) {
+/** Compiled with every GEMM and attention on the DPUs (attention back on the host when asked). */
+async function compiled(dir: string, extra: Partial<PipelineFlags> = {}, attentionOnHost = false) {
   const model = importHf(dir);
-  const c = await compileModel(model, flags(extra), defaultWorkload("decode"), 2);
+  const c0 = await compileModel(model, flags(extra), defaultWorkload("decode"), 2);
+  const c = !attentionOnHost
+    ? c0
+    : {
+        ...c0,
+        module: {
+          ...c0.module,
+          funcs: c0.module.funcs.map((f) => ({
+            ...f,
+            body: f.body.map((o) =>
+              o.opcode === "attention" ? { ...o, attrs: { ...o.attrs, device: "host" } } : o,
+            ),
+          })),
+        },
+      };
   const ref = JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as { prompt: number[][] };
   const seq = ref.prompt[0]!.length;
   const lowered = lowerModule(c.module, c.ctx.weights, {
@@ -53,8 +68,12 @@ async function compiled(dir: string, extra: Partial<PipelineFlags> = {}) {
 }
 
 describe("lowering and the emulator", () => {
-  test("every GEMM runs on the DPUs, bit-identical to the reference interpreter in INT8", async () => {
-    const { module, ctx, ref, program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+  test("every INT8 GEMM runs on the DPUs, bit-identical to the reference interpreter", async () => {
+    const { module, ctx, ref, program } = await compiled(
+      "test/fixtures/llama-tiny",
+      { weights: "int8" },
+      true,
+    );
     const launches = program.phases.flatMap((p) => p.commands).filter((c) => c.kind === "launch");
     const qlinears = module.funcs.flatMap((f) => f.body).filter((o) => o.opcode === "qlinear");
     expect(launches.length).toBe(qlinears.length);
@@ -71,10 +90,11 @@ describe("lowering and the emulator", () => {
   });
 
   test("16-bit activations as two INT8 planes are bit-identical too, with twice the rows", async () => {
-    const { module, ctx, ref, program } = await compiled("test/fixtures/qwen2-tiny", {
-      weights: "int8",
-      activations: "int16",
-    });
+    const { module, ctx, ref, program } = await compiled(
+      "test/fixtures/qwen2-tiny",
+      { weights: "int8", activations: "int16" },
+      true,
+    );
     const push = program.phases[0]!.commands.find((c) => c.kind === "push" || c.kind === "broadcast");
     expect(push && "map" in push ? String(push.map.rows) : "").toMatch(/^2\*/);
     const prompt = tokenTensor(ref.prompt);
@@ -92,6 +112,65 @@ describe("lowering and the emulator", () => {
     for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
     expect(err).toBeGreaterThan(0); // a different summation order, really computed on the DPUs
     expect(err).toBeLessThan(1e-5);
+  });
+
+  test.each(["mistral-tiny", "llama-tiny-variants"])(
+    "attention over the KV cache on the DPUs (%s: sliding window / MQA) matches the interpreter",
+    async (name) => {
+      const { module, ctx, ref, program } = await compiled(`test/fixtures/${name}`);
+      const attentions = module.funcs[1]!.body.filter((o) => o.opcode === "attention");
+      expect(attentions.length).toBeGreaterThan(0);
+      expect(attentions.every((o) => o.attrs.device === "pim")).toBe(true);
+      const decode = program.phases[1]!.commands;
+      const gemms = module.funcs[1]!.body.filter((o) => o.opcode === "linear" && o.attrs.device === "pim");
+      expect(decode.filter((c) => c.kind === "launch")).toHaveLength(gemms.length + 2 * attentions.length);
+      expect(decode.filter((c) => c.kind === "host" && c.opcode === "masked_softmax")).toHaveLength(
+        attentions.length,
+      );
+      const interp = new Interpreter(module, ctx.weights);
+      const machine = new UpmemMachine(program);
+      const prompt = tokenTensor(ref.prompt);
+      const next = tokenTensor(ref.prompt.map(() => [3]));
+      for (const [fn, input] of [
+        ["prefill", prompt],
+        ["decode", next],
+      ] as const) {
+        const a = interp.run(fn, [input])[0]!.data as Float32Array;
+        const b = machine.run(fn, [input]).outputs![0]!.data as Float32Array;
+        let err = 0;
+        for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i]! - b[i]!));
+        expect(err).toBeLessThan(1e-5);
+      }
+    },
+  );
+
+  test("masked_softmax then a product with v is the attention op", () => {
+    const rnd = (n: number, seed: number) =>
+      Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * 0.9);
+    const [b, h, kvh, s, t, d] = [1, 4, 2, 3, 7, 4];
+    const q = { dtype: "f32" as const, shape: [b, h, s, d], data: rnd(b * h * s * d, 1) };
+    const k = { dtype: "f32" as const, shape: [b, kvh, t, d], data: rnd(b * kvh * t * d, 2) };
+    const v = { dtype: "f32" as const, shape: [b, kvh, t, d], data: rnd(b * kvh * t * d, 3) };
+    const attrs = { scale: 0.5, causal: true, window: 3 };
+    const want = evalOp("attention", attrs, [q, k, v], {})[0]!.data as Float32Array;
+    const scores = new Float32Array(b * h * s * t);
+    for (let hh = 0; hh < h; hh++)
+      for (let i = 0; i < s; i++)
+        for (let j = 0; j < t; j++) {
+          let dot = 0;
+          for (let x = 0; x < d; x++)
+            dot += q.data[(hh * s + i) * d + x]! * k.data[((hh >> 1) * t + j) * d + x]!;
+          scores[(hh * s + i) * t + j] = dot;
+        }
+    const p = evalOp("masked_softmax", attrs, [{ dtype: "f32", shape: [b, h, s, t], data: scores }], {})[0]!
+      .data as Float32Array;
+    for (let hh = 0; hh < h; hh++)
+      for (let i = 0; i < s; i++)
+        for (let x = 0; x < d; x++) {
+          let acc = 0;
+          for (let j = 0; j < t; j++) acc += p[(hh * s + i) * t + j]! * v.data[((hh >> 1) * t + j) * d + x]!;
+          expect(acc).toBeCloseTo(want[(hh * s + i) * d + x]!, 6);
+        }
   });
 
   test("resource pooling: DPUs allocated and weights uploaded once, in the setup", async () => {

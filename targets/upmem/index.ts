@@ -17,6 +17,8 @@ import { encodeProgram } from "./codec.js";
 import { lowerModule, PIM, type Limits } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
+import { planAttention } from "./attention.js";
+import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
 
 /** Linear weights [out, in] row-major: each DPU's rows of W are contiguous along K. */
@@ -55,6 +57,24 @@ export function upmemCostModel(sys: UpmemSystem, cooperation = true): CostModel 
     if (!memo.has(key)) memo.set(key, select(s, sys));
     return memo.get(key);
   };
+  const attnMemo = new Map<string, number | undefined>();
+  /** Attention on the DPUs: the plan's transfers and kernels plus the host's softmax and V transpose. */
+  const attentionTime = (v: OpView, env: Record<string, number>): number | undefined => {
+    const [q, k] = v.ins as [TensorType, TensorType];
+    const [b, h, s, d] = q.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
+    const kvh = dimEval(k.shape[1]!, env);
+    const t = dimEval(k.shape[2]!, env);
+    const key = `${b} ${h} ${s} ${d} ${kvh} ${t}`;
+    if (!attnMemo.has(key)) {
+      const plan = planAttention({ h, kvh, d }, { B: b, T: t }, (h / kvh) * s, sys);
+      const scores = b * h * s * t;
+      attnMemo.set(
+        key,
+        plan && plan.seconds + hostTime(sys, 5 * scores, 8 * scores) + hostTime(sys, 0, 8 * b * kvh * t * d),
+      );
+    }
+    return attnMemo.get(key);
+  };
   return {
     devices: [
       { name: "host", kind: "host" },
@@ -64,9 +84,11 @@ export function upmemCostModel(sys: UpmemSystem, cooperation = true): CostModel 
     opTime(v, device, env) {
       const shape = gemmShapeOf(v, env);
       if (device === "host") {
-        if (shape && !cooperation) return undefined;
+        if (!cooperation && (shape || (v.op.opcode === "attention" && attentionTime(v, env) !== undefined)))
+          return undefined;
         return hostTime(sys, v.cost.flops, v.cost.bytes);
       }
+      if (device === PIM && v.op.opcode === "attention") return attentionTime(v, env);
       if (device !== PIM || !shape) return undefined;
       const c = choose(shape);
       if (!c) return undefined;

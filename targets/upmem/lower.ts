@@ -9,7 +9,7 @@
  * Everything else runs on the host as the IR op it is. DPUs are allocated and kernels loaded once, in
  * the program's setup.
  */
-import { dimEval, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
+import { dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
 import { layoutOf, toLogical } from "../../src/ir/layout.js";
 import { refName, type Attrs, type Func, type Module, type Op } from "../../src/ir/module.js";
 import { ANNOTATIONS, getOp } from "../../src/ir/registry.js";
@@ -48,6 +48,13 @@ import type {
   StateBuffer,
 } from "./program.js";
 import { selectJoint } from "./selector.js";
+import {
+  attentionBytes,
+  attentionKernels,
+  attentionMaps,
+  planAttention,
+  type AttentionPlan,
+} from "./attention.js";
 import type { UpmemSystem } from "./system.js";
 
 /** The name of the DPU device in the target's cost model. */
@@ -84,6 +91,7 @@ export interface GemmPlan {
 }
 
 const expr = (d: Dim): IntExpr => (typeof d === "number" ? d : dimToString(d));
+const isPimAttention = (op: Op): boolean => op.attrs.device === PIM && op.opcode === "attention";
 const isPimGemm = (op: Op): boolean =>
   op.attrs.device === PIM &&
   (op.opcode === "linear" || op.opcode === "qlinear") &&
@@ -172,6 +180,14 @@ class Emitter {
   }
 }
 
+interface AttentionUse {
+  readonly plan: AttentionPlan;
+  /** Query rows per group, rep x S, as an expression. */
+  readonly rows: IntExpr;
+  scores: string;
+  context: string;
+}
+
 export interface Lowered {
   readonly program: Program;
   readonly gemms: readonly GemmPlan[];
@@ -255,8 +271,46 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     });
     plans.set(weight, plan);
   }
+  // Attention on the DPUs: a plan per op (its K and V^T blocks go to the "aw" region each call).
+  const attn = new Map<string, AttentionUse>();
+  let awBytes = 0;
+  for (const f of funcs) {
+    const typeOf = operandTyper(m, f);
+    const env = { B: 1, S: 1, P: 0, ...(opts.envs[f.name] ?? {}) };
+    for (const op of f.body) {
+      if (!isPimAttention(op)) continue;
+      const q = typeOf(op.operands[0]!);
+      const k = typeOf(op.operands[1]!);
+      const [h, d] = [q.shape[1]!, q.shape[3]!].map((x) => dimEval(x, env)) as [number, number];
+      const kvh = dimEval(k.shape[1]!, env);
+      const rep = h / kvh;
+      // Laid out for the longest cache this function sees (prefill: S; decode: P + S).
+      const tmax = dimEval(k.shape[2]!, { B: limits.B, S: limits.S, P: Math.max(0, limits.T - limits.S) });
+      const plan = planAttention(
+        { h, kvh, d },
+        { B: limits.B, T: tmax },
+        rep * dimEval(q.shape[2]!, env),
+        sys,
+      );
+      if (!plan)
+        throw new UserError(
+          `attention %${op.results[0]!.name} cannot run on the DPUs (${h} heads, head dim ${d})`,
+        );
+      const b = attentionBytes(plan, rep * limits.S);
+      xBytes = Math.max(xBytes, b.x);
+      yBytes = Math.max(yBytes, b.y);
+      awBytes = Math.max(awBytes, b.w);
+      attn.set(`${f.name}/${op.results[0]!.name}`, {
+        plan,
+        rows: expr(dimMul(rep, q.shape[2]!)),
+        scores: "",
+        context: "",
+      });
+    }
+  }
   const xRegion = region("x", xBytes);
   const yRegion = region("y", yBytes);
+  const awRegion = attn.size > 0 ? region("aw", awBytes) : "";
   const xOff = regions.find((r) => r.name === xRegion)!.offset;
   const yOff = regions.find((r) => r.name === yRegion)!.offset;
   if (offset > sys.mram)
@@ -279,10 +333,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
           ),
         );
   }
-  for (const t of tilings) {
-    const plan = plans.get(t.weight)!;
-    const mExpr = mExprOf.get(`${t.phase} ${t.weight}`)!;
-    const proto = gemmKernel({ name: "", shape: t.shape, tiling: t.tiling, mExpr, xOff, yOff });
+  const kernelName = (proto: Kernel): string => {
     const key = JSON.stringify(proto);
     let name = kernelKeys.get(key);
     if (!name) {
@@ -290,7 +341,18 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       kernelKeys.set(key, name);
       kernels.push({ ...proto, name });
     }
-    plan.phases.get(t.phase)!.kernel = name;
+    return name;
+  };
+  for (const t of tilings) {
+    const plan = plans.get(t.weight)!;
+    const mExpr = mExprOf.get(`${t.phase} ${t.weight}`)!;
+    const proto = gemmKernel({ name: "", shape: t.shape, tiling: t.tiling, mExpr, xOff, yOff });
+    plan.phases.get(t.phase)!.kernel = kernelName(proto);
+  }
+  for (const a of attn.values()) {
+    const ks = attentionKernels(a.plan, a.rows, xOff, yOff);
+    a.scores = kernelName(ks.scores);
+    a.context = kernelName(ks.context);
   }
   const code = kernels.reduce((s, k) => s + codeBytes(k), 0);
   if (code > sys.iram)
@@ -300,6 +362,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   const dpusUsed = Math.max(
     1,
     ...[...plans.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
+    ...[...attn.values()].map((a) => a.plan.groups * a.plan.dt),
   );
 
   // 3. Images and constants.
@@ -325,6 +388,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       op.operands.forEach((ref, i) => {
         if (!ref.startsWith("@") || stateNames.has(refName(ref))) return;
         if (isPimGemm(op) && i === 1) return;
+        if (isPimAttention(op)) return;
         hostConsts.add(refName(ref));
       });
   const constants: HostConstant[] = [...hostConsts].map((name) => {
@@ -354,7 +418,9 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
 
   const buffers: HostBuffer[] = [];
   const offsets = new Map(regions.map((x) => [x.name, x.offset]));
-  const phases: Phase[] = funcs.map((f) => lowerFunc(m, f, plans, buffers, { xRegion, yRegion, offsets }));
+  const phases: Phase[] = funcs.map((f) =>
+    lowerFunc(m, f, plans, attn, buffers, { xRegion, yRegion, awRegion, offsets }),
+  );
   const program: Program = {
     version: 1,
     target: "upmem",
@@ -377,8 +443,9 @@ function lowerFunc(
   m: Module,
   f: Func,
   plans: Map<string, GemmPlan>,
+  attn: ReadonlyMap<string, AttentionUse>,
   buffers: HostBuffer[],
-  r: { xRegion: string; yRegion: string; offsets: ReadonlyMap<string, number> },
+  r: { xRegion: string; yRegion: string; awRegion: string; offsets: ReadonlyMap<string, number> },
 ): Phase {
   const em = new Emitter();
   const typeOf = operandTyper(m, f);
@@ -404,9 +471,78 @@ function lowerFunc(
     if (def?.stateOperand !== undefined) em.written(ins[def.stateOperand]!, id);
     return id;
   };
+  /** A transfer between a host buffer and an MRAM region, ordered against the region's other users. */
+  const move = (
+    kind: "push" | "pull",
+    buffer: string,
+    region: string,
+    map: BlockMap,
+    range: DpuRange,
+    after: (number | undefined)[],
+    reduce = false,
+  ): number => {
+    if (kind === "push") {
+      const id = em.emit({ kind, buffer, range, region, at: 0, map }, [
+        em.writerOf(buffer),
+        ...em.beforeWrite(region),
+        ...after,
+      ]);
+      em.wrote(region, id);
+      return id;
+    }
+    const id = em.emit({ kind, buffer, range, region, at: 0, map, ...(reduce ? { reduce } : {}) }, [
+      em.beforeRead(region),
+      ...after,
+    ]);
+    em.read(region, id);
+    em.written(buffer, id);
+    return id;
+  };
+  const launch = (kernel: string, range: DpuRange, w: string, after: number[]): number => {
+    const id = em.emit({ kind: "launch", kernel, range, args: { w: r.offsets.get(w)! } }, [
+      ...after,
+      ...em.beforeWrite(r.yRegion),
+    ]);
+    em.read(r.xRegion, id);
+    em.read(w, id);
+    em.wrote(r.yRegion, id);
+    return id;
+  };
+  const lowerAttention = (op: Op): void => {
+    const res = op.results[0]!;
+    const use = attn.get(`${f.name}/${res.name}`)!;
+    const p = use.plan;
+    const [q, k, v] = op.operands.map(bufName) as [string, string, string];
+    const qt = typeOf(op.operands[0]!);
+    const kt = typeOf(op.operands[1]!);
+    const maps = attentionMaps(p, { B: expr(qt.shape[0]!), S: expr(qt.shape[2]!), T: expr(kt.shape[2]!) });
+    const range: DpuRange = { first: 0, count: p.groups * p.dt };
+    const base = `${f.name}/${res.name}`;
+    const [bq, hq, sq] = qt.shape;
+    const scores = addBuffer(`${base}.scores`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
+    const probs = addBuffer(`${base}.probs`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
+    const vt = addBuffer(`${base}.vt`, {
+      dtype: "f32",
+      shape: [kt.shape[0]!, kt.shape[1]!, kt.shape[3]!, kt.shape[2]!],
+    });
+    const pq = move("push", q, r.xRegion, maps.q, range, []);
+    const pk = move("push", k, r.awRegion, maps.k, range, []);
+    const l1 = launch(use.scores, range, r.awRegion, [pq, pk]);
+    move("pull", scores, r.yRegion, maps.scores, range, [l1]);
+    host("masked_softmax", stripAnnotations(op.attrs), [scores], [probs]);
+    host("transpose", { perm: [0, 1, 3, 2] }, [v], [vt]);
+    const pp = move("push", probs, r.xRegion, maps.probs, range, []);
+    const pv = move("push", vt, r.awRegion, maps.vt, range, []);
+    const l2 = launch(use.context, range, r.awRegion, [pp, pv]);
+    move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l2], p.dt > 1);
+  };
   for (const op of f.body) {
     if (op.opcode === "transfer") {
       alias.set(`%${op.results[0]!.name}`, bufName(op.operands[0]!));
+      continue;
+    }
+    if (isPimAttention(op)) {
+      lowerAttention(op);
       continue;
     }
     if (!isPimGemm(op)) {

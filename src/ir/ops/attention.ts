@@ -251,3 +251,45 @@ registerOp({
     return [have === 0 ? x! : concatTensors([st!, x!], axis, shape)];
   },
 });
+
+registerOp({
+  name: "masked_softmax",
+  summary:
+    "softmax over the last axis of scores[B, H, S, T] * scale with attention's causal and window masks (masked entries 0)",
+  operands: ["scores"],
+  attrs: attentionAttrs,
+  infer([x]) {
+    needFloat(x!, "scores");
+    needRank(x!, 4, "scores");
+    return [tensor("f32", x!.shape)];
+  },
+  cost: (ins, outs, _a, env) => ({
+    flops: 5 * nelem(outs[0]!, env),
+    bytes: sumBytes(ins, env) + sumBytes(outs, env),
+  }),
+  eval([x], a, { outTypes }) {
+    const out = outF32(outTypes[0]!);
+    const [b, h, s, t] = x!.shape as [number, number, number, number];
+    const xs = fdata(x!);
+    const o = fdata(out);
+    const row = new Float64Array(t);
+    for (let r = 0; r < b * h * s; r++) {
+      const i = r % s;
+      const last = a.causal ? t - s + i : t - 1;
+      const first = a.window > 0 ? Math.max(0, last - a.window + 1) : 0;
+      const base = r * t;
+      let m = -Infinity;
+      for (let j = first; j <= last; j++) {
+        row[j] = Math.fround(Math.fround(xs[base + j]!) * a.scale);
+        if (row[j]! > m) m = row[j]!;
+      }
+      let sum = 0;
+      for (let j = first; j <= last; j++) {
+        row[j] = Math.exp(row[j]! - m);
+        sum += row[j]!;
+      }
+      for (let j = first; j <= last; j++) o[base + j] = row[j]! / sum;
+    }
+    return [out];
+  },
+});
