@@ -27,12 +27,18 @@ export interface SystemModel {
   readonly passOptions: PassOptions;
   /** The target's own validated description (its schema's output). */
   readonly config?: unknown;
+  /** How the system is used (the choices it was created with). */
+  readonly options?: SystemOptions;
 }
 
 /** Choices about how a system is used (not what it is). */
 export interface SystemOptions {
   /** Place each GEMM on the host or the PIM device by comparing both (default); false: PIM whenever it can. */
   readonly cooperation?: boolean;
+  /** Keep weights resident in device memory and allocate devices once (default); false: per call. */
+  readonly pooling?: boolean;
+  /** GEMM mapping: the target's selector (default) or the naive baseline (PIM-LLM's BaseGEMM). */
+  readonly gemm?: "selected" | "base";
 }
 
 export interface EmitOptions extends PrepareOptions {

@@ -482,8 +482,8 @@ describe("UPMEM program codec", () => {
       expect(
         invalid((p) => ((p.phases[0]!.commands[2] as { range: object }).range = { first: 2047, count: 2 })),
       ).toMatch(/dpus\[2047\.\.2048\] is outside the 2 DPUs allocated/);
-      expect(invalid((p) => ((p.phases[0]!.commands[2] as { buffer: string }).buffer = "w_scale"))).toMatch(
-        /\.buffer: unknown host buffer "w_scale"/,
+      expect(invalid((p) => ((p.phases[0]!.commands[2] as { buffer: string }).buffer = "nothing"))).toMatch(
+        /\.buffer: unknown host buffer "nothing"/,
       );
       expect(invalid((p) => (p.images[0]!.bytesPerDpu = 32))).toMatch(
         /images\[0\] \(w_img\): data has 128 bytes/,

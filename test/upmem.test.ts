@@ -185,6 +185,46 @@ describe("lowering and the emulator", () => {
     expect(program.kernels.length).toBeLessThan(gemms.length * program.phases.length);
   });
 
+  test("without pooling every GEMM call allocates, loads and sends its weight; BaseGEMM splits rows of X", async () => {
+    const model = importHf("test/fixtures/llama-tiny");
+    const c = await compileModel(model, flags({ weights: "int8" }), defaultWorkload("decode"), 2);
+    const lowered = lowerModule(c.module, c.ctx.weights, {
+      system: DEFAULT_SYSTEM,
+      limits: { B: 2, S: 7, T: 11 },
+      envs: { prefill: { B: 2, S: 7, P: 0 }, decode: { B: 2, S: 1, P: 7 } },
+      pooling: false,
+      gemm: "base",
+    });
+    const p = lowered.program;
+    expect(p.setup).toEqual([]);
+    expect(p.images).toEqual([]);
+    const cmds = p.phases[0]!.commands;
+    const launches = cmds.filter((x) => x.kind === "launch").length;
+    // One allocation per GEMM call and per attention (whose two kernels share it).
+    const attentions = c.module.funcs[0]!.body.filter(
+      (o) => o.opcode === "attention" && o.attrs.device === "pim",
+    );
+    expect(cmds.filter((x) => x.kind === "alloc").length).toBe(launches - attentions.length);
+    expect(cmds.filter((x) => x.kind === "load").length).toBe(launches - attentions.length);
+    for (const g of lowered.gemms) {
+      expect(g.distribution.dn * g.distribution.dk).toBe(1);
+      expect(g.phases.get("prefill")!.tiling.dm).toBe(8); // 14 rows: 8 DPUs get one or two each
+    }
+    // Each GEMM's weight is broadcast from the host constants at every call.
+    const weights = new Set(lowered.gemms.map((g) => g.weight));
+    const sent = cmds.filter((x) => x.kind === "broadcast" && weights.has(x.buffer)).length;
+    expect(sent).toBe(launches - 2 * attentions.length);
+    const ref = JSON.parse(readFileSync("test/fixtures/llama-tiny/reference.json", "utf8")) as {
+      prompt: number[][];
+    };
+    const out = new UpmemMachine(p).run("prefill", [tokenTensor(ref.prompt)]).outputs![0]!;
+    const want = new Interpreter(c.module, c.ctx.weights).run("prefill", [tokenTensor(ref.prompt)])[0]!;
+    let err = 0;
+    for (let i = 0; i < want.data.length; i++)
+      err = Math.max(err, Math.abs((want.data[i] as number) - (out.data[i] as number)));
+    expect(err).toBeLessThan(1e-5);
+  });
+
   test("the program survives its binary form and runs the same", async () => {
     const { ref, program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
     const back = decodeProgram(encodeProgram(program), "mem.pimx");
@@ -336,6 +376,42 @@ describe("pimc with --target upmem", () => {
     const j = JSON.parse(r.stdout) as Record<string, number>;
     expect(j.disagreements_beyond_near_ties).toBe(0);
     expect(j.full_max_abs_err).toBeLessThan(0.25);
+  });
+
+  test.each([["--no-pooling"], ["--base-gemm", "--no-pooling"]])(
+    "verify with the naive mappings (%s %s) still matches",
+    (...fl: string[]) => {
+      for (const w of ["f32", "int8"]) {
+        const r = pimc(
+          "verify",
+          "test/fixtures/opt-tiny",
+          "--target",
+          "upmem",
+          "--no-cooperation",
+          "--weights",
+          w,
+          ...fl,
+        );
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+      }
+    },
+  );
+
+  test("BaseGEMM keeps all of W on every DPU, so it cannot keep the weights resident", () => {
+    const r = pimc(
+      "compile",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--weights",
+      "int8",
+      "--no-cooperation",
+      "--base-gemm",
+      "-o",
+      join(tmp, "b.pimx"),
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/MiB of MRAM per DPU/);
   });
 
   test("verify with CPU/PIM cooperation (tiny GEMMs stay on the host) still matches", () => {

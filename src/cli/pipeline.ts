@@ -29,6 +29,10 @@ export interface PipelineFlags {
   activations?: "int8" | "int16";
   /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
   cooperation?: boolean;
+  /** false: weights sent and DPUs allocated at every call (no resource pooling). */
+  pooling?: boolean;
+  /** Map GEMMs as PIM-LLM's naive BaseGEMM instead of the Tile-Selector's choice. */
+  baseGemm?: boolean;
 }
 
 const list = (v: string, prev: string[]): string[] => [
@@ -73,6 +77,11 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
       "--dynamic-placement",
       "partition: keep both placements of linear layers, chosen by B*S at run time",
     )
+    .option("--no-pooling", "UPMEM: send weights and allocate DPUs at every call (no resource pooling)")
+    .option(
+      "--base-gemm",
+      "UPMEM: PIM-LLM's naive BaseGEMM mapping (rows of X over DPUs, all of W on each, fixed tile)",
+    )
     .option(
       "--no-cooperation",
       "partition: run every GEMM the PIM device can run there (no CPU/PIM comparison)",
@@ -88,9 +97,13 @@ export interface Compiled {
 
 /** Resolves --system and --target. */
 export async function chooseTarget(
-  f: Pick<PipelineFlags, "target" | "system" | "cooperation">,
+  f: Pick<PipelineFlags, "target" | "system" | "cooperation" | "pooling" | "baseGemm">,
 ): Promise<{ target: Target; system: SystemModel }> {
-  const opts = { cooperation: f.cooperation ?? true };
+  const opts = {
+    cooperation: f.cooperation ?? true,
+    pooling: f.pooling ?? true,
+    gemm: f.baseGemm === true ? ("base" as const) : ("selected" as const),
+  };
   if (f.system !== undefined) {
     const m = /^(.*?)(?::(\w+))?$/.exec(f.system)!;
     const decl = selectSystem(loadDescription(m[1]!), m[2]);
@@ -116,6 +129,8 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.dynamicPlacement === true ||
     f.weights !== undefined ||
     f.cooperation === false ||
+    f.pooling === false ||
+    f.baseGemm === true ||
     f.activations !== undefined ||
     f.disablePass.length > 0
   );

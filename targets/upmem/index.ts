@@ -11,12 +11,13 @@ import type { Tensor } from "../../src/ir/tensor.js";
 import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import { hostFlops } from "../cpu/index.js";
-import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
-import { variantName, type GemmShape } from "./gemm.js";
+import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
+import { estimateGemm, variantName, type GemmShape } from "./gemm.js";
 import { encodeProgram } from "./codec.js";
 import { lowerModule, PIM, type Limits } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
+import { baseTiling, perCallSeconds } from "./base.js";
 import { planAttention } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
@@ -50,11 +51,23 @@ export function hostTime(sys: UpmemSystem, flops: number, bytes: number): number
   return Math.max(flops / hostFlops(sys.host), bytes / sys.host.memory_bandwidth) + sys.host.overhead;
 }
 
-export function upmemCostModel(sys: UpmemSystem, cooperation = true): CostModel {
+export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): CostModel {
+  const cooperation = opts.cooperation ?? true;
   const memo = new Map<string, Choice | undefined>();
   const choose = (s: GemmShape): Choice | undefined => {
     const key = `${s.m} ${s.n} ${s.k} ${s.dtype}`;
-    if (!memo.has(key)) memo.set(key, select(s, sys));
+    if (!memo.has(key)) {
+      let c: Choice | undefined;
+      if (opts.gemm === "base") {
+        const t = baseTiling(s, sys);
+        c = t && { tiling: t, estimate: estimateGemm(s, t, sys) };
+      } else c = select(s, sys);
+      if (c && opts.pooling === false) {
+        const extra = perCallSeconds(s, c.tiling, sys);
+        c = { ...c, estimate: { ...c.estimate, total: c.estimate.total + extra } };
+      }
+      memo.set(key, c);
+    }
     return memo.get(key);
   };
   const attnMemo = new Map<string, number | undefined>();
@@ -121,6 +134,12 @@ class UpmemRunner implements FunctionalRunner {
 export const systemOf = (s: SystemModel): UpmemSystem =>
   (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
 
+/** The lowering choices a system was created with (pooling, GEMM mapping). */
+const mapping = (s: SystemModel): { pooling: boolean; gemm: "selected" | "base" } => ({
+  pooling: s.options?.pooling ?? true,
+  gemm: s.options?.gemm ?? "selected",
+});
+
 /** Limits of a program when none are given: the envs' largest dims. */
 export function limitsOf(envs: Readonly<Record<string, Record<string, number>>>): Limits {
   const vs = Object.values(envs);
@@ -140,7 +159,8 @@ const upmem: Target = {
     const sys = decl ? validateSystem(decl, zUpmemSystem) : DEFAULT_SYSTEM;
     return {
       name: decl?.name ?? "upmem_default",
-      costModel: upmemCostModel(sys, opts?.cooperation ?? true),
+      costModel: upmemCostModel(sys, opts),
+      ...(opts ? { options: opts } : {}),
       passOptions: { layout: PIM_LAYOUT },
       config: sys,
     };
@@ -154,6 +174,7 @@ const upmem: Target = {
       limits,
       envs,
       shapeOnly: opts.shapeOnly,
+      ...mapping(system),
     });
     const bytes = encodeProgram(program);
     const dpus = Math.max(0, ...gemms.map((g) => g.distribution.dm * g.distribution.dn * g.distribution.dk));
@@ -174,7 +195,12 @@ const upmem: Target = {
   prepare(model, system, opts?: PrepareOptions) {
     const envs = opts?.envs ?? { prefill: { B: 1, S: 16, P: 0 }, decode: { B: 1, S: 1, P: 16 } };
     const limits = opts?.limits ?? limitsOf(envs);
-    const { program } = lowerModule(model.module, model.weights, { system: systemOf(system), limits, envs });
+    const { program } = lowerModule(model.module, model.weights, {
+      system: systemOf(system),
+      limits,
+      envs,
+      ...mapping(system),
+    });
     return new UpmemRunner(new UpmemMachine(program));
   },
 };

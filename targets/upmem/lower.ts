@@ -48,6 +48,7 @@ import type {
   StateBuffer,
 } from "./program.js";
 import { selectJoint } from "./selector.js";
+import { baseTiling } from "./base.js";
 import {
   attentionBytes,
   attentionKernels,
@@ -76,8 +77,13 @@ export interface LowerOptions {
   readonly envs: Readonly<Record<string, DimEnv>>;
   /** Keep weights and constants out of the program (shape-only, for timing). */
   readonly shapeOnly?: boolean;
-  /** Tile-Selector override: use this tiling for every GEMM (for `pimc tune` and baselines). */
-  readonly forceTiling?: (shape: GemmShape) => Tiling | undefined;
+  /** GEMM mapping: the Tile-Selector's (default) or PIM-LLM's naive BaseGEMM. */
+  readonly gemm?: "selected" | "base";
+  /**
+   * Resource pooling (default): DPUs allocated, kernels loaded and weights laid out once, in the
+   * setup. false: every GEMM call allocates its DPUs, loads its kernel and sends its weight.
+   */
+  readonly pooling?: boolean;
 }
 
 /** What lowering decided for one GEMM weight. */
@@ -238,16 +244,22 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   const kernelKeys = new Map<string, string>();
   let xBytes = 0;
   let yBytes = 0;
+  let wBytes = 0;
+  const pooling = opts.pooling ?? true;
   const tilings: { weight: string; phase: string; tiling: Tiling; shape: GemmShape }[] = [];
   for (const [weight, u] of uses) {
     const phases = [...u.ms.keys()];
     const ms = phases.map((p) => u.ms.get(p)!);
     let dist: Distribution;
     let chosen: Tiling[];
-    const forced = opts.forceTiling?.({ ...u.shape, m: ms[0]! });
-    if (forced) {
-      dist = forced;
-      chosen = ms.map(() => forced);
+    if (opts.gemm === "base") {
+      const ts = ms.map((mm) => baseTiling({ ...u.shape, m: mm }, sys));
+      if (ts.some((t) => !t))
+        throw new UserError(
+          `@${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} does not fit one DPU's MRAM: no BaseGEMM mapping`,
+        );
+      chosen = ts as Tiling[];
+      dist = { dm: Math.max(...chosen.map((t) => t.dm)), dn: 1, dk: 1 };
     } else {
       const sel = selectJoint({ ...u.shape, m: ms[0]! }, sys, ms);
       if (!sel)
@@ -259,7 +271,9 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     }
     const { nbPad, kb } = weightBlock({ ...u.shape, m: 1 }, dist);
     const e = elemBytesOf(u.shape.dtype);
-    const wRegion = region(`w:${weight}`, nbPad * kb * e);
+    // Without pooling the weight has no home: every call sends it to the shared "w" region.
+    const wRegion = pooling ? region(`w:${weight}`, nbPad * kb * e) : "w";
+    wBytes = Math.max(wBytes, nbPad * kb * e);
     const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
     phases.forEach((p, i) => {
       const t = chosen[i]!;
@@ -308,6 +322,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       });
     }
   }
+  if (!pooling) region("w", wBytes);
   const xRegion = region("x", xBytes);
   const yRegion = region("y", yBytes);
   const awRegion = attn.size > 0 ? region("aw", awBytes) : "";
@@ -367,7 +382,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
 
   // 3. Images and constants.
   const images: MramImage[] = [];
-  for (const plan of plans.values()) {
+  for (const plan of pooling ? plans.values() : []) {
     const d = plan.distribution;
     const count = d.dm * d.dn * d.dk;
     const r = regions.find((x) => x.name === plan.region)!;
@@ -387,7 +402,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     for (const op of f.body)
       op.operands.forEach((ref, i) => {
         if (!ref.startsWith("@") || stateNames.has(refName(ref))) return;
-        if (isPimGemm(op) && i === 1) return;
+        if (isPimGemm(op) && i === 1 && pooling) return;
         if (isPimAttention(op)) return;
         hostConsts.add(refName(ref));
       });
@@ -409,17 +424,19 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
 
   // 4. Setup and phases.
   const setup = new Emitter();
-  const alloc = setup.emit({ kind: "alloc", dpus: dpusUsed }, []);
-  const load = setup.emit(
-    { kind: "load", kernels: kernels.map((k) => k.name), range: { first: 0, count: dpusUsed } },
-    [alloc],
-  );
-  for (const img of images) setup.emit({ kind: "upload", image: img.name }, [alloc, load]);
+  if (pooling) {
+    const alloc = setup.emit({ kind: "alloc", dpus: dpusUsed }, []);
+    const load = setup.emit(
+      { kind: "load", kernels: kernels.map((k) => k.name), range: { first: 0, count: dpusUsed } },
+      [alloc],
+    );
+    for (const img of images) setup.emit({ kind: "upload", image: img.name }, [alloc, load]);
+  }
 
   const buffers: HostBuffer[] = [];
   const offsets = new Map(regions.map((x) => [x.name, x.offset]));
   const phases: Phase[] = funcs.map((f) =>
-    lowerFunc(m, f, plans, attn, buffers, { xRegion, yRegion, awRegion, offsets }),
+    lowerFunc(m, f, plans, attn, buffers, { xRegion, yRegion, awRegion, offsets, pooling }),
   );
   const program: Program = {
     version: 1,
@@ -445,7 +462,13 @@ function lowerFunc(
   plans: Map<string, GemmPlan>,
   attn: ReadonlyMap<string, AttentionUse>,
   buffers: HostBuffer[],
-  r: { xRegion: string; yRegion: string; awRegion: string; offsets: ReadonlyMap<string, number> },
+  r: {
+    xRegion: string;
+    yRegion: string;
+    awRegion: string;
+    offsets: ReadonlyMap<string, number>;
+    pooling: boolean;
+  },
 ): Phase {
   const em = new Emitter();
   const typeOf = operandTyper(m, f);
@@ -518,6 +541,10 @@ function lowerFunc(
     const maps = attentionMaps(p, { B: expr(qt.shape[0]!), S: expr(qt.shape[2]!), T: expr(kt.shape[2]!) });
     const range: DpuRange = { first: 0, count: p.groups * p.dt };
     const base = `${f.name}/${res.name}`;
+    if (!r.pooling) {
+      const a = em.emit({ kind: "alloc", dpus: range.count }, []);
+      em.emit({ kind: "load", kernels: [use.scores, use.context], range }, [a]);
+    }
     const [bq, hq, sq] = qt.shape;
     const scores = addBuffer(`${base}.scores`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
     const probs = addBuffer(`${base}.probs`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
@@ -589,6 +616,30 @@ function lowerFunc(
       colEvery: 1,
       colBlocks: t.dk,
     };
+    // Without pooling, the call allocates its DPUs, loads its kernel and sends the weight first.
+    const before: number[] = [];
+    if (!r.pooling) {
+      const a = em.emit({ kind: "alloc", dpus: count }, []);
+      const l = em.emit({ kind: "load", kernels: [ph.kernel], range }, [a]);
+      const wMap: BlockMap = {
+        rows: plan.shape.n,
+        cols: plan.shape.k,
+        blockRows: nb,
+        blockCols: kb,
+        ld: kb,
+        rowEvery: t.dk,
+        rowBlocks: t.dn,
+        colEvery: 1,
+        colBlocks: t.dk,
+      };
+      const kind = t.dn === 1 && t.dk === 1 ? "broadcast" : "push";
+      const pw = em.emit({ kind, buffer: plan.weight, range, region: "w", at: 0, map: wMap }, [
+        l,
+        ...em.beforeWrite("w"),
+      ]);
+      em.wrote("w", pw);
+      before.push(pw);
+    }
     const broadcast = t.dm === 1 && t.dk === 1;
     const push = em.emit(
       { kind: broadcast ? "broadcast" : "push", buffer: x, range, region: r.xRegion, at: 0, map: xMap },
@@ -597,8 +648,9 @@ function lowerFunc(
     em.wrote(r.xRegion, push);
     const launch = em.emit(
       { kind: "launch", kernel: ph.kernel, range, args: { w: r.offsets.get(plan.region)! } },
-      [push, ...em.beforeWrite(r.yRegion)],
+      [push, ...before, ...em.beforeWrite(r.yRegion)],
     );
+    if (!r.pooling) em.read("w", launch);
     em.read(r.xRegion, launch);
     em.wrote(r.yRegion, launch);
     const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, {

@@ -323,8 +323,11 @@ export class UpmemMachine {
     return t;
   }
 
-  private buffer(name: string) {
-    const b = this.program.buffers.find((x) => x.name === name);
+  /** A host buffer's declaration, or a constant's (pushes may send constants). */
+  private buffer(name: string): { dtype: "f32" | "i32" | "i8"; shape: readonly IntExpr[] } {
+    const b =
+      this.program.buffers.find((x) => x.name === name) ??
+      this.program.constants.find((x) => x.name === name);
     if (!b) throw new ProgramError(`unknown host buffer "${name}"`);
     return b;
   }
@@ -365,9 +368,9 @@ export class UpmemMachine {
       );
     let host: Tensor;
     if (dir === "in") {
-      const v = vals.get(c.buffer);
+      const v = vals.get(c.buffer)?.t ?? this.constants.get(c.buffer);
       if (!v) throw new ProgramError(`${c.kind}: host buffer ${c.buffer} has no value yet`);
-      host = v.t;
+      host = v;
     } else {
       const shape = decl.shape.map((s) => evalExpr(s, env));
       host = zeros(decl.dtype, shape);

@@ -468,7 +468,7 @@ class Checker {
         );
     });
 
-    const afterSetup = this.commands(p.setup, "setup", [], true);
+    const afterSetup = this.commands(p.setup, "setup", []);
     p.phases.forEach((ph, i) => {
       const where = `phases[${i}] (${ph.name})`;
       ph.inputs.forEach((n, j) => {
@@ -477,7 +477,7 @@ class Checker {
       ph.outputs.forEach((n, j) => {
         if (!this.buffers.has(n)) this.fail(`${where}.outputs[${j}]`, `unknown host buffer "${n}"`);
       });
-      this.commands(ph.commands, `phases[${i}].commands`, afterSetup, false);
+      this.commands(ph.commands, `phases[${i}].commands`, afterSetup);
     });
   }
 
@@ -657,7 +657,7 @@ class Checker {
   }
 
   /** Checks a command list; returns the loaded kernels after it. */
-  commands(cs: readonly Command[], where: string, loaded: readonly Seg[], isSetup: boolean): readonly Seg[] {
+  commands(cs: readonly Command[], where: string, loaded: readonly Seg[]): readonly Seg[] {
     const ids = new Set<number>();
     let segs = loaded;
     const sys = this.p.system;
@@ -671,8 +671,7 @@ class Checker {
       if (ids.has(c.id)) this.fail(at, `duplicate command id ${c.id}`);
       ids.add(c.id);
       switch (c.kind) {
-        case "alloc":
-          if (!isSetup) this.fail(at, `alloc is only allowed in setup`);
+        case "alloc": // in a phase: per-call allocation (no resource pooling)
           break;
         case "upload":
           if (!this.images.has(c.image)) this.fail(at, `unknown image "${c.image}"`);
@@ -742,7 +741,10 @@ class Checker {
   }
 
   transfer(c: Extract<Command, { kind: "push" | "broadcast" | "pull" }>, at: string): void {
-    const b = this.buffers.get(c.buffer);
+    // Pushes may send constants too (weights sent at every call when there is no pooling).
+    const b =
+      this.buffers.get(c.buffer) ??
+      (c.kind === "pull" ? undefined : this.p.constants.find((x) => x.name === c.buffer));
     if (!b) this.fail(`${at}.buffer`, `unknown host buffer "${c.buffer}"`);
     const r = this.regions.get(c.region);
     if (!r) this.fail(`${at}.region`, `unknown region "${c.region}"`);
