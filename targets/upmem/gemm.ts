@@ -94,9 +94,15 @@ const TASKLETS = [8, 11, 12, 16, 24];
 /** Legal tiles of a DPU's block: tk divides kb (8-byte DMA rows <= 2048 B), tn divides nbPad, WRAM fits. */
 const tileMemo = new WeakMap<UpmemSystem, Map<string, Tile[]>>();
 
+/** Forgets the tiles memoized for a system (to time the Tile-Selector as on a first call). */
+export function forgetTiles(sys: UpmemSystem): void {
+  tileMemo.delete(sys);
+}
+
 export function tiles(shape: GemmShape, d: Distribution, sys: UpmemSystem): Tile[] {
   const { nbPad, kb } = weightBlock(shape, d);
-  const key = `${shape.dtype} ${nbPad} ${kb} ${Math.min(64, cdiv(shape.m, d.dm))}`;
+  // The legal tm depend on the rows only up to 17 (tm <= 32 and tm / 2 < rows).
+  const key = `${shape.dtype} ${nbPad} ${kb} ${Math.min(17, cdiv(shape.m, d.dm))}`;
   let memo = tileMemo.get(sys);
   if (!memo) tileMemo.set(sys, (memo = new Map()));
   const hit = memo.get(key);
@@ -123,17 +129,25 @@ function tilesOf(shape: GemmShape, d: Distribution, sys: UpmemSystem, nbPad: num
       for (const tn of tns)
         for (const tk of tks)
           for (const double of [false, true]) {
-            const t = { tasklets, tm, tn, tk, double };
             if (double && kb / tk < 2) continue;
-            if (wramBytes(shape, t, sys) <= sys.wram) out.push(t);
+            // wramBytes, inline: most combinations are rejected, so no object is made for them.
+            const per = (double ? 2 : 1) * (tm + tn) * tk * e + tm * tn * 4;
+            if (tasklets * (per + sys.stack_per_tasklet) <= sys.wram)
+              out.push({ tasklets, tm, tn, tk, double });
           }
   return out;
 }
 
+/** The divisors of n in increasing order. */
 function divisors(n: number): number[] {
-  const out: number[] = [];
-  for (let i = 1; i <= n; i++) if (n % i === 0) out.push(i);
-  return out;
+  const low: number[] = [];
+  const high: number[] = [];
+  for (let i = 1; i * i <= n; i++)
+    if (n % i === 0) {
+      low.push(i);
+      if (i * i !== n) high.push(n / i);
+    }
+  return low.concat(high.reverse());
 }
 
 /** Distributions dm x dn x dk in powers of two that fit the DPUs and keep blocks non-degenerate. */
@@ -286,9 +300,92 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
 // ---------------------------------------------------------------------------------------------
 // The analytical model.
 
-/** DMA count and engine cycles of moving `rows` rows of `rowBytes` (merged when contiguous). */
+/** DMAs the engine serves for `rows` rows of `rowBytes` (merged into max-size chunks when contiguous). */
 function dmaN(sys: UpmemSystem, rows: number, rowBytes: number, contiguous: boolean): number {
-  return contiguous ? Math.ceil((rows * rowBytes) / sys.dma.max_bytes) : rows;
+  const chunk = Math.max(sys.dma.align, Math.floor(sys.dma.max_bytes / sys.dma.align) * sys.dma.align);
+  return contiguous && rows > 1 ? Math.ceil((rows * rowBytes) / chunk) : rows;
+}
+
+/**
+ * What one work item of a tile costs (instructions and DMA engine cycles, as the DPU model counts
+ * them). Mutable: the model fills one per distribution for every tile it rates (no allocation).
+ */
+interface ItemCosts {
+  /** Work items of the DPU's block. */
+  items: number;
+  /** Chunks of K per item. */
+  kc: number;
+  /** DMAs of one chunk (rows of X and W), and their engine cycles. */
+  nd: number;
+  dc: number;
+  /** Engine cycles of the Y write. */
+  yc: number;
+  /** Instructions of one chunk's mac, and of the whole chunk (loop and DMA overheads included). */
+  cm: number;
+  ic: number;
+  /** Instructions of an item, and its engine cycles. */
+  instr: number;
+  dma: number;
+}
+
+const newItemCosts = (): ItemCosts => ({
+  items: 0,
+  kc: 0,
+  nd: 0,
+  dc: 0,
+  yc: 0,
+  cm: 0,
+  ic: 0,
+  instr: 0,
+  dma: 0,
+});
+
+/** The per-tile constants of a block: rows mb of X, nbPad x kb of W. */
+interface BlockConsts {
+  readonly mb: number;
+  readonly nbPad: number;
+  readonly kb: number;
+  readonly e: number;
+  /** Instructions per multiply-accumulate. */
+  readonly mac: number;
+}
+
+function blockConsts(shape: GemmShape, d: Distribution, sys: UpmemSystem, m: number): BlockConsts {
+  const { nbPad, kb } = weightBlock(shape, d);
+  return {
+    mb: cdiv(m, d.dm),
+    nbPad,
+    kb,
+    e: elemBytesOf(shape.dtype),
+    mac: shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32,
+  };
+}
+
+function itemCosts(b: BlockConsts, t: Tile, sys: UpmemSystem, out: ItemCosts): ItemCosts {
+  const { read_alpha: ra, write_alpha: wa, beta } = sys.dma;
+  const ovh = sys.isa.dma_overhead;
+  const items = Math.ceil(b.mb / t.tm) * (b.nbPad / t.tn);
+  const kc = b.kb / t.tk;
+  const contiguousK = t.tk === b.kb;
+  const xn = dmaN(sys, t.tm, t.tk * b.e, contiguousK);
+  const wn = dmaN(sys, t.tn, t.tk * b.e, contiguousK);
+  const yn = dmaN(sys, t.tm, t.tn * 4, t.tn === b.nbPad);
+  const nd = xn + wn;
+  const dc = nd * ra + beta * (t.tm + t.tn) * t.tk * b.e;
+  const yc = yn * wa + beta * t.tm * t.tn * 4;
+  const cm = t.tm * t.tn * (t.tk * b.mac + sys.isa.dot_overhead);
+  const ic = cm + 2 + nd * ovh;
+  // fill, kc chunks (one loop iteration fewer when double-buffered: the last chunk follows the loop), Y write.
+  out.items = items;
+  out.kc = kc;
+  out.nd = nd;
+  out.dc = dc;
+  out.yc = yc;
+  out.cm = cm;
+  out.ic = ic;
+  out.instr = Math.ceil((t.tm * t.tn * 4) / 8) + kc * ic - (t.double ? 2 : 0) + yn * ovh;
+  out.dma = kc * dc + yc;
+  return out;
 }
 
 export interface KernelEstimate {
@@ -298,10 +395,21 @@ export interface KernelEstimate {
 
 /**
  * The kernel model of a distribution for `m` rows, as a function of the tile (constants hoisted: the
- * Tile-Selector calls it for every candidate). Cycles on one DPU are the largest of the pipeline
- * bound (every tasklet's instructions at its share of the revolver pipeline), the DMA engine bound
- * (all DMAs in series) and each tasklet's chain of compute and exposed DMA latency (all of it without
- * double buffering; with it, only what the previous chunk's compute does not hide).
+ * Tile-Selector calls it for every candidate). It follows the DPU model's mechanisms: `tasklets`
+ * identical programs over items dealt round-robin, sharing the revolver pipeline (one instruction per
+ * cycle, at most one per `issue_interval` per tasklet) and one FIFO DMA engine. Cycles are the
+ * largest of:
+ *  - the pipeline: every round of items at its number of tasklets (the last round may have fewer),
+ *    after the start-up wave (all tasklets request their first chunk at once; the requests interleave
+ *    row by row, so the first tasklet's arrives after (nd - 1) x tasklets + 1 rows), the ramp of
+ *    tasklets starting one DMA row apart and, without double buffering, the later waves the
+ *    tasklets still meet in lock-step while they drift apart (about a row per chunk round);
+ *  - the DMA engine: every DMA in series, then the last chunk's multiply-accumulate;
+ *  - the chain of the busiest tasklet: its instructions at the pipeline's per-tasklet rate plus the
+ *    DMA latency it waits for (all of it without double buffering; with it, the first chunk's and
+ *    what the previous chunk's compute does not hide). With fewer tasklets than the issue interval
+ *    every tasklet issues at the same rate and they stay in lock-step: each chunk's requests
+ *    interleave with the others' as in the start-up wave.
  */
 export function kernelModel(
   shape: GemmShape,
@@ -309,34 +417,34 @@ export function kernelModel(
   sys: UpmemSystem,
   m = shape.m,
 ): (t: Tile) => number {
-  const { nbPad, kb } = weightBlock(shape, d);
-  const e = elemBytesOf(shape.dtype);
-  const isa = sys.isa;
-  const mac = shape.dtype === "i8" ? isa.mac_i8 : isa.mac_f32;
-  const mb = cdiv(m, d.dm);
+  const b = blockConsts(shape, d, sys, m);
   const ii = sys.pipeline.issue_interval;
-  const { read_alpha: ra, write_alpha: wa, beta } = sys.dma;
+  const c = newItemCosts();
   return (t) => {
-    const items = Math.ceil(mb / t.tm) * (nbPad / t.tn);
-    const perTasklet = Math.ceil(items / t.tasklets);
-    const kc = kb / t.tk;
-    const contiguousK = t.tk === kb;
-    const xn = dmaN(sys, t.tm, t.tk * e, contiguousK);
-    const wn = dmaN(sys, t.tn, t.tk * e, contiguousK);
-    const yn = dmaN(sys, t.tm, t.tn * 4, t.tn === nbPad);
-    const xc = xn * ra + beta * t.tm * t.tk * e;
-    const wc = wn * ra + beta * t.tn * t.tk * e;
-    const yc = yn * wa + beta * t.tm * t.tn * 4;
-    const chunkI = t.tm * t.tn * (t.tk * mac + isa.dot_overhead) + 2 + (xn + wn) * isa.dma_overhead;
-    const itemI = Math.ceil((t.tm * t.tn * 4) / 8) + kc * chunkI + yn * isa.dma_overhead;
-    const itemDma = kc * (xc + wc) + yc;
-    const active = Math.min(t.tasklets, items);
-    const pipeline = perTasklet * itemI * Math.max(ii, active);
-    const engine = items * itemDma;
-    const exposed = t.double
-      ? perTasklet * (xc + wc + yc + (kc - 1) * Math.max(0, xc + wc - chunkI * ii))
-      : perTasklet * itemDma;
-    return Math.max(pipeline, engine, perTasklet * itemI * ii + exposed);
+    itemCosts(b, t, sys, c);
+    const n = c.items;
+    const active = Math.min(t.tasklets, n);
+    const rounds = Math.floor(n / t.tasklets);
+    const left = n - rounds * t.tasklets;
+    const row = c.dc / c.nd;
+    const startup = row * (1 + (c.nd - 1) * active);
+    const ramp = (Math.min(active, ii) - 1) * row;
+    // Without double buffering the tasklets drift out of lock-step only gradually, about a DMA row
+    // further apart every chunk round: round r still waits for (1 - r/nd) of an interleaved wave.
+    const drift = Math.min(Math.ceil(n / t.tasklets) * c.kc, c.nd) - 1;
+    const lockstep =
+      !t.double && active >= ii && drift > 0 ? startup * (drift - (drift * (drift + 1)) / (2 * c.nd)) : 0;
+    const pipeline =
+      startup +
+      rounds * c.instr * Math.max(ii, active) +
+      (left > 0 ? c.instr * Math.max(ii, left) : 0) +
+      ramp +
+      lockstep;
+    const engine = n * c.dma + c.cm * ii;
+    const wait = active < ii ? startup : c.dc;
+    const exposed = t.double ? wait + c.yc + (c.kc - 1) * Math.max(0, wait - c.ic * ii) : c.kc * wait + c.yc;
+    const chain = startup - wait + Math.ceil(n / t.tasklets) * (c.instr * ii + exposed);
+    return Math.max(pipeline, engine, chain);
   };
 }
 
@@ -362,25 +470,20 @@ export function estimateGemm(shape: GemmShape, t: Tiling, sys: UpmemSystem, m = 
 }
 
 /**
- * A lower bound of the kernel's cycles on the emulator (for branch-and-bound in `pimc tune`): the DMA
- * engine's busy time and the instructions at one per cycle, both counted below the kernel's own.
+ * A lower bound of the kernel's cycles on the DPU model (for branch-and-bound in `pimc tune`): the
+ * largest of the DMA engine's busy time (every DMA in series), all instructions at one per cycle, and
+ * the busiest tasklet's chain: its instructions at one per `issue_interval` plus the DMA service it
+ * must wait for (every DMA without double buffering; with it, each item's first chunk, less the
+ * instructions it runs meanwhile: its other rows' overheads and the loop's, and the synchronous Y
+ * writes).
  */
 export function kernelLowerBound(shape: GemmShape, t: Tiling, sys: UpmemSystem, m = shape.m): number {
-  const { nbPad, kb } = weightBlock(shape, t);
-  const e = elemBytesOf(shape.dtype);
-  const items = cdiv(cdiv(m, t.dm), t.tm) * (nbPad / t.tn);
-  const kc = kb / t.tk;
-  const { read_alpha: ra, write_alpha: wa, beta } = sys.dma;
-  const xc = dmaN(sys, t.tm, t.tk * e, t.tk === kb) * ra + beta * t.tm * t.tk * e;
-  const wc = dmaN(sys, t.tn, t.tk * e, t.tk === kb) * ra + beta * t.tn * t.tk * e;
-  const yc = dmaN(sys, t.tm, t.tn * 4, t.tn === nbPad) * wa + beta * t.tm * t.tn * 4;
-  const perItem = kc * t.tm * t.tn * t.tk * (shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32);
-  const perTasklet = cdiv(items, t.tasklets);
-  return Math.max(
-    items * (kc * (xc + wc) + yc),
-    items * perItem,
-    perTasklet * perItem * sys.pipeline.issue_interval,
-  );
+  const c = itemCosts(blockConsts(shape, t, sys, m), t, sys, newItemCosts());
+  const ii = sys.pipeline.issue_interval;
+  const chain = t.double
+    ? (c.instr - (c.nd - 1) * sys.isa.dma_overhead - 2) * ii + c.dc + c.yc
+    : c.instr * ii + c.dma;
+  return Math.max(c.items * c.dma, c.items * c.instr, Math.ceil(c.items / t.tasklets) * chain);
 }
 
 /** Transfer seconds of a GEMM call under a distribution (the same functions the emulator uses). */

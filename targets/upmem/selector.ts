@@ -25,18 +25,21 @@ export interface Choice {
   readonly estimate: GemmEstimate;
 }
 
-/** A floor on a distribution's time for `m` rows: transfers, launch and the cheapest possible kernel. */
+/**
+ * A floor on a distribution's time for `m` rows: transfers, launch and a kernel no tile's model goes
+ * below (kernelModel's pipeline term is at least every MAC instruction, its engine term at least
+ * streaming W once, and its chain term at least one tasklet walking one output element over the
+ * block's K with two reads and a write).
+ */
 function floor(shape: GemmShape, d: Distribution, sys: UpmemSystem, m: number): number {
   const { nbPad, kb } = weightBlock(shape, d);
   const { push, pull } = transferEstimate(shape, d, sys, m);
-  const macs = cdiv(m, d.dm) * nbPad * kb * (shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32);
-  const bytes = nbPad * kb * elemBytesOf(shape.dtype);
-  // One tasklet must at least walk one output element over the whole block's K: two reads and a write.
   const mac = shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32;
+  const macs = cdiv(m, d.dm) * nbPad * kb * mac;
+  const bytes = nbPad * kb * elemBytesOf(shape.dtype);
   const item =
     2 * sys.dma.read_alpha +
     sys.dma.write_alpha +
-    sys.dma.beta * 2 * kb * elemBytesOf(shape.dtype) +
     sys.pipeline.issue_interval * (kb * mac + sys.isa.dot_overhead);
   const kernel = Math.max(macs, sys.dma.beta * bytes, item) / sys.frequency;
   return push + pull + sys.launch_overhead + kernel;
@@ -109,15 +112,23 @@ export function selectJoint(
   const layouts = new Map<string, Distribution[]>();
   for (const d of all) {
     const key = `${d.dn} ${d.dk}`;
-    layouts.set(key, [...(layouts.get(key) ?? []), d]);
+    const ds = layouts.get(key);
+    if (ds) ds.push(d);
+    else layouts.set(key, [d]);
   }
+  // Floors are needed twice (ranking layouts, then ordering a layout's distributions): computed once.
+  const floors = new Map<Distribution, Map<number, number>>();
+  const floorOf = (d: Distribution, m: number): number => {
+    let f = floors.get(d);
+    if (!f) floors.set(d, (f = new Map()));
+    let x = f.get(m);
+    if (x === undefined) f.set(m, (x = floor(shape, d, sys, m)));
+    return x;
+  };
   const ranked = [...layouts.values()]
     .map((ds) => ({
       ds,
-      lb: ms.reduce(
-        (s, m) => s + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floor(shape, d, sys, m))),
-        0,
-      ),
+      lb: ms.reduce((s, m) => s + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floorOf(d, m))), 0),
     }))
     .sort((a, b) => a.lb - b.lb);
   let best: { total: number; choices: Choice[] } | undefined;
@@ -129,7 +140,7 @@ export function selectJoint(
       let pick: Choice | undefined;
       const cands = ds
         .filter((d) => d.dm <= m)
-        .map((d) => ({ d, lb: floor(shape, d, sys, m) }))
+        .map((d) => ({ d, lb: floorOf(d, m) }))
         .sort((a, b) => a.lb - b.lb);
       for (const { d, lb: f } of cands) {
         if (pick && f >= pick.estimate.total) break;

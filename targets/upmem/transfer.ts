@@ -40,8 +40,12 @@ export function dpusPerRank(sys: UpmemSystem, range: DpuRange): number[] {
 function parallel(sys: UpmemSystem, table: Table, range: DpuRange, bytesPerDpu: number): number {
   if (bytesPerDpu <= 0 || range.count === 0) return 0;
   let slowest = 0;
-  for (const n of dpusPerRank(sys, range))
+  let last = 0;
+  for (const n of dpusPerRank(sys, range)) {
+    if (n === last) continue; // a rank like the previous one takes as long
+    last = n;
     slowest = Math.max(slowest, (bytesPerDpu * n) / tableBandwidth(table, n));
+  }
   const total = (bytesPerDpu * range.count) / sys.transfer.host_limit;
   return sys.transfer.latency + Math.max(slowest, total);
 }
