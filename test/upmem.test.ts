@@ -17,6 +17,7 @@ import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
 import { broadcastTime, pullTime, pushTime } from "../targets/upmem/transfer.js";
 import { decodeProgram, encodeProgram } from "../targets/upmem/codec.js";
 import type { Program } from "../targets/upmem/program.js";
+import { traceJson, type TraceEvent } from "../src/report/trace.js";
 import { tempDir } from "./util.js";
 
 const BIN = "dist/src/cli/bin.js";
@@ -250,6 +251,44 @@ describe("lowering and the emulator", () => {
     expect(slow.commands.map((c) => c.end)).toEqual(fast.commands.map((c) => c.end));
     const again = new UpmemMachine(program, { functional: false }).run("prefill", undefined, env).report;
     expect(JSON.stringify(again)).toBe(JSON.stringify(fast));
+  });
+
+  test("the Perfetto trace is well-formed trace-event JSON, one track per engine and DPU rank", async () => {
+    const { program } = await compiled("test/fixtures/llama-tiny", { weights: "int8" });
+    const m = new UpmemMachine(program, { functional: false });
+    const reports = [m.setup(), m.run("prefill", undefined, { B: 1, S: 7, P: 0 }).report];
+    const parsed = JSON.parse(traceJson(reports, program.system.dpus_per_rank)) as {
+      traceEvents: TraceEvent[];
+      displayTimeUnit: string;
+    };
+    expect(parsed.displayTimeUnit).toBe("ms");
+    const ev = parsed.traceEvents;
+    const names = new Map<string, string>();
+    for (const e of ev) {
+      expect(["X", "M"]).toContain(e.ph);
+      expect(Number.isInteger(e.pid) && Number.isInteger(e.tid)).toBe(true);
+      expect(typeof e.name).toBe("string");
+      if (e.ph === "M" && e.name === "thread_name") names.set(`${e.pid}/${e.tid}`, String(e.args!.name));
+    }
+    const complete = ev.filter((e) => e.ph === "X");
+    expect(complete.length).toBeGreaterThanOrEqual(reports.reduce((s, r) => s + r.commands.length, 0));
+    // Every complete event sits on a named track; a track's events never overlap (engines are serial).
+    const tracks = new Map<string, TraceEvent[]>();
+    for (const e of complete) {
+      expect(e.ts!).toBeGreaterThanOrEqual(0);
+      expect(e.dur!).toBeGreaterThanOrEqual(0);
+      const key = `${e.pid}/${e.tid}`;
+      expect(names.has(key)).toBe(true);
+      tracks.set(key, [...(tracks.get(key) ?? []), e]);
+    }
+    for (const list of tracks.values()) {
+      const sorted = [...list].sort((a, b) => a.ts! - b.ts!);
+      for (let i = 1; i < sorted.length; i++)
+        expect(sorted[i]!.ts!).toBeGreaterThanOrEqual(sorted[i - 1]!.ts! + sorted[i - 1]!.dur! - 1e-6);
+    }
+    expect([...names.values()]).toEqual(
+      expect.arrayContaining(["host CPU", "host <-> DPU link", "DPU rank 0"]),
+    );
   });
 
   test("calls beyond the program's limits are refused", async () => {

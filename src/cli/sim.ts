@@ -11,6 +11,8 @@ import { disassemble } from "../../targets/upmem/disasm.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
 import { table } from "../report/table.js";
+import { traceJson } from "../report/trace.js";
+import { writeFileAtomic } from "./io.js";
 import { int } from "../report/format.js";
 import { nonNegativeInt, positiveInt } from "./options.js";
 
@@ -104,6 +106,7 @@ export function simCommand() {
     )
     .option("--detailed", "time every DPU of every launch instead of one per launch")
     .option("--json", "print one JSON object")
+    .option("--trace <file>", "write a Chrome/Perfetto trace (trace-event JSON) of the calls to FILE")
     .action((path, o) => {
       const p = readProgram(path);
       if (o.disasm) {
@@ -123,6 +126,8 @@ export function simCommand() {
         const { report } = machine.run(ph.name, undefined, { B, S, P });
         return { report, tokens: B * S };
       });
+      if (o.trace !== undefined)
+        writeFileAtomic(o.trace, traceJson([setup, ...results.map((x) => x.report)], p.system.dpus_per_rank));
       if (o.json) {
         process.stdout.write(
           `${JSON.stringify({

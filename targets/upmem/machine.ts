@@ -36,6 +36,8 @@ export interface CommandRecord {
   readonly bytes: number;
   readonly flops: number;
   readonly dpus?: number;
+  /** The first DPU of the command's range (transfers, launches, loads). */
+  readonly firstDpu?: number;
   readonly kernel?: KernelTiming;
 }
 
@@ -192,6 +194,7 @@ export class UpmemMachine {
         bytes: r.bytes,
         flops: r.flops,
         ...(r.dpus ? { dpus: r.dpus } : {}),
+        ...("range" in c ? { firstDpu: c.range.first } : {}),
         ...(r.kernel ? { kernel: r.kernel } : {}),
       });
     }
