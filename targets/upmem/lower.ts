@@ -209,6 +209,8 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     ms: Map<string, number>;
     /** 2 when 16-bit activations travel as two INT8 planes. */
     planes: number;
+    /** Most rows of X a call can have under the limits (planes included). */
+    mMax: number;
   }
   const uses = new Map<string, Use>();
   for (const f of funcs) {
@@ -223,8 +225,11 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       const planes = op.attrs.act_bits === 16 ? 2 : 1;
       const mm = planes * dimEval(dimProd(x.shape.slice(0, -1)), { B: 1, S: 1, P: 0, ...env });
       const name = refName(op.operands[1]!);
-      const u = uses.get(name) ?? { shape: { n, k, dtype }, ms: new Map(), planes };
+      const atLimits = { B: limits.B, S: limits.S, P: Math.max(0, limits.T - limits.S) };
+      const mMax = planes * dimEval(dimProd(x.shape.slice(0, -1)), atLimits);
+      const u = uses.get(name) ?? { shape: { n, k, dtype }, ms: new Map(), planes, mMax };
       u.planes = Math.max(u.planes, planes);
+      u.mMax = Math.max(u.mMax, mMax);
       u.ms.set(f.name, Math.max(u.ms.get(f.name) ?? 0, mm));
       uses.set(name, u);
     }
@@ -238,7 +243,6 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     offset += b;
     return name;
   };
-  const rowsMax = limits.B * limits.S;
   const plans = new Map<string, GemmPlan>();
   const kernels: Kernel[] = [];
   const kernelKeys = new Map<string, string>();
@@ -277,7 +281,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
     phases.forEach((p, i) => {
       const t = chosen[i]!;
-      const mbPad = roundUp(cdiv(u.planes * rowsMax, t.dm), t.tm);
+      const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
       xBytes = Math.max(xBytes, mbPad * kb * e);
       yBytes = Math.max(yBytes, mbPad * nbPad * 4);
       tilings.push({ weight, phase: p, tiling: t, shape: { ...u.shape, m: u.ms.get(p)! } });
