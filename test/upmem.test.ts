@@ -489,6 +489,20 @@ describe("pimc with --target upmem", () => {
     expect(dis.stdout).toMatch(/launch gemm\d+/);
   });
 
+  test.each([
+    ["dpus = 0", /:2:\d+: dpus: Too small/],
+    ["transfer = { to_dpu = 5 }", /:2:\d+: transfer\.to_dpu: .*expected array, received number/],
+    ['dma = { beta = "x" }', /:2:\d+: dma\.beta: .*expected number, received string/],
+    ["tasklet = 16", /unknown key 'tasklet' in a upmem system/],
+  ])("a bad UPMEM system (%s) is one clear error at its line", (entry, want) => {
+    const f = join(tmp, "bad-system.pim");
+    writeFileSync(f, `system s { target = upmem\n  ${entry}\n}\n`);
+    const r = pimc("compile", "examples/tiny-llama.pim", "--system", f);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(want);
+  });
+
   test("a corrupt program is one clear error with exit code 2", () => {
     const bad = join(tmp, "bad.pimx");
     writeFileSync(bad, "not a program");

@@ -24,7 +24,7 @@ function locAt(
 }
 
 export function validateSystem<T>(decl: SystemDecl, schema: z.ZodType<T>): T {
-  const r = schema.safeParse(plainEntries(decl.entries));
+  const r = schema.safeParse(plainEntries(decl.entries), { reportInput: true });
   if (r.success) return r.data;
   // An unknown key is usually the cause of other issues (a misspelt key is also a missing one).
   const issue = r.error.issues.find((i) => i.code === "unrecognized_keys") ?? r.error.issues[0]!;
