@@ -6,7 +6,6 @@
  */
 import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
-import { funcCosts } from "../../src/ir/cost.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
@@ -206,5 +205,3 @@ const upmem: Target = {
 };
 
 export default upmem;
-
-export { funcCosts };

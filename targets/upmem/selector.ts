@@ -6,7 +6,6 @@
 import {
   distributions,
   kernelModel,
-  kernelLowerBound,
   tiles,
   transferEstimate,
   weightBlock,
@@ -167,6 +166,3 @@ export function selectJoint(
 export function select(shape: GemmShape, sys: UpmemSystem, opts: SelectOptions = {}): Choice | undefined {
   return selectJoint(shape, sys, [shape.m], opts)?.choices[0];
 }
-
-/** Whether any tiling is legal for a weight of this shape on the system. */
-export { kernelLowerBound };
