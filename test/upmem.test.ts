@@ -503,6 +503,65 @@ describe("pimc with --target upmem", () => {
     expect(r.stderr).toMatch(want);
   });
 
+  test("pimc bench emulates each batch size and explains the time", () => {
+    const trace = join(tmp, "bench-trace.json");
+    const r = pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--phase",
+      "decode",
+      "--batch",
+      "1,4",
+      "--weights",
+      "int8",
+      "--no-cooperation",
+      "--json",
+      "--trace",
+      trace,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      phase: string;
+      steps: {
+        batch: number;
+        seconds: number;
+        tokens_per_second: number;
+        busy: Record<string, number>;
+        kernels: { device: string; seconds: number; flops: number; peak_fraction: number }[];
+      }[];
+    };
+    expect(j.phase).toBe("decode");
+    expect(j.steps.map((s) => s.batch)).toEqual([1, 4]);
+    for (const s of j.steps) {
+      expect(s.seconds).toBeGreaterThan(0);
+      expect(s.tokens_per_second).toBeCloseTo(s.batch / s.seconds, 6);
+      expect(s.busy.kernels).toBeGreaterThan(0);
+      const dpu = s.kernels.filter((k) => k.device.endsWith("DPUs"));
+      expect(dpu.length).toBeGreaterThan(0);
+      for (const k of s.kernels) expect(k.peak_fraction).toBeLessThanOrEqual(1.0000001);
+      expect(dpu.every((k) => k.flops > 0 && k.peak_fraction > 0)).toBe(true);
+    }
+    const t = JSON.parse(readFileSync(trace, "utf8")) as { traceEvents: unknown[] };
+    expect(t.traceEvents.length).toBeGreaterThan(0);
+    const text = pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--batch",
+      "2",
+    );
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/tokens\/s/);
+    expect(text.stdout).toMatch(/% of peak/);
+    const cpu = pimc("bench", "examples/tiny-llama.pim", "--target", "cpu");
+    expect(cpu.code).toBe(2);
+    expect(cpu.stderr).toMatch(/needs a target with an emulator/);
+    expect(pimc("bench", "examples/tiny-llama.pim", "--batch", "1,x").code).toBe(2);
+  });
+
   test("a corrupt program is one clear error with exit code 2", () => {
     const bad = join(tmp, "bad.pimx");
     writeFileSync(bad, "not a program");

@@ -7,6 +7,7 @@ import { dumpCommand } from "./dump.js";
 import { generateCommand } from "./generate.js";
 import { listCommand } from "./list.js";
 import { simCommand } from "./sim.js";
+import { benchCommand } from "./bench.js";
 import { tuneCommand } from "./tune.js";
 import { verifyCommand } from "./verify-cmd.js";
 
@@ -22,6 +23,7 @@ export function makeProgram(): Command {
   program.addCommand(verifyCommand());
   program.addCommand(generateCommand());
   program.addCommand(simCommand());
+  program.addCommand(benchCommand());
   program.addCommand(tuneCommand());
   program.addCommand(listCommand());
   for (const c of program.commands)

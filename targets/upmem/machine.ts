@@ -17,10 +17,10 @@ import { zeros } from "../../src/ir/tensor.js";
 import { tensor as ttype, type TensorType } from "../../src/ir/types.js";
 import "../../src/ir/ops/index.js";
 import { hostFlops } from "../cpu/index.js";
-import { checkKernel, elemBytes, runKernel, timeKernel, type KernelTiming } from "./dpu.js";
+import { checkKernel, elemBytes, gridItems, runKernel, timeKernel, type KernelTiming } from "./dpu.js";
 import { ProgramError } from "./errors.js";
 import { evalExpr, type Env } from "./expr.js";
-import type { BlockMap, Command, Engine, IntExpr, Kernel, Program } from "./program.js";
+import type { BlockMap, Command, Engine, IntExpr, Kernel, KernelStmt, Program } from "./program.js";
 import { engineOf } from "./program.js";
 import { broadcastTime, dpusPerRank, pullTime, pushTime } from "./transfer.js";
 
@@ -61,6 +61,30 @@ interface HostValue {
 }
 
 const hostType = (dtype: "f32" | "i32" | "i8", shape: readonly number[]): TensorType => ttype(dtype, shape);
+
+/**
+ * Arithmetic of one DPU's kernel run: 2 per multiply-accumulate, 1 per vector add (padding included:
+ * what the DPU computes). Loop counts are evaluated with grid and loop variables at 0.
+ */
+export function kernelFlops(k: Kernel, env: Env): number {
+  const scope: Record<string, number> = { ...env };
+  for (const [v] of k.grid) scope[v] = 0;
+  const walk = (body: readonly KernelStmt[]): number =>
+    body.reduce((sum, s) => {
+      switch (s.op) {
+        case "loop":
+          scope[s.var] = 0;
+          return sum + evalExpr(s.count, scope) * walk(s.body);
+        case "mac":
+          return sum + 2 * evalExpr(s.m, scope) * evalExpr(s.n, scope) * evalExpr(s.k, scope);
+        case "vadd":
+          return sum + evalExpr(s.count, scope);
+        default:
+          return sum;
+      }
+    }, 0);
+  return gridItems(k, env) * walk(k.body);
+}
 
 export class UpmemMachine {
   readonly functional: boolean;
@@ -296,7 +320,7 @@ export class UpmemMachine {
           seconds: t.seconds + sys.launch_overhead,
           label: `launch ${k.name} (${k.summary})`,
           bytes: t.dmaBytes * c.range.count,
-          flops: 0,
+          flops: kernelFlops(k, kenv) * c.range.count,
           dpus: c.range.count,
           kernel: t,
         };

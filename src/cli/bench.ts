@@ -1,0 +1,212 @@
+/**
+ * `pimc bench <model> --system <sys>`: compiles the model for each batch size and emulates one step
+ * of the phase: latency per step, tokens/s, where the time goes (host compute, transfers to and from
+ * the PIM device, PIM kernels), and a per-kernel table with device, time, bytes, flops, Op/B and the
+ * share of the device's peak it reached.
+ */
+import { Command, Option } from "@commander-js/extra-typings";
+import { UserError } from "../errors.js";
+import { phaseEnvs, workloadEnv, type Workload } from "../frontend/workload.js";
+import { bytes, int, opb, si } from "../report/format.js";
+import { table } from "../report/table.js";
+import { traceJson } from "../report/trace.js";
+import { hostFlops } from "../../targets/cpu/index.js";
+import { decodeProgram } from "../../targets/upmem/codec.js";
+import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
+import type { Program } from "../../targets/upmem/program.js";
+import { loadForCli, writeFileAtomic } from "./io.js";
+import { nonNegativeInt, positiveInt } from "./options.js";
+import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { breakdown, ms } from "./sim.js";
+import { resolveWorkload } from "./workload-flags.js";
+
+const batches = (v: string): number[] => {
+  const out = v.split(",").map((x) => x.trim());
+  if (out.some((x) => !/^[1-9]\d*$/.test(x)))
+    throw new UserError(`--batch: expected positive integers separated by commas, got "${v}"`);
+  return out.map(Number);
+};
+
+export interface BenchRow {
+  name: string;
+  device: string;
+  calls: number;
+  seconds: number;
+  bytes: number;
+  flops: number;
+  /** Fraction of the device's peak (host: flop/s or bytes/s roofline; DPUs: pipeline or DMA engine). */
+  peak_fraction: number;
+}
+
+/** Commands of a report grouped into rows: host ops by opcode, transfers by kind, kernels by name. */
+export function benchRows(r: RunReport, p: Program): BenchRow[] {
+  const rows = new Map<string, BenchRow & { atPeak: number }>();
+  const h = p.system.host;
+  for (const c of r.commands) {
+    let name: string;
+    let device: string;
+    // Seconds the command would take at the device's peak (its roofline).
+    let atPeak = 0;
+    if (c.kind === "host") {
+      name = c.label.replace(/^host /, "");
+      device = "host";
+      atPeak = Math.max(c.flops / hostFlops(h), c.bytes / h.memory_bandwidth);
+    } else if (c.kind === "launch") {
+      name = c.label.replace(/^launch /, "");
+      device = `${c.dpus ?? 0} DPUs`;
+      // A DPU's peak: one instruction per cycle, or its DMA engine streaming at 1 / beta bytes per cycle.
+      const k = c.kernel!;
+      atPeak = Math.max(k.instructions, k.dmaBytes * p.system.dma.beta) / p.system.frequency;
+    } else {
+      name = c.kind === "pull" ? "from PIM" : c.kind === "push" || c.kind === "broadcast" ? "to PIM" : c.kind;
+      device = "link";
+    }
+    const key = `${device}\u0000${name}`;
+    const row = rows.get(key) ?? {
+      name,
+      device,
+      calls: 0,
+      seconds: 0,
+      bytes: 0,
+      flops: 0,
+      peak_fraction: 0,
+      atPeak: 0,
+    };
+    row.calls++;
+    row.seconds += c.end - c.start;
+    row.bytes += c.bytes;
+    row.flops += c.flops;
+    row.atPeak += atPeak;
+    rows.set(key, row);
+  }
+  return [...rows.values()]
+    .map(({ atPeak, ...row }) => ({ ...row, peak_fraction: row.seconds > 0 ? atPeak / row.seconds : 0 }))
+    .sort((a, b) => b.seconds - a.seconds);
+}
+
+export function benchCommand() {
+  const cmd = new Command("bench")
+    .description(
+      "compile a model for a PIM system and emulate one step per batch size: latency, tokens/s, breakdown",
+    )
+    .argument("<model>", "description file (.pim), HuggingFace folder or IR file (.pimir)")
+    .option("--model <name>", "model block to use when the file has several")
+    .option("--workload <name>", "a workload block of the model's description file, or FILE.pim[:NAME]")
+    .addOption(
+      new Option("--phase <phase>", "prefill or decode (default: the workload's)").choices([
+        "prefill",
+        "decode",
+      ]),
+    )
+    .option("--batch <list>", "sequences per step, e.g. 1,4,16 (default: the workload's)", batches)
+    .option("--seq <n>", "prefill: tokens per sequence; decode: tokens per step", positiveInt)
+    .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
+    .option("--rows <n>", "rows of the per-kernel table (default 12)", positiveInt, 12)
+    .option("--trace <file>", "write a Chrome/Perfetto trace of the emulated steps")
+    .option("--json", "print one JSON object");
+  return withPipelineFlags(cmd, 2).action(async (path, o) => {
+    const opts = o as typeof o & PipelineFlags;
+    const model = loadForCli(path, opts.model);
+    const base = resolveWorkload(path, {
+      ...(opts.workload !== undefined ? { workload: opts.workload } : {}),
+      ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
+    });
+    const results: { w: Workload; report: RunReport; program: Program; rows: BenchRow[] }[] = [];
+    for (const b of opts.batch ?? [base.batch]) {
+      const w: Workload = {
+        ...base,
+        batch: b,
+        ...(opts.seq !== undefined
+          ? base.phase === "prefill"
+            ? { prompt: opts.seq }
+            : { speculation: opts.seq }
+          : {}),
+        ...(opts.context !== undefined ? { context: opts.context } : {}),
+      };
+      const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
+      if (!target.emit)
+        throw new UserError(`pimc bench needs a target with an emulator (upmem); ${target.name} has none`);
+      const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
+        envs: phaseEnvs(w),
+        shapeOnly: true,
+      });
+      const program = decodeProgram(out.bytes, `${path} (compiled)`);
+      const machine = new UpmemMachine(program, { functional: false });
+      machine.setup();
+      const { report } = machine.run(w.phase, undefined, workloadEnv(w));
+      results.push({ w, report, program, rows: benchRows(report, program) });
+    }
+    if (opts.trace !== undefined)
+      writeFileAtomic(
+        opts.trace,
+        traceJson(
+          results.map((r) => r.report),
+          results[0]!.program.system.dpus_per_rank,
+        ),
+      );
+    const tokens = (w: Workload): number => w.batch * (w.phase === "prefill" ? w.prompt : w.speculation);
+    if (opts.json) {
+      process.stdout.write(
+        `${JSON.stringify({
+          model: results[0]!.program.model,
+          target: "upmem",
+          phase: base.phase,
+          steps: results.map(({ w, report, rows }) => ({
+            batch: w.batch,
+            env: report.env,
+            seconds: report.seconds,
+            tokens_per_second: tokens(w) / report.seconds,
+            busy: breakdown(report),
+            kernels: rows,
+          })),
+        })}\n`,
+      );
+      return;
+    }
+    const summary = table(
+      ["batch", "tokens/step", "latency", "tokens/s", "host", "to PIM", "from PIM", "PIM kernels"],
+      ["right", "right", "right", "right", "right", "right", "right", "right"],
+    );
+    for (const { w, report } of results) {
+      const b = breakdown(report);
+      summary.push([
+        String(w.batch),
+        int(tokens(w)),
+        ms(report.seconds),
+        int(Math.round(tokens(w) / report.seconds)),
+        ms(b.host!),
+        ms(b.to_pim!),
+        ms(b.from_pim!),
+        ms(b.kernels!),
+      ]);
+    }
+    const last = results[0]!; // the per-op table of the first batch size
+    const detail = table(
+      ["op / kernel", "device", "calls", "time", "share", "bytes", "flops", "Op/B", "% of peak"],
+      ["left", "left", "right", "right", "right", "right", "right", "right", "right"],
+    );
+    for (const r of last.rows.slice(0, opts.rows))
+      detail.push([
+        r.name,
+        r.device,
+        int(r.calls),
+        ms(r.seconds),
+        `${((100 * r.seconds) / last.report.seconds).toFixed(1)}%`,
+        bytes(r.bytes),
+        si(r.flops),
+        opb(r.flops, r.bytes),
+        r.device === "link" ? "" : `${(100 * r.peak_fraction).toFixed(1)}%`,
+      ]);
+    const e = last.report.env;
+    process.stdout.write(
+      [
+        `model     ${last.program.model} on upmem (${last.program.system.dpus} DPUs at ${last.program.system.frequency / 1e6} MHz)`,
+        `phase     ${base.phase}, ${base.phase === "prefill" ? `prompt ${last.w.prompt}` : `context ${last.w.context}, ${last.w.speculation} token(s) per step`}`,
+        summary.toString(),
+        `where the time goes at batch ${e.B} (busy time per op; engines overlap, so shares may exceed the latency):`,
+        detail.toString(),
+        "",
+      ].join("\n"),
+    );
+  });
+}
