@@ -37,6 +37,10 @@ export interface SystemOptions {
   readonly cooperation?: boolean;
   /** Keep weights resident in device memory and allocate devices once (default); false: per call. */
   readonly pooling?: boolean;
+  /** Where attention runs: by the cost model (default), or forced to the PIM device or the host. */
+  readonly attention?: "auto" | "pim" | "host";
+  /** Weights kept in their imported layout and transposed by the host at every call (no build-time layout adjustment). */
+  readonly runtimeTranspose?: boolean;
   /** GEMM mapping: the target's selector (default) or the naive baseline (PIM-LLM's BaseGEMM). */
   readonly gemm?: "selected" | "base";
 }

@@ -37,6 +37,7 @@ const flags = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
   printBefore: [],
   printAfter: [],
   cooperation: false,
+  attention: "pim",
   ...extra,
 });
 
@@ -374,8 +375,17 @@ describe("pimc with --target upmem", () => {
     "opt-tiny-350m",
     "gpt2-tiny-bias",
   ];
-  test.each(fp32)("verify %s: fp32 on the DPUs within 1e-4", (name) => {
-    const r = pimc("verify", `test/fixtures/${name}`, "--target", "upmem", "--no-cooperation", "--json");
+  test.each(fp32)("verify %s: fp32 GEMMs and attention on the DPUs within 1e-4", (name) => {
+    const r = pimc(
+      "verify",
+      `test/fixtures/${name}`,
+      "--target",
+      "upmem",
+      "--no-cooperation",
+      "--attention",
+      "pim",
+      "--json",
+    );
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, number | boolean>;
     expect(j.passed).toBe(true);
@@ -417,24 +427,25 @@ describe("pimc with --target upmem", () => {
     expect(j.full_max_abs_err).toBeLessThan(0.25);
   });
 
-  test.each([["--no-pooling"], ["--base-gemm", "--no-pooling"]])(
-    "verify with the naive mappings (%s %s) still matches",
-    (...fl: string[]) => {
-      for (const w of ["f32", "int8"]) {
-        const r = pimc(
-          "verify",
-          "test/fixtures/opt-tiny",
-          "--target",
-          "upmem",
-          "--no-cooperation",
-          "--weights",
-          w,
-          ...fl,
-        );
-        expect(r.code, r.stdout + r.stderr).toBe(0);
-      }
-    },
-  );
+  test.each([
+    ["--no-pooling"],
+    ["--base-gemm", "--no-pooling"],
+    ["--base-gemm", "--no-pooling", "--runtime-transpose"],
+  ])("verify with the naive mappings (%s %s %s) still matches", (...fl: string[]) => {
+    for (const w of ["f32", "int8"]) {
+      const r = pimc(
+        "verify",
+        "test/fixtures/opt-tiny",
+        "--target",
+        "upmem",
+        "--no-cooperation",
+        "--weights",
+        w,
+        ...fl,
+      );
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+  });
 
   test("BaseGEMM keeps all of W on every DPU, so it cannot keep the weights resident", () => {
     const r = pimc(

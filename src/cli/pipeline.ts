@@ -33,6 +33,8 @@ export interface PipelineFlags {
   pooling?: boolean;
   /** Map GEMMs as PIM-LLM's naive BaseGEMM instead of the Tile-Selector's choice. */
   baseGemm?: boolean;
+  attention?: "auto" | "pim" | "host";
+  runtimeTranspose?: boolean;
 }
 
 const list = (v: string, prev: string[]): string[] => [
@@ -77,6 +79,16 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
       "--dynamic-placement",
       "partition: keep both placements of linear layers, chosen by B*S at run time",
     )
+    .addOption(
+      new Option(
+        "--attention <where>",
+        "UPMEM: attention on the DPUs, the host, or auto (cost model)",
+      ).choices(["auto", "pim", "host"]),
+    )
+    .option(
+      "--runtime-transpose",
+      "UPMEM: no build-time layout adjustment: the host transposes each weight at every call (needs --no-pooling)",
+    )
     .option("--no-pooling", "UPMEM: send weights and allocate DPUs at every call (no resource pooling)")
     .option(
       "--base-gemm",
@@ -97,10 +109,15 @@ export interface Compiled {
 
 /** Resolves --system and --target. */
 export async function chooseTarget(
-  f: Pick<PipelineFlags, "target" | "system" | "cooperation" | "pooling" | "baseGemm">,
+  f: Pick<
+    PipelineFlags,
+    "target" | "system" | "cooperation" | "pooling" | "baseGemm" | "attention" | "runtimeTranspose"
+  >,
 ): Promise<{ target: Target; system: SystemModel }> {
   const opts = {
     cooperation: f.cooperation ?? true,
+    attention: f.attention ?? ("auto" as const),
+    runtimeTranspose: f.runtimeTranspose === true,
     pooling: f.pooling ?? true,
     gemm: f.baseGemm === true ? ("base" as const) : ("selected" as const),
   };
@@ -129,6 +146,8 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.dynamicPlacement === true ||
     f.weights !== undefined ||
     f.cooperation === false ||
+    f.attention !== undefined ||
+    f.runtimeTranspose === true ||
     f.pooling === false ||
     f.baseGemm === true ||
     f.activations !== undefined ||

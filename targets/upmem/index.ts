@@ -62,7 +62,11 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
         c = t && { tiling: t, estimate: estimateGemm(s, t, sys) };
       } else c = select(s, sys);
       if (c && opts.pooling === false) {
-        const extra = perCallSeconds(s, c.tiling, sys);
+        // Per call: allocation, kernel load and the weight sent (after a host transpose without layout adjustment).
+        const transpose = opts.runtimeTranspose
+          ? hostTime(sys, 0, 2 * s.n * s.k * (s.dtype === "i8" ? 1 : 4))
+          : 0;
+        const extra = perCallSeconds(s, c.tiling, sys) + transpose;
         c = { ...c, estimate: { ...c.estimate, total: c.estimate.total + extra } };
       }
       memo.set(key, c);
@@ -96,11 +100,13 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
     opTime(v, device, env) {
       const shape = gemmShapeOf(v, env);
       if (device === "host") {
-        if (!cooperation && (shape || (v.op.opcode === "attention" && attentionTime(v, env) !== undefined)))
-          return undefined;
+        const attention = v.op.opcode === "attention";
+        if (attention && opts.attention === "pim" && attentionTime(v, env) !== undefined) return undefined;
+        if (!cooperation && shape) return undefined;
         return hostTime(sys, v.cost.flops, v.cost.bytes);
       }
-      if (device === PIM && v.op.opcode === "attention") return attentionTime(v, env);
+      if (device === PIM && v.op.opcode === "attention")
+        return opts.attention === "host" ? undefined : attentionTime(v, env);
       if (device !== PIM || !shape) return undefined;
       const c = choose(shape);
       if (!c) return undefined;
@@ -134,9 +140,12 @@ export const systemOf = (s: SystemModel): UpmemSystem =>
   (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
 
 /** The lowering choices a system was created with (pooling, GEMM mapping). */
-const mapping = (s: SystemModel): { pooling: boolean; gemm: "selected" | "base" } => ({
+const mapping = (
+  s: SystemModel,
+): { pooling: boolean; gemm: "selected" | "base"; runtimeTranspose: boolean } => ({
   pooling: s.options?.pooling ?? true,
   gemm: s.options?.gemm ?? "selected",
+  runtimeTranspose: s.options?.runtimeTranspose ?? false,
 });
 
 /** Limits of a program when none are given: the envs' largest dims. */

@@ -84,6 +84,11 @@ export interface LowerOptions {
    * setup. false: every GEMM call allocates its DPUs, loads its kernel and sends its weight.
    */
   readonly pooling?: boolean;
+  /**
+   * No build-time layout adjustment (needs pooling off): weights are kept transposed ([in, out], the
+   * layout a column-major GEMM library would not want) and the host transposes each one at every call.
+   */
+  readonly runtimeTranspose?: boolean;
 }
 
 /** What lowering decided for one GEMM weight. */
@@ -401,12 +406,21 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     });
   }
   const hostConsts = new Set<string>();
+  const runtimeT = !pooling && opts.runtimeTranspose === true;
+  if (opts.runtimeTranspose && pooling)
+    throw new UserError(
+      "--runtime-transpose needs --no-pooling (resident weights are laid out once, at build time)",
+    );
+  const transposed = new Set<string>();
   const stateNames = new Set(m.states.map((s) => s.name));
   for (const f of funcs)
     for (const op of f.body)
       op.operands.forEach((ref, i) => {
         if (!ref.startsWith("@") || stateNames.has(refName(ref))) return;
-        if (isPimGemm(op) && i === 1 && pooling) return;
+        if (isPimGemm(op) && i === 1 && (pooling || runtimeT)) {
+          if (runtimeT) transposed.add(refName(ref));
+          return;
+        }
         if (isPimAttention(op)) return;
         hostConsts.add(refName(ref));
       });
@@ -420,6 +434,20 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       dtype === "i8" ? Int8Array.from(t.data as Int8Array) : Float32Array.from(t.data as Float32Array);
     return { name, dtype, shape, data };
   });
+  // Without layout adjustment the host holds W^T ([in, out]) and transposes it back at every call.
+  for (const name of transposed) {
+    const decl = m.consts.find((c) => c.name === name)!;
+    const dtype = decl.type.dtype === "i8" ? "i8" : "f32";
+    const [n, k] = decl.type.shape.map((d) => dimEval(d, {})) as [number, number];
+    if (opts.shapeOnly) {
+      constants.push({ name: `${name}.T`, dtype, shape: [k, n] });
+      continue;
+    }
+    const t = logical(m, weights, name);
+    const data = dtype === "i8" ? new Int8Array(n * k) : new Float32Array(n * k);
+    for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) data[c * n + r] = t.data[r * k + c] as number;
+    constants.push({ name: `${name}.T`, dtype, shape: [k, n], data });
+  }
   const states: StateBuffer[] = m.states.map((s) => ({
     name: s.name,
     dtype: "f32",
@@ -440,7 +468,14 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   const buffers: HostBuffer[] = [];
   const offsets = new Map(regions.map((x) => [x.name, x.offset]));
   const phases: Phase[] = funcs.map((f) =>
-    lowerFunc(m, f, plans, attn, buffers, { xRegion, yRegion, awRegion, offsets, pooling }),
+    lowerFunc(m, f, plans, attn, buffers, {
+      xRegion,
+      yRegion,
+      awRegion,
+      offsets,
+      pooling,
+      runtimeTranspose: runtimeT,
+    }),
   );
   const program: Program = {
     version: 1,
@@ -472,6 +507,7 @@ function lowerFunc(
     awRegion: string;
     offsets: ReadonlyMap<string, number>;
     pooling: boolean;
+    runtimeTranspose: boolean;
   },
 ): Phase {
   const em = new Emitter();
@@ -637,7 +673,14 @@ function lowerFunc(
         colBlocks: t.dk,
       };
       const kind = t.dn === 1 && t.dk === 1 ? "broadcast" : "push";
-      const pw = em.emit({ kind, buffer: plan.weight, range, region: "w", at: 0, map: wMap }, [
+      let wBuf = plan.weight;
+      if (r.runtimeTranspose) {
+        const dtype = plan.shape.dtype === "i8" ? "i8" : "f32";
+        wBuf = addBuffer(`${base}.w`, { dtype, shape: [plan.shape.n, plan.shape.k] });
+        host("transpose", { perm: [1, 0] }, [`${plan.weight}.T`], [wBuf]);
+      }
+      const pw = em.emit({ kind, buffer: wBuf, range, region: "w", at: 0, map: wMap }, [
+        em.writerOf(wBuf),
         l,
         ...em.beforeWrite("w"),
       ]);
