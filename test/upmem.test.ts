@@ -427,25 +427,25 @@ describe("pimc with --target upmem", () => {
     expect(j.full_max_abs_err).toBeLessThan(0.25);
   });
 
-  test.each([
-    ["--no-pooling"],
-    ["--base-gemm", "--no-pooling"],
-    ["--base-gemm", "--no-pooling", "--runtime-transpose"],
-  ])("verify with the naive mappings (%s %s %s) still matches", (...fl: string[]) => {
-    for (const w of ["f32", "int8"]) {
-      const r = pimc(
-        "verify",
-        "test/fixtures/opt-tiny",
-        "--target",
-        "upmem",
-        "--no-cooperation",
-        "--weights",
-        w,
-        ...fl,
-      );
-      expect(r.code, r.stdout + r.stderr).toBe(0);
-    }
-  });
+  test.each(["--no-pooling", "--base-gemm --no-pooling", "--base-gemm --no-pooling --runtime-transpose"])(
+    "verify with the naive mappings (%s) still matches",
+    (flags) => {
+      const fl = flags.split(" ");
+      for (const w of ["f32", "int8"]) {
+        const r = pimc(
+          "verify",
+          "test/fixtures/opt-tiny",
+          "--target",
+          "upmem",
+          "--no-cooperation",
+          "--weights",
+          w,
+          ...fl,
+        );
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+      }
+    },
+  );
 
   test("BaseGEMM keeps all of W on every DPU, so it cannot keep the weights resident", () => {
     const r = pimc(
@@ -571,6 +571,46 @@ describe("pimc with --target upmem", () => {
     expect(cpu.code).toBe(2);
     expect(cpu.stderr).toMatch(/needs a target with an emulator/);
     expect(pimc("bench", "examples/tiny-llama.pim", "--batch", "1,x").code).toBe(2);
+  });
+
+  test("pimc bench --ablation adds PIM-LLM's optimizations one by one and compares with the CPU", () => {
+    const r = pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--phase",
+      "prefill",
+      "--seq",
+      "16",
+      "--weights",
+      "int8",
+      "--ablation",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      ablation: { config: string; seconds: number; speedup_vs_basegemm: number; speedup_vs_cpu: number }[];
+    };
+    expect(j.ablation.map((a) => a.config.split(" ")[0])).toEqual([
+      "CPU",
+      "BaseGEMM",
+      "+",
+      "+",
+      "+",
+      "+",
+      "+",
+    ]);
+    const base = j.ablation[1]!.seconds;
+    const cpu = j.ablation[0]!.seconds;
+    for (const a of j.ablation) {
+      expect(a.seconds).toBeGreaterThan(0);
+      expect(a.speedup_vs_basegemm).toBeCloseTo(base / a.seconds, 9);
+      expect(a.speedup_vs_cpu).toBeCloseTo(cpu / a.seconds, 9);
+    }
+    // Pooling removes per-call allocation, load and weight transfer (tiny-llama stays on the host: equal).
+    expect(j.ablation[6]!.seconds).toBeLessThanOrEqual(j.ablation[5]!.seconds);
+    expect(j.ablation[5]!.seconds).toBeLessThanOrEqual(j.ablation[4]!.seconds); // cooperation never loses
   });
 
   test("a corrupt program is one clear error with exit code 2", () => {

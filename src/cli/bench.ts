@@ -18,7 +18,11 @@ import { loadForCli, writeFileAtomic } from "./io.js";
 import { nonNegativeInt, positiveInt } from "./options.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { breakdown, ms } from "./sim.js";
-import { resolveWorkload } from "./workload-flags.js";
+import { describeWorkload, resolveWorkload } from "./workload-flags.js";
+import { funcCosts } from "../ir/cost.js";
+import type { Module } from "../ir/module.js";
+import type { SystemModel } from "../../targets/index.js";
+import { hostTime, systemOf } from "../../targets/upmem/index.js";
 
 const batches = (v: string): number[] => {
   const out = v.split(",").map((x) => x.trim());
@@ -84,6 +88,64 @@ export function benchRows(r: RunReport, p: Program): BenchRow[] {
     .sort((a, b) => b.seconds - a.seconds);
 }
 
+type Emulate = (
+  flags: PipelineFlags,
+  w: Workload,
+) => Promise<{ module: Module; system: SystemModel; program: Program; report: RunReport }>;
+
+/** The PIM-LLM ablation: each optimization added to the naive mapping in turn, against the host CPU. */
+async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json: boolean): Promise<void> {
+  const fusion = ["fuse-qkv", "fuse-gate-up"];
+  const naive = { cooperation: false, pooling: false, disablePass: [...opts.disablePass, ...fusion] };
+  const steps: [string, Partial<PipelineFlags>][] = [
+    [
+      "BaseGEMM (rows of X per DPU, W transposed and sent per call, DPUs allocated per call)",
+      { ...naive, baseGemm: true, runtimeTranspose: true },
+    ],
+    ["+ Tile-Selector (PGEMMlib kernels)", { ...naive, runtimeTranspose: true }],
+    ["+ build-time layout adjustment", naive],
+    ["+ QKV and gate/up fusion", { ...naive, disablePass: opts.disablePass }],
+    ["+ CPU/PIM cooperation", { pooling: false }],
+    ["+ resource pooling (pimc's default)", {}],
+  ];
+  const rows: { config: string; seconds: number }[] = [];
+  let cpu = 0;
+  for (const [config, over] of steps) {
+    const r = await emulate(
+      { ...opts, baseGemm: false, runtimeTranspose: false, cooperation: true, pooling: true, ...over },
+      w,
+    );
+    rows.push({ config, seconds: r.report.seconds });
+    if (over === steps[steps.length - 1]![1]) {
+      // The host CPU alone: every op of the phase at the host's roofline (the emulator's host model).
+      const f = r.module.funcs.find((x) => x.name === w.phase)!;
+      const sys = systemOf(r.system);
+      cpu = funcCosts(r.module, f, workloadEnv(w))
+        .filter((c) => c.op.opcode !== "transfer")
+        .reduce((s, c) => s + hostTime(sys, c.flops, c.bytes), 0);
+    }
+  }
+  const base = rows[0]!.seconds;
+  const out = [{ config: "CPU only (host roofline)", seconds: cpu }, ...rows].map((r) => ({
+    ...r,
+    speedup_vs_basegemm: base / r.seconds,
+    speedup_vs_cpu: cpu / r.seconds,
+  }));
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ workload: w, ablation: out })}\n`);
+    return;
+  }
+  const t = table(["configuration", "latency", "vs BaseGEMM", "vs CPU"], ["left", "right", "right", "right"]);
+  for (const r of out)
+    t.push([
+      r.config,
+      ms(r.seconds),
+      `${r.speedup_vs_basegemm.toFixed(2)}x`,
+      `${r.speedup_vs_cpu.toFixed(2)}x`,
+    ]);
+  process.stdout.write(`${describeWorkload(w)}\n${t.toString()}\n`);
+}
+
 export function benchCommand() {
   const cmd = new Command("bench")
     .description(
@@ -103,6 +165,10 @@ export function benchCommand() {
     .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
     .option("--rows <n>", "rows of the per-kernel table (default 12)", positiveInt, 12)
     .option("--trace <file>", "write a Chrome/Perfetto trace of the emulated steps")
+    .option(
+      "--ablation",
+      "PIM-LLM's ablation: BaseGEMM, then + Tile-Selector, + layout, + fusion, + CPU/PIM cooperation, + pooling, and the CPU",
+    )
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
@@ -112,6 +178,21 @@ export function benchCommand() {
       ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
     });
     const results: { w: Workload; report: RunReport; program: Program; rows: BenchRow[] }[] = [];
+    /** Compiles the model under `flags` for workload `w` and emulates one step. */
+    const emulate = async (flags: PipelineFlags, w: Workload) => {
+      const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
+      if (!target.emit)
+        throw new UserError(`pimc bench needs a target with an emulator (upmem); ${target.name} has none`);
+      const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
+        envs: phaseEnvs(w),
+        shapeOnly: true,
+      });
+      const program = decodeProgram(out.bytes, `${path} (compiled)`);
+      const machine = new UpmemMachine(program, { functional: false });
+      machine.setup();
+      const { report } = machine.run(w.phase, undefined, workloadEnv(w));
+      return { module, system, program, report };
+    };
     for (const b of opts.batch ?? [base.batch]) {
       const w: Workload = {
         ...base,
@@ -123,17 +204,11 @@ export function benchCommand() {
           : {}),
         ...(opts.context !== undefined ? { context: opts.context } : {}),
       };
-      const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
-      if (!target.emit)
-        throw new UserError(`pimc bench needs a target with an emulator (upmem); ${target.name} has none`);
-      const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
-        envs: phaseEnvs(w),
-        shapeOnly: true,
-      });
-      const program = decodeProgram(out.bytes, `${path} (compiled)`);
-      const machine = new UpmemMachine(program, { functional: false });
-      machine.setup();
-      const { report } = machine.run(w.phase, undefined, workloadEnv(w));
+      if (opts.ablation) {
+        await ablation(w, opts, emulate, opts.json === true);
+        return;
+      }
+      const { report, program } = await emulate(opts, w);
       results.push({ w, report, program, rows: benchRows(report, program) });
     }
     if (opts.trace !== undefined)

@@ -3,7 +3,15 @@
  * DPUs, all of W on every DPU, one fixed tile) and calls without resource pooling (DPUs allocated,
  * the kernel loaded and the weights sent at every call).
  */
-import { elemBytesOf, weightBlock, wramBytes, type GemmShape, type Tiling } from "./gemm.js";
+import {
+  elemBytesOf,
+  weightBlock,
+  wramBytes,
+  type Distribution,
+  type GemmShape,
+  type Tiling,
+} from "./gemm.js";
+import { hostFlops } from "../cpu/index.js";
 import type { UpmemSystem } from "./system.js";
 import { broadcastTime, dpusPerRank, pushTime } from "./transfer.js";
 
@@ -35,4 +43,22 @@ export function perCallSeconds(shape: GemmShape, t: Tiling, sys: UpmemSystem): n
   const bytes = nbPad * kb * elemBytesOf(shape.dtype);
   const w = t.dn === 1 && t.dk === 1 ? broadcastTime(sys, range, bytes) : pushTime(sys, range, bytes);
   return sys.alloc_per_dpu * count + sys.load_per_rank * dpusPerRank(sys, range).length + w;
+}
+
+/** Host seconds of an op by its roofline (the same model the emulator times host commands with). */
+export function hostTime(sys: UpmemSystem, flops: number, bytes: number): number {
+  if (flops === 0 && bytes === 0) return 0;
+  return Math.max(flops / hostFlops(sys.host), bytes / sys.host.memory_bandwidth) + sys.host.overhead;
+}
+
+/** What a call costs besides transfers, launch and kernel without pooling, under a distribution. */
+export function perCallFor(
+  shape: GemmShape,
+  d: Distribution,
+  sys: UpmemSystem,
+  runtimeTranspose: boolean,
+): number {
+  const tiling = { ...d, tasklets: 1, tm: 1, tn: 2, tk: 8, double: false };
+  const transpose = runtimeTranspose ? hostTime(sys, 0, 2 * shape.n * shape.k * elemBytesOf(shape.dtype)) : 0;
+  return perCallSeconds(shape, tiling, sys) + transpose;
 }

@@ -9,14 +9,15 @@ import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
-import { hostFlops } from "../cpu/index.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
-import { estimateGemm, variantName, type GemmShape } from "./gemm.js";
+import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { encodeProgram } from "./codec.js";
 import { lowerModule, PIM, type Limits } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
-import { baseTiling, perCallSeconds } from "./base.js";
+import { baseTiling, hostTime, perCallFor } from "./base.js";
+
+export { hostTime };
 import { planAttention } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
@@ -44,15 +45,12 @@ export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape |
   };
 }
 
-/** Host seconds of an op by its roofline (the same model the emulator times host commands with). */
-export function hostTime(sys: UpmemSystem, flops: number, bytes: number): number {
-  if (flops === 0 && bytes === 0) return 0;
-  return Math.max(flops / hostFlops(sys.host), bytes / sys.host.memory_bandwidth) + sys.host.overhead;
-}
-
 export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): CostModel {
   const cooperation = opts.cooperation ?? true;
   const memo = new Map<string, Choice | undefined>();
+  // Without pooling a call also allocates, loads and sends its weight.
+  const perCall = (s: GemmShape, d: Distribution): number =>
+    perCallFor(s, d, sys, opts.runtimeTranspose === true);
   const choose = (s: GemmShape): Choice | undefined => {
     const key = `${s.m} ${s.n} ${s.k} ${s.dtype}`;
     if (!memo.has(key)) {
@@ -60,15 +58,9 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
       if (opts.gemm === "base") {
         const t = baseTiling(s, sys);
         c = t && { tiling: t, estimate: estimateGemm(s, t, sys) };
-      } else c = select(s, sys);
-      if (c && opts.pooling === false) {
-        // Per call: allocation, kernel load and the weight sent (after a host transpose without layout adjustment).
-        const transpose = opts.runtimeTranspose
-          ? hostTime(sys, 0, 2 * s.n * s.k * (s.dtype === "i8" ? 1 : 4))
-          : 0;
-        const extra = perCallSeconds(s, c.tiling, sys) + transpose;
-        c = { ...c, estimate: { ...c.estimate, total: c.estimate.total + extra } };
-      }
+        if (c && opts.pooling === false)
+          c = { ...c, estimate: { ...c.estimate, total: c.estimate.total + perCall(s, c.tiling) } };
+      } else c = select(s, sys, opts.pooling === false ? { perCall: (d) => perCall(s, d) } : {});
       memo.set(key, c);
     }
     return memo.get(key);

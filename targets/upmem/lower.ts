@@ -48,7 +48,7 @@ import type {
   StateBuffer,
 } from "./program.js";
 import { selectJoint } from "./selector.js";
-import { baseTiling } from "./base.js";
+import { baseTiling, perCallFor } from "./base.js";
 import {
   attentionBytes,
   attentionKernels,
@@ -270,7 +270,9 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       chosen = ts as Tiling[];
       dist = { dm: Math.max(...chosen.map((t) => t.dm)), dn: 1, dk: 1 };
     } else {
-      const sel = selectJoint({ ...u.shape, m: ms[0]! }, sys, ms);
+      const perCall = (d: Distribution): number =>
+        perCallFor({ ...u.shape, m: 1 }, d, sys, opts.runtimeTranspose === true);
+      const sel = selectJoint({ ...u.shape, m: ms[0]! }, sys, ms, pooling ? {} : { perCall });
       if (!sel)
         throw new UserError(
           `no legal UPMEM tiling for @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} on ${sys.dpus} DPUs`,

@@ -88,6 +88,8 @@ export interface SelectOptions {
   readonly dpus?: number;
   /** Per-DPU MRAM bytes the W block may take. */
   readonly mramBudget?: number;
+  /** Seconds a call costs besides transfers, launch and kernel under a distribution (e.g. without pooling). */
+  readonly perCall?: (d: Distribution) => number;
 }
 
 /**
@@ -121,7 +123,7 @@ export function selectJoint(
     let f = floors.get(d);
     if (!f) floors.set(d, (f = new Map()));
     let x = f.get(m);
-    if (x === undefined) f.set(m, (x = floor(shape, d, sys, m)));
+    if (x === undefined) f.set(m, (x = floor(shape, d, sys, m) + (opts.perCall?.(d) ?? 0)));
     return x;
   };
   const ranked = [...layouts.values()]
@@ -144,8 +146,11 @@ export function selectJoint(
       for (const { d, lb: f } of cands) {
         if (pick && f >= pick.estimate.total) break;
         const r = bestTiles(shape, d, sys, [m]);
-        if (r && (!pick || r.total < pick.estimate.total))
-          pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: r.estimates[0]! };
+        const extra = opts.perCall?.(d) ?? 0;
+        if (r && (!pick || r.total + extra < pick.estimate.total)) {
+          const e0 = r.estimates[0]!;
+          pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: { ...e0, total: e0.total + extra } };
+        }
       }
       if (!pick) {
         total = Infinity;
