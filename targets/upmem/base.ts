@@ -21,7 +21,8 @@ export function baseTiling(shape: GemmShape, sys: UpmemSystem): Tiling | undefin
   while (dm * 2 <= Math.min(sys.dpus, shape.m)) dm *= 2;
   const d = { dm, dn: 1, dk: 1 };
   const { nbPad, kb } = weightBlock(shape, d);
-  if (nbPad * kb * elemBytesOf(shape.dtype) > sys.mram / 2) return undefined;
+  // All of W on each DPU, with room left for the X and Y blocks.
+  if (nbPad * kb * elemBytesOf(shape.dtype) > sys.mram * 0.75) return undefined;
   // A fixed tile: 16 tasklets, one row, up to 8 outputs, 256-byte chunks of K, no double buffering.
   const e = elemBytesOf(shape.dtype);
   const largest = (n: number, ok: (x: number) => boolean): number | undefined => {

@@ -154,7 +154,7 @@ function divisors(n: number): number[] {
 export function distributions(shape: GemmShape, sys: UpmemSystem, dpus = sys.dpus): Distribution[] {
   const out: Distribution[] = [];
   const e = elemBytesOf(shape.dtype);
-  for (let dm = 1; dm <= Math.min(16, shape.m); dm *= 2)
+  for (let dm = 1; dm <= Math.min(128, shape.m); dm *= 2)
     for (let dn = 1; dm * dn <= dpus && dn <= Math.max(1, shape.n / 2); dn *= 2)
       for (let dk = 1; dm * dn * dk <= dpus && dk * 8 <= Math.max(8, (shape.k * e) / 8); dk *= 2)
         out.push({ dm, dn, dk });

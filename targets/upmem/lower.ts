@@ -272,13 +272,16 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     } else {
       const perCall = (d: Distribution): number =>
         perCallFor({ ...u.shape, m: 1 }, d, sys, opts.runtimeTranspose === true);
-      const sel = selectJoint({ ...u.shape, m: ms[0]! }, sys, ms, pooling ? {} : { perCall });
-      if (!sel)
+      // Resident weights share one layout across phases; weights sent per call need not.
+      const sels = pooling
+        ? [selectJoint({ ...u.shape, m: ms[0]! }, sys, ms)]
+        : ms.map((mm) => selectJoint({ ...u.shape, m: mm }, sys, [mm], { perCall }));
+      if (sels.some((x) => !x))
         throw new UserError(
           `no legal UPMEM tiling for @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} on ${sys.dpus} DPUs`,
         );
-      dist = sel.distribution;
-      chosen = sel.choices.map((c) => c.tiling);
+      dist = sels[0]!.distribution;
+      chosen = sels.flatMap((x) => x!.choices.map((c) => c.tiling));
     }
     const { nbPad, kb } = weightBlock({ ...u.shape, m: 1 }, dist);
     const e = elemBytesOf(u.shape.dtype);
@@ -288,9 +291,11 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
     phases.forEach((p, i) => {
       const t = chosen[i]!;
+      const wb = weightBlock({ ...u.shape, m: 1 }, t);
       const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
-      xBytes = Math.max(xBytes, mbPad * kb * e);
-      yBytes = Math.max(yBytes, mbPad * nbPad * 4);
+      xBytes = Math.max(xBytes, mbPad * wb.kb * e);
+      yBytes = Math.max(yBytes, mbPad * wb.nbPad * 4);
+      wBytes = Math.max(wBytes, wb.nbPad * wb.kb * e);
       tilings.push({ weight, phase: p, tiling: t, shape: { ...u.shape, m: u.ms.get(p)! } });
       plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
     });
