@@ -1,5 +1,4 @@
 /** End-to-end: the built `pimc` run as a user runs it (npm test builds dist/ first). */
-import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
@@ -7,18 +6,9 @@ import { stripLocs } from "../src/ir/equal.js";
 import { parseModule } from "../src/ir/parser.js";
 import { printFunc } from "../src/ir/printer.js";
 import { importHf } from "../src/frontend/hf/import.js";
-import { llamaVariant, tempDir } from "./util.js";
+import { llamaVariant, pimc, tempDir } from "./util.js";
 
-const BIN = "dist/src/cli/bin.js";
 const tmp = tempDir("pimc-e2e-");
-
-function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: "utf8",
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 /** A bad input: exit code 2, one line on stderr containing every part, no stack trace. */
 function rejects(args: string[], ...parts: string[]): string {

@@ -3,7 +3,6 @@
  * pooling, fast vs detailed timing, the host<->DPU transfer figures of REFERENCE.md, and the CLI
  * (compile -o, sim, verify) as a user runs it.
  */
-import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
@@ -18,18 +17,9 @@ import { broadcastTime, pullTime, pushTime } from "../targets/upmem/transfer.js"
 import { decodeProgram, encodeProgram } from "../targets/upmem/codec.js";
 import type { Program } from "../targets/upmem/program.js";
 import { traceJson, type TraceEvent } from "../src/report/trace.js";
-import { tempDir } from "./util.js";
+import { pimc, tempDir } from "./util.js";
 
-const BIN = "dist/src/cli/bin.js";
 const tmp = tempDir("pimc-upmem-");
-
-function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    encoding: "utf8",
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 const flags = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
   target: "upmem",

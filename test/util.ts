@@ -1,4 +1,5 @@
-/** Shared test helpers: temporary folders, safetensors files, one-line user errors. */
+/** Shared test helpers: temporary folders, safetensors files, one-line user errors, running pimc. */
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -93,4 +94,13 @@ export function llamaVariant(dir: string, edit: VariantEdit): string {
   edit.tensors?.(tensors);
   writeFileSync(join(out, "model.safetensors"), buildFile(tensors));
   return out;
+}
+
+/** The built `pimc` run as a user runs it (npm test builds dist/ first), without colours. */
+export function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ["dist/src/cli/bin.js", ...args], {
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -16,7 +16,7 @@ import type { Tensor } from "../../src/ir/tensor.js";
 import { zeros } from "../../src/ir/tensor.js";
 import { tensor as ttype, type TensorType } from "../../src/ir/types.js";
 import "../../src/ir/ops/index.js";
-import { hostFlops } from "../cpu/index.js";
+import { hostTime } from "./base.js";
 import { checkKernel, elemBytes, gridItems, runKernel, timeKernel, type KernelTiming } from "./dpu.js";
 import { ProgramError } from "./errors.js";
 import { evalExpr, type Env } from "./expr.js";
@@ -90,6 +90,11 @@ export class UpmemMachine {
   readonly functional: boolean;
   private readonly kernels: Map<string, Kernel>;
   private readonly regions: Map<string, { offset: number; bytes: number }>;
+  /** Declarations by name: host buffers, constants, states, images (commands look them up). */
+  private readonly buffers: Map<string, Program["buffers"][number]>;
+  private readonly constDecls: Map<string, Program["constants"][number]>;
+  private readonly stateDecls: Map<string, Program["states"][number]>;
+  private readonly images: Map<string, Program["images"][number]>;
   private readonly mram = new Map<number, Uint8Array>();
   private readonly mramSpan: number;
   private readonly states = new Map<string, Tensor>();
@@ -112,6 +117,10 @@ export class UpmemMachine {
       throw new UserError("the program is shape-only (no weight images): it can only be timed");
     this.kernels = new Map(p.kernels.map((k) => [k.name, k]));
     this.regions = new Map(p.regions.map((r) => [r.name, r]));
+    this.buffers = new Map(p.buffers.map((b) => [b.name, b]));
+    this.constDecls = new Map(p.constants.map((c) => [c.name, c]));
+    this.stateDecls = new Map(p.states.map((x) => [x.name, x]));
+    this.images = new Map(p.images.map((i) => [i.name, i]));
     this.mramSpan = Math.max(8, ...p.regions.map((r) => r.offset + r.bytes));
     for (const c of p.constants)
       if (c.data) this.constants.set(c.name, { dtype: c.dtype, shape: c.shape, data: c.data });
@@ -254,7 +263,7 @@ export class UpmemMachine {
         };
       }
       case "upload": {
-        const img = this.program.images.find((i) => i.name === c.image);
+        const img = this.images.get(c.image);
         if (!img) throw new ProgramError(`upload: unknown image "${c.image}"`);
         const r = this.region(img.region);
         if (img.bytesPerDpu > r.bytes)
@@ -352,9 +361,7 @@ export class UpmemMachine {
 
   /** A host buffer's declaration, or a constant's (pushes may send constants). */
   private buffer(name: string): { dtype: "f32" | "i32" | "i8"; shape: readonly IntExpr[] } {
-    const b =
-      this.program.buffers.find((x) => x.name === name) ??
-      this.program.constants.find((x) => x.name === name);
+    const b = this.buffers.get(name) ?? this.constDecls.get(name);
     if (!b) throw new ProgramError(`unknown host buffer "${name}"`);
     return b;
   }
@@ -439,7 +446,7 @@ export class UpmemMachine {
   private constantOrState(name: string, env: Env): Tensor | undefined {
     const c = this.constants.get(name);
     if (c) return c;
-    const s = this.program.states.find((x) => x.name === name);
+    const s = this.stateDecls.get(name);
     if (!s) return undefined;
     let t = this.states.get(name);
     if (!t) {
@@ -455,15 +462,15 @@ export class UpmemMachine {
   private typeOf(name: string, env: Env, vals: Map<string, HostValue>): TensorType {
     const v = vals.get(name);
     if (v) return hostType(v.t.dtype as "f32", v.t.shape);
-    const b = this.program.buffers.find((x) => x.name === name);
+    const b = this.buffers.get(name);
     if (b)
       return hostType(
         b.dtype,
         b.shape.map((s) => evalExpr(s, env)),
       );
-    const c = this.program.constants.find((x) => x.name === name);
+    const c = this.constDecls.get(name);
     if (c) return hostType(c.dtype, c.shape);
-    const s = this.program.states.find((x) => x.name === name);
+    const s = this.stateDecls.get(name);
     if (s)
       return hostType(
         "f32",
@@ -479,15 +486,11 @@ export class UpmemMachine {
   ): { seconds: number; label: string; bytes: number; flops: number } {
     const def = getOp(c.opcode);
     if (!def) throw new ProgramError(`host op: unknown opcode "${c.opcode}"`);
-    const h = this.program.system.host;
     const ins = c.inputs.map((n) => this.typeOf(n, env, vals));
     const attrs = concretizeAttrs(c.attrs, env);
     const outs = def.infer(ins, attrs as never);
     const cost = def.cost(ins, outs, attrs as never, env);
-    const seconds =
-      cost.flops === 0 && cost.bytes === 0
-        ? 0
-        : Math.max(cost.flops / hostFlops(h), cost.bytes / h.memory_bandwidth) + h.overhead;
+    const seconds = hostTime(this.program.system, cost.flops, cost.bytes);
     if (this.functional) {
       const tensors = c.inputs.map((n) => {
         const v = vals.get(n)?.t ?? this.constantOrState(n, env);
