@@ -161,6 +161,23 @@ describe("reference kernels", () => {
     const s = (64 / ((2 * Math.PI) / base[mid]!) - 1) / 3;
     expect(l3[mid]).toBeCloseTo((1 - s) * (base[mid]! / 8) + s * base[mid]!, 12);
   });
+  test("kv_window: the newest tokens transposed, from the last even position, zeros past the cache", () => {
+    // cache [1, 1, T=5, D=2] holds tokens t with values (10t, 10t + 1); x is the S = 2 newest.
+    const cache = T([1, 1, 5, 2], [0, 1, 10, 11, 20, 21, 30, 31, 40, 41]);
+    const x = T([1, 1, 2, 2], [30, 31, 40, 41]);
+    const [w] = run("kv_window", [cache, x], { align: 2 });
+    // P = 3, so the window starts at token 2 and holds S + 2 = 4 columns: tokens 2, 3, 4 and a zero.
+    expect(w!.shape).toEqual([1, 1, 2, 4]);
+    expect(Array.from(w!.data as Float32Array)).toEqual([20, 30, 40, 0, 21, 31, 41, 0]);
+  });
+
+  test("reduce_sum adds along one axis and drops it", () => {
+    const x = T([2, 3, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(run1("reduce_sum", [x], { axis: 1 })).toEqual([9, 12, 27, 30]);
+    expect(run("reduce_sum", [x], { axis: -1 })[0]!.shape).toEqual([2, 3]);
+    expect(shapeErr("reduce_sum", [ty(x)], { axis: 3 })).toMatch(/axis 3 out of range/);
+  });
+
   test("attention matches a naive computation (GQA, causal offset, sliding window)", () => {
     fc.assert(
       fc.property(

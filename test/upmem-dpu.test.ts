@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { checkKernel, codeBytes, elemBytes, gridItems, runKernel, timeKernel } from "../targets/upmem/dpu.js";
 import { ProgramError } from "../targets/upmem/errors.js";
+import { gemmKernel as gemmKernelOf, kernelModel } from "../targets/upmem/gemm.js";
 import type { Kernel, KernelStmt } from "../targets/upmem/program.js";
 import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
 
@@ -537,5 +538,70 @@ describe("upmem dpu: timing calibration (PrIM)", () => {
     expect(r.dmaCount).toBe(100_000);
     console.log(`timeKernel: 100k DMAs (200k actions), 16 tasklets: ${ms.toFixed(1)} ms`);
     expect(ms).toBeLessThan(500);
+  });
+});
+
+describe("a K split inside the DPU (Tile.ks)", () => {
+  // X [2, 512] i8 at 0, W [4, 512] i8 at parameter w, Y [2, ks x 4] i32 partial tiles at 8192.
+  const shape = { m: 2, n: 4, k: 512, dtype: "i8" as const };
+  const tiling = { dm: 1, dn: 1, dk: 1, tasklets: 8, tm: 2, tn: 2, tk: 64, double: false };
+  const W = 4096;
+  const Y = 8192;
+  const fill = (): { mram: Uint8Array; x: Int8Array; w: Int8Array } => {
+    const r = rng(11);
+    const mram = new Uint8Array(16384);
+    const x = new Int8Array(mram.buffer, 0, 2 * 512);
+    const w = new Int8Array(mram.buffer, W, 4 * 512);
+    for (let i = 0; i < x.length; i++) x[i] = Math.floor(r() * 256) - 128;
+    for (let i = 0; i < w.length; i++) w[i] = Math.floor(r() * 256) - 128;
+    return { mram, x, w };
+  };
+
+  it("computes partial tiles over consecutive chunks that add up to the GEMM over the run-time K", () => {
+    const ks = 4;
+    // K = 448 at run time: 7 chunks of 64 in slices of 2, 2, 2 and 1.
+    const k = gemmKernelOf({
+      name: "g",
+      shape,
+      tiling: { ...tiling, ks },
+      mExpr: 2,
+      xOff: 0,
+      yOff: Y,
+      kExpr: "P",
+    });
+    expect(k.grid).toEqual([
+      ["i", 1],
+      ["j", 2],
+      ["ks", ks],
+    ]);
+    const { mram, x, w } = fill();
+    runKernel(k, sys, mram, { P: 448, w: W });
+    const y = new Int32Array(mram.buffer, Y, 2 * ks * 4);
+    for (let i = 0; i < 2; i++)
+      for (let j = 0; j < 4; j++) {
+        let total = 0;
+        for (let s = 0; s < ks; s++) {
+          let want = 0;
+          for (let t = s * 128; t < Math.min((s + 1) * 128, 448); t++)
+            want += x[i * 512 + t]! * w[j * 512 + t]!;
+          expect(y[i * ks * 4 + s * 4 + j]).toBe(want);
+          total += want;
+        }
+        let full = 0;
+        for (let t = 0; t < 448; t++) full += x[i * 512 + t]! * w[j * 512 + t]!;
+        expect(total).toBe(full);
+      }
+  });
+
+  it("keeps the tasklets busy when a DPU has few output tiles, and the model follows the emulator", () => {
+    const time = (ks: number) => {
+      const t = { ...tiling, ...(ks > 1 ? { ks } : {}) };
+      const k = gemmKernelOf({ name: "g", shape, tiling: t, mExpr: 2, xOff: 0, yOff: Y });
+      return { emulated: timeKernel(k, sys, { w: W }).cycles, model: kernelModel(shape, t, sys)(t) };
+    };
+    const one = time(1);
+    const eight = time(8);
+    expect(eight.emulated).toBeLessThan(one.emulated / 2.5);
+    for (const r of [one, eight]) expect(Math.abs(r.model / r.emulated - 1)).toBeLessThan(0.1);
   });
 });

@@ -55,6 +55,7 @@ async function compiled(dir: string, extra: Partial<PipelineFlags> = {}, attenti
     system: DEFAULT_SYSTEM,
     limits: { B: ref.prompt.length, S: seq, T: seq + 4 },
     envs: { prefill: { B: ref.prompt.length, S: seq, P: 0 }, decode: { B: ref.prompt.length, S: 1, P: seq } },
+    ...(extra.pooling === false ? { pooling: false } : {}),
   });
   return { ...c, ref, program: lowered.program, gemms: lowered.gemms };
 }
@@ -135,6 +136,45 @@ describe("lowering and the emulator", () => {
       }
     },
   );
+
+  test("the KV cache stays in MRAM: a decode step sends its new tokens, not the cache", async () => {
+    const cacheBytes = (program: Program, report: { commands: readonly { id: number; bytes: number }[] }) => {
+      const cmds = program.phases.find((p) => p.name === "decode")!.commands;
+      return report.commands
+        .filter((r) => {
+          const c = cmds[r.id]!;
+          return c.kind === "push" && /^(kc|vc):/.test(c.region);
+        })
+        .reduce((s, r) => s + r.bytes, 0);
+    };
+    const pushed = async (pooling: boolean) => {
+      const { module, ctx, ref, program } = await compiled("test/fixtures/qwen2-tiny", { pooling });
+      const interp = new Interpreter(module, ctx.weights);
+      const machine = new UpmemMachine(program);
+      machine.run("prefill", [tokenTensor(ref.prompt)]);
+      interp.run("prefill", [tokenTensor(ref.prompt)]);
+      const out: number[] = [];
+      for (const t of [3, 7, 11]) {
+        const next = tokenTensor(ref.prompt.map(() => [t]));
+        const { outputs, report } = machine.run("decode", [next]);
+        const want = interp.run("decode", [next])[0]!.data as Float32Array;
+        const got = outputs![0]!.data as Float32Array;
+        let err = 0;
+        for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(want[i]! - got[i]!));
+        expect(err).toBeLessThan(1e-5);
+        out.push(cacheBytes(program, report));
+      }
+      return out;
+    };
+    const resident = await pushed(true);
+    expect(resident[0]).toBeGreaterThan(0);
+    // The same bytes every step whatever the cache length (the new token, and V's odd/even window).
+    expect(new Set(resident).size).toBe(1);
+    // Without pooling the DPUs do not outlive a call: each call sends the whole, growing cache.
+    const whole = await pushed(false);
+    expect(whole[1]!).toBeGreaterThan(whole[0]!);
+    expect(whole[0]!).toBeGreaterThan(resident[0]!);
+  });
 
   test("masked_softmax then a product with v is the attention op", () => {
     const rnd = (n: number, seed: number) =>

@@ -1,20 +1,38 @@
 /**
- * Attention on the DPUs, as two batched GEMMs around a host softmax (AttAcc's split on a DIMM-PIM):
+ * Attention on the DPUs over a KV cache resident in MRAM: two GEMMs around a host softmax (AttAcc's
+ * split on a DIMM-PIM).
  *
- *   scores[g] = Q[g] . K[g]^T      Q[g]: [rep * S, D], K[g]: [T, D]     (T split over dt DPUs)
- *   probs     = masked_softmax(scores * scale)                             (host)
- *   out[g]    = probs[g] . V[g]    = probs[g] . (V[g]^T)^T, K split dt ways, summed on the host
+ *   scores[g] = Q[g] . K[g]^T      Q[g]: [rep * S, D], K[g]: [T, D]   (D split dt ways, summed on pull)
+ *   probs     = masked_softmax(scores * scale)                          (host)
+ *   out[g]    = probs[g] . V[g]   = probs[g] . (V[g]^T)^T               (D split dt ways)
  *
- * for every group g = (batch, kv head) with rep = query heads per kv head (GQA). DPU g * dt + j holds
- * token block j of group g. The KV cache stays in host memory: each call pushes the K and V^T blocks
- * (the command stream has no data-dependent DPU targets, so an append cannot land in the one DPU that
- * owns the new token). Kernels are laid out for the program's largest batch and context, so their
- * time does not shrink with a shorter cache. The cost model compares all of this with the host.
+ * for every group g = (batch, kv head), rep = query heads per kv head (GQA). DPU g * dt + j holds
+ * columns [j * dd, (j + 1) * dd) of the head dim of every cached token of group g: K as a [T, dd]
+ * block (token-major) and V as a [dd, T] block (V^T), both laid out for the largest cache. Splitting
+ * the head dim rather than the tokens lets every append land in every DPU of a group at an offset
+ * that only depends on P, so the cache never leaves MRAM:
+ *  - K: the new tokens' rows go to row P of the K block;
+ *  - V: V^T gains columns; the host sends the transposed newest tokens from the last even position
+ *    (`kv_window`), since DPU transfers move whole 8-byte words.
+ * The host keeps its own copy (kv_append) for that window and for ops that stay on the host. Without
+ * resource pooling the DPUs do not outlive a call, and each call sends the whole cache instead.
+ * The kernels run over the first T tokens only (their N and K extents are run-time expressions).
+ * A DPU holds few output columns of the context GEMM (dd), so its tasklets may split the tokens
+ * instead (Tile.ks), leaving ks partial rows that the host adds (reduce_sum).
  */
-import { cdiv, gemmKernel, kernelModel, tiles, weightBlock, type GemmShape, type Tiling } from "./gemm.js";
+import {
+  gemmKernel,
+  kernelModel,
+  roundUp,
+  tiles,
+  weightBlock,
+  type Distribution,
+  type GemmShape,
+  type Tiling,
+} from "./gemm.js";
 import type { BlockMap, IntExpr, Kernel } from "./program.js";
 import type { UpmemSystem } from "./system.js";
-import { pullTime, pushTime } from "./transfer.js";
+import { dpusPerRank, pullTime, pushTime } from "./transfer.js";
 
 export interface AttentionDims {
   /** Query heads, kv heads, head dim. */
@@ -23,188 +41,313 @@ export interface AttentionDims {
   readonly d: number;
 }
 
-export interface AttentionPlan {
+/** Tokens of V^T beyond the largest cache that an append's window may touch (S + 3 at most). */
+const V_SLACK = 3;
+
+/** How one layer's KV cache and attention GEMMs are laid out over the DPUs. */
+export interface AttentionLayout {
   readonly dims: AttentionDims;
   /** Groups laid out (largest batch x kv heads) and DPUs per group. */
   readonly groups: number;
   readonly dt: number;
+  /** Head-dim columns per DPU. */
+  readonly dd: number;
   /** Largest cache length. */
   readonly tmax: number;
-  readonly scores: { readonly shape: GemmShape; readonly tiling: Tiling };
-  readonly context: { readonly shape: GemmShape; readonly tiling: Tiling };
-  /** Estimated seconds of one call (transfers, kernels, launches; host work excluded). */
+  /** The GEMMs at one query row: K block [tmax, dd] (K split dt ways), V^T block [dd, tmax] (N split). */
+  readonly scores: GemmShape;
+  readonly context: GemmShape;
+  readonly scoresDist: Distribution;
+  readonly contextDist: Distribution;
+}
+
+export const layoutDpus = (l: AttentionLayout): number => l.groups * l.dt;
+
+/** The layout with dt DPUs per group, or undefined when the head dim does not split into dt blocks. */
+export function attentionLayout(
+  dims: AttentionDims,
+  limits: { B: number; T: number },
+  dt: number,
+  sys: UpmemSystem,
+): AttentionLayout | undefined {
+  const groups = limits.B * dims.kvh;
+  const rep = dims.h / dims.kvh;
+  if (!Number.isInteger(rep) || dims.d % dt !== 0 || groups * dt > sys.dpus) return undefined;
+  const dd = dims.d / dt;
+  const scores: GemmShape = { m: 1, n: limits.T, k: dims.d, dtype: "f32" };
+  const context: GemmShape = { m: 1, n: dims.d, k: limits.T + V_SLACK, dtype: "f32" };
+  const scoresDist = { dm: 1, dn: 1, dk: dt };
+  const contextDist = { dm: 1, dn: dt, dk: 1 };
+  // The blocks must be exactly dd columns of K and dd rows of V^T (groups are D apart on the host).
+  if (weightBlock(scores, scoresDist).kb !== dd || weightBlock(context, contextDist).nb !== dd)
+    return undefined;
+  return { dims, groups, dt, dd, tmax: limits.T, scores, context, scoresDist, contextDist };
+}
+
+/** MRAM bytes per DPU of the K and V^T blocks. */
+export function cacheBytes(l: AttentionLayout): { k: number; v: number } {
+  const s = weightBlock(l.scores, l.scoresDist);
+  const c = weightBlock(l.context, l.contextDist);
+  return { k: s.nbPad * s.kb * 4, v: c.nbPad * c.kb * 4 };
+}
+
+/** A call: query rows per group (rep x S), new tokens S, cache length T. */
+export interface AttentionCall {
+  readonly rows: number;
+  readonly s: number;
+  readonly t: number;
+}
+
+export interface AttentionTiling {
+  readonly scores: Tiling;
+  readonly context: Tiling;
+  /** Estimated seconds of the call: transfers, kernels, launches (host work excluded). */
   readonly seconds: number;
 }
 
-/** Token block of the score GEMM (W rows per DPU, padded) and of the context GEMM (K per DPU). */
-export function tokenBlocks(p: Pick<AttentionPlan, "scores" | "context">): { ts: number; tc: number } {
-  return {
-    ts: weightBlock(p.scores.shape, p.scores.tiling).nbPad,
-    tc: weightBlock(p.context.shape, p.context.tiling).kb,
-  };
-}
-
-function bestTile(shape: GemmShape, dist: { dm: number; dn: number; dk: number }, sys: UpmemSystem) {
-  const model = kernelModel(shape, dist, sys);
+/**
+ * The fastest tile of a GEMM of the layout, rated at the call's run-time extent; `kSplits` are the
+ * K splits inside the DPU to try (without double buffering).
+ */
+function bestTile(
+  layoutShape: GemmShape,
+  dist: Distribution,
+  rows: number,
+  atRuntime: (t: Tiling) => GemmShape,
+  sys: UpmemSystem,
+  kSplits: readonly number[] = [1],
+): { t: Tiling; cycles: number } | undefined {
   let best: { t: Tiling; cycles: number } | undefined;
-  for (const t of tiles(shape, dist, sys)) {
-    if (t.tm > 1 && t.tm / 2 >= shape.m) continue;
-    const cycles = model(t);
-    if (!best || cycles < best.cycles) best = { t: { ...dist, ...t }, cycles };
+  const { kb } = weightBlock(layoutShape, dist);
+  for (const tile of tiles({ ...layoutShape, m: rows }, dist, sys)) {
+    if (tile.tm > 1 && tile.tm / 2 >= rows) continue;
+    for (const ks of kSplits) {
+      if (ks > 1 && (tile.double || ks > kb / tile.tk)) continue;
+      const t = { ...dist, ...tile, ...(ks > 1 ? { ks } : {}) };
+      const cycles = kernelModel(atRuntime(t), dist, sys, rows)(t);
+      if (!best || cycles < best.cycles) best = { t, cycles };
+    }
   }
   return best;
 }
 
 /**
- * The best DPUs-per-group for `rows` = rep x S query rows, or undefined when attention cannot run on
- * the DPUs (head dim not a whole W block, too many groups for the DPUs).
+ * Tiles of the two kernels for a call and the call's estimated seconds. `resident`: the cache stays
+ * in MRAM (appends only); otherwise the call allocates the DPUs, loads the kernels and sends it all.
+ */
+export function tileAttention(
+  l: AttentionLayout,
+  call: AttentionCall,
+  sys: UpmemSystem,
+  resident: boolean,
+): AttentionTiling | undefined {
+  const { rows, s, t } = call;
+  const sc = bestTile(
+    l.scores,
+    l.scoresDist,
+    rows,
+    (x) => ({ ...l.scores, m: rows, n: roundUp(t, x.tn) }),
+    sys,
+  );
+  // The context kernel has few output tiles per DPU (dd columns): its tasklets split K (the tokens).
+  const c = weightBlock(l.context, l.contextDist);
+  const cx = bestTile(
+    l.context,
+    l.contextDist,
+    rows,
+    (x) => ({ ...l.context, m: rows, k: roundUp(t, x.tk) }),
+    sys,
+    c.nbPad === l.dd ? [1, 2, 4, 8, 16] : [1],
+  );
+  if (!sc || !cx) return undefined;
+  const range = { first: 0, count: layoutDpus(l) };
+  const dd = l.dd;
+  const probsCols = roundUp(t, cx.t.tk);
+  const ks = cx.t.ks ?? 1;
+  let transfers =
+    pushTime(sys, range, rows * dd * 4) +
+    pullTime(sys, range, rows * t * 4, l.dt) +
+    pushTime(sys, range, rows * probsCols * 4) +
+    pullTime(sys, range, rows * ks * dd * 4);
+  if (resident)
+    transfers += pushTime(sys, range, s * dd * 4) + pushTime(sys, range, dd * roundUp(s + 2, 2) * 4);
+  else
+    transfers +=
+      pushTime(sys, range, t * dd * 4) +
+      pushTime(sys, range, dd * roundUp(t, 2) * 4) +
+      sys.alloc_per_dpu * range.count +
+      sys.load_per_rank * dpusPerRank(sys, range).length;
+  const seconds = transfers + (sc.cycles + cx.cycles) / sys.frequency + 2 * sys.launch_overhead;
+  return { scores: sc.t, context: cx.t, seconds };
+}
+
+/**
+ * The layout (DPUs per group) with the least estimated time summed over `calls` (one per phase that
+ * uses the cache), or undefined when attention cannot run on the DPUs.
  */
 export function planAttention(
   dims: AttentionDims,
   limits: { B: number; T: number },
-  rows: number,
+  calls: readonly AttentionCall[],
   sys: UpmemSystem,
-): AttentionPlan | undefined {
-  const groups = limits.B * dims.kvh;
-  const rep = dims.h / dims.kvh;
-  if (!Number.isInteger(rep) || dims.d % 2 !== 0 || groups > sys.dpus) return undefined;
-  let best: AttentionPlan | undefined;
-  for (let dt = 1; groups * dt <= sys.dpus && dt <= cdiv(limits.T, 2); dt *= 2) {
-    const scores: GemmShape = { m: rows, n: limits.T, k: dims.d, dtype: "f32" };
-    const context: GemmShape = { m: rows, n: dims.d, k: limits.T, dtype: "f32" };
-    const ds = { dm: 1, dn: dt, dk: 1 };
-    const dc = { dm: 1, dn: 1, dk: dt };
-    // The V^T block must be exactly D rows (groups are D rows apart in the host's V^T).
-    if (weightBlock(context, dc).nbPad !== dims.d || weightBlock(scores, ds).kb !== dims.d) continue;
-    const s = bestTile(scores, ds, sys);
-    const c = bestTile(context, dc, sys);
-    if (!s || !c) continue;
-    const plan = {
-      dims,
-      groups,
-      dt,
-      tmax: limits.T,
-      scores: { shape: scores, tiling: s.t },
-      context: { shape: context, tiling: c.t },
-    };
-    const seconds =
-      estimateTransfers(plan, sys, rows) + (s.cycles + c.cycles) / sys.frequency + 2 * sys.launch_overhead;
-    if (!best || seconds < best.seconds) best = { ...plan, seconds };
+  resident: boolean,
+): { layout: AttentionLayout; tilings: AttentionTiling[]; seconds: number } | undefined {
+  let best: { layout: AttentionLayout; tilings: AttentionTiling[]; seconds: number } | undefined;
+  for (let dt = 1; dt <= dims.d; dt *= 2) {
+    const layout = attentionLayout(dims, limits, dt, sys);
+    if (!layout) continue;
+    const tilings = calls.map((c) => tileAttention(layout, c, sys, resident));
+    if (tilings.some((x) => !x)) continue;
+    const seconds = tilings.reduce((a, x) => a + x!.seconds, 0);
+    if (!best || seconds < best.seconds) best = { layout, tilings: tilings as AttentionTiling[], seconds };
   }
   return best;
 }
 
-/** Seconds of the four pushes and two pulls of a call (per DPU bytes at the largest sizes). */
-function estimateTransfers(p: Omit<AttentionPlan, "seconds">, sys: UpmemSystem, rows: number): number {
-  const { ts, tc } = tokenBlocks(p);
-  const range = { first: 0, count: p.groups * p.dt };
-  const d = p.dims.d;
-  return (
-    pushTime(sys, range, rows * d * 4) +
-    pushTime(sys, range, ts * d * 4) +
-    pullTime(sys, range, rows * ts * 4) +
-    pushTime(sys, range, rows * tc * 4) +
-    pushTime(sys, range, d * tc * 4) +
-    pullTime(sys, range, rows * d * 4, p.dt)
-  );
-}
-
-/** The two kernels of a plan (W at parameter `w`, X and Y at the given offsets). */
+/** The two kernels of a call (the cache blocks at parameter `w`, X and Y at the given offsets). */
 export function attentionKernels(
-  p: AttentionPlan,
-  rowsExpr: IntExpr,
+  l: AttentionLayout,
+  tiling: AttentionTiling,
+  e: { rows: IntExpr; T: IntExpr },
   xOff: number,
   yOff: number,
 ): { scores: Kernel; context: Kernel } {
   return {
     scores: gemmKernel({
       name: "",
-      shape: p.scores.shape,
-      tiling: p.scores.tiling,
-      mExpr: rowsExpr,
+      shape: l.scores,
+      tiling: tiling.scores,
+      mExpr: e.rows,
+      nExpr: e.T,
       xOff,
       yOff,
     }),
     context: gemmKernel({
       name: "",
-      shape: p.context.shape,
-      tiling: p.context.tiling,
-      mExpr: rowsExpr,
+      shape: l.context,
+      tiling: tiling.context,
+      mExpr: e.rows,
+      kExpr: e.T,
       xOff,
       yOff,
     }),
   };
 }
 
-/** MRAM bytes per DPU of the X, W and Y blocks of a plan at `rows` query rows. */
-export function attentionBytes(p: AttentionPlan, rows: number): { x: number; w: number; y: number } {
-  const { ts, tc } = tokenBlocks(p);
-  const d = p.dims.d;
-  const mr = (t: Tiling) => Math.ceil(rows / t.tm) * t.tm;
+/** MRAM bytes per DPU of the X and Y blocks of a call with `rows` query rows. */
+export function attentionBytes(
+  l: AttentionLayout,
+  tiling: AttentionTiling,
+  rows: number,
+): { x: number; y: number } {
+  const s = weightBlock(l.scores, l.scoresDist);
+  const c = weightBlock(l.context, l.contextDist);
+  const mr = (t: Tiling) => roundUp(rows, t.tm);
   return {
-    x: Math.max(mr(p.scores.tiling) * d, mr(p.context.tiling) * tc) * 4,
-    w: Math.max(ts * d, d * tc) * 4,
-    y: Math.max(mr(p.scores.tiling) * ts, mr(p.context.tiling) * d) * 4,
+    x: Math.max(mr(tiling.scores) * s.kb, mr(tiling.context) * c.kb) * 4,
+    y: Math.max(mr(tiling.scores) * s.nbPad, mr(tiling.context) * (tiling.context.ks ?? 1) * c.nbPad) * 4,
+  };
+}
+
+/** Maps of a layout over groups of dt DPUs (B, S, T: the call's dims as expressions). */
+function mapMakers(l: AttentionLayout, e: { B: IntExpr; S: IntExpr }) {
+  const { h, kvh, d } = l.dims;
+  const { dt, dd, groups } = l;
+  const rep = h / kvh;
+  const c = weightBlock(l.context, l.contextDist);
+  return {
+    rows: `${e.B}*${h}*${e.S}`,
+    groupRows: rep === 1 ? e.S : `${rep}*${e.S}`,
+    /** Rows of a [groups * n, D] buffer: group g's n rows, DPU j of the group its dd columns. */
+    split: (rs: IntExpr, n: IntExpr): BlockMap => ({
+      rows: rs,
+      cols: d,
+      blockRows: n,
+      blockCols: dd,
+      ld: dd,
+      rowEvery: dt,
+      rowBlocks: groups,
+      colEvery: 1,
+      colBlocks: dt,
+    }),
+    /** Rows of V^T: DPU g*dt + j holds rows (g*dt + j)*dd.. of [B*KVH*D, cols], stored ld apart. */
+    vRows: (cols: IntExpr, blockCols: IntExpr): BlockMap => ({
+      rows: `${e.B}*${kvh * d}`,
+      cols,
+      blockRows: dd,
+      blockCols,
+      ld: c.kb,
+      rowEvery: 1,
+      rowBlocks: groups * dt,
+      colEvery: 1,
+      colBlocks: 1,
+    }),
   };
 }
 
 /**
- * The block maps of a call. Host buffers: q [B, H, S, D] and out [B, H, S, D] (group g's rows are
- * rows g*rep*S.. of the [B*H*S, D] view), k [B, KVH, T, D] (viewed [B*KVH, T*D]), scores and probs
- * [B, H, S, T] (viewed [B*H*S, T]), vt [B, KVH, D, T] (viewed [B*KVH*D, T]).
+ * The block maps of a call. Host buffers: q and out [B, H, S, D] (group g's rows are rows
+ * g*rep*S.. of the [B*H*S, D] view), scores and probs [B, H, S, T] (viewed [B*H*S, T]).
  */
 export function attentionMaps(
-  p: AttentionPlan,
+  l: AttentionLayout,
+  tiling: AttentionTiling,
   e: { B: IntExpr; S: IntExpr; T: IntExpr },
-): { q: BlockMap; k: BlockMap; scores: BlockMap; probs: BlockMap; vt: BlockMap; out: BlockMap } {
-  const { ts, tc } = tokenBlocks(p);
-  const { h, kvh, d } = p.dims;
-  const rep = h / kvh;
-  const rows = `${e.B}*${h}*${e.S}`;
-  const groupRows = rep === 1 ? e.S : `${rep}*${e.S}`;
-  const per = { rowEvery: p.dt, rowBlocks: p.groups };
+): { q: BlockMap; scores: BlockMap; probs: BlockMap; out: BlockMap } {
+  const mk = mapMakers(l, e);
+  const s = weightBlock(l.scores, l.scoresDist);
+  const c = weightBlock(l.context, l.contextDist);
+  /** The same [rep*S, cols] rows of a [B*H*S, cols] buffer on every DPU of a group. */
+  const whole = (cols: IntExpr, blockCols: IntExpr, ld: number): BlockMap => ({
+    rows: mk.rows,
+    cols,
+    blockRows: mk.groupRows,
+    blockCols,
+    ld,
+    rowEvery: l.dt,
+    rowBlocks: l.groups,
+    colEvery: 1,
+    colBlocks: 1,
+  });
+  const tk = tiling.context.tk;
+  const ks = tiling.context.ks ?? 1;
+  const out = mk.split(mk.rows, mk.groupRows);
   return {
-    q: { rows, cols: d, blockRows: groupRows, blockCols: d, ld: d, ...per, colEvery: 1, colBlocks: 1 },
-    k: {
-      rows: `${e.B}*${kvh}`,
-      cols: `(${e.T})*${d}`,
-      blockRows: 1,
-      blockCols: ts * d,
-      ld: ts * d,
-      ...per,
-      colEvery: 1,
-      colBlocks: p.dt,
-    },
-    scores: {
-      rows,
-      cols: e.T,
-      blockRows: groupRows,
-      blockCols: ts,
-      ld: ts,
-      ...per,
-      colEvery: 1,
-      colBlocks: p.dt,
-    },
-    probs: {
-      rows,
-      cols: e.T,
-      blockRows: groupRows,
-      blockCols: tc,
-      ld: tc,
-      ...per,
-      colEvery: 1,
-      colBlocks: p.dt,
-    },
-    vt: {
-      rows: `${e.B}*${kvh * d}`,
-      cols: e.T,
-      blockRows: d,
-      blockCols: tc,
-      ld: tc,
-      ...per,
-      colEvery: 1,
-      colBlocks: p.dt,
-    },
-    out: { rows, cols: d, blockRows: groupRows, blockCols: d, ld: d, ...per, colEvery: 1, colBlocks: 1 },
+    q: mk.split(mk.rows, mk.groupRows),
+    scores: whole(e.T, e.T, s.nbPad),
+    // Columns past T up to the last chunk the context kernel reads are sent as zeros.
+    probs: whole(e.T, `cdiv(${e.T}, ${tk})*${tk}`, c.kb),
+    // With a K split inside the DPUs, the partial tiles of a row: [B*H*S, dt * ks * dd].
+    out:
+      ks === 1
+        ? { ...out, ld: c.nbPad }
+        : { ...out, cols: l.dt * ks * l.dd, blockCols: ks * l.dd, ld: ks * c.nbPad },
+  };
+}
+
+/**
+ * The block maps that fill a layer's cache blocks. Host buffers: the new tokens k [B, KVH, S, D]
+ * (viewed [B*KVH*S, D]) and the V window [B, KVH, D, S+2] (viewed [B*KVH*D, S+2]) for appends;
+ * without residency the whole caches, k [B, KVH, T, D] and v^T [B, KVH, D, T].
+ */
+export function cacheMaps(
+  l: AttentionLayout,
+  e: { B: IntExpr; S: IntExpr; T: IntExpr },
+): { kNew: BlockMap; vWindow: BlockMap; kAll: BlockMap; vtAll: BlockMap } {
+  const mk = mapMakers(l, e);
+  return {
+    kNew: mk.split(`${e.B}*${l.dims.kvh}*${e.S}`, e.S),
+    vWindow: mk.vRows(`${e.S}+2`, `2*cdiv(${e.S}+2, 2)`),
+    kAll: mk.split(`${e.B}*${l.dims.kvh}*(${e.T})`, e.T),
+    vtAll: mk.vRows(e.T, `2*cdiv(${e.T}, 2)`),
+  };
+}
+
+/** MRAM offsets (bytes, within the blocks) where an append of the tokens after the first `past` lands. */
+export function appendOffsets(l: AttentionLayout, past: IntExpr): { k: IntExpr; v: IntExpr } {
+  const p = typeof past === "number" ? past : `(${past})`;
+  return {
+    k: typeof p === "number" ? p * l.dd * 4 : `${p}*${l.dd * 4}`,
+    v: typeof p === "number" ? (p - (p % 2)) * 4 : `(${p}-${p}%2)*4`,
   };
 }

@@ -39,6 +39,12 @@ export interface Tile {
   readonly tn: number;
   readonly tk: number;
   readonly double: boolean;
+  /**
+   * K split inside the DPU (default 1): each output tile becomes `ks` work items over consecutive
+   * ranges of K chunks, whose partial tiles are stored side by side (Y rows of ks x nbPad) for the
+   * host to add. Gives the tasklets work when a DPU has few output tiles; no double buffering.
+   */
+  readonly ks?: number;
 }
 
 export type Tiling = Distribution & Tile;
@@ -79,7 +85,7 @@ export function blockBytes(shape: GemmShape, t: Tiling, m = shape.m): { w: numbe
   const { nbPad, kb } = weightBlock(shape, t);
   const e = elemBytesOf(shape.dtype);
   const mbPad = roundUp(cdiv(m, t.dm), t.tm);
-  return { w: nbPad * kb * e, x: mbPad * kb * e, y: mbPad * nbPad * 4 };
+  return { w: nbPad * kb * e, x: mbPad * kb * e, y: mbPad * (t.ks ?? 1) * nbPad * 4 };
 }
 
 /** WRAM bytes the kernel takes (buffers of every tasklet and their stacks). */
@@ -173,6 +179,13 @@ export interface GemmKernelArgs {
   /** MRAM offsets of the X and Y blocks; W's is the kernel parameter `w` (one kernel for every layer). */
   readonly xOff: number;
   readonly yOff: number;
+  /**
+   * Run-time extents of N and K when the call uses only part of the laid-out block (attention over a
+   * KV cache shorter than the largest): the kernel covers cdiv(n, tn) column tiles and cdiv(k, tk)
+   * chunks; the block's layout (its padded sizes) is unchanged.
+   */
+  readonly nExpr?: IntExpr;
+  readonly kExpr?: IntExpr;
 }
 
 /** Rows of X each DPU holds: cdiv(M, dm). */
@@ -184,7 +197,14 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
   const { nbPad, kb } = weightBlock(shape, t);
   const e = elemBytesOf(shape.dtype);
   const acc = shape.dtype === "i8" ? "i32" : "f32";
-  const kc = kb / t.tk;
+  const ks = t.ks ?? 1;
+  if (ks > 1 && t.double) throw new Error("internal: a K split inside the DPU has no double buffering");
+  const kcAll: IntExpr = a.kExpr === undefined ? kb / t.tk : `cdiv(${a.kExpr}, ${t.tk})`;
+  /** Chunks per K-split item, and the chunks item ks runs (the last ones may run fewer, or none). */
+  const per: IntExpr = typeof kcAll === "number" ? cdiv(kcAll, ks) : `cdiv(${kcAll}, ${ks})`;
+  const kc: IntExpr = ks === 1 ? kcAll : `max(0, min(${per}, ${kcAll}-ks*${per}))`;
+  const kTerms: [string, IntExpr][] =
+    ks === 1 ? [] : [["ks", typeof per === "number" ? per * t.tk * e : `${per}*${t.tk * e}`]];
   const halves = t.double ? 2 : 1;
   const wram: WramBuffer[] = [
     { name: "x", dtype: shape.dtype, elems: halves * t.tm * t.tk },
@@ -193,23 +213,11 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
   ];
   const xAddr = (chunk: "kc" | "next" | 0): MramAddr => ({
     base: a.xOff + (chunk === "next" ? t.tk * e : 0),
-    terms:
-      chunk === 0
-        ? [["i", t.tm * kb * e]]
-        : [
-            ["i", t.tm * kb * e],
-            ["kc", t.tk * e],
-          ],
+    terms: chunk === 0 ? [["i", t.tm * kb * e]] : [["i", t.tm * kb * e], ...kTerms, ["kc", t.tk * e]],
   });
   const wAddr = (chunk: "kc" | "next" | 0): MramAddr => ({
     base: chunk === "next" ? `w+${t.tk * e}` : "w",
-    terms:
-      chunk === 0
-        ? [["j", t.tn * kb * e]]
-        : [
-            ["j", t.tn * kb * e],
-            ["kc", t.tk * e],
-          ],
+    terms: chunk === 0 ? [["j", t.tn * kb * e]] : [["j", t.tn * kb * e], ...kTerms, ["kc", t.tk * e]],
   });
   const readX = (at: IntExpr, addr: MramAddr, async: boolean): KernelStmt => ({
     op: "dma_read",
@@ -250,7 +258,7 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
     body.push(readX(0, xAddr(0), true), readW(0, wAddr(0), true), {
       op: "loop",
       var: "kc",
-      count: kc - 1,
+      count: typeof kc === "number" ? kc - 1 : `${kc}-1`,
       body: [
         { op: "dma_wait" },
         readX(`((kc+1)%2)*${xs}`, xAddr("next"), true),
@@ -258,7 +266,9 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
         mac(`(kc%2)*${xs}`, `(kc%2)*${ws}`),
       ],
     });
-    body.push({ op: "dma_wait" }, mac(((kc - 1) % 2) * xs, ((kc - 1) % 2) * ws));
+    const last = (size: number): IntExpr =>
+      typeof kc === "number" ? ((kc - 1) % 2) * size : `((${kc}-1)%2)*${size}`;
+    body.push({ op: "dma_wait" }, mac(last(xs), last(ws)));
   } else {
     body.push({
       op: "loop",
@@ -274,24 +284,26 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
     addr: {
       base: a.yOff,
       terms: [
-        ["i", t.tm * nbPad * 4],
+        ["i", t.tm * ks * nbPad * 4],
+        ...(ks === 1 ? [] : ([["ks", nbPad * 4]] as [string, number][])),
         ["j", t.tn * 4],
       ],
     },
     rows: t.tm,
     rowBytes: t.tn * 4,
-    stride: nbPad * 4,
+    stride: ks * nbPad * 4,
   });
   const mb = mbExpr(a.mExpr, t.dm);
   return {
     name: a.name,
-    summary: `gemm.${shape.dtype} ${variantName(t)} ${t.dm}x${t.dn}x${t.dk} tile ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}`,
+    summary: `gemm.${shape.dtype} ${variantName(t)} ${t.dm}x${t.dn}x${t.dk} tile ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}${ks > 1 ? ` ks${ks}` : ""}`,
     params: ["w"],
     tasklets: t.tasklets,
     wram,
     grid: [
       ["i", typeof mb === "number" ? cdiv(mb, t.tm) : `cdiv(${mb}, ${t.tm})`],
-      ["j", nbPad / t.tn],
+      ["j", a.nExpr === undefined ? nbPad / t.tn : `cdiv(${a.nExpr}, ${t.tn})`],
+      ...(ks === 1 ? [] : ([["ks", ks]] as [string, number][])),
     ],
     body,
   };
@@ -364,12 +376,13 @@ function blockConsts(shape: GemmShape, d: Distribution, sys: UpmemSystem, m: num
 function itemCosts(b: BlockConsts, t: Tile, sys: UpmemSystem, out: ItemCosts): ItemCosts {
   const { read_alpha: ra, write_alpha: wa, beta } = sys.dma;
   const ovh = sys.isa.dma_overhead;
-  const items = Math.ceil(b.mb / t.tm) * (b.nbPad / t.tn);
-  const kc = b.kb / t.tk;
+  const ks = t.ks ?? 1;
+  const items = Math.ceil(b.mb / t.tm) * (b.nbPad / t.tn) * ks;
+  const kc = ks === 1 ? b.kb / t.tk : Math.ceil(b.kb / t.tk / ks);
   const contiguousK = t.tk === b.kb;
   const xn = dmaN(sys, t.tm, t.tk * b.e, contiguousK);
   const wn = dmaN(sys, t.tn, t.tk * b.e, contiguousK);
-  const yn = dmaN(sys, t.tm, t.tn * 4, t.tn === b.nbPad);
+  const yn = dmaN(sys, t.tm, t.tn * 4, t.tn === b.nbPad && ks === 1);
   const nd = xn + wn;
   const dc = nd * ra + beta * (t.tm + t.tn) * t.tk * b.e;
   const yc = yn * wa + beta * t.tm * t.tn * 4;

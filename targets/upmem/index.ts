@@ -66,7 +66,10 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
     return memo.get(key);
   };
   const attnMemo = new Map<string, number | undefined>();
-  /** Attention on the DPUs: the plan's transfers and kernels plus the host's softmax and V transpose. */
+  /**
+   * Attention on the DPUs: the plan's transfers and kernels plus the host's softmax and V window (or,
+   * without pooling, the transpose of the whole V cache).
+   */
   const attentionTime = (v: OpView, env: Record<string, number>): number | undefined => {
     const [q, k] = v.ins as [TensorType, TensorType];
     const [b, h, s, d] = q.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
@@ -74,11 +77,20 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
     const t = dimEval(k.shape[2]!, env);
     const key = `${b} ${h} ${s} ${d} ${kvh} ${t}`;
     if (!attnMemo.has(key)) {
-      const plan = planAttention({ h, kvh, d }, { B: b, T: t }, (h / kvh) * s, sys);
+      const resident = opts.pooling !== false;
+      const call = { rows: (h / kvh) * s, s, t };
+      const plan = planAttention({ h, kvh, d }, { B: b, T: t }, [call], sys, resident);
       const scores = b * h * s * t;
+      const v = resident ? 2 * b * kvh * d * (s + 2) * 4 : 8 * b * kvh * t * d;
+      // With a K split inside the DPUs the host adds the partial rows.
+      const parts = plan ? b * h * s * d * (plan.tilings[0]!.context.ks ?? 1) : 0;
       attnMemo.set(
         key,
-        plan && plan.seconds + hostTime(sys, 5 * scores, 8 * scores) + hostTime(sys, 0, 8 * b * kvh * t * d),
+        plan &&
+          plan.seconds +
+            hostTime(sys, 5 * scores, 8 * scores) +
+            hostTime(sys, 0, v) +
+            (parts > b * h * s * d ? hostTime(sys, parts, 4 * parts) : 0),
       );
     }
     return attnMemo.get(key);
@@ -177,7 +189,13 @@ const upmem: Target = {
       ...mapping(system),
     });
     const bytes = encodeProgram(program);
-    const dpus = Math.max(0, ...gemms.map((g) => g.distribution.dm * g.distribution.dn * g.distribution.dk));
+    // DPUs the program launches kernels on (GEMMs and attention).
+    const dpus = Math.max(
+      0,
+      ...program.phases.flatMap((p) =>
+        p.commands.map((c) => (c.kind === "launch" ? c.range.first + c.range.count : 0)),
+      ),
+    );
     const mram = program.regions.reduce((s, r) => Math.max(s, r.offset + r.bytes), 0);
     const variants = new Map<string, number>();
     for (const g of gemms) {

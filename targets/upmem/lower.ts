@@ -9,7 +9,7 @@
  * Everything else runs on the host as the IR op it is. DPUs are allocated and kernels loaded once, in
  * the program's setup.
  */
-import { dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
+import { dimAdd, dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
 import { layoutOf, toLogical } from "../../src/ir/layout.js";
 import { refName, type Attrs, type Func, type Module, type Op } from "../../src/ir/module.js";
 import { ANNOTATIONS, getOp } from "../../src/ir/registry.js";
@@ -50,11 +50,18 @@ import type {
 import { selectJoint } from "./selector.js";
 import { baseTiling, perCallFor } from "./base.js";
 import {
+  appendOffsets,
   attentionBytes,
   attentionKernels,
   attentionMaps,
+  cacheBytes,
+  cacheMaps,
+  layoutDpus,
   planAttention,
-  type AttentionPlan,
+  type AttentionCall,
+  type AttentionDims,
+  type AttentionLayout,
+  type AttentionTiling,
 } from "./attention.js";
 import type { UpmemSystem } from "./system.js";
 
@@ -192,11 +199,22 @@ class Emitter {
 }
 
 interface AttentionUse {
-  readonly plan: AttentionPlan;
+  readonly layout: AttentionLayout;
+  readonly tiling: AttentionTiling;
   /** Query rows per group, rep x S, as an expression. */
   readonly rows: IntExpr;
+  /** MRAM regions of the layer's K and V^T blocks. */
+  readonly kRegion: string;
+  readonly vRegion: string;
   scores: string;
   context: string;
+}
+
+/** A KV-cache state resident in MRAM: appends to it also go to its blocks on the DPUs. */
+interface CacheUse {
+  readonly layout: AttentionLayout;
+  readonly role: "k" | "v";
+  readonly region: string;
 }
 
 export interface Lowered {
@@ -301,47 +319,103 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     });
     plans.set(weight, plan);
   }
-  // Attention on the DPUs: a plan per op (its K and V^T blocks go to the "aw" region each call).
+  // Attention on the DPUs: a layout per layer (its KV cache blocks, resident in MRAM with pooling)
+  // shared by the phases, tiles per phase.
   const attn = new Map<string, AttentionUse>();
-  let awBytes = 0;
-  for (const f of funcs) {
-    const typeOf = operandTyper(m, f);
-    const env = { B: 1, S: 1, P: 0, ...(opts.envs[f.name] ?? {}) };
-    for (const op of f.body) {
-      if (!isPimAttention(op)) continue;
-      const q = typeOf(op.operands[0]!);
-      const k = typeOf(op.operands[1]!);
-      const [h, d] = [q.shape[1]!, q.shape[3]!].map((x) => dimEval(x, env)) as [number, number];
-      const kvh = dimEval(k.shape[1]!, env);
-      const rep = h / kvh;
-      // Laid out for the longest cache this function sees (prefill: S; decode: P + S).
-      const tmax = dimEval(k.shape[2]!, { B: limits.B, S: limits.S, P: Math.max(0, limits.T - limits.S) });
+  const caches = new Map<string, CacheUse>();
+  {
+    interface Site {
+      f: Func;
+      op: Op;
+      kState: string;
+      vState: string;
+      dims: AttentionDims;
+      call: AttentionCall;
+      tmax: number;
+    }
+    const layers = new Map<string, Site[]>();
+    for (const f of funcs) {
+      const typeOf = operandTyper(m, f);
+      const env = { B: 1, S: 1, P: 0, ...(opts.envs[f.name] ?? {}) };
+      const defs = new Map<string, Op>(
+        f.body.flatMap((op) => op.results.map((v) => [`%${v.name}`, op] as const)),
+      );
+      /** The state a cache operand was appended to. */
+      const stateOf = (op: Op, i: number): string => {
+        let def = defs.get(op.operands[i]!);
+        while (def?.opcode === "transfer") def = defs.get(def.operands[0]!);
+        if (def?.opcode !== "kv_append" || !def.operands[0]!.startsWith("@"))
+          throw new UserError(
+            `attention %${op.results[0]!.name}: operand ${i} is not a KV cache (kv_append result); it cannot run on the DPUs`,
+          );
+        return refName(def.operands[0]!);
+      };
+      for (const op of f.body) {
+        if (!isPimAttention(op)) continue;
+        const q = typeOf(op.operands[0]!);
+        const k = typeOf(op.operands[1]!);
+        const [h, s, d] = [q.shape[1]!, q.shape[2]!, q.shape[3]!].map((x) => dimEval(x, env)) as [
+          number,
+          number,
+          number,
+        ];
+        const kvh = dimEval(k.shape[1]!, env);
+        // Laid out for the longest cache the program serves (prefill: S; decode: P + S).
+        const tmax = dimEval(k.shape[2]!, { B: limits.B, S: limits.S, P: Math.max(0, limits.T - limits.S) });
+        const site: Site = {
+          f,
+          op,
+          kState: stateOf(op, 1),
+          vState: stateOf(op, 2),
+          dims: { h, kvh, d },
+          call: { rows: (h / kvh) * s, s, t: dimEval(k.shape[2]!, env) },
+          tmax,
+        };
+        layers.set(site.kState, [...(layers.get(site.kState) ?? []), site]);
+      }
+    }
+    for (const [kState, sites] of layers) {
+      const first = sites[0]!;
+      const tmax = Math.max(...sites.map((x) => x.tmax));
       const plan = planAttention(
-        { h, kvh, d },
+        first.dims,
         { B: limits.B, T: tmax },
-        rep * dimEval(q.shape[2]!, env),
+        sites.map((x) => x.call),
         sys,
+        pooling,
       );
       if (!plan)
         throw new UserError(
-          `attention %${op.results[0]!.name} cannot run on the DPUs (${h} heads, head dim ${d})`,
+          `attention %${first.op.results[0]!.name} cannot run on the DPUs (${first.dims.h} heads, head dim ${first.dims.d}, ${limits.B * first.dims.kvh} groups)`,
         );
-      const b = attentionBytes(plan, rep * limits.S);
-      xBytes = Math.max(xBytes, b.x);
-      yBytes = Math.max(yBytes, b.y);
-      awBytes = Math.max(awBytes, b.w);
-      attn.set(`${f.name}/${op.results[0]!.name}`, {
-        plan,
-        rows: expr(dimMul(rep, q.shape[2]!)),
-        scores: "",
-        context: "",
+      const bytes = cacheBytes(plan.layout);
+      const kRegion = region(`kc:${kState}`, bytes.k);
+      const vRegion = region(`vc:${first.vState}`, bytes.v);
+      if (pooling) {
+        caches.set(kState, { layout: plan.layout, role: "k", region: kRegion });
+        caches.set(first.vState, { layout: plan.layout, role: "v", region: vRegion });
+      }
+      sites.forEach((site, i) => {
+        const tiling = plan.tilings[i]!;
+        const b = attentionBytes(plan.layout, tiling, (site.dims.h / site.dims.kvh) * limits.S);
+        xBytes = Math.max(xBytes, b.x);
+        yBytes = Math.max(yBytes, b.y);
+        const q = operandTyper(m, site.f)(site.op.operands[0]!);
+        attn.set(`${site.f.name}/${site.op.results[0]!.name}`, {
+          layout: plan.layout,
+          tiling,
+          rows: expr(dimMul(site.dims.h / site.dims.kvh, q.shape[2]!)),
+          kRegion,
+          vRegion,
+          scores: "",
+          context: "",
+        });
       });
     }
   }
   if (!pooling) region("w", wBytes);
   const xRegion = region("x", xBytes);
   const yRegion = region("y", yBytes);
-  const awRegion = attn.size > 0 ? region("aw", awBytes) : "";
   const xOff = regions.find((r) => r.name === xRegion)!.offset;
   const yOff = regions.find((r) => r.name === yRegion)!.offset;
   if (offset > sys.mram)
@@ -380,8 +454,11 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const proto = gemmKernel({ name: "", shape: t.shape, tiling: t.tiling, mExpr, xOff, yOff });
     plan.phases.get(t.phase)!.kernel = kernelName(proto);
   }
-  for (const a of attn.values()) {
-    const ks = attentionKernels(a.plan, a.rows, xOff, yOff);
+  for (const [key, a] of attn) {
+    const f = funcs.find((x) => x.name === key.slice(0, key.indexOf("/")))!;
+    const op = f.body.find((o) => `${f.name}/${o.results[0]?.name}` === key)!;
+    const T = expr(operandTyper(m, f)(op.operands[1]!).shape[2]!);
+    const ks = attentionKernels(a.layout, a.tiling, { rows: a.rows, T }, xOff, yOff);
     a.scores = kernelName(ks.scores);
     a.context = kernelName(ks.context);
   }
@@ -393,7 +470,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   const dpusUsed = Math.max(
     1,
     ...[...plans.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
-    ...[...attn.values()].map((a) => a.plan.groups * a.plan.dt),
+    ...[...attn.values()].map((a) => layoutDpus(a.layout)),
   );
 
   // 3. Images and constants.
@@ -475,10 +552,9 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   const buffers: HostBuffer[] = [];
   const offsets = new Map(regions.map((x) => [x.name, x.offset]));
   const phases: Phase[] = funcs.map((f) =>
-    lowerFunc(m, f, plans, attn, buffers, {
+    lowerFunc(m, f, plans, attn, caches, buffers, {
       xRegion,
       yRegion,
-      awRegion,
       offsets,
       pooling,
       runtimeTranspose: runtimeT,
@@ -507,11 +583,11 @@ function lowerFunc(
   f: Func,
   plans: Map<string, GemmPlan>,
   attn: ReadonlyMap<string, AttentionUse>,
+  caches: ReadonlyMap<string, CacheUse>,
   buffers: HostBuffer[],
   r: {
     xRegion: string;
     yRegion: string;
-    awRegion: string;
     offsets: ReadonlyMap<string, number>;
     pooling: boolean;
     runtimeTranspose: boolean;
@@ -549,10 +625,11 @@ function lowerFunc(
     map: BlockMap,
     range: DpuRange,
     after: (number | undefined)[],
-    reduce = false,
+    opts: { reduce?: boolean; at?: IntExpr } = {},
   ): number => {
+    const at = opts.at ?? 0;
     if (kind === "push") {
-      const id = em.emit({ kind, buffer, range, region, at: 0, map }, [
+      const id = em.emit({ kind, buffer, range, region, at, map }, [
         em.writerOf(buffer),
         ...em.beforeWrite(region),
         ...after,
@@ -560,7 +637,7 @@ function lowerFunc(
       em.wrote(region, id);
       return id;
     }
-    const id = em.emit({ kind, buffer, range, region, at: 0, map, ...(reduce ? { reduce } : {}) }, [
+    const id = em.emit({ kind, buffer, range, region, at, map, ...(opts.reduce ? { reduce: true } : {}) }, [
       em.beforeRead(region),
       ...after,
     ]);
@@ -571,6 +648,7 @@ function lowerFunc(
   const launch = (kernel: string, range: DpuRange, w: string, after: number[]): number => {
     const id = em.emit({ kind: "launch", kernel, range, args: { w: r.offsets.get(w)! } }, [
       ...after,
+      em.beforeRead(w),
       ...em.beforeWrite(r.yRegion),
     ]);
     em.read(r.xRegion, id);
@@ -578,37 +656,80 @@ function lowerFunc(
     em.wrote(r.yRegion, id);
     return id;
   };
+  /** An append to a cache resident in MRAM: the new tokens also go to its blocks on the DPUs. */
+  const appendToDpus = (op: Op, cache: CacheUse): void => {
+    const l = cache.layout;
+    const x = bufName(op.operands[1]!);
+    const xt = typeOf(op.operands[1]!);
+    const whole = op.results[0]!;
+    const maps = cacheMaps(l, {
+      B: expr(xt.shape[0]!),
+      S: expr(xt.shape[2]!),
+      T: expr(whole.type.shape[2]!),
+    });
+    const at = appendOffsets(l, expr(op.attrs.past as Dim));
+    const range: DpuRange = { first: 0, count: layoutDpus(l) };
+    if (cache.role === "k") {
+      move("push", x, cache.region, maps.kNew, range, [], { at: at.k });
+      return;
+    }
+    const [b, h, s, d] = xt.shape as [Dim, Dim, Dim, Dim];
+    const win = addBuffer(`${f.name}/${whole.name}.window`, { dtype: "f32", shape: [b, h, d, dimAdd(s, 2)] });
+    host("kv_window", { align: 2 }, [bufName(`%${whole.name}`), x], [win]);
+    move("push", win, cache.region, maps.vWindow, range, [], { at: at.v });
+  };
   const lowerAttention = (op: Op): void => {
     const res = op.results[0]!;
     const use = attn.get(`${f.name}/${res.name}`)!;
-    const p = use.plan;
+    const l = use.layout;
     const [q, k, v] = op.operands.map(bufName) as [string, string, string];
     const qt = typeOf(op.operands[0]!);
     const kt = typeOf(op.operands[1]!);
-    const maps = attentionMaps(p, { B: expr(qt.shape[0]!), S: expr(qt.shape[2]!), T: expr(kt.shape[2]!) });
-    const range: DpuRange = { first: 0, count: p.groups * p.dt };
+    const T = expr(kt.shape[2]!);
+    const dims = { B: expr(qt.shape[0]!), S: expr(qt.shape[2]!), T };
+    const maps = {
+      ...attentionMaps(l, use.tiling, dims),
+      ...cacheMaps(l, { ...dims, B: expr(kt.shape[0]!) }),
+    };
+    const range: DpuRange = { first: 0, count: layoutDpus(l) };
     const base = `${f.name}/${res.name}`;
+    const after: number[] = [];
     if (!r.pooling) {
+      // No residency: the call's DPUs get the whole cache.
       const a = em.emit({ kind: "alloc", dpus: range.count }, []);
-      em.emit({ kind: "load", kernels: [use.scores, use.context], range }, [a]);
+      const ld = em.emit({ kind: "load", kernels: [use.scores, use.context], range }, [a]);
+      const vt = addBuffer(`${base}.vt`, {
+        dtype: "f32",
+        shape: [kt.shape[0]!, kt.shape[1]!, kt.shape[3]!, kt.shape[2]!],
+      });
+      host("transpose", { perm: [0, 1, 3, 2] }, [v], [vt]);
+      after.push(
+        move("push", k, use.kRegion, maps.kAll, range, [ld]),
+        move("push", vt, use.vRegion, maps.vtAll, range, [ld]),
+      );
     }
     const [bq, hq, sq] = qt.shape;
     const scores = addBuffer(`${base}.scores`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
     const probs = addBuffer(`${base}.probs`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
-    const vt = addBuffer(`${base}.vt`, {
-      dtype: "f32",
-      shape: [kt.shape[0]!, kt.shape[1]!, kt.shape[3]!, kt.shape[2]!],
-    });
-    const pq = move("push", q, r.xRegion, maps.q, range, []);
-    const pk = move("push", k, r.awRegion, maps.k, range, []);
-    const l1 = launch(use.scores, range, r.awRegion, [pq, pk]);
-    move("pull", scores, r.yRegion, maps.scores, range, [l1]);
+    const pq = move("push", q, r.xRegion, maps.q, range, after);
+    const l1 = launch(use.scores, range, use.kRegion, [pq, ...after]);
+    move("pull", scores, r.yRegion, maps.scores, range, [l1], { reduce: l.dt > 1 });
     host("masked_softmax", stripAnnotations(op.attrs), [scores], [probs]);
-    host("transpose", { perm: [0, 1, 3, 2] }, [v], [vt]);
     const pp = move("push", probs, r.xRegion, maps.probs, range, []);
-    const pv = move("push", vt, r.awRegion, maps.vt, range, []);
-    const l2 = launch(use.context, range, r.awRegion, [pp, pv]);
-    move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l2], p.dt > 1);
+    const l2 = launch(use.context, range, use.vRegion, [pp, ...after]);
+    const ks = use.tiling.context.ks ?? 1;
+    if (ks === 1) {
+      move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l2]);
+      return;
+    }
+    // The tasklets split the tokens: the host adds their partial rows.
+    const dt = l.dt;
+    const dd = l.dd;
+    const parts = addBuffer(`${base}.parts`, { dtype: "f32", shape: [bq!, hq!, sq!, dt, ks, dd] });
+    move("pull", parts, r.yRegion, maps.out, range, [l2]);
+    const sum = addBuffer(`${base}.sum`, { dtype: "f32", shape: [bq!, hq!, sq!, dt, dd] });
+    host("reduce_sum", { axis: 4 }, [parts], [sum]);
+    host("reshape", { shape: res.type.shape }, [sum], [addBuffer(base, res.type)]);
   };
   for (const op of f.body) {
     if (op.opcode === "transfer") {
@@ -622,6 +743,8 @@ function lowerFunc(
     if (!isPimGemm(op)) {
       const outs = op.results.map((v) => addBuffer(`${f.name}/${v.name}`, v.type));
       host(op.opcode, stripAnnotations(op.attrs), op.operands.map(bufName), outs);
+      const cache = op.opcode === "kv_append" ? caches.get(refName(op.operands[0]!)) : undefined;
+      if (cache) appendToDpus(op, cache);
       continue;
     }
     // A GEMM on the DPUs.

@@ -293,3 +293,34 @@ registerOp({
     return [out];
   },
 });
+
+registerOp({
+  name: "kv_window",
+  summary:
+    "the newest tokens of a cache[B, H, T, D] transposed to [B, H, D, S + align], from the last multiple of align before the new x[B, H, S, D] (zeros past T)",
+  operands: ["cache", "x"],
+  attrs: z.strictObject({ align: z.number().int().positive() }),
+  infer([c, x], { align }) {
+    needFloat(c!, "cache");
+    needRank(c!, 4, "cache");
+    needRank(x!, 4, "x");
+    for (const i of [0, 1, 3])
+      needDimEq(c!.shape[i]!, x!.shape[i]!, `x ${show(x!)} does not fit cache ${show(c!)} at axis ${i}`);
+    const [b, h, , d] = c!.shape;
+    return [tensor("f32", [b!, h!, d!, dimAdd(x!.shape[2]!, align)])];
+  },
+  cost: (_ins, outs, _a, env) => ({ flops: 0, bytes: 2 * sumBytes(outs, env) }),
+  eval([c, x], { align }, { outTypes }) {
+    const out = outF32(outTypes[0]!);
+    const [b, h, t, d] = c!.shape as [number, number, number, number];
+    const s = x!.shape[2]!;
+    const w = s + align;
+    const first = Math.floor((t - s) / align) * align;
+    const cs = fdata(c!);
+    const o = fdata(out);
+    for (let g = 0; g < b * h; g++)
+      for (let j = 0; j < w && first + j < t; j++)
+        for (let k = 0; k < d; k++) o[(g * d + k) * w + j] = cs[(g * t + first + j) * d + k]!;
+    return [out];
+  },
+});

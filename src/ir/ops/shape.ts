@@ -1,11 +1,11 @@
-/** Data-movement ops: reshape, transpose, concat, split, and the position-id generator. */
+/** Data-movement ops: reshape, transpose, concat, split, reduce_sum and the position-id generator. */
 import { z } from "zod";
 import { zDim, zDims } from "../attrs.js";
 import { dimAdd, dimEq, dimEval, dimProd, dimToString, type Dim } from "../dim.js";
 import { registerOp } from "../registry.js";
 import { i32, strides, type Tensor } from "../tensor.js";
 import { normAxis, tensor } from "../types.js";
-import { concreteShape, fdata, need, show, sumBytes } from "./util.js";
+import { concreteShape, fdata, need, nelem, show, sumBytes } from "./util.js";
 
 registerOp({
   name: "reshape",
@@ -181,5 +181,42 @@ registerOp({
         Int32Array.from({ length: n }, (_, i) => s + i),
       ),
     ];
+  },
+});
+
+registerOp({
+  name: "reduce_sum",
+  summary: "sum over one axis (fp32, in order), which the result drops",
+  operands: ["x"],
+  attrs: z.strictObject({ axis: z.number().int() }),
+  infer([x], { axis }) {
+    const ax = normAxis(axis, x!.shape.length);
+    need(ax !== undefined, `axis ${axis} out of range for ${show(x!)}`);
+    need(x!.dtype === "f32", `reduce_sum needs f32, got ${show(x!)}`);
+    return [
+      tensor(
+        "f32",
+        x!.shape.filter((_, i) => i !== ax),
+      ),
+    ];
+  },
+  cost: (ins, outs, _a, env) => ({
+    flops: nelem(ins[0]!, env),
+    bytes: sumBytes(ins, env) + sumBytes(outs, env),
+  }),
+  eval([x], { axis }, { outTypes }) {
+    const ax = normAxis(axis, x!.shape.length)!;
+    const inner = x!.shape.slice(ax + 1).reduce((p, d) => p * d, 1);
+    const outer = x!.shape.slice(0, ax).reduce((p, d) => p * d, 1);
+    const n = x!.shape[ax]!;
+    const src = fdata(x!);
+    const out = new Float32Array(outer * inner);
+    for (let o = 0; o < outer; o++)
+      for (let r = 0; r < n; r++) {
+        const from = (o * n + r) * inner;
+        for (let i = 0; i < inner; i++)
+          out[o * inner + i] = Math.fround(out[o * inner + i]! + src[from + i]!);
+      }
+    return [{ dtype: "f32", shape: concreteShape(outTypes[0]!), data: out } as Tensor];
   },
 });
