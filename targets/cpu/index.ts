@@ -17,6 +17,13 @@ export const zHost = z.strictObject({
   simd_width: z.number().int().positive().default(512),
   /** Vector FMA units per core. */
   fma_units: z.number().int().positive().default(2),
+  /**
+   * Fraction of the peak FLOP/s the host's kernels reach (1: the roofline). PIM-LLM's TVM-CPU
+   * baseline reached far less than a tuned library (see examples/systems/upmem-2048-pimllm.pim).
+   */
+  efficiency: z.number().positive().max(1).default(1),
+  /** Bytes/s of transposes (strided copies); default: memory_bandwidth, as a streaming copy. */
+  transpose_bandwidth: z.number().positive().optional(),
   /** Seconds per op (dispatch). */
   overhead: z.number().nonnegative().default(1e-6),
 });
@@ -40,7 +47,7 @@ const cpu: Target = {
     const host = {
       name: "host",
       kind: "host" as const,
-      flops: hostFlops(h),
+      flops: hostFlops(h) * h.efficiency,
       bandwidth: h.memory_bandwidth,
       overhead: h.overhead,
     };

@@ -46,10 +46,15 @@ export function perCallSeconds(shape: GemmShape, t: Tiling, sys: UpmemSystem): n
   return sys.alloc_per_dpu * count + sys.load_per_rank * dpusPerRank(sys, range).length + w;
 }
 
-/** Host seconds of an op by its roofline (the same model the emulator times host commands with). */
-export function hostTime(sys: UpmemSystem, flops: number, bytes: number): number {
+/**
+ * Host seconds of an op by its roofline at the host's achieved efficiency (the same model the
+ * emulator times host commands with); transposes at the host's transpose bandwidth.
+ */
+export function hostTime(sys: UpmemSystem, flops: number, bytes: number, opcode?: string): number {
   if (flops === 0 && bytes === 0) return 0;
-  return Math.max(flops / hostFlops(sys.host), bytes / sys.host.memory_bandwidth) + sys.host.overhead;
+  const h = sys.host;
+  const bw = opcode === "transpose" ? (h.transpose_bandwidth ?? h.memory_bandwidth) : h.memory_bandwidth;
+  return Math.max(flops / (hostFlops(h) * h.efficiency), bytes / bw) + h.overhead;
 }
 
 /** What a call costs besides transfers, launch and kernel without pooling, under a distribution. */
@@ -60,6 +65,8 @@ export function perCallFor(
   runtimeTranspose: boolean,
 ): number {
   const tiling = { ...d, tasklets: 1, tm: 1, tn: 2, tk: 8, double: false };
-  const transpose = runtimeTranspose ? hostTime(sys, 0, 2 * shape.n * shape.k * elemBytesOf(shape.dtype)) : 0;
+  const transpose = runtimeTranspose
+    ? hostTime(sys, 0, 2 * shape.n * shape.k * elemBytesOf(shape.dtype), "transpose")
+    : 0;
   return perCallSeconds(shape, tiling, sys) + transpose;
 }

@@ -89,7 +89,7 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
         plan &&
           plan.seconds +
             hostTime(sys, 5 * scores, 8 * scores) +
-            hostTime(sys, 0, v) +
+            hostTime(sys, 0, v, resident ? undefined : "transpose") +
             (parts > b * h * s * d ? hostTime(sys, parts, 4 * parts) : 0),
       );
     }
@@ -107,7 +107,7 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
         const attention = v.op.opcode === "attention";
         if (attention && opts.attention === "pim" && attentionTime(v, env) !== undefined) return undefined;
         if (!cooperation && shape) return undefined;
-        return hostTime(sys, v.cost.flops, v.cost.bytes);
+        return hostTime(sys, v.cost.flops, v.cost.bytes, v.op.opcode);
       }
       if (device === PIM && v.op.opcode === "attention")
         return opts.attention === "host" ? undefined : attentionTime(v, env);

@@ -490,7 +490,7 @@ export class UpmemMachine {
     const attrs = concretizeAttrs(c.attrs, env);
     const outs = def.infer(ins, attrs as never);
     const cost = def.cost(ins, outs, attrs as never, env);
-    const seconds = hostTime(this.program.system, cost.flops, cost.bytes);
+    const seconds = hostTime(this.program.system, cost.flops, cost.bytes, c.opcode);
     if (this.functional) {
       const tensors = c.inputs.map((n) => {
         const v = vals.get(n)?.t ?? this.constantOrState(n, env);

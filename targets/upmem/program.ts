@@ -241,9 +241,10 @@ export function engineOf(c: CommandBody): Engine {
     case "upload":
       return "link";
     case "launch":
+      return "dpus";
+    // dpu_alloc and dpu_load are synchronous calls of the host thread.
     case "load":
     case "alloc":
-      return "dpus";
     case "host":
     case "sync":
       return "host";
