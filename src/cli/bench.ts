@@ -2,12 +2,14 @@
  * `pimc bench <model> --system <sys>`: compiles the model for each batch size and emulates one step
  * of the phase: latency per step, tokens/s, where the time goes (host compute, transfers to and from
  * the PIM device, PIM kernels), and a per-kernel table with device, time, bytes, flops, Op/B and the
- * share of the device's peak it reached.
+ * share of the device's peak it reached. `--plot` draws the breakdown and a roofline of the ops as SVG.
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
 import { phaseEnvs, workloadEnv, type Workload } from "../frontend/workload.js";
 import { bytes, int, opb, si } from "../report/format.js";
+import type * as Plot from "../report/plot.js";
+import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { hostFlops } from "../../targets/cpu/index.js";
@@ -88,13 +90,38 @@ export function benchRows(r: RunReport, p: Program): BenchRow[] {
     .sort((a, b) => b.seconds - a.seconds);
 }
 
+/** The roofs of the roofline plot, with the peaks `benchRows` measures `peak_fraction` against. */
+export function benchRoofs(sys: Program["system"]): Plot.Roof[] {
+  const dpuCycles = sys.dpus * sys.frequency;
+  return [
+    { device: "host", flops: hostFlops(sys.host), bandwidth: sys.host.memory_bandwidth },
+    // Every DPU retiring one instruction per cycle, or its DMA engine streaming 1 / beta bytes per cycle.
+    { device: `${sys.dpus} DPUs`, flops: dpuCycles, bandwidth: dpuCycles / sys.dma.beta, unit: "instr/s" },
+  ];
+}
+
+/** "llama2_7b on upmem (2048 DPUs at 350 MHz)" */
+const machineLine = (p: Program): string =>
+  `${p.model} on upmem (${p.system.dpus} DPUs at ${p.system.frequency / 1e6} MHz)`;
+
+/** "decode, context 1024, 1 token(s) per step" (the batch size aside) */
+const phaseLine = (w: Workload): string =>
+  `${w.phase}, ${w.phase === "prefill" ? `prompt ${w.prompt}` : `context ${w.context}, ${w.speculation} token(s) per step`}`;
+
+/** Renders a plot spec (built once the plot module is loaded) to an SVG file. */
+async function writePlot(file: string, spec: (p: typeof Plot) => Plot.Spec): Promise<void> {
+  const p = await import("../report/plot.js");
+  writeFileAtomic(file, await p.renderSvg(spec(p)));
+}
+
 type Emulate = (
   flags: PipelineFlags,
   w: Workload,
+  label: string,
 ) => Promise<{ module: Module; system: SystemModel; program: Program; report: RunReport }>;
 
 /** The PIM-LLM ablation: each optimization added to the naive mapping in turn, against the host CPU. */
-async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json: boolean): Promise<void> {
+async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json: boolean, bar: Progress) {
   const fusion = ["fuse-qkv", "fuse-gate-up"];
   const naive = { cooperation: false, pooling: false, disablePass: [...opts.disablePass, ...fusion] };
   const steps: [string, Partial<PipelineFlags>][] = [
@@ -110,10 +137,12 @@ async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json
   ];
   const rows: { config: string; seconds: number }[] = [];
   let cpu = 0;
+  bar.start(steps.length);
   for (const [config, over] of steps) {
     const r = await emulate(
       { ...opts, baseGemm: false, runtimeTranspose: false, cooperation: true, pooling: true, ...over },
       w,
+      config,
     );
     rows.push({ config, seconds: r.report.seconds });
     if (over === steps[steps.length - 1]![1]) {
@@ -133,7 +162,7 @@ async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json
   }));
   if (json) {
     process.stdout.write(`${JSON.stringify({ workload: w, ablation: out })}\n`);
-    return;
+    return out;
   }
   const t = table(["configuration", "latency", "vs BaseGEMM", "vs CPU"], ["left", "right", "right", "right"]);
   for (const r of out)
@@ -144,6 +173,7 @@ async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json
       `${r.speedup_vs_cpu.toFixed(2)}x`,
     ]);
   process.stdout.write(`${describeWorkload(w)}\n${t.toString()}\n`);
+  return out;
 }
 
 export function benchCommand() {
@@ -166,6 +196,10 @@ export function benchCommand() {
     .option("--rows <n>", "rows of the per-kernel table (default 12)", positiveInt, 12)
     .option("--trace <file>", "write a Chrome/Perfetto trace of the emulated steps")
     .option(
+      "--plot <file>",
+      "write an SVG plot: time breakdown per batch size and a roofline of the ops (with --ablation: latency per configuration)",
+    )
+    .option(
       "--ablation",
       "PIM-LLM's ablation: BaseGEMM, then + Tile-Selector, + layout, + fusion, + CPU/PIM cooperation, + pooling, and the CPU",
     )
@@ -178,8 +212,10 @@ export function benchCommand() {
       ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
     });
     const results: { w: Workload; report: RunReport; program: Program; rows: BenchRow[] }[] = [];
-    /** Compiles the model under `flags` for workload `w` and emulates one step. */
-    const emulate = async (flags: PipelineFlags, w: Workload) => {
+    const bar = progress();
+    /** Compiles the model under `flags` for workload `w` and emulates one step (`label`: for the bar). */
+    const emulate = async (flags: PipelineFlags, w: Workload, label: string) => {
+      bar.label(label);
       const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
       if (!target.emit)
         throw new UserError(`pimc bench needs a target with an emulator (upmem); ${target.name} has none`);
@@ -191,25 +227,36 @@ export function benchCommand() {
       const machine = new UpmemMachine(program, { functional: false });
       machine.setup();
       const { report } = machine.run(w.phase, undefined, workloadEnv(w));
+      bar.tick();
       return { module, system, program, report };
     };
-    for (const b of opts.batch ?? [base.batch]) {
-      const w: Workload = {
-        ...base,
-        batch: b,
-        ...(opts.seq !== undefined
-          ? base.phase === "prefill"
-            ? { prompt: opts.seq }
-            : { speculation: opts.seq }
-          : {}),
-        ...(opts.context !== undefined ? { context: opts.context } : {}),
-      };
-      if (opts.ablation) {
-        await ablation(w, opts, emulate, opts.json === true);
-        return;
+    const batchSizes = opts.batch ?? [base.batch];
+    if (!opts.ablation) bar.start(batchSizes.length);
+    try {
+      for (const b of batchSizes) {
+        const w: Workload = {
+          ...base,
+          batch: b,
+          ...(opts.seq !== undefined
+            ? base.phase === "prefill"
+              ? { prompt: opts.seq }
+              : { speculation: opts.seq }
+            : {}),
+          ...(opts.context !== undefined ? { context: opts.context } : {}),
+        };
+        if (opts.ablation) {
+          const rows = await ablation(w, opts, emulate, opts.json === true, bar);
+          if (opts.plot !== undefined)
+            await writePlot(opts.plot, (p) =>
+              p.ablationSpec(rows, `Ablation: ${model.module.name}`, describeWorkload(w)),
+            );
+          return;
+        }
+        const { report, program } = await emulate(opts, w, `compiling and emulating batch ${b}`);
+        results.push({ w, report, program, rows: benchRows(report, program) });
       }
-      const { report, program } = await emulate(opts, w);
-      results.push({ w, report, program, rows: benchRows(report, program) });
+    } finally {
+      bar.stop();
     }
     if (opts.trace !== undefined)
       writeFileAtomic(
@@ -219,6 +266,29 @@ export function benchCommand() {
           results[0]!.program.system.dpus_per_rank,
         ),
       );
+    if (opts.plot !== undefined) {
+      const first = results[0]!;
+      const data: Plot.BenchPlot = {
+        title: machineLine(first.program),
+        subtitle: phaseLine(first.w),
+        steps: results.map(({ w, report }) => {
+          const b = breakdown(report);
+          return {
+            batch: w.batch,
+            seconds: report.seconds,
+            host: b.host!,
+            to_pim: b.to_pim!,
+            from_pim: b.from_pim!,
+            kernels: b.kernels!,
+          };
+        }),
+        points: results.flatMap(({ w, rows }) =>
+          rows.filter((r) => r.device !== "link").map((r) => ({ ...r, batch: w.batch })),
+        ),
+        roofs: benchRoofs(first.program.system),
+      };
+      await writePlot(opts.plot, (p) => p.benchSpec(data));
+    }
     const tokens = (w: Workload): number => w.batch * (w.phase === "prefill" ? w.prompt : w.speculation);
     if (opts.json) {
       process.stdout.write(
@@ -275,8 +345,8 @@ export function benchCommand() {
     const e = last.report.env;
     process.stdout.write(
       [
-        `model     ${last.program.model} on upmem (${last.program.system.dpus} DPUs at ${last.program.system.frequency / 1e6} MHz)`,
-        `phase     ${base.phase}, ${base.phase === "prefill" ? `prompt ${last.w.prompt}` : `context ${last.w.context}, ${last.w.speculation} token(s) per step`}`,
+        `model     ${machineLine(last.program)}`,
+        `phase     ${phaseLine(last.w)}`,
         summary.toString(),
         `where the time goes at batch ${e.B} (busy time per op; engines overlap, so shares may exceed the latency):`,
         detail.toString(),

@@ -1,0 +1,293 @@
+/**
+ * SVG plots of `pimc bench`: plain data in, a vega-lite spec out (pure functions), and the spec
+ * rendered headless by vega to an SVG string (no canvas, no native code). Same data, same bytes.
+ */
+import { Error as ErrorLevel, logger, parse, View } from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import { si } from "./format.js";
+
+/** Busy seconds of each engine during one emulated step, and the step's latency. */
+export interface StepBusy {
+  batch: number;
+  /** The step's latency (first command's start to last command's end). */
+  seconds: number;
+  host: number;
+  to_pim: number;
+  from_pim: number;
+  kernels: number;
+}
+
+/** One op or kernel of one step (a row of the bench table). */
+export interface OpPoint {
+  name: string;
+  device: string;
+  batch: number;
+  seconds: number;
+  bytes: number;
+  flops: number;
+}
+
+/** A device's roofline: min(flops, bandwidth x intensity). */
+export interface Roof {
+  /** The device, as the points name it (points of that device share its colour). */
+  device: string;
+  /** Peak throughput, flop/s. */
+  flops: number;
+  /** Peak memory bandwidth, bytes/s. */
+  bandwidth: number;
+  /** What the compute roof counts, when not flops (e.g. "instr/s"). */
+  unit?: string;
+}
+
+export interface BenchPlot {
+  title: string;
+  subtitle?: string;
+  steps: StepBusy[];
+  points: OpPoint[];
+  roofs: Roof[];
+}
+
+export interface AblationBar {
+  config: string;
+  seconds: number;
+  speedup_vs_basegemm: number;
+}
+
+export type Spec = TopLevelSpec;
+
+const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
+
+/** The engines of the breakdown, bottom to top, with their colours. */
+const PARTS: readonly { key: keyof Omit<StepBusy, "batch" | "seconds">; label: string; color: string }[] = [
+  { key: "host", label: "host compute", color: "#4c78a8" },
+  { key: "to_pim", label: "transfers to PIM", color: "#f58518" },
+  { key: "from_pim", label: "transfers from PIM", color: "#e45756" },
+  { key: "kernels", label: "PIM kernels", color: "#54a24b" },
+];
+
+/** The unit to show `s` seconds in, and its size in seconds. */
+const timeUnit = (s: number): [string, number] =>
+  s >= 1 ? ["s", 1] : s >= 1e-3 ? ["ms", 1e-3] : ["us", 1e-6];
+
+/** Seconds for labels, three significant digits: "85.2 ms", "39.6 s", "412 us". */
+export function seconds(s: number): string {
+  const [unit, size] = timeUnit(s);
+  const v = s / size;
+  return `${v >= 100 ? v.toFixed(0) : v.toPrecision(3)} ${unit}`;
+}
+
+const pow10Below = (x: number): number => 10 ** Math.floor(Math.log10(x));
+const pow10Above = (x: number): number => 10 ** Math.ceil(Math.log10(x));
+
+/** The stacked busy time of each engine per batch size, with the step latency as a tick. */
+export function breakdownSpec(steps: readonly StepBusy[]) {
+  // The axis in the unit of the longest step (or busiest engine).
+  const [unit, size] = timeUnit(
+    Math.max(0, ...steps.flatMap((s) => [s.seconds, ...PARTS.map((p) => s[p.key])])),
+  );
+  const parts = steps.flatMap((s) =>
+    PARTS.map((p, order) => ({ batch: s.batch, engine: p.label, order, t: s[p.key] / size })),
+  );
+  const latency = steps.map((s) => ({
+    batch: s.batch,
+    t: s.seconds / size,
+    top: Math.max(s.seconds, ...PARTS.map((p) => s[p.key])) / size,
+    label: seconds(s.seconds),
+  }));
+  const x = {
+    field: "batch",
+    type: "ordinal" as const,
+    title: "batch size",
+    sort: steps.map((s) => s.batch),
+    axis: { labelAngle: 0 },
+  };
+  return {
+    title: {
+      text: "Where the time goes per step",
+      subtitle: "busy time per engine (engines overlap); black tick: step latency",
+    },
+    width: 320,
+    height: 280,
+    layer: [
+      {
+        data: { values: parts },
+        mark: { type: "bar" as const },
+        encoding: {
+          x,
+          y: {
+            field: "t",
+            type: "quantitative" as const,
+            stack: "zero" as const,
+            title: `busy time (${unit})`,
+          },
+          color: {
+            field: "engine",
+            type: "nominal" as const,
+            title: "engine",
+            scale: { domain: PARTS.map((p) => p.label), range: PARTS.map((p) => p.color) },
+            sort: PARTS.map((p) => p.label),
+          },
+          order: { field: "order", type: "quantitative" as const },
+        },
+      },
+      {
+        data: { values: latency },
+        mark: { type: "tick" as const, color: "black", thickness: 3 },
+        encoding: { x, y: { field: "t", type: "quantitative" as const } },
+      },
+      {
+        data: { values: latency },
+        mark: { type: "text" as const, dy: -8, fontSize: 11 },
+        encoding: { x, y: { field: "top", type: "quantitative" as const }, text: { field: "label" } },
+      },
+    ],
+  };
+}
+
+/** A quantitative position channel on a log scale over `domain`, with SI labels (10m, 1k, 2G). */
+const logAxis = (field: string, title: string, domain: readonly number[]) => ({
+  field,
+  type: "quantitative" as const,
+  title,
+  scale: { type: "log" as const, domain: [...domain] },
+  axis: { format: "~s" },
+});
+
+/** Points (intensity, throughput) where a roof bends or the axis ends, for a line in log-log axes. */
+export function roofLine(roof: Roof, xDomain: readonly [number, number]): { x: number; y: number }[] {
+  const [lo, hi] = xDomain;
+  const ridge = roof.flops / roof.bandwidth;
+  const xs = ridge > lo && ridge < hi ? [lo, ridge, hi] : [lo, hi];
+  return xs.map((x) => ({ x, y: Math.min(roof.flops, roof.bandwidth * x) }));
+}
+
+/** Operational intensity against achieved throughput of each op and kernel, under the devices' roofs. */
+export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[]) {
+  const pts = points
+    .filter((p) => p.flops > 0 && p.bytes > 0 && p.seconds > 0)
+    .map((p) => ({
+      name: p.name,
+      device: p.device,
+      batch: p.batch,
+      intensity: p.flops / p.bytes,
+      throughput: p.flops / p.seconds,
+    }));
+  const xs = [...pts.map((p) => p.intensity), ...roofs.map((r) => r.flops / r.bandwidth)];
+  const ys = [...pts.map((p) => p.throughput), ...roofs.map((r) => r.flops)];
+  const xDomain: [number, number] = xs.length
+    ? [pow10Below(Math.min(...xs)), pow10Above(Math.max(...xs) * 3)]
+    : [0.01, 100];
+  const yDomain: [number, number] = ys.length
+    ? [
+        pow10Below(Math.min(...ys, ...roofs.map((r) => r.bandwidth * xDomain[0]))),
+        pow10Above(Math.max(...ys) * 3),
+      ]
+    : [1e6, 1e12];
+  const lines = roofs.flatMap((r) => roofLine(r, xDomain).map((p) => ({ ...p, device: r.device })));
+  // Labels at the right end: the highest roof's above its line, the others below theirs.
+  const highest = Math.max(...roofs.map((r) => r.flops));
+  const labels = roofs.map((r) => ({
+    x: xDomain[1],
+    y: r.flops,
+    device: r.device,
+    above: r.flops === highest,
+    label: `${r.device}: ${si(r.flops, r.unit ?? "flop/s")}, ${si(r.bandwidth, "B/s")}`,
+  }));
+  const devices = [...new Set([...roofs.map((r) => r.device), ...pts.map((p) => p.device)])];
+  const x = logAxis("x", "operational intensity (flop/byte)", xDomain);
+  const y = logAxis("y", "achieved throughput (flop/s)", yDomain);
+  const color = { field: "device", type: "nominal" as const, title: "device", scale: { domain: devices } };
+  const batches = [...new Set(pts.map((p) => p.batch))];
+  return {
+    title: {
+      text: "Roofline of the ops and kernels",
+      subtitle: "one point per op or kernel and batch size; lines: device roofs",
+    },
+    width: 380,
+    height: 280,
+    layer: [
+      {
+        data: { values: lines },
+        mark: { type: "line" as const, strokeDash: [6, 3], strokeWidth: 1.5 },
+        encoding: { x, y, color },
+      },
+      ...[true, false].map((above) => ({
+        data: { values: labels.filter((l) => l.above === above) },
+        mark: { type: "text" as const, align: "right" as const, dy: above ? -7 : 9, fontSize: 10 },
+        encoding: { x, y, color, text: { field: "label" } },
+      })),
+      {
+        data: { values: pts },
+        mark: { type: "point" as const, filled: true, size: 50, opacity: 0.8 },
+        encoding: {
+          x: { ...x, field: "intensity" },
+          y: { ...y, field: "throughput" },
+          color,
+          shape: { field: "batch", type: "nominal" as const, title: "batch size", sort: batches },
+        },
+      },
+    ],
+  };
+}
+
+/** The breakdown above the roofline. */
+export function benchSpec(d: BenchPlot): TopLevelSpec {
+  return {
+    $schema: SCHEMA,
+    title: { text: d.title, ...(d.subtitle !== undefined ? { subtitle: d.subtitle } : {}), anchor: "start" },
+    background: "white",
+    padding: 12,
+    vconcat: [breakdownSpec(d.steps), rooflineSpec(d.points, d.roofs)],
+    spacing: 40,
+    resolve: { scale: { color: "independent", shape: "independent" } },
+  } as TopLevelSpec;
+}
+
+/** Latency per configuration of the ablation (log scale), annotated with the speedup vs BaseGEMM. */
+export function ablationSpec(rows: readonly AblationBar[], title: string, subtitle?: string): TopLevelSpec {
+  const values = rows.map((r, order) => ({
+    config: r.config,
+    order,
+    seconds: r.seconds,
+    label: `${seconds(r.seconds)} · ${r.speedup_vs_basegemm.toFixed(2)}x vs BaseGEMM`,
+  }));
+  const s = values.map((v) => v.seconds).filter((v) => v > 0);
+  // Room on the right for the labels; bars start at the left end (a log scale has no zero).
+  const domain = s.length ? [pow10Below(Math.min(...s)), pow10Above(Math.max(...s) * 30)] : [1e-3, 1];
+  const y = {
+    field: "config",
+    type: "nominal" as const,
+    title: null,
+    sort: values.map((v) => v.config),
+    axis: { labelLimit: 800 },
+  };
+  const x = logAxis("seconds", "latency per step (s, log scale)", domain);
+  return {
+    $schema: SCHEMA,
+    title: { text: title, ...(subtitle !== undefined ? { subtitle } : {}), anchor: "start" },
+    background: "white",
+    padding: 12,
+    width: 420,
+    height: { step: 26 },
+    data: { values },
+    layer: [
+      { mark: { type: "bar", color: "#4c78a8" }, encoding: { y, x, x2: { datum: domain[0] } } },
+      {
+        mark: { type: "text", align: "left", dx: 4, fontSize: 11 },
+        encoding: { y, x, text: { field: "label" } },
+      },
+    ],
+  } as TopLevelSpec;
+}
+
+/** Renders a vega-lite spec to SVG with vega's headless renderer. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  // Only errors (which throw anyway): the CLI's stderr is for the user.
+  const log = logger(ErrorLevel);
+  const view = new View(parse(compile(spec, { logger: log }).spec), { renderer: "none", logger: log });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
