@@ -262,9 +262,8 @@ describe("pimc bench --plot", () => {
       "examples/systems/upmem-rank.pim",
       "--phase",
       "decode",
-      "--batch",
-      "1,2",
       "--no-cooperation",
+      ...(extra.includes("--batch") ? [] : ["--batch", "1,2"]),
       ...extra,
     );
 
@@ -297,7 +296,7 @@ describe("pimc bench --plot", () => {
 
   test("--ablation --plot draws the latency of each configuration", () => {
     const file = join(tmp, "a.svg");
-    const r = bench("--ablation", "--json", "--plot", file);
+    const r = bench("--ablation", "--batch", "1", "--json", "--plot", file);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe("");
     const rows = (JSON.parse(r.stdout) as { ablation: { config: string }[] }).ablation;

@@ -641,6 +641,9 @@ describe("pimc with --target upmem", () => {
     // Pooling removes per-call allocation, load and weight transfer (tiny-llama stays on the host: equal).
     expect(j.ablation[6]!.seconds).toBeLessThanOrEqual(j.ablation[5]!.seconds);
     expect(j.ablation[5]!.seconds).toBeLessThanOrEqual(j.ablation[4]!.seconds); // cooperation never loses
+    const two = pimc("bench", "examples/tiny-llama.pim", "--ablation", "--batch", "1,2");
+    expect(two.code).toBe(2);
+    expect(two.stderr.trim()).toBe("pimc: error: --ablation runs one batch size; got --batch 1,2");
   });
 
   test("a corrupt program is one clear error with exit code 2", () => {

@@ -146,16 +146,16 @@ async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json
     );
     rows.push({ config, seconds: r.report.seconds });
     if (over === steps[steps.length - 1]![1]) {
-      // The host CPU alone: every op of the phase at the host's roofline (the emulator's host model).
+      // The host CPU alone: every op of the phase on the emulator's host model.
       const f = r.module.funcs.find((x) => x.name === w.phase)!;
       const sys = systemOf(r.system);
       cpu = funcCosts(r.module, f, workloadEnv(w))
         .filter((c) => c.op.opcode !== "transfer")
-        .reduce((s, c) => s + hostTime(sys, c.flops, c.bytes), 0);
+        .reduce((s, c) => s + hostTime(sys, c.flops, c.bytes, c.op.opcode), 0);
     }
   }
   const base = rows[0]!.seconds;
-  const out = [{ config: "CPU only (host roofline)", seconds: cpu }, ...rows].map((r) => ({
+  const out = [{ config: "CPU only (host model)", seconds: cpu }, ...rows].map((r) => ({
     ...r,
     speedup_vs_basegemm: base / r.seconds,
     speedup_vs_cpu: cpu / r.seconds,
@@ -231,6 +231,8 @@ export function benchCommand() {
       return { module, system, program, report };
     };
     const batchSizes = opts.batch ?? [base.batch];
+    if (opts.ablation && batchSizes.length > 1)
+      throw new UserError(`--ablation runs one batch size; got --batch ${batchSizes.join(",")}`);
     if (!opts.ablation) bar.start(batchSizes.length);
     try {
       for (const b of batchSizes) {
