@@ -7,6 +7,8 @@
  * - reference interpreter: prefill of 2 x 7 tokens and one decode step on llama-tiny
  * - the UPMEM Tile-Selector on each GEMM shape of Llama-2-7B (f32 and int8, prefill and decode):
  *   the mean and the largest over the shapes of each shape's median time
+ * - compiling Llama-2-70B INT8 (shape-only) for 2048 UPMEM DPUs, and the UPMEM lowering and
+ *   emulator (timing) on Llama-2-7B INT8: a decode step and a 128-token prefill
  */
 import { table } from "../src/report/table.js";
 import { spawnSync } from "node:child_process";
@@ -117,6 +119,35 @@ rows.push([
   "< 1 ms",
 ]);
 rows.push(["tile-selector per GEMM shape (llama2-7b): max", Math.max(...selectTimes), "< 1 ms"]);
+
+// Compiling Llama-2-70B (shape-only) for 2048 UPMEM DPUs: front end, pass pipeline, lowering.
+{
+  const target = await getTarget("upmem");
+  const { selectSystem, loadDescription } = await import("../src/frontend/dsl/index.js");
+  const system = target.system(selectSystem(loadDescription(`${root}examples/systems/upmem-2048.pim`)), {
+    cooperation: false,
+  });
+  rows.push([
+    "compile Llama-2-70B INT8 for 2048 UPMEM DPUs (shape-only: front end, passes, lowering)",
+    median(() => {
+      const model = loadModel(llama70b);
+      const envs = phaseEnvs(resolveWorkload(llama70b, {}));
+      const ctx = new PassContext({
+        costModel: system.costModel,
+        weights: model.weights,
+        options: { ...system.passOptions, envs, quantize: { weights: "int8" } },
+      });
+      const module = runPipeline(pipelineOf("upmem", target.pipeline), model.module, ctx);
+      lowerModule(module, ctx.weights, {
+        system: systemOf(system),
+        limits: limitsOf(envs),
+        envs,
+        shapeOnly: true,
+      });
+    }, 3),
+    "< 5000 ms",
+  ]);
+}
 
 // The UPMEM emulator (timing) on Llama-2-7B INT8, 2048 DPUs: compile once, then emulate calls.
 {
