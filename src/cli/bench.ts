@@ -121,7 +121,9 @@ type Emulate = (
 ) => Promise<{ module: Module; system: SystemModel; program: Program; report: RunReport }>;
 
 /** The PIM-LLM ablation: each optimization added to the naive mapping in turn, against the host CPU. */
-async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json: boolean, bar: Progress) {
+async function ablation(w: Workload, flags: PipelineFlags, emulate: Emulate, json: boolean, bar: Progress) {
+  // PIM-LLM's setting is INT8 (W8A8); fp32 weights only when asked for.
+  const opts: PipelineFlags = { ...flags, weights: flags.weights ?? "int8" };
   const fusion = ["fuse-qkv", "fuse-gate-up"];
   const naive = { cooperation: false, pooling: false, disablePass: [...opts.disablePass, ...fusion] };
   const steps: [string, Partial<PipelineFlags>][] = [
@@ -161,7 +163,7 @@ async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json
     speedup_vs_cpu: cpu / r.seconds,
   }));
   if (json) {
-    process.stdout.write(`${JSON.stringify({ workload: w, ablation: out })}\n`);
+    process.stdout.write(`${JSON.stringify({ workload: w, weights: opts.weights, ablation: out })}\n`);
     return out;
   }
   const t = table(["configuration", "latency", "vs BaseGEMM", "vs CPU"], ["left", "right", "right", "right"]);
@@ -172,7 +174,8 @@ async function ablation(w: Workload, opts: PipelineFlags, emulate: Emulate, json
       `${r.speedup_vs_basegemm.toFixed(2)}x`,
       `${r.speedup_vs_cpu.toFixed(2)}x`,
     ]);
-  process.stdout.write(`${describeWorkload(w)}\n${t.toString()}\n`);
+  const weights = `weights ${opts.weights}${flags.weights === undefined ? " (PIM-LLM's setting; --weights f32 for fp32)" : ""}`;
+  process.stdout.write(`${describeWorkload(w)}; ${weights}\n${t.toString()}\n`);
   return out;
 }
 
