@@ -63,6 +63,10 @@ export function benchRows(r: RunReport, p: Program): BenchRow[] {
       // A DPU's peak: one instruction per cycle, or its DMA engine streaming at 1 / beta bytes per cycle.
       const k = c.kernel!;
       atPeak = Math.max(k.instructions, k.dmaBytes * p.system.dma.beta) / p.system.frequency;
+    } else if (c.kind === "alloc" || c.kind === "load") {
+      // dpu_alloc / dpu_load: synchronous runtime calls on the host.
+      name = c.kind;
+      device = "host";
     } else {
       name = c.kind === "pull" ? "from PIM" : c.kind === "push" || c.kind === "broadcast" ? "to PIM" : c.kind;
       device = "link";
