@@ -201,8 +201,9 @@ class Emitter {
 interface AttentionUse {
   readonly layout: AttentionLayout;
   readonly tiling: AttentionTiling;
-  /** Query rows per group, rep x S, as an expression. */
+  /** Query rows per group (rep x S) and cache length (P + S), as expressions. */
   readonly rows: IntExpr;
+  readonly T: IntExpr;
   /** MRAM regions of the layer's K and V^T blocks. */
   readonly kRegion: string;
   readonly vRegion: string;
@@ -332,6 +333,9 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       dims: AttentionDims;
       call: AttentionCall;
       tmax: number;
+      /** Query rows per group (rep x S) and cache length (P + S) as expressions. */
+      rows: IntExpr;
+      T: IntExpr;
     }
     const layers = new Map<string, Site[]>();
     for (const f of funcs) {
@@ -370,6 +374,8 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
           dims: { h, kvh, d },
           call: { rows: (h / kvh) * s, s, t: dimEval(k.shape[2]!, env) },
           tmax,
+          rows: expr(dimMul(h / kvh, q.shape[2]!)),
+          T: expr(k.shape[2]!),
         };
         layers.set(site.kState, [...(layers.get(site.kState) ?? []), site]);
       }
@@ -400,11 +406,11 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
         const b = attentionBytes(plan.layout, tiling, (site.dims.h / site.dims.kvh) * limits.S);
         xBytes = Math.max(xBytes, b.x);
         yBytes = Math.max(yBytes, b.y);
-        const q = operandTyper(m, site.f)(site.op.operands[0]!);
         attn.set(`${site.f.name}/${site.op.results[0]!.name}`, {
           layout: plan.layout,
           tiling,
-          rows: expr(dimMul(site.dims.h / site.dims.kvh, q.shape[2]!)),
+          rows: site.rows,
+          T: site.T,
           kRegion,
           vRegion,
           scores: "",
@@ -454,11 +460,8 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const proto = gemmKernel({ name: "", shape: t.shape, tiling: t.tiling, mExpr, xOff, yOff });
     plan.phases.get(t.phase)!.kernel = kernelName(proto);
   }
-  for (const [key, a] of attn) {
-    const f = funcs.find((x) => x.name === key.slice(0, key.indexOf("/")))!;
-    const op = f.body.find((o) => `${f.name}/${o.results[0]?.name}` === key)!;
-    const T = expr(operandTyper(m, f)(op.operands[1]!).shape[2]!);
-    const ks = attentionKernels(a.layout, a.tiling, { rows: a.rows, T }, xOff, yOff);
+  for (const a of attn.values()) {
+    const ks = attentionKernels(a.layout, a.tiling, { rows: a.rows, T: a.T }, xOff, yOff);
     a.scores = kernelName(ks.scores);
     a.context = kernelName(ks.context);
   }
