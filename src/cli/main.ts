@@ -5,6 +5,7 @@ import { UserError } from "../errors.js";
 import { compileCommand } from "./compile.js";
 import { dumpCommand } from "./dump.js";
 import { generateCommand } from "./generate.js";
+import { kernelCommand } from "./kernel.js";
 import { listCommand } from "./list.js";
 import { simCommand } from "./sim.js";
 import { benchCommand } from "./bench.js";
@@ -25,6 +26,7 @@ export function makeProgram(): Command {
   program.addCommand(simCommand());
   program.addCommand(benchCommand());
   program.addCommand(tuneCommand());
+  program.addCommand(kernelCommand());
   program.addCommand(listCommand());
   for (const c of program.commands)
     c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });

@@ -1,0 +1,386 @@
+/**
+ * PIM kernels as DRAM request streams (one pseudo-channel's; every pseudo-channel runs the same
+ * stream on its own data), their CRF microprograms and data layouts, and the non-PIM baselines that
+ * stream the same data through the normal read path.
+ *
+ * Every PIM kernel has the same frame (docs/hbm-pim.md):
+ *  - park: a read of the park row in every bank (all banks in a known state);
+ *  - SB -> AB: writes to the ABMR row of banks 0 and 1 of bank groups 0 and 2;
+ *  - CRF: the microprogram, 8 instructions per write to the register row;
+ *  - AB -> AB-PIM: a write of the mode register (PIM on, GRF_B cleared, program counter 0);
+ *  - the body: column commands that step the microprogram, and register writes (GRF_A loads);
+ *  - AB-PIM -> AB, AB -> SB (write the SBMR row; the mode changes when it is precharged), park.
+ * Each group of commands of one CRF instruction ends with a barrier, so the controller keeps their
+ * order while it may still open the next group's rows.
+ */
+import { RD, WR, type Request } from "./controller.js";
+import { encode, type Instr } from "./isa.js";
+import type { HbmPimSystem } from "./standard.js";
+
+/** Column of the register row: mode word, CRF (8 instructions per burst), GRF_A, GRF_B, SRF. */
+export const REG_COL = { mode: 0, crf: 4, grfA: 8, grfB: 16, srf: 24 } as const;
+/** Mode register bits. */
+export const MODE_PIM = 1;
+export const MODE_CLEAR_GRF_B = 2;
+
+export type Payload = Float32Array | Uint32Array;
+
+export interface PimKernel {
+  readonly name: string;
+  readonly summary: string;
+  /** One pseudo-channel's requests (the same on every pseudo-channel). */
+  readonly requests: readonly Request[];
+  readonly crf: readonly Instr[];
+  /** Data of write requests that carry some (register writes; host data). */
+  payload(channel: number, req: number): Payload | undefined;
+}
+
+/** Builds a request list with payload hooks. */
+class Stream {
+  readonly requests: Request[] = [];
+  readonly payloads = new Map<number, (ch: number) => Payload>();
+  rd(bg: number, bank: number, row: number, col: number): number {
+    this.requests.push({ kind: RD, rank: 0, bg, bank, row, col });
+    return this.requests.length - 1;
+  }
+  wr(bg: number, bank: number, row: number, col: number, data?: (ch: number) => Payload): number {
+    this.requests.push({ kind: WR, rank: 0, bg, bank, row, col });
+    if (data) this.payloads.set(this.requests.length - 1, data);
+    return this.requests.length - 1;
+  }
+  /** Marks the last request as a barrier. */
+  barrier(): void {
+    const i = this.requests.length - 1;
+    if (i >= 0) this.requests[i] = { ...this.requests[i]!, barrier: true };
+  }
+}
+
+const words = (xs: readonly number[]): Uint32Array => {
+  const w = new Uint32Array(8);
+  w.set(xs);
+  return w;
+};
+
+/** The frame's prologue: park, SB -> AB, CRF program. */
+function prologue(s: Stream, sys: HbmPimSystem, crf: readonly Instr[]): void {
+  const p = sys.pim;
+  if (crf.length > p.crf)
+    throw new Error(`internal: microprogram of ${crf.length} instructions exceeds the CRF (${p.crf})`);
+  park(s, sys);
+  for (const [bg, bank] of [
+    [0, 0],
+    [0, 1],
+    [2, 0],
+    [2, 1],
+  ] as const)
+    s.wr(bg, bank, p.abmr_row, sys.columns - 1);
+  s.barrier();
+  const code = crf.map(encode);
+  for (let i = 0; i < code.length; i += 8)
+    s.wr(0, 1, p.register_row, REG_COL.crf + i / 8, () => words(code.slice(i, i + 8)));
+  s.barrier();
+}
+
+/** PIM on with GRF_B cleared and the program counter at 0. */
+function pimOn(s: Stream, sys: HbmPimSystem): void {
+  s.wr(0, 0, sys.pim.register_row, REG_COL.mode, () => words([MODE_PIM | MODE_CLEAR_GRF_B]));
+  s.barrier();
+}
+
+function epilogue(s: Stream, sys: HbmPimSystem): void {
+  const p = sys.pim;
+  s.wr(0, 0, p.register_row, REG_COL.mode, () => words([0]));
+  s.barrier();
+  s.wr(0, 0, p.sbmr_row, sys.columns - 1);
+  s.wr(0, 1, p.sbmr_row, sys.columns - 1);
+  s.barrier();
+  park(s, sys);
+}
+
+/** A read of the park row in every bank, bank-index outer (successive activates change bank group). */
+function park(s: Stream, sys: HbmPimSystem): void {
+  for (let b = 0; b < sys.banks_per_group; b++)
+    for (let g = 0; g < sys.bank_groups; g++) s.rd(g, b, sys.pim.park_row, 0);
+  s.barrier();
+}
+
+/** Flat column (over consecutive rows from `row0`) -> [row, col]. */
+const at = (sys: HbmPimSystem, row0: number, flat: number): [number, number] => [
+  row0 + Math.floor(flat / sys.columns),
+  flat % sys.columns,
+];
+
+// ---------------------------------------------------------------------------------------------
+// GEMV: y[n] = W[n, k] . x[k].
+
+/**
+ * Where a GEMV's weights live. Units: P pseudo-channels x `units` (one per bank pair: bank group g,
+ * pair q = banks 2q and 2q+1). Output tile j gives unit u of pseudo-channel ch the `grf` outputs
+ * o = ((j * P + ch) * units + u) * grf + b. Input tile i is 16 x grf inputs; even tiles live in the
+ * even bank, odd tiles in the odd bank, at flat columns 64 * floor(i / 2) + 8 * a + b (a: the burst
+ * of the tile, b: the output) of the tile's rows, so a column command's address names the GRF_A
+ * register (a = ((row & 1) << 2) | ((col >> 3) & 3)) and the GRF_B accumulator (b = col & 7).
+ */
+export interface GemvLayout {
+  readonly n: number;
+  readonly k: number;
+  readonly outTiles: number;
+  readonly inTiles: number;
+  /** Rows of one output tile in each bank (even, for AAM). */
+  readonly rowsPerTile: number;
+  /** First row of the weights, and of the results (one flat column per output b, per output tile). */
+  readonly row0: number;
+  readonly resultRow: number;
+  readonly rows: number;
+}
+
+export function gemvLayout(sys: HbmPimSystem, n: number, k: number, row0 = 0): GemvLayout {
+  const g = sys.pim.grf;
+  const lanes = sys.pim.lanes;
+  const perTile = lanes * g;
+  const outTiles = Math.ceil(n / (sys.pseudo_channels * sys.pim.units * g));
+  const inTiles = Math.ceil(k / perTile);
+  const flat = Math.ceil(inTiles / 2) * g * g;
+  const rowsPerTile = 2 * Math.ceil(flat / (2 * sys.columns));
+  const resultRow = row0 + outTiles * rowsPerTile;
+  const resultRows = Math.ceil((outTiles * g) / sys.columns);
+  return { n, k, outTiles, inTiles, rowsPerTile, row0, resultRow, rows: resultRow + resultRows - row0 };
+}
+
+export function gemvCrf(l: GemvLayout, grf: number): Instr[] {
+  const even = Math.ceil(l.inTiles / 2);
+  const odd = Math.floor(l.inTiles / 2);
+  const crf: Instr[] = [{ op: "MAC", dst: "GRF_B", src0: "GRF_A", src1: "EVEN_BANK", auto: true }];
+  if (even * grf > 1) crf.push({ op: "JUMP", back: 1, count: even * grf - 1 });
+  if (odd > 0) {
+    crf.push({ op: "MAC", dst: "GRF_B", src0: "GRF_A", src1: "ODD_BANK", auto: true });
+    if (odd * grf > 1) crf.push({ op: "JUMP", back: 1, count: odd * grf - 1 });
+  }
+  crf.push({ op: "MOV", dst: "ODD_BANK", src0: "GRF_B", auto: true }, { op: "EXIT" });
+  return crf;
+}
+
+/**
+ * The GEMV kernel: for each output tile, PIM on, then per input tile (even ones, then odd ones) the
+ * 16 x grf inputs into GRF_A (grf register writes) and grf x grf MAC reads, then the grf accumulators
+ * to the odd bank's result row. `input(ch)` gives the input vector (fp16 values).
+ */
+export function gemvKernel(
+  sys: HbmPimSystem,
+  l: GemvLayout,
+  input?: (ch: number) => Float32Array,
+): PimKernel {
+  const g = sys.pim.grf;
+  const lanes = sys.pim.lanes;
+  const crf = gemvCrf(l, g);
+  const s = new Stream();
+  prologue(s, sys, crf);
+  const chunk = (i: number, a: number) => (ch: number) => {
+    const x = input?.(ch);
+    const v = new Float32Array(lanes);
+    if (x) for (let t = 0; t < lanes; t++) v[t] = x[(i * g + a) * lanes + t] ?? 0;
+    return v;
+  };
+  const order: number[] = [];
+  for (let i = 0; i < l.inTiles; i += 2) order.push(i);
+  for (let i = 1; i < l.inTiles; i += 2) order.push(i);
+  for (let j = 0; j < l.outTiles; j++) {
+    pimOn(s, sys);
+    for (const i of order) {
+      for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row, REG_COL.grfA + a, chunk(i, a));
+      s.barrier();
+      const base = j * l.rowsPerTile;
+      for (let a = 0; a < g; a++) {
+        for (let b = 0; b < g; b++) {
+          const [row, col] = at(sys, l.row0 + base, g * g * Math.floor(i / 2) + g * a + b);
+          s.rd(0, i % 2, row, col);
+        }
+        s.barrier();
+      }
+    }
+    for (let b = 0; b < g; b++) {
+      const [row, col] = at(sys, l.resultRow, j * g + b);
+      s.wr(0, 1, row, col);
+    }
+    s.barrier();
+  }
+  epilogue(s, sys);
+  return {
+    name: "gemv",
+    summary: `gemv ${l.n}x${l.k} fp16: ${l.outTiles} output x ${l.inTiles} input tiles`,
+    requests: s.requests,
+    crf,
+    payload: (ch, req) => s.payloads.get(req)?.(ch),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise: z = x (op) y, or relu(x), over n fp16 elements.
+
+export type EltwiseOp = "add" | "mul" | "relu";
+
+/**
+ * Where the operands of an element-wise kernel live: tile t holds `grf` bursts of every bank of every
+ * pseudo-channel at flat columns grf * t .. grf * t + grf - 1 of each operand's rows; element
+ * e = (((t * P + ch) * banks + bank) * grf + c) * lanes + lane, bank = bank group * banks per group +
+ * bank in group.
+ */
+export interface EltwiseLayout {
+  readonly n: number;
+  readonly tiles: number;
+  /** First rows of operand 0, operand 1 and the result. */
+  readonly rows: readonly [number, number, number];
+  readonly rowsPerOperand: number;
+}
+
+export function eltwiseLayout(sys: HbmPimSystem, n: number, row0 = 0): EltwiseLayout {
+  const g = sys.pim.grf;
+  const banks = sys.bank_groups * sys.banks_per_group;
+  const tiles = Math.ceil(n / (sys.pim.lanes * g * banks * sys.pseudo_channels));
+  const rowsPerOperand = Math.ceil((tiles * g) / sys.columns);
+  return { n, tiles, rows: [row0, row0 + rowsPerOperand, row0 + 2 * rowsPerOperand], rowsPerOperand };
+}
+
+export function eltwiseCrf(op: EltwiseOp, tiles: number): Instr[] {
+  const crf: Instr[] = [];
+  for (const [bank, reg] of [
+    ["EVEN_BANK", "GRF_A"],
+    ["ODD_BANK", "GRF_B"],
+  ] as const) {
+    if (op === "relu") crf.push({ op: "MOV", dst: reg, src0: bank, auto: true, relu: true });
+    else
+      crf.push(
+        { op: "FILL", dst: reg, src0: bank, auto: true },
+        { op: op === "add" ? "ADD" : "MUL", dst: reg, src0: reg, src1: bank, auto: true },
+      );
+    crf.push({ op: "MOV", dst: bank, src0: reg, auto: true });
+  }
+  if (tiles > 1) crf.push({ op: "JUMP", back: crf.length, count: tiles - 1 });
+  crf.push({ op: "EXIT" });
+  return crf;
+}
+
+export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout): PimKernel {
+  const g = sys.pim.grf;
+  const crf = eltwiseCrf(op, l.tiles);
+  const s = new Stream();
+  prologue(s, sys, crf);
+  pimOn(s, sys);
+  const reads = op === "relu" ? [l.rows[0]] : [l.rows[0], l.rows[1]];
+  for (let t = 0; t < l.tiles; t++)
+    for (const bank of [0, 1]) {
+      for (const r of reads) {
+        for (let c = 0; c < g; c++) s.rd(0, bank, ...at(sys, r, t * g + c));
+        s.barrier();
+      }
+      for (let c = 0; c < g; c++) s.wr(0, bank, ...at(sys, l.rows[2], t * g + c));
+      s.barrier();
+    }
+  epilogue(s, sys);
+  return {
+    name: op,
+    summary: `${op} ${l.n} fp16: ${l.tiles} tiles`,
+    requests: s.requests,
+    crf,
+    payload: (ch, req) => s.payloads.get(req)?.(ch),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The non-PIM path: linear address streams through the address mapping.
+
+export interface StreamPhase {
+  readonly kind: typeof RD | typeof WR;
+  /** Bytes, from byte address `at`. */
+  readonly bytes: number;
+  readonly at: number;
+  /** Starts once every earlier request has completed. */
+  readonly fence?: boolean;
+}
+
+/** The field widths of the address mapping (log2 of the organisation's sizes). */
+function fieldSizes(sys: HbmPimSystem): Record<string, number> {
+  return {
+    offset: sys.burst_bytes,
+    pseudo_channel: sys.pseudo_channels,
+    bank: sys.banks_per_group,
+    bank_group: sys.bank_groups,
+    column: sys.columns,
+    row: sys.rows,
+    rank: sys.ranks,
+  };
+}
+
+/** Decodes a byte address into its fields (mixed radix, least significant field first). */
+export function mapAddress(sys: HbmPimSystem, addr: number): Record<string, number> {
+  const sizes = fieldSizes(sys);
+  const out: Record<string, number> = {};
+  let rest = addr;
+  for (const f of sys.address_mapping) {
+    const n = sizes[f]!;
+    out[f] = rest % n;
+    rest = Math.floor(rest / n);
+  }
+  return out;
+}
+
+/** The bursts of pseudo-channel `ch` in each phase: first byte address, step, count. */
+function channelBursts(sys: HbmPimSystem, phases: readonly StreamPhase[], ch: number) {
+  // With the pseudo-channel right above the burst offset, its bursts are P bursts apart.
+  const bb = sys.burst_bytes;
+  const interleaved = sys.address_mapping[0] === "offset" && sys.address_mapping[1] === "pseudo_channel";
+  const step = interleaved ? bb * sys.pseudo_channels : bb;
+  return phases.map((p) => {
+    let first = p.at;
+    if (interleaved) {
+      first = p.at - (p.at % step) + ch * bb;
+      if (first < p.at) first += step;
+    }
+    const end = p.at + p.bytes;
+    return { first, step, count: first < end ? Math.ceil((end - first) / step) : 0 };
+  });
+}
+
+/** A key equal for pseudo-channels whose streams are the same (fast mode times one of each). */
+export function streamKey(sys: HbmPimSystem, phases: readonly StreamPhase[], ch: number): string {
+  return channelBursts(sys, phases, ch)
+    .map((b) => {
+      const f = mapAddress(sys, b.first);
+      return `${b.count}:${f.bank_group},${f.bank},${f.row},${f.column},${f.rank}`;
+    })
+    .join(" ");
+}
+
+/**
+ * The requests of pseudo-channel `ch` for streams of bytes (a phase with `fence` starts when every
+ * earlier request has completed).
+ */
+export function streamRequests(sys: HbmPimSystem, phases: readonly StreamPhase[], ch: number): Request[] {
+  const out: Request[] = [];
+  const fields = sys.address_mapping;
+  const sizes = fieldSizes(sys);
+  const radix = fields.map((f) => sizes[f]!);
+  const at: Record<string, number> = {};
+  const bursts = channelBursts(sys, phases, ch);
+  phases.forEach((p, k) => {
+    const { first, step, count } = bursts[k]!;
+    for (let m = 0; m < count; m++) {
+      let rest = first + m * step;
+      for (let i = 0; i < fields.length; i++) {
+        at[fields[i]!] = rest % radix[i]!;
+        rest = Math.floor(rest / radix[i]!);
+      }
+      if (at.pseudo_channel !== ch) continue;
+      out.push({
+        kind: p.kind,
+        rank: at.rank ?? 0,
+        bg: at.bank_group!,
+        bank: at.bank!,
+        row: at.row!,
+        col: at.column!,
+        ...(m === 0 && p.fence ? { fence: true } : {}),
+      });
+    }
+  });
+  return out;
+}

@@ -1,0 +1,305 @@
+/**
+ * The device side of one pseudo-channel: the mode state machine and, when functional, the banks'
+ * contents and the PIM units (Aquabolt-XL class: one unit per even/odd bank pair of rank 0 with a
+ * GRF_A and a GRF_B of `grf` x 16 FP16 lanes, scalar registers SRF_M / SRF_A, and the CRF shared by
+ * the pseudo-channel's units).
+ *
+ * Modes (docs/hbm-pim.md): SB (single bank, normal DRAM), AB (all-bank: a command to bank b reaches
+ * every bank of b's parity; writes broadcast), AB-PIM (column commands step the CRF microprogram
+ * instead of moving data). SB -> AB: activates of the ABMR row in banks 0 and 1 of bank groups 0 and
+ * 2; AB -> SB: precharges of the SBMR row in banks 0 and 1; AB <-> AB-PIM: the mode register.
+ *
+ * FP16 arithmetic: every result is rounded to FP16 (f16round); MAC rounds the product, then the sum.
+ */
+import { f16round } from "@petamoriken/float16";
+import { AB, AB_PIM, SB, type ModeWatcher } from "./controller.js";
+import { decode, formatInstr, type Instr, type OpName } from "./isa.js";
+import { MODE_CLEAR_GRF_B, MODE_PIM, REG_COL, type Payload } from "./kernels.js";
+import type { Cmd, HbmPimSystem } from "./standard.js";
+
+export class PimError extends Error {}
+
+const ABMR_BANKS: Readonly<Record<string, number>> = { "0,0": 1, "0,1": 2, "2,0": 4, "2,1": 8 };
+
+/** Tracks the mode of rank 0 from the command stream (enough for timing). */
+export class ModeTracker implements ModeWatcher {
+  mode = SB;
+  private abmr = 0;
+  private sbmr = 0;
+  constructor(protected readonly sys: HbmPimSystem) {}
+
+  onCommand(cmd: Cmd, rank: number, bg: number, bank: number, row: number, col: number, req: number): void {
+    if (rank !== 0) return;
+    const p = this.sys.pim;
+    if (this.mode === SB && cmd === "ACT" && row === p.abmr_row) {
+      this.abmr |= ABMR_BANKS[`${bg},${bank}`] ?? 0;
+      if (this.abmr === 15) {
+        this.mode = AB;
+        this.abmr = 0;
+      }
+    } else if (this.mode !== SB && cmd === "PRE" && row === p.sbmr_row) {
+      this.sbmr |= 1 << (bank % 2);
+      if (this.sbmr === 3) {
+        this.mode = SB;
+        this.sbmr = 0;
+      }
+    }
+    if (cmd === "RD" || cmd === "WR") this.column(cmd, bg, bank, row, col, req);
+  }
+
+  /** A column command of rank 0 (the functional device moves data and runs the units). */
+  protected column(cmd: "RD" | "WR", bg: number, bank: number, row: number, col: number, req: number): void {
+    if (cmd === "WR" && this.mode !== SB && row === this.sys.pim.register_row && col === REG_COL.mode) {
+      // Timing only: the mode register's value is not known here; the functional device reads it.
+      void req;
+    }
+  }
+}
+
+interface Decoded {
+  readonly i: Instr;
+  readonly op: OpName;
+}
+
+/**
+ * A functional pseudo-channel: bank rows of rank 0 (FP16 values held as float32), the PIM units and
+ * the CRF. `payload` gives the data of a write request; reads in SB mode go to `onRead`.
+ */
+export class PimChannel extends ModeTracker {
+  /** Bank rows, by bank * rows + row; 16 lanes x columns values each. */
+  readonly rows = new Map<number, Float32Array>();
+  readonly grfA: Float32Array[];
+  readonly grfB: Float32Array[];
+  readonly srfM: Float32Array[];
+  readonly srfA: Float32Array[];
+  readonly crf: Uint32Array;
+  private code: Decoded[] = [];
+  private pc = 0;
+  private repeat = 0;
+  private jumps: Int32Array;
+  /** Column commands that stepped the microprogram, and the units' FP16 operations. */
+  steps = 0;
+  flops = 0;
+  payload: (req: number) => Payload | undefined = () => undefined;
+  onRead: (req: number, data: Float32Array) => void = () => undefined;
+
+  constructor(sys: HbmPimSystem) {
+    super(sys);
+    const p = sys.pim;
+    const regs = () => Array.from({ length: p.units }, () => new Float32Array(p.grf * p.lanes));
+    this.grfA = regs();
+    this.grfB = regs();
+    this.srfM = Array.from({ length: p.units }, () => new Float32Array(p.srf));
+    this.srfA = Array.from({ length: p.units }, () => new Float32Array(p.srf));
+    this.crf = new Uint32Array(p.crf);
+    this.jumps = new Int32Array(p.crf).fill(-1);
+  }
+
+  private get lanes(): number {
+    return this.sys.pim.lanes;
+  }
+
+  /** The 16 lanes of burst (bank, row, col), created as zeros on first use. */
+  burst(bank: number, row: number, col: number): Float32Array {
+    const key = bank * this.sys.rows + row;
+    let r = this.rows.get(key);
+    if (!r) {
+      r = new Float32Array(this.sys.columns * this.lanes);
+      this.rows.set(key, r);
+    }
+    return r.subarray(col * this.lanes, (col + 1) * this.lanes);
+  }
+
+  /** Host-side store of FP16 values (weights at program load), bypassing the command stream. */
+  store(bank: number, row: number, col: number, values: ArrayLike<number>): void {
+    const b = this.burst(bank, row, col);
+    for (let i = 0; i < this.lanes; i++) b[i] = f16round(values[i] ?? 0);
+  }
+
+  protected override column(
+    cmd: "RD" | "WR",
+    bg: number,
+    bank: number,
+    row: number,
+    col: number,
+    req: number,
+  ): void {
+    const sys = this.sys;
+    const bpg = sys.banks_per_group;
+    if (this.mode !== SB && row === sys.pim.register_row) {
+      if (cmd === "WR") this.writeRegister(col, req);
+      return;
+    }
+    if (this.mode === SB) {
+      const id = bg * bpg + bank;
+      if (cmd === "RD") this.onRead(req, this.burst(id, row, col));
+      else this.writeBurst(id, row, col, req);
+      return;
+    }
+    if (this.mode === AB) {
+      // All-bank writes broadcast to every bank of the parity; reads return nothing to the host.
+      if (cmd === "WR")
+        for (let g = 0; g < sys.bank_groups; g++)
+          for (let b = bank % 2; b < bpg; b += 2) this.writeBurst(g * bpg + b, row, col, req);
+      return;
+    }
+    this.step(cmd, bank % 2, row, col);
+  }
+
+  private writeBurst(id: number, row: number, col: number, req: number): void {
+    const d = this.payload(req);
+    if (!d) return;
+    if (!(d instanceof Float32Array)) throw new PimError(`request ${req}: a data write carries FP16 values`);
+    this.store(id, row, col, d);
+  }
+
+  private writeRegister(col: number, req: number): void {
+    const p = this.sys.pim;
+    const d = this.payload(req);
+    if (col === REG_COL.mode) {
+      const w = d instanceof Uint32Array ? d[0]! : 0;
+      const on = (w & MODE_PIM) !== 0;
+      // Turning PIM on (again) starts the microprogram from the top.
+      if (on) {
+        this.mode = AB_PIM;
+        this.pc = 0;
+        this.repeat = 0;
+        this.jumps.fill(-1);
+      } else if (!on && this.mode === AB_PIM) this.mode = AB;
+      if (w & MODE_CLEAR_GRF_B) for (const g of this.grfB) g.fill(0);
+      return;
+    }
+    if (col >= REG_COL.crf && col < REG_COL.grfA) {
+      if (!(d instanceof Uint32Array))
+        throw new PimError(`request ${req}: a CRF write carries 8 instructions`);
+      const at = (col - REG_COL.crf) * 8;
+      for (let i = 0; i < 8 && at + i < p.crf; i++) this.crf[at + i] = d[i]!;
+      this.code = [];
+      return;
+    }
+    if (!(d instanceof Float32Array)) return;
+    const lanes = this.lanes;
+    const set = (regs: Float32Array[], idx: number) => {
+      for (const r of regs) for (let l = 0; l < lanes; l++) r[idx * lanes + l] = f16round(d[l] ?? 0);
+    };
+    if (col >= REG_COL.grfA && col < REG_COL.grfA + p.grf) set(this.grfA, col - REG_COL.grfA);
+    else if (col >= REG_COL.grfB && col < REG_COL.grfB + p.grf) set(this.grfB, col - REG_COL.grfB);
+    else if (col === REG_COL.srf)
+      for (let u = 0; u < p.units; u++)
+        for (let i = 0; i < p.srf; i++) {
+          this.srfM[u]![i] = f16round(d[i] ?? 0);
+          this.srfA[u]![i] = f16round(d[p.srf + i] ?? 0);
+        }
+  }
+
+  private instr(pc: number): Decoded {
+    if (this.code.length === 0) this.code = Array.from(this.crf, (w) => ({ i: decode(w), op: decode(w).op }));
+    const d = this.code[pc];
+    if (!d)
+      throw new PimError(`program counter ${pc} ran off the CRF (${this.sys.pim.crf} entries) without EXIT`);
+    return d;
+  }
+
+  /** One column command in AB-PIM mode: the instruction at the program counter on every unit. */
+  private step(cmd: "RD" | "WR", parity: number, row: number, col: number): void {
+    // JUMPs take no command.
+    let d = this.instr(this.pc);
+    while (d.op === "JUMP") {
+      const left = this.jumps[this.pc]!;
+      const n = left < 0 ? (d.i.count ?? 0) : left;
+      if (n > 0) {
+        this.jumps[this.pc] = n - 1;
+        this.pc -= d.i.back ?? 1;
+      } else {
+        this.jumps[this.pc] = -1;
+        this.pc++;
+      }
+      d = this.instr(this.pc);
+    }
+    if (d.op === "EXIT") return;
+    this.steps++;
+    const i = d.i;
+    const g = this.sys.pim.grf;
+    const auto = i.auto === true;
+    if (d.op !== "NOP") this.execute(i, cmd, parity, row, col, auto);
+    const times = d.op === "NOP" ? (i.count ?? 1) : auto ? g : 1;
+    if (++this.repeat >= times) {
+      this.repeat = 0;
+      this.pc++;
+    }
+  }
+
+  private execute(i: Instr, cmd: "RD" | "WR", parity: number, row: number, col: number, auto: boolean): void {
+    const sys = this.sys;
+    const p = sys.pim;
+    const lanes = this.lanes;
+    const g = p.grf;
+    const mac = i.op === "MAC" || i.op === "MAD";
+    const dstIdx = auto ? col % g : (i.dstIdx ?? 0);
+    // Address-aligned mode: MAC sources walk the registers by the flat column (two rows per g x g block).
+    const srcIdx = (given: number | undefined): number =>
+      auto ? (mac ? Math.floor(((row & 1) * sys.columns + col) / g) % g : col % g) : (given ?? 0);
+    const bankDst = i.dst === "EVEN_BANK" || i.dst === "ODD_BANK";
+    if (bankDst && cmd !== "WR")
+      throw new PimError(`${formatInstr(i)}: a bank destination needs a WR command`);
+    for (const s of [i.src0, i.src1])
+      if ((s === "EVEN_BANK" || s === "ODD_BANK") && cmd !== "RD")
+        throw new PimError(`${formatInstr(i)}: a bank source needs a RD command`);
+    void parity;
+    for (let u = 0; u < p.units; u++) {
+      const bankId = (bg: number, odd: boolean) => bg * sys.banks_per_group + 2 * (u % 2) + (odd ? 1 : 0);
+      const bg = Math.floor(u / 2);
+      const view = (o: string | undefined, idx: number): Float32Array | number | undefined => {
+        switch (o) {
+          case "GRF_A":
+            return this.grfA[u]!.subarray(idx * lanes, (idx + 1) * lanes);
+          case "GRF_B":
+            return this.grfB[u]!.subarray(idx * lanes, (idx + 1) * lanes);
+          case "EVEN_BANK":
+            return this.burst(bankId(bg, false), row, col);
+          case "ODD_BANK":
+            return this.burst(bankId(bg, true), row, col);
+          case "SRF_M":
+            return this.srfM[u]![idx]!;
+          case "SRF_A":
+            return this.srfA[u]![idx]!;
+          default:
+            return undefined;
+        }
+      };
+      const dst = view(i.dst, dstIdx);
+      if (!(dst instanceof Float32Array))
+        throw new PimError(`${formatInstr(i)}: destination must be a GRF or a bank`);
+      const a = view(i.src0, srcIdx(i.src0Idx));
+      const b = view(i.src1, srcIdx(i.src1Idx));
+      const lane = (x: Float32Array | number | undefined, l: number): number =>
+        x === undefined ? 0 : typeof x === "number" ? x : x[l]!;
+      for (let l = 0; l < lanes; l++) {
+        let v: number;
+        switch (i.op) {
+          case "MOV":
+          case "FILL":
+            v = lane(a, l);
+            break;
+          case "ADD":
+            v = f16round(lane(a, l) + lane(b, l));
+            break;
+          case "MUL":
+            v = f16round(lane(a, l) * lane(b, l));
+            break;
+          case "MAC":
+            v = f16round(dst[l]! + f16round(lane(a, l) * lane(b, l)));
+            break;
+          case "MAD":
+            v = f16round(f16round(lane(a, l) * lane(b, l)) + this.srfA[u]![dstIdx % p.srf]!);
+            break;
+          default:
+            throw new PimError(`${i.op} cannot execute`);
+        }
+        dst[l] = i.relu && v < 0 ? 0 : v;
+      }
+      this.flops +=
+        i.op === "MAC" || i.op === "MAD" ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes;
+    }
+  }
+}

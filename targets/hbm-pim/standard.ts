@@ -1,0 +1,225 @@
+/**
+ * The DRAM standard as data (Ramulator-style): the organisation's levels, the commands, and the timing
+ * constraints as a table of (level, preceding command, following command, latency) rows whose
+ * latencies are expressions over the timing parameters. `HBM2` holds the values of Samsung's
+ * PIMSimulator configuration (HBM2_samsung_2M_16B_x64.ini, REFERENCE.md); a system block overrides
+ * any parameter (`timing = { tRCDRD = 16 }`). The controller (controller.ts) only reads this table.
+ */
+import { z } from "zod";
+import { zHost } from "../cpu/index.js";
+
+/** Levels of the organisation, outermost first (a pseudo-channel has its own controller). */
+export const LEVELS = ["pseudo_channel", "rank", "bank_group", "bank"] as const;
+export type Level = (typeof LEVELS)[number];
+
+/** DRAM commands. PREA precharges every bank of a rank; REF is an all-bank refresh of a rank. */
+export const COMMANDS = ["ACT", "PRE", "PREA", "RD", "WR", "REF"] as const;
+export type Cmd = (typeof COMMANDS)[number];
+export const CMD_INDEX: Readonly<Record<Cmd, number>> = Object.fromEntries(
+  COMMANDS.map((c, i) => [c, i]),
+) as Record<Cmd, number>;
+
+/**
+ * One timing constraint: after `from` at a node of `level`, `to` may not issue at that node (the same
+ * bank, bank group, rank or pseudo-channel) before `latency` cycles have passed. With `window` = n,
+ * the constraint counts the last n `from` commands instead (tFAW: at most n ACTs per window).
+ */
+export interface Constraint {
+  readonly level: Level;
+  readonly from: readonly Cmd[];
+  readonly to: readonly Cmd[];
+  readonly latency: string;
+  readonly window?: number;
+}
+
+/**
+ * HBM2 (JEDEC JESD235 as configured in PIMSimulator). Derived delays as in DRAMSim2:
+ * read-to-precharge AL + BL/2 + max(tRTPL, tCCDL) - tCCDL, write-to-precharge WL + BL/2 + tWR,
+ * read-to-write RL + BL/2 + tRTRS - WL, write-to-read WL + BL/2 + tWTR (long within a bank group).
+ */
+export const HBM2_CONSTRAINTS: readonly Constraint[] = [
+  // Bank.
+  { level: "bank", from: ["ACT"], to: ["RD"], latency: "tRCDRD" },
+  { level: "bank", from: ["ACT"], to: ["WR"], latency: "tRCDWR" },
+  { level: "bank", from: ["ACT"], to: ["PRE"], latency: "tRAS" },
+  { level: "bank", from: ["ACT"], to: ["ACT"], latency: "tRC" },
+  { level: "bank", from: ["PRE"], to: ["ACT"], latency: "tRP" },
+  { level: "bank", from: ["RD"], to: ["PRE"], latency: "AL + BL/2 + max(tRTPL, tCCDL) - tCCDL" },
+  { level: "bank", from: ["WR"], to: ["PRE"], latency: "WL + BL/2 + tWR" },
+  // Bank group.
+  { level: "bank_group", from: ["RD"], to: ["RD"], latency: "max(tCCDL, BL/2)" },
+  { level: "bank_group", from: ["WR"], to: ["WR"], latency: "max(tCCDL, BL/2)" },
+  { level: "bank_group", from: ["WR"], to: ["RD"], latency: "WL + BL/2 + tWTRL" },
+  { level: "bank_group", from: ["ACT"], to: ["ACT"], latency: "tRRDL" },
+  // Rank.
+  { level: "rank", from: ["RD"], to: ["RD"], latency: "max(tCCDS, BL/2)" },
+  { level: "rank", from: ["WR"], to: ["WR"], latency: "max(tCCDS, BL/2)" },
+  { level: "rank", from: ["RD"], to: ["WR"], latency: "RL + BL/2 + tRTRS - WL" },
+  { level: "rank", from: ["WR"], to: ["RD"], latency: "WL + BL/2 + tWTRS" },
+  { level: "rank", from: ["ACT"], to: ["ACT"], latency: "tRRDS" },
+  { level: "rank", from: ["ACT"], to: ["ACT"], latency: "tFAW", window: 4 },
+  { level: "rank", from: ["ACT"], to: ["PREA"], latency: "tRAS" },
+  { level: "rank", from: ["PRE", "PREA"], to: ["REF"], latency: "tRP" },
+  { level: "rank", from: ["PREA"], to: ["ACT"], latency: "tRP" },
+  { level: "rank", from: ["RD"], to: ["PREA"], latency: "AL + BL/2 + max(tRTPL, tCCDL) - tCCDL" },
+  { level: "rank", from: ["WR"], to: ["PREA"], latency: "WL + BL/2 + tWR" },
+  { level: "rank", from: ["REF"], to: ["ACT", "REF"], latency: "tRFC" },
+  // The pseudo-channel's data bus: another rank's burst follows after a rank-to-rank switch.
+  { level: "pseudo_channel", from: ["RD"], to: ["RD"], latency: "BL/2" },
+  { level: "pseudo_channel", from: ["WR"], to: ["WR"], latency: "BL/2" },
+];
+
+const HBM2_TIMING = {
+  /** Clock period, seconds. */
+  tCK: 1e-9,
+  BL: 4,
+  RL: 20,
+  WL: 8,
+  AL: 0,
+  tCCDS: 2,
+  tCCDL: 4,
+  tRCDRD: 14,
+  tRCDWR: 10,
+  tRAS: 33,
+  tRP: 14,
+  tRC: 47,
+  tRRDS: 4,
+  tRRDL: 6,
+  tRTPS: 4,
+  tRTPL: 5,
+  tWR: 16,
+  tWTRS: 4,
+  tWTRL: 9,
+  tRTRS: 1,
+  tFAW: 16,
+  tREFI: 3900,
+  tRFC: 350,
+};
+
+const cycles = z.number().int().nonnegative();
+export const zTiming = z.strictObject(
+  Object.fromEntries(
+    Object.entries(HBM2_TIMING).map(([k, v]) => [
+      k,
+      k === "tCK" ? z.number().positive().default(v) : cycles.default(v),
+    ]),
+  ) as { [K in keyof typeof HBM2_TIMING]: z.ZodDefault<z.ZodNumber> },
+);
+export type Timing = z.infer<typeof zTiming>;
+
+const posInt = z.number().int().positive();
+
+/**
+ * Address mapping of the non-PIM path: fields from the least significant bit up (Scheme8 of
+ * DRAMSim2: burst offset, pseudo-channel, bank, bank group, column, row). Widths follow the
+ * organisation.
+ */
+export const ADDRESS_FIELDS = [
+  "offset",
+  "pseudo_channel",
+  "bank",
+  "bank_group",
+  "column",
+  "row",
+  "rank",
+] as const;
+export type AddressField = (typeof ADDRESS_FIELDS)[number];
+
+export const zHbmPimSystem = z.strictObject({
+  /** Independent pseudo-channels, each with its own controller and 8 PIM units (PIMSimulator: 64). */
+  pseudo_channels: posInt.default(64),
+  /** Ranks per pseudo-channel: data and PIM units live in rank 0; the others are refreshed too. */
+  ranks: posInt.default(2),
+  bank_groups: posInt.default(4),
+  banks_per_group: posInt.default(4),
+  rows: posInt.default(16384),
+  /** Bursts (column addresses of BL x bus width) per row: 32 x 32 B = 1 KiB rows. */
+  columns: posInt.default(32),
+  burst_bytes: posInt.default(32),
+  timing: zTiming.default(zTiming.parse({})),
+  address_mapping: z
+    .array(z.enum(ADDRESS_FIELDS))
+    .default(["offset", "pseudo_channel", "bank", "bank_group", "column", "row", "rank"]),
+  controller: z
+    .strictObject({
+      /** Requests the scheduler sees at once (transaction + command queue of DRAMSim2). */
+      queue_depth: posInt.default(64),
+      /** All-bank refresh of each rank every tREFI, staggered by tREFI / ranks. */
+      refresh: z.boolean().default(true),
+    })
+    .default({ queue_depth: 64, refresh: true }),
+  pim: z
+    .strictObject({
+      /** PIM units per pseudo-channel: one per even/odd bank pair of rank 0. */
+      units: posInt.default(8),
+      /** FP16 lanes per unit (one 32-byte burst). */
+      lanes: posInt.default(16),
+      crf: posInt.default(32),
+      grf: posInt.default(8),
+      srf: posInt.default(8),
+      /** Reserved rows: all-bank mode entry and exit (written/precharged), PIM registers. */
+      abmr_row: cycles.default(0x17ff),
+      sbmr_row: cycles.default(0x1fff),
+      register_row: cycles.default(0x3fff),
+      /** Row every kernel parks the banks on before mode changes. */
+      park_row: cycles.default(0x1000),
+    })
+    .default({
+      units: 8,
+      lanes: 16,
+      crf: 32,
+      grf: 8,
+      srf: 8,
+      abmr_row: 0x17ff,
+      sbmr_row: 0x1fff,
+      register_row: 0x3fff,
+      park_row: 0x1000,
+    }),
+  /** The processor beside the memory (GPU-class host of the PIM-HBM paper) for ops PIM cannot run. */
+  host: zHost.default(zHost.parse({})),
+});
+
+export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
+export const DEFAULT_SYSTEM: HbmPimSystem = zHbmPimSystem.parse({});
+
+// ---------------------------------------------------------------------------------------------
+// Latency expressions: + - of terms, a term a name, an integer, NAME/INT or max(a, b).
+
+export function evalLatency(expr: string, t: Timing): number {
+  const tokens = expr.match(/max|[A-Za-z_]\w*|\d+|[-+/(),]/g) ?? [];
+  let i = 0;
+  const peek = (): string | undefined => tokens[i];
+  const next = (): string => {
+    const x = tokens[i++];
+    if (x === undefined) throw new Error(`latency "${expr}": unexpected end`);
+    return x;
+  };
+  const atom = (): number => {
+    const x = next();
+    if (x === "max") {
+      if (next() !== "(") throw new Error(`latency "${expr}": max needs (`);
+      const a = sum();
+      if (next() !== ",") throw new Error(`latency "${expr}": max needs two arguments`);
+      const b = sum();
+      if (next() !== ")") throw new Error(`latency "${expr}": max needs )`);
+      return Math.max(a, b);
+    }
+    let v: number;
+    if (/^\d+$/.test(x)) v = Number(x);
+    else if (x in t) v = t[x as keyof Timing];
+    else throw new Error(`latency "${expr}": unknown timing parameter ${x}`);
+    if (peek() === "/") {
+      next();
+      v /= Number(next());
+    }
+    return v;
+  };
+  const sum = (): number => {
+    let v = atom();
+    while (peek() === "+" || peek() === "-") v = next() === "+" ? v + atom() : v - atom();
+    return v;
+  };
+  const v = sum();
+  if (i !== tokens.length) throw new Error(`latency "${expr}": unexpected ${tokens[i]}`);
+  return v;
+}

@@ -1,0 +1,305 @@
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { f16round } from "@petamoriken/float16";
+import { RD, WR, runChannel, type Request } from "../targets/hbm-pim/controller.js";
+import {
+  readEltwise,
+  readGemvResult,
+  runPimKernel,
+  runStream,
+  storeEltwise,
+  storeGemvWeights,
+} from "../targets/hbm-pim/device.js";
+import { decode, encode, formatInstr, IsaError, OP, OPND, type Instr } from "../targets/hbm-pim/isa.js";
+import {
+  eltwiseKernel,
+  eltwiseLayout,
+  gemvKernel,
+  gemvLayout,
+  REG_COL,
+  type PimKernel,
+  type StreamPhase,
+} from "../targets/hbm-pim/kernels.js";
+import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
+import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
+import { pimc, rng } from "./util.js";
+
+const sys = DEFAULT_SYSTEM;
+
+const gemvStream = (n: number, k: number): StreamPhase[] => [
+  { kind: RD, bytes: 2 * n * k, at: 0 },
+  { kind: RD, bytes: 2 * k, at: 2 * n * k },
+  { kind: WR, bytes: 2 * n, at: 2 * n * k + 2 * k, fence: true },
+];
+const addStream = (n: number): StreamPhase[] => [
+  { kind: RD, bytes: 4 * n, at: 0 },
+  { kind: WR, bytes: 2 * n, at: 4 * n, fence: true },
+];
+
+describe("HBM2 timing table", () => {
+  it("derives DRAMSim2's delays from the parameters", () => {
+    const t = sys.timing;
+    expect(evalLatency("AL + BL/2 + max(tRTPL, tCCDL) - tCCDL", t)).toBe(3);
+    expect(evalLatency("WL + BL/2 + tWR", t)).toBe(26);
+    expect(evalLatency("RL + BL/2 + tRTRS - WL", t)).toBe(15);
+    expect(evalLatency("WL + BL/2 + tWTRL", t)).toBe(19);
+    expect(() => evalLatency("tNOPE + 1", t)).toThrow(/unknown timing parameter tNOPE/);
+    for (const c of HBM2_CONSTRAINTS) expect(evalLatency(c.latency, t)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("spaces reads by tCCD_S across bank groups and tCCD_L within one, and pays tRCD after ACT", () => {
+    const reqs: Request[] = [0, 1, 2, 3].map((i) => ({
+      kind: RD,
+      rank: 0,
+      bg: i % 2,
+      bank: 0,
+      row: 5,
+      col: i,
+    }));
+    const log = runChannel(zHbmPimSystem.parse({ controller: { refresh: false } }), reqs).log;
+    const rd = [...log.cycle].filter((_, i) => log.cmd[i] === 3);
+    const act = [...log.cycle].filter((_, i) => log.cmd[i] === 0);
+    expect(act).toEqual([0, 4]); // tRRD_S
+    expect(rd[0]).toBe(14); // tRCD
+    expect(rd[1]! - rd[0]!).toBeGreaterThanOrEqual(2);
+    expect(rd[2]! - rd[0]!).toBeGreaterThanOrEqual(4); // same bank group
+  });
+
+  it("refreshes every tREFI: a long stream pays about tRFC per refresh", () => {
+    const noRef = zHbmPimSystem.parse({ controller: { refresh: false } });
+    const a = runStream(noRef, gemvStream(4096, 4096)).cycles;
+    const b = runStream(sys, gemvStream(4096, 4096));
+    const refreshes = b.counts.REF / sys.ranks;
+    expect(refreshes).toBeGreaterThanOrEqual(8);
+    const per = (b.cycles - a) / refreshes;
+    expect(per).toBeGreaterThan(sys.timing.tRFC);
+    expect(per).toBeLessThan(sys.timing.tRFC + 100);
+  });
+});
+
+describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
+  const within = (got: number, want: number) => {
+    expect(Math.abs(got / want - 1)).toBeLessThan(0.1);
+  };
+  it("GEMV 4096x4096 FP16 on 64 pseudo-channels: 13,166 cycles with PIM, 36,082 without", () => {
+    const pim = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 4096, 4096)));
+    const base = runStream(sys, gemvStream(4096, 4096));
+    within(pim.cycles, 13166);
+    within(base.cycles, 36082);
+    expect(pim.counts.RD).toBe(2048 + 2 * 16); // MACs + the two park passes
+  });
+  it("ADD of 1M FP16 elements: 3,349 cycles with PIM, 6,651 without", () => {
+    const pim = runPimKernel(sys, eltwiseKernel(sys, "add", eltwiseLayout(sys, 1 << 20)));
+    const base = runStream(sys, addStream(1 << 20));
+    within(pim.cycles, 3349);
+    within(base.cycles, 6651);
+  });
+  it("scales as the mechanism says: twice the outputs or half the pseudo-channels, twice the MACs", () => {
+    const one = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 4096, 4096))).cycles;
+    const twoN = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 8192, 4096))).cycles;
+    const half = zHbmPimSystem.parse({ pseudo_channels: 32 });
+    const halfP = runPimKernel(half, gemvKernel(half, gemvLayout(half, 4096, 4096))).cycles;
+    expect(twoN / one).toBeGreaterThan(1.8);
+    expect(twoN / one).toBeLessThan(2.1);
+    expect(halfP).toBe(twoN);
+    // Without PIM, time follows the bytes streamed per pseudo-channel.
+    const s1 = runStream(sys, gemvStream(4096, 4096)).cycles;
+    const s2 = runStream(half, gemvStream(4096, 4096)).cycles;
+    expect(s2 / s1).toBeGreaterThan(1.9);
+    expect(s2 / s1).toBeLessThan(2.1);
+  });
+});
+
+describe("fast and detailed modes", () => {
+  it("agree on a PIM kernel and on a stream whose pseudo-channels get different burst counts", () => {
+    const small = zHbmPimSystem.parse({ pseudo_channels: 8 });
+    const k = gemvKernel(small, gemvLayout(small, 1000, 700));
+    const fast = runPimKernel(small, k);
+    const detailed = runPimKernel(small, k, { detailed: true });
+    expect(fast.timed).toBe(1);
+    expect(detailed.timed).toBe(8);
+    expect(detailed.cycles).toBe(fast.cycles);
+    expect(new Set(detailed.perChannel)).toEqual(new Set([fast.cycles]));
+    // 1000 bursts over 8 pseudo-channels plus a partial one: unequal streams.
+    const phases: StreamPhase[] = [{ kind: RD, bytes: 32 * 1003, at: 0 }];
+    const a = runStream(small, phases);
+    const b = runStream(small, phases, { detailed: true });
+    expect(a.timed).toBe(2);
+    expect(b.cycles).toBe(a.cycles);
+    expect(Math.min(...b.perChannel!)).toBeLessThan(b.cycles);
+  });
+});
+
+describe("functional PIM", () => {
+  const small = zHbmPimSystem.parse({ pseudo_channels: 2 });
+  const devices = () => Array.from({ length: 2 }, () => new PimChannel(small));
+
+  /** A random FP16 GEMV run on the functional pseudo-channels: weights, input, layout and result. */
+  const gemv = (seed: number, n: number, k: number, detailed = false) => {
+    const r = rng(seed);
+    const w = Float32Array.from({ length: n * k }, () => f16round(r() - 0.5));
+    const x = Float32Array.from({ length: k }, () => f16round(r() - 0.5));
+    const devs = devices();
+    const l = gemvLayout(small, n, k);
+    storeGemvWeights(small, devs, l, w);
+    runPimKernel(
+      small,
+      gemvKernel(small, l, () => x),
+      { channels: devs, detailed },
+    );
+    return { w, x, l, y: readGemvResult(small, devs, l) };
+  };
+
+  it("GEMV equals FP16 lane-wise MAC in the kernel's order, summed by the host", () => {
+    const [n, k] = [200, 300];
+    const { w, x, l, y } = gemv(7, n, k);
+    // Reference: lane t of output o accumulates tiles in the kernel's order (even, then odd).
+    const order = [...Array(l.inTiles).keys()].sort((a, b) => (a % 2) - (b % 2) || a - b);
+    for (let o = 0; o < n; o++) {
+      let sum = 0;
+      for (let t = 0; t < 16; t++) {
+        let acc = 0;
+        for (const i of order)
+          for (let a = 0; a < 8; a++) {
+            const kk = (i * 8 + a) * 16 + t;
+            if (kk < k) acc = f16round(acc + f16round(w[o * k + kk]! * x[kk]!));
+          }
+        sum = Math.fround(sum + acc);
+      }
+      expect(y[o]).toBe(sum);
+    }
+  });
+
+  it("detailed mode computes the same values as the fast mode's replay", () => {
+    expect(gemv(3, 64, 160, true).y).toEqual(gemv(3, 64, 160, false).y);
+  });
+
+  it.each(["add", "mul", "relu"] as const)("%s is exact FP16 element by element", (op) => {
+    const r = rng(11);
+    const n = 5000;
+    const a = Float32Array.from({ length: n }, () => f16round((r() - 0.5) * 8));
+    const b = Float32Array.from({ length: n }, () => f16round((r() - 0.5) * 8));
+    const devs = devices();
+    const l = eltwiseLayout(small, n);
+    storeEltwise(small, devs, l, 0, a);
+    storeEltwise(small, devs, l, 1, b);
+    runPimKernel(small, eltwiseKernel(small, op, l), { channels: devs });
+    const z = readEltwise(small, devs, l);
+    const want = Array.from(a, (v, i) =>
+      op === "add" ? f16round(v + b[i]!) : op === "mul" ? f16round(v * b[i]!) : Math.max(0, v),
+    );
+    expect(Array.from(z)).toEqual(want);
+  });
+
+  it("rejects illegal microprograms with a clear error", () => {
+    const bad = (crf: Instr[]): PimKernel => {
+      const k = eltwiseKernel(small, "add", eltwiseLayout(small, 256));
+      const words = crf.map(encode);
+      return {
+        ...k,
+        payload: (ch, req) => {
+          const q = k.requests[req]!;
+          if (q.kind === WR && q.row === small.pim.register_row && q.col === REG_COL.crf) {
+            const w = new Uint32Array(8);
+            w.set(words);
+            return w;
+          }
+          return k.payload(ch, req);
+        },
+      };
+    };
+    // A bank destination stepped by a read.
+    expect(() =>
+      runPimKernel(small, bad([{ op: "MOV", dst: "EVEN_BANK", src0: "GRF_A", auto: true }]), {
+        channels: devices(),
+      }),
+    ).toThrow(PimError);
+    expect(() =>
+      runPimKernel(small, bad([{ op: "FILL", dst: "GRF_A", src0: "EVEN_BANK", auto: true }]), {
+        channels: devices(),
+      }),
+    ).toThrow(/ran off the CRF/);
+  });
+});
+
+describe("ISA", () => {
+  const arbInstr: fc.Arbitrary<Instr> = fc.oneof(
+    fc.record({
+      op: fc.constantFrom("MOV", "FILL", "ADD", "MUL", "MAC", "MAD") as fc.Arbitrary<Instr["op"]>,
+      dst: fc.constantFrom("GRF_A", "GRF_B", "EVEN_BANK", "ODD_BANK") as fc.Arbitrary<Instr["dst"]>,
+      src0: fc.constantFrom("GRF_A", "GRF_B", "EVEN_BANK", "ODD_BANK", "SRF_M") as fc.Arbitrary<
+        Instr["src0"]
+      >,
+      auto: fc.boolean(),
+      relu: fc.boolean(),
+      dstIdx: fc.integer({ min: 0, max: 7 }),
+      src0Idx: fc.integer({ min: 0, max: 7 }),
+      src1Idx: fc.integer({ min: 0, max: 7 }),
+    }),
+    fc.record({
+      op: fc.constant("JUMP" as const),
+      count: fc.integer({ min: 0, max: 131071 }),
+      back: fc.integer({ min: 1, max: 2047 }),
+    }),
+    fc.record({ op: fc.constant("NOP" as const), count: fc.integer({ min: 1, max: 65535 }) }),
+  );
+  it("decode(encode(i)) keeps every field", () => {
+    fc.assert(
+      fc.property(arbInstr, (i) => {
+        const d = decode(encode(i));
+        expect(encode(d)).toBe(encode(i));
+        expect(formatInstr(d)).toBe(formatInstr(i));
+      }),
+    );
+  });
+  it("rejects out-of-range fields and unknown opcodes", () => {
+    expect(() => encode({ op: "JUMP", count: 1 << 17 })).toThrow(IsaError);
+    expect(() => encode({ op: "MAC", dstIdx: 9 })).toThrow(/register index 9/);
+    expect(() => decode(15 << 28)).toThrow(/unknown opcode 15/);
+    expect(OP.MAC).toBe(10);
+    expect(OPND.ODD_BANK).toBe(3);
+  });
+});
+
+describe("mode changes", () => {
+  it("enters AB mode on the ABMR activates and leaves it on the SBMR precharges", () => {
+    const k = gemvKernel(sys, gemvLayout(sys, 512, 512));
+    const modes: number[] = [];
+    const w = new (class extends ModeTracker {
+      override onCommand(...a: Parameters<ModeTracker["onCommand"]>): void {
+        super.onCommand(...a);
+        if (modes[modes.length - 1] !== this.mode) modes.push(this.mode);
+      }
+    })(sys);
+    runChannel(sys, k.requests, w);
+    expect(modes).toEqual([0, 1, 0]);
+  });
+});
+
+describe("pimc kernel", () => {
+  it("prints PIM and non-PIM cycles as JSON", () => {
+    const r = pimc("kernel", "add", "1M", "--system", "examples/systems/hbm-pim-64ch.pim", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      pim: { cycles: number };
+      non_pim: { cycles: number };
+      speedup: number;
+    };
+    expect(j.pim.cycles).toBeGreaterThan(3000);
+    expect(j.speedup).toBeCloseTo(j.non_pim.cycles / j.pim.cycles);
+  });
+  it("rejects bad sizes, kernels and systems in one line", () => {
+    for (const args of [
+      ["gemv", "4096"],
+      ["conv", "12"],
+      ["add", "0"],
+      ["gemv", "4096x4096", "--system", "examples/systems/upmem-2048.pim"],
+      ["gemv", "1000000x1000000"],
+    ]) {
+      const r = pimc("kernel", ...args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
