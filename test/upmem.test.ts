@@ -5,12 +5,15 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { evalOp, Interpreter, tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
-import { lowerModule } from "../targets/upmem/lower.js";
+import { verify } from "../src/cli/verify.js";
+import { getTarget, type SystemOptions } from "../targets/index.js";
+import type { UpmemOptions } from "../targets/upmem/index.js";
+import { lowerModule, type LowerOptions } from "../targets/upmem/lower.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
 import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
 import { broadcastTime, pullTime, pushTime } from "../targets/upmem/transfer.js";
@@ -31,8 +34,16 @@ const flags = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
   ...extra,
 });
 
-/** Compiled with every GEMM and attention on the DPUs (attention back on the host when asked). */
-async function compiled(dir: string, extra: Partial<PipelineFlags> = {}, attentionOnHost = false) {
+/**
+ * Compiled with every GEMM and attention on the DPUs (attention back on the host when asked), then
+ * lowered (with `lowering`'s choices).
+ */
+async function compiled(
+  dir: string,
+  extra: Partial<PipelineFlags> = {},
+  attentionOnHost = false,
+  lowering: Partial<LowerOptions> = {},
+) {
   const model = importHf(dir);
   const c0 = await compileModel(model, flags(extra), defaultWorkload("decode"), 2);
   const c = !attentionOnHost
@@ -56,8 +67,9 @@ async function compiled(dir: string, extra: Partial<PipelineFlags> = {}, attenti
     limits: { B: ref.prompt.length, S: seq, T: seq + 4 },
     envs: { prefill: { B: ref.prompt.length, S: seq, P: 0 }, decode: { B: ref.prompt.length, S: 1, P: seq } },
     ...(extra.pooling === false ? { pooling: false } : {}),
+    ...lowering,
   });
-  return { ...c, ref, program: lowered.program, gemms: lowered.gemms };
+  return { ...c, ref, program: lowered.program, gemms: lowered.gemms, attention: lowered.attention };
 }
 
 describe("lowering and the emulator", () => {
@@ -136,6 +148,46 @@ describe("lowering and the emulator", () => {
       }
     },
   );
+
+  test("attention's context partials added on the DPUs (reduce kernel) or by the host: the same bits", async () => {
+    const bits = (t: { data: unknown }) => {
+      const f = t.data as Float32Array;
+      return Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));
+    };
+    const logits: Record<string, number[][]> = {};
+    for (const attentionReduce of ["auto", "host", "pim"] as const) {
+      const { ref, program, attention } = await compiled("test/fixtures/llama-tiny", {}, false, {
+        attentionReduce,
+      });
+      const decode = program.phases.find((p) => p.name === "decode")!.commands;
+      // Decode splits the context kernel's tokens over the tasklets; auto leaves the adds to the host.
+      expect(attention.filter((a) => a.phase === "decode").every((a) => (a.tiling.context.ks ?? 1) > 1)).toBe(
+        true,
+      );
+      const reduceLaunches = decode.filter((x) => x.kind === "launch" && x.kernel.startsWith("reduce"));
+      const reduceSums = decode.filter((x) => x.kind === "host" && x.opcode === "reduce_sum");
+      expect(reduceLaunches).toHaveLength(attentionReduce === "pim" ? 2 : 0);
+      expect(reduceSums).toHaveLength(attentionReduce === "pim" ? 0 : 2);
+      const machine = new UpmemMachine(program);
+      const outs = [machine.run("prefill", [tokenTensor(ref.prompt)]).outputs![0]!];
+      for (const t of [3, 11, 7])
+        outs.push(machine.run("decode", [tokenTensor(ref.prompt.map((_, b) => [t + b]))]).outputs![0]!);
+      logits[attentionReduce] = outs.map(bits);
+      if (attentionReduce === "pim") {
+        const file = join(tmp, "tiny-reduce.pimx");
+        writeFileSync(file, encodeProgram(program));
+        const dis = pimc("sim", file, "--disasm");
+        expect(dis.code, dis.stderr).toBe(0);
+        expect(dis.stdout).toMatch(
+          /kernel reduce\d+ "reduce\.f32 ks\d+ x 2 cols" tasklets=\d+ wram: part f32\[\d+\]/,
+        );
+        expect(dis.stdout).toMatch(/vadd part\[0\] \+= part\[2\+q\*2\] count=2/);
+        expect(dis.stdout).toMatch(/launch reduce\d+ dpus\[0\.\.\d+\]/);
+      }
+    }
+    expect(logits.pim).toEqual(logits.host);
+    expect(logits.auto).toEqual(logits.host);
+  });
 
   test("the KV cache stays in MRAM: a decode step sends its new tokens, not the cache", async () => {
     const cacheBytes = (program: Program, report: { commands: readonly { id: number; bytes: number }[] }) => {
@@ -492,6 +544,51 @@ describe("pimc with --target upmem", () => {
     );
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/MiB of MRAM per DPU/);
+  });
+
+  test("verify llama-tiny passes with attention's partials added on the DPUs or by the host, with the same errors", async () => {
+    const upmem = await getTarget("upmem");
+    const system = upmem.system.bind(upmem);
+    const prepare = upmem.prepare.bind(upmem);
+    const results: Awaited<ReturnType<typeof verify>>[] = [];
+    for (const attentionReduce of ["host", "pim"] as const) {
+      // The choice is an option of the upmem target, not a flag: the systems verify makes carry it,
+      // and the program it runs is the one emit describes.
+      const made: UpmemOptions[] = [];
+      const lines: string[] = [];
+      vi.spyOn(upmem, "system").mockImplementation((decl, opts?: SystemOptions) => {
+        const m = system(decl, { ...opts, attentionReduce } as UpmemOptions);
+        made.push(m.options!);
+        return m;
+      });
+      vi.spyOn(upmem, "prepare").mockImplementation((model, sm, opts) => {
+        lines.push(...upmem.emit!(model, sm, { ...opts, shapeOnly: true }).lines);
+        return prepare(model, sm, opts);
+      });
+      try {
+        results.push(await verify("test/fixtures/llama-tiny", { flags: flags(), tolerance: 1e-4 }));
+      } finally {
+        vi.restoreAllMocks();
+      }
+      expect(made.length).toBeGreaterThan(0);
+      expect(made.every((o) => o.attentionReduce === attentionReduce)).toBe(true);
+      expect(lines.find((l) => l.startsWith("attention"))).toMatch(
+        attentionReduce === "pim"
+          ? /decode ks \d+, partials added on the DPUs \(reduce kernel\)$/
+          : /decode ks \d+, partials added by the host$/,
+      );
+    }
+    for (const r of results) {
+      expect(r.passed).toBe(true);
+      expect(r.tokens_match).toBe(true);
+      expect(r.full_max_abs_err).toBeLessThan(1e-4);
+    }
+    const errs = (r: (typeof results)[number]) => [
+      r.prefill_max_abs_err,
+      r.decode_max_abs_err,
+      r.full_max_abs_err,
+    ];
+    expect(errs(results[1]!)).toEqual(errs(results[0]!));
   });
 
   test("verify with CPU/PIM cooperation (tiny GEMMs stay on the host) still matches", () => {

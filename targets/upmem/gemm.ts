@@ -313,7 +313,7 @@ export function gemmKernel(a: GemmKernelArgs): Kernel {
 // The analytical model.
 
 /** DMAs the engine serves for `rows` rows of `rowBytes` (merged into max-size chunks when contiguous). */
-function dmaN(sys: UpmemSystem, rows: number, rowBytes: number, contiguous: boolean): number {
+export function dmaN(sys: UpmemSystem, rows: number, rowBytes: number, contiguous: boolean): number {
   const chunk = Math.max(sys.dma.align, Math.floor(sys.dma.max_bytes / sys.dma.align) * sys.dma.align);
   return contiguous && rows > 1 ? Math.ceil((rows * rowBytes) / chunk) : rows;
 }

@@ -12,13 +12,13 @@ import type { LayoutOptions } from "../../passes/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { encodeProgram } from "./codec.js";
-import { lowerModule, PIM, type Limits } from "./lower.js";
+import { lowerModule, PIM, type AttentionPlan, type Limits } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
 import { baseTiling, hostTime, perCallFor } from "./base.js";
 
 export { hostTime };
-import { planAttention } from "./attention.js";
+import { planAttention, type ReduceSite } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
 
@@ -45,7 +45,22 @@ export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape |
   };
 }
 
-export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): CostModel {
+/**
+ * The upmem target's options: SystemOptions, and choices reachable from code only (tests), not from
+ * the command line.
+ */
+export interface UpmemOptions extends SystemOptions {
+  /**
+   * Where attention's context partials (a K split inside the DPUs) are added: by the cost model
+   * (default), or forced to the host's reduce_sum or the DPUs' reduce kernel.
+   */
+  readonly attentionReduce?: "auto" | ReduceSite;
+}
+
+const forcedReduce = (o: UpmemOptions | undefined): ReduceSite | undefined =>
+  o?.attentionReduce === "auto" ? undefined : o?.attentionReduce;
+
+export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostModel {
   const cooperation = opts.cooperation ?? true;
   const memo = new Map<string, Choice | undefined>();
   // Without pooling a call also allocates, loads and sends its weight.
@@ -67,8 +82,8 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
   };
   const attnMemo = new Map<string, number | undefined>();
   /**
-   * Attention on the DPUs: the plan's transfers and kernels plus the host's softmax and V window (or,
-   * without pooling, the transpose of the whole V cache).
+   * Attention on the DPUs: the plan's transfers, kernels and reduction of the context's partials plus
+   * the host's softmax and V window (or, without pooling, the transpose of the whole V cache).
    */
   const attentionTime = (v: OpView, env: Record<string, number>): number | undefined => {
     const [q, k] = v.ins as [TensorType, TensorType];
@@ -78,19 +93,16 @@ export function upmemCostModel(sys: UpmemSystem, opts: SystemOptions = {}): Cost
     const key = `${b} ${h} ${s} ${d} ${kvh} ${t}`;
     if (!attnMemo.has(key)) {
       const resident = opts.pooling !== false;
-      const call = { rows: (h / kvh) * s, s, t };
-      const plan = planAttention({ h, kvh, d }, { B: b, T: t }, [call], sys, resident);
+      const call = { b, rows: (h / kvh) * s, s, t };
+      const plan = planAttention({ h, kvh, d }, { B: b, T: t }, [call], sys, resident, forcedReduce(opts));
       const scores = b * h * s * t;
       const v = resident ? 2 * b * kvh * d * (s + 2) * 4 : 8 * b * kvh * t * d;
-      // With a K split inside the DPUs the host adds the partial rows.
-      const parts = plan ? b * h * s * d * (plan.tilings[0]!.context.ks ?? 1) : 0;
       attnMemo.set(
         key,
         plan &&
           plan.seconds +
             hostTime(sys, 5 * scores, 8 * scores) +
-            hostTime(sys, 0, v, resident ? undefined : "transpose") +
-            (parts > b * h * s * d ? hostTime(sys, parts, 4 * parts) : 0),
+            hostTime(sys, 0, v, resident ? undefined : "transpose"),
       );
     }
     return attnMemo.get(key);
@@ -143,14 +155,23 @@ class UpmemRunner implements FunctionalRunner {
 export const systemOf = (s: SystemModel): UpmemSystem =>
   (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
 
-/** The lowering choices a system was created with (pooling, GEMM mapping). */
+/** The lowering choices a system was created with (pooling, GEMM mapping, attention's reduction). */
 const mapping = (
   s: SystemModel,
-): { pooling: boolean; gemm: "selected" | "base"; runtimeTranspose: boolean } => ({
-  pooling: s.options?.pooling ?? true,
-  gemm: s.options?.gemm ?? "selected",
-  runtimeTranspose: s.options?.runtimeTranspose ?? false,
-});
+): {
+  pooling: boolean;
+  gemm: "selected" | "base";
+  runtimeTranspose: boolean;
+  attentionReduce?: ReduceSite;
+} => {
+  const reduce = forcedReduce(s.options);
+  return {
+    pooling: s.options?.pooling ?? true,
+    gemm: s.options?.gemm ?? "selected",
+    runtimeTranspose: s.options?.runtimeTranspose ?? false,
+    ...(reduce ? { attentionReduce: reduce } : {}),
+  };
+};
 
 /** Limits of a program when none are given: the envs' largest dims. */
 export function limitsOf(envs: Readonly<Record<string, Record<string, number>>>): Limits {
@@ -161,6 +182,30 @@ export function limitsOf(envs: Readonly<Record<string, Record<string, number>>>)
     S: max((e) => e.S ?? 1),
     T: max((e) => (e.P ?? 0) + (e.S ?? 1)),
   };
+}
+
+/**
+ * A line on attention on the DPUs: layers, DPUs per group, and per phase the context kernel's K
+ * split and where its partials are added (the host's reduce_sum or the DPUs' reduce kernel).
+ */
+function attentionLines(plans: readonly AttentionPlan[]): string[] {
+  if (plans.length === 0) return [];
+  const phases = new Map<string, { layers: number; what: Set<string> }>();
+  for (const a of plans) {
+    const ks = a.tiling.context.ks ?? 1;
+    const what =
+      ks === 1
+        ? "no K split"
+        : `ks ${ks}, partials added ${a.tiling.reduce === "pim" ? "on the DPUs (reduce kernel)" : "by the host"}`;
+    const p = phases.get(a.phase) ?? { layers: 0, what: new Set<string>() };
+    p.layers++;
+    p.what.add(what);
+    phases.set(a.phase, p);
+  }
+  const layers = Math.max(...[...phases.values()].map((p) => p.layers));
+  const dts = [...new Set(plans.map((a) => a.layout.dt))].join("/");
+  const each = [...phases].map(([name, p]) => `${name} ${[...p.what].join(" or ")}`).join("; ");
+  return [`attention ${layers} layers on the DPUs (${dts} per group); context kernel: ${each}`];
 }
 
 const upmem: Target = {
@@ -181,7 +226,7 @@ const upmem: Target = {
     const envs = opts.envs ?? { prefill: { B: 1, S: 128, P: 0 }, decode: { B: 1, S: 1, P: 1024 } };
     const limits = opts.limits ?? limitsOf(envs);
     const sys = systemOf(system);
-    const { program, gemms } = lowerModule(model.module, model.weights, {
+    const { program, gemms, attention } = lowerModule(model.module, model.weights, {
       system: sys,
       limits,
       envs,
@@ -207,6 +252,7 @@ const upmem: Target = {
       lines: [
         `program   upmem, ${program.kernels.length} kernels, ${gemms.length} DPU-resident weights (${[...variants].map(([v, n]) => `${n} ${v}`).join(", ") || "none"}), ${dpus} of ${sys.dpus} DPUs, ${(mram / 2 ** 20).toFixed(2)} MiB MRAM per DPU`,
         `          ${program.phases.map((p) => `${p.name} ${p.commands.length} commands`).join(", ")}; limits B <= ${limits.B}, S <= ${limits.S}, P+S <= ${limits.T}${opts.shapeOnly ? "; shape-only (timing)" : ""}`,
+        ...attentionLines(attention),
       ],
     };
   },

@@ -62,6 +62,7 @@ import {
   type AttentionDims,
   type AttentionLayout,
   type AttentionTiling,
+  type ReduceSite,
 } from "./attention.js";
 import type { UpmemSystem } from "./system.js";
 
@@ -96,6 +97,11 @@ export interface LowerOptions {
    * layout a column-major GEMM library would not want) and the host transposes each one at every call.
    */
   readonly runtimeTranspose?: boolean;
+  /**
+   * Where the context kernel's K-split partials of attention on the DPUs are added: by the cost
+   * model (default), or forced to the host (reduce_sum) or the DPUs (the reduce kernel).
+   */
+  readonly attentionReduce?: "auto" | ReduceSite;
 }
 
 /** What lowering decided for one GEMM weight. */
@@ -199,6 +205,7 @@ class Emitter {
 }
 
 interface AttentionUse {
+  readonly phase: string;
   readonly layout: AttentionLayout;
   readonly tiling: AttentionTiling;
   /** Query rows per group (rep x S) and cache length (P + S), as expressions. */
@@ -209,6 +216,8 @@ interface AttentionUse {
   readonly vRegion: string;
   scores: string;
   context: string;
+  /** The reduce kernel, when the DPUs add the context's partials. */
+  reduce?: string;
 }
 
 /** A KV-cache state resident in MRAM: appends to it also go to its blocks on the DPUs. */
@@ -218,9 +227,17 @@ interface CacheUse {
   readonly region: string;
 }
 
+/** What lowering decided for one attention op on the DPUs. */
+export interface AttentionPlan {
+  readonly phase: string;
+  readonly layout: AttentionLayout;
+  readonly tiling: AttentionTiling;
+}
+
 export interface Lowered {
   readonly program: Program;
   readonly gemms: readonly GemmPlan[];
+  readonly attention: readonly AttentionPlan[];
 }
 
 export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions): Lowered {
@@ -372,7 +389,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
           kState: stateOf(op, 1),
           vState: stateOf(op, 2),
           dims: { h, kvh, d },
-          call: { rows: (h / kvh) * s, s, t: dimEval(k.shape[2]!, env) },
+          call: { b: dimEval(q.shape[0]!, env), rows: (h / kvh) * s, s, t: dimEval(k.shape[2]!, env) },
           tmax,
           rows: expr(dimMul(h / kvh, q.shape[2]!)),
           T: expr(k.shape[2]!),
@@ -389,6 +406,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
         sites.map((x) => x.call),
         sys,
         pooling,
+        opts.attentionReduce === "auto" ? undefined : opts.attentionReduce,
       );
       if (!plan)
         throw new UserError(
@@ -407,6 +425,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
         xBytes = Math.max(xBytes, b.x);
         yBytes = Math.max(yBytes, b.y);
         attn.set(`${site.f.name}/${site.op.results[0]!.name}`, {
+          phase: site.f.name,
           layout: plan.layout,
           tiling,
           rows: site.rows,
@@ -444,11 +463,11 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
           ),
         );
   }
-  const kernelName = (proto: Kernel): string => {
+  const kernelName = (proto: Kernel, kind = "gemm"): string => {
     const key = JSON.stringify(proto);
     let name = kernelKeys.get(key);
     if (!name) {
-      name = `gemm${kernels.length}`;
+      name = `${kind}${kernels.length}`;
       kernelKeys.set(key, name);
       kernels.push({ ...proto, name });
     }
@@ -464,6 +483,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const ks = attentionKernels(a.layout, a.tiling, { rows: a.rows, T: a.T }, xOff, yOff);
     a.scores = kernelName(ks.scores);
     a.context = kernelName(ks.context);
+    if (ks.reduce) a.reduce = kernelName(ks.reduce, "reduce");
   }
   const code = kernels.reduce((s, k) => s + codeBytes(k), 0);
   if (code > sys.iram)
@@ -578,7 +598,8 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     setup: setup.commands,
     phases,
   };
-  return { program, gemms: [...plans.values()] };
+  const attention = [...attn.values()].map((a) => ({ phase: a.phase, layout: a.layout, tiling: a.tiling }));
+  return { program, gemms: [...plans.values()], attention };
 }
 
 function lowerFunc(
@@ -700,7 +721,8 @@ function lowerFunc(
     if (!r.pooling) {
       // No residency: the call's DPUs get the whole cache.
       const a = em.emit({ kind: "alloc", dpus: range.count }, []);
-      const ld = em.emit({ kind: "load", kernels: [use.scores, use.context], range }, [a]);
+      const kernels = [use.scores, use.context, ...(use.reduce ? [use.reduce] : [])];
+      const ld = em.emit({ kind: "load", kernels, range }, [a]);
       const vt = addBuffer(`${base}.vt`, {
         dtype: "f32",
         shape: [kt.shape[0]!, kt.shape[1]!, kt.shape[3]!, kt.shape[2]!],
@@ -723,6 +745,14 @@ function lowerFunc(
     const ks = use.tiling.context.ks ?? 1;
     if (ks === 1) {
       move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l2]);
+      return;
+    }
+    if (use.reduce) {
+      // The tasklets split the tokens: the reduce kernel adds their partial tiles in place.
+      const l3 = em.emit({ kind: "launch", kernel: use.reduce, range }, [l2, ...em.beforeWrite(r.yRegion)]);
+      em.read(r.yRegion, l3);
+      em.wrote(r.yRegion, l3);
+      move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l3]);
       return;
     }
     // The tasklets split the tokens: the host adds their partial rows.
