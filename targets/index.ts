@@ -61,6 +61,8 @@ export interface PrepareOptions {
 export interface Target {
   readonly name: string;
   readonly summary: string;
+  /** `pimc verify`'s default accepted logit error for targets that compute in reduced precision (FP16). */
+  readonly tolerance?: number;
   /** The default pass pipeline (pass names, in order). */
   readonly pipeline: readonly string[];
   /** Validates a `system` block of this target; without one, the target's default system. */

@@ -23,6 +23,13 @@ import {
 import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
 import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
 import { pimc, rng } from "./util.js";
+import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { verify } from "../src/cli/verify.js";
+import { tokenTensor } from "../src/exec/interpreter.js";
+import { importHf } from "../src/frontend/hf/import.js";
+import { loadModel } from "../src/frontend/load.js";
+import { defaultWorkload } from "../src/frontend/workload.js";
+import type { HbmPimRunner } from "../targets/hbm-pim/runner.js";
 
 const sys = DEFAULT_SYSTEM;
 
@@ -301,5 +308,108 @@ describe("pimc kernel", () => {
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
+  });
+});
+
+describe("the hbm-pim target on models", () => {
+  const flags = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
+    target: "hbm-pim",
+    disablePass: [],
+    printBefore: [],
+    printAfter: [],
+    ...extra,
+  });
+  const prepared = async (dir: string, extra: Partial<PipelineFlags> = {}) => {
+    const model = importHf(dir);
+    const { module, target, ctx, system } = await compileModel(
+      model,
+      flags(extra),
+      defaultWorkload("decode"),
+      2,
+    );
+    const runner = target.prepare({ ...model, module, weights: ctx.weights }, system, {
+      limits: { B: 2, S: 16, T: 16 },
+    }) as HbmPimRunner;
+    return { module, runner };
+  };
+
+  it("verifies every fixture in FP16 with the greedy tokens of the reference, ops on PIM or placed by cost", async () => {
+    for (const dir of ["test/fixtures/llama-tiny", "test/fixtures/qwen2-tiny", "test/fixtures/opt-tiny"])
+      for (const extra of [{}, { cooperation: false, attention: "pim" as const }]) {
+        const r = await verify(dir, { flags: flags(extra) });
+        expect(r.passed, `${dir} ${JSON.stringify(extra)}: ${JSON.stringify(r)}`).toBe(true);
+        expect(r.tolerance).toBe(2e-2);
+        // FP16 is not exact: PIM really ran (with everything forced there).
+        if (extra.cooperation === false) expect(r.decode_max_abs_err).toBeGreaterThan(1e-4);
+      }
+  });
+
+  it("runs linears, element-wise ops and attention as PIM kernels, the KV cache written into the banks", async () => {
+    const { module, runner } = await prepared("test/fixtures/llama-tiny", {
+      cooperation: false,
+      attention: "pim",
+    });
+    const onPim = module.funcs
+      .find((f) => f.name === "decode")!
+      .body.filter((o) => o.attrs.device === "pim")
+      .map((o) => o.opcode);
+    expect(new Set(onPim)).toEqual(new Set(["linear", "attention", "add", "mul"]));
+    runner.reset();
+    runner.run("prefill", [tokenTensor([[1, 2, 3, 4]])]);
+    const pre = runner.reports[0]!;
+    runner.run("decode", [tokenTensor([[5]])]);
+    const dec = runner.reports[1]!;
+    for (const r of [pre, dec]) {
+      expect(r.kernels).toBeGreaterThan(0);
+      expect(r.pim).toBeGreaterThan(0);
+      expect(r.cache).toBeGreaterThan(0);
+    }
+    // Prefill writes 4 tokens into the cache, a decode step 1.
+    expect(dec.cache).toBeLessThan(pre.cache);
+    expect(runner.lastSeconds).toBeCloseTo(dec.host + dec.pim + dec.cache);
+  });
+
+  it("is deterministic and rejects a cache longer than it was laid out for", async () => {
+    const run = async () => {
+      const { runner } = await prepared("test/fixtures/llama-tiny", { cooperation: false, attention: "pim" });
+      return Array.from(runner.run("prefill", [tokenTensor([[3, 1, 4, 1, 5]])])[0]!.data as Float32Array);
+    };
+    expect(await run()).toEqual(await run());
+    const { runner } = await prepared("test/fixtures/llama-tiny", { cooperation: false, attention: "pim" });
+    expect(() => runner.run("prefill", [tokenTensor([Array.from({ length: 20 }, (_, i) => i)])])).toThrow(
+      /KV cache holds 20 tokens, more than the 16/,
+    );
+  });
+
+  it("places decode GEMVs on PIM and a long prefill's on the host (Llama-2-7B)", async () => {
+    const model = loadModel("examples/llama2-7b.pim");
+    const placed = async (w: Parameters<typeof compileModel>[2]) => {
+      const { module } = await compileModel(
+        model,
+        flags({ system: "examples/systems/hbm-pim-64ch.pim" }),
+        w,
+        2,
+      );
+      const f = module.funcs.find((x) => x.name === w.phase)!;
+      return f.body.find((o) => o.opcode === "linear" && o.results[0]!.name.endsWith("L0.o"))!.attrs.device;
+    };
+    const w = defaultWorkload("decode");
+    expect(await placed({ ...w, phase: "decode", batch: 1, context: 1024 })).toBe("pim");
+    expect(await placed({ ...w, phase: "prefill", batch: 1, prompt: 128 })).toBe("host");
+  });
+
+  it("pimc verify --target hbm-pim passes on the tiny llama", () => {
+    const r = pimc(
+      "verify",
+      "test/fixtures/llama-tiny",
+      "--target",
+      "hbm-pim",
+      "--no-cooperation",
+      "--attention",
+      "pim",
+    );
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/greedy tokens match: 14\/14/);
+    expect(r.stdout).toMatch(/PASSED \(tolerance 0.02\)/);
   });
 });

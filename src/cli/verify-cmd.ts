@@ -16,20 +16,20 @@ export function verifyCommand() {
     .argument("<hf-dir>", "folder with config.json, model.safetensors and reference.json")
     .option(
       "--tolerance <x>",
-      "largest accepted absolute logit error (default 1e-4; 0.25 with --weights int8, where the greedy tokens must also match)",
+      "largest accepted absolute logit error (default 1e-4; 0.25 with --weights int8; 2e-2 on FP16 targets such as hbm-pim); the greedy tokens must also match",
       positiveNumber,
     )
     .option("--reference <file>", "reference logits (default <hf-dir>/reference.json)")
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (dir, o) => {
     const opts = o as typeof o & PipelineFlags;
-    const tolerance = opts.tolerance ?? (opts.weights === "int8" ? 0.25 : 1e-4);
     const r = await verify(dir, {
       flags: opts,
-      tolerance,
+      ...(opts.tolerance !== undefined ? { tolerance: opts.tolerance } : {}),
       ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
       warn,
     });
+    const tolerance = r.tolerance;
     if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {
       const mark = (x: number): string => (x <= tolerance ? pc.green(e(x)) : pc.red(e(x)));

@@ -37,6 +37,8 @@ export interface VerifyResult {
   full_max_abs_err: number;
   tokens_match: boolean;
   passed: boolean;
+  /** The largest accepted logit error (given, or the default for the target and weights). */
+  tolerance: number;
   /** Greedy decisions (one per sequence per generated token) where our argmax equals the reference's. */
   tokens_agreed: number;
   tokens_total: number;
@@ -99,7 +101,8 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 export interface VerifyOptions {
   /** Target, system and pass flags (the target's pipeline runs before execution). */
   flags: PipelineFlags;
-  tolerance: number;
+  /** Default: 0.25 with INT8 weights, else the target's (targets computing in FP16) or 1e-4. */
+  tolerance?: number;
   reference?: string;
   /** Receives the importer's warnings. */
   warn?: (message: string) => void;
@@ -153,7 +156,8 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
   const full = runner.run("prefill", [tokenTensor(ref.full_sequence)])[0]!;
   const fullErr = maxErr(full, (b) => ref.full_logits_last[b], [full.shape[1]! - 1]);
 
-  const within = (e: number): boolean => e <= opts.tolerance;
+  const tolerance = opts.tolerance ?? (opts.flags.weights === "int8" ? 0.25 : (target.tolerance ?? 1e-4));
+  const within = (e: number): boolean => e <= tolerance;
   const worst = Math.max(prefillErr, decodeErr, fullErr);
   const agreed = decisions.filter((d) => d.ours === d.theirs).length;
   const tokensMatch = agreed === decisions.length;
@@ -165,6 +169,7 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
     full_max_abs_err: fullErr,
     tokens_match: tokensMatch,
     passed: within(prefillErr) && within(decodeErr) && within(fullErr) && tokensMatch,
+    tolerance,
     tokens_agreed: agreed,
     tokens_total: decisions.length,
     near_ties: decisions.filter((d) => d.margin < 2 * worst).length,

@@ -6,7 +6,7 @@ import { UserError } from "../errors.js";
 import { concretizeAttrs } from "../ir/attrs.js";
 import { dimEval, dimSymbols, type DimEnv } from "../ir/dim.js";
 import { isFloat } from "../ir/dtype.js";
-import { findFunc, refName, type Attrs, type Module } from "../ir/module.js";
+import { findFunc, refName, type Attrs, type Module, type Op } from "../ir/module.js";
 import { layoutToString, parseLayout, physicalShape, toLogical } from "../ir/layout.js";
 import { getOp, ShapeError } from "../ir/registry.js";
 import { f32, zeros, type Tensor } from "../ir/tensor.js";
@@ -26,6 +26,18 @@ export function toRuntime(t: Tensor): Tensor {
 
 const runtimeType = (t: Tensor): TensorType => ({ dtype: t.dtype, shape: t.shape });
 
+/**
+ * Lets a target run some ops itself (on its device model): the op's results, or undefined to have
+ * the interpreter evaluate it. `idx` is the op's index in its function.
+ */
+export type OpHook = (
+  op: Op,
+  ins: readonly Tensor[],
+  env: DimEnv,
+  func: string,
+  idx: number,
+) => Tensor[] | undefined;
+
 export class Interpreter {
   private readonly states = new Map<string, Tensor>();
   private readonly consts = new Map<string, Tensor>();
@@ -33,6 +45,7 @@ export class Interpreter {
   constructor(
     readonly module: Module,
     private readonly weights: WeightStore,
+    private readonly hook?: OpHook,
   ) {}
 
   /** Empties the KV cache. */
@@ -121,7 +134,7 @@ export class Interpreter {
       });
       let outs: Tensor[];
       try {
-        outs = evalOp(op.opcode, op.attrs, ins, env);
+        outs = this.hook?.(op, ins, env, name, idx) ?? evalOp(op.opcode, op.attrs, ins, env);
       } catch (e) {
         if (e instanceof UserError)
           throw new UserError(

@@ -12,6 +12,12 @@ export interface Device {
   readonly kind: "host" | "pim" | "xpu";
 }
 
+/** A host and a PIM device named "pim" sharing its work (the UPMEM and HBM-PIM targets). */
+export const HOST_AND_PIM: readonly Device[] = [
+  { name: "host", kind: "host" },
+  { name: "pim", kind: "pim" },
+];
+
 /** An op with its operand and result types and its registry cost under the workload. */
 export interface OpView {
   readonly op: Op;

@@ -17,6 +17,7 @@ import {
   type GemvLayout,
   type PimKernel,
   type StreamPhase,
+  unitBankInGroup,
 } from "./kernels.js";
 import type { PimChannel } from "./pim.js";
 import { ModeTracker } from "./pim.js";
@@ -88,7 +89,7 @@ export function runPimKernel(sys: HbmPimSystem, k: PimKernel, opts: RunOptions =
     return result(sys, timings, true);
   }
   const t = runChannel(sys, k.requests, bind(0));
-  if (devs) for (let ch = 1; ch < devs.length; ch++) replay(bind(ch) as PimChannel, t.log);
+  if (devs) for (let ch = 1; ch < k.active; ch++) replay(bind(ch) as PimChannel, t.log);
   return result(sys, [t], false);
 }
 
@@ -115,7 +116,7 @@ export function runStream(
 
 /** The bank id (bank group x banks per group + bank) of unit u's even or odd bank. */
 const unitBank = (sys: HbmPimSystem, u: number, odd: number): number =>
-  Math.floor(u / 2) * sys.banks_per_group + 2 * (u % 2) + odd;
+  Math.floor(u / 2) * sys.banks_per_group + unitBankInGroup(u, odd);
 
 /** Where output o of a GEMV lives: output tile, pseudo-channel, unit, accumulator. */
 function gemvOutput(sys: HbmPimSystem, o: number) {
@@ -127,6 +128,27 @@ function gemvOutput(sys: HbmPimSystem, o: number) {
   return { j, ch, u, b };
 }
 
+/** Where input `k` of output `o` of a GEMV lives: pseudo-channel, bank, row, column, lane. */
+export function gemvBurst(sys: HbmPimSystem, l: GemvLayout, o: number, k: number) {
+  const g = sys.pim.grf;
+  const lanes = sys.pim.lanes;
+  const { j, ch, u, b } = gemvOutput(sys, o);
+  const a = Math.floor(k / lanes) % g;
+  const i = Math.floor(k / (lanes * g));
+  const flat = g * g * Math.floor(i / 2) + g * a + b;
+  const bankInGroup = unitBankInGroup(u, i % 2);
+  const bg = Math.floor(u / 2);
+  return {
+    ch,
+    bg,
+    bankInGroup,
+    bank: bg * sys.banks_per_group + bankInGroup,
+    row: l.row0 + j * l.rowsPerTile + Math.floor(flat / sys.columns),
+    col: flat % sys.columns,
+    lane: k % lanes,
+  };
+}
+
 /** Stores W [n, k] (row-major, rounded to FP16) in the GEMV layout. */
 export function storeGemvWeights(
   sys: HbmPimSystem,
@@ -134,25 +156,14 @@ export function storeGemvWeights(
   l: GemvLayout,
   w: Float32Array,
 ): void {
-  const g = sys.pim.grf;
   const lanes = sys.pim.lanes;
   const v = new Float32Array(lanes);
-  for (let o = 0; o < l.n; o++) {
-    const { j, ch, u, b } = gemvOutput(sys, o);
-    for (let i = 0; i < l.inTiles; i++)
-      for (let a = 0; a < g; a++) {
-        const k0 = (i * g + a) * lanes;
-        if (k0 >= l.k) break;
-        for (let t = 0; t < lanes; t++) v[t] = k0 + t < l.k ? w[o * l.k + k0 + t]! : 0;
-        const flat = g * g * Math.floor(i / 2) + g * a + b;
-        devs[ch]!.store(
-          unitBank(sys, u, i % 2),
-          l.row0 + j * l.rowsPerTile + Math.floor(flat / sys.columns),
-          flat % sys.columns,
-          v,
-        );
-      }
-  }
+  for (let o = 0; o < l.n; o++)
+    for (let k0 = 0; k0 < l.k; k0 += lanes) {
+      for (let t = 0; t < lanes; t++) v[t] = k0 + t < l.k ? w[o * l.k + k0 + t]! : 0;
+      const at = gemvBurst(sys, l, o, k0);
+      devs[at.ch]!.store(at.bank, at.row, at.col, v);
+    }
 }
 
 /** The GEMV's results: each output's 16 lane partial sums (FP16) added by the host in float32. */

@@ -31,6 +31,11 @@ export interface PimKernel {
   /** One pseudo-channel's requests (the same on every pseudo-channel). */
   readonly requests: readonly Request[];
   readonly crf: readonly Instr[];
+  /**
+   * Pseudo-channels 0 .. active-1 hold the kernel's data; the others run the same commands on
+   * nothing (functional execution skips them).
+   */
+  readonly active: number;
   /** Data of write requests that carry some (register writes; host data). */
   payload(channel: number, req: number): Payload | undefined;
 }
@@ -104,6 +109,9 @@ function park(s: Stream, sys: HbmPimSystem): void {
   s.barrier();
 }
 
+/** The bank (within its bank group u / 2) of unit u's even (0) or odd (1) bank. */
+export const unitBankInGroup = (u: number, odd: number): number => 2 * (u % 2) + odd;
+
 /** Flat column (over consecutive rows from `row0`) -> [row, col]. */
 const at = (sys: HbmPimSystem, row0: number, flat: number): [number, number] => [
   row0 + Math.floor(flat / sys.columns),
@@ -169,6 +177,7 @@ export function gemvKernel(
   sys: HbmPimSystem,
   l: GemvLayout,
   input?: (ch: number) => Float32Array,
+  opts: { readback?: boolean } = {},
 ): PimKernel {
   const g = sys.pim.grf;
   const lanes = sys.pim.lanes;
@@ -205,11 +214,23 @@ export function gemvKernel(
     s.barrier();
   }
   epilogue(s, sys);
+  // The host reads each output's partial sums (one burst of 16 lanes) from the odd banks.
+  if (opts.readback)
+    for (let j = 0; j < l.outTiles; j++)
+      for (let b = 0; b < g; b++)
+        for (let u = 0; u < sys.pim.units; u++) {
+          const bank = unitBankInGroup(u, 1);
+          s.rd(Math.floor(u / 2), bank, ...at(sys, l.resultRow, j * g + b));
+        }
   return {
     name: "gemv",
     summary: `gemv ${l.n}x${l.k} fp16: ${l.outTiles} output x ${l.inTiles} input tiles`,
     requests: s.requests,
     crf,
+    active:
+      l.outTiles > 1
+        ? sys.pseudo_channels
+        : Math.min(sys.pseudo_channels, Math.ceil(l.n / (sys.pim.units * g))),
     payload: (ch, req) => s.payloads.get(req)?.(ch),
   };
 }
@@ -260,10 +281,28 @@ export function eltwiseCrf(op: EltwiseOp, tiles: number): Instr[] {
   return crf;
 }
 
-export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout): PimKernel {
+/** Host data of an element-wise kernel: operand bursts written before it, results read after. */
+export interface EltwiseIo {
+  operand(which: 0 | 1, ch: number, bank: number, flat: number): Float32Array;
+}
+
+export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout, io?: EltwiseIo): PimKernel {
   const g = sys.pim.grf;
   const crf = eltwiseCrf(op, l.tiles);
   const s = new Stream();
+  const bursts = (f: (bg: number, bank: number, flat: number) => void) => {
+    for (let t = 0; t < l.tiles; t++)
+      for (let c = 0; c < g; c++)
+        for (let b = 0; b < sys.banks_per_group; b++)
+          for (let bg = 0; bg < sys.bank_groups; bg++) f(bg, b, t * g + c);
+  };
+  if (io)
+    for (const which of op === "relu" ? ([0] as const) : ([0, 1] as const))
+      bursts((bg, b, flat) =>
+        s.wr(bg, b, ...at(sys, l.rows[which], flat), (ch) =>
+          io.operand(which, ch, bg * sys.banks_per_group + b, flat),
+        ),
+      );
   prologue(s, sys, crf);
   pimOn(s, sys);
   const reads = op === "relu" ? [l.rows[0]] : [l.rows[0], l.rows[1]];
@@ -277,11 +316,19 @@ export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout
       s.barrier();
     }
   epilogue(s, sys);
+  if (io) bursts((bg, b, flat) => s.rd(bg, b, ...at(sys, l.rows[2], flat)));
   return {
     name: op,
     summary: `${op} ${l.n} fp16: ${l.tiles} tiles`,
     requests: s.requests,
     crf,
+    active:
+      l.tiles > 1
+        ? sys.pseudo_channels
+        : Math.min(
+            sys.pseudo_channels,
+            Math.ceil(l.n / (sys.pim.lanes * g * sys.bank_groups * sys.banks_per_group)),
+          ),
     payload: (ch, req) => s.payloads.get(req)?.(ch),
   };
 }

@@ -13,7 +13,7 @@
  */
 import { f16round } from "@petamoriken/float16";
 import { AB, AB_PIM, SB, type ModeWatcher } from "./controller.js";
-import { decode, formatInstr, type Instr, type OpName } from "./isa.js";
+import { decode, formatInstr, type Instr, type OperandName, type OpName } from "./isa.js";
 import { MODE_CLEAR_GRF_B, MODE_PIM, REG_COL, type Payload } from "./kernels.js";
 import type { Cmd, HbmPimSystem } from "./standard.js";
 
@@ -101,13 +101,7 @@ export class PimChannel extends ModeTracker {
 
   /** The 16 lanes of burst (bank, row, col), created as zeros on first use. */
   burst(bank: number, row: number, col: number): Float32Array {
-    const key = bank * this.sys.rows + row;
-    let r = this.rows.get(key);
-    if (!r) {
-      r = new Float32Array(this.sys.columns * this.lanes);
-      this.rows.set(key, r);
-    }
-    return r.subarray(col * this.lanes, (col + 1) * this.lanes);
+    return this.row(bank, row).subarray(col * this.lanes, (col + 1) * this.lanes);
   }
 
   /** Host-side store of FP16 values (weights at program load), bypassing the command stream. */
@@ -143,7 +137,7 @@ export class PimChannel extends ModeTracker {
           for (let b = bank % 2; b < bpg; b += 2) this.writeBurst(g * bpg + b, row, col, req);
       return;
     }
-    this.step(cmd, bank % 2, row, col);
+    this.step(cmd, row, col);
   }
 
   private writeBurst(id: number, row: number, col: number, req: number): void {
@@ -201,7 +195,7 @@ export class PimChannel extends ModeTracker {
   }
 
   /** One column command in AB-PIM mode: the instruction at the program counter on every unit. */
-  private step(cmd: "RD" | "WR", parity: number, row: number, col: number): void {
+  private step(cmd: "RD" | "WR", row: number, col: number): void {
     // JUMPs take no command.
     let d = this.instr(this.pc);
     while (d.op === "JUMP") {
@@ -221,7 +215,7 @@ export class PimChannel extends ModeTracker {
     const i = d.i;
     const g = this.sys.pim.grf;
     const auto = i.auto === true;
-    if (d.op !== "NOP") this.execute(i, cmd, parity, row, col, auto);
+    if (d.op !== "NOP") this.execute(i, cmd, row, col, auto);
     const times = d.op === "NOP" ? (i.count ?? 1) : auto ? g : 1;
     if (++this.repeat >= times) {
       this.repeat = 0;
@@ -229,7 +223,67 @@ export class PimChannel extends ModeTracker {
     }
   }
 
-  private execute(i: Instr, cmd: "RD" | "WR", parity: number, row: number, col: number, auto: boolean): void {
+  /** Operand `o` of unit u at register `idx` or the addressed burst: its array and offset (into slotArr/slotOff). */
+  private slotArr: Float32Array = new Float32Array(0);
+  private slotOff = 0;
+  private slot(o: OperandName | undefined, u: number, idx: number, row: number, col: number): boolean {
+    const lanes = this.lanes;
+    switch (o) {
+      case "GRF_A":
+        this.slotArr = this.grfA[u]!;
+        this.slotOff = idx * lanes;
+        return true;
+      case "GRF_B":
+        this.slotArr = this.grfB[u]!;
+        this.slotOff = idx * lanes;
+        return true;
+      case "EVEN_BANK":
+      case "ODD_BANK": {
+        const bank = Math.floor(u / 2) * this.sys.banks_per_group + 2 * (u % 2) + (o === "ODD_BANK" ? 1 : 0);
+        this.slotArr = this.row(bank, row);
+        this.slotOff = col * lanes;
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** Bank row `row` of bank `bank` (zeros on first use). */
+  private row(bank: number, row: number): Float32Array {
+    const key = bank * this.sys.rows + row;
+    let r = this.rows.get(key);
+    if (!r) {
+      r = new Float32Array(this.sys.columns * this.lanes);
+      this.rows.set(key, r);
+    }
+    return r;
+  }
+
+  private readonly va = new Float32Array(64);
+  private readonly vb = new Float32Array(64);
+
+  /** Loads operand `o` of unit u into `into` (16 lanes; scalars broadcast, absent operands 0). */
+  private load(
+    o: OperandName | undefined,
+    u: number,
+    idx: number,
+    row: number,
+    col: number,
+    into: Float32Array,
+  ): void {
+    const lanes = this.lanes;
+    if (this.slot(o, u, idx, row, col)) {
+      const a = this.slotArr;
+      const off = this.slotOff;
+      for (let l = 0; l < lanes; l++) into[l] = a[off + l]!;
+    } else {
+      const v = o === "SRF_M" ? this.srfM[u]![idx]! : o === "SRF_A" ? this.srfA[u]![idx]! : 0;
+      into.fill(v, 0, lanes);
+    }
+  }
+
+  private execute(i: Instr, cmd: "RD" | "WR", row: number, col: number, auto: boolean): void {
     const sys = this.sys;
     const p = sys.pim;
     const lanes = this.lanes;
@@ -237,69 +291,51 @@ export class PimChannel extends ModeTracker {
     const mac = i.op === "MAC" || i.op === "MAD";
     const dstIdx = auto ? col % g : (i.dstIdx ?? 0);
     // Address-aligned mode: MAC sources walk the registers by the flat column (two rows per g x g block).
-    const srcIdx = (given: number | undefined): number =>
-      auto ? (mac ? Math.floor(((row & 1) * sys.columns + col) / g) % g : col % g) : (given ?? 0);
+    const autoSrc = mac ? Math.floor(((row & 1) * sys.columns + col) / g) % g : col % g;
+    const src0Idx = auto ? autoSrc : (i.src0Idx ?? 0);
+    const src1Idx = auto ? autoSrc : (i.src1Idx ?? 0);
     const bankDst = i.dst === "EVEN_BANK" || i.dst === "ODD_BANK";
     if (bankDst && cmd !== "WR")
       throw new PimError(`${formatInstr(i)}: a bank destination needs a WR command`);
     for (const s of [i.src0, i.src1])
       if ((s === "EVEN_BANK" || s === "ODD_BANK") && cmd !== "RD")
         throw new PimError(`${formatInstr(i)}: a bank source needs a RD command`);
-    void parity;
+    if (i.dst !== "GRF_A" && i.dst !== "GRF_B" && !bankDst)
+      throw new PimError(`${formatInstr(i)}: destination must be a GRF or a bank`);
+    const { va, vb } = this;
+    const relu = i.relu === true;
     for (let u = 0; u < p.units; u++) {
-      const bankId = (bg: number, odd: boolean) => bg * sys.banks_per_group + 2 * (u % 2) + (odd ? 1 : 0);
-      const bg = Math.floor(u / 2);
-      const view = (o: string | undefined, idx: number): Float32Array | number | undefined => {
-        switch (o) {
-          case "GRF_A":
-            return this.grfA[u]!.subarray(idx * lanes, (idx + 1) * lanes);
-          case "GRF_B":
-            return this.grfB[u]!.subarray(idx * lanes, (idx + 1) * lanes);
-          case "EVEN_BANK":
-            return this.burst(bankId(bg, false), row, col);
-          case "ODD_BANK":
-            return this.burst(bankId(bg, true), row, col);
-          case "SRF_M":
-            return this.srfM[u]![idx]!;
-          case "SRF_A":
-            return this.srfA[u]![idx]!;
-          default:
-            return undefined;
-        }
-      };
-      const dst = view(i.dst, dstIdx);
-      if (!(dst instanceof Float32Array))
-        throw new PimError(`${formatInstr(i)}: destination must be a GRF or a bank`);
-      const a = view(i.src0, srcIdx(i.src0Idx));
-      const b = view(i.src1, srcIdx(i.src1Idx));
-      const lane = (x: Float32Array | number | undefined, l: number): number =>
-        x === undefined ? 0 : typeof x === "number" ? x : x[l]!;
+      this.load(i.src0, u, src0Idx, row, col, va);
+      this.load(i.src1, u, src1Idx, row, col, vb);
+      this.slot(i.dst, u, dstIdx, row, col);
+      const d = this.slotArr;
+      const off = this.slotOff;
+      const add = i.op === "MAD" ? this.srfA[u]![dstIdx % p.srf]! : 0;
       for (let l = 0; l < lanes; l++) {
         let v: number;
         switch (i.op) {
           case "MOV":
           case "FILL":
-            v = lane(a, l);
+            v = va[l]!;
             break;
           case "ADD":
-            v = f16round(lane(a, l) + lane(b, l));
+            v = f16round(va[l]! + vb[l]!);
             break;
           case "MUL":
-            v = f16round(lane(a, l) * lane(b, l));
+            v = f16round(va[l]! * vb[l]!);
             break;
           case "MAC":
-            v = f16round(dst[l]! + f16round(lane(a, l) * lane(b, l)));
+            v = f16round(d[off + l]! + f16round(va[l]! * vb[l]!));
             break;
           case "MAD":
-            v = f16round(f16round(lane(a, l) * lane(b, l)) + this.srfA[u]![dstIdx % p.srf]!);
+            v = f16round(f16round(va[l]! * vb[l]!) + add);
             break;
           default:
             throw new PimError(`${i.op} cannot execute`);
         }
-        dst[l] = i.relu && v < 0 ? 0 : v;
+        d[off + l] = relu && v < 0 ? 0 : v;
       }
-      this.flops +=
-        i.op === "MAC" || i.op === "MAD" ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes;
     }
+    this.flops += p.units * (mac ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes);
   }
 }

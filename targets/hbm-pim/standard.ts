@@ -175,8 +175,20 @@ export const zHbmPimSystem = z.strictObject({
       register_row: 0x3fff,
       park_row: 0x1000,
     }),
-  /** The processor beside the memory (GPU-class host of the PIM-HBM paper) for ops PIM cannot run. */
-  host: zHost.default(zHost.parse({})),
+  /**
+   * The processor that reads and writes this memory and runs what PIM does not: by default a GPU of
+   * the class of the HBM-PIM paper's host (AMD MI100: 120 compute units x 64 FP32 lanes x FMA at
+   * 1.502 GHz = 23.1 TFLOP/s) reading this HBM at its peak (64 pseudo-channels x 32 bytes per 2 ns).
+   */
+  host: zHost.default(
+    zHost.parse({
+      cores: 120,
+      simd_width: 2048,
+      fma_units: 1,
+      frequency: 1.502e9,
+      memory_bandwidth: 1.024e12,
+    }),
+  ),
 });
 
 export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;

@@ -7,7 +7,7 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
-import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
+import { HOST_AND_PIM, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
@@ -108,10 +108,7 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
     return attnMemo.get(key);
   };
   return {
-    devices: [
-      { name: "host", kind: "host" },
-      { name: PIM, kind: "pim" },
-    ],
+    devices: HOST_AND_PIM,
     home: "host",
     opTime(v, device, env) {
       const shape = gemmShapeOf(v, env);

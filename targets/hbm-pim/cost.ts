@@ -1,0 +1,103 @@
+/**
+ * The cost model of the HBM-PIM target for the partition pass: the host by its roofline (it reads the
+ * same HBM), the PIM kernels by the device model itself (each distinct kernel timed once at DRAM
+ * command level; their time does not depend on the data).
+ */
+import { hostFlops } from "../cpu/index.js";
+import { dimEval } from "../../src/ir/dim.js";
+import type { Cost } from "../../src/ir/registry.js";
+import { HOST_AND_PIM, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import type { SystemOptions } from "../index.js";
+import { runPimKernel } from "./device.js";
+import { eltwiseKernel, eltwiseLayout, gemvKernel, gemvLayout, type EltwiseOp } from "./kernels.js";
+import type { HbmPimSystem } from "./standard.js";
+
+export const PIM = "pim";
+
+/** Seconds of an op on the host: max(flops / achieved peak, bytes / bandwidth) + overhead. */
+export function hostSeconds(sys: HbmPimSystem, c: Cost): number {
+  if (c.flops === 0 && c.bytes === 0) return 0;
+  const h = sys.host;
+  return Math.max(c.flops / (hostFlops(h) * h.efficiency), c.bytes / h.memory_bandwidth) + h.overhead;
+}
+
+const memo = new WeakMap<HbmPimSystem, Map<string, number>>();
+
+function remember(sys: HbmPimSystem, key: string, f: () => number): number {
+  let m = memo.get(sys);
+  if (!m) memo.set(sys, (m = new Map()));
+  let v = m.get(key);
+  if (v === undefined) m.set(key, (v = f()));
+  return v;
+}
+
+/** Seconds of one GEMV of an [n, k] FP16 weight (input register writes and result read-back included). */
+export function gemvSeconds(sys: HbmPimSystem, n: number, k: number): number {
+  return remember(sys, `gemv ${n} ${k}`, () => {
+    const l = gemvLayout(sys, n, k);
+    return runPimKernel(sys, gemvKernel(sys, l, undefined, { readback: true })).seconds;
+  });
+}
+
+/** Seconds of an element-wise kernel over n elements, the host writing the operands and reading the result. */
+export function eltwiseSeconds(sys: HbmPimSystem, op: EltwiseOp, n: number): number {
+  return remember(sys, `${op} ${n}`, () => {
+    const zero = new Float32Array(sys.pim.lanes);
+    const k = eltwiseKernel(sys, op, eltwiseLayout(sys, n), { operand: () => zero });
+    return runPimKernel(sys, k).seconds;
+  });
+}
+
+const numel = (shape: readonly (number | object)[], env: Record<string, number>): number =>
+  shape.reduce<number>((a, d) => a * dimEval(d as never, env), 1);
+
+export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): CostModel {
+  const cooperation = opts.cooperation !== false;
+  const pimTime = (v: OpView, env: Record<string, number>): number | undefined => {
+    const op = v.op;
+    switch (op.opcode) {
+      case "linear": {
+        if (!op.operands[1]!.startsWith("@")) return undefined;
+        const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
+        const rows = numel(v.ins[0]!.shape, env) / k;
+        return rows * gemvSeconds(sys, n, k);
+      }
+      case "add":
+      case "mul":
+      case "relu": {
+        const n = numel(v.outs[0]!.shape, env);
+        if (v.ins.some((t) => numel(t.shape, env) !== n)) return undefined;
+        return eltwiseSeconds(sys, op.opcode, n);
+      }
+      case "attention": {
+        if (opts.attention === "host") return undefined;
+        const [b, h, s, d] = v.ins[0]!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
+        const kvh = dimEval(v.ins[1]!.shape[1]!, env);
+        const t = dimEval(v.ins[1]!.shape[2]!, env);
+        const dv = dimEval(v.ins[2]!.shape[3]!, env);
+        const rows = b * h * s;
+        // The new tokens' K and V^T bursts, spread over the pseudo-channels.
+        const bursts = b * kvh * s * (Math.ceil(d / sys.pim.lanes) + dv);
+        const writes = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
+        const softmax = hostSeconds(sys, { flops: 5 * rows * t, bytes: 8 * rows * t });
+        return rows * (gemvSeconds(sys, t, d) + gemvSeconds(sys, dv, t)) + softmax + writes;
+      }
+      default:
+        return undefined;
+    }
+  };
+  return {
+    devices: HOST_AND_PIM,
+    home: "host",
+    opTime(v, device, env) {
+      if (device === PIM) return pimTime(v, env);
+      if (device !== "host") return undefined;
+      const attention = v.op.opcode === "attention";
+      if (attention && opts.attention === "pim") return undefined;
+      if (!cooperation && !attention && pimTime(v, env) !== undefined) return undefined;
+      return hostSeconds(sys, v.cost);
+    },
+    // The host and the PIM units share the HBM: activations do not move.
+    transferTime: () => 0,
+  };
+}

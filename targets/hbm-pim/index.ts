@@ -1,0 +1,53 @@
+/**
+ * The bank-level HBM-PIM target (Samsung Aquabolt-XL / FIMDRAM class): FP16 PIM units beside the
+ * banks of HBM2 pseudo-channels, driven by DRAM commands, and the host processor that reads the same
+ * memory. Decode GEMVs, element-wise ops and attention over the KV cache run as PIM kernels on the
+ * command-level device model (docs/hbm-pim.md); the partition pass places each op by comparing the
+ * kernels' measured time with the host's roofline.
+ */
+import { validateSystem } from "../../src/frontend/system.js";
+import type { LayoutOptions } from "../../passes/layout.js";
+import type { PrepareOptions, SystemModel, Target } from "../index.js";
+import { hbmPimCostModel } from "./cost.js";
+import { HbmPimRunner, type Limits } from "./runner.js";
+import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
+
+/** Linear weights [out, in] row-major (the runner lays them out in the banks itself). */
+const ROW_WEIGHTS: LayoutOptions = {
+  weightLayout: (op, i) =>
+    (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
+};
+
+export const systemOf = (s: SystemModel): HbmPimSystem =>
+  (s.config as HbmPimSystem | undefined) ?? DEFAULT_SYSTEM;
+
+function limitsOf(opts: PrepareOptions | undefined): Limits {
+  if (opts?.limits) return opts.limits;
+  const envs = Object.values(opts?.envs ?? {});
+  const max = (f: (e: Readonly<Record<string, number>>) => number): number => Math.max(16, ...envs.map(f));
+  return { B: max((e) => e.B ?? 1), S: max((e) => e.S ?? 1), T: max((e) => (e.P ?? 0) + (e.S ?? 1)) };
+}
+
+const hbmPim: Target = {
+  name: "hbm-pim",
+  summary:
+    "bank-level HBM-PIM (Aquabolt-XL class): FP16 PIM units driven by DRAM commands; emulated at command level",
+  // FP16 weights, activations and accumulation: logits within 2e-2 (measured: 4e-3 on the tiny models).
+  tolerance: 2e-2,
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  system(decl, opts) {
+    const sys = decl ? validateSystem(decl, zHbmPimSystem) : DEFAULT_SYSTEM;
+    return {
+      name: decl?.name ?? "hbm_pim_default",
+      costModel: hbmPimCostModel(sys, opts),
+      ...(opts ? { options: opts } : {}),
+      passOptions: { layout: ROW_WEIGHTS },
+      config: sys,
+    };
+  },
+  prepare(model, system, opts) {
+    return new HbmPimRunner(model.module, model.weights, systemOf(system), limitsOf(opts));
+  },
+};
+
+export default hbmPim;

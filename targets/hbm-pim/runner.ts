@@ -1,0 +1,424 @@
+/**
+ * Executes a partitioned model on the HBM-PIM device model: ops placed on `pim` run as kernels on the
+ * emulated pseudo-channels (DRAM commands stepping the PIM units, FP16), the others on the host (the
+ * fp32 reference interpreter), with every call's time from the command-level timing and the host
+ * roofline.
+ *
+ * - `linear` with a constant weight: one GEMV kernel per activation row (weights resident in the banks
+ *   in the GEMV layout, stored once in FP16; the input goes to GRF_A; the host reads the 16 lane partial
+ *   sums and adds them and the bias).
+ * - `add`, `mul` (operands of one shape) and `relu`: the element-wise kernel, the host writing the
+ *   operands into the banks before it and reading the result after it.
+ * - `attention`: per batch and kv head, the KV cache lives in the banks as GEMV weights: K as [T, D]
+ *   (one output per token) and V^T as [D, T]; each call writes the new tokens' bursts, then per query
+ *   row a GEMV gives the scores, the host's masked softmax the probabilities, and a GEMV over the
+ *   first T tokens the context.
+ */
+import { f16round as f16 } from "@petamoriken/float16";
+import { UserError } from "../../src/errors.js";
+import { evalOp, Interpreter } from "../../src/exec/interpreter.js";
+import type { DimEnv } from "../../src/ir/dim.js";
+import { refName, type Func, type Module, type Op } from "../../src/ir/module.js";
+import { getOp } from "../../src/ir/registry.js";
+import type { Tensor } from "../../src/ir/tensor.js";
+import { f32 } from "../../src/ir/tensor.js";
+import type { TensorType } from "../../src/ir/types.js";
+import type { WeightStore } from "../../src/ir/weights.js";
+import type { FunctionalRunner } from "../index.js";
+import { runChannel, WR, type Request } from "./controller.js";
+import {
+  gemvBurst,
+  readEltwise,
+  readGemvResult,
+  replay,
+  runPimKernel,
+  storeGemvWeights,
+  type KernelResult,
+} from "./device.js";
+import {
+  eltwiseKernel,
+  eltwiseLayout,
+  gemvKernel,
+  gemvLayout,
+  type EltwiseLayout,
+  type EltwiseOp,
+  type GemvLayout,
+  type PimKernel,
+} from "./kernels.js";
+import { PimChannel } from "./pim.js";
+import { hostSeconds, PIM } from "./cost.js";
+import type { HbmPimSystem } from "./standard.js";
+
+export interface Limits {
+  readonly B: number;
+  readonly S: number;
+  readonly T: number;
+}
+
+/** Where one call's time went. */
+export interface CallReport {
+  readonly func: string;
+  env: DimEnv;
+  /** Seconds on the host, in PIM kernels (their register and host data writes and read-backs included), and writing the KV cache into the banks. */
+  host: number;
+  pim: number;
+  cache: number;
+  kernels: number;
+  commands: number;
+}
+
+/** A kernel whose request stream is fixed (only its data changes): timed once, replayed after. */
+class Resident {
+  private timing: KernelResult | undefined;
+  constructor(
+    private readonly sys: HbmPimSystem,
+    private readonly devs: readonly PimChannel[],
+    readonly kernel: PimKernel,
+  ) {}
+  run(): KernelResult {
+    if (!this.timing) {
+      this.timing = runPimKernel(this.sys, this.kernel, { channels: this.devs });
+      return this.timing;
+    }
+    for (let ch = 0; ch < this.kernel.active; ch++) {
+      const d = this.devs[ch]!;
+      d.payload = (req) => this.kernel.payload(ch, req);
+      replay(d, this.timing.log);
+    }
+    return this.timing;
+  }
+}
+
+/** A GEMV with resident weights; `x` is the current input vector. */
+interface Gemv {
+  readonly layout: GemvLayout;
+  readonly x: Float32Array;
+  /** The kernel per number of input tiles used (attention's context runs over the first T tokens). */
+  readonly kernels: Map<number, Resident>;
+}
+
+interface CacheGroup {
+  readonly k: Gemv;
+  readonly vt: Gemv;
+  /** Tokens already written into the banks. */
+  stored: number;
+}
+
+const sumCommands = (r: KernelResult): number => Object.values(r.counts).reduce((a, b) => a + b, 0);
+
+export class HbmPimRunner implements FunctionalRunner {
+  readonly devs: PimChannel[];
+  readonly reports: CallReport[] = [];
+  private readonly interp: Interpreter;
+  private nextRow = 0;
+  private readonly gemvs = new Map<string, Gemv>();
+  private readonly groups = new Map<string, CacheGroup>();
+  private readonly eltwise = new Map<
+    string,
+    { layout: EltwiseLayout; cur: Float32Array[]; kernel: Resident }
+  >();
+  /** The KV-cache state each PIM attention op reads ("func/idx" -> state). */
+  private readonly cacheOf = new Map<string, string>();
+  private report: CallReport | undefined;
+  private readonly reserved: Set<number>;
+
+  constructor(
+    readonly module: Module,
+    weights: WeightStore,
+    readonly sys: HbmPimSystem,
+    readonly limits: Limits,
+  ) {
+    this.devs = Array.from({ length: sys.pseudo_channels }, () => new PimChannel(sys));
+    const p = sys.pim;
+    this.reserved = new Set([p.park_row, p.abmr_row, p.sbmr_row, p.register_row]);
+    for (const f of module.funcs) this.findCaches(f);
+    this.interp = new Interpreter(module, weights, (op, ins, env, func, idx) =>
+      this.hook(op, ins, env, func, idx),
+    );
+  }
+
+  reset(): void {
+    this.interp.reset();
+    for (const g of this.groups.values()) g.stored = 0;
+    this.reports.length = 0;
+  }
+
+  run(func: string, inputs: readonly Tensor[]): Tensor[] {
+    const r: CallReport = { func, env: {}, host: 0, pim: 0, cache: 0, kernels: 0, commands: 0 };
+    this.report = r;
+    try {
+      return this.interp.run(func, inputs);
+    } finally {
+      this.reports.push(r);
+      this.report = undefined;
+    }
+  }
+
+  /** Seconds of the last call. */
+  get lastSeconds(): number {
+    const r = this.reports[this.reports.length - 1];
+    return r ? r.host + r.pim + r.cache : 0;
+  }
+
+  private findCaches(f: Func): void {
+    const def = new Map<string, Op>();
+    for (const op of f.body) for (const r of op.results) def.set(r.name, op);
+    const source = (ref: string): string | undefined => {
+      let cur = ref;
+      for (;;) {
+        if (cur.startsWith("@")) return refName(cur);
+        const op = def.get(refName(cur));
+        if (!op) return undefined;
+        if (op.opcode === "kv_append") return refName(op.operands[0]!);
+        if (op.opcode !== "transfer") return undefined;
+        cur = op.operands[0]!;
+      }
+    };
+    f.body.forEach((op, idx) => {
+      if (op.opcode !== "attention" || op.attrs.device !== PIM) return;
+      const s = source(op.operands[1]!);
+      if (s) this.cacheOf.set(`${f.name}/${idx}`, s);
+    });
+  }
+
+  /** Rows [start, start + n) of every bank, clear of the reserved rows, start even. */
+  private alloc(n: number): number {
+    let start = this.nextRow + (this.nextRow % 2);
+    for (;;) {
+      let clash = -1;
+      for (const r of this.reserved) if (r >= start && r < start + n) clash = Math.max(clash, r);
+      if (clash < 0) break;
+      start = clash + 1 + ((clash + 1) % 2);
+    }
+    if (start + n > this.sys.rows)
+      throw new UserError(
+        `hbm-pim: the model's weights and KV cache need more than the ${this.sys.rows} rows of each bank (${this.sys.pseudo_channels} pseudo-channels)`,
+      );
+    this.nextRow = start + n;
+    return start;
+  }
+
+  private gemv(key: string, n: number, k: number, w?: Float32Array): Gemv {
+    let g = this.gemvs.get(key);
+    if (!g) {
+      const size = gemvLayout(this.sys, n, k);
+      const layout = gemvLayout(this.sys, n, k, this.alloc(size.rows));
+      if (w) storeGemvWeights(this.sys, this.devs, layout, w);
+      g = { layout, x: new Float32Array(k), kernels: new Map() };
+      this.gemvs.set(key, g);
+    }
+    return g;
+  }
+
+  /** y = W x for the GEMV's current x, over its first `inputs` inputs. */
+  private runGemv(g: Gemv, inputs = g.layout.k): Float32Array {
+    const tiles = Math.ceil(inputs / (this.sys.pim.lanes * this.sys.pim.grf));
+    let r = g.kernels.get(tiles);
+    if (!r) {
+      const l = { ...g.layout, k: inputs, inTiles: tiles };
+      r = new Resident(
+        this.sys,
+        this.devs,
+        gemvKernel(this.sys, l, () => g.x, { readback: true }),
+      );
+      g.kernels.set(tiles, r);
+    }
+    this.account(r.run());
+    return readGemvResult(this.sys, this.devs, g.layout);
+  }
+
+  private account(t: KernelResult): void {
+    const rep = this.report!;
+    rep.pim += t.seconds;
+    rep.kernels++;
+    rep.commands += sumCommands(t);
+  }
+
+  private hook(op: Op, ins: readonly Tensor[], env: DimEnv, func: string, idx: number): Tensor[] | undefined {
+    const rep = this.report!;
+    rep.env = env;
+    if (op.attrs.device === PIM) {
+      const out = this.onPim(op, ins, env, `${func}/${idx}`);
+      if (out) return out;
+    }
+    const def = getOp(op.opcode);
+    if (def && op.opcode !== "transfer") {
+      const types = (ts: readonly Tensor[]): TensorType[] =>
+        ts.map((t) => ({ dtype: t.dtype, shape: t.shape }));
+      const outs = evalOp(op.opcode, op.attrs, ins, env);
+      rep.host += hostSeconds(this.sys, def.cost(types(ins), types(outs), op.attrs as never, env));
+      return outs;
+    }
+    return undefined;
+  }
+
+  private onPim(op: Op, ins: readonly Tensor[], env: DimEnv, site: string): Tensor[] | undefined {
+    switch (op.opcode) {
+      case "linear":
+        return op.operands[1]!.startsWith("@") ? [this.linear(op, ins)] : undefined;
+      case "add":
+      case "mul":
+        return sameShape(ins[0]!, ins[1]!) ? [this.elementwise(op.opcode, ins)] : undefined;
+      case "relu":
+        return [this.elementwise("relu", ins)];
+      case "attention":
+        return [this.attention(op, ins, env, site)];
+      default:
+        return undefined;
+    }
+  }
+
+  private linear(op: Op, [x, w, b]: readonly Tensor[]): Tensor {
+    const [n, k] = w!.shape as [number, number];
+    const g = this.gemv(refName(op.operands[1]!), n, k, w!.data as Float32Array);
+    const xs = x!.data as Float32Array;
+    const rows = xs.length / k;
+    const out = f32([...x!.shape.slice(0, -1), n]);
+    const y = out.data as Float32Array;
+    const bias = b?.data as Float32Array | undefined;
+    for (let m = 0; m < rows; m++) {
+      g.x.set(xs.subarray(m * k, (m + 1) * k));
+      const r = this.runGemv(g);
+      for (let o = 0; o < n; o++) y[m * n + o] = bias ? Math.fround(r[o]! + bias[o]!) : r[o]!;
+    }
+    return out;
+  }
+
+  private elementwise(op: EltwiseOp, ins: readonly Tensor[]): Tensor {
+    const n = ins[0]!.data.length;
+    const key = `${op} ${n}`;
+    let e = this.eltwise.get(key);
+    if (!e) {
+      const size = eltwiseLayout(this.sys, n);
+      const layout = eltwiseLayout(this.sys, n, this.alloc(size.rows[2] + size.rowsPerOperand));
+      const cur = [new Float32Array(n), new Float32Array(n)];
+      const s = this.sys;
+      const banks = s.bank_groups * s.banks_per_group;
+      const lanes = s.pim.lanes;
+      const g = s.pim.grf;
+      const kernel = eltwiseKernel(s, op, layout, {
+        operand: (which, ch, bank, flat) => {
+          const t = Math.floor(flat / g);
+          const c = flat % g;
+          const e0 = (((t * s.pseudo_channels + ch) * banks + bank) * g + c) * lanes;
+          const v = new Float32Array(lanes);
+          for (let l = 0; l < lanes && e0 + l < n; l++) v[l] = cur[which]![e0 + l]!;
+          return v;
+        },
+      });
+      e = { layout, cur, kernel: new Resident(s, this.devs, kernel) };
+      this.eltwise.set(key, e);
+    }
+    ins.forEach((t, i) => e.cur[i]!.set(t.data as Float32Array));
+    this.account(e.kernel.run());
+    const out = f32([...ins[0]!.shape]);
+    (out.data as Float32Array).set(readEltwise(this.sys, this.devs, e.layout));
+    return out;
+  }
+
+  private attention(op: Op, [q, k, v]: readonly Tensor[], env: DimEnv, site: string): Tensor {
+    const [b, h, s, d] = q!.shape as [number, number, number, number];
+    const [, kvh, t] = k!.shape as [number, number, number, number];
+    const dv = v!.shape[3]!;
+    const tmax = this.limits.T;
+    if (t > tmax)
+      throw new UserError(
+        `hbm-pim: the KV cache holds ${t} tokens, more than the ${tmax} it was laid out for`,
+      );
+    const state = this.cacheOf.get(site) ?? site;
+    const rep = h / kvh;
+    const kd = k!.data as Float32Array;
+    const vd = v!.data as Float32Array;
+    // Write the new tokens of every group into the banks (K rows; V^T columns), timed as host writes.
+    const writes = new Map<number, Request[]>();
+    const groups: CacheGroup[] = [];
+    for (let bi = 0; bi < b; bi++)
+      for (let g = 0; g < kvh; g++) {
+        const key = `${state}/${bi}/${g}`;
+        let grp = this.groups.get(key);
+        if (!grp) {
+          grp = { k: this.gemv(`${key}/k`, tmax, d), vt: this.gemv(`${key}/vt`, dv, tmax), stored: 0 };
+          this.groups.set(key, grp);
+        }
+        const base = (bi * kvh + g) * t;
+        for (let tok = grp.stored; tok < t; tok++) {
+          for (let i = 0; i < d; i += this.sys.pim.lanes) {
+            const at = gemvBurst(this.sys, grp.k.layout, tok, i);
+            const lane = this.devs[at.ch]!.burst(at.bank, at.row, at.col);
+            for (let l = 0; l < this.sys.pim.lanes; l++)
+              lane[l] = i + l < d ? f16(kd[(base + tok) * d + i + l]!) : 0;
+            pushWrite(writes, at);
+          }
+          for (let j = 0; j < dv; j++) {
+            const at = gemvBurst(this.sys, grp.vt.layout, j, tok);
+            this.devs[at.ch]!.burst(at.bank, at.row, at.col)[at.lane] = f16(vd[(base + tok) * dv + j]!);
+            pushWrite(writes, at);
+          }
+        }
+        grp.stored = t;
+        groups.push(grp);
+      }
+    this.report!.cache += this.timeWrites(writes);
+    // Scores, softmax on the host, context.
+    const scores = f32([b, h, s, t]);
+    const sd = scores.data as Float32Array;
+    const qd = q!.data as Float32Array;
+    for (let bi = 0; bi < b; bi++)
+      for (let hi = 0; hi < h; hi++) {
+        const grp = groups[bi * kvh + Math.floor(hi / rep)]!;
+        for (let si = 0; si < s; si++) {
+          const row = (bi * h + hi) * s + si;
+          grp.k.x.set(qd.subarray(row * d, (row + 1) * d));
+          sd.set(this.runGemv(grp.k).subarray(0, t), row * t);
+        }
+      }
+    const probs = evalOp("masked_softmax", op.attrs, [scores], env)[0]!;
+    const def = getOp("masked_softmax")!;
+    this.report!.host += hostSeconds(
+      this.sys,
+      def.cost(
+        [{ dtype: "f32", shape: scores.shape }],
+        [{ dtype: "f32", shape: scores.shape }],
+        op.attrs as never,
+        env,
+      ),
+    );
+    const pd = probs.data as Float32Array;
+    const out = f32([b, h, s, dv]);
+    const od = out.data as Float32Array;
+    for (let bi = 0; bi < b; bi++)
+      for (let hi = 0; hi < h; hi++) {
+        const grp = groups[bi * kvh + Math.floor(hi / rep)]!;
+        for (let si = 0; si < s; si++) {
+          const row = (bi * h + hi) * s + si;
+          grp.vt.x.fill(0);
+          grp.vt.x.set(pd.subarray(row * t, (row + 1) * t));
+          od.set(this.runGemv(grp.vt, t).subarray(0, dv), row * dv);
+        }
+      }
+    return out;
+  }
+
+  /** Seconds the host's writes take: per pseudo-channel through its controller, channels in parallel. */
+  private timeWrites(writes: Map<number, Request[]>): number {
+    let worst = 0;
+    for (const reqs of writes.values()) worst = Math.max(worst, runChannel(this.sys, reqs).cycles);
+    return worst * this.sys.timing.tCK;
+  }
+}
+
+function pushWrite(
+  writes: Map<number, Request[]>,
+  at: { ch: number; bg: number; bankInGroup: number; row: number; col: number },
+): void {
+  let list = writes.get(at.ch);
+  if (!list) writes.set(at.ch, (list = []));
+  const last = list[list.length - 1];
+  // Lanes of one burst written back to back go out as one write.
+  if (last && last.bg === at.bg && last.bank === at.bankInGroup && last.row === at.row && last.col === at.col)
+    return;
+  list.push({ kind: WR, rank: 0, bg: at.bg, bank: at.bankInGroup, row: at.row, col: at.col });
+}
+
+const sameShape = (a: Tensor, b: Tensor): boolean =>
+  a.shape.length === b.shape.length && a.shape.every((x, i) => x === b.shape[i]);
