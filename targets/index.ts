@@ -11,6 +11,7 @@ import type { LoadedModel } from "../src/frontend/hf/import.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import type { CostModel } from "../src/pipeline/cost-model.js";
 import type { DimEnv } from "../src/ir/dim.js";
+import type { Module, Op } from "../src/ir/module.js";
 import type { PassOptions } from "../src/pipeline/pass.js";
 
 /** Runs a compiled model function by function, keeping the KV cache between calls. */
@@ -58,6 +59,20 @@ export interface PrepareOptions {
   readonly envs?: Readonly<Record<string, DimEnv>>;
 }
 
+/** The time of one call of a function, op by op (targets that time without a program emulator). */
+export interface CallTiming {
+  readonly seconds: number;
+  /** Seconds per device. */
+  readonly busy: Readonly<Record<string, number>>;
+  readonly ops: readonly {
+    readonly op: Op;
+    readonly device: string;
+    readonly seconds: number;
+    readonly flops: number;
+    readonly bytes: number;
+  }[];
+}
+
 export interface Target {
   readonly name: string;
   readonly summary: string;
@@ -74,6 +89,8 @@ export interface Target {
    * Targets without one run the IR directly (compile -o writes the IR).
    */
   emit?(model: LoadedModel, system: SystemModel, opts: EmitOptions): { bytes: Uint8Array; lines: string[] };
+  /** Times one call of `func` of a compiled module under `env` from the target's device model, without data. */
+  timeCall?(module: Module, system: SystemModel, func: string, env: DimEnv): CallTiming;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -413,3 +413,51 @@ describe("the hbm-pim target on models", () => {
     expect(r.stdout).toMatch(/PASSED \(tolerance 0.02\)/);
   });
 });
+
+describe("pimc bench on hbm-pim", () => {
+  it("times a decode step per batch size from the device model", () => {
+    const r = pimc(
+      "bench",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/hbm-pim-64ch.pim",
+      "--phase",
+      "decode",
+      "--batch",
+      "1,16",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      target: string;
+      steps: {
+        batch: number;
+        seconds: number;
+        busy: Record<string, number>;
+        ops: { name: string; device: string; seconds: number }[];
+      }[];
+    };
+    expect(j.target).toBe("hbm-pim");
+    const [b1, b16] = j.steps;
+    // Batch 1: the GEMVs on PIM, and the step is the sum of its ops.
+    expect(b1!.busy.pim).toBeGreaterThan(b1!.busy.host!);
+    expect(b1!.ops.find((o) => o.name === "L*.o")!.device).toBe("pim");
+    expect(b1!.seconds).toBeCloseTo(
+      b1!.ops.reduce((s, o) => s + o.seconds, 0),
+      9,
+    );
+    // Batch 16: a GEMV per row on PIM loses to the host reading the weights once.
+    expect(b16!.ops.find((o) => o.name === "L*.o")!.device).toBe("host");
+    for (const flag of [["--plot", "x.svg"], ["--ablation"]]) {
+      const bad = pimc(
+        "bench",
+        "examples/llama2-7b.pim",
+        "--system",
+        "examples/systems/hbm-pim-64ch.pim",
+        ...flag,
+      );
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/needs a target with a program emulator/);
+    }
+  });
+});

@@ -696,7 +696,7 @@ describe("pimc with --target upmem", () => {
     expect(text.stdout).toMatch(/% of peak/);
     const cpu = pimc("bench", "examples/tiny-llama.pim", "--target", "cpu");
     expect(cpu.code).toBe(2);
-    expect(cpu.stderr).toMatch(/needs a target with an emulator/);
+    expect(cpu.stderr).toMatch(/needs a target with a device model/);
     expect(pimc("bench", "examples/tiny-llama.pim", "--batch", "1,x").code).toBe(2);
   });
 

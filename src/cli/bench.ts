@@ -18,12 +18,14 @@ import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
 import { nonNegativeInt, positiveInt } from "./options.js";
-import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { breakdown, ms } from "./sim.js";
+import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
 import { funcCosts } from "../ir/cost.js";
 import type { Module } from "../ir/module.js";
-import type { SystemModel } from "../../targets/index.js";
+import type { CallTiming, SystemModel } from "../../targets/index.js";
+import type { LoadedModel } from "../frontend/hf/import.js";
 import { hostTime, systemOf } from "../../targets/upmem/index.js";
 
 const batches = (v: string): number[] => {
@@ -183,6 +185,131 @@ async function ablation(w: Workload, flags: PipelineFlags, emulate: Emulate, jso
   return out;
 }
 
+/** The workload of each batch size, with --seq and --context applied. */
+function stepWorkloads(
+  base: Workload,
+  o: { seq?: number | undefined; context?: number | undefined },
+  batchSizes: readonly number[],
+): Workload[] {
+  return batchSizes.map((b) => ({
+    ...base,
+    batch: b,
+    ...(o.seq !== undefined ? (base.phase === "prefill" ? { prompt: o.seq } : { speculation: o.seq }) : {}),
+    ...(o.context !== undefined ? { context: o.context } : {}),
+  }));
+}
+
+const stepTokens = (w: Workload): number => w.batch * (w.phase === "prefill" ? w.prompt : w.speculation);
+
+/**
+ * Bench on a target that times ops from its device model (hbm-pim): per batch size the step's
+ * latency and where it goes, ops of identical layers grouped.
+ */
+async function benchTimed(
+  model: LoadedModel,
+  flags: PipelineFlags,
+  steps: readonly Workload[],
+  rowsShown: number,
+  json: boolean,
+): Promise<void> {
+  const bar = progress();
+  bar.start(steps.length);
+  const results: { w: Workload; timing: CallTiming; rows: BenchRow[]; system: string; target: string }[] = [];
+  try {
+    for (const w of steps) {
+      bar.label(`compiling and timing batch ${w.batch}`);
+      const { module, target, system } = await compileModel(model, flags, w, 2);
+      const timing = target.timeCall!(module, system, w.phase, workloadEnv(w));
+      const rows = new Map<string, BenchRow>();
+      for (const o of timing.ops) {
+        const name = layerGroupName(o.op);
+        const key = `${o.device}\u0000${name}`;
+        const r = rows.get(key) ?? {
+          name,
+          device: o.device,
+          calls: 0,
+          seconds: 0,
+          bytes: 0,
+          flops: 0,
+          peak_fraction: 0,
+        };
+        r.calls++;
+        r.seconds += o.seconds;
+        r.bytes += o.bytes;
+        r.flops += o.flops;
+        rows.set(key, r);
+      }
+      results.push({
+        w,
+        timing,
+        rows: [...rows.values()].sort((a, b) => b.seconds - a.seconds),
+        system: system.name,
+        target: target.name,
+      });
+      bar.tick();
+    }
+  } finally {
+    bar.stop();
+  }
+  const first = results[0]!;
+  if (json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        model: model.module.name,
+        target: first.target,
+        system: first.system,
+        phase: first.w.phase,
+        steps: results.map(({ w, timing, rows }) => ({
+          batch: w.batch,
+          seconds: timing.seconds,
+          tokens_per_second: stepTokens(w) / timing.seconds,
+          busy: timing.busy,
+          ops: rows.map(({ peak_fraction: _, ...r }) => r),
+        })),
+      })}\n`,
+    );
+    return;
+  }
+  const devices = Object.keys(first.timing.busy);
+  const summary = table(
+    ["batch", "tokens/step", "latency", "tokens/s", ...devices],
+    ["right", "right", "right", "right", ...devices.map(() => "right" as const)],
+  );
+  for (const { w, timing } of results)
+    summary.push([
+      String(w.batch),
+      int(stepTokens(w)),
+      ms(timing.seconds),
+      int(Math.round(stepTokens(w) / timing.seconds)),
+      ...devices.map((d) => ms(timing.busy[d] ?? 0)),
+    ]);
+  const detail = table(
+    ["op", "device", "calls", "time", "share", "bytes", "flops", "Op/B"],
+    ["left", "left", "right", "right", "right", "right", "right", "right"],
+  );
+  for (const r of first.rows.slice(0, rowsShown))
+    detail.push([
+      r.name,
+      r.device,
+      int(r.calls),
+      ms(r.seconds),
+      `${((100 * r.seconds) / first.timing.seconds).toFixed(1)}%`,
+      bytes(r.bytes),
+      si(r.flops),
+      opb(r.flops, r.bytes),
+    ]);
+  process.stdout.write(
+    [
+      `model     ${model.module.name} on ${first.target} (${first.system}); PIM kernels timed at DRAM-command level`,
+      `phase     ${phaseLine(first.w)}`,
+      summary.toString(),
+      `where the time goes at batch ${first.w.batch}:`,
+      detail.toString(),
+      "",
+    ].join("\n"),
+  );
+}
+
 export function benchCommand() {
   const cmd = new Command("bench")
     .description(
@@ -218,6 +345,27 @@ export function benchCommand() {
       ...(opts.workload !== undefined ? { workload: opts.workload } : {}),
       ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
     });
+    const batchSizes = opts.batch ?? [base.batch];
+    if (opts.ablation && batchSizes.length > 1)
+      throw new UserError(`--ablation runs one batch size; got --batch ${batchSizes.join(",")}`);
+    const { target } = await chooseTarget(opts);
+    if (!target.emit) {
+      if (!target.timeCall)
+        throw new UserError(
+          `pimc bench needs a target with a device model (upmem, hbm-pim); ${target.name} has none`,
+        );
+      for (const [flag, given] of [
+        ["--ablation", opts.ablation],
+        ["--trace", opts.trace],
+        ["--plot", opts.plot],
+      ] as const)
+        if (given !== undefined)
+          throw new UserError(
+            `${flag} needs a target with a program emulator (upmem); ${target.name} times ops`,
+          );
+      await benchTimed(model, opts, stepWorkloads(base, opts, batchSizes), opts.rows, opts.json === true);
+      return;
+    }
     const results: { w: Workload; report: RunReport; program: Program; rows: BenchRow[] }[] = [];
     const bar = progress();
     /** Compiles the model under `flags` for workload `w` and emulates one step (`label`: for the bar). */
@@ -237,22 +385,10 @@ export function benchCommand() {
       bar.tick();
       return { module, system, program, report };
     };
-    const batchSizes = opts.batch ?? [base.batch];
-    if (opts.ablation && batchSizes.length > 1)
-      throw new UserError(`--ablation runs one batch size; got --batch ${batchSizes.join(",")}`);
     if (!opts.ablation) bar.start(batchSizes.length);
     try {
-      for (const b of batchSizes) {
-        const w: Workload = {
-          ...base,
-          batch: b,
-          ...(opts.seq !== undefined
-            ? base.phase === "prefill"
-              ? { prompt: opts.seq }
-              : { speculation: opts.seq }
-            : {}),
-          ...(opts.context !== undefined ? { context: opts.context } : {}),
-        };
+      for (const w of stepWorkloads(base, opts, batchSizes)) {
+        const b = w.batch;
         if (opts.ablation) {
           const rows = await ablation(w, opts, emulate, opts.json === true, bar);
           if (opts.plot !== undefined)
@@ -298,7 +434,7 @@ export function benchCommand() {
       };
       await writePlot(opts.plot, (p) => p.benchSpec(data));
     }
-    const tokens = (w: Workload): number => w.batch * (w.phase === "prefill" ? w.prompt : w.speculation);
+    const tokens = stepTokens;
     if (opts.json) {
       process.stdout.write(
         `${JSON.stringify({

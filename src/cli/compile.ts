@@ -17,7 +17,7 @@ import {
 } from "./workload-flags.js";
 import { funcCosts } from "../ir/cost.js";
 import { dimEval } from "../ir/dim.js";
-import { findFunc, type Module } from "../ir/module.js";
+import { findFunc, type Module, type Op } from "../ir/module.js";
 import { printModule } from "../ir/printer.js";
 import { numel, typeBytes } from "../ir/types.js";
 import { assertValid } from "../ir/verifier.js";
@@ -33,13 +33,17 @@ interface Row {
   bytes: number;
 }
 
+/** The name ops of identical layers share: `L*.q` for every layer's q, `kv.*.k` for their caches. */
+export const layerGroupName = (op: Op): string =>
+  (op.results[0]?.name ?? op.opcode).replace(/^(L|kv\.)\d+\./, "$1*.");
+
 /** Per-op costs of the workload's function, ops of identical layers grouped (`L*.q` = every layer's q). */
 export function costRows(m: Module, w: Workload): Row[] {
   const f = findFunc(m, w.phase);
   if (!f) throw new UserError(`module has no ${w.phase} function`);
   const rows = new Map<string, Row>();
   for (const c of funcCosts(m, f, workloadEnv(w))) {
-    const name = (c.op.results[0]?.name ?? c.op.opcode).replace(/^(L|kv\.)\d+\./, "$1*.");
+    const name = layerGroupName(c.op);
     const device = typeof c.op.attrs.device === "string" ? c.op.attrs.device : undefined;
     const key = `${name}\u0000${c.op.opcode}\u0000${device ?? ""}`;
     const r = rows.get(key) ?? {

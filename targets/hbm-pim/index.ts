@@ -8,7 +8,9 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { PrepareOptions, SystemModel, Target } from "../index.js";
-import { hbmPimCostModel } from "./cost.js";
+import { UserError } from "../../src/errors.js";
+import { opCost, operandTyper } from "../../src/ir/cost.js";
+import { hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 
@@ -44,6 +46,28 @@ const hbmPim: Target = {
       passOptions: { layout: ROW_WEIGHTS },
       config: sys,
     };
+  },
+  timeCall(module, system, func, env) {
+    const f = module.funcs.find((x) => x.name === func);
+    if (!f) throw new UserError(`module has no ${func} function`);
+    const typeOf = operandTyper(module, f);
+    const sys = systemOf(system);
+    const busy: Record<string, number> = { host: 0, pim: 0 };
+    const ops = f.body
+      .filter((op) => op.opcode !== "transfer")
+      .map((op) => {
+        const ins = op.operands.map(typeOf);
+        const cost = opCost(op, ins, env);
+        const device = op.attrs.device === PIM ? PIM : "host";
+        const view = { op, ins, outs: op.results.map((r) => r.type), cost };
+        // The device model's time of the op's kernels where it is placed (the host's roofline otherwise).
+        const seconds =
+          (device === PIM ? system.costModel.opTime(view, PIM, env) : undefined) ?? hostSeconds(sys, cost);
+        busy[device] = (busy[device] ?? 0) + seconds;
+        return { op, device, seconds, flops: cost.flops, bytes: cost.bytes };
+      });
+    // The host drives the PIM units with its memory commands: they take turns.
+    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
   },
   prepare(model, system, opts) {
     return new HbmPimRunner(model.module, model.weights, systemOf(system), limitsOf(opts));
