@@ -369,6 +369,21 @@ describe("the hbm-pim target on models", () => {
     expect(runner.lastSeconds).toBeCloseTo(dec.host + dec.pim + dec.cache);
   });
 
+  it("runs attention's (batch, kv head) groups side by side: kernels per step do not grow with the batch", async () => {
+    const attentionKernels = async (batch: number) => {
+      const count = async (attention: "pim" | "host") => {
+        const { runner } = await prepared("test/fixtures/llama-tiny", { cooperation: false, attention });
+        runner.run("prefill", [tokenTensor(Array.from({ length: batch }, () => [1, 2, 3]))]);
+        runner.run("decode", [tokenTensor(Array.from({ length: batch }, () => [4]))]);
+        return runner.reports[1]!.kernels;
+      };
+      return (await count("pim")) - (await count("host"));
+    };
+    // 2 layers x (scores + context) x 2 query heads per kv head x 1 token.
+    expect(await attentionKernels(1)).toBe(8);
+    expect(await attentionKernels(2)).toBe(8);
+  });
+
   it("is deterministic and rejects a cache longer than it was laid out for", async () => {
     const run = async () => {
       const { runner } = await prepared("test/fixtures/llama-tiny", { cooperation: false, attention: "pim" });

@@ -12,6 +12,14 @@ import { runPimKernel } from "./device.js";
 import { eltwiseKernel, eltwiseLayout, gemvKernel, gemvLayout, type EltwiseOp } from "./kernels.js";
 import type { HbmPimSystem } from "./standard.js";
 
+/** Attention groups one kernel serves: the largest divisor of the pseudo-channels up to `groups`. */
+export function groupsPerRound(sys: HbmPimSystem, groups: number): number {
+  let best = 1;
+  for (let x = 1; x <= Math.min(groups, sys.pseudo_channels); x++)
+    if (sys.pseudo_channels % x === 0) best = x;
+  return best;
+}
+
 export const PIM = "pim";
 
 /** Seconds of an op on the host: max(flops / achieved peak, bytes / bandwidth) + overhead. */
@@ -31,10 +39,13 @@ function remember(sys: HbmPimSystem, key: string, f: () => number): number {
   return v;
 }
 
-/** Seconds of one GEMV of an [n, k] FP16 weight (input register writes and result read-back included). */
-export function gemvSeconds(sys: HbmPimSystem, n: number, k: number): number {
-  return remember(sys, `gemv ${n} ${k}`, () => {
-    const l = gemvLayout(sys, n, k);
+/**
+ * Seconds of one GEMV kernel of an [n, k] FP16 weight, or of `groups` of them side by side (input
+ * register writes and result read-back included).
+ */
+export function gemvSeconds(sys: HbmPimSystem, n: number, k: number, groups = 1): number {
+  return remember(sys, `gemv ${n} ${k} ${groups}`, () => {
+    const l = gemvLayout(sys, n, k, 0, groups);
     return runPimKernel(sys, gemvKernel(sys, l, undefined, { readback: true })).seconds;
   });
 }
@@ -80,7 +91,10 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
         const bursts = b * kvh * s * (Math.ceil(d / sys.pim.lanes) + dv);
         const writes = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
         const softmax = hostSeconds(sys, { flops: 5 * rows * t, bytes: 8 * rows * t });
-        return rows * (gemvSeconds(sys, t, d) + gemvSeconds(sys, dv, t)) + softmax + writes;
+        // Up to P (batch, kv head) groups per kernel, one query row of each (runner.ts).
+        const per = groupsPerRound(sys, b * kvh);
+        const kernels = Math.ceil((b * kvh) / per) * (h / kvh) * s;
+        return kernels * (gemvSeconds(sys, t, d, per) + gemvSeconds(sys, dv, t, per)) + softmax + writes;
       }
       default:
         return undefined;

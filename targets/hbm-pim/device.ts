@@ -89,7 +89,7 @@ export function runPimKernel(sys: HbmPimSystem, k: PimKernel, opts: RunOptions =
     return result(sys, timings, true);
   }
   const t = runChannel(sys, k.requests, bind(0));
-  if (devs) for (let ch = 1; ch < k.active; ch++) replay(bind(ch) as PimChannel, t.log);
+  if (devs) for (const ch of k.active) if (ch !== 0) replay(bind(ch) as PimChannel, t.log);
   return result(sys, [t], false);
 }
 
@@ -118,21 +118,21 @@ export function runStream(
 const unitBank = (sys: HbmPimSystem, u: number, odd: number): number =>
   Math.floor(u / 2) * sys.banks_per_group + unitBankInGroup(u, odd);
 
-/** Where output o of a GEMV lives: output tile, pseudo-channel, unit, accumulator. */
-function gemvOutput(sys: HbmPimSystem, o: number) {
+/** Where output o of a GEMV (of group `group`) lives: output tile, pseudo-channel, unit, accumulator. */
+function gemvOutput(sys: HbmPimSystem, l: GemvLayout, o: number, group: number) {
   const g = sys.pim.grf;
   const b = o % g;
   const u = Math.floor(o / g) % sys.pim.units;
-  const ch = Math.floor(o / (g * sys.pim.units)) % sys.pseudo_channels;
-  const j = Math.floor(o / (g * sys.pim.units * sys.pseudo_channels));
-  return { j, ch, u, b };
+  const c = Math.floor(o / (g * sys.pim.units)) % l.channelsPerGroup;
+  const j = Math.floor(o / (g * sys.pim.units * l.channelsPerGroup));
+  return { j, ch: group * l.channelsPerGroup + c, u, b };
 }
 
-/** Where input `k` of output `o` of a GEMV lives: pseudo-channel, bank, row, column, lane. */
-export function gemvBurst(sys: HbmPimSystem, l: GemvLayout, o: number, k: number) {
+/** Where input `k` of output `o` of a GEMV (of group `group`) lives: pseudo-channel, bank, row, column, lane. */
+export function gemvBurst(sys: HbmPimSystem, l: GemvLayout, o: number, k: number, group = 0) {
   const g = sys.pim.grf;
   const lanes = sys.pim.lanes;
-  const { j, ch, u, b } = gemvOutput(sys, o);
+  const { j, ch, u, b } = gemvOutput(sys, l, o, group);
   const a = Math.floor(k / lanes) % g;
   const i = Math.floor(k / (lanes * g));
   const flat = g * g * Math.floor(i / 2) + g * a + b;
@@ -155,23 +155,29 @@ export function storeGemvWeights(
   devs: readonly PimChannel[],
   l: GemvLayout,
   w: Float32Array,
+  group = 0,
 ): void {
   const lanes = sys.pim.lanes;
   const v = new Float32Array(lanes);
   for (let o = 0; o < l.n; o++)
     for (let k0 = 0; k0 < l.k; k0 += lanes) {
       for (let t = 0; t < lanes; t++) v[t] = k0 + t < l.k ? w[o * l.k + k0 + t]! : 0;
-      const at = gemvBurst(sys, l, o, k0);
+      const at = gemvBurst(sys, l, o, k0, group);
       devs[at.ch]!.store(at.bank, at.row, at.col, v);
     }
 }
 
 /** The GEMV's results: each output's 16 lane partial sums (FP16) added by the host in float32. */
-export function readGemvResult(sys: HbmPimSystem, devs: readonly PimChannel[], l: GemvLayout): Float32Array {
+export function readGemvResult(
+  sys: HbmPimSystem,
+  devs: readonly PimChannel[],
+  l: GemvLayout,
+  group = 0,
+): Float32Array {
   const y = new Float32Array(l.n);
   const g = sys.pim.grf;
   for (let o = 0; o < l.n; o++) {
-    const { j, ch, u, b } = gemvOutput(sys, o);
+    const { j, ch, u, b } = gemvOutput(sys, l, o, group);
     const flat = j * g + b;
     const lanes = devs[ch]!.burst(
       unitBank(sys, u, 1),

@@ -32,10 +32,10 @@ export interface PimKernel {
   readonly requests: readonly Request[];
   readonly crf: readonly Instr[];
   /**
-   * Pseudo-channels 0 .. active-1 hold the kernel's data; the others run the same commands on
-   * nothing (functional execution skips them).
+   * The pseudo-channels that hold the kernel's data; the others run the same commands on nothing
+   * (functional execution skips them).
    */
-  readonly active: number;
+  readonly active: readonly number[];
   /** Data of write requests that carry some (register writes; host data). */
   payload(channel: number, req: number): Payload | undefined;
 }
@@ -123,15 +123,21 @@ const at = (sys: HbmPimSystem, row0: number, flat: number): [number, number] => 
 
 /**
  * Where a GEMV's weights live. Units: P pseudo-channels x `units` (one per bank pair: bank group g,
- * pair q = banks 2q and 2q+1). Output tile j gives unit u of pseudo-channel ch the `grf` outputs
- * o = ((j * P + ch) * units + u) * grf + b. Input tile i is 16 x grf inputs; even tiles live in the
- * even bank, odd tiles in the odd bank, at flat columns 64 * floor(i / 2) + 8 * a + b (a: the burst
- * of the tile, b: the output) of the tile's rows, so a column command's address names the GRF_A
- * register (a = ((row & 1) << 2) | ((col >> 3) & 3)) and the GRF_B accumulator (b = col & 7).
+ * pair q = banks 2q and 2q+1). With `groups` independent GEMVs of the same shape (attention heads)
+ * group i has the C = P / groups pseudo-channels from i x C, and its own input vector; they all run
+ * in one kernel (the same command stream on every pseudo-channel). Output tile j gives unit u of
+ * pseudo-channel c of a group the `grf` outputs o = ((j * C + c) * units + u) * grf + b. Input tile
+ * i is 16 x grf inputs; even tiles live in the even bank, odd tiles in the odd bank, at flat columns
+ * 64 * floor(i / 2) + 8 * a + b (a: the burst of the tile, b: the output) of the tile's rows, so a
+ * column command's address names the GRF_A register (a = ((row & 1) << 2) | ((col >> 3) & 3)) and
+ * the GRF_B accumulator (b = col & 7).
  */
 export interface GemvLayout {
   readonly n: number;
   readonly k: number;
+  /** Independent GEMVs side by side, and the pseudo-channels each has. */
+  readonly groups: number;
+  readonly channelsPerGroup: number;
   readonly outTiles: number;
   readonly inTiles: number;
   /** Rows of one output tile in each bank (even, for AAM). */
@@ -142,17 +148,42 @@ export interface GemvLayout {
   readonly rows: number;
 }
 
-export function gemvLayout(sys: HbmPimSystem, n: number, k: number, row0 = 0): GemvLayout {
+export function gemvLayout(sys: HbmPimSystem, n: number, k: number, row0 = 0, groups = 1): GemvLayout {
+  if (sys.pseudo_channels % groups !== 0)
+    throw new Error(`internal: ${groups} GEMV groups do not divide ${sys.pseudo_channels} pseudo-channels`);
   const g = sys.pim.grf;
   const lanes = sys.pim.lanes;
   const perTile = lanes * g;
-  const outTiles = Math.ceil(n / (sys.pseudo_channels * sys.pim.units * g));
+  const channelsPerGroup = sys.pseudo_channels / groups;
+  const outTiles = Math.ceil(n / (channelsPerGroup * sys.pim.units * g));
   const inTiles = Math.ceil(k / perTile);
   const flat = Math.ceil(inTiles / 2) * g * g;
   const rowsPerTile = 2 * Math.ceil(flat / (2 * sys.columns));
   const resultRow = row0 + outTiles * rowsPerTile;
   const resultRows = Math.ceil((outTiles * g) / sys.columns);
-  return { n, k, outTiles, inTiles, rowsPerTile, row0, resultRow, rows: resultRow + resultRows - row0 };
+  return {
+    n,
+    k,
+    groups,
+    channelsPerGroup,
+    outTiles,
+    inTiles,
+    rowsPerTile,
+    row0,
+    resultRow,
+    rows: resultRow + resultRows - row0,
+  };
+}
+
+/** The pseudo-channels holding a GEMV's outputs (the others run its commands on nothing). */
+export function gemvChannels(sys: HbmPimSystem, l: GemvLayout): number[] {
+  const per =
+    l.outTiles > 1
+      ? l.channelsPerGroup
+      : Math.min(l.channelsPerGroup, Math.ceil(l.n / (sys.pim.units * sys.pim.grf)));
+  const out: number[] = [];
+  for (let i = 0; i < l.groups; i++) for (let c = 0; c < per; c++) out.push(i * l.channelsPerGroup + c);
+  return out;
 }
 
 export function gemvCrf(l: GemvLayout, grf: number): Instr[] {
@@ -227,10 +258,7 @@ export function gemvKernel(
     summary: `gemv ${l.n}x${l.k} fp16: ${l.outTiles} output x ${l.inTiles} input tiles`,
     requests: s.requests,
     crf,
-    active:
-      l.outTiles > 1
-        ? sys.pseudo_channels
-        : Math.min(sys.pseudo_channels, Math.ceil(l.n / (sys.pim.units * g))),
+    active: gemvChannels(sys, l),
     payload: (ch, req) => s.payloads.get(req)?.(ch),
   };
 }
@@ -322,13 +350,18 @@ export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout
     summary: `${op} ${l.n} fp16: ${l.tiles} tiles`,
     requests: s.requests,
     crf,
-    active:
-      l.tiles > 1
-        ? sys.pseudo_channels
-        : Math.min(
-            sys.pseudo_channels,
-            Math.ceil(l.n / (sys.pim.lanes * g * sys.bank_groups * sys.banks_per_group)),
-          ),
+    active: Array.from(
+      {
+        length:
+          l.tiles > 1
+            ? sys.pseudo_channels
+            : Math.min(
+                sys.pseudo_channels,
+                Math.ceil(l.n / (sys.pim.lanes * g * sys.bank_groups * sys.banks_per_group)),
+              ),
+      },
+      (_, ch) => ch,
+    ),
     payload: (ch, req) => s.payloads.get(req)?.(ch),
   };
 }

@@ -46,7 +46,7 @@ import {
   type PimKernel,
 } from "./kernels.js";
 import { PimChannel } from "./pim.js";
-import { hostSeconds, PIM } from "./cost.js";
+import { groupsPerRound, hostSeconds, PIM } from "./cost.js";
 import type { HbmPimSystem } from "./standard.js";
 
 export interface Limits {
@@ -80,7 +80,7 @@ class Resident {
       this.timing = runPimKernel(this.sys, this.kernel, { channels: this.devs });
       return this.timing;
     }
-    for (let ch = 0; ch < this.kernel.active; ch++) {
+    for (const ch of this.kernel.active) {
       const d = this.devs[ch]!;
       d.payload = (req) => this.kernel.payload(ch, req);
       replay(d, this.timing.log);
@@ -89,17 +89,27 @@ class Resident {
   }
 }
 
-/** A GEMV with resident weights; `x` is the current input vector. */
+/** A GEMV (or `groups` side by side) with resident weights; `xs` are the current input vectors. */
 interface Gemv {
   readonly layout: GemvLayout;
-  readonly x: Float32Array;
+  readonly xs: Float32Array[];
   /** The kernel per number of input tiles used (attention's context runs over the first T tokens). */
   readonly kernels: Map<number, Resident>;
 }
 
-interface CacheGroup {
+/**
+ * One round of a layer's KV cache: up to `groups` (batch, kv head) pairs, each in its own
+ * pseudo-channels, K as [T, D] and V^T as [D, T] GEMV weights.
+ */
+interface CacheRound {
   readonly k: Gemv;
   readonly vt: Gemv;
+}
+
+interface LayerCache {
+  readonly rounds: CacheRound[];
+  /** Groups per round (a divisor of the pseudo-channels). */
+  readonly perRound: number;
   /** Tokens already written into the banks. */
   stored: number;
 }
@@ -112,7 +122,7 @@ export class HbmPimRunner implements FunctionalRunner {
   private readonly interp: Interpreter;
   private nextRow = 0;
   private readonly gemvs = new Map<string, Gemv>();
-  private readonly groups = new Map<string, CacheGroup>();
+  private readonly caches = new Map<string, LayerCache>();
   private readonly eltwise = new Map<
     string,
     { layout: EltwiseLayout; cur: Float32Array[]; kernel: Resident }
@@ -139,7 +149,7 @@ export class HbmPimRunner implements FunctionalRunner {
 
   reset(): void {
     this.interp.reset();
-    for (const g of this.groups.values()) g.stored = 0;
+    for (const c of this.caches.values()) c.stored = 0;
     this.reports.length = 0;
   }
 
@@ -198,33 +208,33 @@ export class HbmPimRunner implements FunctionalRunner {
     return start;
   }
 
-  private gemv(key: string, n: number, k: number, w?: Float32Array): Gemv {
+  private gemv(key: string, n: number, k: number, w?: Float32Array, groups = 1): Gemv {
     let g = this.gemvs.get(key);
     if (!g) {
-      const size = gemvLayout(this.sys, n, k);
-      const layout = gemvLayout(this.sys, n, k, this.alloc(size.rows));
+      const size = gemvLayout(this.sys, n, k, 0, groups);
+      const layout = gemvLayout(this.sys, n, k, this.alloc(size.rows), groups);
       if (w) storeGemvWeights(this.sys, this.devs, layout, w);
-      g = { layout, x: new Float32Array(k), kernels: new Map() };
+      g = { layout, xs: Array.from({ length: groups }, () => new Float32Array(k)), kernels: new Map() };
       this.gemvs.set(key, g);
     }
     return g;
   }
 
-  /** y = W x for the GEMV's current x, over its first `inputs` inputs. */
-  private runGemv(g: Gemv, inputs = g.layout.k): Float32Array {
+  /** Runs the GEMV (every group on its current input), over the first `inputs` inputs. */
+  private runGemv(g: Gemv, inputs = g.layout.k): void {
     const tiles = Math.ceil(inputs / (this.sys.pim.lanes * this.sys.pim.grf));
     let r = g.kernels.get(tiles);
     if (!r) {
       const l = { ...g.layout, k: inputs, inTiles: tiles };
+      const per = l.channelsPerGroup;
       r = new Resident(
         this.sys,
         this.devs,
-        gemvKernel(this.sys, l, () => g.x, { readback: true }),
+        gemvKernel(this.sys, l, (ch) => g.xs[Math.floor(ch / per)]!, { readback: true }),
       );
       g.kernels.set(tiles, r);
     }
     this.account(r.run());
-    return readGemvResult(this.sys, this.devs, g.layout);
   }
 
   private account(t: KernelResult): void {
@@ -277,8 +287,9 @@ export class HbmPimRunner implements FunctionalRunner {
     const y = out.data as Float32Array;
     const bias = b?.data as Float32Array | undefined;
     for (let m = 0; m < rows; m++) {
-      g.x.set(xs.subarray(m * k, (m + 1) * k));
-      const r = this.runGemv(g);
+      g.xs[0]!.set(xs.subarray(m * k, (m + 1) * k));
+      this.runGemv(g);
+      const r = readGemvResult(this.sys, this.devs, g.layout);
       for (let o = 0; o < n; o++) y[m * n + o] = bias ? Math.fround(r[o]! + bias[o]!) : r[o]!;
     }
     return out;
@@ -316,6 +327,12 @@ export class HbmPimRunner implements FunctionalRunner {
     return out;
   }
 
+  /**
+   * Attention with the KV cache in the banks. The (batch, kv head) groups are spread over the
+   * pseudo-channels (up to P per round, each with P / groups of them), so one kernel computes a
+   * query row of every group of a round at once: rep x S kernels per round for the scores, as many
+   * for the context.
+   */
   private attention(op: Op, [q, k, v]: readonly Tensor[], env: DimEnv, site: string): Tensor {
     const [b, h, s, d] = q!.shape as [number, number, number, number];
     const [, kvh, t] = k!.shape as [number, number, number, number];
@@ -327,76 +344,89 @@ export class HbmPimRunner implements FunctionalRunner {
       );
     const state = this.cacheOf.get(site) ?? site;
     const rep = h / kvh;
+    const groups = b * kvh;
+    const cache = this.layerCache(state, groups, d, dv);
+    const per = cache.perRound;
+    const lanes = this.sys.pim.lanes;
     const kd = k!.data as Float32Array;
     const vd = v!.data as Float32Array;
     // Write the new tokens of every group into the banks (K rows; V^T columns), timed as host writes.
     const writes = new Map<number, Request[]>();
-    const groups: CacheGroup[] = [];
-    for (let bi = 0; bi < b; bi++)
-      for (let g = 0; g < kvh; g++) {
-        const key = `${state}/${bi}/${g}`;
-        let grp = this.groups.get(key);
-        if (!grp) {
-          grp = { k: this.gemv(`${key}/k`, tmax, d), vt: this.gemv(`${key}/vt`, dv, tmax), stored: 0 };
-          this.groups.set(key, grp);
+    for (let gi = 0; gi < groups; gi++) {
+      const { k: kg, vt } = cache.rounds[Math.floor(gi / per)]!;
+      const slot = gi % per;
+      for (let tok = cache.stored; tok < t; tok++) {
+        const base = (gi * t + tok) * d;
+        for (let i = 0; i < d; i += lanes) {
+          const at = gemvBurst(this.sys, kg.layout, tok, i, slot);
+          const burst = this.devs[at.ch]!.burst(at.bank, at.row, at.col);
+          for (let l = 0; l < lanes; l++) burst[l] = i + l < d ? f16(kd[base + i + l]!) : 0;
+          pushWrite(writes, at);
         }
-        const base = (bi * kvh + g) * t;
-        for (let tok = grp.stored; tok < t; tok++) {
-          for (let i = 0; i < d; i += this.sys.pim.lanes) {
-            const at = gemvBurst(this.sys, grp.k.layout, tok, i);
-            const lane = this.devs[at.ch]!.burst(at.bank, at.row, at.col);
-            for (let l = 0; l < this.sys.pim.lanes; l++)
-              lane[l] = i + l < d ? f16(kd[(base + tok) * d + i + l]!) : 0;
-            pushWrite(writes, at);
-          }
-          for (let j = 0; j < dv; j++) {
-            const at = gemvBurst(this.sys, grp.vt.layout, j, tok);
-            this.devs[at.ch]!.burst(at.bank, at.row, at.col)[at.lane] = f16(vd[(base + tok) * dv + j]!);
-            pushWrite(writes, at);
-          }
+        for (let j = 0; j < dv; j++) {
+          const at = gemvBurst(this.sys, vt.layout, j, tok, slot);
+          this.devs[at.ch]!.burst(at.bank, at.row, at.col)[at.lane] = f16(vd[(gi * t + tok) * dv + j]!);
+          pushWrite(writes, at);
         }
-        grp.stored = t;
-        groups.push(grp);
       }
+    }
+    cache.stored = t;
     this.report!.cache += this.timeWrites(writes);
-    // Scores, softmax on the host, context.
+    // Query row (b, kv head g * rep + r, s) of group gi = b * kvh + g.
+    const qRow = (gi: number, r: number, si: number): number =>
+      (Math.floor(gi / kvh) * h + (gi % kvh) * rep + r) * s + si;
     const scores = f32([b, h, s, t]);
     const sd = scores.data as Float32Array;
     const qd = q!.data as Float32Array;
-    for (let bi = 0; bi < b; bi++)
-      for (let hi = 0; hi < h; hi++) {
-        const grp = groups[bi * kvh + Math.floor(hi / rep)]!;
-        for (let si = 0; si < s; si++) {
-          const row = (bi * h + hi) * s + si;
-          grp.k.x.set(qd.subarray(row * d, (row + 1) * d));
-          sd.set(this.runGemv(grp.k).subarray(0, t), row * t);
-        }
-      }
+    const each = (f: (round: CacheRound, gis: number[], r: number, si: number) => void) =>
+      cache.rounds.forEach((round, ri) => {
+        const gis = Array.from({ length: Math.min(per, groups - ri * per) }, (_, x) => ri * per + x);
+        for (let r = 0; r < rep; r++) for (let si = 0; si < s; si++) f(round, gis, r, si);
+      });
+    each(({ k: kg }, gis, r, si) => {
+      gis.forEach((gi, slot) => {
+        const row = qRow(gi, r, si);
+        kg.xs[slot]!.set(qd.subarray(row * d, (row + 1) * d));
+      });
+      this.runGemv(kg);
+      gis.forEach((gi, slot) => {
+        sd.set(readGemvResult(this.sys, this.devs, kg.layout, slot).subarray(0, t), qRow(gi, r, si) * t);
+      });
+    });
     const probs = evalOp("masked_softmax", op.attrs, [scores], env)[0]!;
     const def = getOp("masked_softmax")!;
-    this.report!.host += hostSeconds(
-      this.sys,
-      def.cost(
-        [{ dtype: "f32", shape: scores.shape }],
-        [{ dtype: "f32", shape: scores.shape }],
-        op.attrs as never,
-        env,
-      ),
-    );
+    const st = [{ dtype: "f32" as const, shape: scores.shape }];
+    this.report!.host += hostSeconds(this.sys, def.cost(st, st, op.attrs as never, env));
     const pd = probs.data as Float32Array;
     const out = f32([b, h, s, dv]);
     const od = out.data as Float32Array;
-    for (let bi = 0; bi < b; bi++)
-      for (let hi = 0; hi < h; hi++) {
-        const grp = groups[bi * kvh + Math.floor(hi / rep)]!;
-        for (let si = 0; si < s; si++) {
-          const row = (bi * h + hi) * s + si;
-          grp.vt.x.fill(0);
-          grp.vt.x.set(pd.subarray(row * t, (row + 1) * t));
-          od.set(this.runGemv(grp.vt, t).subarray(0, dv), row * dv);
-        }
-      }
+    each(({ vt }, gis, r, si) => {
+      gis.forEach((gi, slot) => {
+        const row = qRow(gi, r, si);
+        vt.xs[slot]!.fill(0);
+        vt.xs[slot]!.set(pd.subarray(row * t, (row + 1) * t));
+      });
+      this.runGemv(vt, t);
+      gis.forEach((gi, slot) => {
+        od.set(readGemvResult(this.sys, this.devs, vt.layout, slot).subarray(0, dv), qRow(gi, r, si) * dv);
+      });
+    });
     return out;
+  }
+
+  /** A layer's cache in the banks: its (batch, kv head) groups in rounds of up to P. */
+  private layerCache(state: string, groups: number, d: number, dv: number): LayerCache {
+    let c = this.caches.get(state);
+    if (!c) {
+      const perRound = groupsPerRound(this.sys, groups);
+      const rounds = Array.from({ length: Math.ceil(groups / perRound) }, (_, r) => ({
+        k: this.gemv(`${state}/${r}/k`, this.limits.T, d, undefined, perRound),
+        vt: this.gemv(`${state}/${r}/vt`, dv, this.limits.T, undefined, perRound),
+      }));
+      c = { rounds, perRound, stored: 0 };
+      this.caches.set(state, c);
+    }
+    return c;
   }
 
   /** Seconds the host's writes take: per pseudo-channel through its controller, channels in parallel. */
