@@ -22,7 +22,9 @@ import {
 } from "../targets/hbm-pim/kernels.js";
 import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
 import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
-import { pimc, rng } from "./util.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pimc, rng, tempDir } from "./util.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
 import { verify } from "../src/cli/verify.js";
 import { tokenTensor } from "../src/exec/interpreter.js";
@@ -295,6 +297,36 @@ describe("pimc kernel", () => {
     expect(j.pim.cycles).toBeGreaterThan(3000);
     expect(j.speedup).toBeCloseTo(j.non_pim.cycles / j.pim.cycles);
   });
+  it("takes a pseudo-channel count and writes a trace of the DRAM commands", () => {
+    const dir = tempDir();
+    const trace = join(dir, "k.json");
+    const r = pimc(
+      "kernel",
+      "gemv",
+      "1024x1024",
+      "--channels",
+      "16",
+      "--no-baseline",
+      "--json",
+      "--trace",
+      trace,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      pseudo_channels: number;
+      pim: { cycles: number; commands: Record<string, number> };
+    };
+    expect(j.pseudo_channels).toBe(16);
+    // 1024 outputs over 16 x 64: one output tile, as 4096 over 64.
+    const full = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 4096, 1024)));
+    expect(j.pim.cycles).toBe(full.cycles);
+    const events = (
+      JSON.parse(readFileSync(trace, "utf8")) as { traceEvents: { ph: string; cat?: string }[] }
+    ).traceEvents;
+    const rd = events.filter((e) => e.ph === "X" && e.cat === "RD").length;
+    expect(rd).toBe(j.pim.commands.RD);
+  });
+
   it("rejects bad sizes, kernels and systems in one line", () => {
     for (const args of [
       ["gemv", "4096"],

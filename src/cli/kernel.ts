@@ -23,6 +23,9 @@ import {
 import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "../../targets/hbm-pim/standard.js";
 import { COMMANDS } from "../../targets/hbm-pim/standard.js";
 import { ms } from "./sim.js";
+import { writeFileAtomic } from "./io.js";
+import { positiveInt } from "./options.js";
+import { commandTrace } from "../../targets/hbm-pim/trace.js";
 
 const OPS = ["gemv", "add", "mul", "relu"] as const;
 type Op = (typeof OPS)[number];
@@ -116,18 +119,36 @@ export function kernelCommand() {
       "time every pseudo-channel's controller (default: one, identical ones fast-forwarded)",
     )
     .option("--no-baseline", "skip the non-PIM run")
+    .option("--channels <n>", "pseudo-channels (overrides the system's)", positiveInt)
+    .option("--trace <file>", "write a Chrome/Perfetto trace of one pseudo-channel's DRAM commands")
     .option("--json", "print one JSON object")
     .action((opArg, size, o) => {
       if (!(OPS as readonly string[]).includes(opArg))
         throw new UserError(`unknown kernel "${opArg}" (available: ${OPS.join(", ")})`);
       const op = opArg as Op;
-      const { sys, name } = loadHbmSystem(o.system);
+      const loaded = loadHbmSystem(o.system);
+      const sys =
+        o.channels === undefined
+          ? loaded.sys
+          : zHbmPimSystem.parse({ ...loaded.sys, pseudo_channels: o.channels });
+      const name =
+        o.channels === undefined ? loaded.name : `${loaded.name} with ${o.channels} pseudo-channels`;
       const p = plan(sys, op, size);
       const t0 = performance.now();
       const pim = runPimKernel(sys, p.kernel, { detailed: o.detailed === true });
       const base =
         o.baseline === false ? undefined : runStream(sys, p.stream, { detailed: o.detailed === true });
       const wall = (performance.now() - t0) / 1e3;
+      if (o.trace !== undefined) {
+        const runs = [
+          { name: `${p.what}, PIM`, log: pim.log },
+          ...(base ? [{ name: `${p.what}, non-PIM`, log: base.log }] : []),
+        ];
+        writeFileAtomic(
+          o.trace,
+          JSON.stringify({ traceEvents: commandTrace(sys, runs), displayTimeUnit: "ns" }),
+        );
+      }
       const row = (r: KernelResult) => ({
         cycles: r.cycles,
         seconds: r.seconds,
