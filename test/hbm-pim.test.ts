@@ -31,7 +31,7 @@ import { tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
-import type { HbmPimRunner } from "../targets/hbm-pim/runner.js";
+import { HbmPimRunner } from "../targets/hbm-pim/runner.js";
 
 const sys = DEFAULT_SYSTEM;
 
@@ -414,6 +414,29 @@ describe("the hbm-pim target on models", () => {
     // 2 layers x (scores + context) x 2 query heads per kv head x 1 token.
     expect(await attentionKernels(1)).toBe(8);
     expect(await attentionKernels(2)).toBe(8);
+  });
+
+  it("detailed mode (every controller timed at every kernel) gives the fast mode's logits and times", async () => {
+    const small = zHbmPimSystem.parse({ pseudo_channels: 8 });
+    const model = importHf("test/fixtures/llama-tiny");
+    const { module, ctx } = await compileModel(
+      model,
+      flags({ cooperation: false, attention: "pim" }),
+      defaultWorkload("decode"),
+      2,
+    );
+    const run = (detailed: boolean) => {
+      const r = new HbmPimRunner(module, ctx.weights, small, { B: 1, S: 8, T: 8 }, detailed);
+      const outs = [
+        r.run("prefill", [tokenTensor([[5, 6, 7]])])[0]!,
+        r.run("decode", [tokenTensor([[8]])])[0]!,
+      ].map((t) => Array.from(t.data as Float32Array));
+      return { outs, reports: r.reports.map((x) => ({ ...x })) };
+    };
+    const fast = run(false);
+    const detailed = run(true);
+    expect(detailed.outs).toEqual(fast.outs);
+    expect(detailed.reports).toEqual(fast.reports);
   });
 
   it("is deterministic and rejects a cache longer than it was laid out for", async () => {

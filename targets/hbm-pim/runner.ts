@@ -74,8 +74,11 @@ class Resident {
     private readonly sys: HbmPimSystem,
     private readonly devs: readonly PimChannel[],
     readonly kernel: PimKernel,
+    /** Time every pseudo-channel's controller at every run (nothing replayed). */
+    private readonly detailed = false,
   ) {}
   run(): KernelResult {
+    if (this.detailed) return runPimKernel(this.sys, this.kernel, { channels: this.devs, detailed: true });
     if (!this.timing) {
       this.timing = runPimKernel(this.sys, this.kernel, { channels: this.devs });
       return this.timing;
@@ -137,6 +140,8 @@ export class HbmPimRunner implements FunctionalRunner {
     weights: WeightStore,
     readonly sys: HbmPimSystem,
     readonly limits: Limits,
+    /** Detailed mode: every kernel's controllers timed on every pseudo-channel at every run. */
+    private readonly detailed = false,
   ) {
     this.devs = Array.from({ length: sys.pseudo_channels }, () => new PimChannel(sys));
     const p = sys.pim;
@@ -231,6 +236,7 @@ export class HbmPimRunner implements FunctionalRunner {
         this.sys,
         this.devs,
         gemvKernel(this.sys, l, (ch) => g.xs[Math.floor(ch / per)]!, { readback: true }),
+        this.detailed,
       );
       g.kernels.set(tiles, r);
     }
@@ -317,7 +323,7 @@ export class HbmPimRunner implements FunctionalRunner {
           return v;
         },
       });
-      e = { layout, cur, kernel: new Resident(s, this.devs, kernel) };
+      e = { layout, cur, kernel: new Resident(s, this.devs, kernel, this.detailed) };
       this.eltwise.set(key, e);
     }
     ins.forEach((t, i) => e.cur[i]!.set(t.data as Float32Array));
