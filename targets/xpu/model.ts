@@ -1,0 +1,136 @@
+/**
+ * The xPU device model: a GPU or NPU as a roofline with utilization caps, the occupancy of its
+ * parallel units in waves, and a fixed launch overhead per kernel; an NPU may compute GEMMs on
+ * weight-stationary systolic arrays (NeuPIMs' 8 x 128 x 128 at 1 GHz) instead.
+ *
+ *   time = max(flops / (peak x compute cap), bytes / (bandwidth x memory cap)) / occupancy + overhead
+ *
+ * Ops are kernels of thread blocks over the device's `units` (SMs): occupancy = blocks / (waves x
+ * units) with waves = ceil(blocks / units), so a kernel of 32 blocks on 132 SMs uses a quarter of
+ * the machine and a kernel of 133 blocks pays a second, nearly empty wave. Blocks per op:
+ *  - GEMM (linear, matmul): output tiles of tile_m x tile_n, times ceil(K / split_k) K slices;
+ *  - attention: one block per (sequence, query head) per query_tile query rows (FlashAttention-2,
+ *    no split of the keys);
+ *  - anything else: one block per `elements_per_block` output elements.
+ * The caps are per class (gemm, attention, other): what the device's libraries reach.
+ */
+import { z } from "zod";
+import { dimEval, type DimEnv } from "../../src/ir/dim.js";
+import type { OpView } from "../../src/pipeline/cost-model.js";
+
+const pos = z.number().positive();
+const posInt = z.number().int().positive();
+const cap = z.number().positive().max(1);
+
+const zCaps = z.strictObject({ compute: cap.default(1), memory: cap.default(1) });
+
+export const zXpu = z.strictObject({
+  kind: z.enum(["gpu", "npu"]).default("gpu"),
+  /** Peak FLOP/s of the precision the model runs in (FP16 tensor cores on a GPU). */
+  flops: pos,
+  /** Memory bandwidth, bytes/s. */
+  bandwidth: pos,
+  /** Parallel units thread blocks are spread over (SMs). */
+  units: posInt.default(1),
+  /** Seconds per kernel launch. */
+  overhead: z.number().nonnegative().default(0),
+  utilization: z
+    .strictObject({
+      gemm: zCaps.default({ compute: 1, memory: 1 }),
+      attention: zCaps.default({ compute: 1, memory: 1 }),
+      other: zCaps.default({ compute: 1, memory: 1 }),
+    })
+    .default({
+      gemm: { compute: 1, memory: 1 },
+      attention: { compute: 1, memory: 1 },
+      other: { compute: 1, memory: 1 },
+    }),
+  blocks: z
+    .strictObject({
+      tile_m: posInt.default(64),
+      tile_n: posInt.default(64),
+      split_k: posInt.default(4096),
+      query_tile: posInt.default(64),
+      elements_per_block: posInt.default(4096),
+    })
+    .default({ tile_m: 64, tile_n: 64, split_k: 4096, query_tile: 64, elements_per_block: 4096 }),
+  /** An NPU's GEMM engine: weight-stationary systolic arrays of rows x cols PEs at `frequency`. */
+  systolic: z.strictObject({ arrays: posInt, rows: posInt, cols: posInt, frequency: pos }).optional(),
+});
+
+export type Xpu = z.infer<typeof zXpu>;
+
+const GEMMS = new Set(["linear", "qlinear", "matmul"]);
+
+const numel = (shape: readonly Parameters<typeof dimEval>[0][], env: DimEnv): number =>
+  shape.reduce<number>((a, d) => a * dimEval(d, env), 1);
+
+/** M, N, K of a GEMM op (x [.., K] by weight [N, K]; matmul a [.., M, K] x b [.., K, N]). */
+function gemmDims(v: OpView, env: DimEnv): { m: number; n: number; k: number; batch: number } {
+  const x = v.ins[0]!;
+  const k = dimEval(x.shape[x.shape.length - 1]!, env);
+  if (v.op.opcode === "matmul") {
+    const o = v.outs[0]!;
+    const n = dimEval(o.shape[o.shape.length - 1]!, env);
+    const m = dimEval(o.shape[o.shape.length - 2]!, env);
+    return { m, n, k, batch: numel(o.shape, env) / (m * n) };
+  }
+  const n = dimEval(v.ins[1]!.shape[0]!, env);
+  return { m: numel(x.shape, env) / k, n, k, batch: 1 };
+}
+
+export type OpClass = "gemm" | "attention" | "other";
+
+export const opClass = (opcode: string): OpClass =>
+  GEMMS.has(opcode) ? "gemm" : opcode === "attention" ? "attention" : "other";
+
+/** Thread blocks of an op's kernel. */
+export function blocksOf(x: Xpu, v: OpView, env: DimEnv): number {
+  const b = x.blocks;
+  switch (opClass(v.op.opcode)) {
+    case "gemm": {
+      const { m, n, k, batch } = gemmDims(v, env);
+      return batch * Math.ceil(m / b.tile_m) * Math.ceil(n / b.tile_n) * Math.ceil(k / b.split_k);
+    }
+    case "attention": {
+      const [bs, h, s] = v.ins[0]!.shape.map((d) => dimEval(d, env)) as [number, number, number];
+      return bs * h * Math.ceil(s / b.query_tile);
+    }
+    default:
+      return Math.ceil(numel(v.outs[0]?.shape ?? [], env) / b.elements_per_block);
+  }
+}
+
+/** Fraction of the units busy over the kernel's waves. */
+export function occupancy(units: number, blocks: number): number {
+  if (blocks <= 0) return 1;
+  return blocks / (Math.ceil(blocks / units) * units);
+}
+
+/** Cycles of a GEMM on weight-stationary systolic arrays: each W tile loaded, then M rows streamed. */
+export function systolicSeconds(
+  s: NonNullable<Xpu["systolic"]>,
+  m: number,
+  n: number,
+  k: number,
+  batch = 1,
+): number {
+  const tiles = batch * Math.ceil(k / s.rows) * Math.ceil(n / s.cols);
+  const perTile = m + s.rows + s.cols;
+  return (Math.ceil(tiles / s.arrays) * perTile) / s.frequency;
+}
+
+/** Seconds of one op on the xPU. */
+export function xpuSeconds(x: Xpu, v: OpView, env: DimEnv): number {
+  const { flops, bytes } = v.cost;
+  if (flops === 0 && bytes === 0) return 0;
+  const cls = opClass(v.op.opcode);
+  const u = x.utilization[cls];
+  const memory = bytes / (x.bandwidth * u.memory);
+  if (cls === "gemm" && x.systolic) {
+    const { m, n, k, batch } = gemmDims(v, env);
+    return Math.max(systolicSeconds(x.systolic, m, n, k, batch), memory) + x.overhead;
+  }
+  const compute = flops / (x.flops * u.compute);
+  return Math.max(compute, memory) / occupancy(x.units, blocksOf(x, v, env)) + x.overhead;
+}
