@@ -47,13 +47,18 @@ export class ModeTracker implements ModeWatcher {
     if (cmd === "RD" || cmd === "WR") this.column(cmd, bg, bank, row, col, req);
   }
 
-  /** A column command of rank 0 (the functional device moves data and runs the units). */
-  protected column(cmd: "RD" | "WR", bg: number, bank: number, row: number, col: number, req: number): void {
-    if (cmd === "WR" && this.mode !== SB && row === this.sys.pim.register_row && col === REG_COL.mode) {
-      // Timing only: the mode register's value is not known here; the functional device reads it.
-      void req;
-    }
-  }
+  /**
+   * A column command of rank 0. Timing needs no more than SB vs all-bank (AB and AB-PIM reach the
+   * same banks); the functional device moves data and runs the units here.
+   */
+  protected column(
+    _cmd: "RD" | "WR",
+    _bg: number,
+    _bank: number,
+    _row: number,
+    _col: number,
+    _req: number,
+  ): void {}
 }
 
 interface Decoded {
