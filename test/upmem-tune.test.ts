@@ -4,13 +4,16 @@
  * exact for its own model, and the selector is within the issue's targets on Llama-2-7B's GEMMs.
  */
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { loadModel } from "../src/frontend/load.js";
 import { resolveWorkload } from "../src/cli/workload-flags.js";
 import type { PipelineFlags } from "../src/cli/pipeline.js";
-import { estimateGemm, kernelLowerBound, type GemmShape } from "../targets/upmem/gemm.js";
+import { distributions, estimateGemm, kernelLowerBound, type GemmShape } from "../targets/upmem/gemm.js";
 import { select } from "../targets/upmem/selector.js";
-import { DEFAULT_SYSTEM } from "../targets/upmem/system.js";
+import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
 import {
   candidates,
   emulatedGemm,
@@ -157,5 +160,42 @@ describe("pimc tune", () => {
     const noPrune = run("examples/tiny-llama.pim", "--no-prune");
     expect(noPrune.status).toBe(2);
     expect(noPrune.stderr).toContain("--no-prune needs --exhaustive");
+  });
+});
+
+describe("DPU counts that are not powers of two", () => {
+  const prim = zUpmemSystem.parse({ dpus: 2556, frequency: 350e6, max_tasklets: 16 });
+  test("distributions fill the DPUs (dn = 2556 / (dm x dk)) and the selector uses them", () => {
+    const shape: GemmShape = { m: 1, n: 4096, k: 4096, dtype: "f32" };
+    const ds = distributions(shape, prim);
+    expect(ds).toContainEqual({ dm: 1, dn: 159, dk: 16 });
+    expect(ds.every((d) => d.dm * d.dn * d.dk <= 2556)).toBe(true);
+    const c = select(shape, prim)!;
+    const used = c.tiling.dm * c.tiling.dn * c.tiling.dk;
+    expect(used).toBeGreaterThan(2048);
+    // Restricted to powers of two it is slower.
+    const pow2 = select(shape, { ...prim, dpus: 2048 })!;
+    expect(c.estimate.total).toBeLessThan(pow2.estimate.total);
+  });
+  test("a model verifies on 6 DPUs (blocks of 3 DPUs)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "pimc-six-"));
+    const sys = join(dir, "six.pim");
+    writeFileSync(sys, "system six {\n  target = upmem\n  dpus = 6\n  dpus_per_rank = 4\n}\n");
+    const r = spawnSync(
+      process.execPath,
+      [
+        "dist/src/cli/bin.js",
+        "verify",
+        "test/fixtures/llama-tiny",
+        "--system",
+        sys,
+        "--no-cooperation",
+        "--attention",
+        "pim",
+      ],
+      { encoding: "utf8" },
+    );
+    rmSync(dir, { recursive: true, force: true });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
   });
 });

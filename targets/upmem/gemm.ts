@@ -156,14 +156,23 @@ function divisors(n: number): number[] {
   return low.concat(high.reverse());
 }
 
-/** Distributions dm x dn x dk in powers of two that fit the DPUs and keep blocks non-degenerate. */
+/**
+ * Distributions dm x dn x dk that fit the DPUs and keep blocks non-degenerate: powers of two, and
+ * for each dm x dk the dn that fills the DPUs when that is not a power of two (2556 DPUs: dn 2556
+ * beside 2048), so systems whose DPU count is not a power of two use all of them.
+ */
 export function distributions(shape: GemmShape, sys: UpmemSystem, dpus = sys.dpus): Distribution[] {
   const out: Distribution[] = [];
   const e = elemBytesOf(shape.dtype);
+  const dnMax = Math.max(1, shape.n / 2);
+  const dkOk = (dk: number): boolean => dk * 8 <= Math.max(8, (shape.k * e) / 8);
   for (let dm = 1; dm <= Math.min(128, shape.m); dm *= 2)
-    for (let dn = 1; dm * dn <= dpus && dn <= Math.max(1, shape.n / 2); dn *= 2)
-      for (let dk = 1; dm * dn * dk <= dpus && dk * 8 <= Math.max(8, (shape.k * e) / 8); dk *= 2)
-        out.push({ dm, dn, dk });
+    for (let dk = 1; dm * dk <= dpus && dkOk(dk); dk *= 2) {
+      let dn = 1;
+      for (; dm * dn * dk <= dpus && dn <= dnMax; dn *= 2) out.push({ dm, dn, dk });
+      const fill = Math.min(Math.floor(dpus / (dm * dk)), Math.floor(dnMax));
+      if (fill > dn / 2 && (fill & (fill - 1)) !== 0) out.push({ dm, dn: fill, dk });
+    }
   return out;
 }
 
