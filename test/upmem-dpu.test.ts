@@ -4,21 +4,10 @@ import { ProgramError } from "../targets/upmem/errors.js";
 import { gemmKernel as gemmKernelOf, kernelModel } from "../targets/upmem/gemm.js";
 import type { Kernel, KernelStmt } from "../targets/upmem/program.js";
 import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
+import { rng } from "./util.js";
 
 const sys = DEFAULT_SYSTEM;
 const sys350 = zUpmemSystem.parse({ frequency: 350e6 });
-
-/** A deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Y[M, N] = X[M, K] . W[N, K]^T with M = S; tiles of TM x TN outputs, K in chunks of KC.
 const [M, N, K, TM, TN, KC] = [8, 16, 64, 2, 4, 16];

@@ -6,6 +6,7 @@ import { compileCommand } from "./compile.js";
 import { dumpCommand } from "./dump.js";
 import { generateCommand } from "./generate.js";
 import { kernelCommand } from "./kernel.js";
+import { serveCommand } from "./serve.js";
 import { listCommand } from "./list.js";
 import { simCommand } from "./sim.js";
 import { benchCommand } from "./bench.js";
@@ -27,6 +28,7 @@ export function makeProgram(): Command {
   program.addCommand(benchCommand());
   program.addCommand(tuneCommand());
   program.addCommand(kernelCommand());
+  program.addCommand(serveCommand());
   program.addCommand(listCommand());
   for (const c of program.commands)
     c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });

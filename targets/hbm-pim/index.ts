@@ -10,6 +10,7 @@ import type { LayoutOptions } from "../../passes/layout.js";
 import type { PrepareOptions, SystemModel, Target } from "../index.js";
 import { UserError } from "../../src/errors.js";
 import { opCost, operandTyper } from "../../src/ir/cost.js";
+import { deviceFor } from "../../passes/partition.js";
 import { hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
@@ -58,7 +59,7 @@ const hbmPim: Target = {
       .map((op) => {
         const ins = op.operands.map(typeOf);
         const cost = opCost(op, ins, env);
-        const device = op.attrs.device === PIM ? PIM : "host";
+        const device = deviceFor(op, env) === PIM ? PIM : "host";
         const view = { op, ins, outs: op.results.map((r) => r.type), cost };
         // The device model's time of the op's kernels where it is placed (the host's roofline otherwise).
         const seconds =

@@ -25,6 +25,7 @@ import { f32 } from "../../src/ir/tensor.js";
 import type { TensorType } from "../../src/ir/types.js";
 import type { WeightStore } from "../../src/ir/weights.js";
 import type { FunctionalRunner } from "../index.js";
+import { deviceFor } from "../../passes/partition.js";
 import { runChannel, WR, type Request } from "./controller.js";
 import {
   gemvBurst,
@@ -190,7 +191,7 @@ export class HbmPimRunner implements FunctionalRunner {
       }
     };
     f.body.forEach((op, idx) => {
-      if (op.opcode !== "attention" || op.attrs.device !== PIM) return;
+      if (op.opcode !== "attention" || (op.attrs.device !== PIM && op.attrs.alt_device !== PIM)) return;
       const s = source(op.operands[1]!);
       if (s) this.cacheOf.set(`${f.name}/${idx}`, s);
     });
@@ -253,7 +254,7 @@ export class HbmPimRunner implements FunctionalRunner {
   private hook(op: Op, ins: readonly Tensor[], env: DimEnv, func: string, idx: number): Tensor[] | undefined {
     const rep = this.report!;
     rep.env = env;
-    if (op.attrs.device === PIM) {
+    if (deviceFor(op, env) === PIM) {
       const out = this.onPim(op, ins, env, `${func}/${idx}`);
       if (out) return out;
     }
