@@ -531,3 +531,41 @@ describe("pimc bench on hbm-pim", () => {
     }
   });
 });
+
+describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)", () => {
+  it("times the host side with the xPU model; attention goes to PIM where the GPU is poorly occupied", () => {
+    const run = (attention: string) => {
+      const r = pimc(
+        "bench",
+        "examples/llama2-7b.pim",
+        "--system",
+        "examples/systems/a100-hbm-pim.pim",
+        "--phase",
+        "decode",
+        "--context",
+        "2048",
+        "--batch",
+        "1",
+        "--attention",
+        attention,
+        "--json",
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout) as {
+        steps: { ops: { name: string; device: string; seconds: number }[] }[];
+      };
+      return j.steps[0]!.ops.find((o) => o.name === "L*.attn")!;
+    };
+    const gpu = run("host");
+    const pim = run("pim");
+    const auto = run("auto");
+    // 32 heads at batch 1 keep 32 of 108 SMs busy: the PIM units are faster.
+    expect(pim.seconds).toBeLessThan(gpu.seconds);
+    expect(auto.device).toBe("pim");
+    // The GPU's attention: 1 GiB of KV cache at 2.039 TB/s x 0.949 over a 32/108 occupancy, plus launches.
+    expect(gpu.seconds).toBeCloseTo(
+      32 * ((2 * 2048 * 4096 * 2 + 3 * 4096 * 2) / (2.039e12 * 0.949) / (32 / 108) + 4e-6),
+      6,
+    );
+  });
+});

@@ -4,6 +4,8 @@
  * command level; their time does not depend on the data).
  */
 import { hostFlops } from "../cpu/index.js";
+import { xpuSeconds } from "../xpu/model.js";
+import type { DimEnv } from "../../src/ir/dim.js";
 import { dimEval } from "../../src/ir/dim.js";
 import type { Cost } from "../../src/ir/registry.js";
 import { HOST_AND_PIM, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
@@ -22,11 +24,22 @@ export function groupsPerRound(sys: HbmPimSystem, groups: number): number {
 
 export const PIM = "pim";
 
-/** Seconds of an op on the host: max(flops / achieved peak, bytes / bandwidth) + overhead. */
-export function hostSeconds(sys: HbmPimSystem, c: Cost): number {
+/**
+ * Seconds of an op on the host: the xPU's device model when the system has one, else the host's
+ * roofline max(flops / achieved peak, bytes / bandwidth) + overhead.
+ */
+export function hostSeconds(sys: HbmPimSystem, v: OpView, env: DimEnv): number {
+  if (sys.xpu) return xpuSeconds(sys.xpu, v, env);
+  const c = v.cost;
   if (c.flops === 0 && c.bytes === 0) return 0;
   const h = sys.host;
   return Math.max(c.flops / (hostFlops(h) * h.efficiency), c.bytes / h.memory_bandwidth) + h.overhead;
+}
+
+/** An op view of `opcode` on f32 tensors of `shape` (host work the runner adds, e.g. attention's softmax). */
+export function syntheticView(opcode: string, shape: readonly number[], cost: Cost): OpView {
+  const t = { dtype: "f32" as const, shape: [...shape] };
+  return { op: { opcode, operands: [], results: [], attrs: {} }, ins: [t], outs: [t], cost };
 }
 
 const memo = new WeakMap<HbmPimSystem, Map<string, number>>();
@@ -90,7 +103,11 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
         // The new tokens' K and V^T bursts, spread over the pseudo-channels.
         const bursts = b * kvh * s * (Math.ceil(d / sys.pim.lanes) + dv);
         const writes = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
-        const softmax = hostSeconds(sys, { flops: 5 * rows * t, bytes: 8 * rows * t });
+        const softmax = hostSeconds(
+          sys,
+          syntheticView("masked_softmax", [b, h, s, t], { flops: 5 * rows * t, bytes: 8 * rows * t }),
+          env,
+        );
         // Up to P (batch, kv head) groups per kernel, one query row of each (runner.ts).
         const per = groupsPerRound(sys, b * kvh);
         const kernels = Math.ceil((b * kvh) / per) * (h / kvh) * s;
@@ -109,7 +126,7 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
       const attention = v.op.opcode === "attention";
       if (attention && opts.attention === "pim") return undefined;
       if (!cooperation && !attention && pimTime(v, env) !== undefined) return undefined;
-      return hostSeconds(sys, v.cost);
+      return hostSeconds(sys, v, env);
     },
     // The host and the PIM units share the HBM: activations do not move.
     transferTime: () => 0,

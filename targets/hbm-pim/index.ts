@@ -63,7 +63,8 @@ const hbmPim: Target = {
         const view = { op, ins, outs: op.results.map((r) => r.type), cost };
         // The device model's time of the op's kernels where it is placed (the host's roofline otherwise).
         const seconds =
-          (device === PIM ? system.costModel.opTime(view, PIM, env) : undefined) ?? hostSeconds(sys, cost);
+          (device === PIM ? system.costModel.opTime(view, PIM, env) : undefined) ??
+          hostSeconds(sys, view, env);
         busy[device] = (busy[device] ?? 0) + seconds;
         return { op, device, seconds, flops: cost.flops, bytes: cost.bytes };
       });

@@ -227,8 +227,11 @@ export function gemvKernel(
   for (let j = 0; j < l.outTiles; j++) {
     pimOn(s, sys);
     for (const i of order) {
-      for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row, REG_COL.grfA + a, chunk(i, a));
-      s.barrier();
+      // With a single input tile GRF_A keeps it from one output tile to the next.
+      if (j === 0 || l.inTiles > 1) {
+        for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row, REG_COL.grfA + a, chunk(i, a));
+        s.barrier();
+      }
       const base = j * l.rowsPerTile;
       for (let a = 0; a < g; a++) {
         for (let b = 0; b < g; b++) {

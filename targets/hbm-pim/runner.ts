@@ -47,7 +47,7 @@ import {
   type PimKernel,
 } from "./kernels.js";
 import { PimChannel } from "./pim.js";
-import { groupsPerRound, hostSeconds, PIM } from "./cost.js";
+import { groupsPerRound, hostSeconds, PIM, syntheticView } from "./cost.js";
 import type { HbmPimSystem } from "./standard.js";
 
 export interface Limits {
@@ -263,7 +263,10 @@ export class HbmPimRunner implements FunctionalRunner {
       const types = (ts: readonly Tensor[]): TensorType[] =>
         ts.map((t) => ({ dtype: t.dtype, shape: t.shape }));
       const outs = evalOp(op.opcode, op.attrs, ins, env);
-      rep.host += hostSeconds(this.sys, def.cost(types(ins), types(outs), op.attrs as never, env));
+      const ti = types(ins);
+      const to = types(outs);
+      const cost = def.cost(ti, to, op.attrs as never, env);
+      rep.host += hostSeconds(this.sys, { op, ins: ti, outs: to, cost }, env);
       return outs;
     }
     return undefined;
@@ -403,7 +406,11 @@ export class HbmPimRunner implements FunctionalRunner {
     const probs = evalOp("masked_softmax", op.attrs, [scores], env)[0]!;
     const def = getOp("masked_softmax")!;
     const st = [{ dtype: "f32" as const, shape: scores.shape }];
-    this.report!.host += hostSeconds(this.sys, def.cost(st, st, op.attrs as never, env));
+    this.report!.host += hostSeconds(
+      this.sys,
+      syntheticView("masked_softmax", scores.shape, def.cost(st, st, op.attrs as never, env)),
+      env,
+    );
     const pd = probs.data as Float32Array;
     const out = f32([b, h, s, dv]);
     const od = out.data as Float32Array;

@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { zHost } from "../cpu/index.js";
+import { zXpu } from "../xpu/model.js";
 
 /** Levels of the organisation, outermost first (a pseudo-channel has its own controller). */
 export const LEVELS = ["pseudo_channel", "rank", "bank_group", "bank"] as const;
@@ -189,6 +190,11 @@ export const zHbmPimSystem = z.strictObject({
       memory_bandwidth: 1.024e12,
     }),
   ),
+  /**
+   * An xPU host (GPU or NPU, targets/xpu/model.ts: caps, occupancy, launch overhead) with its own
+   * memory bandwidth: when given, it times the host side instead of `host`'s roofline.
+   */
+  xpu: zXpu.optional(),
 });
 
 export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
