@@ -103,6 +103,18 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
     within(pim.cycles, 3349);
     within(base.cycles, 6651);
   });
+  it("a unit per bank steps every bank per command: half the commands once the outputs fill the units", () => {
+    const perBank = zHbmPimSystem.parse({ pim: { units: 16, banks_per_unit: 1 } });
+    const pair = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 8192, 4096)));
+    const bank = runPimKernel(perBank, gemvKernel(perBank, gemvLayout(perBank, 8192, 4096)));
+    expect(bank.counts.RD).toBeLessThan(pair.counts.RD / 1.9);
+    expect(pair.cycles / bank.cycles).toBeGreaterThan(1.7);
+    const addPair = runPimKernel(sys, eltwiseKernel(sys, "add", eltwiseLayout(sys, 1 << 20)));
+    const addBank = runPimKernel(perBank, eltwiseKernel(perBank, "add", eltwiseLayout(perBank, 1 << 20)));
+    expect(addBank.cycles).toBeLessThan(addPair.cycles * 0.8);
+    expect(() => zHbmPimSystem.parse({ pim: { units: 8, banks_per_unit: 1 } })).toThrow(/banks of a rank/);
+  });
+
   it("scales as the mechanism says: twice the outputs or half the pseudo-channels, twice the MACs", () => {
     const one = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 4096, 4096))).cycles;
     const twoN = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 8192, 4096))).cycles;
@@ -139,8 +151,11 @@ describe("fast and detailed modes", () => {
   });
 });
 
-describe("functional PIM", () => {
-  const small = zHbmPimSystem.parse({ pseudo_channels: 2 });
+describe.each([
+  ["a unit per bank pair (Aquabolt-XL)", {}],
+  ["a unit per bank", { pim: { units: 16, banks_per_unit: 1 } }],
+])("functional PIM, %s", (_name, org) => {
+  const small = zHbmPimSystem.parse({ pseudo_channels: 2, ...org });
   const devices = () => Array.from({ length: 2 }, () => new PimChannel(small));
 
   /** A random FP16 GEMV run on the functional pseudo-channels: weights, input, layout and result. */
@@ -162,8 +177,10 @@ describe("functional PIM", () => {
   it("GEMV equals FP16 lane-wise MAC in the kernel's order, summed by the host", () => {
     const [n, k] = [200, 300];
     const { w, x, l, y } = gemv(7, n, k);
-    // Reference: lane t of output o accumulates tiles in the kernel's order (even, then odd).
-    const order = [...Array(l.inTiles).keys()].sort((a, b) => (a % 2) - (b % 2) || a - b);
+    // Reference: lane t of output o accumulates tiles in the kernel's order (a bank pair: the even
+    // bank's tiles, then the odd bank's; a bank: in order).
+    const pairs = small.pim.banks_per_unit === 2;
+    const order = [...Array(l.inTiles).keys()].sort((a, b) => (pairs ? (a % 2) - (b % 2) : 0) || a - b);
     for (let o = 0; o < n; o++) {
       let sum = 0;
       for (let t = 0; t < 16; t++) {
@@ -202,7 +219,7 @@ describe("functional PIM", () => {
 
   it("rejects illegal microprograms with a clear error", () => {
     const bad = (crf: Instr[]): PimKernel => {
-      const k = eltwiseKernel(small, "add", eltwiseLayout(small, 256));
+      const k = eltwiseKernel(small, "add", eltwiseLayout(small, 8192));
       const words = crf.map(encode);
       return {
         ...k,

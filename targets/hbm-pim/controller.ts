@@ -233,7 +233,10 @@ export function runChannel(
   const touch = (rank: number, bg: number, bank: number): number => {
     if (rank === 0 && mode() !== SB) {
       let n = 0;
-      for (let g = 0; g < bgs; g++) for (let b = bank % 2; b < bpg; b += 2) touched[n++] = g * bpg + b;
+      // Every bank of the parity (units on bank pairs), or every bank (a unit per bank).
+      const step = sys.pim.banks_per_unit === 1 ? 1 : 2;
+      for (let g = 0; g < bgs; g++)
+        for (let b = step === 1 ? 0 : bank % 2; b < bpg; b += step) touched[n++] = g * bpg + b;
       return n;
     }
     touched[0] = (rank * bgs + bg) * bpg + bank;

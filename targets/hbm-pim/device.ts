@@ -17,7 +17,9 @@ import {
   type GemvLayout,
   type PimKernel,
   type StreamPhase,
-  unitBankInGroup,
+  inputTile,
+  resultOdd,
+  unitBank,
 } from "./kernels.js";
 import type { PimChannel } from "./pim.js";
 import { ModeTracker } from "./pim.js";
@@ -115,8 +117,10 @@ export function runStream(
 // results after a kernel).
 
 /** The bank id (bank group x banks per group + bank) of unit u's even or odd bank. */
-const unitBank = (sys: HbmPimSystem, u: number, odd: number): number =>
-  Math.floor(u / 2) * sys.banks_per_group + unitBankInGroup(u, odd);
+const unitBankId = (sys: HbmPimSystem, u: number, odd: number): number => {
+  const { bg, bank } = unitBank(sys, u, odd);
+  return bg * sys.banks_per_group + bank;
+};
 
 /** Where output o of a GEMV (of group `group`) lives: output tile, pseudo-channel, unit, accumulator. */
 function gemvOutput(sys: HbmPimSystem, l: GemvLayout, o: number, group: number) {
@@ -134,10 +138,9 @@ export function gemvBurst(sys: HbmPimSystem, l: GemvLayout, o: number, k: number
   const lanes = sys.pim.lanes;
   const { j, ch, u, b } = gemvOutput(sys, l, o, group);
   const a = Math.floor(k / lanes) % g;
-  const i = Math.floor(k / (lanes * g));
-  const flat = g * g * Math.floor(i / 2) + g * a + b;
-  const bankInGroup = unitBankInGroup(u, i % 2);
-  const bg = Math.floor(u / 2);
+  const tile = inputTile(sys, Math.floor(k / (lanes * g)));
+  const flat = tile.flat + g * a + b;
+  const { bg, bank: bankInGroup } = unitBank(sys, u, tile.odd);
   return {
     ch,
     bg,
@@ -180,7 +183,7 @@ export function readGemvResult(
     const { j, ch, u, b } = gemvOutput(sys, l, o, group);
     const flat = j * g + b;
     const lanes = devs[ch]!.burst(
-      unitBank(sys, u, 1),
+      unitBankId(sys, u, resultOdd(sys)),
       l.resultRow + Math.floor(flat / sys.columns),
       flat % sys.columns,
     );

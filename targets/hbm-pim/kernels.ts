@@ -109,8 +109,30 @@ function park(s: Stream, sys: HbmPimSystem): void {
   s.barrier();
 }
 
-/** The bank (within its bank group u / 2) of unit u's even (0) or odd (1) bank. */
-export const unitBankInGroup = (u: number, odd: number): number => 2 * (u % 2) + odd;
+/**
+ * The bank group and bank of unit u's even (0) or odd (1) bank: with a unit per bank pair, unit u
+ * has banks 2 (u mod 2) and 2 (u mod 2) + 1 of bank group u / 2; with a unit per bank, its own bank.
+ */
+export function unitBank(sys: HbmPimSystem, u: number, odd: number): { bg: number; bank: number } {
+  if (sys.pim.banks_per_unit === 1)
+    return { bg: Math.floor(u / sys.banks_per_group), bank: u % sys.banks_per_group };
+  return { bg: Math.floor(u / 2), bank: 2 * (u % 2) + odd };
+}
+
+/**
+ * Where input tile i of a GEMV lives in a unit: with a bank pair, even tiles in the even bank and odd
+ * ones in the odd bank (they share flat columns); with one bank, one after the other. Returns the
+ * bank parity and the first flat column of the tile.
+ */
+export function inputTile(sys: HbmPimSystem, i: number): { odd: number; flat: number } {
+  const g = sys.pim.grf;
+  return sys.pim.banks_per_unit === 1
+    ? { odd: 0, flat: g * g * i }
+    : { odd: i % 2, flat: g * g * Math.floor(i / 2) };
+}
+
+/** The bank parity GEMV results are stored in (the odd bank of a pair, or the unit's bank). */
+export const resultOdd = (sys: HbmPimSystem): number => (sys.pim.banks_per_unit === 1 ? 0 : 1);
 
 /** Flat column (over consecutive rows from `row0`) -> [row, col]. */
 const at = (sys: HbmPimSystem, row0: number, flat: number): [number, number] => [
@@ -157,7 +179,7 @@ export function gemvLayout(sys: HbmPimSystem, n: number, k: number, row0 = 0, gr
   const channelsPerGroup = sys.pseudo_channels / groups;
   const outTiles = Math.ceil(n / (channelsPerGroup * sys.pim.units * g));
   const inTiles = Math.ceil(k / perTile);
-  const flat = Math.ceil(inTiles / 2) * g * g;
+  const flat = (sys.pim.banks_per_unit === 1 ? inTiles : Math.ceil(inTiles / 2)) * g * g;
   const rowsPerTile = 2 * Math.ceil(flat / (2 * sys.columns));
   const resultRow = row0 + outTiles * rowsPerTile;
   const resultRows = Math.ceil((outTiles * g) / sys.columns);
@@ -186,16 +208,23 @@ export function gemvChannels(sys: HbmPimSystem, l: GemvLayout): number[] {
   return out;
 }
 
-export function gemvCrf(l: GemvLayout, grf: number): Instr[] {
-  const even = Math.ceil(l.inTiles / 2);
-  const odd = Math.floor(l.inTiles / 2);
-  const crf: Instr[] = [{ op: "MAC", dst: "GRF_B", src0: "GRF_A", src1: "EVEN_BANK", auto: true }];
-  if (even * grf > 1) crf.push({ op: "JUMP", back: 1, count: even * grf - 1 });
-  if (odd > 0) {
-    crf.push({ op: "MAC", dst: "GRF_B", src0: "GRF_A", src1: "ODD_BANK", auto: true });
-    if (odd * grf > 1) crf.push({ op: "JUMP", back: 1, count: odd * grf - 1 });
-  }
-  crf.push({ op: "MOV", dst: "ODD_BANK", src0: "GRF_B", auto: true }, { op: "EXIT" });
+export function gemvCrf(sys: HbmPimSystem, l: GemvLayout): Instr[] {
+  const grf = sys.pim.grf;
+  const mac = (bank: "EVEN_BANK" | "ODD_BANK", tiles: number): Instr[] =>
+    tiles === 0
+      ? []
+      : [
+          { op: "MAC", dst: "GRF_B", src0: "GRF_A", src1: bank, auto: true },
+          ...(tiles * grf > 1 ? [{ op: "JUMP" as const, back: 1, count: tiles * grf - 1 }] : []),
+        ];
+  const crf: Instr[] =
+    sys.pim.banks_per_unit === 1
+      ? mac("EVEN_BANK", l.inTiles)
+      : [...mac("EVEN_BANK", Math.ceil(l.inTiles / 2)), ...mac("ODD_BANK", Math.floor(l.inTiles / 2))];
+  crf.push(
+    { op: "MOV", dst: resultOdd(sys) ? "ODD_BANK" : "EVEN_BANK", src0: "GRF_B", auto: true },
+    { op: "EXIT" },
+  );
   return crf;
 }
 
@@ -212,7 +241,7 @@ export function gemvKernel(
 ): PimKernel {
   const g = sys.pim.grf;
   const lanes = sys.pim.lanes;
-  const crf = gemvCrf(l, g);
+  const crf = gemvCrf(sys, l);
   const s = new Stream();
   prologue(s, sys, crf);
   const chunk = (i: number, a: number) => (ch: number) => {
@@ -221,9 +250,10 @@ export function gemvKernel(
     if (x) for (let t = 0; t < lanes; t++) v[t] = x[(i * g + a) * lanes + t] ?? 0;
     return v;
   };
-  const order: number[] = [];
-  for (let i = 0; i < l.inTiles; i += 2) order.push(i);
-  for (let i = 1; i < l.inTiles; i += 2) order.push(i);
+  // The microprogram's order: the even bank's tiles, then the odd bank's (one bank: in order).
+  const order = [...Array(l.inTiles).keys()].sort(
+    (a, b) => inputTile(sys, a).odd - inputTile(sys, b).odd || a - b,
+  );
   for (let j = 0; j < l.outTiles; j++) {
     pimOn(s, sys);
     for (const i of order) {
@@ -235,15 +265,16 @@ export function gemvKernel(
       const base = j * l.rowsPerTile;
       for (let a = 0; a < g; a++) {
         for (let b = 0; b < g; b++) {
-          const [row, col] = at(sys, l.row0 + base, g * g * Math.floor(i / 2) + g * a + b);
-          s.rd(0, i % 2, row, col);
+          const tile = inputTile(sys, i);
+          const [row, col] = at(sys, l.row0 + base, tile.flat + g * a + b);
+          s.rd(0, tile.odd, row, col);
         }
         s.barrier();
       }
     }
     for (let b = 0; b < g; b++) {
       const [row, col] = at(sys, l.resultRow, j * g + b);
-      s.wr(0, 1, row, col);
+      s.wr(0, resultOdd(sys), row, col);
     }
     s.barrier();
   }
@@ -253,8 +284,8 @@ export function gemvKernel(
     for (let j = 0; j < l.outTiles; j++)
       for (let b = 0; b < g; b++)
         for (let u = 0; u < sys.pim.units; u++) {
-          const bank = unitBankInGroup(u, 1);
-          s.rd(Math.floor(u / 2), bank, ...at(sys, l.resultRow, j * g + b));
+          const { bg, bank } = unitBank(sys, u, resultOdd(sys));
+          s.rd(bg, bank, ...at(sys, l.resultRow, j * g + b));
         }
   return {
     name: "gemv",
@@ -293,12 +324,14 @@ export function eltwiseLayout(sys: HbmPimSystem, n: number, row0 = 0): EltwiseLa
   return { n, tiles, rows: [row0, row0 + rowsPerOperand, row0 + 2 * rowsPerOperand], rowsPerOperand };
 }
 
-export function eltwiseCrf(op: EltwiseOp, tiles: number): Instr[] {
+export function eltwiseCrf(sys: HbmPimSystem, op: EltwiseOp, tiles: number): Instr[] {
   const crf: Instr[] = [];
-  for (const [bank, reg] of [
+  const passes = [
     ["EVEN_BANK", "GRF_A"],
     ["ODD_BANK", "GRF_B"],
-  ] as const) {
+  ] as const;
+  // With a unit per bank one pass covers every bank.
+  for (const [bank, reg] of passes.slice(0, sys.pim.banks_per_unit)) {
     if (op === "relu") crf.push({ op: "MOV", dst: reg, src0: bank, auto: true, relu: true });
     else
       crf.push(
@@ -319,7 +352,7 @@ export interface EltwiseIo {
 
 export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout, io?: EltwiseIo): PimKernel {
   const g = sys.pim.grf;
-  const crf = eltwiseCrf(op, l.tiles);
+  const crf = eltwiseCrf(sys, op, l.tiles);
   const s = new Stream();
   const bursts = (f: (bg: number, bank: number, flat: number) => void) => {
     for (let t = 0; t < l.tiles; t++)
@@ -338,7 +371,7 @@ export function eltwiseKernel(sys: HbmPimSystem, op: EltwiseOp, l: EltwiseLayout
   pimOn(s, sys);
   const reads = op === "relu" ? [l.rows[0]] : [l.rows[0], l.rows[1]];
   for (let t = 0; t < l.tiles; t++)
-    for (const bank of [0, 1]) {
+    for (const bank of sys.pim.banks_per_unit === 1 ? [0] : [0, 1]) {
       for (const r of reads) {
         for (let c = 0; c < g; c++) s.rd(0, bank, ...at(sys, r, t * g + c));
         s.barrier();

@@ -14,7 +14,7 @@
 import { f16round } from "@petamoriken/float16";
 import { AB, AB_PIM, SB, type ModeWatcher } from "./controller.js";
 import { decode, formatInstr, type Instr, type OperandName, type OpName } from "./isa.js";
-import { MODE_CLEAR_GRF_B, MODE_PIM, REG_COL, type Payload } from "./kernels.js";
+import { MODE_CLEAR_GRF_B, MODE_PIM, REG_COL, unitBank, type Payload } from "./kernels.js";
 import type { Cmd, HbmPimSystem } from "./standard.js";
 
 export class PimError extends Error {}
@@ -137,9 +137,12 @@ export class PimChannel extends ModeTracker {
     }
     if (this.mode === AB) {
       // All-bank writes broadcast to every bank of the parity; reads return nothing to the host.
-      if (cmd === "WR")
+      if (cmd === "WR") {
+        const step = sys.pim.banks_per_unit === 1 ? 1 : 2;
         for (let g = 0; g < sys.bank_groups; g++)
-          for (let b = bank % 2; b < bpg; b += 2) this.writeBurst(g * bpg + b, row, col, req);
+          for (let b = step === 1 ? 0 : bank % 2; b < bpg; b += step)
+            this.writeBurst(g * bpg + b, row, col, req);
+      }
       return;
     }
     this.step(cmd, row, col);
@@ -244,7 +247,8 @@ export class PimChannel extends ModeTracker {
         return true;
       case "EVEN_BANK":
       case "ODD_BANK": {
-        const bank = Math.floor(u / 2) * this.sys.banks_per_group + 2 * (u % 2) + (o === "ODD_BANK" ? 1 : 0);
+        const { bg, bank: b } = unitBank(this.sys, u, o === "ODD_BANK" ? 1 : 0);
+        const bank = bg * this.sys.banks_per_group + b;
         this.slotArr = this.row(bank, row);
         this.slotOff = col * lanes;
         return true;

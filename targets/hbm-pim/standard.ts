@@ -126,76 +126,87 @@ export const ADDRESS_FIELDS = [
 ] as const;
 export type AddressField = (typeof ADDRESS_FIELDS)[number];
 
-export const zHbmPimSystem = z.strictObject({
-  /** Independent pseudo-channels, each with its own controller and 8 PIM units (PIMSimulator: 64). */
-  pseudo_channels: posInt.default(64),
-  /** Ranks per pseudo-channel: data and PIM units live in rank 0; the others are refreshed too. */
-  ranks: posInt.default(2),
-  bank_groups: posInt.default(4),
-  banks_per_group: posInt.default(4),
-  rows: posInt.default(16384),
-  /** Bursts (column addresses of BL x bus width) per row: 32 x 32 B = 1 KiB rows. */
-  columns: posInt.default(32),
-  burst_bytes: posInt.default(32),
-  timing: zTiming.default(zTiming.parse({})),
-  address_mapping: z
-    .array(z.enum(ADDRESS_FIELDS))
-    .default(["offset", "pseudo_channel", "bank", "bank_group", "column", "row", "rank"]),
-  controller: z
-    .strictObject({
-      /** Requests the scheduler sees at once (transaction + command queue of DRAMSim2). */
-      queue_depth: posInt.default(64),
-      /** All-bank refresh of each rank every tREFI, staggered by tREFI / ranks. */
-      refresh: z.boolean().default(true),
-    })
-    .default({ queue_depth: 64, refresh: true }),
-  pim: z
-    .strictObject({
-      /** PIM units per pseudo-channel: one per even/odd bank pair of rank 0. */
-      units: posInt.default(8),
-      /** FP16 lanes per unit (one 32-byte burst). */
-      lanes: posInt.default(16),
-      crf: posInt.default(32),
-      grf: posInt.default(8),
-      srf: posInt.default(8),
-      /** Reserved rows: all-bank mode entry and exit (written/precharged), PIM registers. */
-      abmr_row: cycles.default(0x17ff),
-      sbmr_row: cycles.default(0x1fff),
-      register_row: cycles.default(0x3fff),
-      /** Row every kernel parks the banks on before mode changes. */
-      park_row: cycles.default(0x1000),
-    })
-    .default({
-      units: 8,
-      lanes: 16,
-      crf: 32,
-      grf: 8,
-      srf: 8,
-      abmr_row: 0x17ff,
-      sbmr_row: 0x1fff,
-      register_row: 0x3fff,
-      park_row: 0x1000,
-    }),
-  /**
-   * The processor that reads and writes this memory and runs what PIM does not: by default a GPU of
-   * the class of the HBM-PIM paper's host (AMD MI100: 120 compute units x 64 FP32 lanes x FMA at
-   * 1.502 GHz = 23.1 TFLOP/s) reading this HBM at its peak (64 pseudo-channels x 32 bytes per 2 ns).
-   */
-  host: zHost.default(
-    zHost.parse({
-      cores: 120,
-      simd_width: 2048,
-      fma_units: 1,
-      frequency: 1.502e9,
-      memory_bandwidth: 1.024e12,
-    }),
-  ),
-  /**
-   * An xPU host (GPU or NPU, targets/xpu/model.ts: caps, occupancy, launch overhead) with its own
-   * memory bandwidth: when given, it times the host side instead of `host`'s roofline.
-   */
-  xpu: zXpu.optional(),
-});
+export const zHbmPimSystem = z
+  .strictObject({
+    /** Independent pseudo-channels, each with its own controller and 8 PIM units (PIMSimulator: 64). */
+    pseudo_channels: posInt.default(64),
+    /** Ranks per pseudo-channel: data and PIM units live in rank 0; the others are refreshed too. */
+    ranks: posInt.default(2),
+    bank_groups: posInt.default(4),
+    banks_per_group: posInt.default(4),
+    rows: posInt.default(16384),
+    /** Bursts (column addresses of BL x bus width) per row: 32 x 32 B = 1 KiB rows. */
+    columns: posInt.default(32),
+    burst_bytes: posInt.default(32),
+    timing: zTiming.default(zTiming.parse({})),
+    address_mapping: z
+      .array(z.enum(ADDRESS_FIELDS))
+      .default(["offset", "pseudo_channel", "bank", "bank_group", "column", "row", "rank"]),
+    controller: z
+      .strictObject({
+        /** Requests the scheduler sees at once (transaction + command queue of DRAMSim2). */
+        queue_depth: posInt.default(64),
+        /** All-bank refresh of each rank every tREFI, staggered by tREFI / ranks. */
+        refresh: z.boolean().default(true),
+      })
+      .default({ queue_depth: 64, refresh: true }),
+    pim: z
+      .strictObject({
+        /** PIM units per pseudo-channel: one per even/odd bank pair of rank 0 (or per bank). */
+        units: posInt.default(8),
+        /**
+         * Banks a unit computes on: 2 (Aquabolt-XL: an even/odd pair, a column command steps the units
+         * on the banks of one parity) or 1 (a unit per bank: a command steps every bank's unit).
+         */
+        banks_per_unit: z.union([z.literal(1), z.literal(2)]).default(2),
+        /** FP16 lanes per unit (one 32-byte burst). */
+        lanes: posInt.default(16),
+        crf: posInt.default(32),
+        grf: posInt.default(8),
+        srf: posInt.default(8),
+        /** Reserved rows: all-bank mode entry and exit (written/precharged), PIM registers. */
+        abmr_row: cycles.default(0x17ff),
+        sbmr_row: cycles.default(0x1fff),
+        register_row: cycles.default(0x3fff),
+        /** Row every kernel parks the banks on before mode changes. */
+        park_row: cycles.default(0x1000),
+      })
+      .default({
+        units: 8,
+        banks_per_unit: 2,
+        lanes: 16,
+        crf: 32,
+        grf: 8,
+        srf: 8,
+        abmr_row: 0x17ff,
+        sbmr_row: 0x1fff,
+        register_row: 0x3fff,
+        park_row: 0x1000,
+      }),
+    /**
+     * The processor that reads and writes this memory and runs what PIM does not: by default a GPU of
+     * the class of the HBM-PIM paper's host (AMD MI100: 120 compute units x 64 FP32 lanes x FMA at
+     * 1.502 GHz = 23.1 TFLOP/s) reading this HBM at its peak (64 pseudo-channels x 32 bytes per 2 ns).
+     */
+    host: zHost.default(
+      zHost.parse({
+        cores: 120,
+        simd_width: 2048,
+        fma_units: 1,
+        frequency: 1.502e9,
+        memory_bandwidth: 1.024e12,
+      }),
+    ),
+    /**
+     * An xPU host (GPU or NPU, targets/xpu/model.ts: caps, occupancy, launch overhead) with its own
+     * memory bandwidth: when given, it times the host side instead of `host`'s roofline.
+     */
+    xpu: zXpu.optional(),
+  })
+  .refine((s) => s.pim.units * s.pim.banks_per_unit === s.bank_groups * s.banks_per_group, {
+    message: "pim.units x pim.banks_per_unit must equal the banks of a rank (bank_groups x banks_per_group)",
+    path: ["pim", "units"],
+  });
 
 export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
 export const DEFAULT_SYSTEM: HbmPimSystem = zHbmPimSystem.parse({});
