@@ -586,3 +586,35 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
     );
   });
 });
+
+describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-attacc.pim)", () => {
+  const step = (system: string, batch: string) => {
+    const r = pimc(
+      "bench",
+      "examples/gpt3-175b.pim",
+      "--system",
+      `examples/systems/${system}.pim`,
+      "--phase",
+      "decode",
+      "--context",
+      "2048",
+      "--batch",
+      batch,
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    return (JSON.parse(r.stdout) as { steps: { seconds: number; ops: { name: string; device: string }[] }[] })
+      .steps;
+  };
+  it("keeps the FC layers on the GPU, puts attention on PIM, and gains more as the batch grows", () => {
+    const gpu = step("a100", "1,64");
+    const attacc = step("a100-attacc", "1,64");
+    for (const s of attacc) {
+      expect(s.ops.find((o) => o.name === "L*.qkv")!.device).toBe("host");
+      expect(s.ops.find((o) => o.name === "L*.attn")!.device).toBe("pim");
+    }
+    const speedup = gpu.map((g, i) => g.seconds / attacc[i]!.seconds);
+    expect(speedup[0]).toBeLessThan(1.05); // batch 1: the FC layers dominate
+    expect(speedup[1]).toBeGreaterThan(1.3); // batch 64: attention's KV cache dominates
+  });
+});

@@ -77,8 +77,11 @@ const numel = (shape: readonly (number | object)[], env: Record<string, number>)
 
 export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): CostModel {
   const cooperation = opts.cooperation !== false;
+  const roles = new Set(sys.pim.ops);
   const pimTime = (v: OpView, env: Record<string, number>): number | undefined => {
     const op = v.op;
+    const role = op.opcode === "linear" ? "linear" : op.opcode === "attention" ? "attention" : "elementwise";
+    if (!roles.has(role)) return undefined;
     switch (op.opcode) {
       case "linear": {
         if (!op.operands[1]!.startsWith("@")) return undefined;

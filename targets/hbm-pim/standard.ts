@@ -159,6 +159,11 @@ export const zHbmPimSystem = z
          * on the banks of one parity) or 1 (a unit per bank: a command steps every bank's unit).
          */
         banks_per_unit: z.union([z.literal(1), z.literal(2)]).default(2),
+      /**
+       * What the PIM stacks hold and run: linear layers (their weights in the banks), attention (the
+       * KV cache in the banks), element-wise ops. AttAcc's stacks: attention only.
+       */
+      ops: z.array(z.enum(["linear", "attention", "elementwise"])).default(["linear", "attention", "elementwise"]),
         /** FP16 lanes per unit (one 32-byte burst). */
         lanes: posInt.default(16),
         crf: posInt.default(32),
@@ -174,6 +179,7 @@ export const zHbmPimSystem = z
       .default({
         units: 8,
         banks_per_unit: 2,
+        ops: ["linear", "attention", "elementwise"],
         lanes: 16,
         crf: 32,
         grf: 8,
