@@ -456,6 +456,20 @@ describe("the hbm-pim target on models", () => {
     expect(detailed.reports).toEqual(fast.reports);
   });
 
+  it("serves another batch size after a reset (the cache gets a layout for it)", async () => {
+    const { runner } = await prepared("test/fixtures/llama-tiny", { cooperation: false, attention: "pim" });
+    const one = runner.run("prefill", [tokenTensor([[1, 2, 3]])])[0]!;
+    runner.reset();
+    const two = runner.run("prefill", [
+      tokenTensor([
+        [1, 2, 3],
+        [1, 2, 3],
+      ]),
+    ])[0]!;
+    const d = one.data as Float32Array;
+    expect(Array.from((two.data as Float32Array).subarray(0, d.length))).toEqual(Array.from(d));
+  });
+
   it("is deterministic and rejects a cache longer than it was laid out for", async () => {
     const run = async () => {
       const { runner } = await prepared("test/fixtures/llama-tiny", { cooperation: false, attention: "pim" });

@@ -430,15 +430,17 @@ export class HbmPimRunner implements FunctionalRunner {
 
   /** A layer's cache in the banks: its (batch, kv head) groups in rounds of up to P. */
   private layerCache(state: string, groups: number, d: number, dv: number): LayerCache {
-    let c = this.caches.get(state);
+    // A batch of another size (after a reset) gets its own layout.
+    const key = `${state}/${groups}`;
+    let c = this.caches.get(key);
     if (!c) {
       const perRound = groupsPerRound(this.sys, groups);
       const rounds = Array.from({ length: Math.ceil(groups / perRound) }, (_, r) => ({
-        k: this.gemv(`${state}/${r}/k`, this.limits.T, d, undefined, perRound),
-        vt: this.gemv(`${state}/${r}/vt`, dv, this.limits.T, undefined, perRound),
+        k: this.gemv(`${key}/${r}/k`, this.limits.T, d, undefined, perRound),
+        vt: this.gemv(`${key}/${r}/vt`, dv, this.limits.T, undefined, perRound),
       }));
       c = { rounds, perRound, stored: 0 };
-      this.caches.set(state, c);
+      this.caches.set(key, c);
     }
     return c;
   }
