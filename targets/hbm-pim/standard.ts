@@ -159,11 +159,13 @@ export const zHbmPimSystem = z
          * on the banks of one parity) or 1 (a unit per bank: a command steps every bank's unit).
          */
         banks_per_unit: z.union([z.literal(1), z.literal(2)]).default(2),
-      /**
-       * What the PIM stacks hold and run: linear layers (their weights in the banks), attention (the
-       * KV cache in the banks), element-wise ops. AttAcc's stacks: attention only.
-       */
-      ops: z.array(z.enum(["linear", "attention", "elementwise"])).default(["linear", "attention", "elementwise"]),
+        /**
+         * What the PIM stacks hold and run: linear layers (their weights in the banks), attention (the
+         * KV cache in the banks), element-wise ops. AttAcc's stacks: attention only.
+         */
+        ops: z
+          .array(z.enum(["linear", "attention", "elementwise"]))
+          .default(["linear", "attention", "elementwise"]),
         /** FP16 lanes per unit (one 32-byte burst). */
         lanes: posInt.default(16),
         crf: posInt.default(32),
