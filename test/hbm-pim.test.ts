@@ -22,7 +22,7 @@ import {
 } from "../targets/hbm-pim/kernels.js";
 import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
 import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pimc, rng, tempDir } from "./util.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
@@ -103,6 +103,39 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
     within(pim.cycles, 3349);
     within(base.cycles, 6651);
   });
+  it("several input vectors per unit: one weight read serves them all (PAPI's 4 FPUs per bank)", () => {
+    const fc = zHbmPimSystem.parse({ pseudo_channels: 2, pim: { units: 16, banks_per_unit: 1, vectors: 4 } });
+    const r = rng(9);
+    const [n, k] = [256, 512];
+    const w = Float32Array.from({ length: n * k }, () => f16round(r() - 0.5));
+    const xs = [0, 1, 2, 3].map(() => Float32Array.from({ length: k }, () => f16round(r() - 0.5)));
+    const devs = Array.from({ length: 2 }, () => new PimChannel(fc));
+    const l = gemvLayout(fc, n, k);
+    storeGemvWeights(fc, devs, l, w);
+    const four = runPimKernel(
+      fc,
+      gemvKernel(fc, l, (_ch, v) => xs[v]!, { vectors: 4 }),
+      { channels: devs },
+    );
+    const got = [0, 1, 2, 3].map((v) => Array.from(readGemvResult(fc, devs, l, 0, v)));
+    // Each vector's result is the one-vector GEMV's.
+    for (let v = 0; v < 4; v++) {
+      const one = Array.from({ length: 2 }, () => new PimChannel(fc));
+      storeGemvWeights(fc, one, l, w);
+      runPimKernel(
+        fc,
+        gemvKernel(fc, l, () => xs[v]!, { vectors: 1 }),
+        { channels: one },
+      );
+      expect(got[v]).toEqual(Array.from(readGemvResult(fc, one, l)));
+    }
+    // The MAC reads are the same; only register writes and result stores grow.
+    const single = runPimKernel(fc, gemvKernel(fc, l, undefined, { vectors: 1 }));
+    expect(four.counts.RD).toBe(single.counts.RD);
+    expect(four.cycles / single.cycles).toBeLessThan(2);
+    expect(() => zHbmPimSystem.parse({ pim: { vectors: 3 } })).toThrow(/must divide the columns/);
+  });
+
   it("a unit per bank steps every bank per command: half the commands once the outputs fill the units", () => {
     const perBank = zHbmPimSystem.parse({ pim: { units: 16, banks_per_unit: 1 } });
     const pair = runPimKernel(sys, gemvKernel(sys, gemvLayout(sys, 8192, 4096)));
@@ -497,6 +530,21 @@ describe("the hbm-pim target on models", () => {
     const w = defaultWorkload("decode");
     expect(await placed({ ...w, phase: "decode", batch: 1, context: 1024 })).toBe("pim");
     expect(await placed({ ...w, phase: "prefill", batch: 1, prompt: 128 })).toBe("host");
+  });
+
+  it("verifies on a unit per bank, and with 4 input vectors per unit (PAPI's FC-PIM), all on PIM", async () => {
+    const dir = tempDir();
+    for (const [name, pim] of [
+      ["per_bank", "{ units = 16, banks_per_unit = 1 }"],
+      ["fc_pim", "{ units = 16, banks_per_unit = 1, vectors = 4 }"],
+    ]) {
+      const file = join(dir, `${name}.pim`);
+      writeFileSync(file, `system ${name} {\n  target = "hbm-pim"\n  pim = ${pim}\n}\n`);
+      const r = await verify("test/fixtures/llama-tiny", {
+        flags: { ...flags({ cooperation: false, attention: "pim" }), system: file },
+      });
+      expect(r.passed, `${name}: ${JSON.stringify(r)}`).toBe(true);
+    }
   });
 
   it("pimc verify --target hbm-pim passes on the tiny llama", () => {

@@ -50,7 +50,13 @@ export function loadHbmSystem(spec: string | undefined): { sys: HbmPimSystem; na
 
 /** Rows below the lowest reserved row (park, mode and register rows). */
 const dataRows = (sys: HbmPimSystem): number =>
-  Math.min(sys.pim.park_row, sys.pim.abmr_row, sys.pim.sbmr_row, sys.pim.register_row, sys.rows);
+  Math.min(
+    sys.pim.park_row,
+    sys.pim.abmr_row,
+    sys.pim.sbmr_row,
+    sys.pim.register_row - sys.pim.vectors + 1,
+    sys.rows,
+  );
 
 interface Plan {
   readonly what: string;

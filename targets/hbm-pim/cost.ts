@@ -56,11 +56,22 @@ function remember(sys: HbmPimSystem, key: string, f: () => number): number {
  * Seconds of one GEMV kernel of an [n, k] FP16 weight, or of `groups` of them side by side (input
  * register writes and result read-back included).
  */
-export function gemvSeconds(sys: HbmPimSystem, n: number, k: number, groups = 1): number {
-  return remember(sys, `gemv ${n} ${k} ${groups}`, () => {
+export function gemvSeconds(sys: HbmPimSystem, n: number, k: number, groups = 1, vectors = 1): number {
+  return remember(sys, `gemv ${n} ${k} ${groups} ${vectors}`, () => {
     const l = gemvLayout(sys, n, k, 0, groups);
-    return runPimKernel(sys, gemvKernel(sys, l, undefined, { readback: true })).seconds;
+    return runPimKernel(sys, gemvKernel(sys, l, undefined, { readback: true, vectors })).seconds;
   });
+}
+
+/** Seconds of `rows` GEMVs of one weight, in passes of as many rows as the units have input vectors. */
+export function gemvRowsSeconds(sys: HbmPimSystem, rows: number, n: number, k: number, groups = 1): number {
+  const v = sys.pim.vectors;
+  const full = Math.floor(rows / v);
+  const left = rows - full * v;
+  return (
+    (full > 0 ? full * gemvSeconds(sys, n, k, groups, v) : 0) +
+    (left > 0 ? gemvSeconds(sys, n, k, groups, left) : 0)
+  );
 }
 
 /** Seconds of an element-wise kernel over n elements, the host writing the operands and reading the result. */
@@ -87,7 +98,7 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
         if (!op.operands[1]!.startsWith("@")) return undefined;
         const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
         const rows = numel(v.ins[0]!.shape, env) / k;
-        return rows * gemvSeconds(sys, n, k);
+        return gemvRowsSeconds(sys, rows, n, k);
       }
       case "add":
       case "mul":
@@ -113,8 +124,13 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
         );
         // Up to P (batch, kv head) groups per kernel, one query row of each (runner.ts).
         const per = groupsPerRound(sys, b * kvh);
-        const kernels = Math.ceil((b * kvh) / per) * (h / kvh) * s;
-        return kernels * (gemvSeconds(sys, t, d, per) + gemvSeconds(sys, dv, t, per)) + softmax + writes;
+        const rounds = Math.ceil((b * kvh) / per);
+        const queries = (h / kvh) * s;
+        return (
+          rounds * (gemvRowsSeconds(sys, queries, t, d, per) + gemvRowsSeconds(sys, queries, dv, t, per)) +
+          softmax +
+          writes
+        );
       }
       default:
         return undefined;

@@ -17,6 +17,7 @@ import {
   type GemvLayout,
   type PimKernel,
   type StreamPhase,
+  gemvResultFlat,
   inputTile,
   resultOdd,
   unitBank,
@@ -170,18 +171,22 @@ export function storeGemvWeights(
     }
 }
 
-/** The GEMV's results: each output's 16 lane partial sums (FP16) added by the host in float32. */
+/**
+ * The GEMV's results (of group `group`, input vector `vector`): each output's 16 lane partial sums
+ * (FP16) added by the host in float32.
+ */
 export function readGemvResult(
   sys: HbmPimSystem,
   devs: readonly PimChannel[],
   l: GemvLayout,
   group = 0,
+  vector = 0,
 ): Float32Array {
   const y = new Float32Array(l.n);
   const g = sys.pim.grf;
   for (let o = 0; o < l.n; o++) {
     const { j, ch, u, b } = gemvOutput(sys, l, o, group);
-    const flat = j * g + b;
+    const flat = gemvResultFlat(l, j, vector, b, g);
     const lanes = devs[ch]!.burst(
       unitBankId(sys, u, resultOdd(sys)),
       l.resultRow + Math.floor(flat / sys.columns),

@@ -160,6 +160,8 @@ export interface GemvLayout {
   /** Independent GEMVs side by side, and the pseudo-channels each has. */
   readonly groups: number;
   readonly channelsPerGroup: number;
+  /** Input vectors the units hold (result columns are reserved for each). */
+  readonly vectors: number;
   readonly outTiles: number;
   readonly inTiles: number;
   /** Rows of one output tile in each bank (even, for AAM). */
@@ -182,12 +184,13 @@ export function gemvLayout(sys: HbmPimSystem, n: number, k: number, row0 = 0, gr
   const flat = (sys.pim.banks_per_unit === 1 ? inTiles : Math.ceil(inTiles / 2)) * g * g;
   const rowsPerTile = 2 * Math.ceil(flat / (2 * sys.columns));
   const resultRow = row0 + outTiles * rowsPerTile;
-  const resultRows = Math.ceil((outTiles * g) / sys.columns);
+  const resultRows = Math.ceil((outTiles * g * sys.pim.vectors) / sys.columns);
   return {
     n,
     k,
     groups,
     channelsPerGroup,
+    vectors: sys.pim.vectors,
     outTiles,
     inTiles,
     rowsPerTile,
@@ -208,7 +211,7 @@ export function gemvChannels(sys: HbmPimSystem, l: GemvLayout): number[] {
   return out;
 }
 
-export function gemvCrf(sys: HbmPimSystem, l: GemvLayout): Instr[] {
+export function gemvCrf(sys: HbmPimSystem, l: GemvLayout, vectors = 1): Instr[] {
   const grf = sys.pim.grf;
   const mac = (bank: "EVEN_BANK" | "ODD_BANK", tiles: number): Instr[] =>
     tiles === 0
@@ -221,10 +224,10 @@ export function gemvCrf(sys: HbmPimSystem, l: GemvLayout): Instr[] {
     sys.pim.banks_per_unit === 1
       ? mac("EVEN_BANK", l.inTiles)
       : [...mac("EVEN_BANK", Math.ceil(l.inTiles / 2)), ...mac("ODD_BANK", Math.floor(l.inTiles / 2))];
-  crf.push(
-    { op: "MOV", dst: resultOdd(sys) ? "ODD_BANK" : "EVEN_BANK", src0: "GRF_B", auto: true },
-    { op: "EXIT" },
-  );
+  // One store per vector (its accumulators sit in the result row's columns of that vector).
+  for (let k = 0; k < vectors; k++)
+    crf.push({ op: "MOV", dst: resultOdd(sys) ? "ODD_BANK" : "EVEN_BANK", src0: "GRF_B", auto: true });
+  crf.push({ op: "EXIT" });
   return crf;
 }
 
@@ -236,16 +239,19 @@ export function gemvCrf(sys: HbmPimSystem, l: GemvLayout): Instr[] {
 export function gemvKernel(
   sys: HbmPimSystem,
   l: GemvLayout,
-  input?: (ch: number) => Float32Array,
-  opts: { readback?: boolean } = {},
+  input?: (ch: number, vector: number) => Float32Array,
+  opts: { readback?: boolean; vectors?: number } = {},
 ): PimKernel {
   const g = sys.pim.grf;
   const lanes = sys.pim.lanes;
-  const crf = gemvCrf(sys, l);
+  const used = opts.vectors ?? 1;
+  if (used < 1 || used > sys.pim.vectors)
+    throw new Error(`internal: a GEMV of ${used} vectors on units of ${sys.pim.vectors}`);
+  const crf = gemvCrf(sys, l, used);
   const s = new Stream();
   prologue(s, sys, crf);
-  const chunk = (i: number, a: number) => (ch: number) => {
-    const x = input?.(ch);
+  const chunk = (i: number, a: number, k: number) => (ch: number) => {
+    const x = input?.(ch, k);
     const v = new Float32Array(lanes);
     if (x) for (let t = 0; t < lanes; t++) v[t] = x[(i * g + a) * lanes + t] ?? 0;
     return v;
@@ -257,9 +263,11 @@ export function gemvKernel(
   for (let j = 0; j < l.outTiles; j++) {
     pimOn(s, sys);
     for (const i of order) {
-      // With a single input tile GRF_A keeps it from one output tile to the next.
+      // With a single input tile GRF_A keeps it from one output tile to the next. Vector k's
+      // registers are written through the register row minus k.
       if (j === 0 || l.inTiles > 1) {
-        for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row, REG_COL.grfA + a, chunk(i, a));
+        for (let k = 0; k < used; k++)
+          for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row - k, REG_COL.grfA + a, chunk(i, a, k));
         s.barrier();
       }
       const base = j * l.rowsPerTile;
@@ -272,30 +280,35 @@ export function gemvKernel(
         s.barrier();
       }
     }
-    for (let b = 0; b < g; b++) {
-      const [row, col] = at(sys, l.resultRow, j * g + b);
-      s.wr(0, resultOdd(sys), row, col);
+    for (let k = 0; k < used; k++) {
+      for (let b = 0; b < g; b++)
+        s.wr(0, resultOdd(sys), ...at(sys, l.resultRow, gemvResultFlat(l, j, k, b, g)));
+      s.barrier();
     }
-    s.barrier();
   }
   epilogue(s, sys);
-  // The host reads each output's partial sums (one burst of 16 lanes) from the odd banks.
+  // The host reads each output's partial sums (one burst of 16 lanes) from the result banks.
   if (opts.readback)
     for (let j = 0; j < l.outTiles; j++)
-      for (let b = 0; b < g; b++)
-        for (let u = 0; u < sys.pim.units; u++) {
-          const { bg, bank } = unitBank(sys, u, resultOdd(sys));
-          s.rd(bg, bank, ...at(sys, l.resultRow, j * g + b));
-        }
+      for (let k = 0; k < used; k++)
+        for (let b = 0; b < g; b++)
+          for (let u = 0; u < sys.pim.units; u++) {
+            const { bg, bank } = unitBank(sys, u, resultOdd(sys));
+            s.rd(bg, bank, ...at(sys, l.resultRow, gemvResultFlat(l, j, k, b, g)));
+          }
   return {
     name: "gemv",
-    summary: `gemv ${l.n}x${l.k} fp16: ${l.outTiles} output x ${l.inTiles} input tiles`,
+    summary: `gemv ${l.n}x${l.k} fp16${used > 1 ? ` x ${used} vectors` : ""}: ${l.outTiles} output x ${l.inTiles} input tiles`,
     requests: s.requests,
     crf,
     active: gemvChannels(sys, l),
     payload: (ch, req) => s.payloads.get(req)?.(ch),
   };
 }
+
+/** Flat column (from the result row) of accumulator b of vector k for output tile j. */
+export const gemvResultFlat = (l: GemvLayout, j: number, k: number, b: number, grf: number): number =>
+  (j * l.vectors + k) * grf + b;
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise: z = x (op) y, or relu(x), over n fp16 elements.

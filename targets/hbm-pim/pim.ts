@@ -19,6 +19,8 @@ import type { Cmd, HbmPimSystem } from "./standard.js";
 
 export class PimError extends Error {}
 
+const isGrf = (o: OperandName | undefined): boolean => o === "GRF_A" || o === "GRF_B";
+
 const ABMR_BANKS: Readonly<Record<string, number>> = { "0,0": 1, "0,1": 2, "2,0": 4, "2,1": 8 };
 
 /** Tracks the mode of rank 0 from the command stream (enough for timing). */
@@ -38,7 +40,8 @@ export class ModeTracker implements ModeWatcher {
         this.abmr = 0;
       }
     } else if (this.mode !== SB && cmd === "PRE" && row === p.sbmr_row) {
-      this.sbmr |= 1 << (bank % 2);
+      // With a unit per bank one precharge reaches every bank; with bank pairs, one per parity.
+      this.sbmr |= p.banks_per_unit === 1 ? 3 : 1 << (bank % 2);
       if (this.sbmr === 3) {
         this.mode = SB;
         this.sbmr = 0;
@@ -91,7 +94,7 @@ export class PimChannel extends ModeTracker {
   constructor(sys: HbmPimSystem) {
     super(sys);
     const p = sys.pim;
-    const regs = () => Array.from({ length: p.units }, () => new Float32Array(p.grf * p.lanes));
+    const regs = () => Array.from({ length: p.units }, () => new Float32Array(p.vectors * p.grf * p.lanes));
     this.grfA = regs();
     this.grfB = regs();
     this.srfM = Array.from({ length: p.units }, () => new Float32Array(p.srf));
@@ -125,8 +128,10 @@ export class PimChannel extends ModeTracker {
   ): void {
     const sys = this.sys;
     const bpg = sys.banks_per_group;
-    if (this.mode !== SB && row === sys.pim.register_row) {
-      if (cmd === "WR") this.writeRegister(col, req);
+    // The register rows: the register row itself (vector 0, mode word, CRF) and one per further vector below it.
+    const vector = sys.pim.register_row - row;
+    if (this.mode !== SB && vector >= 0 && vector < sys.pim.vectors) {
+      if (cmd === "WR") this.writeRegister(vector, col, req);
       return;
     }
     if (this.mode === SB) {
@@ -155,9 +160,10 @@ export class PimChannel extends ModeTracker {
     this.store(id, row, col, d);
   }
 
-  private writeRegister(col: number, req: number): void {
+  private writeRegister(vector: number, col: number, req: number): void {
     const p = this.sys.pim;
     const d = this.payload(req);
+    if (vector > 0 && col < REG_COL.grfA) return;
     if (col === REG_COL.mode) {
       const w = d instanceof Uint32Array ? d[0]! : 0;
       const on = (w & MODE_PIM) !== 0;
@@ -184,9 +190,10 @@ export class PimChannel extends ModeTracker {
     const set = (regs: Float32Array[], idx: number) => {
       for (const r of regs) for (let l = 0; l < lanes; l++) r[idx * lanes + l] = f16round(d[l] ?? 0);
     };
-    if (col >= REG_COL.grfA && col < REG_COL.grfA + p.grf) set(this.grfA, col - REG_COL.grfA);
-    else if (col >= REG_COL.grfB && col < REG_COL.grfB + p.grf) set(this.grfB, col - REG_COL.grfB);
-    else if (col === REG_COL.srf)
+    const base = vector * p.grf;
+    if (col >= REG_COL.grfA && col < REG_COL.grfA + p.grf) set(this.grfA, base + col - REG_COL.grfA);
+    else if (col >= REG_COL.grfB && col < REG_COL.grfB + p.grf) set(this.grfB, base + col - REG_COL.grfB);
+    else if (vector === 0 && col === REG_COL.srf)
       for (let u = 0; u < p.units; u++)
         for (let i = 0; i < p.srf; i++) {
           this.srfM[u]![i] = f16round(d[i] ?? 0);
@@ -280,9 +287,10 @@ export class PimChannel extends ModeTracker {
     row: number,
     col: number,
     into: Float32Array,
+    grfOff = 0,
   ): void {
     const lanes = this.lanes;
-    if (this.slot(o, u, idx, row, col)) {
+    if (this.slot(o, u, idx + (isGrf(o) ? grfOff : 0), row, col)) {
       const a = this.slotArr;
       const off = this.slotOff;
       for (let l = 0; l < lanes; l++) into[l] = a[off + l]!;
@@ -313,38 +321,44 @@ export class PimChannel extends ModeTracker {
       throw new PimError(`${formatInstr(i)}: destination must be a GRF or a bank`);
     const { va, vb } = this;
     const relu = i.relu === true;
-    for (let u = 0; u < p.units; u++) {
-      this.load(i.src0, u, src0Idx, row, col, va);
-      this.load(i.src1, u, src1Idx, row, col, vb);
-      this.slot(i.dst, u, dstIdx, row, col);
-      const d = this.slotArr;
-      const off = this.slotOff;
-      const add = i.op === "MAD" ? this.srfA[u]![dstIdx % p.srf]! : 0;
-      for (let l = 0; l < lanes; l++) {
-        let v: number;
-        switch (i.op) {
-          case "MOV":
-          case "FILL":
-            v = va[l]!;
-            break;
-          case "ADD":
-            v = f16round(va[l]! + vb[l]!);
-            break;
-          case "MUL":
-            v = f16round(va[l]! * vb[l]!);
-            break;
-          case "MAC":
-            v = f16round(d[off + l]! + f16round(va[l]! * vb[l]!));
-            break;
-          case "MAD":
-            v = f16round(f16round(va[l]! * vb[l]!) + add);
-            break;
-          default:
-            throw new PimError(`${i.op} cannot execute`);
+    // Several vectors: MAC / MAD run on every vector's registers at once (one weight burst, several
+    // inputs); other auto instructions address the vector floor(col / grf) mod vectors.
+    const vecs = mac ? p.vectors : 1;
+    const first = mac || !auto ? 0 : Math.floor(col / g) % p.vectors;
+    for (let k = first; k < first + vecs; k++)
+      for (let u = 0; u < p.units; u++) {
+        const regOff = k * g;
+        this.load(i.src0, u, src0Idx, row, col, va, regOff);
+        this.load(i.src1, u, src1Idx, row, col, vb, regOff);
+        this.slot(i.dst, u, dstIdx + (isGrf(i.dst) ? regOff : 0), row, col);
+        const d = this.slotArr;
+        const off = this.slotOff;
+        const add = i.op === "MAD" ? this.srfA[u]![dstIdx % p.srf]! : 0;
+        for (let l = 0; l < lanes; l++) {
+          let v: number;
+          switch (i.op) {
+            case "MOV":
+            case "FILL":
+              v = va[l]!;
+              break;
+            case "ADD":
+              v = f16round(va[l]! + vb[l]!);
+              break;
+            case "MUL":
+              v = f16round(va[l]! * vb[l]!);
+              break;
+            case "MAC":
+              v = f16round(d[off + l]! + f16round(va[l]! * vb[l]!));
+              break;
+            case "MAD":
+              v = f16round(f16round(va[l]! * vb[l]!) + add);
+              break;
+            default:
+              throw new PimError(`${i.op} cannot execute`);
+          }
+          d[off + l] = relu && v < 0 ? 0 : v;
         }
-        d[off + l] = relu && v < 0 ? 0 : v;
       }
-    }
-    this.flops += p.units * (mac ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes);
+    this.flops += vecs * p.units * (mac ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes);
   }
 }

@@ -146,7 +146,13 @@ export class HbmPimRunner implements FunctionalRunner {
   ) {
     this.devs = Array.from({ length: sys.pseudo_channels }, () => new PimChannel(sys));
     const p = sys.pim;
-    this.reserved = new Set([p.park_row, p.abmr_row, p.sbmr_row, p.register_row]);
+    // Reserved rows: park, mode changes, and the register rows (one per input vector).
+    this.reserved = new Set([
+      p.park_row,
+      p.abmr_row,
+      p.sbmr_row,
+      ...Array.from({ length: p.vectors }, (_, k) => p.register_row - k),
+    ]);
     for (const f of module.funcs) this.findCaches(f);
     this.interp = new Interpreter(module, weights, (op, ins, env, func, idx) =>
       this.hook(op, ins, env, func, idx),
@@ -220,26 +226,35 @@ export class HbmPimRunner implements FunctionalRunner {
       const size = gemvLayout(this.sys, n, k, 0, groups);
       const layout = gemvLayout(this.sys, n, k, this.alloc(size.rows), groups);
       if (w) storeGemvWeights(this.sys, this.devs, layout, w);
-      g = { layout, xs: Array.from({ length: groups }, () => new Float32Array(k)), kernels: new Map() };
+      const xs = Array.from({ length: groups * this.sys.pim.vectors }, () => new Float32Array(k));
+      g = { layout, xs, kernels: new Map() };
       this.gemvs.set(key, g);
     }
     return g;
   }
 
-  /** Runs the GEMV (every group on its current input), over the first `inputs` inputs. */
-  private runGemv(g: Gemv, inputs = g.layout.k): void {
+  /**
+   * Runs the GEMV: every group on its first `used` input vectors (xs[group x vectors + k]), over the
+   * first `inputs` inputs.
+   */
+  private runGemv(g: Gemv, inputs = g.layout.k, used = 1): void {
     const tiles = Math.ceil(inputs / (this.sys.pim.lanes * this.sys.pim.grf));
-    let r = g.kernels.get(tiles);
+    const key = tiles * 64 + used;
+    let r = g.kernels.get(key);
     if (!r) {
       const l = { ...g.layout, k: inputs, inTiles: tiles };
       const per = l.channelsPerGroup;
+      const v = this.sys.pim.vectors;
       r = new Resident(
         this.sys,
         this.devs,
-        gemvKernel(this.sys, l, (ch) => g.xs[Math.floor(ch / per)]!, { readback: true }),
+        gemvKernel(this.sys, l, (ch, k) => g.xs[Math.floor(ch / per) * v + k]!, {
+          readback: true,
+          vectors: used,
+        }),
         this.detailed,
       );
-      g.kernels.set(tiles, r);
+      g.kernels.set(key, r);
     }
     this.account(r.run());
   }
@@ -296,11 +311,17 @@ export class HbmPimRunner implements FunctionalRunner {
     const out = f32([...x!.shape.slice(0, -1), n]);
     const y = out.data as Float32Array;
     const bias = b?.data as Float32Array | undefined;
-    for (let m = 0; m < rows; m++) {
-      g.xs[0]!.set(xs.subarray(m * k, (m + 1) * k));
-      this.runGemv(g);
-      const r = readGemvResult(this.sys, this.devs, g.layout);
-      for (let o = 0; o < n; o++) y[m * n + o] = bias ? Math.fround(r[o]! + bias[o]!) : r[o]!;
+    // Rows in passes of as many as the units have input vectors.
+    const v = this.sys.pim.vectors;
+    for (let m0 = 0; m0 < rows; m0 += v) {
+      const used = Math.min(v, rows - m0);
+      for (let k0 = 0; k0 < used; k0++) g.xs[k0]!.set(xs.subarray((m0 + k0) * k, (m0 + k0 + 1) * k));
+      this.runGemv(g, k, used);
+      for (let k0 = 0; k0 < used; k0++) {
+        const r = readGemvResult(this.sys, this.devs, g.layout, 0, k0);
+        const m = m0 + k0;
+        for (let o = 0; o < n; o++) y[m * n + o] = bias ? Math.fround(r[o]! + bias[o]!) : r[o]!;
+      }
     }
     return out;
   }
@@ -388,20 +409,29 @@ export class HbmPimRunner implements FunctionalRunner {
     const scores = f32([b, h, s, t]);
     const sd = scores.data as Float32Array;
     const qd = q!.data as Float32Array;
-    const each = (f: (round: CacheRound, gis: number[], r: number, si: number) => void) =>
+    // The query rows of a group (query heads per kv head x tokens) in passes of the units' vectors.
+    const nv = this.sys.pim.vectors;
+    const pairs: [number, number][] = [];
+    for (let r = 0; r < rep; r++) for (let si = 0; si < s; si++) pairs.push([r, si]);
+    const each = (f: (round: CacheRound, gis: number[], pass: [number, number][]) => void) =>
       cache.rounds.forEach((round, ri) => {
         const gis = Array.from({ length: Math.min(per, groups - ri * per) }, (_, x) => ri * per + x);
-        for (let r = 0; r < rep; r++) for (let si = 0; si < s; si++) f(round, gis, r, si);
+        for (let p0 = 0; p0 < pairs.length; p0 += nv) f(round, gis, pairs.slice(p0, p0 + nv));
       });
-    each(({ k: kg }, gis, r, si) => {
-      gis.forEach((gi, slot) => {
-        const row = qRow(gi, r, si);
-        kg.xs[slot]!.set(qd.subarray(row * d, (row + 1) * d));
-      });
-      this.runGemv(kg);
-      gis.forEach((gi, slot) => {
-        sd.set(readGemvResult(this.sys, this.devs, kg.layout, slot).subarray(0, t), qRow(gi, r, si) * t);
-      });
+    each(({ k: kg }, gis, pass) => {
+      gis.forEach((gi, slot) =>
+        pass.forEach(([r, si], k0) => {
+          const row = qRow(gi, r, si);
+          kg.xs[slot * nv + k0]!.set(qd.subarray(row * d, (row + 1) * d));
+        }),
+      );
+      this.runGemv(kg, d, pass.length);
+      gis.forEach((gi, slot) =>
+        pass.forEach(([r, si], k0) => {
+          const y = readGemvResult(this.sys, this.devs, kg.layout, slot, k0);
+          sd.set(y.subarray(0, t), qRow(gi, r, si) * t);
+        }),
+      );
     });
     const probs = evalOp("masked_softmax", op.attrs, [scores], env)[0]!;
     const def = getOp("masked_softmax")!;
@@ -414,16 +444,22 @@ export class HbmPimRunner implements FunctionalRunner {
     const pd = probs.data as Float32Array;
     const out = f32([b, h, s, dv]);
     const od = out.data as Float32Array;
-    each(({ vt }, gis, r, si) => {
-      gis.forEach((gi, slot) => {
-        const row = qRow(gi, r, si);
-        vt.xs[slot]!.fill(0);
-        vt.xs[slot]!.set(pd.subarray(row * t, (row + 1) * t));
-      });
-      this.runGemv(vt, t);
-      gis.forEach((gi, slot) => {
-        od.set(readGemvResult(this.sys, this.devs, vt.layout, slot).subarray(0, dv), qRow(gi, r, si) * dv);
-      });
+    each(({ vt }, gis, pass) => {
+      gis.forEach((gi, slot) =>
+        pass.forEach(([r, si], k0) => {
+          const row = qRow(gi, r, si);
+          const x = vt.xs[slot * nv + k0]!;
+          x.fill(0);
+          x.set(pd.subarray(row * t, (row + 1) * t));
+        }),
+      );
+      this.runGemv(vt, t, pass.length);
+      gis.forEach((gi, slot) =>
+        pass.forEach(([r, si], k0) => {
+          const y = readGemvResult(this.sys, this.devs, vt.layout, slot, k0);
+          od.set(y.subarray(0, dv), qRow(gi, r, si) * dv);
+        }),
+      );
     });
     return out;
   }

@@ -160,6 +160,11 @@ export const zHbmPimSystem = z
          */
         banks_per_unit: z.union([z.literal(1), z.literal(2)]).default(2),
         /**
+         * Input vectors a unit multiplies each weight burst with (its FPUs: PAPI's FC-PIM has 4 per
+         * bank). Each has its own GRF_A and GRF_B, written through the register row minus its index.
+         */
+        vectors: posInt.default(1),
+        /**
          * What the PIM stacks hold and run: linear layers (their weights in the banks), attention (the
          * KV cache in the banks), element-wise ops. AttAcc's stacks: attention only.
          */
@@ -181,6 +186,7 @@ export const zHbmPimSystem = z
       .default({
         units: 8,
         banks_per_unit: 2,
+        vectors: 1,
         ops: ["linear", "attention", "elementwise"],
         lanes: 16,
         crf: 32,
@@ -214,6 +220,11 @@ export const zHbmPimSystem = z
   .refine((s) => s.pim.units * s.pim.banks_per_unit === s.bank_groups * s.banks_per_group, {
     message: "pim.units x pim.banks_per_unit must equal the banks of a rank (bank_groups x banks_per_group)",
     path: ["pim", "units"],
+  })
+  .refine((s) => s.columns % (s.pim.grf * s.pim.vectors) === 0, {
+    message:
+      "pim.grf x pim.vectors must divide the columns of a row (a GEMV stores its results a row at a time)",
+    path: ["pim", "vectors"],
   });
 
 export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
