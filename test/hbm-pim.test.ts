@@ -680,3 +680,43 @@ describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-at
     expect(speedup[1]).toBeGreaterThan(1.3); // batch 64: attention's KV cache dominates
   });
 });
+
+describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
+  const steps = (...extra: string[]) => {
+    const r = pimc(
+      "bench",
+      "examples/llama-65b.pim",
+      "--system",
+      "examples/systems/a100-papi.pim",
+      "--phase",
+      "decode",
+      "--context",
+      "2048",
+      "--batch",
+      "4,64",
+      "--json",
+      ...extra,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    return (JSON.parse(r.stdout) as { steps: { seconds: number; ops: { name: string; device: string }[] }[] })
+      .steps;
+  };
+  it("switches the FC layers from FC-PIM to the GPU as the tokens per step grow; static placement cannot", () => {
+    const dynamic = steps("--dynamic-placement", "--compile-once");
+    const fixed = steps("--compile-once");
+    const fc = (s: { ops: { name: string; device: string }[] }) =>
+      s.ops.find((o) => o.name === "L*.qkv")!.device;
+    expect(dynamic.map(fc)).toEqual(["pim", "host"]);
+    expect(fixed.map(fc)).toEqual(["pim", "pim"]);
+    expect(dynamic[0]!.seconds).toBeCloseTo(fixed[0]!.seconds, 9);
+    expect(fixed[1]!.seconds / dynamic[1]!.seconds).toBeGreaterThan(3);
+    const upmem = pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--compile-once",
+    );
+    expect(upmem.code).toBe(2);
+  });
+});

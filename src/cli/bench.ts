@@ -211,14 +211,17 @@ async function benchTimed(
   steps: readonly Workload[],
   rowsShown: number,
   json: boolean,
+  compileOnce: boolean,
 ): Promise<void> {
   const bar = progress();
   bar.start(steps.length);
   const results: { w: Workload; timing: CallTiming; rows: BenchRow[]; system: string; target: string }[] = [];
+  // With compileOnce every step is timed on the program compiled for the first one.
+  const once = compileOnce ? await compileModel(model, flags, steps[0]!, 2) : undefined;
   try {
     for (const w of steps) {
-      bar.label(`compiling and timing batch ${w.batch}`);
-      const { module, target, system } = await compileModel(model, flags, w, 2);
+      bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
+      const { module, target, system } = once ?? (await compileModel(model, flags, w, 2));
       const timing = target.timeCall!(module, system, w.phase, workloadEnv(w));
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
@@ -334,6 +337,10 @@ export function benchCommand() {
       "write an SVG plot: time breakdown per batch size and a roofline of the ops (with --ablation: latency per configuration)",
     )
     .option(
+      "--compile-once",
+      "compile for the first batch size only and time every batch size on that program (static placement; with --dynamic-placement each linear layer switches device by tokens per step, PAPI's rule)",
+    )
+    .option(
       "--ablation",
       "PIM-LLM's ablation: BaseGEMM, then + Tile-Selector, + layout, + fusion, + CPU/PIM cooperation, + pooling, and the CPU",
     )
@@ -363,9 +370,20 @@ export function benchCommand() {
           throw new UserError(
             `${flag} needs a target with a program emulator (upmem); ${target.name} times ops`,
           );
-      await benchTimed(model, opts, stepWorkloads(base, opts, batchSizes), opts.rows, opts.json === true);
+      await benchTimed(
+        model,
+        opts,
+        stepWorkloads(base, opts, batchSizes),
+        opts.rows,
+        opts.json === true,
+        opts.compileOnce === true,
+      );
       return;
     }
+    if (opts.compileOnce)
+      throw new UserError(
+        `--compile-once needs a target that times ops from its device model (hbm-pim, xpu); ${target.name} emulates programs`,
+      );
     const results: { w: Workload; report: RunReport; program: Program; rows: BenchRow[] }[] = [];
     const bar = progress();
     /** Compiles the model under `flags` for workload `w` and emulates one step (`label`: for the bar). */
