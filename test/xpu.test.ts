@@ -4,6 +4,7 @@ import { layerGroupName } from "../src/cli/compile.js";
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, workloadEnv } from "../src/frontend/workload.js";
 import { occupancy, systolicSeconds, xpuSeconds, zXpu } from "../targets/xpu/model.js";
+import { expertTokens } from "../targets/xpu/duplex.js";
 import type { OpView } from "../src/pipeline/cost-model.js";
 import { pimc } from "./util.js";
 
@@ -95,5 +96,55 @@ describe("pimc on the xpu target", () => {
     const j = JSON.parse(b.stdout) as { target: string; steps: { batch: number; seconds: number }[] };
     expect(j.target).toBe("xpu");
     expect(j.steps[1]!.seconds).toBeGreaterThan(j.steps[0]!.seconds);
+  });
+});
+
+describe("Duplex: an xPU and a Logic-PIM co-processing experts and attention", () => {
+  it("routes tokens to experts deterministically, top-k distinct experts per token", () => {
+    const c = expertTokens(100, 8, 2, 3);
+    expect(c.reduce((a, b) => a + b, 0)).toBe(200);
+    expect(expertTokens(100, 8, 2, 3)).toEqual(c);
+    expect(Math.max(...c)).toBeLessThanOrEqual(100);
+    expect(expertTokens(1, 8, 2).filter((n) => n > 0)).toHaveLength(2);
+  });
+  it("co-processing is never slower than either device alone, and splits by Op/B", async () => {
+    const b = pimc(
+      "bench",
+      "examples/mixtral-8x7b.pim",
+      "--system",
+      "examples/systems/duplex.pim",
+      "--phase",
+      "decode",
+      "--context",
+      "2048",
+      "--batch",
+      "1,64",
+      "--json",
+    );
+    expect(b.code, b.stderr).toBe(0);
+    const g = pimc(
+      "bench",
+      "examples/mixtral-8x7b.pim",
+      "--system",
+      "examples/systems/h100.pim",
+      "--phase",
+      "decode",
+      "--context",
+      "2048",
+      "--batch",
+      "1,64",
+      "--json",
+    );
+    type Steps = { steps: { seconds: number; ops: { name: string; device: string }[] }[] };
+    const duplex = (JSON.parse(b.stdout) as Steps).steps;
+    const gpu = (JSON.parse(g.stdout) as Steps).steps;
+    const moe = (s: Steps["steps"][number]) => s.ops.find((o) => o.name === "L*.moe")!.device;
+    // Batch 1: 2 experts of 1 token (Op/B ~ 1): the Logic-PIM alone; batch 64: both devices.
+    expect(duplex.map(moe)).toEqual(["pim", "co"]);
+    for (let i = 0; i < 2; i++) expect(gpu[i]!.seconds / duplex[i]!.seconds).toBeGreaterThan(2);
+  });
+  it("verifies a tiny Mixtral on the Duplex system (values from the reference interpreter)", () => {
+    const v = pimc("verify", "test/fixtures/mixtral-tiny", "--system", "examples/systems/duplex.pim");
+    expect(v.code, v.stdout + v.stderr).toBe(0);
   });
 });

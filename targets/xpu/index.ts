@@ -8,12 +8,23 @@ import { Interpreter } from "../../src/exec/interpreter.js";
 import { UserError } from "../../src/errors.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { opCost, operandTyper } from "../../src/ir/cost.js";
-import type { CostModel } from "../../src/pipeline/cost-model.js";
+import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { SystemModel, Target } from "../index.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
+import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
+import { deviceFor } from "../../passes/partition.js";
+import type { DimEnv } from "../../src/ir/dim.js";
 
-export const zXpuSystem = z.strictObject({ xpu: zXpu });
+export const zXpuSystem = z.strictObject({
+  xpu: zXpu,
+  /**
+   * A Logic-PIM beside the xPU (Duplex: a processor on the HBM logic die with several times the
+   * external bandwidth), timed by the same device model. Ops go to either device or, for
+   * mixture-of-experts layers and attention, are co-processed by both (duplex.ts).
+   */
+  logic_pim: zXpu.optional(),
+});
 export type XpuSystem = z.infer<typeof zXpuSystem>;
 
 /** An A100-SXM4-80GB class GPU at its datasheet peaks (FP16 tensor cores), no caps. */
@@ -28,11 +39,37 @@ const ROW_WEIGHTS: LayoutOptions = {
 
 export const systemOf = (s: SystemModel): XpuSystem => (s.config as XpuSystem | undefined) ?? DEFAULT_SYSTEM;
 
-export function xpuCostModel(x: Xpu): CostModel {
+/** Device names: the xPU, the Logic-PIM, and both at once (co-processing). */
+export const XPU = "xpu";
+export const LOGIC_PIM = "pim";
+export const CO = "co";
+
+export function xpuCostModel(sys: XpuSystem): CostModel {
+  const x = sys.xpu;
+  const p = sys.logic_pim;
+  const on = (dev: Xpu, v: OpView, env: DimEnv): number =>
+    v.op.opcode === "moe" ? moeSeconds(dev, v, env) : xpuSeconds(dev, v, env);
   return {
-    devices: [{ name: "xpu", kind: "xpu" }],
-    home: "xpu",
-    opTime: (v, device, env) => (device === "xpu" ? xpuSeconds(x, v, env) : undefined),
+    devices: [
+      { name: XPU, kind: "xpu" },
+      ...(p
+        ? [
+            { name: LOGIC_PIM, kind: "pim" as const },
+            { name: CO, kind: "xpu" as const },
+          ]
+        : []),
+    ],
+    home: XPU,
+    opTime(v, device, env) {
+      if (device === XPU) return on(x, v, env);
+      if (!p) return undefined;
+      if (device === LOGIC_PIM) return on(p, v, env);
+      if (device !== CO) return undefined;
+      if (v.op.opcode === "moe") return moeCoSeconds(x, p, v, env);
+      if (v.op.opcode === "attention") return splitSeconds(xpuSeconds(x, v, env), xpuSeconds(p, v, env));
+      return undefined;
+    },
+    // The devices share the HBM: activations do not move.
     transferTime: () => 0,
   };
 }
@@ -46,7 +83,7 @@ const xpu: Target = {
     const sys = decl ? validateSystem(decl, zXpuSystem) : DEFAULT_SYSTEM;
     return {
       name: decl?.name ?? "xpu_default",
-      costModel: xpuCostModel(sys.xpu),
+      costModel: xpuCostModel(sys),
       ...(opts ? { options: opts } : {}),
       passOptions: { layout: ROW_WEIGHTS },
       config: sys,
@@ -59,17 +96,21 @@ const xpu: Target = {
     const f = module.funcs.find((x) => x.name === func);
     if (!f) throw new UserError(`module has no ${func} function`);
     const typeOf = operandTyper(module, f);
-    const x = systemOf(system).xpu;
+    const cm = system.costModel;
+    const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
     const ops = f.body
       .filter((op) => op.opcode !== "transfer")
       .map((op) => {
         const ins = op.operands.map(typeOf);
         const cost = opCost(op, ins, env);
-        const seconds = xpuSeconds(x, { op, ins, outs: op.results.map((r) => r.type), cost }, env);
-        return { op, device: "xpu", seconds, flops: cost.flops, bytes: cost.bytes };
+        const device = deviceFor(op, env) ?? XPU;
+        const view = { op, ins, outs: op.results.map((r) => r.type), cost };
+        const seconds = cm.opTime(view, device, env) ?? cm.opTime(view, XPU, env)!;
+        busy[device] = (busy[device] ?? 0) + seconds;
+        return { op, device, seconds, flops: cost.flops, bytes: cost.bytes };
       });
-    const seconds = ops.reduce((s, o) => s + o.seconds, 0);
-    return { seconds, busy: { xpu: seconds }, ops };
+    // One op at a time (co-processed ops use both devices at once).
+    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
   },
 };
 
