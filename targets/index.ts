@@ -89,8 +89,18 @@ export interface Target {
    * Targets without one run the IR directly (compile -o writes the IR).
    */
   emit?(model: LoadedModel, system: SystemModel, opts: EmitOptions): { bytes: Uint8Array; lines: string[] };
-  /** Times one call of `func` of a compiled module under `env` from the target's device model, without data. */
-  timeCall?(module: Module, system: SystemModel, func: string, env: DimEnv): CallTiming;
+  /**
+   * Times one call of `func` of a compiled module under `env` from the target's device model, without
+   * data. `subBatches` > 1: the batch split into sub-batches whose host and PIM work overlap
+   * (NeuPIMs); targets whose devices cannot overlap reject it.
+   */
+  timeCall?(
+    module: Module,
+    system: SystemModel,
+    func: string,
+    env: DimEnv,
+    opts?: { readonly subBatches?: number },
+  ): CallTiming;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));

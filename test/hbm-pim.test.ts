@@ -720,3 +720,42 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
     expect(upmem.code).toBe(2);
   });
 });
+
+describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () => {
+  const step = (...extra: string[]) => {
+    const r = pimc(
+      "bench",
+      "examples/gpt3-175b.pim",
+      "--system",
+      "examples/systems/neupims.pim",
+      "--phase",
+      "decode",
+      "--context",
+      "2048",
+      "--batch",
+      "16,512",
+      "--json",
+      ...extra,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    return (JSON.parse(r.stdout) as { steps: { seconds: number; busy: Record<string, number> }[] }).steps;
+  };
+  it("overlaps the NPU's and the PIM's work: a gain at large batches, a loss where weights are re-read", () => {
+    const naive = step();
+    const inter = step("--sub-batches", "2");
+    // The step is the busier device's time, and each device does its work of both halves.
+    for (const s of inter) expect(s.seconds).toBeCloseTo(Math.max(s.busy.host!, s.busy.pim!), 12);
+    expect(naive[1]!.seconds / inter[1]!.seconds).toBeGreaterThan(1.4); // batch 512
+    expect(naive[0]!.seconds / inter[0]!.seconds).toBeLessThan(1); // batch 16: FC memory-bound
+    const xpu = pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/h100.pim",
+      "--sub-batches",
+      "2",
+    );
+    expect(xpu.code).toBe(2);
+    expect(xpu.stderr).toMatch(/sub-batch interleaving needs/);
+  });
+});

@@ -212,6 +212,7 @@ async function benchTimed(
   rowsShown: number,
   json: boolean,
   compileOnce: boolean,
+  subBatches: number,
 ): Promise<void> {
   const bar = progress();
   bar.start(steps.length);
@@ -222,7 +223,7 @@ async function benchTimed(
     for (const w of steps) {
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
       const { module, target, system } = once ?? (await compileModel(model, flags, w, 2));
-      const timing = target.timeCall!(module, system, w.phase, workloadEnv(w));
+      const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
         const name = layerGroupName(o.op);
@@ -337,6 +338,11 @@ export function benchCommand() {
       "write an SVG plot: time breakdown per batch size and a roofline of the ops (with --ablation: latency per configuration)",
     )
     .option(
+      "--sub-batches <n>",
+      "split each step's batch into n sub-batches whose host and PIM work overlap (NeuPIMs' interleaving; hbm-pim)",
+      positiveInt,
+    )
+    .option(
       "--compile-once",
       "compile for the first batch size only and time every batch size on that program (static placement; with --dynamic-placement each linear layer switches device by tokens per step, PAPI's rule)",
     )
@@ -377,9 +383,14 @@ export function benchCommand() {
         opts.rows,
         opts.json === true,
         opts.compileOnce === true,
+        opts.subBatches ?? 1,
       );
       return;
     }
+    if (opts.subBatches !== undefined)
+      throw new UserError(
+        `--sub-batches needs a target that times ops from its device model (hbm-pim); ${target.name} emulates programs`,
+      );
     if (opts.compileOnce)
       throw new UserError(
         `--compile-once needs a target that times ops from its device model (hbm-pim, xpu); ${target.name} emulates programs`,

@@ -48,28 +48,35 @@ const hbmPim: Target = {
       config: sys,
     };
   },
-  timeCall(module, system, func, env) {
+  timeCall(module, system, func, env, opts) {
     const f = module.funcs.find((x) => x.name === func);
     if (!f) throw new UserError(`module has no ${func} function`);
     const typeOf = operandTyper(module, f);
     const sys = systemOf(system);
+    // Sub-batches (NeuPIMs): each runs at B / n, and while one sub-batch's ops run on the host the
+    // other's run on the PIM units (dual row buffers let both use the memory at once).
+    const n = Math.max(1, Math.min(opts?.subBatches ?? 1, env.B ?? 1));
+    const subEnv = n > 1 ? { ...env, B: Math.ceil((env.B ?? 1) / n) } : env;
     const busy: Record<string, number> = { host: 0, pim: 0 };
     const ops = f.body
       .filter((op) => op.opcode !== "transfer")
       .map((op) => {
         const ins = op.operands.map(typeOf);
-        const cost = opCost(op, ins, env);
-        const device = deviceFor(op, env) === PIM ? PIM : "host";
+        const cost = opCost(op, ins, subEnv);
+        const device = deviceFor(op, subEnv) === PIM ? PIM : "host";
         const view = { op, ins, outs: op.results.map((r) => r.type), cost };
-        // The device model's time of the op's kernels where it is placed (the host's roofline otherwise).
-        const seconds =
-          (device === PIM ? system.costModel.opTime(view, PIM, env) : undefined) ??
-          hostSeconds(sys, view, env);
+        // The device model's time of the op's kernels where it is placed (the host's otherwise).
+        const one =
+          (device === PIM ? system.costModel.opTime(view, PIM, subEnv) : undefined) ??
+          hostSeconds(sys, view, subEnv);
+        const seconds = n * one;
         busy[device] = (busy[device] ?? 0) + seconds;
-        return { op, device, seconds, flops: cost.flops, bytes: cost.bytes };
+        return { op, device, seconds, flops: n * cost.flops, bytes: n * cost.bytes };
       });
-    // The host drives the PIM units with its memory commands: they take turns.
-    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
+    // The host drives the PIM units with its memory commands: one at a time, unless sub-batches
+    // overlap them (then the busier device sets the pace; the pipeline's fill is neglected).
+    const total = ops.reduce((s, o) => s + o.seconds, 0);
+    return { seconds: n > 1 ? Math.max(busy.host!, busy.pim!) : total, busy, ops };
   },
   prepare(model, system, opts) {
     return new HbmPimRunner(model.module, model.weights, systemOf(system), limitsOf(opts));

@@ -92,9 +92,13 @@ const xpu: Target = {
   prepare(model) {
     return new Interpreter(model.module, model.weights);
   },
-  timeCall(module, system, func, env) {
+  timeCall(module, system, func, env, opts) {
     const f = module.funcs.find((x) => x.name === func);
     if (!f) throw new UserError(`module has no ${func} function`);
+    if ((opts?.subBatches ?? 1) > 1)
+      throw new UserError(
+        "sub-batch interleaving needs a host beside PIM units that work at once (target hbm-pim)",
+      );
     const typeOf = operandTyper(module, f);
     const cm = system.costModel;
     const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
