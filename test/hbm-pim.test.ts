@@ -759,3 +759,30 @@ describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () =>
     expect(xpu.stderr).toMatch(/sub-batch interleaving needs/);
   });
 });
+
+describe("pimc tune on an HBM-PIM system: PAPI's alpha", () => {
+  it("finds each linear layer's crossover from the device models, where dynamic placement switches", async () => {
+    const r = pimc("tune", "examples/llama-65b.pim", "--system", "examples/systems/a100-papi.pim", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as { shapes: { n: number; k: number; alpha: number }[]; alpha: number };
+    const qkv = j.shapes.find((s) => s.n === 3 * 8192 && s.k === 8192)!;
+    expect(qkv.alpha).toBeGreaterThan(1);
+    const model = loadModel("examples/llama-65b.pim");
+    const { module } = await compileModel(
+      model,
+      {
+        system: "examples/systems/a100-papi.pim",
+        disablePass: [],
+        printBefore: [],
+        printAfter: [],
+        dynamicPlacement: true,
+      },
+      defaultWorkload("decode"),
+      2,
+    );
+    const op = module.funcs
+      .find((f) => f.name === "decode")!
+      .body.find((o) => o.results[0]?.name === "L0.qkv")!;
+    expect(op.attrs.switch_above).toBe(qkv.alpha);
+  });
+});

@@ -10,7 +10,8 @@ import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { gemmShapes, summarize, tilingName, tuneShapes } from "../../targets/upmem/tune.js";
 import { loadForCli } from "./io.js";
-import { withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { chooseTarget, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { tuneAlpha } from "./tune-alpha.js";
 import { ms } from "./sim.js";
 import {
   describeWorkload,
@@ -24,7 +25,7 @@ const sameTiling = (a: object, b: object): boolean => JSON.stringify(a) === JSON
 export function tuneCommand() {
   const cmd = new Command("tune")
     .description(
-      "run the UPMEM Tile-Selector on a model's GEMM shapes; --exhaustive also finds the best tiling on the emulator",
+      "run the UPMEM Tile-Selector on a model's GEMM shapes (--exhaustive: against the best tiling on the emulator); on an HBM-PIM system, PAPI's alpha per linear layer",
     )
     .argument("<model>", "description file (.pim), HuggingFace folder or IR file (.pimir)")
     .option("--model <name>", "model block to use when the file has several")
@@ -38,6 +39,14 @@ export function tuneCommand() {
     const opts = o as typeof o & PipelineFlags & WorkloadFlags;
     if (opts.prune === false && !opts.exhaustive) throw new UserError("--no-prune needs --exhaustive");
     const model = loadForCli(path, opts.model);
+    // On an HBM-PIM system: PAPI's alpha (where each linear layer moves from the PIM units to the host).
+    const { target } = await chooseTarget(opts);
+    if (target.name === "hbm-pim") {
+      if (opts.exhaustive)
+        throw new UserError("--exhaustive times UPMEM tilings; on hbm-pim, tune reports alpha");
+      await tuneAlpha(model, opts, opts.json === true);
+      return;
+    }
     const w = resolveWorkload(path, opts);
     const phases = opts.phase !== undefined ? [opts.phase] : (["prefill", "decode"] as const);
     const { shapes, system, systemName } = await gemmShapes(model, opts, w, phases);

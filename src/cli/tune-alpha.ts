@@ -1,0 +1,101 @@
+/**
+ * `pimc tune <model> --system <hbm-pim system>`: PAPI's alpha per linear layer. For every distinct
+ * weight shape of the model, the largest number of tokens per step (RLP x TLP: batch x speculation)
+ * at which the PIM units are still faster than the host (the xPU), both timed by the device models:
+ * above it the layer belongs on the xPU. The partition's dynamic placement switches at the same
+ * point (`switch_above`).
+ */
+import { UserError } from "../errors.js";
+import type { LoadedModel } from "../frontend/hf/import.js";
+import { defaultWorkload } from "../frontend/workload.js";
+import { dimEval } from "../ir/dim.js";
+import { int } from "../report/format.js";
+import { table } from "../report/table.js";
+import type { OpView } from "../pipeline/cost-model.js";
+import type { SystemModel } from "../../targets/index.js";
+import { compileModel, type PipelineFlags } from "./pipeline.js";
+import { ms } from "./sim.js";
+
+export interface AlphaRow {
+  readonly n: number;
+  readonly k: number;
+  /** Largest tokens per step with the PIM units at least as fast; 0 when the host always wins. */
+  readonly alpha: number;
+  readonly pim_at_1: number;
+  readonly host_at_1: number;
+}
+
+const MAX_TOKENS = 1 << 16;
+
+/** The view of a linear layer [n, k] (FP16) over `t` tokens. */
+function linearView(n: number, k: number, t: number): OpView {
+  return {
+    op: { opcode: "linear", operands: ["%x", "@w"], results: [], attrs: {} },
+    ins: [
+      { dtype: "f16", shape: [t, k] },
+      { dtype: "f16", shape: [n, k] },
+    ],
+    outs: [{ dtype: "f16", shape: [t, n] }],
+    cost: { flops: 2 * t * n * k, bytes: 2 * (t * k + n * k + t * n) },
+  };
+}
+
+export function alphaOf(system: SystemModel, n: number, k: number): AlphaRow {
+  const cm = system.costModel;
+  const time = (t: number, device: string): number => {
+    const env = { B: t, S: 1, P: 0 };
+    return cm.opTime(linearView(n, k, t), device, env) ?? Infinity;
+  };
+  const pimWins = (t: number) => time(t, "pim") <= time(t, "host");
+  let alpha = 0;
+  if (pimWins(1)) {
+    let lo = 1;
+    let hi = MAX_TOKENS;
+    if (pimWins(hi)) lo = hi;
+    else
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (pimWins(mid)) lo = mid;
+        else hi = mid;
+      }
+    alpha = lo;
+  }
+  return { n, k, alpha, pim_at_1: time(1, "pim"), host_at_1: time(1, "host") };
+}
+
+export async function tuneAlpha(model: LoadedModel, flags: PipelineFlags, json: boolean): Promise<void> {
+  const { module, system } = await compileModel(model, flags, defaultWorkload("decode"), 2);
+  const shapes = new Map<string, [number, number]>();
+  for (const c of module.consts) {
+    const used = module.funcs.some((f) =>
+      f.body.some((op) => op.opcode === "linear" && op.operands[1] === `@${c.name}`),
+    );
+    if (!used || c.type.shape.length !== 2) continue;
+    const [n, k] = c.type.shape.map((d) => dimEval(d, {})) as [number, number];
+    shapes.set(`${n}x${k}`, [n, k]);
+  }
+  if (shapes.size === 0)
+    throw new UserError(`${module.name}: the model has no linear layer with a constant weight`);
+  const rows = [...shapes.values()].map(([n, k]) => alphaOf(system, n, k));
+  const alphas = rows.map((r) => r.alpha).sort((a, b) => a - b);
+  const median = alphas[Math.floor(alphas.length / 2)]!;
+  if (json) {
+    process.stdout.write(
+      `${JSON.stringify({ model: module.name, system: system.name, shapes: rows, alpha: median })}\n`,
+    );
+    return;
+  }
+  const t = table(
+    ["N", "K", "alpha (tokens)", "PIM at 1", "host at 1"],
+    ["right", "right", "right", "right", "right"],
+  );
+  for (const r of rows) t.push([String(r.n), String(r.k), int(r.alpha), ms(r.pim_at_1), ms(r.host_at_1)]);
+  process.stdout.write(
+    [
+      `model     ${module.name} on ${system.name}: where each linear layer belongs, by tokens per step (PAPI's alpha)`,
+      t.toString(),
+      `alpha     ${int(median)} tokens per step (median over shapes): at most that many, the PIM units; more, the host`,
+      "",
+    ].join("\n"),
+  );
+}
