@@ -760,6 +760,15 @@ describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () =>
   });
 });
 
+/** Pipeline flags on the PAPI system. */
+const papi = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
+  system: "examples/systems/a100-papi.pim",
+  disablePass: [],
+  printBefore: [],
+  printAfter: [],
+  ...extra,
+});
+
 describe("pimc tune on an HBM-PIM system: PAPI's alpha", () => {
   it("finds each linear layer's crossover from the device models, where dynamic placement switches", async () => {
     const r = pimc("tune", "examples/llama-65b.pim", "--system", "examples/systems/a100-papi.pim", "--json");
@@ -770,13 +779,7 @@ describe("pimc tune on an HBM-PIM system: PAPI's alpha", () => {
     const model = loadModel("examples/llama-65b.pim");
     const { module } = await compileModel(
       model,
-      {
-        system: "examples/systems/a100-papi.pim",
-        disablePass: [],
-        printBefore: [],
-        printAfter: [],
-        dynamicPlacement: true,
-      },
+      papi({ dynamicPlacement: true }),
       defaultWorkload("decode"),
       2,
     );
@@ -784,5 +787,26 @@ describe("pimc tune on an HBM-PIM system: PAPI's alpha", () => {
       .find((f) => f.name === "decode")!
       .body.find((o) => o.results[0]?.name === "L0.qkv")!;
     expect(op.attrs.switch_above).toBe(qkv.alpha);
+  });
+});
+
+describe("PAPI's separate Attn-PIM stacks (attn_pim)", () => {
+  it("places attention on the attention stacks and runs it there functionally", async () => {
+    const model = importHf("test/fixtures/llama-tiny");
+    const { module } = await compileModel(model, papi({ attention: "pim" }), defaultWorkload("decode"), 2);
+    const attn = module.funcs.find((f) => f.name === "decode")!.body.find((o) => o.opcode === "attention")!;
+    expect(attn.attrs.device).toBe("attn_pim");
+    const r = await verify("test/fixtures/llama-tiny", {
+      flags: {
+        system: "examples/systems/a100-papi.pim",
+        disablePass: [],
+        printBefore: [],
+        printAfter: [],
+        attention: "pim",
+      },
+    });
+    expect(r.passed, JSON.stringify(r)).toBe(true);
+    // FP16 attention on the PIM units (the interpreter's fp32 alone would be within 1e-5).
+    expect(r.decode_max_abs_err).toBeGreaterThan(1e-5);
   });
 });

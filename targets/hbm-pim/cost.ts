@@ -12,7 +12,7 @@ import { HOST_AND_PIM, type CostModel, type OpView } from "../../src/pipeline/co
 import type { SystemOptions } from "../index.js";
 import { runPimKernel } from "./device.js";
 import { eltwiseKernel, eltwiseLayout, gemvKernel, gemvLayout, type EltwiseOp } from "./kernels.js";
-import type { HbmPimSystem } from "./standard.js";
+import { attnSystem, type HbmPimSystem } from "./standard.js";
 
 /** Attention groups one kernel serves: the largest divisor of the pseudo-channels up to `groups`. */
 export function groupsPerRound(sys: HbmPimSystem, groups: number): number {
@@ -23,6 +23,8 @@ export function groupsPerRound(sys: HbmPimSystem, groups: number): number {
 }
 
 export const PIM = "pim";
+/** The attention stacks of a system with `attn_pim` (PAPI's Attn-PIM). */
+export const ATTN_PIM = "attn_pim";
 
 /**
  * Seconds of an op on the host: the xPU's device model when the system has one, else the host's
@@ -86,6 +88,36 @@ export function eltwiseSeconds(sys: HbmPimSystem, op: EltwiseOp, n: number): num
 const numel = (shape: readonly (number | object)[], env: Record<string, number>): number =>
   shape.reduce<number>((a, d) => a * dimEval(d as never, env), 1);
 
+/**
+ * Seconds of attention over a KV cache in the banks of `sys` (runner.ts): the new tokens' bursts
+ * written, a GEMV kernel per round of (batch, kv head) groups and pass of query rows for the scores
+ * and again for the context, the softmax on the host.
+ */
+export function attentionSeconds(sys: HbmPimSystem, v: OpView, env: DimEnv): number {
+  const [b, h, s, d] = v.ins[0]!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
+  const kvh = dimEval(v.ins[1]!.shape[1]!, env);
+  const t = dimEval(v.ins[1]!.shape[2]!, env);
+  const dv = dimEval(v.ins[2]!.shape[3]!, env);
+  const rows = b * h * s;
+  // The new tokens' K and V^T bursts, spread over the pseudo-channels.
+  const bursts = b * kvh * s * (Math.ceil(d / sys.pim.lanes) + dv);
+  const writes = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
+  const softmax = hostSeconds(
+    sys,
+    syntheticView("masked_softmax", [b, h, s, t], { flops: 5 * rows * t, bytes: 8 * rows * t }),
+    env,
+  );
+  // Up to P (batch, kv head) groups per kernel (runner.ts).
+  const per = groupsPerRound(sys, b * kvh);
+  const rounds = Math.ceil((b * kvh) / per);
+  const queries = (h / kvh) * s;
+  return (
+    rounds * (gemvRowsSeconds(sys, queries, t, d, per) + gemvRowsSeconds(sys, queries, dv, t, per)) +
+    softmax +
+    writes
+  );
+}
+
 export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): CostModel {
   const cooperation = opts.cooperation !== false;
   const roles = new Set(sys.pim.ops);
@@ -107,40 +139,22 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
         if (v.ins.some((t) => numel(t.shape, env) !== n)) return undefined;
         return eltwiseSeconds(sys, op.opcode, n);
       }
-      case "attention": {
-        if (opts.attention === "host") return undefined;
-        const [b, h, s, d] = v.ins[0]!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
-        const kvh = dimEval(v.ins[1]!.shape[1]!, env);
-        const t = dimEval(v.ins[1]!.shape[2]!, env);
-        const dv = dimEval(v.ins[2]!.shape[3]!, env);
-        const rows = b * h * s;
-        // The new tokens' K and V^T bursts, spread over the pseudo-channels.
-        const bursts = b * kvh * s * (Math.ceil(d / sys.pim.lanes) + dv);
-        const writes = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
-        const softmax = hostSeconds(
-          sys,
-          syntheticView("masked_softmax", [b, h, s, t], { flops: 5 * rows * t, bytes: 8 * rows * t }),
-          env,
-        );
-        // Up to P (batch, kv head) groups per kernel, one query row of each (runner.ts).
-        const per = groupsPerRound(sys, b * kvh);
-        const rounds = Math.ceil((b * kvh) / per);
-        const queries = (h / kvh) * s;
-        return (
-          rounds * (gemvRowsSeconds(sys, queries, t, d, per) + gemvRowsSeconds(sys, queries, dv, t, per)) +
-          softmax +
-          writes
-        );
-      }
+      case "attention":
+        return opts.attention === "host" ? undefined : attentionSeconds(sys, v, env);
       default:
         return undefined;
     }
   };
+  const attn = attnSystem(sys);
   return {
-    devices: HOST_AND_PIM,
+    devices: attn ? [...HOST_AND_PIM, { name: ATTN_PIM, kind: "pim" }] : HOST_AND_PIM,
     home: "host",
     opTime(v, device, env) {
       if (device === PIM) return pimTime(v, env);
+      if (device === ATTN_PIM)
+        return attn && v.op.opcode === "attention" && opts.attention !== "host"
+          ? attentionSeconds(attn, v, env)
+          : undefined;
       if (device !== "host") return undefined;
       const attention = v.op.opcode === "attention";
       if (attention && opts.attention === "pim") return undefined;

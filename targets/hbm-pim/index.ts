@@ -11,7 +11,7 @@ import type { PrepareOptions, SystemModel, Target } from "../index.js";
 import { UserError } from "../../src/errors.js";
 import { opCost, operandTyper } from "../../src/ir/cost.js";
 import { deviceFor } from "../../passes/partition.js";
-import { hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
+import { ATTN_PIM, hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 
@@ -57,17 +57,18 @@ const hbmPim: Target = {
     // other's run on the PIM units (dual row buffers let both use the memory at once).
     const n = Math.max(1, Math.min(opts?.subBatches ?? 1, env.B ?? 1));
     const subEnv = n > 1 ? { ...env, B: Math.ceil((env.B ?? 1) / n) } : env;
-    const busy: Record<string, number> = { host: 0, pim: 0 };
+    const busy: Record<string, number> = Object.fromEntries(system.costModel.devices.map((d) => [d.name, 0]));
     const ops = f.body
       .filter((op) => op.opcode !== "transfer")
       .map((op) => {
         const ins = op.operands.map(typeOf);
         const cost = opCost(op, ins, subEnv);
-        const device = deviceFor(op, subEnv) === PIM ? PIM : "host";
+        const placed = deviceFor(op, subEnv);
+        const device = placed === PIM || placed === ATTN_PIM ? placed : "host";
         const view = { op, ins, outs: op.results.map((r) => r.type), cost };
         // The device model's time of the op's kernels where it is placed (the host's otherwise).
         const one =
-          (device === PIM ? system.costModel.opTime(view, PIM, subEnv) : undefined) ??
+          (device !== "host" ? system.costModel.opTime(view, device, subEnv) : undefined) ??
           hostSeconds(sys, view, subEnv);
         const seconds = n * one;
         busy[device] = (busy[device] ?? 0) + seconds;
@@ -76,7 +77,7 @@ const hbmPim: Target = {
     // The host drives the PIM units with its memory commands: one at a time, unless sub-batches
     // overlap them (then the busier device sets the pace; the pipeline's fill is neglected).
     const total = ops.reduce((s, o) => s + o.seconds, 0);
-    return { seconds: n > 1 ? Math.max(busy.host!, busy.pim!) : total, busy, ops };
+    return { seconds: n > 1 ? Math.max(...Object.values(busy)) : total, busy, ops };
   },
   prepare(model, system, opts) {
     return new HbmPimRunner(model.module, model.weights, systemOf(system), limitsOf(opts));

@@ -47,8 +47,8 @@ import {
   type PimKernel,
 } from "./kernels.js";
 import { PimChannel } from "./pim.js";
-import { groupsPerRound, hostSeconds, PIM, syntheticView } from "./cost.js";
-import type { HbmPimSystem } from "./standard.js";
+import { ATTN_PIM, groupsPerRound, hostSeconds, PIM, syntheticView } from "./cost.js";
+import { attnSystem, type HbmPimSystem } from "./standard.js";
 
 export interface Limits {
   readonly B: number;
@@ -120,30 +120,14 @@ interface LayerCache {
 
 const sumCommands = (r: KernelResult): number => Object.values(r.counts).reduce((a, b) => a + b, 0);
 
-export class HbmPimRunner implements FunctionalRunner {
+/** One set of PIM stacks as the runner uses them: its pseudo-channels, rows and resident data. */
+class PimMemory {
   readonly devs: PimChannel[];
-  readonly reports: CallReport[] = [];
-  private readonly interp: Interpreter;
-  private nextRow = 0;
-  private readonly gemvs = new Map<string, Gemv>();
-  private readonly caches = new Map<string, LayerCache>();
-  private readonly eltwise = new Map<
-    string,
-    { layout: EltwiseLayout; cur: Float32Array[]; kernel: Resident }
-  >();
-  /** The KV-cache state each PIM attention op reads ("func/idx" -> state). */
-  private readonly cacheOf = new Map<string, string>();
-  private report: CallReport | undefined;
-  private readonly reserved: Set<number>;
-
-  constructor(
-    readonly module: Module,
-    weights: WeightStore,
-    readonly sys: HbmPimSystem,
-    readonly limits: Limits,
-    /** Detailed mode: every kernel's controllers timed on every pseudo-channel at every run. */
-    private readonly detailed = false,
-  ) {
+  nextRow = 0;
+  readonly gemvs = new Map<string, Gemv>();
+  readonly caches = new Map<string, LayerCache>();
+  readonly reserved: Set<number>;
+  constructor(readonly sys: HbmPimSystem) {
     this.devs = Array.from({ length: sys.pseudo_channels }, () => new PimChannel(sys));
     const p = sys.pim;
     // Reserved rows: park, mode changes, and the register rows (one per input vector).
@@ -153,15 +137,50 @@ export class HbmPimRunner implements FunctionalRunner {
       p.sbmr_row,
       ...Array.from({ length: p.vectors }, (_, k) => p.register_row - k),
     ]);
+  }
+}
+
+export class HbmPimRunner implements FunctionalRunner {
+  readonly reports: CallReport[] = [];
+  private readonly interp: Interpreter;
+  /** The stacks in use: the main ones, or the attention stacks (PAPI's Attn-PIM) while attention runs there. */
+  private m: PimMemory;
+  private readonly main: PimMemory;
+  private readonly attnMem: PimMemory | undefined;
+  private readonly eltwise = new Map<
+    string,
+    { layout: EltwiseLayout; cur: Float32Array[]; kernel: Resident }
+  >();
+  /** The KV-cache state each PIM attention op reads ("func/idx" -> state). */
+  private readonly cacheOf = new Map<string, string>();
+  private report: CallReport | undefined;
+
+  constructor(
+    readonly module: Module,
+    weights: WeightStore,
+    readonly sys: HbmPimSystem,
+    readonly limits: Limits,
+    /** Detailed mode: every kernel's controllers timed on every pseudo-channel at every run. */
+    private readonly detailed = false,
+  ) {
+    this.main = new PimMemory(sys);
+    const attn = attnSystem(sys);
+    this.attnMem = attn ? new PimMemory(attn) : undefined;
+    this.m = this.main;
     for (const f of module.funcs) this.findCaches(f);
     this.interp = new Interpreter(module, weights, (op, ins, env, func, idx) =>
       this.hook(op, ins, env, func, idx),
     );
   }
 
+  /** The main stacks' functional pseudo-channels. */
+  get devs(): readonly PimChannel[] {
+    return this.main.devs;
+  }
+
   reset(): void {
     this.interp.reset();
-    for (const c of this.caches.values()) c.stored = 0;
+    for (const mem of [this.main, this.attnMem]) for (const c of mem?.caches.values() ?? []) c.stored = 0;
     this.reports.length = 0;
   }
 
@@ -197,7 +216,8 @@ export class HbmPimRunner implements FunctionalRunner {
       }
     };
     f.body.forEach((op, idx) => {
-      if (op.opcode !== "attention" || (op.attrs.device !== PIM && op.attrs.alt_device !== PIM)) return;
+      const onPim = [op.attrs.device, op.attrs.alt_device].some((d) => d === PIM || d === ATTN_PIM);
+      if (op.opcode !== "attention" || !onPim) return;
       const s = source(op.operands[1]!);
       if (s) this.cacheOf.set(`${f.name}/${idx}`, s);
     });
@@ -205,30 +225,30 @@ export class HbmPimRunner implements FunctionalRunner {
 
   /** Rows [start, start + n) of every bank, clear of the reserved rows, start even. */
   private alloc(n: number): number {
-    let start = this.nextRow + (this.nextRow % 2);
+    let start = this.m.nextRow + (this.m.nextRow % 2);
     for (;;) {
       let clash = -1;
-      for (const r of this.reserved) if (r >= start && r < start + n) clash = Math.max(clash, r);
+      for (const r of this.m.reserved) if (r >= start && r < start + n) clash = Math.max(clash, r);
       if (clash < 0) break;
       start = clash + 1 + ((clash + 1) % 2);
     }
-    if (start + n > this.sys.rows)
+    if (start + n > this.m.sys.rows)
       throw new UserError(
-        `hbm-pim: the model's weights and KV cache need more than the ${this.sys.rows} rows of each bank (${this.sys.pseudo_channels} pseudo-channels)`,
+        `hbm-pim: the model's weights and KV cache need more than the ${this.m.sys.rows} rows of each bank (${this.m.sys.pseudo_channels} pseudo-channels)`,
       );
-    this.nextRow = start + n;
+    this.m.nextRow = start + n;
     return start;
   }
 
   private gemv(key: string, n: number, k: number, w?: Float32Array, groups = 1): Gemv {
-    let g = this.gemvs.get(key);
+    let g = this.m.gemvs.get(key);
     if (!g) {
-      const size = gemvLayout(this.sys, n, k, 0, groups);
-      const layout = gemvLayout(this.sys, n, k, this.alloc(size.rows), groups);
-      if (w) storeGemvWeights(this.sys, this.devs, layout, w);
-      const xs = Array.from({ length: groups * this.sys.pim.vectors }, () => new Float32Array(k));
+      const size = gemvLayout(this.m.sys, n, k, 0, groups);
+      const layout = gemvLayout(this.m.sys, n, k, this.alloc(size.rows), groups);
+      if (w) storeGemvWeights(this.m.sys, this.m.devs, layout, w);
+      const xs = Array.from({ length: groups * this.m.sys.pim.vectors }, () => new Float32Array(k));
       g = { layout, xs, kernels: new Map() };
-      this.gemvs.set(key, g);
+      this.m.gemvs.set(key, g);
     }
     return g;
   }
@@ -238,17 +258,17 @@ export class HbmPimRunner implements FunctionalRunner {
    * first `inputs` inputs.
    */
   private runGemv(g: Gemv, inputs = g.layout.k, used = 1): void {
-    const tiles = Math.ceil(inputs / (this.sys.pim.lanes * this.sys.pim.grf));
+    const tiles = Math.ceil(inputs / (this.m.sys.pim.lanes * this.m.sys.pim.grf));
     const key = tiles * 64 + used;
     let r = g.kernels.get(key);
     if (!r) {
       const l = { ...g.layout, k: inputs, inTiles: tiles };
       const per = l.channelsPerGroup;
-      const v = this.sys.pim.vectors;
+      const v = this.m.sys.pim.vectors;
       r = new Resident(
-        this.sys,
-        this.devs,
-        gemvKernel(this.sys, l, (ch, k) => g.xs[Math.floor(ch / per) * v + k]!, {
+        this.m.sys,
+        this.m.devs,
+        gemvKernel(this.m.sys, l, (ch, k) => g.xs[Math.floor(ch / per) * v + k]!, {
           readback: true,
           vectors: used,
         }),
@@ -269,9 +289,18 @@ export class HbmPimRunner implements FunctionalRunner {
   private hook(op: Op, ins: readonly Tensor[], env: DimEnv, func: string, idx: number): Tensor[] | undefined {
     const rep = this.report!;
     rep.env = env;
-    if (deviceFor(op, env) === PIM) {
+    const device = deviceFor(op, env);
+    if (device === PIM) {
       const out = this.onPim(op, ins, env, `${func}/${idx}`);
       if (out) return out;
+    }
+    if (device === ATTN_PIM && op.opcode === "attention" && this.attnMem) {
+      this.m = this.attnMem;
+      try {
+        return [this.attention(op, ins, env, `${func}/${idx}`)];
+      } finally {
+        this.m = this.main;
+      }
     }
     const def = getOp(op.opcode);
     if (def && op.opcode !== "transfer") {
@@ -281,7 +310,7 @@ export class HbmPimRunner implements FunctionalRunner {
       const ti = types(ins);
       const to = types(outs);
       const cost = def.cost(ti, to, op.attrs as never, env);
-      rep.host += hostSeconds(this.sys, { op, ins: ti, outs: to, cost }, env);
+      rep.host += hostSeconds(this.m.sys, { op, ins: ti, outs: to, cost }, env);
       return outs;
     }
     return undefined;
@@ -312,13 +341,13 @@ export class HbmPimRunner implements FunctionalRunner {
     const y = out.data as Float32Array;
     const bias = b?.data as Float32Array | undefined;
     // Rows in passes of as many as the units have input vectors.
-    const v = this.sys.pim.vectors;
+    const v = this.m.sys.pim.vectors;
     for (let m0 = 0; m0 < rows; m0 += v) {
       const used = Math.min(v, rows - m0);
       for (let k0 = 0; k0 < used; k0++) g.xs[k0]!.set(xs.subarray((m0 + k0) * k, (m0 + k0 + 1) * k));
       this.runGemv(g, k, used);
       for (let k0 = 0; k0 < used; k0++) {
-        const r = readGemvResult(this.sys, this.devs, g.layout, 0, k0);
+        const r = readGemvResult(this.m.sys, this.m.devs, g.layout, 0, k0);
         const m = m0 + k0;
         for (let o = 0; o < n; o++) y[m * n + o] = bias ? Math.fround(r[o]! + bias[o]!) : r[o]!;
       }
@@ -331,10 +360,10 @@ export class HbmPimRunner implements FunctionalRunner {
     const key = `${op} ${n}`;
     let e = this.eltwise.get(key);
     if (!e) {
-      const size = eltwiseLayout(this.sys, n);
-      const layout = eltwiseLayout(this.sys, n, this.alloc(size.rows[2] + size.rowsPerOperand));
+      const size = eltwiseLayout(this.m.sys, n);
+      const layout = eltwiseLayout(this.m.sys, n, this.alloc(size.rows[2] + size.rowsPerOperand));
       const cur = [new Float32Array(n), new Float32Array(n)];
-      const s = this.sys;
+      const s = this.m.sys;
       const banks = s.bank_groups * s.banks_per_group;
       const lanes = s.pim.lanes;
       const g = s.pim.grf;
@@ -348,13 +377,13 @@ export class HbmPimRunner implements FunctionalRunner {
           return v;
         },
       });
-      e = { layout, cur, kernel: new Resident(s, this.devs, kernel, this.detailed) };
+      e = { layout, cur, kernel: new Resident(s, this.m.devs, kernel, this.detailed) };
       this.eltwise.set(key, e);
     }
     ins.forEach((t, i) => e.cur[i]!.set(t.data as Float32Array));
     this.account(e.kernel.run());
     const out = f32([...ins[0]!.shape]);
-    (out.data as Float32Array).set(readEltwise(this.sys, this.devs, e.layout));
+    (out.data as Float32Array).set(readEltwise(this.m.sys, this.m.devs, e.layout));
     return out;
   }
 
@@ -378,7 +407,7 @@ export class HbmPimRunner implements FunctionalRunner {
     const groups = b * kvh;
     const cache = this.layerCache(state, groups, d, dv);
     const per = cache.perRound;
-    const lanes = this.sys.pim.lanes;
+    const lanes = this.m.sys.pim.lanes;
     const kd = k!.data as Float32Array;
     const vd = v!.data as Float32Array;
     // Write the new tokens of every group into the banks (K rows; V^T columns), timed as host writes.
@@ -389,14 +418,14 @@ export class HbmPimRunner implements FunctionalRunner {
       for (let tok = cache.stored; tok < t; tok++) {
         const base = (gi * t + tok) * d;
         for (let i = 0; i < d; i += lanes) {
-          const at = gemvBurst(this.sys, kg.layout, tok, i, slot);
-          const burst = this.devs[at.ch]!.burst(at.bank, at.row, at.col);
+          const at = gemvBurst(this.m.sys, kg.layout, tok, i, slot);
+          const burst = this.m.devs[at.ch]!.burst(at.bank, at.row, at.col);
           for (let l = 0; l < lanes; l++) burst[l] = i + l < d ? f16(kd[base + i + l]!) : 0;
           pushWrite(writes, at);
         }
         for (let j = 0; j < dv; j++) {
-          const at = gemvBurst(this.sys, vt.layout, j, tok, slot);
-          this.devs[at.ch]!.burst(at.bank, at.row, at.col)[at.lane] = f16(vd[(gi * t + tok) * dv + j]!);
+          const at = gemvBurst(this.m.sys, vt.layout, j, tok, slot);
+          this.m.devs[at.ch]!.burst(at.bank, at.row, at.col)[at.lane] = f16(vd[(gi * t + tok) * dv + j]!);
           pushWrite(writes, at);
         }
       }
@@ -410,7 +439,7 @@ export class HbmPimRunner implements FunctionalRunner {
     const sd = scores.data as Float32Array;
     const qd = q!.data as Float32Array;
     // The query rows of a group (query heads per kv head x tokens) in passes of the units' vectors.
-    const nv = this.sys.pim.vectors;
+    const nv = this.m.sys.pim.vectors;
     const pairs: [number, number][] = [];
     for (let r = 0; r < rep; r++) for (let si = 0; si < s; si++) pairs.push([r, si]);
     const each = (f: (round: CacheRound, gis: number[], pass: [number, number][]) => void) =>
@@ -428,7 +457,7 @@ export class HbmPimRunner implements FunctionalRunner {
       this.runGemv(kg, d, pass.length);
       gis.forEach((gi, slot) =>
         pass.forEach(([r, si], k0) => {
-          const y = readGemvResult(this.sys, this.devs, kg.layout, slot, k0);
+          const y = readGemvResult(this.m.sys, this.m.devs, kg.layout, slot, k0);
           sd.set(y.subarray(0, t), qRow(gi, r, si) * t);
         }),
       );
@@ -437,7 +466,7 @@ export class HbmPimRunner implements FunctionalRunner {
     const def = getOp("masked_softmax")!;
     const st = [{ dtype: "f32" as const, shape: scores.shape }];
     this.report!.host += hostSeconds(
-      this.sys,
+      this.m.sys,
       syntheticView("masked_softmax", scores.shape, def.cost(st, st, op.attrs as never, env)),
       env,
     );
@@ -456,7 +485,7 @@ export class HbmPimRunner implements FunctionalRunner {
       this.runGemv(vt, t, pass.length);
       gis.forEach((gi, slot) =>
         pass.forEach(([r, si], k0) => {
-          const y = readGemvResult(this.sys, this.devs, vt.layout, slot, k0);
+          const y = readGemvResult(this.m.sys, this.m.devs, vt.layout, slot, k0);
           od.set(y.subarray(0, dv), qRow(gi, r, si) * dv);
         }),
       );
@@ -468,15 +497,15 @@ export class HbmPimRunner implements FunctionalRunner {
   private layerCache(state: string, groups: number, d: number, dv: number): LayerCache {
     // A batch of another size (after a reset) gets its own layout.
     const key = `${state}/${groups}`;
-    let c = this.caches.get(key);
+    let c = this.m.caches.get(key);
     if (!c) {
-      const perRound = groupsPerRound(this.sys, groups);
+      const perRound = groupsPerRound(this.m.sys, groups);
       const rounds = Array.from({ length: Math.ceil(groups / perRound) }, (_, r) => ({
         k: this.gemv(`${key}/${r}/k`, this.limits.T, d, undefined, perRound),
         vt: this.gemv(`${key}/${r}/vt`, dv, this.limits.T, undefined, perRound),
       }));
       c = { rounds, perRound, stored: 0 };
-      this.caches.set(key, c);
+      this.m.caches.set(key, c);
     }
     return c;
   }
@@ -484,8 +513,8 @@ export class HbmPimRunner implements FunctionalRunner {
   /** Seconds the host's writes take: per pseudo-channel through its controller, channels in parallel. */
   private timeWrites(writes: Map<number, Request[]>): number {
     let worst = 0;
-    for (const reqs of writes.values()) worst = Math.max(worst, runChannel(this.sys, reqs).cycles);
-    return worst * this.sys.timing.tCK;
+    for (const reqs of writes.values()) worst = Math.max(worst, runChannel(this.m.sys, reqs).cycles);
+    return worst * this.m.sys.timing.tCK;
   }
 }
 

@@ -126,77 +126,102 @@ export const ADDRESS_FIELDS = [
 ] as const;
 export type AddressField = (typeof ADDRESS_FIELDS)[number];
 
-export const zHbmPimSystem = z
-  .strictObject({
-    /** Independent pseudo-channels, each with its own controller and 8 PIM units (PIMSimulator: 64). */
-    pseudo_channels: posInt.default(64),
-    /** Ranks per pseudo-channel: data and PIM units live in rank 0; the others are refreshed too. */
-    ranks: posInt.default(2),
-    bank_groups: posInt.default(4),
-    banks_per_group: posInt.default(4),
-    rows: posInt.default(16384),
-    /** Bursts (column addresses of BL x bus width) per row: 32 x 32 B = 1 KiB rows. */
-    columns: posInt.default(32),
-    burst_bytes: posInt.default(32),
-    timing: zTiming.default(zTiming.parse({})),
-    address_mapping: z
-      .array(z.enum(ADDRESS_FIELDS))
-      .default(["offset", "pseudo_channel", "bank", "bank_group", "column", "row", "rank"]),
-    controller: z
-      .strictObject({
-        /** Requests the scheduler sees at once (transaction + command queue of DRAMSim2). */
-        queue_depth: posInt.default(64),
-        /** All-bank refresh of each rank every tREFI, staggered by tREFI / ranks. */
-        refresh: z.boolean().default(true),
-      })
-      .default({ queue_depth: 64, refresh: true }),
-    pim: z
-      .strictObject({
-        /** PIM units per pseudo-channel: one per even/odd bank pair of rank 0 (or per bank). */
-        units: posInt.default(8),
-        /**
-         * Banks a unit computes on: 2 (Aquabolt-XL: an even/odd pair, a column command steps the units
-         * on the banks of one parity) or 1 (a unit per bank: a command steps every bank's unit).
-         */
-        banks_per_unit: z.union([z.literal(1), z.literal(2)]).default(2),
-        /**
-         * Input vectors a unit multiplies each weight burst with (its FPUs: PAPI's FC-PIM has 4 per
-         * bank). Each has its own GRF_A and GRF_B, written through the register row minus its index.
-         */
-        vectors: posInt.default(1),
-        /**
-         * What the PIM stacks hold and run: linear layers (their weights in the banks), attention (the
-         * KV cache in the banks), element-wise ops. AttAcc's stacks: attention only.
-         */
-        ops: z
-          .array(z.enum(["linear", "attention", "elementwise"]))
-          .default(["linear", "attention", "elementwise"]),
-        /** FP16 lanes per unit (one 32-byte burst). */
-        lanes: posInt.default(16),
-        crf: posInt.default(32),
-        grf: posInt.default(8),
-        srf: posInt.default(8),
-        /** Reserved rows: all-bank mode entry and exit (written/precharged), PIM registers. */
-        abmr_row: cycles.default(0x17ff),
-        sbmr_row: cycles.default(0x1fff),
-        register_row: cycles.default(0x3fff),
-        /** Row every kernel parks the banks on before mode changes. */
-        park_row: cycles.default(0x1000),
-      })
-      .default({
-        units: 8,
-        banks_per_unit: 2,
-        vectors: 1,
-        ops: ["linear", "attention", "elementwise"],
-        lanes: 16,
-        crf: 32,
-        grf: 8,
-        srf: 8,
-        abmr_row: 0x17ff,
-        sbmr_row: 0x1fff,
-        register_row: 0x3fff,
-        park_row: 0x1000,
-      }),
+/** The organisation of a set of PIM stacks: pseudo-channels, timing, controller, PIM units. */
+const STACK_FIELDS = {
+  /** Independent pseudo-channels, each with its own controller and 8 PIM units (PIMSimulator: 64). */
+  pseudo_channels: posInt.default(64),
+  /** Ranks per pseudo-channel: data and PIM units live in rank 0; the others are refreshed too. */
+  ranks: posInt.default(2),
+  bank_groups: posInt.default(4),
+  banks_per_group: posInt.default(4),
+  rows: posInt.default(16384),
+  /** Bursts (column addresses of BL x bus width) per row: 32 x 32 B = 1 KiB rows. */
+  columns: posInt.default(32),
+  burst_bytes: posInt.default(32),
+  timing: zTiming.default(zTiming.parse({})),
+  address_mapping: z
+    .array(z.enum(ADDRESS_FIELDS))
+    .default(["offset", "pseudo_channel", "bank", "bank_group", "column", "row", "rank"]),
+  controller: z
+    .strictObject({
+      /** Requests the scheduler sees at once (transaction + command queue of DRAMSim2). */
+      queue_depth: posInt.default(64),
+      /** All-bank refresh of each rank every tREFI, staggered by tREFI / ranks. */
+      refresh: z.boolean().default(true),
+    })
+    .default({ queue_depth: 64, refresh: true }),
+  pim: z
+    .strictObject({
+      /** PIM units per pseudo-channel: one per even/odd bank pair of rank 0 (or per bank). */
+      units: posInt.default(8),
+      /**
+       * Banks a unit computes on: 2 (Aquabolt-XL: an even/odd pair, a column command steps the units
+       * on the banks of one parity) or 1 (a unit per bank: a command steps every bank's unit).
+       */
+      banks_per_unit: z.union([z.literal(1), z.literal(2)]).default(2),
+      /**
+       * Input vectors a unit multiplies each weight burst with (its FPUs: PAPI's FC-PIM has 4 per
+       * bank). Each has its own GRF_A and GRF_B, written through the register row minus its index.
+       */
+      vectors: posInt.default(1),
+      /**
+       * What the PIM stacks hold and run: linear layers (their weights in the banks), attention (the
+       * KV cache in the banks), element-wise ops. AttAcc's stacks: attention only.
+       */
+      ops: z
+        .array(z.enum(["linear", "attention", "elementwise"]))
+        .default(["linear", "attention", "elementwise"]),
+      /** FP16 lanes per unit (one 32-byte burst). */
+      lanes: posInt.default(16),
+      crf: posInt.default(32),
+      grf: posInt.default(8),
+      srf: posInt.default(8),
+      /** Reserved rows: all-bank mode entry and exit (written/precharged), PIM registers. */
+      abmr_row: cycles.default(0x17ff),
+      sbmr_row: cycles.default(0x1fff),
+      register_row: cycles.default(0x3fff),
+      /** Row every kernel parks the banks on before mode changes. */
+      park_row: cycles.default(0x1000),
+    })
+    .default({
+      units: 8,
+      banks_per_unit: 2,
+      vectors: 1,
+      ops: ["linear", "attention", "elementwise"],
+      lanes: 16,
+      crf: 32,
+      grf: 8,
+      srf: 8,
+      abmr_row: 0x17ff,
+      sbmr_row: 0x1fff,
+      register_row: 0x3fff,
+      park_row: 0x1000,
+    }),
+};
+
+type Stacks = { [K in keyof typeof STACK_FIELDS]: z.infer<(typeof STACK_FIELDS)[K]> };
+
+/** Checks of an organisation (units cover the banks; results fit a row). */
+function organised<T extends z.ZodType<Stacks>>(schema: T) {
+  return schema
+    .refine((s) => s.pim.units * s.pim.banks_per_unit === s.bank_groups * s.banks_per_group, {
+      message:
+        "pim.units x pim.banks_per_unit must equal the banks of a rank (bank_groups x banks_per_group)",
+      path: ["pim", "units"],
+    })
+    .refine((s) => s.columns % (s.pim.grf * s.pim.vectors) === 0, {
+      message:
+        "pim.grf x pim.vectors must divide the columns of a row (a GEMV stores its results a row at a time)",
+      path: ["pim", "vectors"],
+    });
+}
+
+/** A second set of PIM stacks (PAPI's Attn-PIM beside its FC-PIM): organisation only. */
+export const zPimStacks = organised(z.strictObject(STACK_FIELDS));
+
+export const zHbmPimSystem = organised(
+  z.strictObject({
+    ...STACK_FIELDS,
     /**
      * The processor that reads and writes this memory and runs what PIM does not: by default a GPU of
      * the class of the HBM-PIM paper's host (AMD MI100: 120 compute units x 64 FP32 lanes x FMA at
@@ -216,18 +241,20 @@ export const zHbmPimSystem = z
      * memory bandwidth: when given, it times the host side instead of `host`'s roofline.
      */
     xpu: zXpu.optional(),
-  })
-  .refine((s) => s.pim.units * s.pim.banks_per_unit === s.bank_groups * s.banks_per_group, {
-    message: "pim.units x pim.banks_per_unit must equal the banks of a rank (bank_groups x banks_per_group)",
-    path: ["pim", "units"],
-  })
-  .refine((s) => s.columns % (s.pim.grf * s.pim.vectors) === 0, {
-    message:
-      "pim.grf x pim.vectors must divide the columns of a row (a GEMV stores its results a row at a time)",
-    path: ["pim", "vectors"],
-  });
+    /**
+     * Other PIM stacks that hold the KV cache and run attention (PAPI's Attn-PIM): attention goes to
+     * them (device `attn_pim`) when their units are faster; these stacks then keep the weights.
+     */
+    attn_pim: zPimStacks.optional(),
+  }),
+);
 
 export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
+
+/** The attention stacks as a system of their own (sharing the host), or undefined. */
+export function attnSystem(sys: HbmPimSystem): HbmPimSystem | undefined {
+  return sys.attn_pim ? { ...sys.attn_pim, host: sys.host, ...(sys.xpu ? { xpu: sys.xpu } : {}) } : undefined;
+}
 export const DEFAULT_SYSTEM: HbmPimSystem = zHbmPimSystem.parse({});
 
 // ---------------------------------------------------------------------------------------------
