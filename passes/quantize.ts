@@ -6,15 +6,18 @@
  */
 import { match, P } from "ts-pattern";
 import { produce } from "immer";
-import { quantizeRows } from "../src/ir/ops/quant.js";
+import { quantizeGroups, quantizeRows } from "../src/ir/ops/quant.js";
 import { layoutOf, logicalSource } from "../src/ir/layout.js";
-import type { ConstDecl } from "../src/ir/module.js";
+import type { Attrs, ConstDecl } from "../src/ir/module.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { mapFuncs, rewriteFunc, type Rule } from "../src/pipeline/rewrite.js";
 
 export interface QuantizeOptions {
-  weights?: "f32" | "int8";
+  /** int8: W8A8 `qlinear`; int4 / int2: weight-only `lowbit_linear` with group-wise scales. */
+  weights?: "f32" | "int8" | "int4" | "int2";
+  /** Weights per scale of int4 / int2 (default 128; the largest divisor of K up to it). */
+  group?: number;
   /** Activation precision of quantized layers: int8, or int16 carried as two INT8 planes. */
   activations?: "int8" | "int16";
 }
@@ -27,32 +30,69 @@ export function quantizeWeight(w: Tensor): { q: Tensor; scale: Tensor } {
   return { q: { dtype: "i8", shape: [n, k], data: q }, scale: { dtype: "f32", shape: [n], data: scale } };
 }
 
+/** How a linear layer's weight [n, k] is quantized and the op that uses it. */
+interface Scheme {
+  /** Names of the quantized constants (from the weight's name). */
+  readonly suffix: { readonly q: string; readonly scale: string };
+  /** Shape of the scales for a weight [n, k]. */
+  scaleShape(n: number, k: number): number[];
+  quantize(w: Tensor): { q: Tensor; scale: Tensor };
+  /** The op replacing `linear`, and its attributes. */
+  readonly opcode: string;
+  attrs(k: number, base: Attrs): Attrs;
+  readonly counter: string;
+}
+
+function scheme(opts: QuantizeOptions): Scheme | undefined {
+  if (opts.weights === "int8")
+    return {
+      suffix: { q: "q8", scale: "scale" },
+      scaleShape: (n) => [n],
+      quantize: quantizeWeight,
+      opcode: "qlinear",
+      attrs: (_k, base) => (opts.activations === "int16" ? { ...base, act_bits: 16 } : base),
+      counter: "weights quantized to int8",
+    };
+  if (opts.weights !== "int4" && opts.weights !== "int2") return undefined;
+  const bits = opts.weights === "int4" ? 4 : 2;
+  const group = (k: number) => groupFor(k, opts.group ?? 128);
+  return {
+    suffix: { q: `q${bits}`, scale: "gscale" },
+    scaleShape: (n, k) => [n, k / group(k)],
+    quantize: (w) => quantizeWeightGroups(w, bits, group(w.shape[1]!)),
+    opcode: "lowbit_linear",
+    attrs: (k, base) => ({ ...base, bits, group: group(k) }),
+    counter: `weights quantized to int${bits}`,
+  };
+}
+
 export const quantize: Pass = {
   name: "quantize",
   optLevel: 0,
-  summary: "quantize linear weights at build time (INT8, per-channel scales) when --weights int8",
+  summary:
+    "quantize linear weights at build time: INT8 per channel (W8A8, --weights int8) or INT4 / INT2 per group (weight-only, --weights int4|int2)",
   run(m, ctx) {
-    const opts = (ctx.options.quantize ?? {}) as QuantizeOptions;
-    if (opts.weights !== "int8") return m;
+    const s = scheme((ctx.options.quantize ?? {}) as QuantizeOptions);
+    if (!s) return m;
     const consts = new Map(m.consts.map((c) => [c.name, c]));
     const added = new Map<string, ConstDecl[]>();
-    const quantized = (name: string): { q: string; scale: string } => {
-      const names = { q: `${name}.q8`, scale: `${name}.scale` };
-      if (added.has(name)) return names;
+    const quantized = (name: string): { q: string; scale: string; k: number } => {
       const c = consts.get(name)!;
       const [n, k] = c.type.shape as [number, number];
+      const names = { q: `${name}.${s.suffix.q}`, scale: `${name}.${s.suffix.scale}`, k };
+      if (added.has(name)) return names;
       added.set(name, [
         { name: names.q, type: { dtype: "i8", shape: [n, k] }, attrs: {} },
-        { name: names.scale, type: { dtype: "f32", shape: [n] }, attrs: {} },
+        { name: names.scale, type: { dtype: "f32", shape: s.scaleShape(n, k) }, attrs: {} },
       ]);
       if (ctx.weights.has(name)) {
         const src = logicalSource(ctx.weights, name, layoutOf(c.attrs), [n, k]);
         let memo: { q: Tensor; scale: Tensor } | undefined;
-        const get = () => (memo ??= quantizeWeight(src()));
+        const get = () => (memo ??= s.quantize(src()));
         ctx.weights.define(names.q, () => get().q);
         ctx.weights.define(names.scale, () => get().scale);
       }
-      ctx.count("quantize", "weights quantized to int8");
+      ctx.count("quantize", s.counter);
       return names;
     };
     const isConst2d = (ref: string | undefined): boolean =>
@@ -63,11 +103,10 @@ export const quantize: Pass = {
     const rule: Rule = (op) =>
       match(op)
         .with({ opcode: "linear", operands: P.when((o: readonly string[]) => isConst2d(o[1])) }, (o) => {
-          const { q, scale } = quantized(o.operands[1]!.slice(1));
+          const { q, scale, k } = quantized(o.operands[1]!.slice(1));
           const operands = [o.operands[0]!, `@${q}`, `@${scale}`, ...o.operands.slice(2)];
-          const attrs = opts.activations === "int16" ? { ...o.attrs, act_bits: 16 } : o.attrs;
           return {
-            ops: [{ ...o, opcode: "qlinear", operands, attrs }],
+            ops: [{ ...o, opcode: s.opcode, operands, attrs: s.attrs(k, o.attrs) }],
             results: { [o.results[0]!.name]: `%${o.results[0]!.name}` },
           };
         })
@@ -76,3 +115,20 @@ export const quantize: Pass = {
     return produce(out, (d) => void d.consts.push(...([...added.values()].flat() as never[])));
   },
 };
+
+/** The largest divisor of k up to `group`. */
+export function groupFor(k: number, group: number): number {
+  for (let g = Math.min(group, k); g > 1; g--) if (k % g === 0) return g;
+  return 1;
+}
+
+/** Group-wise quantization of a logical [n, k] matrix to `bits` bits. */
+export function quantizeWeightGroups(w: Tensor, bits: number, group: number): { q: Tensor; scale: Tensor } {
+  const [n, k] = w.shape as [number, number];
+  const q = new Int8Array(n * k);
+  const scale = quantizeGroups(w.data as Float32Array, k, bits, group, q);
+  return {
+    q: { dtype: "i8", shape: [n, k], data: q },
+    scale: { dtype: "f32", shape: [n, k / group], data: scale },
+  };
+}

@@ -4,6 +4,7 @@
  */
 import { Option, type Command as PlainCommand } from "commander";
 import { UserError } from "../errors.js";
+import { positiveInt } from "./options.js";
 import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { phaseEnvs, type Workload } from "../frontend/workload.js";
@@ -25,7 +26,9 @@ export interface PipelineFlags {
   timePasses?: boolean;
   verifyEach?: boolean;
   dynamicPlacement?: boolean;
-  weights?: "f32" | "int8";
+  weights?: "f32" | "int8" | "int4" | "int2";
+  /** Weights per scale of int4 / int2. */
+  groupSize?: number;
   activations?: "int8" | "int16";
   /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
   cooperation?: boolean;
@@ -66,8 +69,13 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .addOption(
       new Option(
         "--weights <type>",
-        "weight precision: f32 (as imported) or int8 (quantized at build time)",
-      ).choices(["f32", "int8"]),
+        "weight precision: f32 (as imported), int8 (per channel, with int8 activations), or int4 / int2 (per group, weight-only), quantized at build time",
+      ).choices(["f32", "int8", "int4", "int2"]),
+    )
+    .option(
+      "--group-size <n>",
+      "with --weights int4|int2: weights per scale (default 128; the largest divisor of K up to it)",
+      positiveInt,
     )
     .addOption(
       new Option(
@@ -145,6 +153,7 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.verifyEach === true ||
     f.dynamicPlacement === true ||
     f.weights !== undefined ||
+    f.groupSize !== undefined ||
     f.cooperation === false ||
     f.attention !== undefined ||
     f.runtimeTranspose === true ||
@@ -164,6 +173,12 @@ export async function compileModel(
 ): Promise<Compiled> {
   const { target, system } = await chooseTarget(f);
   for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n); // unknown names are errors
+  if (f.weights !== undefined && f.weights !== "f32" && !target.pipeline.includes("quantize"))
+    throw new UserError(
+      `--weights ${f.weights}: target ${target.name} computes with the imported weights (its pipeline does not quantize)`,
+    );
+  if (f.groupSize !== undefined && f.weights !== "int4" && f.weights !== "int2")
+    throw new UserError("--group-size needs --weights int4 or int2");
   const out = (s: string): void => void process.stdout.write(s);
   const instruments: Instrument[] = [];
   if (f.verifyEach) instruments.push(verifyEach());
@@ -176,7 +191,11 @@ export async function compileModel(
     ...system.passOptions,
     envs: phaseEnvs(w),
     placement: f.dynamicPlacement ? "dynamic" : "static",
-    quantize: { weights: f.weights ?? "f32", activations: f.activations ?? "int8" },
+    quantize: {
+      weights: f.weights ?? "f32",
+      activations: f.activations ?? "int8",
+      ...(f.groupSize !== undefined ? { group: f.groupSize } : {}),
+    },
   };
   const ctx = new PassContext({
     optLevel: f.optLevel ?? defaultOpt,

@@ -201,3 +201,99 @@ registerOp({
     return [out];
   },
 });
+
+// ---------------------------------------------------------------------------------------------
+// Low-bit weights (INT4, INT2) with group-wise scales: weight-only quantization.
+
+/** The signed range of a `bits`-bit weight: [-(2^(bits-1)), 2^(bits-1) - 1]. */
+export const lowbitRange = (bits: number): [number, number] => [-(1 << (bits - 1)), (1 << (bits - 1)) - 1];
+
+/**
+ * Group-wise symmetric quantization of a row-major [n, k] matrix to `bits` bits: each run of `group`
+ * consecutive weights of a row has scale = max |w| / (2^(bits-1) - 1) (INT2: max |w|), and
+ * q = round(w / scale) (half away from zero) clamped to the signed range. Fills q, returns the scales
+ * [n, k / group].
+ */
+export function quantizeGroups(
+  w: Float32Array,
+  k: number,
+  bits: number,
+  group: number,
+  q: Int8Array,
+): Float32Array {
+  const [lo, hi] = lowbitRange(bits);
+  const groups = w.length / group;
+  const scale = new Float32Array(groups);
+  for (let gi = 0; gi < groups; gi++) {
+    let m = 0;
+    for (let i = gi * group; i < (gi + 1) * group; i++) m = Math.max(m, Math.abs(w[i]!));
+    const s = m === 0 ? 1 : Math.fround(m / hi);
+    scale[gi] = s;
+    for (let i = gi * group; i < (gi + 1) * group; i++) {
+      const x = w[i]! / s;
+      q[i] = Math.max(lo, Math.min(hi, x < 0 ? -Math.round(-x) : Math.round(x)));
+    }
+  }
+  void k;
+  return scale;
+}
+
+/** W = q x scale, in float32 (the reference every low-bit kernel must reproduce). */
+export function dequantizeGroups(q: Int8Array, scale: Float32Array, group: number): Float32Array {
+  const w = new Float32Array(q.length);
+  for (let i = 0; i < q.length; i++) w[i] = Math.fround(q[i]! * scale[Math.floor(i / group)]!);
+  return w;
+}
+
+registerOp({
+  name: "lowbit_linear",
+  summary:
+    "weight-only low-bit linear: y = x . (q x scale)^T + bias, q [out, in] of `bits` bits (held as i8), one scale per `group` inputs of a row",
+  operands: ["x", "weight_q", "weight_scale", "bias?"],
+  attrs: z.strictObject({
+    bits: z.union([z.literal(2), z.literal(4), z.literal(8)]),
+    group: z.number().int().positive(),
+  }),
+  infer([x, w, s, b], a) {
+    needRank(w!, 2, "weight_q");
+    need(w!.dtype === "i8", `weight_q must be i8, got ${w!.dtype}`);
+    needDimEq(lastDim(x!), w!.shape[1]!, `x has ${show(x!)} but weight_q ${show(w!)} expects [..., in]`);
+    needRank(s!, 2, "weight_scale");
+    needDimEq(s!.shape[0]!, w!.shape[0]!, `weight_scale ${show(s!)} does not match weight_q ${show(w!)}`);
+    const k = w!.shape[1]!;
+    if (typeof k === "number") {
+      need(k % a.group === 0, `group ${a.group} does not divide the ${k} inputs of weight_q ${show(w!)}`);
+      needDimEq(s!.shape[1]!, k / a.group, `weight_scale ${show(s!)} needs ${k / a.group} groups per row`);
+    }
+    if (b) needDimEq(b.shape[0]!, w!.shape[0]!, `bias ${show(b)} does not match weight_q ${show(w!)}`);
+    return [tensor(x!.dtype, [...x!.shape.slice(0, -1), w!.shape[0]!])];
+  },
+  cost(ins, outs, a, env) {
+    const [x, w, s, b] = ins;
+    const k = dimEval(w!.shape[1]!, env);
+    const n = dimEval(w!.shape[0]!, env);
+    const m = nelem(x!, env) / k;
+    // The weights take `bits` bits each in memory (packed), not the i8 they are held in here.
+    const weights = (n * k * a.bits) / 8;
+    return {
+      flops: 2 * m * n * k,
+      bytes: sumBytes([x!, s!, ...(b ? [b] : [])], env) + weights + sumBytes(outs, env),
+    };
+  },
+  eval([x, w, s, b], a, { outTypes }) {
+    const [n, k] = w!.shape as [number, number];
+    const wf = dequantizeGroups(asI8(w!), fdata(s!), a.group);
+    const xs = fdata(x!);
+    const out = f32(outTypes[0]!.shape as number[]);
+    const y = out.data as Float32Array;
+    const bias = b ? fdata(b) : undefined;
+    const rows = xs.length / k;
+    for (let r = 0; r < rows; r++)
+      for (let o = 0; o < n; o++) {
+        let acc = 0;
+        for (let t = 0; t < k; t++) acc += xs[r * k + t]! * wf[o * k + t]!;
+        y[r * n + o] = Math.fround(bias ? acc + bias[o]! : acc);
+      }
+    return [out];
+  },
+});
