@@ -8,16 +8,20 @@ import { match, P } from "ts-pattern";
 import { produce } from "immer";
 import { quantizeGroups, quantizeRows } from "../src/ir/ops/quant.js";
 import { layoutOf, logicalSource } from "../src/ir/layout.js";
-import type { Attrs, ConstDecl } from "../src/ir/module.js";
+import type { Attrs, ConstDecl, Op } from "../src/ir/module.js";
 import type { Tensor } from "../src/ir/tensor.js";
 import type { Pass } from "../src/pipeline/pass.js";
 import { mapFuncs, rewriteFunc, type Rule } from "../src/pipeline/rewrite.js";
 
+export type Precision = "f32" | "int8" | "int4" | "int2";
+
 export interface QuantizeOptions {
   /** int8: W8A8 `qlinear`; int4 / int2: weight-only `lowbit_linear` with group-wise scales. */
-  weights?: "f32" | "int8" | "int4" | "int2";
+  weights?: Precision;
   /** Weights per scale of int4 / int2 (default 128; the largest divisor of K up to it). */
   group?: number;
+  /** Per-layer precision by op name pattern (`*` any text); the first match wins over `weights`. */
+  layers?: readonly { readonly pattern: string; readonly weights: Precision }[];
   /** Activation precision of quantized layers: int8, or int16 carried as two INT8 planes. */
   activations?: "int8" | "int16";
 }
@@ -43,8 +47,8 @@ interface Scheme {
   readonly counter: string;
 }
 
-function scheme(opts: QuantizeOptions): Scheme | undefined {
-  if (opts.weights === "int8")
+function scheme(weights: Precision | undefined, opts: QuantizeOptions): Scheme | undefined {
+  if (weights === "int8")
     return {
       suffix: { q: "q8", scale: "scale" },
       scaleShape: (n) => [n],
@@ -53,8 +57,8 @@ function scheme(opts: QuantizeOptions): Scheme | undefined {
       attrs: (_k, base) => (opts.activations === "int16" ? { ...base, act_bits: 16 } : base),
       counter: "weights quantized to int8",
     };
-  if (opts.weights !== "int4" && opts.weights !== "int2") return undefined;
-  const bits = opts.weights === "int4" ? 4 : 2;
+  if (weights !== "int4" && weights !== "int2") return undefined;
+  const bits = weights === "int4" ? 4 : 2;
   const group = (k: number) => groupFor(k, opts.group ?? 128);
   return {
     suffix: { q: `q${bits}`, scale: "gscale" },
@@ -72,16 +76,26 @@ export const quantize: Pass = {
   summary:
     "quantize linear weights at build time: INT8 per channel (W8A8, --weights int8) or INT4 / INT2 per group (weight-only, --weights int4|int2)",
   run(m, ctx) {
-    const s = scheme((ctx.options.quantize ?? {}) as QuantizeOptions);
-    if (!s) return m;
+    const opts = (ctx.options.quantize ?? {}) as QuantizeOptions;
+    const layers = (opts.layers ?? []).map((l) => ({
+      re: globRe(l.pattern),
+      scheme: scheme(l.weights, opts),
+    }));
+    const base = scheme(opts.weights, opts);
+    if (!base && layers.every((l) => !l.scheme)) return m;
+    const schemeOf = (op: Op): Scheme | undefined => {
+      const name = op.results[0]?.name ?? "";
+      const hit = layers.find((l) => l.re.test(name));
+      return hit ? hit.scheme : base;
+    };
     const consts = new Map(m.consts.map((c) => [c.name, c]));
     const added = new Map<string, ConstDecl[]>();
-    const quantized = (name: string): { q: string; scale: string; k: number } => {
+    const quantized = (name: string, s: Scheme): { q: string; scale: string; k: number } => {
       const c = consts.get(name)!;
       const [n, k] = c.type.shape as [number, number];
       const names = { q: `${name}.${s.suffix.q}`, scale: `${name}.${s.suffix.scale}`, k };
-      if (added.has(name)) return names;
-      added.set(name, [
+      if (added.has(names.q)) return names;
+      added.set(names.q, [
         { name: names.q, type: { dtype: "i8", shape: [n, k] }, attrs: {} },
         { name: names.scale, type: { dtype: "f32", shape: s.scaleShape(n, k) }, attrs: {} },
       ]);
@@ -103,7 +117,9 @@ export const quantize: Pass = {
     const rule: Rule = (op) =>
       match(op)
         .with({ opcode: "linear", operands: P.when((o: readonly string[]) => isConst2d(o[1])) }, (o) => {
-          const { q, scale, k } = quantized(o.operands[1]!.slice(1));
+          const s = schemeOf(o);
+          if (!s) return undefined;
+          const { q, scale, k } = quantized(o.operands[1]!.slice(1), s);
           const operands = [o.operands[0]!, `@${q}`, `@${scale}`, ...o.operands.slice(2)];
           return {
             ops: [{ ...o, opcode: s.opcode, operands, attrs: s.attrs(k, o.attrs) }],
@@ -131,4 +147,14 @@ export function quantizeWeightGroups(w: Tensor, bits: number, group: number): { 
     q: { dtype: "i8", shape: [n, k], data: q },
     scale: { dtype: "f32", shape: [n, k / group], data: scale },
   };
+}
+
+/** A pattern of op names with `*` for any text, as a regular expression. */
+export function globRe(pattern: string): RegExp {
+  return new RegExp(
+    `^${pattern
+      .split("*")
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+  );
 }

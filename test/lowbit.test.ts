@@ -3,7 +3,12 @@ import fc from "fast-check";
 import { dequantizeGroups, lowbitRange, quantizeGroups } from "../src/ir/ops/quant.js";
 import { evalOp } from "../src/exec/interpreter.js";
 import { groupFor } from "../passes/quantize.js";
-import { pimc, rng } from "./util.js";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pimc, rng, tempDir } from "./util.js";
+import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { loadModel } from "../src/frontend/load.js";
+import { defaultWorkload } from "../src/frontend/workload.js";
 
 describe("group-wise low-bit weights", () => {
   it("quantizes every group to its range with an error of at most half a step (property)", () => {
@@ -85,5 +90,40 @@ describe("pimc verify --weights int4 | int2", () => {
     const hbm = pimc("verify", "test/fixtures/qwen2-tiny", "--target", "hbm-pim", "--weights", "int4");
     expect(hbm.code).toBe(2);
     expect(hbm.stderr).toMatch(/does not quantize/);
+  });
+});
+
+describe("precision per model and per layer", () => {
+  const dir = tempDir();
+  const model = join(dir, "q.pim");
+  writeFileSync(
+    model,
+    "model tinyq {\n  family = llama\n  vocab = 64\n  hidden = 32\n  layers = 2\n  heads = 4\n  kv_heads = 2\n  ffn = 64\n  max_positions = 64\n  precision = int4\n  group_size = 16\n}\n",
+  );
+  const opcodes = async (flags: Partial<PipelineFlags>) => {
+    const { module } = await compileModel(
+      loadModel(model),
+      { disablePass: [], printBefore: [], printAfter: [], ...flags },
+      defaultWorkload("decode"),
+      2,
+    );
+    const f = module.funcs.find((x) => x.name === "decode")!;
+    return Object.fromEntries(
+      f.body
+        .filter((o) => /linear/.test(o.opcode))
+        .map((o) => [o.results[0]!.name, `${o.opcode} ${o.attrs.group ?? ""}`.trim()]),
+    );
+  };
+  it("takes the model description's precision and group size, the flags over them, and per-layer patterns", async () => {
+    const fromModel = await opcodes({});
+    expect(new Set(Object.values(fromModel))).toEqual(new Set(["lowbit_linear 16"]));
+    expect(new Set(Object.values(await opcodes({ weights: "f32" })))).toEqual(new Set(["linear"]));
+    const mixed = await opcodes({ layerWeights: ["logits=f32", "L1.*=int8"] });
+    expect(mixed.logits).toBe("linear");
+    expect(mixed["L1.down"]).toBe("qlinear");
+    expect(mixed["L0.down"]).toBe("lowbit_linear 16");
+    const bad = pimc("compile", model, "--layer-weights", "L1.*=int9");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected PATTERN=f32\|int8\|int4\|int2/);
   });
 });

@@ -8,7 +8,8 @@ import { positiveInt } from "./options.js";
 import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { phaseEnvs, type Workload } from "../frontend/workload.js";
-import type { Module } from "../ir/module.js";
+import type { Attr, Module } from "../ir/module.js";
+import type { Precision, QuantizeOptions } from "../../passes/quantize.js";
 import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipeline/instruments.js";
 import { PassContext, runPipeline, type Instrument, type PassOptions } from "../pipeline/pass.js";
 import { getPass, pipelineOf } from "../../passes/index.js";
@@ -29,6 +30,8 @@ export interface PipelineFlags {
   weights?: "f32" | "int8" | "int4" | "int2";
   /** Weights per scale of int4 / int2. */
   groupSize?: number;
+  /** Per-layer precision, `PATTERN=PRECISION` (op names, `*` any text). */
+  layerWeights?: string[];
   activations?: "int8" | "int16";
   /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
   cooperation?: boolean;
@@ -71,6 +74,12 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
         "--weights <type>",
         "weight precision: f32 (as imported), int8 (per channel, with int8 activations), or int4 / int2 (per group, weight-only), quantized at build time",
       ).choices(["f32", "int8", "int4", "int2"]),
+    )
+    .option(
+      "--layer-weights <pattern=type>",
+      "precision of the linear layers whose op name matches (e.g. 'L*.down=int8', 'logits=f32'; repeatable, first match wins)",
+      list,
+      [] as string[],
     )
     .option(
       "--group-size <n>",
@@ -154,6 +163,7 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     f.dynamicPlacement === true ||
     f.weights !== undefined ||
     f.groupSize !== undefined ||
+    (f.layerWeights ?? []).length > 0 ||
     f.cooperation === false ||
     f.attention !== undefined ||
     f.runtimeTranspose === true ||
@@ -173,11 +183,13 @@ export async function compileModel(
 ): Promise<Compiled> {
   const { target, system } = await chooseTarget(f);
   for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n); // unknown names are errors
-  if (f.weights !== undefined && f.weights !== "f32" && !target.pipeline.includes("quantize"))
+  const quantize = quantizeOptions(f, model.module.attrs);
+  const quantized = quantize.weights !== "f32" || (quantize.layers ?? []).some((l) => l.weights !== "f32");
+  if (quantized && !target.pipeline.includes("quantize"))
     throw new UserError(
-      `--weights ${f.weights}: target ${target.name} computes with the imported weights (its pipeline does not quantize)`,
+      `${f.weights !== undefined ? `--weights ${f.weights}` : `the model's precision ${quantize.weights}`}: target ${target.name} computes with the imported weights (its pipeline does not quantize)`,
     );
-  if (f.groupSize !== undefined && f.weights !== "int4" && f.weights !== "int2")
+  if (f.groupSize !== undefined && quantize.weights !== "int4" && quantize.weights !== "int2")
     throw new UserError("--group-size needs --weights int4 or int2");
   const out = (s: string): void => void process.stdout.write(s);
   const instruments: Instrument[] = [];
@@ -191,11 +203,7 @@ export async function compileModel(
     ...system.passOptions,
     envs: phaseEnvs(w),
     placement: f.dynamicPlacement ? "dynamic" : "static",
-    quantize: {
-      weights: f.weights ?? "f32",
-      activations: f.activations ?? "int8",
-      ...(f.groupSize !== undefined ? { group: f.groupSize } : {}),
-    },
+    quantize,
   };
   const ctx = new PassContext({
     optLevel: f.optLevel ?? defaultOpt,
@@ -208,4 +216,29 @@ export async function compileModel(
   });
   const module = runPipeline(pipelineOf(target.name, target.pipeline), model.module, ctx);
   return { module, ctx, target, system };
+}
+
+const PRECISIONS = ["f32", "int8", "int4", "int2"] as const;
+const isPrecision = (x: unknown): x is Precision =>
+  typeof x === "string" && (PRECISIONS as readonly string[]).includes(x);
+
+/**
+ * The quantize pass's options: the flags first, then the model description's `precision` and
+ * `group_size` (kept in the module's attributes).
+ */
+export function quantizeOptions(f: PipelineFlags, attrs: Readonly<Record<string, Attr>>): QuantizeOptions {
+  const layers: { pattern: string; weights: Precision }[] = [];
+  for (const spec of f.layerWeights ?? []) {
+    const m = /^([^=]+)=(\w+)$/.exec(spec.trim());
+    if (!m || !isPrecision(m[2]))
+      throw new UserError(`--layer-weights: expected PATTERN=${PRECISIONS.join("|")}, got "${spec}"`);
+    layers.push({ pattern: m[1]!, weights: m[2] });
+  }
+  const group = f.groupSize ?? (typeof attrs.group_size === "number" ? attrs.group_size : undefined);
+  return {
+    weights: f.weights ?? (isPrecision(attrs.precision) ? attrs.precision : "f32"),
+    activations: f.activations ?? "int8",
+    ...(group !== undefined ? { group } : {}),
+    ...(layers.length > 0 ? { layers } : {}),
+  };
 }

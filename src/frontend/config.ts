@@ -66,6 +66,10 @@ export const zModelConfig = z
     pre_norm: z.boolean().default(true),
     /** Final norm before the LM head. */
     final_norm: z.boolean().default(true),
+    /** Weight precision to compile with (the --weights flag overrides it). */
+    precision: z.enum(["f32", "int8", "int4", "int2"]).optional(),
+    /** Weights per scale of int4 / int2 (--group-size overrides it). */
+    group_size: posInt.optional(),
   })
   .superRefine((c, ctx) => {
     const bad = (path: string, message: string): void => {

@@ -207,6 +207,8 @@ const MODEL_KEYS: Readonly<Record<string, { kind: Kind; path?: readonly [string,
   experts: { kind: "int" },
   top_k: { kind: "int" },
   dtype: { kind: ["f32", "f16", "bf16"] },
+  precision: { kind: ["f32", "int8", "int4", "int2"] },
+  group_size: { kind: "int" },
 };
 const REQUIRED = ["vocab", "hidden", "layers", "heads", "ffn"] as const;
 

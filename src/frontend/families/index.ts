@@ -1,4 +1,5 @@
 /** Family registry: builds the decoder module of a normalised model config. */
+import type { Attr } from "../../ir/module.js";
 import type { Module } from "../../ir/module.js";
 import type { Family, ModelConfig } from "../config.js";
 import { buildDecoderModule, type DecoderGraph } from "./decoder.js";
@@ -16,8 +17,8 @@ const GRAPHS: Record<Family, (cfg: ModelConfig) => DecoderGraph> = {
 };
 
 /** Module attributes recording the config (what `pimc dump` shows in its header). */
-export function configAttrs(cfg: ModelConfig): Record<string, number | string | boolean> {
-  const a: Record<string, number | string | boolean> = {
+export function configAttrs(cfg: ModelConfig): Record<string, Attr> {
+  const a: Record<string, Attr> = {
     family: cfg.family,
     vocab: cfg.vocab,
     hidden: cfg.hidden,
@@ -32,6 +33,8 @@ export function configAttrs(cfg: ModelConfig): Record<string, number | string | 
     a.experts = cfg.experts;
     a.top_k = cfg.top_k!;
   }
+  if (cfg.precision !== undefined) a.precision = cfg.precision;
+  if (cfg.group_size !== undefined) a.group_size = cfg.group_size;
   return a;
 }
 
