@@ -253,6 +253,8 @@ registerOp({
   attrs: z.strictObject({
     bits: z.union([z.literal(2), z.literal(4), z.literal(8)]),
     group: z.number().int().positive(),
+    /** 8: activations quantized per row to INT8 and every group's dot product accumulated in int32. */
+    act_bits: z.literal(8).optional(),
   }),
   infer([x, w, s, b], a) {
     needRank(w!, 2, "weight_q");
@@ -282,6 +284,20 @@ registerOp({
   },
   eval([x, w, s, b], a, { outTypes }) {
     const [n, k] = w!.shape as [number, number];
+    if (a.act_bits === 8) {
+      const out = f32(outTypes[0]!.shape as number[]);
+      lowbitIntGemm(
+        fdata(x!),
+        asI8(w!),
+        fdata(s!),
+        k,
+        a.group,
+        b ? fdata(b) : undefined,
+        out.data as Float32Array,
+        groupDots,
+      );
+      return [out];
+    }
     const wf = dequantizeGroups(asI8(w!), fdata(s!), a.group);
     const xs = fdata(x!);
     const out = f32(outTypes[0]!.shape as number[]);
@@ -297,3 +313,56 @@ registerOp({
     return [out];
   },
 });
+
+/**
+ * The integer dot products of every weight group with the activations: dots[r, o, g] =
+ * sum over the group's inputs of xq[r, t] x wq[o, t] (exact int32). The reference: one multiply per
+ * weight (dequantize-then-multiply, in integers).
+ */
+export type GroupDots = (xq: Int8Array, wq: Int8Array, k: number, group: number, dots: Int32Array) => void;
+
+export const groupDots: GroupDots = (xq, wq, k, group, dots) => {
+  const n = wq.length / k;
+  const rows = xq.length / k;
+  const groups = k / group;
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < n; o++)
+      for (let g = 0; g < groups; g++) {
+        let acc = 0;
+        for (let t = g * group; t < (g + 1) * group; t++) acc += xq[r * k + t]! * wq[o * k + t]!;
+        dots[(r * n + o) * groups + g] = acc;
+      }
+};
+
+/**
+ * W(low-bit) x A8: activations quantized per row (as qlinear), each weight group's integer dot
+ * product from `dots` (the reference, or a LUT kernel: they must agree exactly), then
+ * y[r, o] = sum over groups in order of fp32(dot x fp32(sa[r] x sw[o, g])), plus the bias.
+ */
+export function lowbitIntGemm(
+  x: Float32Array,
+  wq: Int8Array,
+  sw: Float32Array,
+  k: number,
+  group: number,
+  bias: Float32Array | undefined,
+  y: Float32Array,
+  dots: GroupDots,
+): void {
+  const n = wq.length / k;
+  const rows = x.length / k;
+  const groups = k / group;
+  const xq = new Int8Array(x.length);
+  const sa = quantizeRows(x, k, xq);
+  const d = new Int32Array(rows * n * groups);
+  dots(xq, wq, k, group, d);
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < n; o++) {
+      let acc = 0;
+      for (let g = 0; g < groups; g++)
+        acc = Math.fround(
+          acc + Math.fround(d[(r * n + o) * groups + g]! * Math.fround(sa[r]! * sw[o * groups + g]!)),
+        );
+      y[r * n + o] = bias ? Math.fround(acc + bias[o]!) : acc;
+    }
+}
