@@ -22,7 +22,11 @@ export interface QuantizeOptions {
   group?: number;
   /** Per-layer precision by op name pattern (`*` any text); the first match wins over `weights`. */
   layers?: readonly { readonly pattern: string; readonly weights: Precision }[];
-  /** Activation precision of quantized layers: int8, or int16 carried as two INT8 planes. */
+  /**
+   * Activation precision of quantized layers. INT8 weights: int8 (default) or int16 carried as two
+   * INT8 planes. INT4 / INT2 weights: weight-only unless int8 (then W4A8 / W2A8, integer group dot
+   * products).
+   */
   activations?: "int8" | "int16";
 }
 
@@ -65,7 +69,12 @@ function scheme(weights: Precision | undefined, opts: QuantizeOptions): Scheme |
     scaleShape: (n, k) => [n, k / group(k)],
     quantize: (w) => quantizeWeightGroups(w, bits, group(w.shape[1]!)),
     opcode: "lowbit_linear",
-    attrs: (k, base) => ({ ...base, bits, group: group(k) }),
+    attrs: (k, base) => ({
+      ...base,
+      bits,
+      group: group(k),
+      ...(opts.activations === "int8" ? { act_bits: 8 } : {}),
+    }),
     counter: `weights quantized to int${bits}`,
   };
 }

@@ -198,3 +198,27 @@ describe("LUT-GEMV (SAIL / PIM-DL)", () => {
     expect(t[patternOf(w, 0, 2, 2)]).toBe(3 * 1 + -2 * -2);
   });
 });
+
+describe("--activations with low-bit weights", () => {
+  it("int8 makes the layers W4A8 (integer group dot products); int16 and unquantized weights are errors", async () => {
+    const { module } = await compileModel(
+      loadModel("examples/tiny-llama.pim"),
+      { disablePass: [], printBefore: [], printAfter: [], weights: "int4", activations: "int8" },
+      defaultWorkload("decode"),
+      2,
+    );
+    const ops = module.funcs
+      .find((f) => f.name === "decode")!
+      .body.filter((o) => o.opcode === "lowbit_linear");
+    expect(ops.length).toBeGreaterThan(0);
+    expect(ops.every((o) => o.attrs.act_bits === 8)).toBe(true);
+    for (const args of [
+      ["--weights", "int4", "--activations", "int16"],
+      ["--activations", "int8"],
+    ]) {
+      const r = pimc("compile", "examples/tiny-llama.pim", ...args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+});

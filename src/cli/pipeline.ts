@@ -89,7 +89,7 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .addOption(
       new Option(
         "--activations <type>",
-        "with --weights int8: activations quantized to int8, or int16 carried as two INT8 planes (twice the MACs)",
+        "with --weights int8: activations quantized to int8 (default), or int16 carried as two INT8 planes (twice the MACs); with int4 / int2: int8 makes the layers W4A8 / W2A8 (integer group dot products, what LUT kernels compute) instead of weight-only",
       ).choices(["int8", "int16"]),
     )
     .option(
@@ -191,6 +191,10 @@ export async function compileModel(
     );
   if (f.groupSize !== undefined && quantize.weights !== "int4" && quantize.weights !== "int2")
     throw new UserError("--group-size needs --weights int4 or int2");
+  if (f.activations === "int16" && quantize.weights !== "int8")
+    throw new UserError("--activations int16 needs --weights int8 (two INT8 planes of a W8A8 layer)");
+  if (f.activations !== undefined && !quantized)
+    throw new UserError("--activations needs quantized weights (--weights int8, int4 or int2)");
   const out = (s: string): void => void process.stdout.write(s);
   const instruments: Instrument[] = [];
   if (f.verifyEach) instruments.push(verifyEach());
@@ -237,7 +241,7 @@ export function quantizeOptions(f: PipelineFlags, attrs: Readonly<Record<string,
   const group = f.groupSize ?? (typeof attrs.group_size === "number" ? attrs.group_size : undefined);
   return {
     weights: f.weights ?? (isPrecision(attrs.precision) ? attrs.precision : "f32"),
-    activations: f.activations ?? "int8",
+    ...(f.activations !== undefined ? { activations: f.activations } : {}),
     ...(group !== undefined ? { group } : {}),
     ...(layers.length > 0 ? { layers } : {}),
   };
