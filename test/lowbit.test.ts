@@ -10,7 +10,7 @@ import {
 import { buildTable, lutGroupDots, patternOf } from "../src/exec/lut.js";
 import { evalOp } from "../src/exec/interpreter.js";
 import { groupFor } from "../passes/quantize.js";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pimc, rng, tempDir } from "./util.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
@@ -107,9 +107,9 @@ describe("precision per model and per layer", () => {
     model,
     "model tinyq {\n  family = llama\n  vocab = 64\n  hidden = 32\n  layers = 2\n  heads = 4\n  kv_heads = 2\n  ffn = 64\n  max_positions = 64\n  precision = int4\n  group_size = 16\n}\n",
   );
-  const opcodes = async (flags: Partial<PipelineFlags>) => {
+  const opcodes = async (flags: Partial<PipelineFlags>, file = model) => {
     const { module } = await compileModel(
-      loadModel(model),
+      loadModel(file),
       { disablePass: [], printBefore: [], printAfter: [], ...flags },
       defaultWorkload("decode"),
       2,
@@ -129,6 +129,14 @@ describe("precision per model and per layer", () => {
     expect(mixed.logits).toBe("linear");
     expect(mixed["L1.down"]).toBe("qlinear");
     expect(mixed["L0.down"]).toBe("lowbit_linear 16");
+    // The same per-layer choice written in the description (and kept through the printed IR).
+    const described = join(dir, "q2.pim");
+    writeFileSync(
+      described,
+      readFileSync(model, "utf8").replace("}", '  layer_precision = [["logits", f32], ["L1.*", int8]]\n}'),
+    );
+    const fromDescription = await opcodes({}, described);
+    expect(fromDescription).toEqual(mixed);
     const bad = pimc("compile", model, "--layer-weights", "L1.*=int9");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/expected PATTERN=f32\|int8\|int4\|int2/);

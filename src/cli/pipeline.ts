@@ -227,8 +227,8 @@ const isPrecision = (x: unknown): x is Precision =>
   typeof x === "string" && (PRECISIONS as readonly string[]).includes(x);
 
 /**
- * The quantize pass's options: the flags first, then the model description's `precision` and
- * `group_size` (kept in the module's attributes).
+ * The quantize pass's options: the flags first, then the model description's `precision`,
+ * `group_size` and `layer_precision` (kept in the module's attributes).
  */
 export function quantizeOptions(f: PipelineFlags, attrs: Readonly<Record<string, Attr>>): QuantizeOptions {
   const layers: { pattern: string; weights: Precision }[] = [];
@@ -238,6 +238,12 @@ export function quantizeOptions(f: PipelineFlags, attrs: Readonly<Record<string,
       throw new UserError(`--layer-weights: expected PATTERN=${PRECISIONS.join("|")}, got "${spec}"`);
     layers.push({ pattern: m[1]!, weights: m[2] });
   }
+  // The flags' patterns first, then the description's.
+  const fromModel = attrs.layer_precision;
+  if (Array.isArray(fromModel))
+    for (const e of fromModel)
+      if (Array.isArray(e) && typeof e[0] === "string" && isPrecision(e[1]))
+        layers.push({ pattern: e[0], weights: e[1] });
   const group = f.groupSize ?? (typeof attrs.group_size === "number" ? attrs.group_size : undefined);
   return {
     weights: f.weights ?? (isPrecision(attrs.precision) ? attrs.precision : "f32"),

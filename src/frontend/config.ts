@@ -70,6 +70,8 @@ export const zModelConfig = z
     precision: z.enum(["f32", "int8", "int4", "int2"]).optional(),
     /** Weights per scale of int4 / int2 (--group-size overrides it). */
     group_size: posInt.optional(),
+    /** Per-layer precision: [op name pattern (`*` any text), precision]; first match wins over `precision`. */
+    layer_precision: z.array(z.tuple([z.string(), z.enum(["f32", "int8", "int4", "int2"])])).optional(),
   })
   .superRefine((c, ctx) => {
     const bad = (path: string, message: string): void => {

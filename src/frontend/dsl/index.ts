@@ -175,7 +175,7 @@ export const selectWorkload = (d: DescriptionFile, name?: string): WorkloadDecl 
 
 // ---- family models ----
 
-type Kind = "int" | "number" | "bool" | "string" | readonly string[];
+type Kind = "int" | "number" | "bool" | "string" | "pairs" | readonly string[];
 
 /** Keys of family models (docs/language.md table) with their kind and ModelConfig path. */
 const MODEL_KEYS: Readonly<Record<string, { kind: Kind; path?: readonly [string, string?] }>> = {
@@ -209,7 +209,10 @@ const MODEL_KEYS: Readonly<Record<string, { kind: Kind; path?: readonly [string,
   dtype: { kind: ["f32", "f16", "bf16"] },
   precision: { kind: ["f32", "int8", "int4", "int2"] },
   group_size: { kind: "int" },
+  layer_precision: { kind: "pairs" },
 };
+
+const PRECISIONS: readonly string[] = ["f32", "int8", "int4", "int2"];
 const REQUIRED = ["vocab", "hidden", "layers", "heads", "ffn"] as const;
 
 function show(v: ValueNode): string {
@@ -230,12 +233,24 @@ function show(v: ValueNode): string {
 }
 
 /** The value of a model key after checking its kind. */
-function keyValue(e: EntryNode): number | string | boolean {
+function keyValue(e: EntryNode): number | string | boolean | [string, string][] {
   const kind = MODEL_KEYS[e.key]!.kind;
   const v = e.value;
   const bad = (what: string): never => {
     throw new SourceError(v.loc, `${e.key} must be ${what}, got ${show(v)}`);
   };
+  if (kind === "pairs") {
+    // [["L*.down", int8], ...]: op name patterns and precisions.
+    const what = `a list of ["pattern", ${PRECISIONS.join("|")}] pairs`;
+    if (v.kind !== "list") return bad(what);
+    return v.items.map((item) => {
+      if (item.kind !== "list" || item.items.length !== 2) return bad(what);
+      const [p, w] = item.items as [ValueNode, ValueNode];
+      const prec = w.kind === "ident" ? w.name : w.kind === "string" ? w.value : undefined;
+      if (p.kind !== "string" || prec === undefined || !PRECISIONS.includes(prec)) return bad(what);
+      return [p.value, prec] as [string, string];
+    });
+  }
   if (Array.isArray(kind)) {
     const s = v.kind === "ident" || v.kind === "string" ? (v.kind === "ident" ? v.name : v.value) : undefined;
     if (s === undefined || !kind.includes(s)) {

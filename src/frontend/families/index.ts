@@ -35,6 +35,7 @@ export function configAttrs(cfg: ModelConfig): Record<string, Attr> {
   }
   if (cfg.precision !== undefined) a.precision = cfg.precision;
   if (cfg.group_size !== undefined) a.group_size = cfg.group_size;
+  if (cfg.layer_precision !== undefined) a.layer_precision = cfg.layer_precision.map(([p, w]) => [p, w]);
   return a;
 }
 
