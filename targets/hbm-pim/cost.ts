@@ -76,6 +76,35 @@ export function gemvRowsSeconds(sys: HbmPimSystem, rows: number, n: number, k: n
   );
 }
 
+/**
+ * The K split of a linear layer [n, k]: s groups of pseudo-channels (s divides P), group g holding
+ * the weights' columns [g x ceil(k / s), (g + 1) x ceil(k / s)) for every output and taking that
+ * slice of the input; the host adds the s partial outputs. It lets outputs too few to fill the
+ * units use them all. The s of least kernel time, each slice at least one input tile.
+ */
+export function linearSplit(sys: HbmPimSystem, n: number, k: number): number {
+  return remember(sys, `split ${n} ${k}`, () => {
+    const tile = sys.pim.lanes * sys.pim.grf;
+    let best = 1;
+    let bestT = gemvSeconds(sys, n, k, 1);
+    for (let s = 2; s <= sys.pseudo_channels && Math.ceil(k / s) >= tile; s++) {
+      if (sys.pseudo_channels % s !== 0) continue;
+      const t = gemvSeconds(sys, n, Math.ceil(k / s), s);
+      if (t < bestT) [best, bestT] = [s, t];
+    }
+    return best;
+  });
+}
+
+/** Seconds of a linear layer over `rows` rows on the PIM units, K split as linearSplit says. */
+export function linearSeconds(sys: HbmPimSystem, rows: number, n: number, k: number, env: DimEnv): number {
+  const split = linearSplit(sys, n, k);
+  const kernels = gemvRowsSeconds(sys, rows, n, Math.ceil(k / split), split);
+  if (split === 1) return kernels;
+  const adds = rows * n * (split - 1);
+  return kernels + hostSeconds(sys, syntheticView("add", [rows, n], { flops: adds, bytes: 8 * adds }), env);
+}
+
 /** Seconds of an element-wise kernel over n elements, the host writing the operands and reading the result. */
 export function eltwiseSeconds(sys: HbmPimSystem, op: EltwiseOp, n: number): number {
   return remember(sys, `${op} ${n}`, () => {
@@ -130,7 +159,7 @@ export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): Co
         if (!op.operands[1]!.startsWith("@")) return undefined;
         const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
         const rows = numel(v.ins[0]!.shape, env) / k;
-        return gemvRowsSeconds(sys, rows, n, k);
+        return linearSeconds(sys, rows, n, k, env);
       }
       case "add":
       case "mul":

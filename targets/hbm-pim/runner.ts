@@ -47,7 +47,7 @@ import {
   type PimKernel,
 } from "./kernels.js";
 import { PimChannel } from "./pim.js";
-import { ATTN_PIM, groupsPerRound, hostSeconds, PIM, syntheticView } from "./cost.js";
+import { ATTN_PIM, groupsPerRound, hostSeconds, linearSplit, PIM, syntheticView } from "./cost.js";
 import { attnSystem, type HbmPimSystem } from "./standard.js";
 
 export interface Limits {
@@ -334,22 +334,48 @@ export class HbmPimRunner implements FunctionalRunner {
 
   private linear(op: Op, [x, w, b]: readonly Tensor[]): Tensor {
     const [n, k] = w!.shape as [number, number];
-    const g = this.gemv(refName(op.operands[1]!), n, k, w!.data as Float32Array);
+    const sys = this.m.sys;
+    // K split over groups of pseudo-channels (cost.ts): group j holds columns [j ks, (j + 1) ks).
+    const split = linearSplit(sys, n, k);
+    const ks = Math.ceil(k / split);
+    const name = refName(op.operands[1]!);
+    let g = this.m.gemvs.get(name);
+    if (!g) {
+      const wd = w!.data as Float32Array;
+      g = this.gemv(name, n, ks, undefined, split);
+      const slice = new Float32Array(n * ks);
+      for (let j = 0; j < split; j++) {
+        slice.fill(0);
+        for (let o = 0; o < n; o++)
+          for (let c = 0; c < ks && j * ks + c < k; c++) slice[o * ks + c] = wd[o * k + j * ks + c]!;
+        storeGemvWeights(sys, this.m.devs, g.layout, slice, j);
+      }
+    }
     const xs = x!.data as Float32Array;
     const rows = xs.length / k;
     const out = f32([...x!.shape.slice(0, -1), n]);
     const y = out.data as Float32Array;
     const bias = b?.data as Float32Array | undefined;
     // Rows in passes of as many as the units have input vectors.
-    const v = this.m.sys.pim.vectors;
+    const v = sys.pim.vectors;
     for (let m0 = 0; m0 < rows; m0 += v) {
       const used = Math.min(v, rows - m0);
-      for (let k0 = 0; k0 < used; k0++) g.xs[k0]!.set(xs.subarray((m0 + k0) * k, (m0 + k0 + 1) * k));
-      this.runGemv(g, k, used);
+      for (let k0 = 0; k0 < used; k0++)
+        for (let j = 0; j < split; j++) {
+          const xj = g.xs[j * v + k0]!;
+          const from = (m0 + k0) * k + j * ks;
+          xj.fill(0);
+          xj.set(xs.subarray(from, Math.min(from + ks, (m0 + k0 + 1) * k)));
+        }
+      this.runGemv(g, ks, used);
       for (let k0 = 0; k0 < used; k0++) {
-        const r = readGemvResult(this.m.sys, this.m.devs, g.layout, 0, k0);
         const m = m0 + k0;
-        for (let o = 0; o < n; o++) y[m * n + o] = bias ? Math.fround(r[o]! + bias[o]!) : r[o]!;
+        // The host adds the groups' partial outputs, in order.
+        for (let j = 0; j < split; j++) {
+          const r = readGemvResult(sys, this.m.devs, g.layout, j, k0);
+          for (let o = 0; o < n; o++) y[m * n + o] = j === 0 ? r[o]! : Math.fround(y[m * n + o]! + r[o]!);
+        }
+        if (bias) for (let o = 0; o < n; o++) y[m * n + o] = Math.fround(y[m * n + o]! + bias[o]!);
       }
     }
     return out;
