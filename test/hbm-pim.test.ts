@@ -24,7 +24,7 @@ import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
 import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { pimc, rng, tempDir } from "./util.js";
+import { benchJson, pimc, rng, tempDir } from "./util.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
 import { verify } from "../src/cli/verify.js";
 import { tokenTensor } from "../src/exec/interpreter.js";
@@ -568,27 +568,14 @@ describe("the hbm-pim target on models", () => {
 
 describe("pimc bench on hbm-pim", () => {
   it("times a decode step per batch size from the device model", () => {
-    const r = pimc(
-      "bench",
+    const j = benchJson(
       "examples/llama2-7b.pim",
-      "--system",
       "examples/systems/hbm-pim-64ch.pim",
       "--phase",
       "decode",
       "--batch",
       "1,16",
-      "--json",
     );
-    expect(r.code, r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout) as {
-      target: string;
-      steps: {
-        batch: number;
-        seconds: number;
-        busy: Record<string, number>;
-        ops: { name: string; device: string; seconds: number }[];
-      }[];
-    };
     expect(j.target).toBe("hbm-pim");
     const [b1, b16] = j.steps;
     // Batch 1: the GEMVs on PIM, and the step is the sum of its ops.
@@ -616,11 +603,9 @@ describe("pimc bench on hbm-pim", () => {
 
 describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)", () => {
   it("times the host side with the xPU model; attention goes to PIM where the GPU is poorly occupied", () => {
-    const run = (attention: string) => {
-      const r = pimc(
-        "bench",
+    const run = (attention: string) =>
+      benchJson(
         "examples/llama2-7b.pim",
-        "--system",
         "examples/systems/a100-hbm-pim.pim",
         "--phase",
         "decode",
@@ -630,14 +615,7 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
         "1",
         "--attention",
         attention,
-        "--json",
-      );
-      expect(r.code, r.stderr).toBe(0);
-      const j = JSON.parse(r.stdout) as {
-        steps: { ops: { name: string; device: string; seconds: number }[] }[];
-      };
-      return j.steps[0]!.ops.find((o) => o.name === "L*.attn")!;
-    };
+      ).steps[0]!.ops.find((o) => o.name === "L*.attn")!;
     const gpu = run("host");
     const pim = run("pim");
     const auto = run("auto");
@@ -653,11 +631,9 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
 });
 
 describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-attacc.pim)", () => {
-  const step = (system: string, batch: string) => {
-    const r = pimc(
-      "bench",
+  const step = (system: string, batch: string) =>
+    benchJson(
       "examples/gpt3-175b.pim",
-      "--system",
       `examples/systems/${system}.pim`,
       "--phase",
       "decode",
@@ -665,12 +641,7 @@ describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-at
       "2048",
       "--batch",
       batch,
-      "--json",
-    );
-    expect(r.code, r.stderr).toBe(0);
-    return (JSON.parse(r.stdout) as { steps: { seconds: number; ops: { name: string; device: string }[] }[] })
-      .steps;
-  };
+    ).steps;
   it("keeps the FC layers on the GPU, puts attention on PIM, and gains more as the batch grows", () => {
     const gpu = step("a100", "1,64");
     const attacc = step("a100-attacc", "1,64");
@@ -685,11 +656,9 @@ describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-at
 });
 
 describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
-  const steps = (...extra: string[]) => {
-    const r = pimc(
-      "bench",
+  const steps = (...extra: string[]) =>
+    benchJson(
       "examples/llama-65b.pim",
-      "--system",
       "examples/systems/a100-papi.pim",
       "--phase",
       "decode",
@@ -697,13 +666,8 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
       "2048",
       "--batch",
       "4,64",
-      "--json",
       ...extra,
-    );
-    expect(r.code, r.stderr).toBe(0);
-    return (JSON.parse(r.stdout) as { steps: { seconds: number; ops: { name: string; device: string }[] }[] })
-      .steps;
-  };
+    ).steps;
   it("switches the FC layers from FC-PIM to the GPU as the tokens per step grow; static placement cannot", () => {
     const dynamic = steps("--dynamic-placement", "--compile-once");
     const fixed = steps("--compile-once");
@@ -725,11 +689,9 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
 });
 
 describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () => {
-  const step = (...extra: string[]) => {
-    const r = pimc(
-      "bench",
+  const step = (...extra: string[]) =>
+    benchJson(
       "examples/gpt3-175b.pim",
-      "--system",
       "examples/systems/neupims.pim",
       "--phase",
       "decode",
@@ -737,12 +699,8 @@ describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () =>
       "2048",
       "--batch",
       "16,512",
-      "--json",
       ...extra,
-    );
-    expect(r.code, r.stderr).toBe(0);
-    return (JSON.parse(r.stdout) as { steps: { seconds: number; busy: Record<string, number> }[] }).steps;
-  };
+    ).steps;
   it("overlaps the NPU's and the PIM's work: a gain at large batches, a loss where weights are re-read", () => {
     const naive = step();
     const inter = step("--sub-batches", "2");

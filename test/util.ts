@@ -107,3 +107,22 @@ export function pimc(...args: string[]): { code: number; stdout: string; stderr:
 
 /** A deterministic PRNG (mulberry32): numbers in [0, 1). */
 export { mulberry32 as rng } from "../src/rng.js";
+
+/** One decode or prefill step of `pimc bench --json`. */
+export interface BenchStep {
+  batch: number;
+  seconds: number;
+  busy: Record<string, number>;
+  ops: { name: string; device: string; seconds: number }[];
+}
+
+/** `pimc bench <model> --system <system> ...extra --json`, which must succeed: its parsed report. */
+export function benchJson(
+  model: string,
+  system: string,
+  ...extra: string[]
+): { target: string; steps: BenchStep[] } {
+  const r = pimc("bench", model, "--system", system, ...extra, "--json");
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as { target: string; steps: BenchStep[] };
+}

@@ -6,7 +6,7 @@ import { defaultWorkload, workloadEnv } from "../src/frontend/workload.js";
 import { occupancy, systolicSeconds, xpuSeconds, zXpu } from "../targets/xpu/model.js";
 import { expertTokens } from "../targets/xpu/duplex.js";
 import type { OpView } from "../src/pipeline/cost-model.js";
-import { pimc } from "./util.js";
+import { benchJson, pimc, type BenchStep } from "./util.js";
 
 const flags: PipelineFlags = {
   system: "examples/systems/h100.pim",
@@ -83,17 +83,7 @@ describe("pimc on the xpu target", () => {
   it("verifies a tiny model (fp32 reference execution) and benches a decode step", () => {
     const v = pimc("verify", "test/fixtures/llama-tiny", "--target", "xpu");
     expect(v.code, v.stdout + v.stderr).toBe(0);
-    const b = pimc(
-      "bench",
-      "examples/llama2-7b.pim",
-      "--system",
-      "examples/systems/h100.pim",
-      "--batch",
-      "1,64",
-      "--json",
-    );
-    expect(b.code, b.stderr).toBe(0);
-    const j = JSON.parse(b.stdout) as { target: string; steps: { batch: number; seconds: number }[] };
+    const j = benchJson("examples/llama2-7b.pim", "examples/systems/h100.pim", "--batch", "1,64");
     expect(j.target).toBe("xpu");
     expect(j.steps[1]!.seconds).toBeGreaterThan(j.steps[0]!.seconds);
   });
@@ -108,12 +98,9 @@ describe("Duplex: an xPU and a Logic-PIM co-processing experts and attention", (
     expect(expertTokens(1, 8, 2).filter((n) => n > 0)).toHaveLength(2);
   });
   it("co-processing beats the GPU alone and splits the experts by their Op/B", () => {
-    type Steps = { steps: { seconds: number; ops: { name: string; device: string }[] }[] };
-    const bench = (system: string): Steps["steps"] => {
-      const r = pimc(
-        "bench",
+    const bench = (system: string) =>
+      benchJson(
         "examples/mixtral-8x7b.pim",
-        "--system",
         `examples/systems/${system}.pim`,
         "--phase",
         "decode",
@@ -121,14 +108,10 @@ describe("Duplex: an xPU and a Logic-PIM co-processing experts and attention", (
         "2048",
         "--batch",
         "1,64",
-        "--json",
-      );
-      expect(r.code, r.stderr).toBe(0);
-      return (JSON.parse(r.stdout) as Steps).steps;
-    };
+      ).steps;
     const duplex = bench("duplex");
     const gpu = bench("h100");
-    const moe = (s: Steps["steps"][number]) => s.ops.find((o) => o.name === "L*.moe")!.device;
+    const moe = (s: BenchStep) => s.ops.find((o) => o.name === "L*.moe")!.device;
     // Batch 1: 2 experts of 1 token (Op/B ~ 1): the Logic-PIM alone; batch 64: both devices.
     expect(duplex.map(moe)).toEqual(["pim", "co"]);
     for (let i = 0; i < 2; i++) expect(gpu[i]!.seconds / duplex[i]!.seconds).toBeGreaterThan(2);

@@ -20,7 +20,12 @@ import {
   type PimKernel,
   type StreamPhase,
 } from "../../targets/hbm-pim/kernels.js";
-import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "../../targets/hbm-pim/standard.js";
+import {
+  DEFAULT_SYSTEM,
+  reservedRows,
+  zHbmPimSystem,
+  type HbmPimSystem,
+} from "../../targets/hbm-pim/standard.js";
 import { COMMANDS } from "../../targets/hbm-pim/standard.js";
 import { ms } from "./sim.js";
 import { writeFileAtomic } from "./io.js";
@@ -49,14 +54,7 @@ export function loadHbmSystem(spec: string | undefined): { sys: HbmPimSystem; na
 }
 
 /** Rows below the lowest reserved row (park, mode and register rows). */
-const dataRows = (sys: HbmPimSystem): number =>
-  Math.min(
-    sys.pim.park_row,
-    sys.pim.abmr_row,
-    sys.pim.sbmr_row,
-    sys.pim.register_row - sys.pim.vectors + 1,
-    sys.rows,
-  );
+const dataRows = (sys: HbmPimSystem): number => Math.min(...reservedRows(sys), sys.rows);
 
 interface Plan {
   readonly what: string;

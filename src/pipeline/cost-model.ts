@@ -3,7 +3,9 @@
  * and what moving activations between them costs. Targets implement it from their timing tables.
  */
 import type { DimEnv } from "../ir/dim.js";
-import type { Op } from "../ir/module.js";
+import type { Module, Op } from "../ir/module.js";
+import { opCost, operandTyper } from "../ir/cost.js";
+import { UserError } from "../errors.js";
 import type { Cost } from "../ir/registry.js";
 import type { TensorType } from "../ir/types.js";
 
@@ -65,4 +67,17 @@ export function rooflineCostModel(
     },
     transferTime: (bytes, from, to) => (from === to ? 0 : latency + bytes / link),
   };
+}
+
+/** The views of a function's ops under `env` (transfers left out: they move no data here). */
+export function callViews(m: Module, func: string, env: DimEnv): OpView[] {
+  const f = m.funcs.find((x) => x.name === func);
+  if (!f) throw new UserError(`module has no ${func} function`);
+  const typeOf = operandTyper(m, f);
+  return f.body
+    .filter((op) => op.opcode !== "transfer")
+    .map((op) => {
+      const ins = op.operands.map(typeOf);
+      return { op, ins, outs: op.results.map((r) => r.type), cost: opCost(op, ins, env) };
+    });
 }

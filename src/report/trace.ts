@@ -21,6 +21,22 @@ const HOST = 1;
 const LINK = 2;
 const RANK0 = 100;
 
+/**
+ * Names tracks (threads) of process `pid` as they are first used: returns a function that pushes
+ * the track's name and sort index once and gives back its id.
+ */
+export function tracks(events: TraceEvent[], pid: number): (tid: number, name: string) => number {
+  const named = new Set<number>();
+  return (tid, name) => {
+    if (!named.has(tid)) {
+      named.add(tid);
+      events.push({ name: "thread_name", ph: "M", pid, tid, args: { name } });
+      events.push({ name: "thread_sort_index", ph: "M", pid, tid, args: { sort_index: tid } });
+    }
+    return tid;
+  };
+}
+
 /** The trace of some phase calls, one after the other on the time axis. */
 export function traceEvents(reports: readonly RunReport[], dpusPerRank: number): TraceEvent[] {
   const events: TraceEvent[] = [];
@@ -31,15 +47,7 @@ export function traceEvents(reports: readonly RunReport[], dpusPerRank: number):
       .map(([k, v]) => `${k}=${v}`)
       .join(" ");
     events.push({ name: "process_name", ph: "M", pid, tid: 0, args: { name: `${r.phase} (${env})` } });
-    const named = new Set<number>();
-    const thread = (tid: number, name: string): number => {
-      if (!named.has(tid)) {
-        named.add(tid);
-        events.push({ name: "thread_name", ph: "M", pid, tid, args: { name } });
-        events.push({ name: "thread_sort_index", ph: "M", pid, tid, args: { sort_index: tid } });
-      }
-      return tid;
-    };
+    const thread = tracks(events, pid);
     for (const c of r.commands) {
       const base = {
         name: c.label,

@@ -33,6 +33,20 @@ export type HostConfig = z.infer<typeof zHost>;
 export const hostFlops = (h: HostConfig): number =>
   h.cores * (h.simd_width / 32) * 2 * h.fma_units * h.frequency;
 
+/**
+ * Seconds of an op on a host by its roofline at the host's achieved efficiency:
+ * max(flops / (peak x efficiency), bytes / bandwidth) + overhead (0 for an op without work).
+ */
+export function hostRoofline(
+  h: HostConfig,
+  flops: number,
+  bytes: number,
+  bandwidth = h.memory_bandwidth,
+): number {
+  if (flops === 0 && bytes === 0) return 0;
+  return Math.max(flops / (hostFlops(h) * h.efficiency), bytes / bandwidth) + h.overhead;
+}
+
 const ROW_WEIGHTS: LayoutOptions = {
   weightLayout: (op, i) =>
     (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,

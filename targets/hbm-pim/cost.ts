@@ -3,7 +3,7 @@
  * same HBM), the PIM kernels by the device model itself (each distinct kernel timed once at DRAM
  * command level; their time does not depend on the data).
  */
-import { hostFlops } from "../cpu/index.js";
+import { hostRoofline } from "../cpu/index.js";
 import { xpuSeconds } from "../xpu/model.js";
 import type { DimEnv } from "../../src/ir/dim.js";
 import { dimEval } from "../../src/ir/dim.js";
@@ -31,11 +31,7 @@ export const ATTN_PIM = "attn_pim";
  * roofline max(flops / achieved peak, bytes / bandwidth) + overhead.
  */
 export function hostSeconds(sys: HbmPimSystem, v: OpView, env: DimEnv): number {
-  if (sys.xpu) return xpuSeconds(sys.xpu, v, env);
-  const c = v.cost;
-  if (c.flops === 0 && c.bytes === 0) return 0;
-  const h = sys.host;
-  return Math.max(c.flops / (hostFlops(h) * h.efficiency), c.bytes / h.memory_bandwidth) + h.overhead;
+  return sys.xpu ? xpuSeconds(sys.xpu, v, env) : hostRoofline(sys.host, v.cost.flops, v.cost.bytes);
 }
 
 /** An op view of `opcode` on f32 tensors of `shape` (host work the runner adds, e.g. attention's softmax). */

@@ -7,9 +7,8 @@
  */
 import { validateSystem } from "../../src/frontend/system.js";
 import type { LayoutOptions } from "../../passes/layout.js";
+import { callViews } from "../../src/pipeline/cost-model.js";
 import type { PrepareOptions, SystemModel, Target } from "../index.js";
-import { UserError } from "../../src/errors.js";
-import { opCost, operandTyper } from "../../src/ir/cost.js";
 import { deviceFor } from "../../passes/partition.js";
 import { ATTN_PIM, hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
@@ -49,31 +48,23 @@ const hbmPim: Target = {
     };
   },
   timeCall(module, system, func, env, opts) {
-    const f = module.funcs.find((x) => x.name === func);
-    if (!f) throw new UserError(`module has no ${func} function`);
-    const typeOf = operandTyper(module, f);
     const sys = systemOf(system);
     // Sub-batches (NeuPIMs): each runs at B / n, and while one sub-batch's ops run on the host the
     // other's run on the PIM units (dual row buffers let both use the memory at once).
     const n = Math.max(1, Math.min(opts?.subBatches ?? 1, env.B ?? 1));
     const subEnv = n > 1 ? { ...env, B: Math.ceil((env.B ?? 1) / n) } : env;
     const busy: Record<string, number> = Object.fromEntries(system.costModel.devices.map((d) => [d.name, 0]));
-    const ops = f.body
-      .filter((op) => op.opcode !== "transfer")
-      .map((op) => {
-        const ins = op.operands.map(typeOf);
-        const cost = opCost(op, ins, subEnv);
-        const placed = deviceFor(op, subEnv);
-        const device = placed === PIM || placed === ATTN_PIM ? placed : "host";
-        const view = { op, ins, outs: op.results.map((r) => r.type), cost };
-        // The device model's time of the op's kernels where it is placed (the host's otherwise).
-        const one =
-          (device !== "host" ? system.costModel.opTime(view, device, subEnv) : undefined) ??
-          hostSeconds(sys, view, subEnv);
-        const seconds = n * one;
-        busy[device] = (busy[device] ?? 0) + seconds;
-        return { op, device, seconds, flops: n * cost.flops, bytes: n * cost.bytes };
-      });
+    const ops = callViews(module, func, subEnv).map((view) => {
+      const placed = deviceFor(view.op, subEnv);
+      const device = placed === PIM || placed === ATTN_PIM ? placed : "host";
+      // The device model's time of the op's kernels where it is placed (the host's otherwise).
+      const one =
+        (device !== "host" ? system.costModel.opTime(view, device, subEnv) : undefined) ??
+        hostSeconds(sys, view, subEnv);
+      const seconds = n * one;
+      busy[device] = (busy[device] ?? 0) + seconds;
+      return { op: view.op, device, seconds, flops: n * view.cost.flops, bytes: n * view.cost.bytes };
+    });
     // The host drives the PIM units with its memory commands: one at a time, unless sub-batches
     // overlap them (then the busier device sets the pace; the pipeline's fill is neglected).
     const total = ops.reduce((s, o) => s + o.seconds, 0);

@@ -20,6 +20,7 @@ import type { Cmd, HbmPimSystem } from "./standard.js";
 export class PimError extends Error {}
 
 const isGrf = (o: OperandName | undefined): boolean => o === "GRF_A" || o === "GRF_B";
+const isBank = (o: OperandName | undefined): boolean => o === "EVEN_BANK" || o === "ODD_BANK";
 
 const ABMR_BANKS: Readonly<Record<string, number>> = { "0,0": 1, "0,1": 2, "2,0": 4, "2,1": 8 };
 
@@ -202,7 +203,11 @@ export class PimChannel extends ModeTracker {
   }
 
   private instr(pc: number): Decoded {
-    if (this.code.length === 0) this.code = Array.from(this.crf, (w) => ({ i: decode(w), op: decode(w).op }));
+    if (this.code.length === 0)
+      this.code = Array.from(this.crf, (w) => {
+        const i = decode(w);
+        return { i, op: i.op };
+      });
     const d = this.code[pc];
     if (!d)
       throw new PimError(`program counter ${pc} ran off the CRF (${this.sys.pim.crf} entries) without EXIT`);
@@ -311,12 +316,11 @@ export class PimChannel extends ModeTracker {
     const autoSrc = mac ? Math.floor(((row & 1) * sys.columns + col) / g) % g : col % g;
     const src0Idx = auto ? autoSrc : (i.src0Idx ?? 0);
     const src1Idx = auto ? autoSrc : (i.src1Idx ?? 0);
-    const bankDst = i.dst === "EVEN_BANK" || i.dst === "ODD_BANK";
+    const bankDst = isBank(i.dst);
     if (bankDst && cmd !== "WR")
       throw new PimError(`${formatInstr(i)}: a bank destination needs a WR command`);
-    for (const s of [i.src0, i.src1])
-      if ((s === "EVEN_BANK" || s === "ODD_BANK") && cmd !== "RD")
-        throw new PimError(`${formatInstr(i)}: a bank source needs a RD command`);
+    if (cmd !== "RD" && (isBank(i.src0) || isBank(i.src1)))
+      throw new PimError(`${formatInstr(i)}: a bank source needs a RD command`);
     if (i.dst !== "GRF_A" && i.dst !== "GRF_B" && !bankDst)
       throw new PimError(`${formatInstr(i)}: destination must be a GRF or a bank`);
     const { va, vb } = this;

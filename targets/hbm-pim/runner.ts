@@ -48,7 +48,7 @@ import {
 } from "./kernels.js";
 import { PimChannel } from "./pim.js";
 import { ATTN_PIM, groupsPerRound, hostSeconds, linearSplit, PIM, syntheticView } from "./cost.js";
-import { attnSystem, type HbmPimSystem } from "./standard.js";
+import { attnSystem, reservedRows, type HbmPimSystem } from "./standard.js";
 
 export interface Limits {
   readonly B: number;
@@ -129,14 +129,7 @@ class PimMemory {
   readonly reserved: Set<number>;
   constructor(readonly sys: HbmPimSystem) {
     this.devs = Array.from({ length: sys.pseudo_channels }, () => new PimChannel(sys));
-    const p = sys.pim;
-    // Reserved rows: park, mode changes, and the register rows (one per input vector).
-    this.reserved = new Set([
-      p.park_row,
-      p.abmr_row,
-      p.sbmr_row,
-      ...Array.from({ length: p.vectors }, (_, k) => p.register_row - k),
-    ]);
+    this.reserved = new Set(reservedRows(sys));
   }
 }
 

@@ -251,6 +251,17 @@ export const zHbmPimSystem = organised(
 
 export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
 
+/** Rows no data may use: park, mode changes, and the register rows (one per input vector). */
+export function reservedRows(sys: HbmPimSystem): number[] {
+  const p = sys.pim;
+  return [
+    p.park_row,
+    p.abmr_row,
+    p.sbmr_row,
+    ...Array.from({ length: p.vectors }, (_, k) => p.register_row - k),
+  ];
+}
+
 /** The attention stacks as a system of their own (sharing the host), or undefined. */
 export function attnSystem(sys: HbmPimSystem): HbmPimSystem | undefined {
   return sys.attn_pim ? { ...sys.attn_pim, host: sys.host, ...(sys.xpu ? { xpu: sys.xpu } : {}) } : undefined;

@@ -4,7 +4,7 @@
  * stands for its parity), one for other ranks. Times in microseconds at tCK; a column command lasts
  * its burst on the data bus (BL / 2 cycles), the others one command slot.
  */
-import type { TraceEvent } from "../../src/report/trace.js";
+import { tracks, type TraceEvent } from "../../src/report/trace.js";
 import type { CommandLog } from "./controller.js";
 import { COMMANDS, type HbmPimSystem } from "./standard.js";
 
@@ -19,15 +19,7 @@ export function commandTrace(sys: HbmPimSystem, runs: readonly TracedRun[]): Tra
   runs.forEach((run, i) => {
     const pid = i + 1;
     events.push({ name: "process_name", ph: "M", pid, tid: 0, args: { name: run.name } });
-    const named = new Set<number>();
-    const track = (tid: number, name: string): number => {
-      if (!named.has(tid)) {
-        named.add(tid);
-        events.push({ name: "thread_name", ph: "M", pid, tid, args: { name } });
-        events.push({ name: "thread_sort_index", ph: "M", pid, tid, args: { sort_index: tid } });
-      }
-      return tid;
-    };
+    const track = tracks(events, pid);
     const { log } = run;
     for (let k = 0; k < log.length; k++) {
       const cmd = COMMANDS[log.cmd[k]!]!;

@@ -11,7 +11,7 @@ import {
   type GemmShape,
   type Tiling,
 } from "./gemm.js";
-import { hostFlops } from "../cpu/index.js";
+import { hostRoofline } from "../cpu/index.js";
 import type { UpmemSystem } from "./system.js";
 import { broadcastTime, dpusPerRank, pushTime } from "./transfer.js";
 
@@ -51,10 +51,9 @@ export function perCallSeconds(shape: GemmShape, t: Tiling, sys: UpmemSystem): n
  * emulator times host commands with); transposes at the host's transpose bandwidth.
  */
 export function hostTime(sys: UpmemSystem, flops: number, bytes: number, opcode?: string): number {
-  if (flops === 0 && bytes === 0) return 0;
   const h = sys.host;
   const bw = opcode === "transpose" ? (h.transpose_bandwidth ?? h.memory_bandwidth) : h.memory_bandwidth;
-  return Math.max(flops / (hostFlops(h) * h.efficiency), bytes / bw) + h.overhead;
+  return hostRoofline(h, flops, bytes, bw);
 }
 
 /** What a call costs besides transfers, launch and kernel without pooling, under a distribution. */

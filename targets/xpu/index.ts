@@ -7,8 +7,7 @@ import { z } from "zod";
 import { Interpreter } from "../../src/exec/interpreter.js";
 import { UserError } from "../../src/errors.js";
 import { validateSystem } from "../../src/frontend/system.js";
-import { opCost, operandTyper } from "../../src/ir/cost.js";
-import type { CostModel, OpView } from "../../src/pipeline/cost-model.js";
+import { callViews, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { SystemModel, Target } from "../index.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
@@ -93,26 +92,18 @@ const xpu: Target = {
     return new Interpreter(model.module, model.weights);
   },
   timeCall(module, system, func, env, opts) {
-    const f = module.funcs.find((x) => x.name === func);
-    if (!f) throw new UserError(`module has no ${func} function`);
     if ((opts?.subBatches ?? 1) > 1)
       throw new UserError(
         "sub-batch interleaving needs a host beside PIM units that work at once (target hbm-pim)",
       );
-    const typeOf = operandTyper(module, f);
     const cm = system.costModel;
     const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
-    const ops = f.body
-      .filter((op) => op.opcode !== "transfer")
-      .map((op) => {
-        const ins = op.operands.map(typeOf);
-        const cost = opCost(op, ins, env);
-        const device = deviceFor(op, env) ?? XPU;
-        const view = { op, ins, outs: op.results.map((r) => r.type), cost };
-        const seconds = cm.opTime(view, device, env) ?? cm.opTime(view, XPU, env)!;
-        busy[device] = (busy[device] ?? 0) + seconds;
-        return { op, device, seconds, flops: cost.flops, bytes: cost.bytes };
-      });
+    const ops = callViews(module, func, env).map((view) => {
+      const device = deviceFor(view.op, env) ?? XPU;
+      const seconds = cm.opTime(view, device, env) ?? cm.opTime(view, XPU, env)!;
+      busy[device] = (busy[device] ?? 0) + seconds;
+      return { op: view.op, device, seconds, flops: view.cost.flops, bytes: view.cost.bytes };
+    });
     // One op at a time (co-processed ops use both devices at once).
     return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
   },
