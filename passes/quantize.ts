@@ -1,8 +1,9 @@
 /**
  * Build-time weight quantization: every linear layer with a constant weight becomes a `qlinear` with
- * INT8 weights and per-output-channel scales (symmetric: scale = max |w[n, :]| / 127), computed once
- * in the constant table. Activations are quantized per row at run time by the op. Runs when the
- * options ask for it: `{ quantize: { weights: "int8" } }` (the --weights flag).
+ * INT8 weights and per-output-channel scales (symmetric: scale = max |w[n, :]| / 127), or a
+ * `lowbit_linear` with 8, 4 or 2-bit weights and one scale per group of inputs, computed once in the
+ * constant table. Activations are quantized per row at run time by the op. Runs when the options ask
+ * for it: `{ quantize: { weights: "int8" } }` (the --weights flag).
  */
 import { match, P } from "ts-pattern";
 import { produce } from "immer";
@@ -16,18 +17,22 @@ import { mapFuncs, rewriteFunc, type Rule } from "../src/pipeline/rewrite.js";
 export type Precision = "f32" | "int8" | "int4" | "int2";
 
 export interface QuantizeOptions {
-  /** int8: W8A8 `qlinear`; int4 / int2: weight-only `lowbit_linear` with group-wise scales. */
+  /**
+   * int8: W8A8 `qlinear` with per-channel scales, or with `group` a `lowbit_linear` of 8 bits and
+   * group-wise scales (W8A8 too unless activations are f32); int4 / int2: `lowbit_linear` with
+   * group-wise scales, weight-only unless activations are int8.
+   */
   weights?: Precision;
-  /** Weights per scale of int4 / int2 (default 128; the largest divisor of K up to it). */
+  /** Weights per scale (int4 / int2 default 128; the largest divisor of K up to it). */
   group?: number;
   /** Per-layer precision by op name pattern (`*` any text); the first match wins over `weights`. */
   layers?: readonly { readonly pattern: string; readonly weights: Precision }[];
   /**
    * Activation precision of quantized layers. INT8 weights: int8 (default) or int16 carried as two
-   * INT8 planes. INT4 / INT2 weights: weight-only unless int8 (then W4A8 / W2A8, integer group dot
-   * products).
+   * INT8 planes, or f32 (weight-only `lowbit_linear`). INT4 / INT2 weights: weight-only unless int8
+   * (then W4A8 / W2A8, integer group dot products).
    */
-  activations?: "int8" | "int16";
+  activations?: "f32" | "int8" | "int16";
 }
 
 /** Per-channel symmetric INT8 of a logical [n, k] f32 matrix (the same rule as activations per row). */
@@ -52,7 +57,7 @@ interface Scheme {
 }
 
 function scheme(weights: Precision | undefined, opts: QuantizeOptions): Scheme | undefined {
-  if (weights === "int8")
+  if (weights === "int8" && opts.group === undefined && opts.activations !== "f32")
     return {
       suffix: { q: "q8", scale: "scale" },
       scaleShape: (n) => [n],
@@ -61,9 +66,12 @@ function scheme(weights: Precision | undefined, opts: QuantizeOptions): Scheme |
       attrs: (_k, base) => (opts.activations === "int16" ? { ...base, act_bits: 16 } : base),
       counter: "weights quantized to int8",
     };
-  if (weights !== "int4" && weights !== "int2") return undefined;
-  const bits = weights === "int4" ? 4 : 2;
-  const group = (k: number) => groupFor(k, opts.group ?? 128);
+  if (weights !== "int8" && weights !== "int4" && weights !== "int2") return undefined;
+  const bits = weights === "int8" ? 8 : weights === "int4" ? 4 : 2;
+  // INT8 per group keeps its int8 activations unless asked for weight-only (f32); INT8 weight-only
+  // without a group size has one scale per row.
+  const actBits = opts.activations === "int8" || (bits === 8 && opts.activations !== "f32");
+  const group = (k: number) => groupFor(k, opts.group ?? (bits === 8 ? k : 128));
   return {
     suffix: { q: `q${bits}`, scale: "gscale" },
     scaleShape: (n, k) => [n, k / group(k)],
@@ -73,7 +81,7 @@ function scheme(weights: Precision | undefined, opts: QuantizeOptions): Scheme |
       ...base,
       bits,
       group: group(k),
-      ...(opts.activations === "int8" ? { act_bits: 8 } : {}),
+      ...(actBits ? { act_bits: 8 } : {}),
     }),
     counter: `weights quantized to int${bits}`,
   };
@@ -83,7 +91,7 @@ export const quantize: Pass = {
   name: "quantize",
   optLevel: 0,
   summary:
-    "quantize linear weights at build time: INT8 per channel (W8A8, --weights int8) or INT4 / INT2 per group (weight-only, --weights int4|int2)",
+    "quantize linear weights at build time: INT8 per channel (W8A8, --weights int8) or per group (--group-size), INT4 / INT2 per group (weight-only, or W4A8 / W2A8 with --activations int8)",
   run(m, ctx) {
     const opts = (ctx.options.quantize ?? {}) as QuantizeOptions;
     const layers = (opts.layers ?? []).map((l) => ({

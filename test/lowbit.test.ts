@@ -127,7 +127,8 @@ describe("precision per model and per layer", () => {
     expect(new Set(Object.values(await opcodes({ weights: "f32" })))).toEqual(new Set(["linear"]));
     const mixed = await opcodes({ layerWeights: ["logits=f32", "L1.*=int8"] });
     expect(mixed.logits).toBe("linear");
-    expect(mixed["L1.down"]).toBe("qlinear");
+    // The group size is every quantized layer's: INT8 ones become group-wise too.
+    expect(mixed["L1.down"]).toBe("lowbit_linear 16");
     expect(mixed["L0.down"]).toBe("lowbit_linear 16");
     // The same per-layer choice written in the description (and kept through the printed IR).
     const described = join(dir, "q2.pim");
@@ -228,5 +229,47 @@ describe("--activations with low-bit weights", () => {
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }
+  });
+});
+
+describe("INT8 per group", () => {
+  const flags = { disablePass: [], printBefore: [], printAfter: [] };
+  const linears = async (extra: Partial<PipelineFlags>) => {
+    const { module } = await compileModel(
+      loadModel("examples/tiny-llama.pim"),
+      { ...flags, weights: "int8", ...extra },
+      defaultWorkload("decode"),
+      2,
+    );
+    return module.funcs
+      .find((f) => f.name === "decode")!
+      .body.filter((o) => o.opcode === "qlinear" || o.opcode === "lowbit_linear");
+  };
+  it("--group-size makes INT8 layers group-wise W8A8, --activations f32 weight-only, int16 stays per channel", async () => {
+    const grouped = await linears({ groupSize: 32 });
+    expect(grouped.length).toBeGreaterThan(0);
+    expect(grouped.every((o) => o.opcode === "lowbit_linear" && o.attrs.bits === 8)).toBe(true);
+    // 32, or the largest divisor of K = 176 up to it.
+    expect(new Set(grouped.map((o) => o.attrs.group))).toEqual(new Set([32, 22]));
+    expect(grouped.every((o) => o.attrs.act_bits === 8)).toBe(true);
+    const weightOnly = await linears({ activations: "f32" });
+    expect(weightOnly.every((o) => o.opcode === "lowbit_linear" && o.attrs.act_bits === undefined)).toBe(
+      true,
+    );
+    // One scale per row: the group is the whole of K.
+    expect(weightOnly.every((o) => o.attrs.group === 64 || o.attrs.group === 176)).toBe(true);
+    expect((await linears({})).every((o) => o.opcode === "qlinear")).toBe(true);
+    const r = pimc(
+      "compile",
+      "examples/tiny-llama.pim",
+      "--weights",
+      "int8",
+      "--group-size",
+      "32",
+      "--activations",
+      "int16",
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/int16 needs --weights int8 with per-channel scales/);
   });
 });

@@ -32,7 +32,7 @@ export interface PipelineFlags {
   groupSize?: number;
   /** Per-layer precision, `PATTERN=PRECISION` (op names, `*` any text). */
   layerWeights?: string[];
-  activations?: "int8" | "int16";
+  activations?: "f32" | "int8" | "int16";
   /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
   cooperation?: boolean;
   /** false: weights sent and DPUs allocated at every call (no resource pooling). */
@@ -72,7 +72,7 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .addOption(
       new Option(
         "--weights <type>",
-        "weight precision: f32 (as imported), int8 (per channel, with int8 activations), or int4 / int2 (per group, weight-only), quantized at build time",
+        "weight precision: f32 (as imported), int8 (per channel or --group-size, with int8 activations), or int4 / int2 (per group, weight-only unless --activations int8), quantized at build time",
       ).choices(["f32", "int8", "int4", "int2"]),
     )
     .option(
@@ -83,14 +83,14 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     )
     .option(
       "--group-size <n>",
-      "with --weights int4|int2: weights per scale (default 128; the largest divisor of K up to it)",
+      "weights per scale (int4 / int2 default 128, int8 default a row: per channel; the largest divisor of K up to it)",
       positiveInt,
     )
     .addOption(
       new Option(
         "--activations <type>",
-        "with --weights int8: activations quantized to int8 (default), or int16 carried as two INT8 planes (twice the MACs); with int4 / int2: int8 makes the layers W4A8 / W2A8 (integer group dot products, what LUT kernels compute) instead of weight-only",
-      ).choices(["int8", "int16"]),
+        "with --weights int8: activations quantized to int8 (default), int16 carried as two INT8 planes (twice the MACs), or f32 (weight-only); with int4 / int2: int8 makes the layers W4A8 / W2A8 (integer group dot products, what LUT kernels compute) instead of weight-only (f32, the default)",
+      ).choices(["f32", "int8", "int16"]),
     )
     .option(
       "--dynamic-placement",
@@ -189,10 +189,12 @@ export async function compileModel(
     throw new UserError(
       `${f.weights !== undefined ? `--weights ${f.weights}` : `the model's precision ${quantize.weights}`}: target ${target.name} computes with the imported weights (its pipeline does not quantize)`,
     );
-  if (f.groupSize !== undefined && quantize.weights !== "int4" && quantize.weights !== "int2")
-    throw new UserError("--group-size needs --weights int4 or int2");
-  if (f.activations === "int16" && quantize.weights !== "int8")
-    throw new UserError("--activations int16 needs --weights int8 (two INT8 planes of a W8A8 layer)");
+  if (f.groupSize !== undefined && quantize.weights === "f32")
+    throw new UserError("--group-size needs --weights int8, int4 or int2");
+  if (f.activations === "int16" && (quantize.weights !== "int8" || quantize.group !== undefined))
+    throw new UserError(
+      "--activations int16 needs --weights int8 with per-channel scales (two INT8 planes of a W8A8 layer; no --group-size)",
+    );
   if (f.activations !== undefined && !quantized)
     throw new UserError("--activations needs quantized weights (--weights int8, int4 or int2)");
   const out = (s: string): void => void process.stdout.write(s);
