@@ -114,6 +114,18 @@ function stmtLines(ss: readonly KernelStmt[], indent: string, out: string[]): vo
           `${indent}vadd ${s.dst}[${ex0(s.dstAt)}] += ${s.src}[${ex0(s.srcAt)}] count=${ex0(s.count)}`,
         );
         break;
+      case "lut_build":
+        out.push(
+          `${indent}lut_build ${s.table}[${ex0(s.tableAt)}] <- ${s.x}[${ex0(s.xAt)}]` +
+            ` (m=${ex0(s.m)} vectors=${ex0(s.vectors)} width=${s.width} bits=${s.bits})`,
+        );
+        break;
+      case "lut_mac":
+        out.push(
+          `${indent}lut_mac ${s.acc}[${ex0(s.accAt)}] += ${s.table}[${ex0(s.tableAt)}][${s.w}[${ex0(s.wAt)}] ld=${ex0(s.wLd)}]` +
+            ` (m=${ex0(s.m)} n=${ex0(s.n)} vectors=${ex0(s.vectors)} width=${s.width} bits=${s.bits})`,
+        );
+        break;
       case "instr":
         out.push(`${indent}instr ${ex0(s.count)} ${JSON.stringify(s.what)}`);
         break;

@@ -333,6 +333,10 @@ function stmtExprs(s: KernelStmt): IntExpr[] {
       return [s.accAt, s.aAt, s.bAt, s.m, s.n, s.k];
     case "vadd":
       return [s.dstAt, s.srcAt, s.count];
+    case "lut_build":
+      return [s.tableAt, s.xAt, s.m, s.vectors];
+    case "lut_mac":
+      return [s.accAt, s.tableAt, s.wAt, s.wLd, s.m, s.n, s.vectors];
     case "instr":
       return [s.count];
   }
@@ -417,8 +421,7 @@ export function checkKernel(k: Kernel, sys: UpmemSystem, env: Env): void {
           no(`${what} = ${x} is not a non-negative integer`);
         return x;
       };
-      if (!["loop", "dma_read", "dma_write", "dma_wait", "fill", "mac", "vadd", "instr"].includes(s.op))
-        no(`unknown statement op ${String(s.op)}`);
+      if (!STMT_OPS.includes(s.op)) no(`unknown statement op ${String(s.op)}`);
       for (const e of stmtExprs(s)) {
         try {
           checkExpr(e);
@@ -469,6 +472,26 @@ export function checkKernel(k: Kernel, sys: UpmemSystem, env: Env): void {
           count("count", s.count);
           break;
         }
+        case "lut_build":
+        case "lut_mac": {
+          const why = lutFormatError(s.bits, s.width);
+          if (why) no(why);
+          count("m", s.m);
+          count("vectors", s.vectors);
+          if (s.op === "lut_build") {
+            const [t, x] = [buf(s.table), buf(s.x)];
+            if (t.dtype !== "i32" || x.dtype !== "i8")
+              no(`unsupported dtypes table ${t.dtype}, x ${x.dtype} (i32 table from i8 activations)`);
+          } else {
+            const [acc, t, w] = [buf(s.acc), buf(s.table), buf(s.w)];
+            if (acc.dtype !== "i32" || t.dtype !== "i32" || w.dtype !== "i8")
+              no(
+                `unsupported dtypes ${acc.dtype} += ${t.dtype}[${w.dtype}] (i32 += i32 table indexed by i8 packed weights)`,
+              );
+            count("n", s.n);
+          }
+          break;
+        }
         case "instr":
           count("count", s.count);
           break;
@@ -476,6 +499,86 @@ export function checkKernel(k: Kernel, sys: UpmemSystem, env: Env): void {
     });
   };
   walk(k.body, "", scope);
+}
+
+const STMT_OPS: readonly string[] = [
+  "loop",
+  "dma_read",
+  "dma_write",
+  "dma_wait",
+  "fill",
+  "mac",
+  "vadd",
+  "lut_build",
+  "lut_mac",
+  "instr",
+];
+
+/** Why a LUT format is illegal: bits 2 or 4, fields of bits x width bits dividing a byte. */
+export function lutFormatError(bits: number, width: number): string | undefined {
+  if (bits !== 2 && bits !== 4) return `LUT weights of ${bits} bits (2 or 4)`;
+  if (!Number.isInteger(width) || width < 1 || 8 % (bits * width) !== 0)
+    return `LUT vectors of ${width} weights of ${bits} bits do not divide a byte`;
+  return undefined;
+}
+
+/** Entries of one LUT-GEMV table: 2^(bits x width). */
+export const lutEntries = (bits: number, width: number): number => 2 ** (bits * width);
+
+interface LutArgs {
+  m: number;
+  n: number;
+  vectors: number;
+  accAt: number;
+  tableAt: number;
+  xAt: number;
+  wAt: number;
+  wLd: number;
+}
+
+/** Validated arguments of lut_build and lut_mac (element ranges of every buffer they touch). */
+function compileLut(ctx: Ctx, site: Site, s: Stmt<"lut_build"> | Stmt<"lut_mac">): (env: Vars) => LutArgs {
+  const E = lutEntries(s.bits, s.width);
+  const table = bufOf(ctx, site, s.table);
+  const mE = compileCount(site, s.m, "m");
+  const vE = compileCount(site, s.vectors, "vectors");
+  const tE = compileInt(site, s.tableAt, "tableAt");
+  const out: LutArgs = { m: 0, n: 0, vectors: 0, accAt: 0, tableAt: 0, xAt: 0, wAt: 0, wLd: 0 };
+  if (s.op === "lut_build") {
+    const x = bufOf(ctx, site, s.x);
+    const xE = compileInt(site, s.xAt, "xAt");
+    return (env) => {
+      out.m = mE(env);
+      out.vectors = vE(env);
+      out.tableAt = tE(env);
+      out.xAt = xE(env);
+      checkRange(site, env, table, out.tableAt, out.m * out.vectors * E, "table");
+      checkRange(site, env, x, out.xAt, out.m * out.vectors * s.width, "x");
+      return out;
+    };
+  }
+  const acc = bufOf(ctx, site, s.acc);
+  const w = bufOf(ctx, site, s.w);
+  const nE = compileCount(site, s.n, "n");
+  const aE = compileInt(site, s.accAt, "accAt");
+  const wE = compileInt(site, s.wAt, "wAt");
+  const ldE = compileCount(site, s.wLd, "wLd");
+  const rowBytes = (vectors: number): number => Math.ceil((vectors * s.width * s.bits) / 8);
+  return (env) => {
+    out.m = mE(env);
+    out.n = nE(env);
+    out.vectors = vE(env);
+    out.tableAt = tE(env);
+    out.accAt = aE(env);
+    out.wAt = wE(env);
+    out.wLd = ldE(env);
+    checkRange(site, env, acc, out.accAt, out.m * out.n, "acc");
+    if (out.m > 0 && out.vectors > 0) {
+      checkRange(site, env, table, out.tableAt, out.m * out.vectors * E, "table");
+      if (out.n > 0) checkRange(site, env, w, out.wAt, (out.n - 1) * out.wLd + rowBytes(out.vectors), "w");
+    }
+    return out;
+  };
 }
 
 function makeCtx(k: Kernel, sys: UpmemSystem, mramBytes: number): Ctx {
@@ -637,6 +740,59 @@ function compileRun(
               C[x] = acc;
             }
           }
+        };
+      }
+      case "lut_build": {
+        const args = compileLut(ctx, site, s);
+        const [ti, xi] = [idx(s.table), idx(s.x)];
+        const { bits, width } = s;
+        const E = lutEntries(bits, width);
+        const levels = 1 << bits;
+        const lo = -(levels >> 1);
+        return (env, bufs) => {
+          const { m, vectors, tableAt, xAt } = args(env);
+          const T = (bufs[ti] as Buf).i32;
+          const X = (bufs[xi] as Buf).i8;
+          for (let v = 0; v < m * vectors; v++) {
+            const at = tableAt + v * E;
+            const xo = xAt + v * width;
+            for (let p = 0; p < E; p++) {
+              let x = 0;
+              let rest = p;
+              for (let u = 0; u < width; u++) {
+                x += (X[xo + u] as number) * ((rest % levels) + lo);
+                rest = (rest - (rest % levels)) / levels;
+              }
+              T[at + p] = x;
+            }
+          }
+        };
+      }
+      case "lut_mac": {
+        const args = compileLut(ctx, site, s);
+        const [ci, ti, wi] = [idx(s.acc), idx(s.table), idx(s.w)];
+        const fb = s.bits * s.width;
+        const E = lutEntries(s.bits, s.width);
+        const mask = E - 1;
+        const perByte = 8 / fb;
+        return (env, bufs) => {
+          const { m, n, vectors, accAt, tableAt, wAt, wLd } = args(env);
+          const C = (bufs[ci] as Buf).i32;
+          const T = (bufs[ti] as Buf).i32;
+          const W = (bufs[wi] as Buf).u8;
+          for (let i = 0; i < m; i++)
+            for (let j = 0; j < n; j++) {
+              let sum = 0;
+              const wo = wAt + j * wLd;
+              const to = tableAt + i * vectors * E;
+              for (let v = 0; v < vectors; v++) {
+                const byte = W[wo + Math.floor(v / perByte)] as number;
+                const p = (byte >> ((v % perByte) * fb)) & mask;
+                sum += T[to + v * E + p] as number;
+              }
+              const x = accAt + i * n + j;
+              C[x] = (C[x] as number) + sum;
+            }
         };
       }
       case "vadd": {
@@ -838,9 +994,35 @@ function compileTime(
         const per = (ctx.bufs.get(s.dst) as WramBuffer).dtype === "f32" ? isa.add_f32 : isa.add_i32;
         return computeNode((env) => args(env).count * per);
       }
+      case "lut_build": {
+        const args = compileLut(ctx, site, s);
+        const per = lutBuildInstr(isa, s.bits, s.width);
+        return computeNode((env) => {
+          const { m, vectors } = args(env);
+          return m * vectors * per;
+        });
+      }
+      case "lut_mac": {
+        const args = compileLut(ctx, site, s);
+        const per = lutLookupInstr(isa, s.bits, s.width);
+        return computeNode((env) => {
+          const { m, n, vectors } = args(env);
+          return m * n * (vectors * per + isa.dot_overhead);
+        });
+      }
     }
   });
 }
+
+type Isa = UpmemSystem["isa"];
+
+/** Instructions to build one activation vector's table. */
+export const lutBuildInstr = (isa: Isa, bits: number, width: number): number =>
+  lutEntries(bits, width) * isa.lut_entry + isa.lut_vector;
+
+/** Instructions per lookup (one more when the weights' fields are narrower than a byte). */
+export const lutLookupInstr = (isa: Isa, bits: number, width: number): number =>
+  isa.lut_lookup + (bits * width < 8 ? isa.lut_extract : 0);
 
 const COMPUTING = 0;
 const SLEEPING = 1;

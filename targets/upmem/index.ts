@@ -12,9 +12,10 @@ import type { LayoutOptions } from "../../passes/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { encodeProgram } from "./codec.js";
-import { lowerModule, PIM, type AttentionPlan, type Limits } from "./lower.js";
+import { lowerModule, PIM, type AttentionPlan, type Limits, type LutPlan } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
+import { selectLut, type LutChoice, type LutShape } from "./lut.js";
 import { baseTiling, hostTime, perCallFor } from "./base.js";
 
 export { hostTime };
@@ -42,6 +43,20 @@ export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape |
     n: dimEval(w.shape[0]!, env),
     k: dimEval(w.shape[1]!, env),
     dtype: op.opcode === "qlinear" ? "i8" : "f32",
+  };
+}
+
+/** The LUT-GEMV shape of a W4A8 / W2A8 linear layer with a constant weight, or undefined. */
+export function lutShapeOf(v: OpView, env: Record<string, number>): LutShape | undefined {
+  const { op } = v;
+  if (op.opcode !== "lowbit_linear" || op.attrs.act_bits !== 8 || !op.operands[1]?.startsWith("@"))
+    return undefined;
+  return {
+    m: dimEval(dimProd(v.ins[0]!.shape.slice(0, -1)), env),
+    n: dimEval(v.ins[1]!.shape[0]!, env),
+    k: dimEval(v.ins[1]!.shape[1]!, env),
+    bits: op.attrs.bits as number,
+    group: op.attrs.group as number,
   };
 }
 
@@ -80,6 +95,14 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
     }
     return memo.get(key);
   };
+  const lutMemo = new Map<string, LutChoice | undefined>();
+  /** LUT kernels need resident weights and the Tile-Selector. */
+  const lutOk = opts.pooling !== false && opts.gemm !== "base";
+  const chooseLut = (s: LutShape): LutChoice | undefined => {
+    const key = `${s.m} ${s.n} ${s.k} ${s.bits} ${s.group}`;
+    if (!lutMemo.has(key)) lutMemo.set(key, lutOk ? selectLut(s, sys, [s.m])?.choices[0] : undefined);
+    return lutMemo.get(key);
+  };
   const attnMemo = new Map<string, number | undefined>();
   /**
    * Attention on the DPUs: the plan's transfers, kernels and reduction of the context's partials plus
@@ -112,14 +135,28 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
     home: "host",
     opTime(v, device, env) {
       const shape = gemmShapeOf(v, env);
+      const lut = v.op.opcode === "lowbit_linear";
       if (device === "host") {
         const attention = v.op.opcode === "attention";
         if (attention && opts.attention === "pim" && attentionTime(v, env) !== undefined) return undefined;
-        if (!cooperation && shape) return undefined;
+        if (!cooperation && (shape || (lut && lutShapeOf(v, env) && chooseLut(lutShapeOf(v, env)!))))
+          return undefined;
         return hostTime(sys, v.cost.flops, v.cost.bytes, v.op.opcode);
       }
       if (device === PIM && v.op.opcode === "attention")
         return opts.attention === "host" ? undefined : attentionTime(v, env);
+      if (device === PIM && lut) {
+        const l = lutShapeOf(v, env);
+        if (!l) return undefined;
+        const c = chooseLut(l);
+        if (!c) return undefined;
+        // The host quantizes the activation and folds the group dot products with the scales.
+        const mk = l.m * l.k;
+        const dots = (l.m * l.n * l.k) / l.group;
+        return (
+          c.estimate.total + hostTime(sys, 3 * mk, 5 * mk) + hostTime(sys, 3 * dots, 4 * dots + 8 * l.m * l.n)
+        );
+      }
       if (device !== PIM || !shape) return undefined;
       const c = choose(shape);
       if (!c) return undefined;
@@ -205,6 +242,17 @@ function attentionLines(plans: readonly AttentionPlan[]): string[] {
   return [`attention ${layers} layers on the DPUs (${dts} per group); context kernel: ${each}`];
 }
 
+/** A line on the LUT-GEMV layers: how many, their formats and tables. */
+function lutLines(plans: readonly LutPlan[]): string[] {
+  if (plans.length === 0) return [];
+  const what = new Set<string>();
+  for (const p of plans)
+    for (const [phase, ph] of p.phases)
+      what.add(`${phase} width ${ph.tiling.width} (${2 ** (p.shape.bits * ph.tiling.width)}-entry tables)`);
+  const formats = [...new Set(plans.map((p) => `W${p.shape.bits}A8 groups of ${p.shape.group}`))].join(", ");
+  return [`lut-gemv  ${plans.length} weights (${formats}); ${[...what].join(", ")}`];
+}
+
 const upmem: Target = {
   name: "upmem",
   summary: "UPMEM-class DIMM-PIM (PIM-LLM): PGEMMlib kernels on DPUs, host CPU for the rest; emulated",
@@ -223,7 +271,7 @@ const upmem: Target = {
     const envs = opts.envs ?? { prefill: { B: 1, S: 128, P: 0 }, decode: { B: 1, S: 1, P: 1024 } };
     const limits = opts.limits ?? limitsOf(envs);
     const sys = systemOf(system);
-    const { program, gemms, attention } = lowerModule(model.module, model.weights, {
+    const { program, gemms, luts, attention } = lowerModule(model.module, model.weights, {
       system: sys,
       limits,
       envs,
@@ -250,6 +298,7 @@ const upmem: Target = {
         `program   upmem, ${program.kernels.length} kernels, ${gemms.length} DPU-resident weights (${[...variants].map(([v, n]) => `${n} ${v}`).join(", ") || "none"}), ${dpus} of ${sys.dpus} DPUs, ${(mram / 2 ** 20).toFixed(2)} MiB MRAM per DPU`,
         `          ${program.phases.map((p) => `${p.name} ${p.commands.length} commands`).join(", ")}; limits B <= ${limits.B}, S <= ${limits.S}, P+S <= ${limits.T}${opts.shapeOnly ? "; shape-only (timing)" : ""}`,
         ...attentionLines(attention),
+        ...lutLines(luts),
       ],
     };
   },

@@ -48,6 +48,7 @@ import type {
   StateBuffer,
 } from "./program.js";
 import { selectJoint } from "./selector.js";
+import { lutBlock, lutKernel, lutWeightImage, selectLut, type LutShape, type LutTiling } from "./lut.js";
 import { baseTiling, perCallFor } from "./base.js";
 import {
   appendOffsets,
@@ -116,6 +117,21 @@ export interface GemmPlan {
 
 const expr = (d: Dim): IntExpr => (typeof d === "number" ? d : dimToString(d));
 const isPimAttention = (op: Op): boolean => op.attrs.device === PIM && op.opcode === "attention";
+/** A W4A8 / W2A8 linear layer on the DPUs: a LUT-GEMV kernel. */
+const isPimLut = (op: Op): boolean =>
+  op.attrs.device === PIM &&
+  op.opcode === "lowbit_linear" &&
+  op.attrs.act_bits === 8 &&
+  op.operands[1]!.startsWith("@");
+
+/** What lowering decided for one LUT-GEMV weight. */
+export interface LutPlan {
+  readonly weight: string;
+  readonly shape: Omit<LutShape, "m">;
+  readonly distribution: Distribution;
+  readonly phases: Map<string, { tiling: LutTiling; kernel: string; m: number }>;
+  readonly region: string;
+}
 const isPimGemm = (op: Op): boolean =>
   op.attrs.device === PIM &&
   (op.opcode === "linear" || op.opcode === "qlinear") &&
@@ -162,6 +178,21 @@ function weightImage(w: Tensor, shape: Omit<GemmShape, "m">, d: Distribution): U
     }
   }
   return out;
+}
+
+/** The activation X [m, k] over a GEMM's DPUs: DPU (im, in, ik) holds row block im, column block ik. */
+function activationMap(m: IntExpr, k: number, mb: IntExpr, kb: number, d: Distribution): BlockMap {
+  return {
+    rows: m,
+    cols: k,
+    blockRows: mb,
+    blockCols: kb,
+    ld: kb,
+    rowEvery: d.dn * d.dk,
+    rowBlocks: d.dm,
+    colEvery: 1,
+    colBlocks: d.dk,
+  };
 }
 
 class Emitter {
@@ -237,6 +268,7 @@ export interface AttentionPlan {
 export interface Lowered {
   readonly program: Program;
   readonly gemms: readonly GemmPlan[];
+  readonly luts: readonly LutPlan[];
   readonly attention: readonly AttentionPlan[];
 }
 
@@ -336,6 +368,65 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
     });
     plans.set(weight, plan);
+  }
+  // LUT-GEMV weights: their own Tile-Selector and segment-major packed layout.
+  const luts = new Map<string, LutPlan>();
+  {
+    const lutUses = new Map<string, { shape: Omit<LutShape, "m">; ms: Map<string, number>; mMax: number }>();
+    for (const f of funcs) {
+      const typeOf = operandTyper(m, f);
+      const env = opts.envs[f.name] ?? {};
+      for (const op of f.body) {
+        if (!isPimLut(op)) continue;
+        if (!pooling || opts.gemm === "base")
+          throw new UserError(
+            `%${op.results[0]!.name}: LUT-GEMV layers on the DPUs need resident weights and the Tile-Selector (no --no-pooling, no --base-gemm)`,
+          );
+        const x = typeOf(op.operands[0]!);
+        const [n, k] = typeOf(op.operands[1]!).shape.map((d) => dimEval(d, {})) as [number, number];
+        const lead = x.shape.slice(0, -1);
+        const mm = dimEval(dimProd(lead), { B: 1, S: 1, P: 0, ...env });
+        const mMax = dimEval(dimProd(lead), {
+          B: limits.B,
+          S: limits.S,
+          P: Math.max(0, limits.T - limits.S),
+        });
+        const name = refName(op.operands[1]!);
+        const shape = { n, k, bits: op.attrs.bits as number, group: op.attrs.group as number };
+        const u = lutUses.get(name) ?? { shape, ms: new Map<string, number>(), mMax };
+        u.mMax = Math.max(u.mMax, mMax);
+        u.ms.set(f.name, Math.max(u.ms.get(f.name) ?? 0, mm));
+        lutUses.set(name, u);
+      }
+    }
+    for (const [weight, u] of lutUses) {
+      const phases = [...u.ms.keys()];
+      const sel = selectLut(
+        u.shape,
+        sys,
+        phases.map((p) => u.ms.get(p)!),
+      );
+      if (!sel)
+        throw new UserError(
+          `no legal LUT-GEMV tiling for @${weight} [${u.shape.n}, ${u.shape.k}] int${u.shape.bits} (groups of ${u.shape.group}) on ${sys.dpus} DPUs`,
+        );
+      const b = lutBlock(u.shape, sel.distribution);
+      const plan: LutPlan = {
+        weight,
+        shape: u.shape,
+        distribution: sel.distribution,
+        phases: new Map(),
+        region: region(`w:${weight}`, b.segments * b.nbPad * b.gkBytes),
+      };
+      phases.forEach((p, i) => {
+        const t = sel.choices[i]!.tiling;
+        const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
+        xBytes = Math.max(xBytes, mbPad * b.kb);
+        yBytes = Math.max(yBytes, mbPad * b.segments * b.nbPad * 4);
+        plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
+      });
+      luts.set(weight, plan);
+    }
   }
   // Attention on the DPUs: a layout per layer (its KV cache blocks, resident in MRAM with pooling)
   // shared by the phases, tiles per phase.
@@ -479,6 +570,17 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const proto = gemmKernel({ name: "", shape: t.shape, tiling: t.tiling, mExpr, xOff, yOff });
     plan.phases.get(t.phase)!.kernel = kernelName(proto);
   }
+  for (const f of funcs) {
+    const typeOf = operandTyper(m, f);
+    for (const op of f.body) {
+      if (!isPimLut(op)) continue;
+      const plan = luts.get(refName(op.operands[1]!))!;
+      const ph = plan.phases.get(f.name)!;
+      const mExpr = expr(dimProd(typeOf(op.operands[0]!).shape.slice(0, -1)));
+      const proto = lutKernel({ shape: { ...plan.shape, m: ph.m }, tiling: ph.tiling, mExpr, xOff, yOff });
+      ph.kernel = kernelName(proto, "lut");
+    }
+  }
   for (const a of attn.values()) {
     const ks = attentionKernels(a.layout, a.tiling, { rows: a.rows, T: a.T }, xOff, yOff);
     a.scores = kernelName(ks.scores);
@@ -494,6 +596,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     1,
     ...[...plans.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
     ...[...attn.values()].map((a) => layoutDpus(a.layout)),
+    ...[...luts.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
   );
 
   // 3. Images and constants.
@@ -510,6 +613,17 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       range: { first: 0, count },
       bytesPerDpu,
       ...(opts.shapeOnly ? {} : { data: weightImage(logical(m, weights, plan.weight), plan.shape, d) }),
+    });
+  }
+  for (const plan of luts.values()) {
+    const d = plan.distribution;
+    const b = lutBlock(plan.shape, d);
+    images.push({
+      name: plan.weight,
+      region: plan.region,
+      range: { first: 0, count: d.dm * d.dn * d.dk },
+      bytesPerDpu: b.segments * b.nbPad * b.gkBytes,
+      ...(opts.shapeOnly ? {} : { data: lutWeightImage(logical(m, weights, plan.weight), plan.shape, d) }),
     });
   }
   const hostConsts = new Set<string>();
@@ -529,6 +643,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
           return;
         }
         if (isPimAttention(op)) return;
+        if (isPimLut(op) && i === 1) return;
         hostConsts.add(refName(ref));
       });
   const constants: HostConstant[] = [...hostConsts].map((name) => {
@@ -575,7 +690,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
   const buffers: HostBuffer[] = [];
   const offsets = new Map(regions.map((x) => [x.name, x.offset]));
   const phases: Phase[] = funcs.map((f) =>
-    lowerFunc(m, f, plans, attn, caches, buffers, {
+    lowerFunc(m, f, plans, luts, attn, caches, buffers, {
       xRegion,
       yRegion,
       offsets,
@@ -599,13 +714,14 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     phases,
   };
   const attention = [...attn.values()].map((a) => ({ phase: a.phase, layout: a.layout, tiling: a.tiling }));
-  return { program, gemms: [...plans.values()], attention };
+  return { program, gemms: [...plans.values()], luts: [...luts.values()], attention };
 }
 
 function lowerFunc(
   m: Module,
   f: Func,
   plans: Map<string, GemmPlan>,
+  luts: ReadonlyMap<string, LutPlan>,
   attn: ReadonlyMap<string, AttentionUse>,
   caches: ReadonlyMap<string, CacheUse>,
   buffers: HostBuffer[],
@@ -764,6 +880,55 @@ function lowerFunc(
     host("reduce_sum", { axis: 4 }, [parts], [sum]);
     host("reshape", { shape: res.type.shape }, [sum], [addBuffer(base, res.type)]);
   };
+  /**
+   * A LUT-GEMV layer: INT8 activations pushed, the kernel's per-segment integer dot products pulled
+   * into [lead..., dn, groups, nbPad] (the parts of a group split over DPUs added by the pull), folded
+   * with the scales by the host.
+   */
+  const lowerLut = (op: Op): void => {
+    const plan = luts.get(refName(op.operands[1]!))!;
+    const t = plan.phases.get(f.name)!.tiling;
+    const kernel = plan.phases.get(f.name)!.kernel;
+    const b = lutBlock(plan.shape, t);
+    const xType = typeOf(op.operands[0]!);
+    const lead = xType.shape.slice(0, -1);
+    const res = op.results[0]!;
+    const base = `${f.name}/${res.name}`;
+    const xq = addBuffer(`${base}.xq`, { dtype: "i8", shape: xType.shape });
+    const xs = addBuffer(`${base}.xs`, { dtype: "f32", shape: lead });
+    host("quantize", {}, [bufName(op.operands[0]!)], [xq, xs]);
+    const mExpr = expr(dimProd(lead));
+    const count = t.dm * t.dn * t.dk;
+    const range: DpuRange = { first: 0, count };
+    const mb = mbExpr(mExpr, t.dm);
+    const xMap = activationMap(mExpr, plan.shape.k, mb, b.kb, t);
+    const broadcast = t.dm === 1 && t.dk === 1;
+    const push = em.emit(
+      { kind: broadcast ? "broadcast" : "push", buffer: xq, range, region: r.xRegion, at: 0, map: xMap },
+      [em.writerOf(xq), ...em.beforeWrite(r.xRegion)],
+    );
+    em.wrote(r.xRegion, push);
+    const l = launch(kernel, range, plan.region, [push]);
+    const groups = plan.shape.k / plan.shape.group;
+    const dots = addBuffer(`${base}.dots`, {
+      dtype: "i32",
+      shape: [...lead, t.dn, groups, b.nbPad],
+    });
+    const yMap: BlockMap = {
+      rows: mExpr,
+      cols: t.dn * groups * b.nbPad,
+      blockRows: mb,
+      blockCols: b.segments * b.nbPad,
+      ld: b.segments * b.nbPad,
+      rowEvery: t.dn * t.dk,
+      rowBlocks: t.dm,
+      colEvery: b.split,
+      colBlocks: (t.dn * t.dk) / b.split,
+    };
+    move("pull", dots, r.yRegion, yMap, range, [l], { reduce: b.split > 1 });
+    const ins = [dots, xs, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
+    host("group_dequantize", { block: b.nb }, ins, [addBuffer(base, res.type)]);
+  };
   for (const op of f.body) {
     if (op.opcode === "transfer") {
       alias.set(`%${op.results[0]!.name}`, bufName(op.operands[0]!));
@@ -771,6 +936,10 @@ function lowerFunc(
     }
     if (isPimAttention(op)) {
       lowerAttention(op);
+      continue;
+    }
+    if (isPimLut(op)) {
+      lowerLut(op);
       continue;
     }
     if (!isPimGemm(op)) {
@@ -808,17 +977,7 @@ function lowerFunc(
     const count = t.dm * t.dn * t.dk;
     const range: DpuRange = { first: 0, count };
     const mb = mbExpr(mExpr, t.dm);
-    const xMap: BlockMap = {
-      rows: mExpr,
-      cols: plan.shape.k,
-      blockRows: mb,
-      blockCols: kb,
-      ld: kb,
-      rowEvery: t.dn * t.dk,
-      rowBlocks: t.dm,
-      colEvery: 1,
-      colBlocks: t.dk,
-    };
+    const xMap = activationMap(mExpr, plan.shape.k, mb, kb, t);
     // Without pooling, the call allocates its DPUs, loads its kernel and sends the weight first.
     const before: number[] = [];
     if (!r.pooling) {

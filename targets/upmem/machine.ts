@@ -63,7 +63,8 @@ interface HostValue {
 const hostType = (dtype: "f32" | "i32" | "i8", shape: readonly number[]): TensorType => ttype(dtype, shape);
 
 /**
- * Arithmetic of one DPU's kernel run: 2 per multiply-accumulate, 1 per vector add (padding included:
+ * Arithmetic of one DPU's kernel run: 2 per multiply-accumulate (a LUT lookup counts as its vector's
+ * multiply-accumulates), 1 per vector add (padding included:
  * what the DPU computes). Loop counts are evaluated with grid and loop variables at 0.
  */
 export function kernelFlops(k: Kernel, env: Env): number {
@@ -79,6 +80,9 @@ export function kernelFlops(k: Kernel, env: Env): number {
           return sum + 2 * evalExpr(s.m, scope) * evalExpr(s.n, scope) * evalExpr(s.k, scope);
         case "vadd":
           return sum + evalExpr(s.count, scope);
+        case "lut_mac":
+          // Each lookup stands for `width` multiply-accumulates.
+          return sum + 2 * evalExpr(s.m, scope) * evalExpr(s.n, scope) * evalExpr(s.vectors, scope) * s.width;
         default:
           return sum;
       }

@@ -99,6 +99,45 @@ export type KernelStmt =
       readonly srcAt: IntExpr;
       readonly count: IntExpr;
     }
+  /**
+   * LUT-GEMV table build (SAIL / T-MAC style): for every row i < m and activation vector v < vectors
+   * (x: i8, `width` inputs each, rows of vectors*width elements from xAt), the table of its dot products
+   * with every pattern p of `width` signed `bits`-bit weights:
+   * table[tableAt + (i*vectors + v)*E + p] = sum_u x[xAt + i*vectors*width + v*width + u] * (digit_u(p) - 2^(bits-1)),
+   * E = 2^(bits*width), digit_u(p) = bits u*bits.. of p (i32 table, exact).
+   */
+  | {
+      readonly op: "lut_build";
+      readonly table: string;
+      readonly tableAt: IntExpr;
+      readonly x: string;
+      readonly xAt: IntExpr;
+      readonly m: IntExpr;
+      readonly vectors: IntExpr;
+      readonly width: number;
+      readonly bits: number;
+    }
+  /**
+   * LUT-GEMV lookups: acc[accAt + i*n + j] += sum_{v < vectors} table[tableAt + (i*vectors + v)*E + p(j, v)]
+   * for i < m, j < n, where the packed weights of output j are the bytes from wAt + j*wLd (buffer w,
+   * i8 holding raw bytes) and p(j, v) is their bit field v of bits*width bits (little-endian, fields
+   * never cross bytes): the weights' offset-binary digits, which index the table.
+   */
+  | {
+      readonly op: "lut_mac";
+      readonly acc: string;
+      readonly accAt: IntExpr;
+      readonly table: string;
+      readonly tableAt: IntExpr;
+      readonly w: string;
+      readonly wAt: IntExpr;
+      readonly wLd: IntExpr;
+      readonly m: IntExpr;
+      readonly n: IntExpr;
+      readonly vectors: IntExpr;
+      readonly width: number;
+      readonly bits: number;
+    }
   /** A block of `count` instructions with no data effect (loop overheads, microbenchmarks). */
   | { readonly op: "instr"; readonly count: IntExpr; readonly what: string };
 

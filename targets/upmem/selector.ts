@@ -83,6 +83,50 @@ export function bestTiles(
   return out;
 }
 
+/** Distributions grouped by weight layout dn x dk (each with the values of dm a call may use). */
+export function byLayout(all: readonly Distribution[]): Distribution[][] {
+  const layouts = new Map<string, Distribution[]>();
+  for (const d of all) {
+    const key = `${d.dn} ${d.dk}`;
+    const ds = layouts.get(key);
+    if (ds) ds.push(d);
+    else layouts.set(key, [d]);
+  }
+  return [...layouts.values()];
+}
+
+/**
+ * The layout whose per-row-count picks sum to the least (layouts in order of a lower bound `lb`,
+ * the search stopping when no remaining layout can beat the best), and its picks; the layout keeps
+ * the largest dm of its picks (a call may use fewer replicas).
+ */
+export function bestLayout<C extends { readonly tiling: Distribution; readonly estimate: GemmEstimate }>(
+  layouts: readonly { readonly ds: readonly Distribution[]; readonly lb: number }[],
+  ms: readonly number[],
+  pick: (ds: readonly Distribution[], m: number) => C | undefined,
+): { distribution: Distribution; choices: C[] } | undefined {
+  let best: { total: number; choices: C[] } | undefined;
+  for (const { ds, lb } of layouts) {
+    if (best && lb >= best.total) break;
+    const choices: C[] = [];
+    let total = 0;
+    for (const m of ms) {
+      const c = pick(ds, m);
+      if (!c) {
+        total = Infinity;
+        break;
+      }
+      choices.push(c);
+      total += c.estimate.total;
+    }
+    if (total < (best?.total ?? Infinity)) best = { total, choices };
+  }
+  if (!best) return undefined;
+  const t0 = best.choices[0]!.tiling;
+  const dm = Math.max(...best.choices.map((c) => c.tiling.dm));
+  return { distribution: { dm, dn: t0.dn, dk: t0.dk }, choices: best.choices };
+}
+
 export interface SelectOptions {
   /** DPUs the GEMM may use (default: all). */
   readonly dpus?: number;
@@ -109,14 +153,6 @@ export function selectJoint(
     const { nbPad, kb } = weightBlock(shape, d);
     return nbPad * kb * e <= (opts.mramBudget ?? sys.mram / 2);
   });
-  // Layouts dn x dk, each with the distributions (values of dm) a call may use.
-  const layouts = new Map<string, Distribution[]>();
-  for (const d of all) {
-    const key = `${d.dn} ${d.dk}`;
-    const ds = layouts.get(key);
-    if (ds) ds.push(d);
-    else layouts.set(key, [d]);
-  }
   // Floors are needed twice (ranking layouts, then ordering a layout's distributions): computed once.
   const floors = new Map<Distribution, Map<number, number>>();
   const floorOf = (d: Distribution, m: number): number => {
@@ -126,45 +162,29 @@ export function selectJoint(
     if (x === undefined) f.set(m, (x = floor(shape, d, sys, m) + (opts.perCall?.(d) ?? 0)));
     return x;
   };
-  const ranked = [...layouts.values()]
+  const ranked = byLayout(all)
     .map((ds) => ({
       ds,
       lb: ms.reduce((s, m) => s + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floorOf(d, m))), 0),
     }))
     .sort((a, b) => a.lb - b.lb);
-  let best: { total: number; choices: Choice[] } | undefined;
-  for (const { ds, lb } of ranked) {
-    if (best && lb >= best.total) break;
-    const choices: Choice[] = [];
-    let total = 0;
-    for (const m of ms) {
-      let pick: Choice | undefined;
-      const cands = ds
-        .filter((d) => d.dm <= m)
-        .map((d) => ({ d, lb: floorOf(d, m) }))
-        .sort((a, b) => a.lb - b.lb);
-      for (const { d, lb: f } of cands) {
-        if (pick && f >= pick.estimate.total) break;
-        const r = bestTiles(shape, d, sys, [m]);
-        const extra = opts.perCall?.(d) ?? 0;
-        if (r && (!pick || r.total + extra < pick.estimate.total)) {
-          const e0 = r.estimates[0]!;
-          pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: { ...e0, total: e0.total + extra } };
-        }
+  return bestLayout(ranked, ms, (ds, m) => {
+    let pick: Choice | undefined;
+    const cands = ds
+      .filter((d) => d.dm <= m)
+      .map((d) => ({ d, lb: floorOf(d, m) }))
+      .sort((a, b) => a.lb - b.lb);
+    for (const { d, lb: f } of cands) {
+      if (pick && f >= pick.estimate.total) break;
+      const r = bestTiles(shape, d, sys, [m]);
+      const extra = opts.perCall?.(d) ?? 0;
+      if (r && (!pick || r.total + extra < pick.estimate.total)) {
+        const e0 = r.estimates[0]!;
+        pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: { ...e0, total: e0.total + extra } };
       }
-      if (!pick) {
-        total = Infinity;
-        break;
-      }
-      choices.push(pick);
-      total += pick.estimate.total;
     }
-    if (total < (best?.total ?? Infinity)) best = { total, choices };
-  }
-  if (!best) return undefined;
-  const t0 = best.choices[0]!.tiling;
-  const dm = Math.max(...best.choices.map((c) => c.tiling.dm));
-  return { distribution: { dm, dn: t0.dn, dk: t0.dk }, choices: best.choices };
+    return pick;
+  });
 }
 
 /** The Tile-Selector for one GEMM shape. */

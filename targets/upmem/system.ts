@@ -54,8 +54,29 @@ export const zUpmemSystem = z.strictObject({
       dot_overhead: pos.default(8),
       /** Per DMA issued (address computation, call). */
       dma_overhead: pos.default(10),
+      /**
+       * LUT-GEMV: per table entry built (each entry is a neighbour's plus one activation: add and
+       * store), per lookup (load the packed weights' field, scale it to a table offset, load the
+       * entry, add), one more per lookup when fields are narrower than a byte (shift and mask), and per
+       * activation vector of a build (loads, loop).
+       */
+      lut_entry: pos.default(2),
+      lut_lookup: pos.default(4),
+      lut_extract: pos.default(1),
+      lut_vector: pos.default(4),
     })
-    .default({ mac_i8: 2.5, mac_f32: 250, add_i32: 6, add_f32: 71, dot_overhead: 8, dma_overhead: 10 }),
+    .default({
+      mac_i8: 2.5,
+      mac_f32: 250,
+      add_i32: 6,
+      add_f32: 71,
+      dot_overhead: 8,
+      dma_overhead: 10,
+      lut_entry: 2,
+      lut_lookup: 4,
+      lut_extract: 1,
+      lut_vector: 4,
+    }),
   transfer: z
     .strictObject({
       /** Host -> DPU parallel transfers within one rank: aggregate bytes/s by DPU count. */

@@ -10,7 +10,7 @@ import "../../src/ir/ops/index.js";
 import { zSymDim } from "../../src/ir/attrs.js";
 import type { Attr } from "../../src/ir/module.js";
 import { getOp, operandArity } from "../../src/ir/registry.js";
-import { codeBytes } from "./dpu.js";
+import { codeBytes, lutEntries, lutFormatError } from "./dpu.js";
 import { ProgramError } from "./errors.js";
 import { ExprError, evalExpr, exprVars } from "./expr.js";
 import type {
@@ -94,6 +94,32 @@ const zStmt: z.ZodType<KernelStmt> = z.lazy(() =>
       src: zName,
       srcAt: zSize,
       count: zSize,
+    }),
+    z.strictObject({
+      op: z.literal("lut_build"),
+      table: zName,
+      tableAt: zSize,
+      x: zName,
+      xAt: zSize,
+      m: zSize,
+      vectors: zSize,
+      width: zPos,
+      bits: zPos,
+    }),
+    z.strictObject({
+      op: z.literal("lut_mac"),
+      acc: zName,
+      accAt: zSize,
+      table: zName,
+      tableAt: zSize,
+      w: zName,
+      wAt: zSize,
+      wLd: zSize,
+      m: zSize,
+      n: zSize,
+      vectors: zSize,
+      width: zPos,
+      bits: zPos,
     }),
     z.strictObject({ op: z.literal("instr"), count: zSize, what: z.string() }),
   ]),
@@ -629,6 +655,35 @@ class Checker {
             this.fail(at, `vadd needs i32 += i32 or f32 += f32, got ${d.dtype} += ${src.dtype}`);
           bounds(d, s.dstAt, s.count, "dstAt");
           bounds(src, s.srcAt, s.count, "srcAt");
+          break;
+        }
+        case "lut_build":
+        case "lut_mac": {
+          const why = lutFormatError(s.bits, s.width);
+          if (why) this.fail(at, why);
+          const E = lutEntries(s.bits, s.width);
+          const table = buf(s.table, "table");
+          for (const f of ["tableAt", "m", "vectors"] as const) ex(s[f], f);
+          const [m, v] = [Checker.constant(s.m), Checker.constant(s.vectors)];
+          if (m !== undefined && v !== undefined) bounds(table, s.tableAt, m * v * E, "tableAt");
+          if (s.op === "lut_build") {
+            const x = buf(s.x, "x");
+            ex(s.xAt, "xAt");
+            if (table.dtype !== "i32" || x.dtype !== "i8")
+              this.fail(at, `lut_build needs an i32 table from i8 x, got ${table.dtype} from ${x.dtype}`);
+            if (m !== undefined && v !== undefined) bounds(x, s.xAt, m * v * s.width, "xAt");
+          } else {
+            const acc = buf(s.acc, "acc");
+            const w = buf(s.w, "w");
+            for (const f of ["accAt", "wAt", "wLd", "n"] as const) ex(s[f], f);
+            if (acc.dtype !== "i32" || table.dtype !== "i32" || w.dtype !== "i8")
+              this.fail(
+                at,
+                `lut_mac needs i32 += i32 table[i8 weights], got ${acc.dtype} += ${table.dtype}[${w.dtype}]`,
+              );
+            const n = Checker.constant(s.n);
+            if (m !== undefined && n !== undefined) bounds(acc, s.accAt, m * n, "accAt");
+          }
           break;
         }
         case "instr":

@@ -205,6 +205,15 @@ registerOp({
 // ---------------------------------------------------------------------------------------------
 // Low-bit weights (INT4, INT2) with group-wise scales: weight-only quantization.
 
+/** The sizes of a low-bit linear layer under a workload: rows (tokens), outputs, inputs, format. */
+export interface LowbitShape {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly bits: number;
+  readonly group: number;
+}
+
 /** The signed range of a `bits`-bit weight: [-(2^(bits-1)), 2^(bits-1) - 1]. */
 export const lowbitRange = (bits: number): [number, number] => [-(1 << (bits - 1)), (1 << (bits - 1)) - 1];
 
@@ -356,13 +365,83 @@ export function lowbitIntGemm(
   const sa = quantizeRows(x, k, xq);
   const d = new Int32Array(rows * n * groups);
   dots(xq, wq, k, group, d);
+  foldGroups(d, (r, o, g) => (r * n + o) * groups + g, sa, sw, n, bias, y);
+}
+
+/**
+ * y[r, o] = sum over groups g in order of fp32(dot(r, o, g) x fp32(sa[r] x sw[o, g])), accumulated in
+ * fp32 from 0, then + bias[o]: the float part of every W(low-bit) x A8 layer, wherever its integer
+ * dot products come from (`at` gives their index in `dots`).
+ */
+export function foldGroups(
+  dots: Int32Array,
+  at: (r: number, o: number, g: number) => number,
+  sa: Float32Array,
+  sw: Float32Array,
+  n: number,
+  bias: Float32Array | undefined,
+  y: Float32Array,
+): void {
+  const groups = sw.length / n;
+  const rows = sa.length;
   for (let r = 0; r < rows; r++)
     for (let o = 0; o < n; o++) {
       let acc = 0;
       for (let g = 0; g < groups; g++)
-        acc = Math.fround(
-          acc + Math.fround(d[(r * n + o) * groups + g]! * Math.fround(sa[r]! * sw[o * groups + g]!)),
-        );
+        acc = Math.fround(acc + Math.fround(dots[at(r, o, g)]! * Math.fround(sa[r]! * sw[o * groups + g]!)));
       y[r * n + o] = bias ? Math.fround(acc + bias[o]!) : acc;
     }
 }
+
+registerOp({
+  name: "group_dequantize",
+  summary:
+    "the float fold of a W(low-bit) x A8 layer: dots [..., blocks, groups, ld] (int32 group dot products, output o at block o / block, column o % block) times sa[...] x weight_scale[n, groups], summed over groups in order, + bias",
+  operands: ["dots", "scale", "weight_scale", "bias?"],
+  attrs: z.strictObject({ block: z.number().int().positive() }),
+  infer([d, s, ws, b], a) {
+    need(d!.dtype === "i32", `dots must be i32, got ${d!.dtype}`);
+    need(d!.shape.length >= 3, `dots ${show(d!)} must be [..., blocks, groups, ld]`);
+    needRank(ws!, 2, "weight_scale");
+    const lead = d!.shape.slice(0, -3);
+    need(
+      s!.shape.length === lead.length,
+      `scale ${show(s!)} must have one scale per row of dots ${show(d!)}`,
+    );
+    needDimEq(
+      d!.shape[d!.shape.length - 2]!,
+      ws!.shape[1]!,
+      `dots ${show(d!)} and weight_scale ${show(ws!)} differ in groups`,
+    );
+    const [blocks, ld, n] = [d!.shape[d!.shape.length - 3], d!.shape[d!.shape.length - 1], ws!.shape[0]];
+    if (typeof blocks === "number" && typeof ld === "number" && typeof n === "number")
+      need(
+        a.block <= ld && blocks * a.block >= n,
+        `blocks of ${a.block} outputs in ${show(d!)} do not hold the ${n} outputs of weight_scale ${show(ws!)}`,
+      );
+    if (b) needDimEq(b.shape[0]!, ws!.shape[0]!, `bias ${show(b)} does not match weight_scale ${show(ws!)}`);
+    return [tensor("f32", [...lead, ws!.shape[0]!])];
+  },
+  cost: (ins, outs, _a, env) => ({
+    flops: 3 * nelem(ins[0]!, env),
+    bytes: sumBytes(ins, env) + sumBytes(outs, env),
+  }),
+  eval([d, s, ws, b], a, { outTypes }) {
+    const out = f32(outTypes[0]!.shape as number[]);
+    const [groups, ld] = d!.shape.slice(-2) as [number, number];
+    const blocks = d!.shape[d!.shape.length - 3]!;
+    const n = ws!.shape[0]!;
+    const block = a.block;
+    const per = blocks * groups * ld;
+    foldGroups(
+      asI32(d!),
+      (r, o, g) => r * per + (Math.floor(o / block) * groups + g) * ld + (o % block),
+      fdata(s!),
+      fdata(ws!),
+      n,
+      b ? fdata(b) : undefined,
+      out.data as Float32Array,
+    );
+    return [out];
+  },
+});
