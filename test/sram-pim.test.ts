@@ -299,3 +299,52 @@ describe("pimc bench on the SAIL system", () => {
     expect(speedup(1)).toBeGreaterThan(speedup(0));
   });
 });
+
+describe("pimc bench --compare (SAIL / PIM-DL's comparison)", () => {
+  it("times systems x precisions beside each system's host CPU, consistently with its own host model", () => {
+    const r = pimc(
+      "bench",
+      "examples/llama2-7b.pim",
+      "--compare",
+      "examples/systems/upmem-2048.pim,examples/systems/sail-n1-64.pim",
+      "--phase",
+      "decode",
+      "--batch",
+      "16",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    type Row = { system: string; target: string; weights: string; seconds: number; speedup_vs_host: number };
+    const rows = (JSON.parse(r.stdout) as { steps: { batch: number; rows: Row[] }[] }).steps[0]!.rows;
+    const at = (system: string, weights: string, target?: string) =>
+      rows.find(
+        (x) =>
+          x.system === system &&
+          x.weights === weights &&
+          (target ? x.target === target : x.target !== "host CPU alone"),
+      )!;
+    expect(rows).toHaveLength(8);
+    // At batch 16 the UPMEM cost model keeps every op on the host: the emulated step is the host
+    // CPU alone, f16 tensors timed at their own size on both sides.
+    expect(at("upmem_2048", "int8").seconds).toBeCloseTo(
+      at("upmem_2048", "int8", "host CPU alone").seconds,
+      9,
+    );
+    // The SRAM-PIM system multiplies INT8 on its cores; fewer weight bits stream and look up faster.
+    expect(at("sail_n1_64", "int8").seconds).toBeCloseTo(
+      at("sail_n1_64", "int8", "host CPU alone").seconds,
+      9,
+    );
+    expect(at("sail_n1_64", "int4 (a8)").seconds).toBeLessThan(at("sail_n1_64", "int8").seconds);
+    expect(at("sail_n1_64", "int2 (a8)").seconds).toBeLessThan(at("sail_n1_64", "int4 (a8)").seconds);
+    for (const args of [
+      ["--precisions", "int4"],
+      ["--compare", "examples/systems/upmem-2048.pim", "--system", "examples/systems/upmem-2048.pim"],
+      ["--compare", "examples/systems/upmem-2048.pim", "--precisions", "int3"],
+    ]) {
+      const bad = pimc("bench", "examples/tiny-llama.pim", ...args);
+      expect(bad.code, args.join(" ")).toBe(2);
+      expect(bad.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
+    }
+  });
+});

@@ -13,6 +13,8 @@ import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { hostFlops } from "../../targets/cpu/index.js";
+import { callViews } from "../pipeline/cost-model.js";
+import type { Precision } from "../../passes/quantize.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
@@ -314,6 +316,172 @@ async function benchTimed(
   );
 }
 
+/**
+ * One step under `flags`: the program emulated (targets with a program emulator: its report) or the
+ * ops timed by the target's device model.
+ */
+async function runStep(
+  model: LoadedModel,
+  flags: PipelineFlags,
+  w: Workload,
+  path: string,
+): Promise<{
+  seconds: number;
+  module: Module;
+  system: SystemModel;
+  target: string;
+  program?: Program;
+  report?: RunReport;
+}> {
+  const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
+  if (target.emit) {
+    const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
+      envs: phaseEnvs(w),
+      shapeOnly: true,
+    });
+    const program = decodeProgram(out.bytes, `${path} (compiled)`);
+    const machine = new UpmemMachine(program, { functional: false });
+    machine.setup();
+    const { report } = machine.run(w.phase, undefined, workloadEnv(w));
+    return { seconds: report.seconds, module, system, target: target.name, program, report };
+  }
+  if (!target.timeCall)
+    throw new UserError(`pimc bench needs a target with a device model; ${target.name} has none`);
+  const seconds = target.timeCall(module, system, w.phase, workloadEnv(w)).seconds;
+  return { seconds, module, system, target: target.name };
+}
+
+/**
+ * The host CPU of a compiled system running every op of the phase alone, timed by the system's own
+ * cost model for its host (the same rule its emulator or device model applies to host ops).
+ */
+function hostAlone(module: Module, system: SystemModel, w: Workload): number {
+  const cm = system.costModel;
+  const env = workloadEnv(w);
+  return callViews(module, w.phase, env).reduce((t, v) => t + (cm.opTime(v, cm.home, env) ?? 0), 0);
+}
+
+interface CompareRow {
+  readonly system: string;
+  readonly target: string;
+  readonly weights: string;
+  readonly seconds: number;
+  /** Against this system's host CPU alone, and against its INT8 configuration. */
+  readonly speedup_vs_host: number;
+  readonly speedup_vs_int8?: number;
+}
+
+/**
+ * Systems x weight precisions on the same model (SAIL / PIM-DL's comparison): per batch size one
+ * step's latency of every configuration (INT8 is W8A8 with MAC kernels; INT4 / INT2 take INT8
+ * activations, the LUT-GEMV formats), each system beside its own host CPU running every op alone
+ * (INT8).
+ */
+async function compare(
+  model: LoadedModel,
+  flags: PipelineFlags,
+  steps: readonly Workload[],
+  systems: readonly string[],
+  precisions: readonly Precision[],
+  path: string,
+  json: boolean,
+): Promise<void> {
+  const bar = progress();
+  bar.start(steps.length * systems.length * (precisions.length + 1));
+  const out: { batch: number; rows: CompareRow[] }[] = [];
+  try {
+    for (const w of steps) {
+      const rows: CompareRow[] = [];
+      for (const sys of systems) {
+        const of = (p: Precision): PipelineFlags => ({
+          ...flags,
+          system: sys,
+          target: undefined,
+          weights: p,
+          activations: p === "int8" || p === "f32" ? flags.activations : "int8",
+        });
+        bar.label(`${sys} host CPU batch ${w.batch}`);
+        const base = await compileModel(model, of("int8"), w, 2);
+        const host = hostAlone(base.module, base.system, w);
+        bar.tick();
+        const mine: CompareRow[] = [
+          {
+            system: base.system.name,
+            target: "host CPU alone",
+            weights: "int8",
+            seconds: host,
+            speedup_vs_host: 1,
+          },
+        ];
+        for (const p of precisions) {
+          bar.label(`${sys} ${p} batch ${w.batch}`);
+          const r = await runStep(model, of(p), w, path);
+          mine.push({
+            system: r.system.name,
+            target: r.target,
+            weights: p === "int8" || p === "f32" ? p : `${p} (a8)`,
+            seconds: r.seconds,
+            speedup_vs_host: host / r.seconds,
+          });
+          bar.tick();
+        }
+        const int8 = mine.find((r, i) => i > 0 && r.weights === "int8");
+        rows.push(
+          ...mine.map((r, i) => (i > 0 && int8 ? { ...r, speedup_vs_int8: int8.seconds / r.seconds } : r)),
+        );
+      }
+      out.push({ batch: w.batch, rows });
+    }
+  } finally {
+    bar.stop();
+  }
+  if (json) {
+    process.stdout.write(
+      `${JSON.stringify({ model: model.module.name, phase: steps[0]!.phase, steps: out })}\n`,
+    );
+    return;
+  }
+  const lines = [`model     ${model.module.name}`, `phase     ${phaseLine(steps[0]!)}`];
+  for (const o of out) {
+    const t = table(
+      ["system", "runs on", "weights", "latency", "tokens/s", "vs its host", "vs its int8"],
+      ["left", "left", "left", "right", "right", "right", "right"],
+    );
+    const tokens = stepTokens({ ...steps[0]!, batch: o.batch });
+    for (const r of o.rows)
+      t.push([
+        r.system,
+        r.target,
+        r.weights,
+        ms(r.seconds),
+        int(Math.round(tokens / r.seconds)),
+        `${r.speedup_vs_host.toFixed(2)}x`,
+        r.speedup_vs_int8 === undefined ? "" : `${r.speedup_vs_int8.toFixed(2)}x`,
+      ]);
+    lines.push(`batch ${o.batch}`, t.toString());
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+const PRECISION_CHOICES: readonly Precision[] = ["f32", "int8", "int4", "int2"];
+
+const precisionList = (v: string): Precision[] => {
+  const out = v.split(",").map((x) => x.trim());
+  for (const x of out)
+    if (!(PRECISION_CHOICES as readonly string[]).includes(x))
+      throw new UserError(
+        `--precisions: expected ${PRECISION_CHOICES.join("|")} separated by commas, got "${v}"`,
+      );
+  return out as Precision[];
+};
+
+const systemList = (v: string): string[] => {
+  const out = v.split(",").map((x) => x.trim());
+  if (out.some((x) => x === ""))
+    throw new UserError(`--compare: expected system files separated by commas, got "${v}"`);
+  return out;
+};
+
 export function benchCommand() {
   const cmd = new Command("bench")
     .description(
@@ -350,6 +518,16 @@ export function benchCommand() {
       "--ablation",
       "PIM-LLM's ablation: BaseGEMM, then + Tile-Selector, + layout, + fusion, + CPU/PIM cooperation, + pooling, and the CPU",
     )
+    .option(
+      "--compare <systems>",
+      "compare systems (FILE.pim[:NAME], comma-separated) at each weight precision of --precisions on the same model, beside the first system's host CPU alone",
+      systemList,
+    )
+    .option(
+      "--precisions <list>",
+      "with --compare: weight precisions (default int8,int4,int2; int4 / int2 with INT8 activations, the LUT-GEMV formats)",
+      precisionList,
+    )
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
@@ -359,6 +537,32 @@ export function benchCommand() {
       ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
     });
     const batchSizes = opts.batch ?? [base.batch];
+    if (opts.precisions !== undefined && opts.compare === undefined)
+      throw new UserError("--precisions needs --compare");
+    if (opts.compare !== undefined) {
+      for (const [flag, given] of [
+        ["--system", opts.system],
+        ["--target", opts.target],
+        ["--weights", opts.weights],
+        ["--ablation", opts.ablation],
+        ["--trace", opts.trace],
+        ["--plot", opts.plot],
+        ["--sub-batches", opts.subBatches],
+        ["--compile-once", opts.compileOnce],
+      ] as const)
+        if (given !== undefined)
+          throw new UserError(`${flag} does not go with --compare (it sets the systems and precisions)`);
+      await compare(
+        model,
+        opts,
+        stepWorkloads(base, opts, batchSizes),
+        opts.compare,
+        opts.precisions ?? ["int8", "int4", "int2"],
+        path,
+        opts.json === true,
+      );
+      return;
+    }
     if (opts.ablation && batchSizes.length > 1)
       throw new UserError(`--ablation runs one batch size; got --batch ${batchSizes.join(",")}`);
     const { target } = await chooseTarget(opts);
@@ -400,19 +604,11 @@ export function benchCommand() {
     /** Compiles the model under `flags` for workload `w` and emulates one step (`label`: for the bar). */
     const emulate = async (flags: PipelineFlags, w: Workload, label: string) => {
       bar.label(label);
-      const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
-      if (!target.emit)
-        throw new UserError(`pimc bench needs a target with an emulator (upmem); ${target.name} has none`);
-      const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
-        envs: phaseEnvs(w),
-        shapeOnly: true,
-      });
-      const program = decodeProgram(out.bytes, `${path} (compiled)`);
-      const machine = new UpmemMachine(program, { functional: false });
-      machine.setup();
-      const { report } = machine.run(w.phase, undefined, workloadEnv(w));
+      const r = await runStep(model, flags, w, path);
+      if (!r.program || !r.report)
+        throw new UserError(`pimc bench needs a target with an emulator (upmem); ${r.target} has none`);
       bar.tick();
-      return { module, system, program, report };
+      return { module: r.module, system: r.system, program: r.program, report: r.report };
     };
     if (!opts.ablation) bar.start(batchSizes.length);
     try {

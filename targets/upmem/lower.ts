@@ -46,6 +46,7 @@ import type {
   Phase,
   Program,
   StateBuffer,
+  Storage,
 } from "./program.js";
 import { selectJoint } from "./selector.js";
 import { lutBlock, lutKernel, lutWeightImage, selectLut, type LutShape, type LutTiling } from "./lut.js";
@@ -194,6 +195,10 @@ function activationMap(m: IntExpr, k: number, mb: IntExpr, kb: number, d: Distri
     colBlocks: d.dk,
   };
 }
+
+/** The storage type of a float tensor the host holds as f32 (timing only), when it differs. */
+const storageOf = (dtype: string): { storage?: Storage } =>
+  dtype === "f16" || dtype === "bf16" ? { storage: dtype } : {};
 
 class Emitter {
   readonly commands: Command[] = [];
@@ -650,11 +655,12 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     const decl = m.consts.find((c) => c.name === name)!;
     const dtype = decl.type.dtype === "i8" ? "i8" : "f32";
     const shape = decl.type.shape.map((d) => dimEval(d, {}));
-    if (opts.shapeOnly) return { name, dtype, shape };
+    const storage = storageOf(decl.type.dtype);
+    if (opts.shapeOnly) return { name, dtype, shape, ...storage };
     const t = logical(m, weights, name);
     const data =
       dtype === "i8" ? Int8Array.from(t.data as Int8Array) : Float32Array.from(t.data as Float32Array);
-    return { name, dtype, shape, data };
+    return { name, dtype, shape, data, ...storage };
   });
   // Without layout adjustment the host holds W^T ([in, out]) and transposes it back at every call.
   for (const name of transposed) {
@@ -674,6 +680,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     name: s.name,
     dtype: "f32",
     shape: s.type.shape.map(expr),
+    ...storageOf(s.type.dtype),
   }));
 
   // 4. Setup and phases.
@@ -744,7 +751,7 @@ function lowerFunc(
   // The host computes in fp32 (f16/bf16 activations are held as f32), integers as i32 or i8.
   const addBuffer = (name: string, t: TensorType): string => {
     const dtype = isFloat(t.dtype) ? "f32" : t.dtype === "i8" ? "i8" : "i32";
-    buffers.push({ name, dtype, shape: t.shape.map(expr) });
+    buffers.push({ name, dtype, shape: t.shape.map(expr), ...storageOf(t.dtype) });
     return name;
   };
   f.params.forEach((p) => addBuffer(`${f.name}/${p.name}`, p.type));

@@ -60,8 +60,6 @@ interface HostValue {
   readonly t: Tensor;
 }
 
-const hostType = (dtype: "f32" | "i32" | "i8", shape: readonly number[]): TensorType => ttype(dtype, shape);
-
 /**
  * Arithmetic of one DPU's kernel run: 2 per multiply-accumulate (a LUT lookup counts as its vector's
  * multiply-accumulates), 1 per vector add (padding included:
@@ -463,21 +461,23 @@ export class UpmemMachine {
     return t;
   }
 
+  /** The type a host op is timed with: the buffer's shape, in its storage type when it has one. */
   private typeOf(name: string, env: Env, vals: Map<string, HostValue>): TensorType {
-    const v = vals.get(name);
-    if (v) return hostType(v.t.dtype as "f32", v.t.shape);
     const b = this.buffers.get(name);
-    if (b)
-      return hostType(
-        b.dtype,
-        b.shape.map((s) => evalExpr(s, env)),
-      );
     const c = this.constDecls.get(name);
-    if (c) return hostType(c.dtype, c.shape);
     const s = this.stateDecls.get(name);
+    const storage = (b ?? c ?? s)?.storage;
+    const v = vals.get(name);
+    if (v) return ttype(storage ?? v.t.dtype, v.t.shape);
+    if (b)
+      return ttype(
+        storage ?? b.dtype,
+        b.shape.map((x) => evalExpr(x, env)),
+      );
+    if (c) return ttype(storage ?? c.dtype, c.shape);
     if (s)
-      return hostType(
-        "f32",
+      return ttype(
+        storage ?? "f32",
         s.shape.map((d) => evalExpr(d, { ...env, T: env.P! })),
       );
     throw new ProgramError(`host op: unknown buffer, constant or state "${name}"`);

@@ -160,11 +160,19 @@ export interface Kernel {
 // ---------------------------------------------------------------------------------------------
 // The host side.
 
+/**
+ * The model's element type of a float tensor the host holds as f32 (f16 / bf16 checkpoints): host
+ * ops on it are timed as moving that many bytes, as the model's CPU code would, while the emulator
+ * computes in f32.
+ */
+export type Storage = "f16" | "bf16";
+
 /** A tensor in host memory. Shapes are IntExprs (e.g. ["B*S", 4096]). */
 export interface HostBuffer {
   readonly name: string;
   readonly dtype: "f32" | "i32" | "i8";
   readonly shape: readonly IntExpr[];
+  readonly storage?: Storage;
 }
 
 /** A region of every DPU's MRAM: [offset, offset + bytes), 8-byte aligned. */
@@ -316,6 +324,7 @@ export interface HostConstant {
   readonly shape: readonly number[];
   /** Absent in shape-only programs. */
   readonly data?: Float32Array | Int8Array;
+  readonly storage?: Storage;
 }
 
 /** A KV-cache state kept in host memory between phase calls; T is the number of cached tokens. */
@@ -323,6 +332,7 @@ export interface StateBuffer {
   readonly name: string;
   readonly dtype: "f32";
   readonly shape: readonly IntExpr[];
+  readonly storage?: Storage;
 }
 
 export interface Program {

@@ -37,6 +37,7 @@ import { zUpmemSystem, type UpmemSystem } from "./system.js";
 // The schema.
 
 const zName = z.string().min(1);
+const zStorage = z.enum(["f16", "bf16"]);
 const zIdent = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an identifier");
 const zNat = z.number().int().nonnegative();
 const zPos = z.number().int().positive();
@@ -183,16 +184,26 @@ const zProgram = z.strictObject({
   model: z.string(),
   system: zUpmemSystem,
   limits: z.record(z.string(), zNat),
-  buffers: z.array(z.strictObject({ name: zName, dtype: zElem, shape: z.array(zSize) })),
+  buffers: z.array(
+    z.strictObject({ name: zName, dtype: zElem, shape: z.array(zSize), storage: zStorage.optional() }),
+  ),
   constants: z.array(
     z.strictObject({
       name: zName,
       dtype: z.enum(["f32", "i8"]),
       shape: z.array(zNat),
       data: z.union([z.instanceof(Float32Array), z.instanceof(Int8Array)]).optional(),
+      storage: zStorage.optional(),
     }),
   ),
-  states: z.array(z.strictObject({ name: zName, dtype: z.literal("f32"), shape: z.array(zSize) })),
+  states: z.array(
+    z.strictObject({
+      name: zName,
+      dtype: z.literal("f32"),
+      shape: z.array(zSize),
+      storage: zStorage.optional(),
+    }),
+  ),
   regions: z.array(z.strictObject({ name: zName, offset: zNat, bytes: zPos })),
   kernels: z.array(zKernel),
   images: z.array(
