@@ -88,13 +88,28 @@ export function lutShapeError(shape: Omit<LutShape, "m">, sys: UpmemSystem): str
   return splitError(shape, 1, sys);
 }
 
+/**
+ * K splits at group boundaries: every divisor of the group count (whole groups per DPU: K = 11008 in
+ * groups of 128 splits 2, 43 or 86 ways), then each group halved while the DMA rows stay legal. The
+ * split matters more than for MAC kernels: every DPU builds the tables of its whole K block, so only
+ * splitting K divides the build.
+ */
+function lutSplits(shape: Omit<LutShape, "m">, sys: UpmemSystem, dpus: number): number[] {
+  const groups = shape.k / shape.group;
+  const out: number[] = [];
+  for (let d = 1; d <= Math.min(groups, dpus); d++) if (groups % d === 0) out.push(d);
+  for (let d = groups * 2; d <= dpus && shape.group % (d / groups) === 0; d *= 2) out.push(d);
+  return out.filter((d) => splitError(shape, d, sys) === undefined);
+}
+
 /** Distributions whose K blocks keep groups whole or split them evenly. */
 export function lutDistributions(shape: LutShape, sys: UpmemSystem, dpus = sys.dpus): Distribution[] {
   const out: Distribution[] = [];
   const dnMax = Math.max(1, Math.floor(shape.n / 2));
+  const splits = lutSplits(shape, sys, dpus);
   for (let dm = 1; dm <= Math.min(128, shape.m); dm *= 2)
-    for (let dk = 1; dm * dk <= dpus && dk <= shape.k; dk *= 2) {
-      if (splitError(shape, dk, sys) !== undefined) continue;
+    for (const dk of splits) {
+      if (dm * dk > dpus) break;
       let dn = 1;
       for (; dm * dn * dk <= dpus && dn <= dnMax; dn *= 2) out.push({ dm, dn, dk });
       const fill = Math.min(Math.floor(dpus / (dm * dk)), dnMax);
