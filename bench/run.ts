@@ -31,6 +31,8 @@ import type { Program } from "../targets/upmem/program.js";
 import { resolveWorkload } from "../src/cli/workload-flags.js";
 import { gemmShapes, selectMs } from "../targets/upmem/tune.js";
 import { select } from "../targets/upmem/selector.js";
+import { selectLut } from "../targets/upmem/lut.js";
+import { DEFAULT_SYSTEM } from "../targets/upmem/system.js";
 import { RD, WR } from "../targets/hbm-pim/controller.js";
 import { runPimKernel, runStream } from "../targets/hbm-pim/device.js";
 import { eltwiseKernel, eltwiseLayout, gemvKernel, gemvLayout } from "../targets/hbm-pim/kernels.js";
@@ -124,6 +126,27 @@ rows.push([
   "< 1 ms",
 ]);
 rows.push(["tile-selector per GEMM shape (llama2-7b): max", Math.max(...selectTimes), "< 1 ms"]);
+
+// The LUT-GEMV Tile-Selector (W4A8 / W2A8) on the same layers' shapes, prefill 128 and decode 1
+// jointly (one resident layout), as lowering calls it.
+const lutTimes: number[] = [];
+for (const bits of [4, 2])
+  for (const [n, k] of [
+    [12288, 4096],
+    [4096, 4096],
+    [22016, 4096],
+    [4096, 11008],
+    [32000, 4096],
+  ] as const) {
+    const t0 = performance.now();
+    selectLut({ n, k, bits, group: 128 }, DEFAULT_SYSTEM, [128, 1]);
+    lutTimes.push(performance.now() - t0);
+  }
+rows.push([
+  "LUT tile-selector per W4A8 / W2A8 shape (llama2-7b, prefill + decode): max",
+  Math.max(...lutTimes),
+  "< 250 ms",
+]);
 
 // The UPMEM target on 2048 DPUs (every GEMM on the DPUs), INT8 weights.
 const upmem = await getTarget("upmem");

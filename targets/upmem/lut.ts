@@ -407,16 +407,40 @@ export function selectLut(
     const b = lutBlock(shape, d);
     return b.segments * b.nbPad * b.gkBytes <= mramBudget;
   });
-  // Every layout is visited (no floor ranks them): LUT shapes have few legal distributions.
-  const layouts = byLayout(all).map((ds) => ({ ds, lb: 0 }));
+  // Layouts in order of a floor (transfers, launch, and every lookup at one instruction per cycle
+  // with the widest table), the search stopping when no remaining layout can beat the best.
+  const perWeight = Math.min(...lutWidths(shape.bits).map((w) => lutLookupInstr(sys.isa, shape.bits, w) / w));
+  const floors = new Map<Distribution, Map<number, number>>();
+  const floorOf = (d: Distribution, m: number): number => {
+    let f = floors.get(d);
+    if (!f) floors.set(d, (f = new Map()));
+    let x = f.get(m);
+    if (x === undefined) {
+      const s = { ...shape, m };
+      const { push, pull } = lutTransfers(s, d, sys);
+      const b = lutBlock(s, d);
+      const kernel = (cdiv(m, d.dm) * b.nb * b.kb * perWeight) / sys.frequency;
+      f.set(m, (x = push + pull + sys.launch_overhead + kernel));
+    }
+    return x;
+  };
+  const layouts = byLayout(all)
+    .map((ds) => ({
+      ds,
+      lb: ms.reduce((t, m) => t + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floorOf(d, m))), 0),
+    }))
+    .sort((a, b) => a.lb - b.lb);
   return bestLayout(layouts, ms, (ds, m) => {
     let pick: LutChoice | undefined;
-    for (const d of ds) {
-      if (d.dm > m) continue;
+    const cands = ds
+      .filter((d) => d.dm <= m)
+      .map((d) => ({ d, lb: floorOf(d, m) }))
+      .sort((a, b) => a.lb - b.lb);
+    for (const { d, lb } of cands) {
+      if (pick && lb >= pick.estimate.total) break;
       const s = { ...shape, m };
       const { push, pull } = lutTransfers(s, d, sys);
       const fixed = push + pull + sys.launch_overhead;
-      if (pick && fixed >= pick.estimate.total) continue;
       for (const t of lutTiles(s, d, sys)) {
         const tiling = { ...d, ...t };
         const kernel = lutKernelCycles(s, tiling, sys) / sys.frequency;
