@@ -218,7 +218,14 @@ async function benchTimed(
 ): Promise<void> {
   const bar = progress();
   bar.start(steps.length);
-  const results: { w: Workload; timing: CallTiming; rows: BenchRow[]; system: string; target: string }[] = [];
+  const results: {
+    w: Workload;
+    timing: CallTiming;
+    rows: BenchRow[];
+    system: string;
+    target: string;
+    summary: string;
+  }[] = [];
   // With compileOnce every step is timed on the program compiled for the first one.
   const once = compileOnce ? await compileModel(model, flags, steps[0]!, 2) : undefined;
   try {
@@ -251,6 +258,7 @@ async function benchTimed(
         rows: [...rows.values()].sort((a, b) => b.seconds - a.seconds),
         system: system.name,
         target: target.name,
+        summary: target.summary,
       });
       bar.tick();
     }
@@ -306,7 +314,7 @@ async function benchTimed(
     ]);
   process.stdout.write(
     [
-      `model     ${model.module.name} on ${first.target} (${first.system}); PIM kernels timed at DRAM-command level`,
+      `model     ${model.module.name} on ${first.target} (${first.system}): ${first.summary}`,
       `phase     ${phaseLine(first.w)}`,
       summary.toString(),
       `where the time goes at batch ${first.w.batch}:`,
