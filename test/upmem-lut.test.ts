@@ -11,6 +11,8 @@ import {
   lutKernelCycles,
   lutTiles,
   lutWeightImage,
+  lutTransfers,
+  estimateLut,
   selectLut,
   type LutShape,
   type LutTiling,
@@ -151,6 +153,40 @@ describe("LUT-GEMV kernels on the DPUs", () => {
     // Measured: mean 5 %, largest 15 % (how far a busy DMA engine starves the pipeline varies).
     expect(Math.max(...errs)).toBeLessThan(0.16);
     expect(errs.reduce((a, b) => a + b, 0) / errs.length).toBeLessThan(0.07);
+  });
+
+  it("every candidate tile makes a legal kernel, and the selector's pick is near the DPU model's best", () => {
+    const ratios: number[] = [];
+    for (const [n, k, bits] of [
+      [4096, 4096, 4],
+      [4096, 4096, 2],
+      [4096, 11008, 4],
+      [4096, 11008, 2],
+      [32000, 4096, 2],
+    ] as const) {
+      const shape = { m: 1, n, k, bits, group: 128 };
+      const real = (t: LutTiling): number => {
+        const kernel = { ...lutKernel({ shape, tiling: t, mExpr: "B", xOff: 0, yOff: 0 }), name: "k" };
+        const { push, pull } = lutTransfers(shape, t, sys);
+        return timeKernel(kernel, sys, { B: 1, w: 0 }).seconds + push + pull + sys.launch_overhead;
+      };
+      const picked = real(selectLut(shape, sys, [1])!.choices[0]!.tiling);
+      // The oracle: every tile of the 6 distributions the model rates best, timed on the DPU model.
+      const ranked = lutDistributions(shape, sys)
+        .map((d) => ({
+          d,
+          est: Math.min(...lutTiles(shape, d, sys).map((t) => estimateLut(shape, { ...d, ...t }, sys).total)),
+        }))
+        .sort((a, b) => a.est - b.est)
+        .slice(0, 6);
+      let oracle = Infinity;
+      for (const { d } of ranked)
+        for (const t of lutTiles(shape, d, sys)) oracle = Math.min(oracle, real({ ...d, ...t }));
+      ratios.push(oracle / picked);
+    }
+    // Measured: 1.000 but for the INT2 logits layer (0.906); geomean over Llama-2-7B's 10 shapes 0.990.
+    expect(Math.min(...ratios)).toBeGreaterThan(0.88);
+    expect(Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length)).toBeGreaterThan(0.97);
   });
 
   it("picks wider tables when more outputs share them (reuse), narrower when few do", () => {

@@ -141,8 +141,9 @@ export function lutTiles(shape: LutShape, d: Distribution, sys: UpmemSystem): Lu
   const mb = cdiv(shape.m, d.dm);
   const a = sys.dma.align;
   const out: LutTile[] = [];
+  // Even column tiles (8-byte result rows) whose result rows fit one DMA.
   const tns = divisors(b.nbPad)
-    .filter((x) => x % 2 === 0)
+    .filter((x) => x % 2 === 0 && x * 4 <= sys.dma.max_bytes)
     .slice(-5);
   const tms = [1, 2, 4, 8].filter((x) => x === 1 || x / 2 < mb);
   for (const width of lutWidths(shape.bits)) {
