@@ -528,7 +528,7 @@ export function benchCommand() {
     )
     .option(
       "--compare <systems>",
-      "compare systems (FILE.pim[:NAME], comma-separated) at each weight precision of --precisions on the same model, beside the first system's host CPU alone",
+      "compare systems (FILE.pim[:NAME], comma-separated) at each weight precision of --precisions on the same model, each beside its own host CPU running every op alone",
       systemList,
     )
     .option(
