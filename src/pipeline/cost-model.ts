@@ -2,7 +2,8 @@
  * What the partition pass asks of a target: the devices of a system, how long an op takes on each,
  * and what moving activations between them costs. Targets implement it from their timing tables.
  */
-import type { DimEnv } from "../ir/dim.js";
+import { dimEval, dimProd, type DimEnv } from "../ir/dim.js";
+import type { LowbitShape } from "../ir/ops/quant.js";
 import type { Module, Op } from "../ir/module.js";
 import { opCost, operandTyper } from "../ir/cost.js";
 import { UserError } from "../errors.js";
@@ -80,4 +81,21 @@ export function callViews(m: Module, func: string, env: DimEnv): OpView[] {
       const ins = op.operands.map(typeOf);
       return { op, ins, outs: op.results.map((r) => r.type), cost: opCost(op, ins, env) };
     });
+}
+
+/**
+ * The shape of a W(low-bit) x A8 linear layer with a constant weight (`lowbit_linear` with
+ * act_bits 8: what LUT-GEMV kernels run), or undefined for any other op.
+ */
+export function lowbitA8ShapeOf(v: OpView, env: DimEnv): LowbitShape | undefined {
+  const { op, ins } = v;
+  if (op.opcode !== "lowbit_linear" || op.attrs.act_bits !== 8 || !op.operands[1]?.startsWith("@"))
+    return undefined;
+  return {
+    m: dimEval(dimProd(ins[0]!.shape.slice(0, -1)), env),
+    n: dimEval(ins[1]!.shape[0]!, env),
+    k: dimEval(ins[1]!.shape[1]!, env),
+    bits: op.attrs.bits as number,
+    group: op.attrs.group as number,
+  };
 }

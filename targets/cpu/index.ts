@@ -47,7 +47,8 @@ export function hostRoofline(
   return Math.max(flops / (hostFlops(h) * h.efficiency), bytes / bandwidth) + h.overhead;
 }
 
-const ROW_WEIGHTS: LayoutOptions = {
+/** Linear weights [out, in] and embedding tables row-major: dot products over contiguous rows. */
+export const ROW_WEIGHTS: LayoutOptions = {
   weightLayout: (op, i) =>
     (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
 };

@@ -11,18 +11,12 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
 import { UserError } from "../../src/errors.js";
-import type { LayoutOptions } from "../../passes/layout.js";
+import { ROW_WEIGHTS } from "../cpu/index.js";
 import { deviceFor } from "../../passes/partition.js";
 import type { SystemModel, Target } from "../index.js";
 import { HOST, hostSeconds, PIM, sramPimCostModel } from "./model.js";
 import { SramPimRunner } from "./runner.js";
 import { DEFAULT_SYSTEM, zSramPimSystem, type SramPimSystem } from "./system.js";
-
-/** Linear weights [out, in] row-major: a weight index is `width` consecutive inputs of an output. */
-const ROW_WEIGHTS: LayoutOptions = {
-  weightLayout: (op, i) =>
-    (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
-};
 
 export const systemOf = (s: SystemModel): SramPimSystem =>
   (s.config as SramPimSystem | undefined) ?? DEFAULT_SYSTEM;
@@ -38,6 +32,7 @@ const sramPim: Target = {
       name: decl?.name ?? "sram_pim_default",
       costModel: sramPimCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
+      // Linear weights row-major: a weight index is `width` consecutive inputs of an output.
       passOptions: { layout: ROW_WEIGHTS },
       config: sys,
     };

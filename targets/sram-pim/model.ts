@@ -19,9 +19,8 @@
  * The width is chosen per layer: the fastest whose table fits an array's rows, whose entries fit
  * `entry_bits`, and that divides the group. Everything else runs on the host by its roofline.
  */
-import { HOST_AND_PIM, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
-import { dimEval, type DimEnv } from "../../src/ir/dim.js";
-import { nelem } from "../../src/ir/ops/util.js";
+import { HOST_AND_PIM, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import type { DimEnv } from "../../src/ir/dim.js";
 import type { LowbitShape } from "../../src/ir/ops/quant.js";
 import { hostRoofline } from "../cpu/index.js";
 import type { SystemOptions } from "../index.js";
@@ -130,18 +129,10 @@ export function lutGemv(s: SramPimSystem, shape: LutShape): LutTiming | undefine
   return best;
 }
 
-/** The shape of a LUT-GEMV the arrays can run (a W-low-bit A8 layer with a constant weight), else undefined. */
+/** The LUT-GEMV shape of a W(low-bit) x A8 layer (with whether it has a bias), or undefined. */
 export function lutShape(v: OpView, env: DimEnv): LutShape | undefined {
-  const { op, ins } = v;
-  if (op.opcode !== "lowbit_linear" || op.attrs.act_bits !== 8) return undefined;
-  if (!op.operands[1]?.startsWith("@")) return undefined;
-  const bits = op.attrs.bits;
-  const group = op.attrs.group;
-  if (typeof bits !== "number" || typeof group !== "number") return undefined;
-  const [x, w] = ins;
-  const n = dimEval(w!.shape[0]!, env);
-  const k = dimEval(w!.shape[1]!, env);
-  return { m: nelem(x!, env) / k, n, k, bits, group, bias: ins.length > 3 };
+  const shape = lowbitA8ShapeOf(v, env);
+  return shape && { ...shape, bias: v.ins.length > 3 };
 }
 
 /** Seconds of an op on the host CPU (its roofline). */

@@ -785,10 +785,11 @@ function compileRun(
               let sum = 0;
               const wo = wAt + j * wLd;
               const to = tableAt + i * vectors * E;
-              for (let v = 0; v < vectors; v++) {
-                const byte = W[wo + Math.floor(v / perByte)] as number;
-                const p = (byte >> ((v % perByte) * fb)) & mask;
-                sum += T[to + v * E + p] as number;
+              // Byte by byte, its fields in order (the last byte may hold fewer vectors).
+              for (let v = 0, at = wo; v < vectors; at++) {
+                const byte = W[at] as number;
+                for (let f = 0; f < perByte && v < vectors; f++, v++)
+                  sum += T[to + v * E + ((byte >> (f * fb)) & mask)] as number;
               }
               const x = accAt + i * n + j;
               C[x] = (C[x] as number) + sum;

@@ -7,7 +7,7 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
-import { HOST_AND_PIM, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import { HOST_AND_PIM, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
@@ -43,20 +43,6 @@ export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape |
     n: dimEval(w.shape[0]!, env),
     k: dimEval(w.shape[1]!, env),
     dtype: op.opcode === "qlinear" ? "i8" : "f32",
-  };
-}
-
-/** The LUT-GEMV shape of a W4A8 / W2A8 linear layer with a constant weight, or undefined. */
-export function lutShapeOf(v: OpView, env: Record<string, number>): LutShape | undefined {
-  const { op } = v;
-  if (op.opcode !== "lowbit_linear" || op.attrs.act_bits !== 8 || !op.operands[1]?.startsWith("@"))
-    return undefined;
-  return {
-    m: dimEval(dimProd(v.ins[0]!.shape.slice(0, -1)), env),
-    n: dimEval(v.ins[1]!.shape[0]!, env),
-    k: dimEval(v.ins[1]!.shape[1]!, env),
-    bits: op.attrs.bits as number,
-    group: op.attrs.group as number,
   };
 }
 
@@ -135,19 +121,16 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
     home: "host",
     opTime(v, device, env) {
       const shape = gemmShapeOf(v, env);
-      const lut = v.op.opcode === "lowbit_linear";
+      const l = lowbitA8ShapeOf(v, env);
       if (device === "host") {
         const attention = v.op.opcode === "attention";
         if (attention && opts.attention === "pim" && attentionTime(v, env) !== undefined) return undefined;
-        if (!cooperation && (shape || (lut && lutShapeOf(v, env) && chooseLut(lutShapeOf(v, env)!))))
-          return undefined;
+        if (!cooperation && (shape || (l && chooseLut(l)))) return undefined;
         return hostTime(sys, v.cost.flops, v.cost.bytes, v.op.opcode);
       }
       if (device === PIM && v.op.opcode === "attention")
         return opts.attention === "host" ? undefined : attentionTime(v, env);
-      if (device === PIM && lut) {
-        const l = lutShapeOf(v, env);
-        if (!l) return undefined;
+      if (device === PIM && l) {
         const c = chooseLut(l);
         if (!c) return undefined;
         // The host quantizes the activation and folds the group dot products with the scales.

@@ -106,15 +106,17 @@ export interface LowerOptions {
   readonly attentionReduce?: "auto" | ReduceSite;
 }
 
-/** What lowering decided for one GEMM weight. */
-export interface GemmPlan {
+/** What lowering decided for one DPU-resident weight: its layout, and tiling and kernel per phase. */
+export interface WeightPlan<Shape, T> {
   readonly weight: string;
-  readonly shape: Omit<GemmShape, "m">;
+  readonly shape: Shape;
   readonly distribution: Distribution;
-  /** Tiling and kernel per phase. */
-  readonly phases: Map<string, { tiling: Tiling; kernel: string; m: number }>;
+  readonly phases: Map<string, { tiling: T; kernel: string; m: number }>;
   readonly region: string;
 }
+
+/** A GEMM weight (PGEMMlib kernels). */
+export type GemmPlan = WeightPlan<Omit<GemmShape, "m">, Tiling>;
 
 const expr = (d: Dim): IntExpr => (typeof d === "number" ? d : dimToString(d));
 const isPimAttention = (op: Op): boolean => op.attrs.device === PIM && op.opcode === "attention";
@@ -125,14 +127,8 @@ const isPimLut = (op: Op): boolean =>
   op.attrs.act_bits === 8 &&
   op.operands[1]!.startsWith("@");
 
-/** What lowering decided for one LUT-GEMV weight. */
-export interface LutPlan {
-  readonly weight: string;
-  readonly shape: Omit<LutShape, "m">;
-  readonly distribution: Distribution;
-  readonly phases: Map<string, { tiling: LutTiling; kernel: string; m: number }>;
-  readonly region: string;
-}
+/** A LUT-GEMV weight. */
+export type LutPlan = WeightPlan<Omit<LutShape, "m">, LutTiling>;
 const isPimGemm = (op: Op): boolean =>
   op.attrs.device === PIM &&
   (op.opcode === "linear" || op.opcode === "qlinear") &&
