@@ -57,6 +57,8 @@ export interface PrepareOptions {
   readonly limits?: { readonly B: number; readonly S: number; readonly T: number };
   /** Workload dims per function (e.g. for tile selection). */
   readonly envs?: Readonly<Record<string, DimEnv>>;
+  /** Calls of each function per request (e.g. prefill 1, decode 128): how to weigh phases that compete. */
+  readonly mix?: Readonly<Record<string, number>>;
 }
 
 /** The time of one call of a function, op by op (targets that time without a program emulator). */

@@ -176,7 +176,15 @@ describe("values", () => {
       "w.pim",
     );
     const a = workloadFromDecl(selectWorkload(d, "a"));
-    expect(a).toEqual({ name: "a", phase: "decode", batch: 16, prompt: 128, context: 2048, speculation: 2 });
+    expect(a).toEqual({
+      name: "a",
+      phase: "decode",
+      batch: 16,
+      prompt: 128,
+      context: 2048,
+      speculation: 2,
+      output: 128,
+    });
     expect(workloadEnv(a)).toEqual({ B: 16, S: 2, P: 2048 });
     const b = workloadFromDecl(selectWorkload(d, "b"));
     expect(workloadEnv(b)).toEqual({ B: 1, S: 128, P: 0 });

@@ -6,7 +6,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { phaseEnvs, workloadEnv, type Workload } from "../frontend/workload.js";
+import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import { bytes, int, opb, si } from "../report/format.js";
 import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
@@ -345,6 +345,7 @@ async function runStep(
   if (target.emit) {
     const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
       envs: phaseEnvs(w),
+      mix: phaseMix(w),
       shapeOnly: true,
     });
     const program = decodeProgram(out.bytes, `${path} (compiled)`);

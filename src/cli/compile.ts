@@ -6,7 +6,7 @@
 import { table } from "../report/table.js";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { phaseEnvs, workloadEnv, type Workload } from "../frontend/workload.js";
+import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import {
@@ -114,17 +114,19 @@ export function compileCommand() {
       bytes: 0,
     });
     let programLines: string[] = [];
-    if (opts.output !== undefined) {
-      if (target.emit && !opts.output.endsWith(".pimir")) {
-        const envs = phaseEnvs(w);
-        const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
-          envs,
-          shapeOnly: model.weights.names().length === 0,
-        });
+    // Targets with code generation lower the model (shape-only without -o): what the program holds.
+    if (target.emit && !opts.output?.endsWith(".pimir")) {
+      const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
+        envs: phaseEnvs(w),
+        mix: phaseMix(w),
+        shapeOnly: opts.output === undefined || model.weights.names().length === 0,
+      });
+      programLines = out.lines;
+      if (opts.output !== undefined) {
         writeFileAtomic(opts.output, out.bytes);
-        programLines = [...out.lines, `          written to ${opts.output} (${bytes(out.bytes.length)})`];
-      } else writeFileAtomic(opts.output, printModule(module));
-    }
+        programLines.push(`          written to ${opts.output} (${bytes(out.bytes.length)})`);
+      }
+    } else if (opts.output !== undefined) writeFileAtomic(opts.output, printModule(module));
     if (opts.json) {
       const report = Object.fromEntries(ctx.report);
       process.stdout.write(

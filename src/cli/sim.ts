@@ -13,7 +13,7 @@ import type { Program } from "../../targets/upmem/program.js";
 import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { writeFileAtomic } from "./io.js";
-import { int } from "../report/format.js";
+import { int, ms } from "../report/format.js";
 import { nonNegativeInt, positiveInt } from "./options.js";
 
 export function readProgram(path: string): Program {
@@ -29,8 +29,7 @@ export function readProgram(path: string): Program {
   return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
 }
 
-export const ms = (s: number): string =>
-  s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(2)} us`;
+export { ms };
 
 /** Busy seconds per category of command. */
 export function breakdown(r: RunReport): Record<string, number> {

@@ -13,7 +13,12 @@ export function withWorkloadFlags<C>(cmd: C): C {
     .option("--batch <n>", "sequences per step", positiveInt)
     .option("--prompt <n>", "prefill: tokens per sequence", positiveInt)
     .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
-    .option("--speculation <n>", "decode: tokens per step", positiveInt) as unknown as C;
+    .option("--speculation <n>", "decode: tokens per step", positiveInt)
+    .option(
+      "--output-tokens <n>",
+      "tokens generated per sequence (the phase mix of a request: 1 prefill, output / speculation decode steps)",
+      positiveInt,
+    ) as unknown as C;
 }
 
 export interface WorkloadFlags {
@@ -23,6 +28,7 @@ export interface WorkloadFlags {
   prompt?: number;
   context?: number;
   speculation?: number;
+  outputTokens?: number;
 }
 
 /** The workload chosen by --workload and the override flags (see `pimc compile --help`). */
@@ -50,6 +56,7 @@ export function resolveWorkload(modelPath: string, o: WorkloadFlags): Workload {
     ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
     ...(o.context !== undefined ? { context: o.context } : {}),
     ...(o.speculation !== undefined ? { speculation: o.speculation } : {}),
+    ...(o.outputTokens !== undefined ? { output: o.outputTokens } : {}),
   };
 }
 

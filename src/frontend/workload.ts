@@ -17,6 +17,11 @@ export interface Workload {
   context: number;
   /** Decode: tokens per step (speculative decoding). */
   speculation: number;
+  /**
+   * Tokens generated per sequence: a request is one prefill call and output / speculation decode
+   * calls (the phase mix weights are laid out for when MRAM cannot hold a layout per phase).
+   */
+  output: number;
 }
 
 const posInt = z.number().int().positive();
@@ -26,6 +31,7 @@ const zWorkload = z.strictObject({
   prompt: posInt.default(128),
   context: posInt.default(1024),
   speculation: posInt.default(1),
+  output: posInt.max(1 << 24).default(128),
 });
 
 /** Keys that only make sense in one phase. */
@@ -71,7 +77,12 @@ export function workloadEnv(w: Workload): Record<string, number> {
 
 /** The workload used when none is given (the defaults of docs/language.md). */
 export function defaultWorkload(phase: "prefill" | "decode"): Workload {
-  return { name: "default", phase, batch: 1, prompt: 128, context: 1024, speculation: 1 };
+  return { name: "default", phase, batch: 1, prompt: 128, context: 1024, speculation: 1, output: 128 };
+}
+
+/** Calls of each function per request: one prefill, then the decode steps that generate `output` tokens. */
+export function phaseMix(w: Workload): Record<"prefill" | "decode", number> {
+  return { prefill: 1, decode: Math.ceil(w.output / w.speculation) };
 }
 
 /** Dimension values of both functions under a workload (its batch and lengths apply to each phase). */

@@ -38,3 +38,7 @@ export function opb(flops: number, bytesMoved: number): string {
 export function int(x: number): string {
   return Math.round(x).toLocaleString("en-US");
 }
+
+/** Seconds as "1.234 s", "12.345 ms" or "98.76 us". */
+export const ms = (s: number): string =>
+  s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(2)} us`;

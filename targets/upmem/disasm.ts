@@ -34,6 +34,25 @@ export function fmtBytes(n: number): string {
   return `${n} B`;
 }
 
+/** MRAM per DPU a program's regions take: resident weights, KV caches, and the X / Y / W buffers. */
+export function mramUse(p: Program): { weights: number; caches: number; buffers: number; total: number } {
+  const sum = (f: (name: string) => boolean): number =>
+    p.regions.filter((r) => f(r.name)).reduce((s, r) => s + r.bytes, 0);
+  const weights = sum((n) => n.startsWith("w:"));
+  const caches = sum((n) => n.startsWith("kc:") || n.startsWith("vc:"));
+  const total = p.regions.reduce((s, r) => Math.max(s, r.offset + r.bytes), 0);
+  return { weights, caches, buffers: total - weights - caches, total };
+}
+
+/** `8.42 MiB` */
+export const mib = (n: number): string => `${(n / 2 ** 20).toFixed(2)} MiB`;
+
+/** "mram 8.42 of 64 MiB per DPU: weights ..., KV caches ..., buffers ..." */
+export function mramLine(p: Program): string {
+  const u = mramUse(p);
+  return `${mib(u.total)} of ${fmtBytes(p.system.mram)} per DPU: weights ${mib(u.weights)}, KV caches ${mib(u.caches)}, buffers ${mib(u.buffers)}`;
+}
+
 /** An expression as an operand: bare when it is a number or a name, else parenthesised. */
 const ex = (e: IntExpr): string => (typeof e === "number" || /^\w+$/.test(e) ? String(e) : `(${e})`);
 /** An expression on its own. */
@@ -226,6 +245,13 @@ export function disassemble(p: Program): string {
   );
   out.push("", `states (${p.states.length}):`);
   out.push(...table(p.states.map((x) => [x.name, `${x.dtype}[${x.shape.map(ex0).join(", ")}]`])));
+  // A weight with a layout per phase has an image per layout, named WEIGHT/PHASES.
+  const split = new Set(p.images.filter((m) => m.name.includes("/")).map((m) => m.name.split("/")[0]));
+  const resident = new Set(p.images.map((m) => m.name.split("/")[0]));
+  out.push(
+    "",
+    `mram ${mramLine(p)}; ${resident.size} resident weights, ${split.size} with a layout per phase`,
+  );
   out.push("", `regions (${p.regions.length}):`);
   out.push(
     ...table(

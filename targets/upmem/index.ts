@@ -11,8 +11,10 @@ import { HOST_AND_PIM, lowbitA8ShapeOf, type CostModel, type OpView } from "../.
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
+import { mramLine } from "./disasm.js";
+import { ms } from "../../src/report/format.js";
 import { encodeProgram } from "./codec.js";
-import { lowerModule, PIM, type AttentionPlan, type Limits, type LutPlan } from "./lower.js";
+import { lowerModule, PIM, type AttentionPlan, type Limits, type LutPlan, type WeightPlan } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
 import { selectLut, type LutChoice, type LutShape } from "./lut.js";
@@ -225,6 +227,53 @@ function attentionLines(plans: readonly AttentionPlan[]): string[] {
   return [`attention ${layers} layers on the DPUs (${dts} per group); context kernel: ${each}`];
 }
 
+/**
+ * Lines on the resident weights' layouts: per phase the PGEMMlib variants of its calls, how many
+ * weights keep a layout per phase and, when MRAM could not hold them, which weights share one and
+ * what each phase pays per step.
+ */
+function layoutLines(
+  plans: readonly WeightPlan<unknown, Distribution>[],
+  mix: Readonly<Record<string, number>> | undefined,
+): string[] {
+  if (plans.length === 0) return [];
+  const variants = new Map<string, Map<string, number>>();
+  let split = 0;
+  let one = 0;
+  let sharedForMram = 0;
+  const paid = new Map<string, number>();
+  for (const p of plans) {
+    for (const [phase, ph] of p.phases) {
+      const v = variants.get(phase) ?? new Map<string, number>();
+      const name = `${"width" in (ph.tiling as object) ? "LUT " : ""}${variantName(ph.tiling)}`;
+      v.set(name, (v.get(name) ?? 0) + 1);
+      variants.set(phase, v);
+    }
+    if (p.layouts.length > 1) split++;
+    else if (p.phases.size > 1) one++;
+    if (p.paid) {
+      sharedForMram++;
+      for (const [phase, s] of Object.entries(p.paid)) paid.set(phase, (paid.get(phase) ?? 0) + s);
+    }
+  }
+  const each = [...variants]
+    .map(([phase, v]) => `${phase} ${[...v].map(([name, n]) => `${n} ${name}`).join(", ")}`)
+    .join("; ");
+  const lines = [
+    `layouts   ${each}; ${split} weights with a layout per phase, ${one} with one for every phase`,
+  ];
+  if (sharedForMram > 0) {
+    const calls = Object.entries(mix ?? {})
+      .map(([f, n]) => `${n} ${f}`)
+      .join(" + ");
+    const costs = [...paid].map(([phase, s]) => `${phase} pays +${ms(s)} per step`).join(", ");
+    lines.push(
+      `          MRAM cannot hold every phase's best layout: ${sharedForMram} weights take smaller ones, chosen for ${calls || "1 call of each phase"} call(s) per request; ${costs}`,
+    );
+  }
+  return lines;
+}
+
 /** A line on the LUT-GEMV layers: how many, their formats and tables. */
 function lutLines(plans: readonly LutPlan[]): string[] {
   if (plans.length === 0) return [];
@@ -259,6 +308,7 @@ const upmem: Target = {
       limits,
       envs,
       shapeOnly: opts.shapeOnly,
+      ...(opts.mix ? { mix: opts.mix } : {}),
       ...mapping(system),
     });
     const bytes = encodeProgram(program);
@@ -269,17 +319,13 @@ const upmem: Target = {
         p.commands.map((c) => (c.kind === "launch" ? c.range.first + c.range.count : 0)),
       ),
     );
-    const mram = program.regions.reduce((s, r) => Math.max(s, r.offset + r.bytes), 0);
-    const variants = new Map<string, number>();
-    for (const g of gemms) {
-      const v = variantName(g.distribution);
-      variants.set(v, (variants.get(v) ?? 0) + 1);
-    }
     return {
       bytes,
       lines: [
-        `program   upmem, ${program.kernels.length} kernels, ${gemms.length} DPU-resident weights (${[...variants].map(([v, n]) => `${n} ${v}`).join(", ") || "none"}), ${dpus} of ${sys.dpus} DPUs, ${(mram / 2 ** 20).toFixed(2)} MiB MRAM per DPU`,
+        `program   upmem, ${program.kernels.length} kernels, ${gemms.length + luts.length} DPU-resident weights, ${dpus} of ${sys.dpus} DPUs`,
         `          ${program.phases.map((p) => `${p.name} ${p.commands.length} commands`).join(", ")}; limits B <= ${limits.B}, S <= ${limits.S}, P+S <= ${limits.T}${opts.shapeOnly ? "; shape-only (timing)" : ""}`,
+        ...layoutLines([...gemms, ...luts], opts.mix),
+        `mram      ${mramLine(program)}`,
         ...attentionLines(attention),
         ...lutLines(luts),
       ],

@@ -20,6 +20,7 @@ import type { WeightStore } from "../../src/ir/weights.js";
 import { toRuntime } from "../../src/exec/interpreter.js";
 import { operandTyper } from "../../src/ir/cost.js";
 import { UserError } from "../../src/errors.js";
+import { bytes as fmtBytes } from "../../src/report/format.js";
 import {
   cdiv,
   elemBytesOf,
@@ -49,6 +50,15 @@ import type {
   Storage,
 } from "./program.js";
 import { selectJoint } from "./selector.js";
+import {
+  decideLayouts,
+  decision,
+  weightOptions,
+  type LayoutDecision,
+  type Selection,
+  type WeightLayout,
+  type WeightOptions,
+} from "./layouts.js";
 import { lutBlock, lutKernel, lutWeightImage, selectLut, type LutShape, type LutTiling } from "./lut.js";
 import { baseTiling, perCallFor } from "./base.js";
 import {
@@ -104,16 +114,57 @@ export interface LowerOptions {
    * model (default), or forced to the host (reduce_sum) or the DPUs (the reduce kernel).
    */
   readonly attentionReduce?: "auto" | ReduceSite;
+  /**
+   * Calls of each function per request (e.g. prefill 1, decode 128): how a weight's phases weigh
+   * when MRAM cannot hold each phase's layout. Default 1 each.
+   */
+  readonly mix?: Readonly<Record<string, number>>;
 }
 
-/** What lowering decided for one DPU-resident weight: its layout, and tiling and kernel per phase. */
+/** A copy of a weight in MRAM: its distribution, the phases using it, its region and image. */
+export interface PlacedLayout extends WeightLayout {
+  readonly region: string;
+  readonly image: string;
+}
+
+/**
+ * What lowering decided for one DPU-resident weight: its layouts (one per phase while MRAM holds
+ * them), and per phase the tiling, kernel and layout (an index into `layouts`).
+ */
 export interface WeightPlan<Shape, T> {
   readonly weight: string;
   readonly shape: Shape;
-  readonly distribution: Distribution;
-  readonly phases: Map<string, { tiling: T; kernel: string; m: number }>;
-  readonly region: string;
+  readonly layouts: readonly PlacedLayout[];
+  readonly phases: Map<string, { tiling: T; kernel: string; m: number; layout: number }>;
+  /** Seconds per call each phase lost against its own best layout when MRAM was short. */
+  readonly paid?: Readonly<Record<string, number>>;
 }
+
+/** A plan from a layout decision (phases in the decision's order). */
+function planOf<S, T>(
+  d: LayoutDecision<T>,
+  shape: S,
+  ms: ReadonlyMap<string, number>,
+  layouts: readonly PlacedLayout[],
+): WeightPlan<S, T> {
+  const phases = new Map<string, { tiling: T; kernel: string; m: number; layout: number }>();
+  [...ms.keys()].forEach((p, i) =>
+    phases.set(p, { tiling: d.choices[i]!.tiling, kernel: "", m: ms.get(p)!, layout: d.layoutOf[i]! }),
+  );
+  return { weight: d.weight, shape, layouts, phases, ...(d.paid ? { paid: d.paid } : {}) };
+}
+
+/** Per-DPU MRAM bytes of a GEMM weight's block under a distribution. */
+const gemmBlockBytes = (shape: Omit<GemmShape, "m">, d: Distribution): number => {
+  const { nbPad, kb } = weightBlock({ ...shape, m: 1 }, d);
+  return nbPad * kb * elemBytesOf(shape.dtype);
+};
+
+/** Per-DPU MRAM bytes of a LUT-GEMV weight's packed segments under a distribution. */
+const lutBlockBytes = (shape: Omit<LutShape, "m">, d: Distribution): number => {
+  const b = lutBlock(shape, d);
+  return b.segments * b.nbPad * b.gkBytes;
+};
 
 /** A GEMM weight (PGEMMlib kernels). */
 export type GemmPlan = WeightPlan<Omit<GemmShape, "m">, Tiling>;
@@ -308,7 +359,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       uses.set(name, u);
     }
   }
-  // 2. Tile-Selector per weight (one W layout shared by the phases), MRAM layout.
+  // 2. The Tile-Selector per weight and phase; the layouts are fitted to MRAM below (layouts.ts).
   const regions: MramRegion[] = [];
   let offset = 0;
   const region = (name: string, bytes: number): string => {
@@ -317,63 +368,91 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     offset += b;
     return name;
   };
-  const plans = new Map<string, GemmPlan>();
   const kernels: Kernel[] = [];
   const kernelKeys = new Map<string, string>();
   let xBytes = 0;
   let yBytes = 0;
-  let wBytes = 0;
   const pooling = opts.pooling ?? true;
-  const tilings: { weight: string; phase: string; tiling: Tiling; shape: GemmShape }[] = [];
+  const calls = (p: string): number => opts.mix?.[p] ?? 1;
+  /**
+   * A weight's `select` (layouts.ts) over a selector of (row counts, MRAM budget, calls), memoized by
+   * `key` (the weight's shape): the layers of a model repeat a few shapes.
+   */
+  const selections = new Map<string, Selection<unknown> | undefined>();
+  const memoSelect =
+    <T>(
+      key: string,
+      ms: readonly number[],
+      weights: readonly number[],
+      sel: (ms: readonly number[], budget: number, weights?: readonly number[]) => Selection<T> | undefined,
+    ) =>
+    (phase: number | "all", budget: number): Selection<T> | undefined => {
+      const k = `${key} ${phase === "all" ? `${ms.join(",")} x ${weights.join(",")}` : ms[phase]} ${budget}`;
+      if (!selections.has(k))
+        selections.set(k, phase === "all" ? sel(ms, budget, weights) : sel([ms[phase]!], budget));
+      return selections.get(k) as Selection<T> | undefined;
+    };
+  /** Resident weights whose layouts MRAM decides, and weights with fixed layouts (BaseGEMM, no pooling). */
+  const gemmOpts: WeightOptions<Tiling>[] = [];
+  const fixed: LayoutDecision<Tiling>[] = [];
   for (const [weight, u] of uses) {
     const phases = [...u.ms.keys()];
     const ms = phases.map((p) => u.ms.get(p)!);
-    let dist: Distribution;
-    let chosen: Tiling[];
+    const bytes = (d: Distribution): number => gemmBlockBytes(u.shape, d);
     if (opts.gemm === "base") {
       const ts = ms.map((mm) => baseTiling({ ...u.shape, m: mm }, sys));
       if (ts.some((t) => !t))
         throw new UserError(
           `@${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} does not fit one DPU's MRAM: no BaseGEMM mapping`,
         );
-      chosen = ts as Tiling[];
-      dist = { dm: Math.max(...chosen.map((t) => t.dm)), dn: 1, dk: 1 };
-    } else {
-      const perCall = (d: Distribution): number =>
-        perCallFor({ ...u.shape, m: 1 }, d, sys, opts.runtimeTranspose === true);
-      // Resident weights share one layout across phases; weights sent per call need not.
-      const sels = pooling
-        ? [selectJoint({ ...u.shape, m: ms[0]! }, sys, ms)]
-        : ms.map((mm) => selectJoint({ ...u.shape, m: mm }, sys, [mm], { perCall }));
-      if (sels.some((x) => !x))
-        throw new UserError(
-          `no legal UPMEM tiling for @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} on ${sys.dpus} DPUs`,
-        );
-      dist = sels[0]!.distribution;
-      chosen = sels.flatMap((x) => x!.choices.map((c) => c.tiling));
+      const dist = { dm: Math.max(...ts.map((t) => t!.dm)), dn: 1, dk: 1 };
+      fixed.push({
+        weight,
+        layouts: [{ distribution: dist, phases, bytes: bytes(dist) }],
+        choices: ts.map((t) => ({ tiling: t!, estimate: { total: 0 } })),
+        layoutOf: phases.map(() => 0),
+        bytes: bytes(dist),
+        cost: 0,
+      });
+      continue;
     }
-    const { nbPad, kb } = weightBlock({ ...u.shape, m: 1 }, dist);
-    const e = elemBytesOf(u.shape.dtype);
-    // Without pooling the weight has no home: every call sends it to the shared "w" region.
-    const wRegion = pooling ? region(`w:${weight}`, nbPad * kb * e) : "w";
-    wBytes = Math.max(wBytes, nbPad * kb * e);
-    const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
-    phases.forEach((p, i) => {
-      const t = chosen[i]!;
-      const wb = weightBlock({ ...u.shape, m: 1 }, t);
-      const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
-      xBytes = Math.max(xBytes, mbPad * wb.kb * e);
-      yBytes = Math.max(yBytes, mbPad * wb.nbPad * 4);
-      wBytes = Math.max(wBytes, wb.nbPad * wb.kb * e);
-      tilings.push({ weight, phase: p, tiling: t, shape: { ...u.shape, m: u.ms.get(p)! } });
-      plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
-    });
-    plans.set(weight, plan);
+    // Without pooling a call also allocates its DPUs, loads its kernel and sends its weight.
+    const perCall = (d: Distribution): number =>
+      perCallFor({ ...u.shape, m: 1 }, d, sys, opts.runtimeTranspose === true);
+    const key = `${u.shape.n} ${u.shape.k} ${u.shape.dtype}`;
+    const w: WeightOptions<Tiling> = {
+      weight,
+      phases,
+      calls: phases.map(calls),
+      select: memoSelect(key, ms, phases.map(calls), (ms, mramBudget, weights) =>
+        selectJoint({ ...u.shape, m: ms[0]! }, sys, ms, {
+          mramBudget,
+          ...(weights ? { weights } : {}),
+          ...(pooling ? {} : { perCall }),
+        }),
+      ),
+      bytes,
+    };
+    const own = phases.map((_, i) => w.select(i, sys.mram));
+    if (own.some((x) => !x))
+      throw new UserError(
+        `no legal UPMEM tiling for @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} on ${sys.dpus} DPUs`,
+      );
+    // Weights sent at every call share the "w" region: each phase keeps its own layout.
+    if (pooling) gemmOpts.push(w);
+    else
+      fixed.push(
+        decision(
+          w,
+          own as Selection<Tiling>[],
+          own.map((x) => x!.choices[0]!),
+        ),
+      );
   }
   // LUT-GEMV weights: their own Tile-Selector and segment-major packed layout.
-  const luts = new Map<string, LutPlan>();
+  const lutOpts: WeightOptions<LutTiling>[] = [];
+  const lutUses = new Map<string, { shape: Omit<LutShape, "m">; ms: Map<string, number>; mMax: number }>();
   {
-    const lutUses = new Map<string, { shape: Omit<LutShape, "m">; ms: Map<string, number>; mMax: number }>();
     for (const f of funcs) {
       const typeOf = operandTyper(m, f);
       const env = opts.envs[f.name] ?? {};
@@ -402,31 +481,22 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     }
     for (const [weight, u] of lutUses) {
       const phases = [...u.ms.keys()];
-      const sel = selectLut(
-        u.shape,
-        sys,
-        phases.map((p) => u.ms.get(p)!),
-      );
-      if (!sel)
+      const ms = phases.map((p) => u.ms.get(p)!);
+      const key = `lut ${u.shape.n} ${u.shape.k} ${u.shape.bits} ${u.shape.group}`;
+      const w: WeightOptions<LutTiling> = {
+        weight,
+        phases,
+        calls: phases.map(calls),
+        select: memoSelect(key, ms, phases.map(calls), (ms, mramBudget, weights) =>
+          selectLut(u.shape, sys, ms, { mramBudget, ...(weights ? { weights } : {}) }),
+        ),
+        bytes: (d) => lutBlockBytes(u.shape, d),
+      };
+      if (phases.some((_, i) => !w.select(i, sys.mram)))
         throw new UserError(
           `no legal LUT-GEMV tiling for @${weight} [${u.shape.n}, ${u.shape.k}] int${u.shape.bits} (groups of ${u.shape.group}) on ${sys.dpus} DPUs`,
         );
-      const b = lutBlock(u.shape, sel.distribution);
-      const plan: LutPlan = {
-        weight,
-        shape: u.shape,
-        distribution: sel.distribution,
-        phases: new Map(),
-        region: region(`w:${weight}`, b.segments * b.nbPad * b.gkBytes),
-      };
-      phases.forEach((p, i) => {
-        const t = sel.choices[i]!.tiling;
-        const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
-        xBytes = Math.max(xBytes, mbPad * b.kb);
-        yBytes = Math.max(yBytes, mbPad * b.segments * b.nbPad * 4);
-        plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
-      });
-      luts.set(weight, plan);
+      lutOpts.push(w);
     }
   }
   // Attention on the DPUs: a layout per layer (its KV cache blocks, resident in MRAM with pooling)
@@ -530,14 +600,95 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       });
     }
   }
-  if (!pooling) region("w", wBytes);
+  // MRAM: the KV caches (allocated above), the weights' layouts, the X and Y buffers. Each weight's
+  // options trade bytes per DPU for time per request; the fastest fitting together win (layouts.ts).
+  const caches_ = offset;
+  const all = [...gemmOpts, ...lutOpts] as WeightOptions<Tiling | LutTiling>[];
+  const fixedBytes = fixed.reduce((s, d) => (pooling ? s + roundUp(d.bytes, 8) : Math.max(s, d.bytes)), 0);
+  /** The X and Y buffers' bytes under some decisions (the largest block of any call, attention's too). */
+  const buffersOf = (ds: readonly LayoutDecision<Tiling | LutTiling>[]): { x: number; y: number } => {
+    let x = xBytes;
+    let y = yBytes;
+    for (const d of ds) {
+      const u = uses.get(d.weight);
+      for (const { tiling: t } of d.choices) {
+        if (u) {
+          const wb = weightBlock({ ...u.shape, m: 1 }, t as Tiling);
+          const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
+          x = Math.max(x, mbPad * wb.kb * elemBytesOf(u.shape.dtype));
+          y = Math.max(y, mbPad * ((t as Tiling).ks ?? 1) * wb.nbPad * 4);
+        } else {
+          const lu = lutUses.get(d.weight)!;
+          const lb = lutBlock(lu.shape, t);
+          const mbPad = roundUp(cdiv(lu.mMax, t.dm), t.tm);
+          x = Math.max(x, mbPad * lb.kb);
+          y = Math.max(y, mbPad * lb.segments * lb.nbPad * 4);
+        }
+      }
+    }
+    return { x: roundUp(Math.max(x, 8), 8), y: roundUp(Math.max(y, 8), 8) };
+  };
+  const sizeOf = (b: { x: number; y: number }): number => b.x + b.y;
+  const weightBytes = (ds: readonly LayoutDecision<unknown>[]): number =>
+    ds.reduce((s, d) => s + d.layouts.reduce((t, l) => t + roundUp(l.bytes, 8), 0), 0);
+  const room = sys.mram - caches_ - fixedBytes - sizeOf(buffersOf(fixed));
+  const fronts = all.map((w) => weightOptions(w, room));
+  const over = (ds: readonly LayoutDecision<Tiling | LutTiling>[]): number =>
+    caches_ + fixedBytes + weightBytes(ds) + sizeOf(buffersOf([...ds, ...fixed])) - sys.mram;
+  let decisions: LayoutDecision<Tiling | LutTiling>[] | undefined;
+  // The buffers follow the tilings chosen: decide again with what they take, a few rounds; then with
+  // the most any option's calls could need.
+  for (let budget = room, round = 0; round < 4; round++) {
+    decisions = decideLayouts(fronts, budget);
+    const excess = decisions ? over(decisions) : 0;
+    if (excess <= 0) break;
+    budget -= excess;
+    decisions = undefined;
+  }
+  if (!decisions) {
+    const most = sizeOf(buffersOf([...fronts.flat(), ...fixed]));
+    decisions = decideLayouts(fronts, sys.mram - caches_ - fixedBytes - most);
+  }
+  if (!decisions || over(decisions) > 0) {
+    // The least the weights could take, whatever the room.
+    const least = all.reduce((s, w) => s + weightOptions(w, sys.mram)[0]!.bytes, fixedBytes);
+    throw new UserError(
+      `mram: the DPU-resident weights need at least ${fmtBytes(least)} per DPU beside the KV caches (${fmtBytes(caches_)}) and buffers; the system's mram is ${fmtBytes(sys.mram)} (try --weights int8, more DPUs, or smaller limits)`,
+    );
+  }
+  ({ x: xBytes, y: yBytes } = buffersOf([...decisions, ...fixed]));
+  // Regions and plans: one region (and image) per layout, named for its phases when a weight has several.
+  const placed = (d: LayoutDecision<unknown>): PlacedLayout[] =>
+    d.layouts.map((l) => {
+      const tag = d.layouts.length > 1 ? `/${l.phases.join("+")}` : "";
+      return {
+        ...l,
+        image: `${d.weight}${tag}`,
+        region: pooling ? region(`w:${d.weight}${tag}`, l.bytes) : "w",
+      };
+    });
+  const plans = new Map<string, GemmPlan>();
+  const luts = new Map<string, LutPlan>();
+  const tilings: { weight: string; phase: string; tiling: Tiling; shape: GemmShape }[] = [];
+  for (const d of [...decisions.slice(0, gemmOpts.length), ...fixed] as LayoutDecision<Tiling>[]) {
+    const u = uses.get(d.weight)!;
+    const plan = planOf(d, u.shape, u.ms, placed(d));
+    plans.set(d.weight, plan);
+    for (const [phase, ph] of plan.phases)
+      tilings.push({ weight: d.weight, phase, tiling: ph.tiling, shape: { ...u.shape, m: ph.m } });
+  }
+  for (const d of decisions.slice(gemmOpts.length) as LayoutDecision<LutTiling>[]) {
+    const u = lutUses.get(d.weight)!;
+    luts.set(d.weight, planOf(d, u.shape, u.ms, placed(d)));
+  }
+  if (!pooling) region("w", fixedBytes);
   const xRegion = region("x", xBytes);
   const yRegion = region("y", yBytes);
   const xOff = regions.find((r) => r.name === xRegion)!.offset;
   const yOff = regions.find((r) => r.name === yRegion)!.offset;
   if (offset > sys.mram)
-    throw new UserError(
-      `the DPU-resident weights and buffers need ${(offset / 2 ** 20).toFixed(1)} MiB of MRAM per DPU, the system has ${(sys.mram / 2 ** 20).toFixed(0)} MiB (try --weights int8, more DPUs, or smaller limits)`,
+    throw new Error(
+      `internal: MRAM plan of ${offset} B exceeds the ${sys.mram} B the layouts were fitted to`,
     );
   // Kernels, deduplicated by structure (the M expression is the same "B*S"-style for all phases).
   const mExprOf = new Map<string, IntExpr>();
@@ -593,40 +744,31 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     throw new UserError(
       `the program's ${kernels.length} DPU kernels need ${code} B of IRAM, the DPUs have ${sys.iram} B`,
     );
+  const dpusOf = (d: Distribution): number => d.dm * d.dn * d.dk;
   const dpusUsed = Math.max(
     1,
-    ...[...plans.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
+    ...[...plans.values(), ...luts.values()].flatMap((p) => p.layouts.map((l) => dpusOf(l.distribution))),
     ...[...attn.values()].map((a) => layoutDpus(a.layout)),
-    ...[...luts.values()].map((p) => p.distribution.dm * p.distribution.dn * p.distribution.dk),
   );
 
-  // 3. Images and constants.
+  // 3. Images (one per layout of a resident weight) and constants.
   const images: MramImage[] = [];
-  for (const plan of pooling ? plans.values() : []) {
-    const d = plan.distribution;
-    const count = d.dm * d.dn * d.dk;
-    const r = regions.find((x) => x.name === plan.region)!;
-    const { nbPad, kb } = weightBlock({ ...plan.shape, m: 1 }, d);
-    const bytesPerDpu = nbPad * kb * elemBytesOf(plan.shape.dtype);
-    images.push({
-      name: plan.weight,
-      region: r.name,
-      range: { first: 0, count },
-      bytesPerDpu,
-      ...(opts.shapeOnly ? {} : { data: weightImage(logical(m, weights, plan.weight), plan.shape, d) }),
-    });
-  }
-  for (const plan of luts.values()) {
-    const d = plan.distribution;
-    const b = lutBlock(plan.shape, d);
-    images.push({
-      name: plan.weight,
-      region: plan.region,
-      range: { first: 0, count: d.dm * d.dn * d.dk },
-      bytesPerDpu: b.segments * b.nbPad * b.gkBytes,
-      ...(opts.shapeOnly ? {} : { data: lutWeightImage(logical(m, weights, plan.weight), plan.shape, d) }),
-    });
-  }
+  const image = (
+    plan: WeightPlan<unknown, unknown>,
+    data: (w: Tensor, d: Distribution) => Uint8Array,
+  ): void => {
+    const w = opts.shapeOnly ? undefined : logical(m, weights, plan.weight);
+    for (const l of plan.layouts)
+      images.push({
+        name: l.image,
+        region: l.region,
+        range: { first: 0, count: dpusOf(l.distribution) },
+        bytesPerDpu: l.bytes,
+        ...(w ? { data: data(w, l.distribution) } : {}),
+      });
+  };
+  for (const plan of pooling ? plans.values() : []) image(plan, (w, d) => weightImage(w, plan.shape, d));
+  for (const plan of luts.values()) image(plan, (w, d) => lutWeightImage(w, plan.shape, d));
   const hostConsts = new Set<string>();
   const runtimeT = !pooling && opts.runtimeTranspose === true;
   if (opts.runtimeTranspose && pooling)
@@ -890,8 +1032,9 @@ function lowerFunc(
    */
   const lowerLut = (op: Op): void => {
     const plan = luts.get(refName(op.operands[1]!))!;
-    const t = plan.phases.get(f.name)!.tiling;
-    const kernel = plan.phases.get(f.name)!.kernel;
+    const ph = plan.phases.get(f.name)!;
+    const t = ph.tiling;
+    const kernel = ph.kernel;
     const b = lutBlock(plan.shape, t);
     const xType = typeOf(op.operands[0]!);
     const lead = xType.shape.slice(0, -1);
@@ -911,7 +1054,7 @@ function lowerFunc(
       [em.writerOf(xq), ...em.beforeWrite(r.xRegion)],
     );
     em.wrote(r.xRegion, push);
-    const l = launch(kernel, range, plan.region, [push]);
+    const l = launch(kernel, range, plan.layouts[ph.layout]!.region, [push]);
     const groups = plan.shape.k / plan.shape.group;
     const dots = addBuffer(`${base}.dots`, {
       dtype: "i32",
@@ -1019,7 +1162,12 @@ function lowerFunc(
     );
     em.wrote(r.xRegion, push);
     const launch = em.emit(
-      { kind: "launch", kernel: ph.kernel, range, args: { w: r.offsets.get(plan.region)! } },
+      {
+        kind: "launch",
+        kernel: ph.kernel,
+        range,
+        args: { w: r.offsets.get(plan.layouts[ph.layout]!.region)! },
+      },
       [push, ...before, ...em.beforeWrite(r.yRegion)],
     );
     if (!r.pooling) em.read("w", launch);

@@ -25,7 +25,7 @@ import { lutBuildInstr, lutEntries, lutLookupInstr } from "./dpu.js";
 import { cdiv, dmaN, mbExpr, roundUp, type Distribution, type GemmEstimate } from "./gemm.js";
 import type { IntExpr, Kernel, KernelStmt } from "./program.js";
 import type { UpmemSystem } from "./system.js";
-import { bestLayout, byLayout } from "./selector.js";
+import { bestLayout, byLayout, layoutFloor } from "./selector.js";
 import { broadcastTime, pullTime, pushTime } from "./transfer.js";
 
 export type LutShape = LowbitShape;
@@ -400,8 +400,9 @@ export function selectLut(
   shape: Omit<LutShape, "m">,
   sys: UpmemSystem,
   ms: readonly number[],
-  mramBudget = sys.mram / 2,
+  opts: { readonly mramBudget?: number; readonly weights?: readonly number[] } = {},
 ): { distribution: Distribution; choices: LutChoice[] } | undefined {
+  const mramBudget = opts.mramBudget ?? sys.mram / 2;
   if (lutShapeError(shape, sys) !== undefined) return undefined;
   const mMax = Math.max(...ms);
   const all = lutDistributions({ ...shape, m: mMax }, sys).filter((d) => {
@@ -426,32 +427,34 @@ export function selectLut(
     return x;
   };
   const layouts = byLayout(all)
-    .map((ds) => ({
-      ds,
-      lb: ms.reduce((t, m) => t + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floorOf(d, m))), 0),
-    }))
+    .map((ds) => ({ ds, lb: layoutFloor(ds, ms, floorOf, opts.weights) }))
     .sort((a, b) => a.lb - b.lb);
-  return bestLayout(layouts, ms, (ds, m) => {
-    let pick: LutChoice | undefined;
-    const cands = ds
-      .filter((d) => d.dm <= m)
-      .map((d) => ({ d, lb: floorOf(d, m) }))
-      .sort((a, b) => a.lb - b.lb);
-    for (const { d, lb } of cands) {
-      if (pick && lb >= pick.estimate.total) break;
-      const s = { ...shape, m };
-      const { push, pull } = lutTransfers(s, d, sys);
-      const fixed = push + pull + sys.launch_overhead;
-      for (const t of lutTiles(s, d, sys)) {
-        const tiling = { ...d, ...t };
-        const kernel = lutKernelCycles(s, tiling, sys) / sys.frequency;
-        if (!pick || kernel + fixed < pick.estimate.total)
-          pick = {
-            tiling,
-            estimate: { kernel, push, pull, launch: sys.launch_overhead, total: kernel + fixed },
-          };
+  return bestLayout(
+    layouts,
+    ms,
+    (ds, m) => {
+      let pick: LutChoice | undefined;
+      const cands = ds
+        .filter((d) => d.dm <= m)
+        .map((d) => ({ d, lb: floorOf(d, m) }))
+        .sort((a, b) => a.lb - b.lb);
+      for (const { d, lb } of cands) {
+        if (pick && lb >= pick.estimate.total) break;
+        const s = { ...shape, m };
+        const { push, pull } = lutTransfers(s, d, sys);
+        const fixed = push + pull + sys.launch_overhead;
+        for (const t of lutTiles(s, d, sys)) {
+          const tiling = { ...d, ...t };
+          const kernel = lutKernelCycles(s, tiling, sys) / sys.frequency;
+          if (!pick || kernel + fixed < pick.estimate.total)
+            pick = {
+              tiling,
+              estimate: { kernel, push, pull, launch: sys.launch_overhead, total: kernel + fixed },
+            };
+        }
       }
-    }
-    return pick;
-  });
+      return pick;
+    },
+    opts.weights,
+  );
 }

@@ -96,28 +96,30 @@ export function byLayout(all: readonly Distribution[]): Distribution[][] {
 }
 
 /**
- * The layout whose per-row-count picks sum to the least (layouts in order of a lower bound `lb`,
- * the search stopping when no remaining layout can beat the best), and its picks; the layout keeps
- * the largest dm of its picks (a call may use fewer replicas).
+ * The layout whose per-row-count picks sum to the least, each weighted by its calls (`weights`,
+ * default 1 each: e.g. one prefill and 128 decode calls per request), with layouts in order of a
+ * lower bound `lb` (of the same weighted sum), the search stopping when no remaining layout can beat
+ * the best; and its picks. The layout keeps the largest dm of its picks (a call may use fewer replicas).
  */
 export function bestLayout<C extends { readonly tiling: Distribution; readonly estimate: GemmEstimate }>(
   layouts: readonly { readonly ds: readonly Distribution[]; readonly lb: number }[],
   ms: readonly number[],
   pick: (ds: readonly Distribution[], m: number) => C | undefined,
+  weights?: readonly number[],
 ): { distribution: Distribution; choices: C[] } | undefined {
   let best: { total: number; choices: C[] } | undefined;
   for (const { ds, lb } of layouts) {
     if (best && lb >= best.total) break;
     const choices: C[] = [];
     let total = 0;
-    for (const m of ms) {
+    for (const [i, m] of ms.entries()) {
       const c = pick(ds, m);
       if (!c) {
         total = Infinity;
         break;
       }
       choices.push(c);
-      total += c.estimate.total;
+      total += (weights?.[i] ?? 1) * c.estimate.total;
     }
     if (total < (best?.total ?? Infinity)) best = { total, choices };
   }
@@ -134,11 +136,26 @@ export interface SelectOptions {
   readonly mramBudget?: number;
   /** Seconds a call costs besides transfers, launch and kernel under a distribution (e.g. without pooling). */
   readonly perCall?: (d: Distribution) => number;
+  /** Calls of each row count (same order as `ms`) the joint layout is chosen for; default 1 each. */
+  readonly weights?: readonly number[];
+}
+
+/** The weighted sum of a layout's per-row-count floors (`bestLayout`'s lower bound). */
+export function layoutFloor(
+  ds: readonly Distribution[],
+  ms: readonly number[],
+  floorOf: (d: Distribution, m: number) => number,
+  weights?: readonly number[],
+): number {
+  return ms.reduce(
+    (s, m, i) => s + (weights?.[i] ?? 1) * Math.min(...ds.filter((d) => d.dm <= m).map((d) => floorOf(d, m))),
+    0,
+  );
 }
 
 /**
  * Chooses the W layout (dn x dk, replicated dm times) minimising the summed time over the row counts
- * `ms` (e.g. prefill B*S and decode B), and for each row count the best tiling. A call may use fewer
+ * `ms` (e.g. prefill B*S and decode B; weighted by `opts.weights`), and for each row count the best tiling. A call may use fewer
  * replicas than the layout holds (the first dm' x dn x dk DPUs hold a complete copy of W), so each
  * phase picks its own dm; the layout keeps the largest. Undefined when no tiling is legal.
  */
@@ -163,28 +180,30 @@ export function selectJoint(
     return x;
   };
   const ranked = byLayout(all)
-    .map((ds) => ({
-      ds,
-      lb: ms.reduce((s, m) => s + Math.min(...ds.filter((d) => d.dm <= m).map((d) => floorOf(d, m))), 0),
-    }))
+    .map((ds) => ({ ds, lb: layoutFloor(ds, ms, floorOf, opts.weights) }))
     .sort((a, b) => a.lb - b.lb);
-  return bestLayout(ranked, ms, (ds, m) => {
-    let pick: Choice | undefined;
-    const cands = ds
-      .filter((d) => d.dm <= m)
-      .map((d) => ({ d, lb: floorOf(d, m) }))
-      .sort((a, b) => a.lb - b.lb);
-    for (const { d, lb: f } of cands) {
-      if (pick && f >= pick.estimate.total) break;
-      const r = bestTiles(shape, d, sys, [m]);
-      const extra = opts.perCall?.(d) ?? 0;
-      if (r && (!pick || r.total + extra < pick.estimate.total)) {
-        const e0 = r.estimates[0]!;
-        pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: { ...e0, total: e0.total + extra } };
+  return bestLayout(
+    ranked,
+    ms,
+    (ds, m) => {
+      let pick: Choice | undefined;
+      const cands = ds
+        .filter((d) => d.dm <= m)
+        .map((d) => ({ d, lb: floorOf(d, m) }))
+        .sort((a, b) => a.lb - b.lb);
+      for (const { d, lb: f } of cands) {
+        if (pick && f >= pick.estimate.total) break;
+        const r = bestTiles(shape, d, sys, [m]);
+        const extra = opts.perCall?.(d) ?? 0;
+        if (r && (!pick || r.total + extra < pick.estimate.total)) {
+          const e0 = r.estimates[0]!;
+          pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: { ...e0, total: e0.total + extra } };
+        }
       }
-    }
-    return pick;
-  });
+      return pick;
+    },
+    opts.weights,
+  );
 }
 
 /** The Tile-Selector for one GEMM shape. */
