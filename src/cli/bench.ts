@@ -24,11 +24,9 @@ import { chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } fro
 import { breakdown, ms } from "./sim.js";
 import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
-import { funcCosts } from "../ir/cost.js";
 import type { Module } from "../ir/module.js";
 import type { CallTiming, SystemModel } from "../../targets/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
-import { hostTime, systemOf } from "../../targets/upmem/index.js";
 
 const batches = (v: string): number[] => {
   const out = v.split(",").map((x) => x.trim());
@@ -157,11 +155,7 @@ async function ablation(w: Workload, flags: PipelineFlags, emulate: Emulate, jso
     rows.push({ config, seconds: r.report.seconds });
     if (over === steps[steps.length - 1]![1]) {
       // The host CPU alone: every op of the phase on the emulator's host model.
-      const f = r.module.funcs.find((x) => x.name === w.phase)!;
-      const sys = systemOf(r.system);
-      cpu = funcCosts(r.module, f, workloadEnv(w))
-        .filter((c) => c.op.opcode !== "transfer")
-        .reduce((s, c) => s + hostTime(sys, c.flops, c.bytes, c.op.opcode), 0);
+      cpu = hostAlone(r.module, r.system, w);
     }
   }
   const base = rows[0]!.seconds;

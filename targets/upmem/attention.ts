@@ -308,7 +308,8 @@ export function finishContext(
   const host: Finish = {
     reduce: "host",
     seconds:
-      pullTime(sys, range, call.rows * ks * l.dd * 4) + hostTime(sys, parts, 4 * parts + (4 * parts) / ks),
+      pullTime(sys, range, call.rows * ks * l.dd * 4) +
+      hostTime(sys, parts, 4 * parts + (4 * parts) / ks, "reduce_sum"),
   };
   if (force === "host") return host;
   const r = bestReduce(ks, weightBlock(l.context, l.contextDist).nbPad, call.rows, sys);

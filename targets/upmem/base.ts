@@ -11,7 +11,7 @@ import {
   type GemmShape,
   type Tiling,
 } from "./gemm.js";
-import { hostRoofline } from "../cpu/index.js";
+import { hostSeconds, type HostDtype } from "../cpu/index.js";
 import type { UpmemSystem } from "./system.js";
 import { broadcastTime, dpusPerRank, pushTime } from "./transfer.js";
 
@@ -47,13 +47,18 @@ export function perCallSeconds(shape: GemmShape, t: Tiling, sys: UpmemSystem): n
 }
 
 /**
- * Host seconds of an op by its roofline at the host's achieved efficiency (the same model the
- * emulator times host commands with); transposes at the host's transpose bandwidth.
+ * Host seconds of an op (the same model the emulator times host commands with, targets/cpu):
+ * products (`dtype` given) at the host's rate for that data type, transposes at its transpose
+ * bandwidth.
  */
-export function hostTime(sys: UpmemSystem, flops: number, bytes: number, opcode?: string): number {
-  const h = sys.host;
-  const bw = opcode === "transpose" ? (h.transpose_bandwidth ?? h.memory_bandwidth) : h.memory_bandwidth;
-  return hostRoofline(h, flops, bytes, bw);
+export function hostTime(
+  sys: UpmemSystem,
+  flops: number,
+  bytes: number,
+  opcode = "",
+  dtype?: HostDtype,
+): number {
+  return hostSeconds(sys.host, { opcode, flops, bytes, ...(dtype ? { dtype } : {}) });
 }
 
 /** What a call costs besides transfers, launch and kernel without pooling, under a distribution. */

@@ -19,6 +19,7 @@ import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
 import { selectLut, type LutChoice, type LutShape } from "./lut.js";
 import { baseTiling, hostTime, perCallFor } from "./base.js";
+import { hostWork } from "../cpu/index.js";
 
 export { hostTime };
 import { planAttention, type ReduceSite } from "./attention.js";
@@ -112,8 +113,8 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
         key,
         plan &&
           plan.seconds +
-            hostTime(sys, 5 * scores, 8 * scores) +
-            hostTime(sys, 0, v, resident ? undefined : "transpose"),
+            hostTime(sys, 5 * scores, 8 * scores, "masked_softmax") +
+            hostTime(sys, 0, v, resident ? "kv_window" : "transpose"),
       );
     }
     return attnMemo.get(key);
@@ -128,7 +129,8 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
         const attention = v.op.opcode === "attention";
         if (attention && opts.attention === "pim" && attentionTime(v, env) !== undefined) return undefined;
         if (!cooperation && (shape || (l && chooseLut(l)))) return undefined;
-        return hostTime(sys, v.cost.flops, v.cost.bytes, v.op.opcode);
+        const w = hostWork(v.op.opcode, v.op.attrs, v.ins, v.cost);
+        return hostTime(sys, w.flops, w.bytes, w.opcode, w.dtype);
       }
       if (device === PIM && v.op.opcode === "attention")
         return opts.attention === "host" ? undefined : attentionTime(v, env);
@@ -139,7 +141,9 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
         const mk = l.m * l.k;
         const dots = (l.m * l.n * l.k) / l.group;
         return (
-          c.estimate.total + hostTime(sys, 3 * mk, 5 * mk) + hostTime(sys, 3 * dots, 4 * dots + 8 * l.m * l.n)
+          c.estimate.total +
+          hostTime(sys, 3 * mk, 5 * mk, "quantize") +
+          hostTime(sys, 3 * dots, 4 * dots + 8 * l.m * l.n, "group_dequantize")
         );
       }
       if (device !== PIM || !shape) return undefined;
@@ -150,9 +154,10 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
       const mn = shape.m * shape.n;
       const around =
         shape.dtype === "i8"
-          ? hostTime(sys, 3 * mk, 5 * mk) + hostTime(sys, 3 * mn, 8 * mn + 4 * shape.n)
+          ? hostTime(sys, 3 * mk, 5 * mk, "quantize") +
+            hostTime(sys, 3 * mn, 8 * mn + 4 * shape.n, "dequantize")
           : v.op.operands.length > 2
-            ? hostTime(sys, mn, 8 * mn + 4 * shape.n)
+            ? hostTime(sys, mn, 8 * mn + 4 * shape.n, "add")
             : 0;
       return c.estimate.total + around;
     },

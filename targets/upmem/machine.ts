@@ -17,6 +17,7 @@ import { zeros } from "../../src/ir/tensor.js";
 import { tensor as ttype, type TensorType } from "../../src/ir/types.js";
 import "../../src/ir/ops/index.js";
 import { hostTime } from "./base.js";
+import { hostWork } from "../cpu/index.js";
 import { checkKernel, elemBytes, gridItems, runKernel, timeKernel, type KernelTiming } from "./dpu.js";
 import { ProgramError } from "./errors.js";
 import { evalExpr, type Env } from "./expr.js";
@@ -494,7 +495,8 @@ export class UpmemMachine {
     const attrs = concretizeAttrs(c.attrs, env);
     const outs = def.infer(ins, attrs as never);
     const cost = def.cost(ins, outs, attrs as never, env);
-    const seconds = hostTime(this.program.system, cost.flops, cost.bytes, c.opcode);
+    const w = hostWork(c.opcode, attrs as Readonly<Record<string, unknown>>, ins, cost);
+    const seconds = hostTime(this.program.system, w.flops, w.bytes, w.opcode, w.dtype);
     if (this.functional) {
       const tensors = c.inputs.map((n) => {
         const v = vals.get(n)?.t ?? this.constantOrState(n, env);

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { zHost } from "../cpu/index.js";
+import { XEON_SILVER_4215_X2 } from "../cpu/measured.js";
 
 const pos = z.number().positive();
 const posInt = z.number().int().positive();
@@ -114,7 +115,8 @@ export const zUpmemSystem = z.strictObject({
   /** Seconds per kernel launch (dpu_launch, synchronous wait for the slowest DPU). */
   launch_overhead: z.number().nonnegative().default(20e-6),
   load_per_rank: z.number().nonnegative().default(2e-3),
-  host: zHost.default(zHost.parse({})),
+  /** The host CPU: by default the measured 2 x Xeon Silver 4215 of the UPMEM servers (targets/cpu/measured.ts). */
+  host: zHost.default(XEON_SILVER_4215_X2),
 });
 
 export type UpmemSystem = z.infer<typeof zUpmemSystem>;

@@ -17,7 +17,7 @@ import type {
 import { tokenize } from "./lexer.js";
 import { parseTokens, tokLoc } from "./parser.js";
 
-/** Units and their factor to base units (bytes, bytes/s, Hz, seconds, FLOP/s). */
+/** Units and their factor to base units (bytes, bytes/s, Hz, seconds, FLOP/s or op/s). */
 export const UNITS: Readonly<Record<string, number>> = {
   B: 1,
   KB: 1e3,
@@ -43,6 +43,9 @@ export const UNITS: Readonly<Record<string, number>> = {
   FLOPS: 1,
   GFLOPS: 1e9,
   TFLOPS: 1e12,
+  OPS: 1,
+  GOPS: 1e9,
+  TOPS: 1e12,
 };
 
 /** `value * factor`, rounded to 15 significant digits so that `1.2 GHz` is exactly 1200000000. */
