@@ -216,6 +216,7 @@ describe("pimc compile shows the layouts and the MRAM", () => {
     // 128 decode steps per request outweigh one prefill: decode keeps its layouts.
     expect(r.stdout).toMatch(/1 prefill \+ 128 decode call\(s\) per request/);
     expect(paid(r.stdout, "decode")).toBe(0);
+    expect(r.stdout).toMatch(/decode keeps its best layouts/);
     expect(paid(r.stdout, "prefill")).toBeGreaterThan(0);
   }, 60_000);
 });

@@ -271,7 +271,9 @@ function layoutLines(
     const calls = Object.entries(mix ?? {})
       .map(([f, n]) => `${n} ${f}`)
       .join(" + ");
-    const costs = [...paid].map(([phase, s]) => `${phase} pays +${ms(s)} per step`).join(", ");
+    const costs = [...paid]
+      .map(([phase, s]) => (s > 0 ? `${phase} pays +${ms(s)} per step` : `${phase} keeps its best layouts`))
+      .join(", ");
     lines.push(
       `          MRAM cannot hold every phase's best layout: ${sharedForMram} weights take smaller ones, chosen for ${calls || "1 call of each phase"} call(s) per request; ${costs}`,
     );
