@@ -261,7 +261,7 @@ describe("pimc bench --baselines and the placement lines", () => {
         // Nothing on the DPUs: the step is the host-only reference, and the verdict says why.
         expect(row[2]).toBe(row[3]);
         expect(v[2]).toMatch(/: the host is faster for every layer \(closest: .+ per step at batch \d+\)/);
-      } else expect(v[2]).toMatch(/^linear layers on the DPUs: \d+ of \d+, /);
+      } else expect(v[2]).toMatch(/^linear layers .*on the DPUs/);
       expect(v[2]).toMatch(/(faster from batch \d+|at every batch up to \d+)/);
     }
   });
@@ -273,9 +273,7 @@ describe("pimc bench --baselines and the placement lines", () => {
     expect(r.stdout).toMatch(/│ layer group │ ops │ +host │ +DPUs │ runs on │ why +│ crossover/);
     expect(r.stdout).toMatch(/│ L\*\.gate_up +│ +2 │ .+ │ (host|DPUs) +│ \d+\.\dx faster +│ .*faster/);
     expect(r.stdout).toMatch(/other ops \(.*rms_norm.*\) run on the host: the DPUs cannot run them/);
-    expect(r.stdout).toMatch(
-      /^verdict {3}(nothing on the DPUs: .+|linear layers on the DPUs: \d+ of \d+, .+)$/m,
-    );
+    expect(r.stdout).toMatch(/^verdict {3}(nothing on the DPUs: .+|linear layers .*on the DPUs.*)$/m);
     const j = JSON.parse(pimc(...DOC_COMPILE.split(" ").slice(2), "--json").stdout) as Omit<Step, "batch">;
     expect(j.placement.length).toBeGreaterThan(0);
     expect(j.verdict).toBe(/^verdict {3}(.+)$/m.exec(r.stdout)![1]);
