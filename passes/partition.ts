@@ -12,10 +12,10 @@
  */
 import type { DimEnv } from "../src/ir/dim.js";
 import { dimEval } from "../src/ir/dim.js";
-import { funcCosts, opCost, operandTyper, ssaTypeMap } from "../src/ir/cost.js";
+import { funcCosts, operandTyper, ssaTypeMap } from "../src/ir/cost.js";
 import type { Attrs, Func, Module, Op } from "../src/ir/module.js";
 import { typeBytes } from "../src/ir/types.js";
-import type { CostModel, OpView } from "../src/pipeline/cost-model.js";
+import { viewOf, type CostModel, type OpView } from "../src/pipeline/cost-model.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { mapFuncs } from "../src/pipeline/rewrite.js";
 
@@ -98,10 +98,7 @@ function plan(
   dynamic: boolean,
 ): { plan: Plan; views: OpView[] } {
   const typeOf = operandTyper(m, f);
-  const viewAt = (op: Op, e: DimEnv): OpView => {
-    const ins = op.operands.map(typeOf);
-    return { op, ins, outs: op.results.map((r) => r.type), cost: opCost(op, ins, e) };
-  };
+  const viewAt = (op: Op, e: DimEnv): OpView => viewOf(op, typeOf, e);
   const views = f.body.map((op) => viewAt(op, env));
   const names = cm.devices.map((d) => d.name);
   const time = views.map((v) => names.map((d) => cm.opTime(v, d, env) ?? Infinity));

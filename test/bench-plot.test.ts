@@ -305,4 +305,20 @@ describe("pimc bench --plot", () => {
       expect(svg.includes(`>${label}<`), label).toBe(true);
     expect(svg.includes("1.00x vs BaseGEMM")).toBe(true);
   });
+
+  test("--baselines draws the host-only and PIM-only steps as ticks beside the latency", () => {
+    const file = join(tmp, "b.svg");
+    const r = bench("--baselines", "--json", "--plot", file);
+    expect(r.code, r.stderr).toBe(0);
+    const steps = (JSON.parse(r.stdout) as { steps: { host_only_s: number; pim_only_s: number }[] }).steps;
+    const svg = readFileSync(file, "utf8");
+    expect(svg).toContain("brown tick: host only; pink tick: PIM only");
+    // One tick per batch size and reference, at its time.
+    const ticks = (color: string) =>
+      [
+        ...svg.matchAll(new RegExp(`aria-label="batch size: \\d+; t: ([\\d.]+)"[^>]*fill="${color}"`, "g")),
+      ].map((m) => Number(m[1]));
+    expect(ticks("#9d755d")).toHaveLength(steps.length);
+    expect(ticks("#b279a2")).toHaveLength(steps.length);
+  });
 });

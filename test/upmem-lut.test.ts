@@ -304,7 +304,9 @@ describe("W4A8 / W2A8 models on the emulated UPMEM system", () => {
         ...extra,
         ...args.slice(0, -1),
       );
-    const lutRows = (out: string) => out.split("\n").filter((l) => l.includes("lowbit_linear"));
+    // Rows of the per-op table (the placement lines after it name opcodes too).
+    const lutRows = (out: string) =>
+      out.split("\n").filter((l) => l.startsWith("│") && l.includes("lowbit_linear"));
     // The DPUs run the layers whose groups make 8-byte rows (all but down: K = 176).
     expect(lutRows(compile().stdout).filter((l) => / pim /.test(l))).toHaveLength(4);
     // A LUT kernel needs its packed weights resident in MRAM (laid out once, at build time).

@@ -13,7 +13,7 @@ import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { hostFlops } from "../../targets/cpu/index.js";
-import { callViews } from "../pipeline/cost-model.js";
+import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
@@ -27,6 +27,15 @@ import { describeWorkload, resolveWorkload } from "./workload-flags.js";
 import type { Module } from "../ir/module.js";
 import type { CallTiming, SystemModel } from "../../targets/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
+import type { PassContext } from "../pipeline/pass.js";
+import {
+  explainStep,
+  placementJson,
+  placementLines,
+  referenceSystem,
+  type Placement,
+  type PlacementFlags,
+} from "./placement.js";
 
 const batches = (v: string): number[] => {
   const out = v.split(",").map((x) => x.trim());
@@ -153,10 +162,8 @@ async function ablation(w: Workload, flags: PipelineFlags, emulate: Emulate, jso
       config,
     );
     rows.push({ config, seconds: r.report.seconds });
-    if (over === steps[steps.length - 1]![1]) {
-      // The host CPU alone: every op of the phase on the emulator's host model.
-      cpu = hostAlone(r.module, r.system, w);
-    }
+    // The host CPU alone: every op of the phase timed as the emulator times host ops (--baselines' host only).
+    if (over === steps[steps.length - 1]![1]) cpu = hostAlone(r.module, await referenceSystem(opts), w);
   }
   const base = rows[0]!.seconds;
   const out = [{ config: "CPU only (host model)", seconds: cpu }, ...rows].map((r) => ({
@@ -205,13 +212,18 @@ async function benchTimed(
   model: LoadedModel,
   flags: PipelineFlags,
   steps: readonly Workload[],
-  rowsShown: number,
-  json: boolean,
-  compileOnce: boolean,
-  subBatches: number,
+  path: string,
+  o: {
+    readonly rows: number;
+    readonly json: boolean;
+    readonly compileOnce: boolean;
+    readonly subBatches: number;
+    readonly baselines: boolean;
+  },
 ): Promise<void> {
+  const { compileOnce, subBatches } = o;
   const bar = progress();
-  bar.start(steps.length);
+  bar.start(steps.length * (o.baselines ? 2 : 1));
   const results: {
     w: Workload;
     timing: CallTiming;
@@ -219,13 +231,17 @@ async function benchTimed(
     system: string;
     target: string;
     summary: string;
+    placement: Placement;
+    base?: Baselines | undefined;
   }[] = [];
   // With compileOnce every step is timed on the program compiled for the first one.
   const once = compileOnce ? await compileModel(model, flags, steps[0]!, 2) : undefined;
+  const reference = await referenceSystem(flags);
+  const placed: PlacementFlags = { ...flags, ...(once ? { compiledFor: steps[0]!.batch } : {}) };
   try {
     for (const w of steps) {
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
-      const { module, target, system } = once ?? (await compileModel(model, flags, w, 2));
+      const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2));
       const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
@@ -246,6 +262,11 @@ async function benchTimed(
         r.flops += o.flops;
         rows.set(key, r);
       }
+      const placement = explainStep({ module, ctx }, w, reference.costModel, placed);
+      bar.tick();
+      const base = o.baselines
+        ? await baselines(model, flags, reference, module, w, path, subBatches, bar)
+        : undefined;
       results.push({
         w,
         timing,
@@ -253,41 +274,46 @@ async function benchTimed(
         system: system.name,
         target: target.name,
         summary: target.summary,
+        placement,
+        base,
       });
-      bar.tick();
     }
   } finally {
     bar.stop();
   }
   const first = results[0]!;
-  if (json) {
+  if (o.json) {
     process.stdout.write(
       `${JSON.stringify({
         model: model.module.name,
         target: first.target,
         system: first.system,
         phase: first.w.phase,
-        steps: results.map(({ w, timing, rows }) => ({
+        steps: results.map(({ w, timing, rows, placement, base }) => ({
           batch: w.batch,
           seconds: timing.seconds,
           tokens_per_second: stepTokens(w) / timing.seconds,
+          ...(base ?? {}),
           busy: timing.busy,
           ops: rows.map(({ peak_fraction: _, ...r }) => r),
+          ...placementJson(placement),
         })),
       })}\n`,
     );
     return;
   }
   const devices = Object.keys(first.timing.busy);
+  const heads = ["batch", "tokens/step", "latency", ...baselineHead(o.baselines, reference.costModel)];
   const summary = table(
-    ["batch", "tokens/step", "latency", "tokens/s", ...devices],
-    ["right", "right", "right", "right", ...devices.map(() => "right" as const)],
+    [...heads, "tokens/s", ...devices],
+    [...heads, "tokens/s", ...devices].map(() => "right" as const),
   );
-  for (const { w, timing } of results)
+  for (const { w, timing, base } of results)
     summary.push([
       String(w.batch),
       int(stepTokens(w)),
       ms(timing.seconds),
+      ...baselineCells(base),
       int(Math.round(stepTokens(w) / timing.seconds)),
       ...devices.map((d) => ms(timing.busy[d] ?? 0)),
     ]);
@@ -295,7 +321,7 @@ async function benchTimed(
     ["op", "device", "calls", "time", "share", "bytes", "flops", "Op/B"],
     ["left", "left", "right", "right", "right", "right", "right", "right"],
   );
-  for (const r of first.rows.slice(0, rowsShown))
+  for (const r of first.rows.slice(0, o.rows))
     detail.push([
       r.name,
       r.device,
@@ -311,8 +337,13 @@ async function benchTimed(
       `model     ${model.module.name} on ${first.target} (${first.system}): ${first.summary}`,
       `phase     ${phaseLine(first.w)}`,
       summary.toString(),
+      ...baselineNotes(results),
       `where the time goes at batch ${first.w.batch}:`,
       detail.toString(),
+      ...placementLines(
+        results.map((r) => r.placement),
+        reference.costModel,
+      ),
       "",
     ].join("\n"),
   );
@@ -327,9 +358,11 @@ async function runStep(
   flags: PipelineFlags,
   w: Workload,
   path: string,
+  subBatches = 1,
 ): Promise<{
   seconds: number;
   module: Module;
+  ctx: PassContext;
   system: SystemModel;
   target: string;
   program?: Program;
@@ -346,12 +379,12 @@ async function runStep(
     const machine = new UpmemMachine(program, { functional: false });
     machine.setup();
     const { report } = machine.run(w.phase, undefined, workloadEnv(w));
-    return { seconds: report.seconds, module, system, target: target.name, program, report };
+    return { seconds: report.seconds, module, ctx, system, target: target.name, program, report };
   }
   if (!target.timeCall)
     throw new UserError(`pimc bench needs a target with a device model; ${target.name} has none`);
-  const seconds = target.timeCall(module, system, w.phase, workloadEnv(w)).seconds;
-  return { seconds, module, system, target: target.name };
+  const seconds = target.timeCall(module, system, w.phase, workloadEnv(w), { subBatches }).seconds;
+  return { seconds, module, ctx, system, target: target.name };
 }
 
 /**
@@ -362,6 +395,65 @@ function hostAlone(module: Module, system: SystemModel, w: Workload): number {
   const cm = system.costModel;
   const env = workloadEnv(w);
   return callViews(module, w.phase, env).reduce((t, v) => t + (cm.opTime(v, cm.home, env) ?? 0), 0);
+}
+
+/** `--baselines`: the step with every op on the host, and with every op the PIM device can run there. */
+interface Baselines {
+  readonly host_only_s: number;
+  /** null: the system has no PIM device, or the PIM-only program cannot be built (`pim_only_error`). */
+  readonly pim_only_s: number | null;
+  readonly pim_only_error?: string;
+}
+
+/**
+ * The two references of a step: host-only timed by the system's cost model for its host (what the
+ * emulator and the device models time host ops with), PIM-only the same compile with the cost
+ * comparison off (--no-cooperation), emulated or timed like the cooperative step.
+ */
+async function baselines(
+  model: LoadedModel,
+  flags: PipelineFlags,
+  reference: SystemModel,
+  module: Module,
+  w: Workload,
+  path: string,
+  subBatches: number,
+  bar: Progress,
+): Promise<Baselines> {
+  const host_only_s = hostAlone(module, reference, w);
+  if (reference.costModel.devices.length < 2) {
+    bar.tick();
+    return { host_only_s, pim_only_s: null, pim_only_error: "the system has no PIM device" };
+  }
+  bar.label(`PIM only: compiling and running batch ${w.batch}`);
+  try {
+    const r = await runStep(model, { ...flags, cooperation: false }, w, path, subBatches);
+    return { host_only_s, pim_only_s: r.seconds };
+  } catch (e) {
+    if (e instanceof UserError) return { host_only_s, pim_only_s: null, pim_only_error: e.message };
+    throw e;
+  } finally {
+    bar.tick();
+  }
+}
+
+/** The baseline columns' heads (empty without --baselines). */
+const baselineHead = (on: boolean, cm: CostModel): string[] =>
+  on ? [`${deviceLabel(cm, cm.home)} only`, "PIM only"] : [];
+
+/** The baseline columns of a step (empty without --baselines). */
+const baselineCells = (b: Baselines | undefined): string[] =>
+  b ? [ms(b.host_only_s), b.pim_only_s === null ? "-" : ms(b.pim_only_s)] : [];
+
+/** Why a PIM-only reference is missing: a line per reason, with its batch sizes unless it is all of them. */
+function baselineNotes(rs: readonly { w: Workload; base?: Baselines | undefined }[]): string[] {
+  const why = new Map<string, number[]>();
+  for (const { w, base } of rs)
+    if (base?.pim_only_error !== undefined)
+      why.set(base.pim_only_error, [...(why.get(base.pim_only_error) ?? []), w.batch]);
+  return [...why].map(
+    ([e, bs]) => `PIM only${bs.length === rs.length ? "" : ` at batch ${bs.join(", ")}`}: ${e}`,
+  );
 }
 
 interface CompareRow {
@@ -531,6 +623,10 @@ export function benchCommand() {
       "with --compare: weight precisions (default int8,int4,int2; int4 / int2 with INT8 activations, the LUT-GEMV formats)",
       precisionList,
     )
+    .option(
+      "--baselines",
+      "beside each batch size's result, the host alone (every op on the host) and PIM only (--no-cooperation: every op the PIM device can run there)",
+    )
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
@@ -552,6 +648,7 @@ export function benchCommand() {
         ["--plot", opts.plot],
         ["--sub-batches", opts.subBatches],
         ["--compile-once", opts.compileOnce],
+        ["--baselines", opts.baselines],
       ] as const)
         if (given !== undefined)
           throw new UserError(`${flag} does not go with --compare (it sets the systems and precisions)`);
@@ -568,6 +665,8 @@ export function benchCommand() {
     }
     if (opts.ablation && batchSizes.length > 1)
       throw new UserError(`--ablation runs one batch size; got --batch ${batchSizes.join(",")}`);
+    if (opts.ablation && opts.baselines)
+      throw new UserError("--baselines does not go with --ablation (it has the CPU alone as a row)");
     const { target } = await chooseTarget(opts);
     if (!target.emit) {
       if (!target.timeCall)
@@ -583,15 +682,13 @@ export function benchCommand() {
           throw new UserError(
             `${flag} needs a target with a program emulator (upmem); ${target.name} times ops`,
           );
-      await benchTimed(
-        model,
-        opts,
-        stepWorkloads(base, opts, batchSizes),
-        opts.rows,
-        opts.json === true,
-        opts.compileOnce === true,
-        opts.subBatches ?? 1,
-      );
+      await benchTimed(model, opts, stepWorkloads(base, opts, batchSizes), path, {
+        rows: opts.rows,
+        json: opts.json === true,
+        compileOnce: opts.compileOnce === true,
+        subBatches: opts.subBatches ?? 1,
+        baselines: opts.baselines === true,
+      });
       return;
     }
     if (opts.subBatches !== undefined)
@@ -602,7 +699,15 @@ export function benchCommand() {
       throw new UserError(
         `--compile-once needs a target that times ops from its device model (hbm-pim, xpu); ${target.name} emulates programs`,
       );
-    const results: { w: Workload; report: RunReport; program: Program; rows: BenchRow[] }[] = [];
+    const results: {
+      w: Workload;
+      report: RunReport;
+      program: Program;
+      rows: BenchRow[];
+      placement: Placement;
+      base?: Baselines | undefined;
+    }[] = [];
+    const reference = await referenceSystem(opts);
     const bar = progress();
     /** Compiles the model under `flags` for workload `w` and emulates one step (`label`: for the bar). */
     const emulate = async (flags: PipelineFlags, w: Workload, label: string) => {
@@ -611,9 +716,9 @@ export function benchCommand() {
       if (!r.program || !r.report)
         throw new UserError(`pimc bench needs a target with an emulator (upmem); ${r.target} has none`);
       bar.tick();
-      return { module: r.module, system: r.system, program: r.program, report: r.report };
+      return { module: r.module, ctx: r.ctx, system: r.system, program: r.program, report: r.report };
     };
-    if (!opts.ablation) bar.start(batchSizes.length);
+    if (!opts.ablation) bar.start(batchSizes.length * (opts.baselines ? 2 : 1));
     try {
       for (const w of stepWorkloads(base, opts, batchSizes)) {
         const b = w.batch;
@@ -625,8 +730,12 @@ export function benchCommand() {
             );
           return;
         }
-        const { report, program } = await emulate(opts, w, `compiling and emulating batch ${b}`);
-        results.push({ w, report, program, rows: benchRows(report, program) });
+        const { report, program, module, ctx } = await emulate(opts, w, `compiling and emulating batch ${b}`);
+        const placement = explainStep({ module, ctx }, w, reference.costModel, opts);
+        const baseRow = opts.baselines
+          ? await baselines(model, opts, reference, module, w, path, 1, bar)
+          : undefined;
+        results.push({ w, report, program, rows: benchRows(report, program), placement, base: baseRow });
       }
     } finally {
       bar.stop();
@@ -644,7 +753,7 @@ export function benchCommand() {
       const data: Plot.BenchPlot = {
         title: machineLine(first.program),
         subtitle: phaseLine(first.w),
-        steps: results.map(({ w, report }) => {
+        steps: results.map(({ w, report, base }) => {
           const b = breakdown(report);
           return {
             batch: w.batch,
@@ -653,6 +762,7 @@ export function benchCommand() {
             to_pim: b.to_pim!,
             from_pim: b.from_pim!,
             kernels: b.kernels!,
+            ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
           };
         }),
         points: results.flatMap(({ w, rows }) =>
@@ -669,28 +779,38 @@ export function benchCommand() {
           model: results[0]!.program.model,
           target: "upmem",
           phase: base.phase,
-          steps: results.map(({ w, report, rows }) => ({
+          steps: results.map(({ w, report, rows, placement, base }) => ({
             batch: w.batch,
             env: report.env,
             seconds: report.seconds,
             tokens_per_second: tokens(w) / report.seconds,
+            ...(base ?? {}),
             busy: breakdown(report),
             kernels: rows,
+            ...placementJson(placement),
           })),
         })}\n`,
       );
       return;
     }
+    const heads = [
+      "batch",
+      "tokens/step",
+      "latency",
+      ...baselineHead(opts.baselines === true, reference.costModel),
+      "tokens/s",
+    ];
     const summary = table(
-      ["batch", "tokens/step", "latency", "tokens/s", "host", "to PIM", "from PIM", "PIM kernels"],
-      ["right", "right", "right", "right", "right", "right", "right", "right"],
+      [...heads, "host", "to PIM", "from PIM", "PIM kernels"],
+      [...heads, 1, 2, 3, 4].map(() => "right" as const),
     );
-    for (const { w, report } of results) {
+    for (const { w, report, base } of results) {
       const b = breakdown(report);
       summary.push([
         String(w.batch),
         int(tokens(w)),
         ms(report.seconds),
+        ...baselineCells(base),
         int(Math.round(tokens(w) / report.seconds)),
         ms(b.host!),
         ms(b.to_pim!),
@@ -721,8 +841,13 @@ export function benchCommand() {
         `model     ${machineLine(last.program)}`,
         `phase     ${phaseLine(last.w)}`,
         summary.toString(),
+        ...baselineNotes(results),
         `where the time goes at batch ${e.B} (busy time per op; engines overlap, so shares may exceed the latency):`,
         detail.toString(),
+        ...placementLines(
+          results.map((r) => r.placement),
+          reference.costModel,
+        ),
         "",
       ].join("\n"),
     );

@@ -23,6 +23,7 @@ import { numel, typeBytes } from "../ir/types.js";
 import { assertValid } from "../ir/verifier.js";
 import { bytes, int, opb, si } from "../report/format.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
+import { explainStep, placementJson, placementLines, referenceSystem } from "./placement.js";
 
 interface Row {
   name: string;
@@ -109,6 +110,10 @@ export function compileCommand() {
     const w = resolveWorkload(path, opts);
     const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
     const rows = costRows(module, w);
+    // Where the layers run and why (systems with a choice of device).
+    const reference = (await referenceSystem(opts)).costModel;
+    const placement =
+      reference.devices.length > 1 ? explainStep({ module, ctx }, w, reference, opts) : undefined;
     const total = rows.reduce((s, r) => ({ flops: s.flops + r.flops, bytes: s.bytes + r.bytes }), {
       flops: 0,
       bytes: 0,
@@ -130,7 +135,7 @@ export function compileCommand() {
     if (opts.json) {
       const report = Object.fromEntries(ctx.report);
       process.stdout.write(
-        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes })}\n`,
+        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes, ...(placement ? placementJson(placement) : {}) })}\n`,
       );
       return;
     }
@@ -165,6 +170,7 @@ export function compileCommand() {
       ...programLines,
       `workload  ${describeWorkload(w)}`,
       t.toString(),
+      ...(placement ? placementLines([placement], reference) : []),
       "",
     ];
     process.stdout.write(lines.join("\n"));

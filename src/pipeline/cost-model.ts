@@ -13,13 +13,22 @@ import type { TensorType } from "../ir/types.js";
 export interface Device {
   readonly name: string;
   readonly kind: "host" | "pim" | "xpu";
+  /** What reports call it ("DPUs", "PIM units"); default: its name. */
+  readonly label?: string;
 }
 
-/** A host and a PIM device named "pim" sharing its work (the UPMEM and HBM-PIM targets). */
-export const HOST_AND_PIM: readonly Device[] = [
+/** The name reports give a device of a cost model (its label, else its name). */
+export const deviceLabel = (cm: CostModel, name: string): string =>
+  cm.devices.find((d) => d.name === name)?.label ?? name;
+
+/** A host and a PIM device named "pim" sharing its work, the PIM device called `label` in reports. */
+export const hostAndPim = (label?: string): readonly Device[] => [
   { name: "host", kind: "host" },
-  { name: "pim", kind: "pim" },
+  { name: "pim", kind: "pim", ...(label !== undefined ? { label } : {}) },
 ];
+
+/** A host and a PIM device named "pim" (the SRAM-PIM target). */
+export const HOST_AND_PIM: readonly Device[] = hostAndPim();
 
 /** An op with its operand and result types and its registry cost under the workload. */
 export interface OpView {
@@ -75,12 +84,13 @@ export function callViews(m: Module, func: string, env: DimEnv): OpView[] {
   const f = m.funcs.find((x) => x.name === func);
   if (!f) throw new UserError(`module has no ${func} function`);
   const typeOf = operandTyper(m, f);
-  return f.body
-    .filter((op) => op.opcode !== "transfer")
-    .map((op) => {
-      const ins = op.operands.map(typeOf);
-      return { op, ins, outs: op.results.map((r) => r.type), cost: opCost(op, ins, env) };
-    });
+  return f.body.filter((op) => op.opcode !== "transfer").map((op) => viewOf(op, typeOf, env));
+}
+
+/** The view of one op of a function under `env` (`typeOf`: the function's operandTyper). */
+export function viewOf(op: Op, typeOf: (ref: string) => TensorType, env: DimEnv): OpView {
+  const ins = op.operands.map(typeOf);
+  return { op, ins, outs: op.results.map((r) => r.type), cost: opCost(op, ins, env) };
 }
 
 /**

@@ -15,6 +15,9 @@ export interface StepBusy {
   to_pim: number;
   from_pim: number;
   kernels: number;
+  /** `--baselines`: the step with every op on the host, and with every op PIM can run there (null: none). */
+  host_only?: number;
+  pim_only?: number | null;
 }
 
 /** One op or kernel of one step (a row of the bench table). */
@@ -58,7 +61,11 @@ export type Spec = TopLevelSpec;
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
 
 /** The engines of the breakdown, bottom to top, with their colours. */
-const PARTS: readonly { key: keyof Omit<StepBusy, "batch" | "seconds">; label: string; color: string }[] = [
+const PARTS: readonly {
+  key: keyof Omit<StepBusy, "batch" | "seconds" | "host_only" | "pim_only">;
+  label: string;
+  color: string;
+}[] = [
   { key: "host", label: "host compute", color: "#4c78a8" },
   { key: "to_pim", label: "transfers to PIM", color: "#f58518" },
   { key: "from_pim", label: "transfers from PIM", color: "#e45756" },
@@ -79,12 +86,30 @@ export function seconds(s: number): string {
 const pow10Below = (x: number): number => 10 ** Math.floor(Math.log10(x));
 const pow10Above = (x: number): number => 10 ** Math.ceil(Math.log10(x));
 
-/** The stacked busy time of each engine per batch size, with the step latency as a tick. */
+/** The reference steps drawn as ticks beside the latency, with their colours. */
+const REFS = [
+  { key: "host_only", label: "host only", color: "#9d755d", colorName: "brown" },
+  { key: "pim_only", label: "PIM only", color: "#b279a2", colorName: "pink" },
+] as const;
+
+/**
+ * The stacked busy time of each engine per batch size, with the step latency as a tick (and the
+ * host-only and PIM-only steps as ticks of their colours, when given).
+ */
 export function breakdownSpec(steps: readonly StepBusy[]) {
+  const refOf = (s: StepBusy, key: (typeof REFS)[number]["key"]): number | undefined => s[key] ?? undefined;
   // The axis in the unit of the longest step (or busiest engine).
   const [unit, size] = timeUnit(
-    Math.max(0, ...steps.flatMap((s) => [s.seconds, ...PARTS.map((p) => s[p.key])])),
+    Math.max(
+      0,
+      ...steps.flatMap((s) => [
+        s.seconds,
+        ...PARTS.map((p) => s[p.key]),
+        ...REFS.map((r) => refOf(s, r.key) ?? 0),
+      ]),
+    ),
   );
+  const refs = REFS.filter((r) => steps.some((s) => refOf(s, r.key) !== undefined));
   const parts = steps.flatMap((s) =>
     PARTS.map((p, order) => ({ batch: s.batch, engine: p.label, order, t: s[p.key] / size })),
   );
@@ -104,7 +129,7 @@ export function breakdownSpec(steps: readonly StepBusy[]) {
   return {
     title: {
       text: "Where the time goes per step",
-      subtitle: "busy time per engine (engines overlap); black tick: step latency",
+      subtitle: `busy time per engine (engines overlap); black tick: step latency${refs.map((r) => `; ${r.colorName} tick: ${r.label}`).join("")}`,
     },
     width: 320,
     height: 280,
@@ -140,6 +165,16 @@ export function breakdownSpec(steps: readonly StepBusy[]) {
         mark: { type: "text" as const, dy: -8, fontSize: 11 },
         encoding: { x, y: { field: "top", type: "quantitative" as const }, text: { field: "label" } },
       },
+      ...refs.map((r) => ({
+        data: {
+          values: steps.flatMap((s) => {
+            const t = refOf(s, r.key);
+            return t === undefined ? [] : [{ batch: s.batch, t: t / size }];
+          }),
+        },
+        mark: { type: "tick" as const, color: r.color, thickness: 3, size: 40 },
+        encoding: { x, y: { field: "t", type: "quantitative" as const } },
+      })),
     ],
   };
 }

@@ -7,7 +7,7 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
-import { HOST_AND_PIM, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import { hostAndPim, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
@@ -63,6 +63,9 @@ export interface UpmemOptions extends SystemOptions {
 
 const forcedReduce = (o: UpmemOptions | undefined): ReduceSite | undefined =>
   o?.attentionReduce === "auto" ? undefined : o?.attentionReduce;
+
+/** The host CPU and the DPUs (device "pim"). */
+const DEVICES = hostAndPim("DPUs");
 
 export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostModel {
   const cooperation = opts.cooperation ?? true;
@@ -120,7 +123,7 @@ export function upmemCostModel(sys: UpmemSystem, opts: UpmemOptions = {}): CostM
     return attnMemo.get(key);
   };
   return {
-    devices: HOST_AND_PIM,
+    devices: DEVICES,
     home: "host",
     opTime(v, device, env) {
       const shape = gemmShapeOf(v, env);

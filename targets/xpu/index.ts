@@ -9,7 +9,7 @@ import { UserError } from "../../src/errors.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { callViews, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
-import type { SystemModel, Target } from "../index.js";
+import type { SystemModel, SystemOptions, Target } from "../index.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
 import { deviceFor } from "../../passes/partition.js";
@@ -43,27 +43,29 @@ export const XPU = "xpu";
 export const LOGIC_PIM = "pim";
 export const CO = "co";
 
-export function xpuCostModel(sys: XpuSystem): CostModel {
+/** `cooperation: false`: with a Logic-PIM, every op runs there (the PIM-only reference). */
+export function xpuCostModel(sys: XpuSystem, opts: SystemOptions = {}): CostModel {
   const x = sys.xpu;
   const p = sys.logic_pim;
+  const pimOnly = p !== undefined && opts.cooperation === false;
   const on = (dev: Xpu, v: OpView, env: DimEnv): number =>
     v.op.opcode === "moe" ? moeSeconds(dev, v, env) : xpuSeconds(dev, v, env);
   return {
     devices: [
-      { name: XPU, kind: "xpu" },
+      { name: XPU, kind: "xpu", label: "xPU" },
       ...(p
         ? [
-            { name: LOGIC_PIM, kind: "pim" as const },
-            { name: CO, kind: "xpu" as const },
+            { name: LOGIC_PIM, kind: "pim" as const, label: "Logic-PIM" },
+            { name: CO, kind: "xpu" as const, label: "xPU + Logic-PIM" },
           ]
         : []),
     ],
     home: XPU,
     opTime(v, device, env) {
-      if (device === XPU) return on(x, v, env);
+      if (device === XPU) return pimOnly ? undefined : on(x, v, env);
       if (!p) return undefined;
       if (device === LOGIC_PIM) return on(p, v, env);
-      if (device !== CO) return undefined;
+      if (device !== CO || pimOnly) return undefined;
       if (v.op.opcode === "moe") return moeCoSeconds(x, p, v, env);
       if (v.op.opcode === "attention") return splitSeconds(xpuSeconds(x, v, env), xpuSeconds(p, v, env));
       return undefined;
@@ -82,7 +84,7 @@ const xpu: Target = {
     const sys = decl ? validateSystem(decl, zXpuSystem) : DEFAULT_SYSTEM;
     return {
       name: decl?.name ?? "xpu_default",
-      costModel: xpuCostModel(sys),
+      costModel: xpuCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
       passOptions: { layout: ROW_WEIGHTS },
       config: sys,
