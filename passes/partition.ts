@@ -129,9 +129,10 @@ function plan(
       return;
     }
     const b = best(i);
-    const order = names.map((d, k) => `${d} ${us(time[i]![k]!)}`).join(", ");
+    const able = names.flatMap((d, k) => (Number.isFinite(time[i]![k]!) ? [`${d} ${us(time[i]![k]!)}`] : []));
     p.device.push(names[b]!);
-    p.reason.push(`fastest (${order})`);
+    // An op only one device can run goes there; otherwise the fastest (devices that cannot run it left out).
+    p.reason.push(able.length === 1 ? `only ${names[b]} runs it` : `fastest (${able.join(", ")})`);
     if (dynamic && op.opcode === "linear" && op.operands[1]?.startsWith("@")) {
       const at = (t: number) => {
         const e = { ...env, B: t, S: 1 };

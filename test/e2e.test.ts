@@ -207,6 +207,16 @@ describe("pass pipeline from the command line", () => {
       "512",
     );
     expect(big.stdout).toMatch(/│ L0\.qkv +│ linear +│ host /); // compute-bound at 512 tokens
+    // Ops only the host can run say so (no "Infinity" for the device that cannot).
+    const upmem = pimc(
+      "dump",
+      "examples/tiny-llama.pim",
+      "--placement",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+    );
+    expect(upmem.stdout).toMatch(/│ L0\.attn_norm +│ rms_norm +│ host +│.*│ only host runs it/);
+    expect(upmem.stdout).not.toContain("Infinity");
     const dyn = pimc(
       "dump",
       "examples/llama2-7b.pim",
