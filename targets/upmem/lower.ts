@@ -363,7 +363,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       const wb = weightBlock({ ...u.shape, m: 1 }, t);
       const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
       xBytes = Math.max(xBytes, mbPad * wb.kb * e);
-      yBytes = Math.max(yBytes, mbPad * wb.nbPad * 4);
+      yBytes = Math.max(yBytes, mbPad * (t.ks ?? 1) * wb.nbPad * 4);
       wBytes = Math.max(wBytes, wb.nbPad * wb.kb * e);
       tilings.push({ weight, phase: p, tiling: t, shape: { ...u.shape, m: u.ms.get(p)! } });
       plan.phases.set(p, { tiling: t, kernel: "", m: u.ms.get(p)! });
@@ -1025,14 +1025,26 @@ function lowerFunc(
     if (!r.pooling) em.read("w", launch);
     em.read(r.xRegion, launch);
     em.wrote(r.yRegion, launch);
-    const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, {
+    const accType = {
       dtype: int8 ? "i32" : "f32",
       shape: planes === 2 ? [2, ...res.type.shape] : res.type.shape,
-    });
+    } as const;
+    const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, accType);
+    // With a K split inside the DPUs a Y row holds ks partial tiles of nbPad columns: viewed as ks
+    // rows of nbPad, they come home as [..., ks, N] and the host adds them up.
+    const ks = t.ks ?? 1;
+    const times = (x: IntExpr): IntExpr => (ks === 1 ? x : typeof x === "number" ? x * ks : `(${x})*${ks}`);
+    const parts =
+      ks === 1
+        ? acc
+        : addBuffer(`${base}.parts`, {
+            ...accType,
+            shape: [...accType.shape.slice(0, -1), ks, accType.shape[accType.shape.length - 1]!],
+          });
     const yMap: BlockMap = {
-      rows: mExpr,
+      rows: times(mExpr),
       cols: plan.shape.n,
-      blockRows: mb,
+      blockRows: times(mb),
       blockCols: nb,
       ld: nbPad,
       rowEvery: t.dn * t.dk,
@@ -1043,7 +1055,7 @@ function lowerFunc(
     const pull = em.emit(
       {
         kind: "pull",
-        buffer: acc,
+        buffer: parts,
         range,
         region: r.yRegion,
         at: 0,
@@ -1053,7 +1065,8 @@ function lowerFunc(
       [launch, em.beforeRead(r.yRegion)],
     );
     em.read(r.yRegion, pull);
-    em.written(acc, pull);
+    em.written(parts, pull);
+    if (ks > 1) host("reduce_sum", { axis: -2 }, [parts], [acc]);
     if (int8) {
       const ins = [acc, xs!, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
       host("dequantize", bits, ins, [addBuffer(base, res.type)]);

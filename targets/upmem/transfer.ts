@@ -4,6 +4,7 @@
  * the table's aggregate bandwidth for its DPU count, together bounded by the host's memory system.
  * The emulator and the Tile-Selector use these same functions, so transfers cost the same in both.
  */
+import { hostRoofline } from "../cpu/index.js";
 import type { DpuRange } from "./program.js";
 import type { UpmemSystem } from "./system.js";
 
@@ -71,4 +72,14 @@ export function broadcastTime(sys: UpmemSystem, range: DpuRange, bytes: number):
   return (
     sys.transfer.latency + Math.max(bytes / sys.transfer.broadcast, (bytes * ranks) / sys.transfer.host_limit)
   );
+}
+
+/**
+ * Host seconds of an op by its roofline at the host's achieved efficiency (the same model the
+ * emulator times host commands with); transposes at the host's transpose bandwidth.
+ */
+export function hostTime(sys: UpmemSystem, flops: number, bytes: number, opcode?: string): number {
+  const h = sys.host;
+  const bw = opcode === "transpose" ? (h.transpose_bandwidth ?? h.memory_bandwidth) : h.memory_bandwidth;
+  return hostRoofline(h, flops, bytes, bw);
 }
