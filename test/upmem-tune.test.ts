@@ -15,6 +15,7 @@ import {
   distributions,
   estimateGemm,
   kernelLowerBound,
+  kernelModels,
   kSplitFloor,
   selectorFamilies,
   type GemmShape,
@@ -216,6 +217,21 @@ describe("Tile-Selector", () => {
       best = Math.min(best, estimateGemm(s, t, on).total);
     }
     expect(c.estimate.total).toBeCloseTo(best, 12);
+  });
+
+  test("the family floor it prunes with never exceeds the model, for any tasklet count", () => {
+    for (const [s, on] of [
+      [{ m: 1, n: 4096, k: 4096, dtype: "i8" }, sys],
+      [{ m: 128, n: 352, k: 64, dtype: "f32" }, prim],
+    ] as const) {
+      const cs = selectorCandidates(s, on);
+      expect(cs.length).toBeGreaterThan(1000);
+      for (const t of cs.filter((_, i) => i % 7 === 0)) {
+        const { cycles, floor } = kernelModels(s, t, on);
+        for (const tasklets of [1, 5, 11, 16, on.max_tasklets])
+          expect(floor({ ...t, tasklets })).toBeLessThanOrEqual(cycles({ ...t, tasklets }));
+      }
+    }
   });
 
   // Llama-2-7B INT8 decode (the old candidate list reached 0.753 of the full space on 1x12288x4096),

@@ -157,6 +157,36 @@ export interface SelectorFamily {
   readonly tasklets: readonly number[];
 }
 
+/**
+ * The narrowest chunk of K (bytes a row) the selector tries beside the three widest: over the 160
+ * GEMMs of the big example models no best tiling on the DPU model had a narrower one (decode's best
+ * chunks are 128 to 256 bytes: its DMA waves and tail are shorter with narrow rows).
+ */
+const MIN_CHUNK = 128;
+
+/**
+ * The chunks of K the selector tries among the legal `tks` (ascending): the three widest, and for
+ * each power of two from MIN_CHUNK bytes up, the widest not wider (a K block with many divisors
+ * would otherwise give dozens).
+ */
+function selectorChunks(tks: readonly number[], e: number): number[] {
+  const out = new Set(tks.slice(-3));
+  for (let p = MIN_CHUNK; p < tks[tks.length - 1]! * e; p *= 2) {
+    let best: number | undefined;
+    for (const x of tks) if (x * e <= p) best = x;
+    if (best !== undefined && best * e >= MIN_CHUNK) out.add(best);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+/** taskletCounts up to `most`, one array per system and bound (shared by the families). */
+const prefixMemo = new WeakMap<UpmemSystem, (readonly number[])[]>();
+function taskletsUpTo(sys: UpmemSystem, most: number): readonly number[] {
+  let memo = prefixMemo.get(sys);
+  if (!memo) prefixMemo.set(sys, (memo = []));
+  return (memo[most] ??= taskletCounts(sys).filter((x) => x <= most));
+}
+
 /** The selector's tile families of a block, memoized per system and block. */
 const familyMemo = new WeakMap<UpmemSystem, Map<string, SelectorFamily[]>>();
 
@@ -167,7 +197,8 @@ export function forgetTiles(sys: UpmemSystem): void {
 
 /**
  * The Tile-Selector's tile families of a DPU's block: tm of 1 to 4 rows (at most the block's), the
- * three narrowest column tiles tn, the three widest chunks tk; single- and double-buffered with
+ * two narrowest column tiles tn, the chunks tk of selectorChunks;
+ * single- and double-buffered with
  * each of taskletCounts whose buffers fit WRAM; and with a K split inside the DPU (ks >= 2,
  * single-buffered), every legal split whose items (output tiles x ks) give each tasklet one or two,
  * with that many tasklets.
@@ -204,8 +235,8 @@ function familiesOf(
   sys: UpmemSystem,
 ): SelectorFamily[] {
   const e = elemBytesOf(dtype);
-  const tks = legalTks(kb, e, sys).slice(-3);
-  const tns = legalTns(nbPad, sys).slice(0, 3);
+  const tks = selectorChunks(legalTks(kb, e, sys), e);
+  const tns = legalTns(nbPad, sys).slice(0, 2);
   const out: SelectorFamily[] = [];
   for (let tm = 1; tm <= Math.min(4, mb); tm++)
     for (const tn of tns)
@@ -213,8 +244,8 @@ function familiesOf(
         const kc = kb / tk;
         const t1 = maxTasklets(e, tm, tn, tk, false, sys);
         const t2 = kc >= 2 ? maxTasklets(e, tm, tn, tk, true, sys) : 0;
-        const single = taskletCounts(sys).filter((x) => x <= t1);
-        const double = taskletCounts(sys).filter((x) => x <= t2);
+        const single = taskletsUpTo(sys, t1);
+        const double = taskletsUpTo(sys, t2);
         if (single.length > 0) out.push({ tm, tn, tk, double: false, tasklets: single });
         if (double.length > 0) out.push({ tm, tn, tk, double: true, tasklets: double });
         const outTiles = cdiv(mb, tm) * (nbPad / tn);
@@ -537,20 +568,18 @@ export interface KernelEstimate {
 /**
  * The kernel model of a distribution for `m` rows, as a function of the tile (constants hoisted: the
  * Tile-Selector calls it for every candidate). It follows the DPU model's mechanisms: `tasklets`
- * identical programs over items dealt round-robin, sharing the revolver pipeline (one instruction per
- * cycle, at most one per `issue_interval` per tasklet) and one FIFO DMA engine. Cycles are the
- * largest of:
- *  - the pipeline: every round of items at its number of tasklets (the last round may have fewer),
- *    after the start-up wave (all tasklets request their first chunk at once; the requests interleave
- *    row by row, so the first tasklet's arrives after (nd - 1) x tasklets + 1 rows), the ramp of
- *    tasklets starting one DMA row apart and, without double buffering, the later waves the
- *    tasklets still meet in lock-step while they drift apart (about a row per chunk round);
+ * programs over items dealt round-robin, sharing the revolver pipeline (one instruction per cycle,
+ * at most one per `issue_interval` per tasklet) and one FIFO DMA engine. Cycles are the largest of:
+ *  - the pipeline: a fluid in which every tasklet with work left progresses at 1 / max(ii, tasklets
+ *    with work left), over each tasklet's own load (items dealt round-robin, K splits of unequal
+ *    length), plus the cycles the pipeline loses in the DMA waves (waves: the tasklets start in
+ *    lock-step and their DMA requests meet at the engine until they drift apart) and in the tail
+ *    (the last tasklets end one after another, fewer than ii of them left to fill the pipeline);
  *  - the DMA engine: every DMA in series, then the last chunk's multiply-accumulate;
- *  - the chain of the busiest tasklet: its instructions at the pipeline's per-tasklet rate plus the
- *    DMA latency it waits for (all of it without double buffering; with it, the first chunk's and
- *    what the previous chunk's compute does not hide). With fewer tasklets than the issue interval
- *    every tasklet issues at the same rate and they stay in lock-step: each chunk's requests
- *    interleave with the others' as in the start-up wave.
+ *  - the chain of the busiest tasklet: its instructions at the per-tasklet rate plus the DMA it
+ *    waits for (every chunk's without double buffering, each item's first chunk's and what the
+ *    previous chunk's compute does not hide with it; with fewer tasklets than the issue interval,
+ *    its waits in the waves).
  */
 export function kernelModel(
   shape: GemmShape,
@@ -573,6 +602,7 @@ export function kernelModels(
 ): { cycles: (t: Tile) => number; floor: (t: Tile) => number } {
   const b = blockConsts(shape, d, sys, m);
   const ii = sys.pipeline.issue_interval;
+  const ovh = sys.isa.dma_overhead;
   const c = newItemCosts();
   const items: number[] = [];
   const chunks: number[] = [];
@@ -592,6 +622,17 @@ export function kernelModels(
     last = t;
     return c;
   };
+  /** dmaWaves, the last table kept (a family's tiles often share it). */
+  let lastKey = -1;
+  let lastWaves: Waves | undefined;
+  const waves = (A: number, nd: number, gap: number, async: boolean): Waves => {
+    const key = wavesKey(A, nd, gap, async);
+    if (key !== lastKey || !lastWaves) {
+      lastWaves = dmaWaves(sys, A, nd, gap, async);
+      lastKey = key;
+    }
+    return lastWaves;
+  };
   const floor = (t: Tile): number => {
     costs(t);
     const ks = t.ks ?? 1;
@@ -601,34 +642,37 @@ export function kernelModels(
     costs(t);
     const n = c.items;
     const T = t.tasklets;
-    const active = Math.min(T, n);
+    const A = Math.min(T, n);
+    const ks = t.ks ?? 1;
     const fixed = c.instr - c.kc * c.ic;
-    const row = c.dc / c.nd;
-    const startup = row * (1 + (c.nd - 1) * active);
-    const waitAt = active < ii ? startup : c.dc;
-    /** A tasklet's chain: its instructions at the per-tasklet rate and the DMA it waits for. */
-    const chainOf = (nj: number, k: number): number =>
-      t.double
-        ? nj * (fixed * ii + c.yc + waitAt) + k * c.ic * ii + (k - nj) * Math.max(0, waitAt - c.ic * ii)
-        : nj * (fixed * ii + c.yc) + k * (c.ic * ii + waitAt);
-    // The pipeline as a fluid: every tasklet with work left progresses at 1 / max(ii, tasklets with
-    // work left), over each tasklet's items and chunks (items dealt round-robin: tasklet j runs
-    // items j, j + tasklets, ...; with a K split the last item of an output tile runs kcLast chunks).
+    // Each tasklet's items and chunks (items dealt round-robin; with a K split the last item of an
+    // output tile runs kcLast chunks): the pipeline's fluid and the busiest tasklet's chain, its
+    // instructions at the per-tasklet rate and the DMA latency it cannot hide: items x perItem +
+    // chunks x perChunk (with double buffering, each item's first chunk waits and later ones what
+    // the previous chunk's compute does not hide; below ii tasklets the waits are the waves').
+    const waits = A < ii ? 0 : c.dc;
+    const hidden = Math.max(0, c.dc - c.ic * ii);
+    const perItem = fixed * ii + c.yc + (t.double ? waits - hidden : 0);
+    const perChunk = c.ic * ii + (t.double ? hidden : waits);
     let fluid = 0;
+    let busyItems = 0;
+    let busyChunks = 0;
     let chainMax = 0;
-    const rounds = Math.ceil(n / T);
-    const full = n - (rounds - 1) * T;
-    if ((t.ks ?? 1) === 1) {
-      const hi = rounds * c.instr;
-      const lo = (rounds - 1) * c.instr;
-      fluid = lo * Math.max(ii, active) + (hi - lo) * Math.max(ii, full);
-      chainMax = chainOf(rounds, rounds * c.kc);
+    if (ks === 1) {
+      const rounds = Math.ceil(n / T);
+      const full = n - (rounds - 1) * T;
+      fluid = (rounds - 1) * c.instr * Math.max(ii, A) + c.instr * Math.max(ii, full);
+      busyItems = rounds;
+      busyChunks = rounds * c.kc;
+      chainMax = rounds * perItem + rounds * c.kc * perChunk;
     } else {
       taskletLoads(c, t, items, chunks);
       work.length = items.length;
       for (let j = 0; j < items.length; j++) {
         work[j] = items[j]! * fixed + chunks[j]! * c.ic;
-        chainMax = Math.max(chainMax, chainOf(items[j]!, chunks[j]!));
+        busyItems = Math.max(busyItems, items[j]!);
+        busyChunks = Math.max(busyChunks, chunks[j]!);
+        chainMax = Math.max(chainMax, items[j]! * perItem + chunks[j]! * perChunk);
       }
       work.sort((x, y) => x - y);
       for (let j = 0, prev = 0; j < work.length; j++) {
@@ -636,19 +680,163 @@ export function kernelModels(
         prev = work[j]!;
       }
     }
-    const ramp = (Math.min(active, ii) - 1) * row;
-    // Without double buffering the tasklets drift out of lock-step only gradually, about a DMA row
-    // further apart every chunk round: round r still waits for (1 - r/nd) of an interleaved wave.
-    const kcMean = c.kcAll / (t.ks ?? 1);
-    const drift = Math.min(rounds * kcMean, c.nd) - 1;
-    const lockstep =
-      !t.double && active >= ii && drift > 0 ? startup * (drift - (drift * (drift + 1)) / (2 * c.nd)) : 0;
-    const pipeline = startup + fluid + ramp + lockstep;
-    const engine = (n / (t.ks ?? 1)) * (c.kcAll * c.dc + (t.ks ?? 1) * c.yc) + c.cm * ii;
-    const chain = startup - waitAt + chainMax;
+    // The DMA waves: one per chunk without double buffering, one per item's first chunk with it.
+    const row = c.dc / c.nd;
+    const w = waves(A, c.nd, (ovh * (t.double ? Math.max(ii, A) : ii)) / row, t.double);
+    const k = t.double ? busyItems : busyChunks;
+    let pipeline = fluid;
+    let chain = chainMax;
+    if (A >= ii) {
+      // The tail: the tasklets end `gap` apart (their spread, at most a chunk's instructions at the
+      // full pipeline); the last ii - 1 leave it part idle.
+      const gap = Math.min((w.spread[Math.min(Math.max(k, 1), WAVES)]! * row) / Math.max(1, A - 1), c.ic);
+      const tail = (gap / A) * ((ii * (ii - 1)) / 2);
+      // The tasklets' DMA overheads of the first wave run while the pipeline would idle.
+      pipeline += wavesAt(w.lost, k) * row - (c.nd - 1) * A * ovh + tail;
+    } else chain += wavesAt(w.lastWait, k) * row;
+    const engine = (n / ks) * (c.kcAll * c.dc + ks * c.yc) + c.cm * ii;
     return Math.max(pipeline, engine, chain);
   };
   return { cycles, floor };
+}
+
+/** Waves computed (beyond, each costs as the last). */
+const WAVES = 16;
+
+/**
+ * The DMA waves of a group of tasklets, per wave count k = 0..WAVES (in DMA rows): pipeline cycles
+ * lost in the first k waves, the tasklets' spread (first to last) after k waves, and the last
+ * tasklet's waits in the first k waves. Beyond WAVES each wave costs as the last.
+ */
+interface Waves {
+  readonly lost: Float64Array;
+  readonly spread: Float64Array;
+  readonly lastWait: Float64Array;
+}
+
+/** dmaWaves' memo key (`gap` in tenths of a row). */
+const wavesKey = (A: number, nd: number, gap: number, async: boolean): number =>
+  ((A * 64 + nd) * 4096 + Math.min(Math.round(gap * 10), 4095)) * 2 + (async ? 1 : 0);
+
+/** `a` (cumulative per wave) after k waves, extrapolated beyond WAVES. */
+const wavesAt = (a: Float64Array, k: number): number =>
+  k <= WAVES ? a[k]! : a[WAVES]! + (k - WAVES) * (a[WAVES]! - a[WAVES - 1]!);
+
+const waveMemo = new WeakMap<UpmemSystem, Map<number, Waves>>();
+
+/**
+ * The DMA waves of `A` identical tasklets, in DMA rows (one row of service each): every tasklet
+ * requests its nd rows (`async`: all at once, `gap` rows apart; otherwise each after the previous
+ * one completes and `gap` rows of overheads), the engine serves them in order of request. The first
+ * wave starts in lock-step (everyone requests at once); between waves the tasklets compute their
+ * chunk together in the revolver pipeline, where the j-th to start runs at 1 / max(ii, j) while
+ * the others start and the j-th to end at 1 / max(ii, A - j + 1) while the others end, which
+ * stretches the gaps between them by max(ii, A - j + 1) / max(ii, j). The pipeline loses, while w
+ * tasklets wait, max(0, w - (A - ii)) / ii of each cycle. Depends only on the system's issue
+ * interval and the arguments: memoized per system, kept across calls (`gap` rounded to 0.1 row).
+ */
+function dmaWaves(sys: UpmemSystem, A: number, nd: number, gap: number, async: boolean): Waves {
+  const o = Math.round(gap * 10);
+  const key = wavesKey(A, nd, gap, async);
+  let memo = waveMemo.get(sys);
+  if (!memo) waveMemo.set(sys, (memo = new Map()));
+  const hit = memo.get(key);
+  if (hit) return hit;
+  const ii = sys.pipeline.issue_interval;
+  const w: Waves = {
+    lost: new Float64Array(WAVES + 1),
+    spread: new Float64Array(WAVES + 1),
+    lastWait: new Float64Array(WAVES + 1),
+  };
+  let arrive = new Float64Array(A);
+  const depart = new Float64Array(A);
+  for (let k = 1; k <= WAVES; k++) {
+    waveService(arrive, depart, nd, o / 10, async);
+    w.lost[k] = w.lost[k - 1]! + waveLoss(arrive, depart, A - ii, ii);
+    w.spread[k] = depart[A - 1]! - depart[0]!;
+    w.lastWait[k] = w.lastWait[k - 1]! + depart[A - 1]! - arrive[A - 1]!;
+    const next = new Float64Array(A);
+    for (let j = 1; j < A; j++)
+      next[j] =
+        next[j - 1]! + ((depart[j]! - depart[j - 1]!) * Math.max(ii, A - j + 1)) / Math.max(ii, j + 1);
+    arrive = next;
+  }
+  w.spread[0] = 0;
+  memo.set(key, w);
+  return w;
+}
+
+/** One wave at the FIFO engine: tasklets arriving at `arrive` (ascending) leave at `depart`. */
+function waveService(
+  arrive: Float64Array,
+  depart: Float64Array,
+  nd: number,
+  o: number,
+  async: boolean,
+): void {
+  const A = arrive.length;
+  // Requests in order of time: the arrivals' first rows (all rows with `async`), and the later rows
+  // of blocking tasklets, each requested `o` after its previous row ends (never before the rows
+  // already queued, so a FIFO of its own).
+  const reqT: number[] = [];
+  const reqJ: number[] = [];
+  if (async) {
+    for (let j = 0; j < A; j++)
+      for (let r = 0; r < nd; r++) {
+        reqT.push(arrive[j]! + r * o);
+        reqJ.push(j);
+      }
+    const order = [...reqT.keys()].sort((x, y) => reqT[x]! - reqT[y]! || reqJ[x]! - reqJ[y]!);
+    const left = new Array<number>(A).fill(nd);
+    let t = 0;
+    for (const i of order) {
+      t = Math.max(t, reqT[i]!) + 1;
+      const j = reqJ[i]!;
+      if (--left[j]! === 0) depart[j] = t;
+    }
+    return;
+  }
+  const left = new Array<number>(A).fill(nd);
+  let t = 0;
+  let next = 0;
+  let head = 0;
+  for (let served = 0; served < A * nd; served++) {
+    let j: number;
+    if (next < A && (head >= reqT.length || arrive[next]! <= reqT[head]!)) {
+      j = next;
+      t = Math.max(t, arrive[next++]!) + 1;
+    } else {
+      j = reqJ[head]!;
+      t = Math.max(t, reqT[head++]!) + 1;
+    }
+    if (--left[j]! === 0) depart[j] = t;
+    else {
+      reqT.push(t + o);
+      reqJ.push(j);
+    }
+  }
+}
+
+/** Rows of pipeline time lost while more than `slack` tasklets wait: max(0, w - slack) / ii. */
+function waveLoss(arrive: Float64Array, depart: Float64Array, slack: number, ii: number): number {
+  const A = arrive.length;
+  const ends = Array.from(depart).sort((x, y) => x - y);
+  let lost = 0;
+  let waiting = 0;
+  let t = arrive[0]!;
+  for (let a = 0, d = 0; d < A;) {
+    const next = a < A && arrive[a]! <= ends[d]! ? arrive[a]! : ends[d]!;
+    lost += ((next - t) * Math.max(0, waiting - slack)) / ii;
+    t = next;
+    if (a < A && arrive[a]! <= ends[d]!) {
+      waiting++;
+      a++;
+    } else {
+      waiting--;
+      d++;
+    }
+  }
+  return lost;
 }
 
 /**

@@ -79,6 +79,8 @@ function bestTile(
     return f;
   };
   const { cycles, floor } = kernelModels(s, d, sys);
+  const { nbPad } = weightBlock(s, d);
+  const mb = cdiv(s.m, d.dm);
   let best: { t: Tile; kernel: number; total: number } | undefined;
   let limit = bound;
   for (const fam of selectorFamilies(s, d, sys)) {
@@ -92,7 +94,10 @@ function bestTile(
     };
     const f = fixedOf(fam.ks ?? 1).total;
     if (floor(t) / sys.frequency + f >= limit) continue;
+    // Tasklets beyond the items idle: past the first count that covers them, the time repeats.
+    const items = cdiv(mb, fam.tm) * (nbPad / fam.tn) * (fam.ks ?? 1);
     for (const tasklets of fam.tasklets) {
+      if (tasklets > items && t.tasklets >= items && t.tasklets !== tasklets) break;
       t.tasklets = tasklets;
       const kernel = cycles(t) / sys.frequency;
       if (kernel + f < limit) {
@@ -118,7 +123,7 @@ function bestTile(
 /**
  * The candidate weight layouts dn x dk of the selector (struct of arrays: a big GEMM has thousands),
  * with, for each row count i, the replicas dm a call uses (dms[l * ms + i], 0: none fits), and the
- * floor of the layout's time over the row counts (kernelFloor and launch, no transfers yet).
+ * floor of the layout's time over the row counts (kernelFloor, launch and a floor of the transfers).
  */
 interface LayoutCandidates {
   readonly dn: number[];
@@ -189,12 +194,23 @@ export function selectorLayouts(
     const dn2 = cdiv(n, nbPad);
     return padN(cdiv(n, dn2)) === nbPad ? dn2 : cdiv(n, cdiv(n, dn));
   };
+  /**
+   * A floor of transferEstimate without a K split inside the DPUs: X broadcast (its exact time) or
+   * pushed, Y pulled, at most at the host's aggregate limit, the dk partial blocks added on the host.
+   */
+  const { latency, host_limit: limit, broadcast } = sys.transfer;
+  const transferFloor = (d: Distribution, x: number, y: number): number => {
+    const count = d.dm * d.dn * d.dk;
+    const push =
+      d.dm === 1 && d.dk === 1
+        ? Math.max(x / broadcast, (x * Math.ceil(count / sys.dpus_per_rank)) / limit)
+        : (x * count) / limit;
+    const reduce = d.dk > 1 ? (2 * y * count) / sys.host.memory_bandwidth : 0;
+    return 2 * latency + push + (y * count) / limit + reduce;
+  };
   const out: LayoutCandidates = { dn: [], dk: [], dms: [], floor: [] };
   const seen = new Set<number>();
   const add = (dn: number, dk: number, kb: number): void => {
-    const key = dn * (dpus + 1) + dk;
-    if (seen.has(key)) return;
-    seen.add(key);
     const nbPad = padN(cdiv(n, dn));
     if (nbPad * kb * e > budget) return;
     let floor = 0;
@@ -210,26 +226,43 @@ export function selectorLayouts(
       }
       const dm = lo > 0 ? cands[lo - 1]! : 0;
       out.dms.push(dm);
-      floor +=
-        dm === 0
-          ? Infinity
-          : kernelFloor(shape.dtype, cdiv(ms[i]!, dm), nbPad, kb, sys) / sys.frequency + sys.launch_overhead;
+      if (dm === 0) floor = Infinity;
+      else {
+        const mb = cdiv(ms[i]!, dm);
+        floor +=
+          kernelFloor(shape.dtype, mb, nbPad, kb, sys) / sys.frequency +
+          sys.launch_overhead +
+          transferFloor({ dm, dn, dk }, mb * kb * e, mb * cdiv(n, dn) * 4);
+      }
     }
     out.dn.push(dn);
     out.dk.push(dk);
     out.floor.push(floor);
   };
+  // For a K block, more replicas leave fewer DPUs along N: dn never grows with dm, so a layout
+  // repeats only right after itself.
+  const lastDn = new Int32Array(dks.length);
   for (const dms of dmsOf)
     for (const dm of dms)
       for (let i = 0; i < dks.length; i++) {
         const rest = Math.floor(dpus / (dm * dks[i]!));
         if (rest < 1) break;
-        add(fewestDn(Math.min(rest, n)), dks[i]!, kbs[i]!);
+        const dn = fewestDn(Math.min(rest, n));
+        if (dn === lastDn[i]) continue;
+        lastDn[i] = dn;
+        seen.add(dn * (dpus + 1) + dks[i]!);
+        add(dn, dks[i]!, kbs[i]!);
       }
   for (let i = 0; i < dks.length; i++) {
     const dk = dks[i]!;
     if ((dk & (dk - 1)) !== 0) continue;
-    for (let dn = 1; dn * dk <= dpus && dn <= n; dn *= 2) add(fewestDn(dn), dk, kbs[i]!);
+    for (let dn = 1; dn * dk <= dpus && dn <= n; dn *= 2) {
+      const d = fewestDn(dn);
+      const key = d * (dpus + 1) + dk;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      add(d, dk, kbs[i]!);
+    }
   }
   return out;
 }

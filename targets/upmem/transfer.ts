@@ -40,13 +40,15 @@ export function dpusPerRank(sys: UpmemSystem, range: DpuRange): number[] {
 
 function parallel(sys: UpmemSystem, table: Table, range: DpuRange, bytesPerDpu: number): number {
   if (bytesPerDpu <= 0 || range.count === 0) return 0;
-  let slowest = 0;
-  let last = 0;
-  for (const n of dpusPerRank(sys, range)) {
-    if (n === last) continue; // a rank like the previous one takes as long
-    last = n;
-    slowest = Math.max(slowest, (bytesPerDpu * n) / tableBandwidth(table, n));
-  }
+  // The ranks touched hold the DPUs of the range in up to three sizes: a partial first rank, full
+  // ranks, a partial last one (as dpusPerRank lists them); each size is timed once.
+  const per = sys.dpus_per_rank;
+  const end = range.first + range.count;
+  const head = Math.min(end, (Math.floor(range.first / per) + 1) * per) - range.first;
+  const tail = end - Math.max(range.first + head, Math.floor(end / per) * per);
+  const full = range.count - head - tail >= per ? per : 0;
+  const time = (n: number): number => (n > 0 ? (bytesPerDpu * n) / tableBandwidth(table, n) : 0);
+  const slowest = Math.max(time(head), time(full), time(tail));
   const total = (bytesPerDpu * range.count) / sys.transfer.host_limit;
   return sys.transfer.latency + Math.max(slowest, total);
 }
