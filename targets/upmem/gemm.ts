@@ -197,11 +197,11 @@ export function forgetTiles(sys: UpmemSystem): void {
 
 /**
  * The Tile-Selector's tile families of a DPU's block: tm of 1 to 4 rows (at most the block's), the
- * two narrowest column tiles tn, the chunks tk of selectorChunks;
- * single- and double-buffered with
+ * two narrowest column tiles tn, the chunks tk of selectorChunks; single- and double-buffered with
  * each of taskletCounts whose buffers fit WRAM; and with a K split inside the DPU (ks >= 2,
- * single-buffered), every legal split whose items (output tiles x ks) give each tasklet one or two,
- * with that many tasklets.
+ * single-buffered), every legal split whose items (output tiles x ks) give each tasklet one, with
+ * that many tasklets (over the 160 GEMMs of the examples, every best K split on the DPU model had
+ * one item per tasklet).
  */
 export function selectorFamilies(shape: GemmShape, d: Distribution, sys: UpmemSystem): SelectorFamily[] {
   const { nbPad, kb } = weightBlock(shape, d);
@@ -249,14 +249,8 @@ function familiesOf(
         if (single.length > 0) out.push({ tm, tn, tk, double: false, tasklets: single });
         if (double.length > 0) out.push({ tm, tn, tk, double: true, tasklets: double });
         const outTiles = cdiv(mb, tm) * (nbPad / tn);
-        for (let ks = 2; ks <= kc && outTiles * ks <= 2 * t1; ks++) {
-          if (!kSplitOk(kc, ks)) continue;
-          const items = outTiles * ks;
-          const ts = [...new Set([Math.min(items, t1), Math.ceil(items / 2)])].filter(
-            (x) => x >= 1 && x <= t1,
-          );
-          if (ts.length > 0) out.push({ tm, tn, tk, double: false, ks, tasklets: ts });
-        }
+        for (let ks = 2; ks <= kc && outTiles * ks <= t1; ks++)
+          if (kSplitOk(kc, ks)) out.push({ tm, tn, tk, double: false, ks, tasklets: [outTiles * ks] });
       }
   return out;
 }
@@ -974,13 +968,30 @@ export function transferEstimate(
   sys: UpmemSystem,
   m = shape.m,
 ): { push: number; pull: number } {
+  return transfersByKs(shape, d, sys, m)(d.ks ?? 1);
+}
+
+/**
+ * transferEstimate as a function of the K split: a pull's time past its latency is linear in its
+ * bytes (ranks in parallel, the host's limit, the reduction), so it is computed once (the selector
+ * rates many splits of a distribution).
+ */
+export function transfersByKs(
+  shape: GemmShape,
+  d: Distribution,
+  sys: UpmemSystem,
+  m = shape.m,
+): (ks: number) => { push: number; pull: number } {
   const { nb, kb } = weightBlock(shape, d);
   const e = elemBytesOf(shape.dtype);
-  const ks = d.ks ?? 1;
   const range = { first: 0, count: d.dm * d.dn * d.dk };
   const mb = cdiv(m, d.dm);
   const push =
     d.dm === 1 && d.dk === 1 ? broadcastTime(sys, range, mb * kb * e) : pushTime(sys, range, mb * kb * e);
-  const pull = pullTime(sys, range, mb * ks * nb * 4, d.dk) + partialsTime(sys, m, shape.n, ks);
-  return { push, pull };
+  const pull = pullTime(sys, range, mb * nb * 4, d.dk);
+  const latency = pull > 0 ? sys.transfer.latency : 0;
+  return (ks) => ({
+    push,
+    pull: ks === 1 ? pull : latency + ks * (pull - latency) + partialsTime(sys, m, shape.n, ks),
+  });
 }

@@ -11,6 +11,7 @@ import {
   kernelModels,
   selectorFamilies,
   transferEstimate,
+  transfersByKs,
   weightBlock,
   cdiv,
   elemBytesOf,
@@ -69,14 +70,10 @@ function bestTile(
   sys: UpmemSystem,
   bound: number,
 ): { tile: Tile; estimate: GemmEstimate } | undefined {
-  const fixed = new Map<number, { push: number; pull: number; total: number }>();
+  const byKs = transfersByKs(s, d, sys);
   const fixedOf = (ks: number): { push: number; pull: number; total: number } => {
-    let f = fixed.get(ks);
-    if (!f) {
-      const { push, pull } = transferEstimate(s, { ...d, ks }, sys);
-      fixed.set(ks, (f = { push, pull, total: push + pull + sys.launch_overhead }));
-    }
-    return f;
+    const { push, pull } = byKs(ks);
+    return { push, pull, total: push + pull + sys.launch_overhead };
   };
   const { cycles, floor } = kernelModels(s, d, sys);
   const { nbPad } = weightBlock(s, d);
@@ -140,6 +137,12 @@ interface LayoutCandidates {
  */
 const MIN_K_ROW = 256;
 
+/** Rows per DPU the selector tries: 1 to 4 (the tile heights) and 2^j, 3 x 2^j. */
+const rowBlockOk = (mb: number): boolean => {
+  const odd = mb / (mb & -mb);
+  return mb <= 4 || odd === 1 || odd === 3;
+};
+
 /**
  * The layouts the Tile-Selector rates for the row counts `ms`: for each number of rows per DPU (the
  * fewest dm giving it) and each K block (the fewest dk giving it: rows of at least MIN_K_ROW bytes,
@@ -168,7 +171,7 @@ export function selectorLayouts(
     const out: number[] = [];
     for (let dm = 1, prev = Infinity; dm <= Math.min(m, dpus); dm++) {
       const mb = cdiv(m, dm);
-      if (mb < prev && (dm - 1) * mb < m) out.push(dm);
+      if (mb < prev && (dm - 1) * mb < m && rowBlockOk(mb)) out.push(dm);
       prev = mb;
     }
     return out;
@@ -250,7 +253,8 @@ export function selectorLayouts(
         const dn = fewestDn(Math.min(rest, n));
         if (dn === lastDn[i]) continue;
         lastDn[i] = dn;
-        seen.add(dn * (dpus + 1) + dks[i]!);
+        // The powers of two below may repeat these.
+        if ((dks[i]! & (dks[i]! - 1)) === 0) seen.add(dn * (dpus + 1) + dks[i]!);
         add(dn, dks[i]!, kbs[i]!);
       }
   for (let i = 0; i < dks.length; i++) {
