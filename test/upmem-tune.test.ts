@@ -18,13 +18,16 @@ import {
   kernelModels,
   kSplitFloor,
   selectorFamilies,
+  type Distribution,
   type GemmShape,
   type Tiling,
 } from "../targets/upmem/gemm.js";
-import { select, selectorLayouts } from "../targets/upmem/selector.js";
+import { perCallFor } from "../targets/upmem/base.js";
+import { bestTiles, select, selectorLayouts } from "../targets/upmem/selector.js";
 import {
   blockOf,
   compareTilings,
+  distributionOk,
   familyTiles,
   isLegal,
   legalDistributions,
@@ -232,6 +235,25 @@ describe("Tile-Selector", () => {
           expect(floor({ ...t, tasklets })).toBeLessThanOrEqual(cycles({ ...t, tasklets }));
       }
     }
+  });
+
+  test("without pooling (DPUs allocated and W sent every call) it beats every power-of-two grid", () => {
+    const s: GemmShape = { m: 128, n: 4096, k: 4096, dtype: "i8" };
+    const perCall = (d: Distribution) => perCallFor({ ...s, m: 1 }, d, sys, false);
+    const c = select(s, sys, { perCall })!;
+    let grids = 0;
+    for (let dm = 1; dm <= s.m; dm *= 2)
+      for (let dn = 1; dm * dn <= sys.dpus; dn *= 2)
+        for (let dk = 1; dm * dn * dk <= sys.dpus; dk *= 2) {
+          const d = { dm, dn, dk };
+          if (!distributionOk(s, d, sys)) continue;
+          const r = bestTiles(s, d, sys, [s.m]);
+          if (r) expect(r.total + perCall(d)).toBeGreaterThanOrEqual(c.estimate.total * (1 - 1e-12));
+          grids++;
+        }
+    expect(grids).toBeGreaterThan(300);
+    // A small grid: allocating 2048 DPUs alone takes 82 ms.
+    expect(c.tiling.dm * c.tiling.dn * c.tiling.dk).toBeLessThanOrEqual(1024);
   });
 
   // Llama-2-7B INT8 decode (the old candidate list reached 0.753 of the full space on 1x12288x4096),

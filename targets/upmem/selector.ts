@@ -149,7 +149,9 @@ const rowBlockOk = (mb: number): boolean => {
  * equal blocks, or dk a power of two), the dn filling the remaining DPUs, reduced to the fewest
  * DPUs giving the same padded W block; and the powers of two (layouts on fewer DPUs, for GEMMs
  * whose transfers outweigh the kernel). Each layout uses, for each row count, the most replicas dm
- * that fit beside it. Only legal distributions (space.ts) whose W block fits `budget`.
+ * that fit beside it; with a cost per call `extra` (without pooling: DPUs allocated and W sent per
+ * call, which favours small grids), the power-of-two layouts also with power-of-two caps on dm, and
+ * the floors include it. Only legal distributions (space.ts) whose W block fits `budget`.
  */
 export function selectorLayouts(
   shape: GemmShape,
@@ -157,6 +159,7 @@ export function selectorLayouts(
   ms: readonly number[],
   dpus: number,
   budget: number,
+  extra?: (d: Distribution) => number,
 ): LayoutCandidates {
   const e = elemBytesOf(shape.dtype);
   const { n, k } = shape;
@@ -213,11 +216,11 @@ export function selectorLayouts(
   };
   const out: LayoutCandidates = { dn: [], dk: [], dms: [], floor: [] };
   const seen = new Set<number>();
-  const add = (dn: number, dk: number, kb: number): void => {
+  const add = (dn: number, dk: number, kb: number, most = Infinity): void => {
     const nbPad = padN(cdiv(n, dn));
     if (nbPad * kb * e > budget) return;
     let floor = 0;
-    const fit = Math.floor(dpus / (dn * dk));
+    const fit = Math.min(most, Math.floor(dpus / (dn * dk)));
     for (let i = 0; i < ms.length; i++) {
       // The most replicas that fit: the last of the ascending dmsOf[i] not above `fit`.
       const cands = dmsOf[i]!;
@@ -235,7 +238,8 @@ export function selectorLayouts(
         floor +=
           kernelFloor(shape.dtype, mb, nbPad, kb, sys) / sys.frequency +
           sys.launch_overhead +
-          transferFloor({ dm, dn, dk }, mb * kb * e, mb * cdiv(n, dn) * 4);
+          transferFloor({ dm, dn, dk }, mb * kb * e, mb * cdiv(n, dn) * 4) +
+          (extra?.({ dm, dn, dk }) ?? 0);
       }
     }
     out.dn.push(dn);
@@ -263,9 +267,12 @@ export function selectorLayouts(
     for (let dn = 1; dn * dk <= dpus && dn <= n; dn *= 2) {
       const d = fewestDn(dn);
       const key = d * (dpus + 1) + dk;
-      if (seen.has(key)) continue;
+      if (!seen.has(key)) add(d, dk, kbs[i]!);
       seen.add(key);
-      add(d, dk, kbs[i]!);
+      // With a cost per DPU and call, also fewer replicas.
+      if (extra)
+        for (let most = 1; most * d * dk < dpus && most < Math.max(...ms); most *= 2)
+          add(d, dk, kbs[i]!, most);
     }
   }
   return out;
@@ -336,7 +343,14 @@ export function selectJoint(
   ms: readonly number[],
   opts: SelectOptions = {},
 ): { distribution: Distribution; choices: Choice[] } | undefined {
-  const l = selectorLayouts(shape, sys, ms, opts.dpus ?? sys.dpus, opts.mramBudget ?? sys.mram / 2);
+  const l = selectorLayouts(
+    shape,
+    sys,
+    ms,
+    opts.dpus ?? sys.dpus,
+    opts.mramBudget ?? sys.mram / 2,
+    opts.perCall,
+  );
   // With one row count the best call found bounds every layout's search.
   let bound = Infinity;
   // Layouts in order of their floors; a layout's distributions and transfers are made when the
