@@ -104,6 +104,11 @@ export interface LowerOptions {
    * model (default), or forced to the host (reduce_sum) or the DPUs (the reduce kernel).
    */
   readonly attentionReduce?: "auto" | ReduceSite;
+  /**
+   * Replaces the tile of a GEMM call the Tile-Selector chose (tests, e.g. to force a K split inside
+   * the DPUs); the distribution must stay the chosen one.
+   */
+  readonly retile?: (shape: GemmShape, chosen: Tiling) => Tiling;
 }
 
 /** What lowering decided for one DPU-resident weight: its layout, and tiling and kernel per phase. */
@@ -359,7 +364,7 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     wBytes = Math.max(wBytes, nbPad * kb * e);
     const plan: GemmPlan = { weight, shape: u.shape, distribution: dist, phases: new Map(), region: wRegion };
     phases.forEach((p, i) => {
-      const t = chosen[i]!;
+      const t = opts.retile?.({ ...u.shape, m: u.ms.get(p)! }, chosen[i]!) ?? chosen[i]!;
       const wb = weightBlock({ ...u.shape, m: 1 }, t);
       const mbPad = roundUp(cdiv(u.mMax, t.dm), t.tm);
       xBytes = Math.max(xBytes, mbPad * wb.kb * e);
