@@ -672,7 +672,9 @@ describe("pimc with --target upmem", () => {
     expect(dis.code).toBe(0);
     expect(dis.stdout).toMatch(/kernel gemm0/);
     expect(dis.stdout).toMatch(/launch gemm\d+/);
-  });
+    // --detailed times each of the 2048 DPUs of every launch: 45-55 s alone, with decode's GEMMs in
+    // 128-256 byte chunks split over the tasklets (more DMAs per kernel than the former tiles).
+  }, 120_000);
 
   test.each([
     ["dpus = 0", /:2:\d+: dpus: Too small/],
