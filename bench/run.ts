@@ -5,8 +5,10 @@
  * - printing its IR, and parsing the printed IR back
  * - `pimc dump examples/llama2-70b.pim` as a user runs it (a fresh process: start-up included)
  * - reference interpreter: prefill of 2 x 7 tokens and one decode step on llama-tiny
- * - the UPMEM Tile-Selector on each GEMM shape of Llama-2-7B (f32 and int8, prefill and decode):
- *   the mean and the largest over the shapes of each shape's median time
+ * - the UPMEM Tile-Selector on each GEMM shape of Llama-2-7B/13B, Mistral-7B and OPT-6.7B (f32 and
+ *   int8, prefill and decode, 2048 and 2556 DPUs): the mean and the largest over the shapes of each
+ *   shape's median time, and (unless BENCH_ORACLE=0) per group its agreement with the best of every
+ *   legal tiling on the emulator (geomean ratio, shapes within 5 %, size of the space): minutes
  * - compiling Llama-2-70B INT8 (shape-only) for 2048 UPMEM DPUs, and the UPMEM lowering and
  *   emulator (timing) on Llama-2-7B INT8: a decode step and a 128-token prefill
  * - the HBM-PIM emulator on PIMSimulator's GEMV 4096x4096 and ADD 1M, with PIM and without
@@ -29,9 +31,9 @@ import { UpmemMachine } from "../targets/upmem/machine.js";
 import { limitsOf, systemOf } from "../targets/upmem/index.js";
 import type { Program } from "../targets/upmem/program.js";
 import { resolveWorkload } from "../src/cli/workload-flags.js";
-import { gemmShapes, selectMs } from "../targets/upmem/tune.js";
-import { select } from "../targets/upmem/selector.js";
+import { summarize } from "../targets/upmem/tune.js";
 import { selectLut } from "../targets/upmem/lut.js";
+import { MODELS, SYSTEMS, tileSelectorSweep } from "./tile-selector.js";
 import { DEFAULT_SYSTEM } from "../targets/upmem/system.js";
 import { RD, WR } from "../targets/hbm-pim/controller.js";
 import { runPimKernel, runStream } from "../targets/hbm-pim/device.js";
@@ -109,23 +111,22 @@ rows.push([
 ]);
 
 const llama7b = `${root}examples/llama2-7b.pim`;
-const selectTimes: number[] = [];
-for (const weights of ["f32", "int8"] as const) {
-  const { shapes, system } = await gemmShapes(
-    loadModel(llama7b),
-    { disablePass: [], printBefore: [], printAfter: [], weights },
-    resolveWorkload(llama7b, {}),
-  );
-  for (const s of shapes) select(s, system); // warm-up
-  for (const s of shapes) selectTimes.push(selectMs(s, system));
-}
-const selectMean = selectTimes.reduce((a, b) => a + b, 0) / selectTimes.length;
+// The GEMM Tile-Selector over four models, two systems, two precisions and both phases; with the
+// oracle (every legal tiling, branch-and-bound on the emulator) unless BENCH_ORACLE=0.
+const withOracle = process.env.BENCH_ORACLE !== "0";
+const t0 = performance.now();
+const groups = await tileSelectorSweep(root, {
+  oracle: withOracle,
+  progress: (line) => process.stderr.write(`  ${line}\n`),
+});
+const sweepSeconds = (performance.now() - t0) / 1e3;
+const selectTimes = groups.flatMap((g) => g.shapes.map((s) => s.selector.select_ms));
 rows.push([
-  `tile-selector per GEMM shape (llama2-7b, ${selectTimes.length} shapes): mean`,
-  selectMean,
+  `tile-selector per GEMM shape (${MODELS.length} models x ${SYSTEMS.length} systems x f32/int8 x prefill/decode, ${selectTimes.length} shapes): mean`,
+  selectTimes.reduce((a, b) => a + b, 0) / selectTimes.length,
   "< 1 ms",
 ]);
-rows.push(["tile-selector per GEMM shape (llama2-7b): max", Math.max(...selectTimes), "< 1 ms"]);
+rows.push(["tile-selector per GEMM shape: max", Math.max(...selectTimes), "< 1 ms"]);
 
 // The LUT-GEMV Tile-Selector (W4A8 / W2A8) on the same layers' shapes, prefill 128 and decode 1
 // jointly (one resident layout), as lowering calls it.
@@ -245,3 +246,51 @@ rows.push([
 const out = table(["benchmark", "median ms", "goal"], ["left", "right", "left"]);
 for (const [name, ms, goal] of rows) out.push([name, ms < 1 ? ms.toFixed(3) : ms.toFixed(1), goal]);
 process.stdout.write(`${out.toString()}\n`);
+
+// The Tile-Selector's agreement with the full tiling space, per model, system, precision and phase.
+const agree = table(
+  [
+    "model",
+    "DPUs",
+    "weights",
+    "phase",
+    "shapes",
+    ...(withOracle ? ["legal tilings", "geomean", "within 5%"] : []),
+    "select ms mean",
+    "max",
+  ],
+  [
+    "left",
+    "right",
+    "left",
+    "left",
+    "right",
+    ...(withOracle ? (["right", "right", "right"] as const) : []),
+    "right",
+    "right",
+  ],
+);
+const agreeRow = (label: string[], shapes: Parameters<typeof summarize>[0]): void => {
+  const sum = summarize(shapes);
+  agree.push([
+    ...label,
+    String(shapes.length),
+    ...(withOracle
+      ? [
+          sum.space_size!.toExponential(2),
+          sum.geomean_ratio!.toFixed(4),
+          `${shapes.filter((r) => r.ratio! * 1.05 >= 1).length}/${shapes.length}`,
+        ]
+      : []),
+    sum.mean_select_ms.toFixed(3),
+    sum.max_select_ms.toFixed(3),
+  ]);
+};
+for (const g of groups) agreeRow([g.model, String(g.dpus), g.weights, g.phase], g.shapes);
+agreeRow(
+  ["all", "", "", ""],
+  groups.flatMap((g) => g.shapes),
+);
+process.stdout.write(
+  `\nUPMEM Tile-Selector against ${withOracle ? "the best of every legal tiling on the emulator (pimc tune --exhaustive)" : "nothing (BENCH_ORACLE=0: timing only)"}, ${sweepSeconds.toFixed(0)} s\n${agree.toString()}\n`,
+);

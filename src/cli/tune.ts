@@ -2,7 +2,8 @@
  * `pimc tune <model>`: the UPMEM Tile-Selector on a model's GEMM shapes. For every distinct GEMM
  * (M, N, K, dtype) of the prefill and decode functions under the workload it prints the selector's
  * tiling, its analytical estimate and the emulator's time for it; with --exhaustive also the best
- * legal tiling measured on the emulator (the oracle) and the ratio of the two times.
+ * legal tiling measured on the emulator (the oracle, over the full space of targets/upmem/space.ts),
+ * the ratio of the two times and the size of the space.
  */
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
@@ -31,7 +32,7 @@ export function tuneCommand() {
     .option("--model <name>", "model block to use when the file has several")
     .option(
       "--exhaustive",
-      "also time the legal tilings on the emulator (branch-and-bound) and report the selector's ratio to the best",
+      "also search every legal tiling on the emulator (branch-and-bound over the full space, counted in space_size) and report the selector's ratio to the best",
     )
     .option("--no-prune", "with --exhaustive: time every legal tiling (no branch-and-bound)")
     .option("--json", "print one JSON object");
@@ -66,7 +67,11 @@ export function tuneCommand() {
           workload: w,
           shapes: results,
           ...(sum.geomean_ratio !== undefined
-            ? { geomean_ratio: sum.geomean_ratio, within_5pct_fraction: sum.within_5pct_fraction }
+            ? {
+                geomean_ratio: sum.geomean_ratio,
+                within_5pct_fraction: sum.within_5pct_fraction,
+                space_size: sum.space_size,
+              }
             : {}),
           mean_select_ms: sum.mean_select_ms,
           max_select_ms: sum.max_select_ms,
@@ -84,7 +89,7 @@ export function tuneCommand() {
         "selector tiling",
         "estimate",
         "emulated",
-        ...(ex ? ["oracle tiling", "oracle", "ratio", "timed"] : []),
+        ...(ex ? ["oracle tiling", "oracle", "ratio", "timed / space"] : []),
         "select ms",
       ],
       [
@@ -113,7 +118,7 @@ export function tuneCommand() {
               sameTiling(r.oracle.tiling, r.selector.tiling) ? "(same)" : tilingName(r.oracle.tiling),
               ms(r.oracle.emulated_s),
               r.ratio!.toFixed(4),
-              `${int(r.oracle.timed)}/${int(r.oracle.candidates)}`,
+              `${int(r.oracle.timed)} / ${int(r.oracle.candidates)}`,
             ]
           : ex
             ? ["", "", "", ""]
@@ -130,7 +135,7 @@ export function tuneCommand() {
       const timed = results.reduce((s, r) => s + (r.oracle?.timed ?? 0), 0);
       const cands = results.reduce((s, r) => s + (r.oracle?.candidates ?? 0), 0);
       lines.push(
-        `oracle    ${int(timed)} of ${int(cands)} legal tilings timed on the emulator${opts.prune === false ? "" : " (branch-and-bound)"}, ${seconds.toFixed(1)} s`,
+        `oracle    ${int(timed)} of ${int(cands)} legal tilings (the full space: docs/upmem.md) timed on the emulator${opts.prune === false ? "" : " (branch-and-bound)"}, ${seconds.toFixed(1)} s`,
         `accuracy  geomean ratio ${sum.geomean_ratio!.toFixed(4)}, within 5% of the best: ${(100 * sum.within_5pct_fraction!).toFixed(1)}% of shapes`,
       );
     }

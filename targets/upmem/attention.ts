@@ -34,7 +34,7 @@ import {
   gemmKernel,
   kernelModel,
   roundUp,
-  tiles,
+  attentionTiles,
   weightBlock,
   type Distribution,
   type GemmShape,
@@ -267,7 +267,7 @@ function bestTile(
 ): { t: Tiling; cycles: number } | undefined {
   let best: { t: Tiling; cycles: number; total: number } | undefined;
   const { kb } = weightBlock(layoutShape, dist);
-  for (const tile of tiles({ ...layoutShape, m: rows }, dist, sys)) {
+  for (const tile of attentionTiles({ ...layoutShape, m: rows }, dist, sys)) {
     if (tile.tm > 1 && tile.tm / 2 >= rows) continue;
     for (const ks of kSplits) {
       if (ks > 1 && (tile.double || ks > kb / tile.tk)) continue;

@@ -11,9 +11,10 @@ import {
   type GemmShape,
   type Tiling,
 } from "./gemm.js";
-import { hostSeconds, type HostDtype } from "../cpu/index.js";
 import type { UpmemSystem } from "./system.js";
-import { broadcastTime, dpusPerRank, pushTime } from "./transfer.js";
+import { broadcastTime, dpusPerRank, hostTime, pushTime } from "./transfer.js";
+
+export { hostTime };
 
 /** BaseGEMM for `shape`: dm = the most DPUs (a power of two) that still get a row each; undefined if W does not fit. */
 export function baseTiling(shape: GemmShape, sys: UpmemSystem): Tiling | undefined {
@@ -44,21 +45,6 @@ export function perCallSeconds(shape: GemmShape, t: Tiling, sys: UpmemSystem): n
   const bytes = nbPad * kb * elemBytesOf(shape.dtype);
   const w = t.dn === 1 && t.dk === 1 ? broadcastTime(sys, range, bytes) : pushTime(sys, range, bytes);
   return sys.alloc_per_dpu * count + sys.load_per_rank * dpusPerRank(sys, range).length + w;
-}
-
-/**
- * Host seconds of an op (the same model the emulator times host commands with, targets/cpu):
- * products (`dtype` given) at the host's rate for that data type, transposes at its transpose
- * bandwidth.
- */
-export function hostTime(
-  sys: UpmemSystem,
-  flops: number,
-  bytes: number,
-  opcode = "",
-  dtype?: HostDtype,
-): number {
-  return hostSeconds(sys.host, { opcode, flops, bytes, ...(dtype ? { dtype } : {}) });
 }
 
 /** What a call costs besides transfers, launch and kernel without pooling, under a distribution. */

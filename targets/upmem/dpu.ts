@@ -887,6 +887,21 @@ class Actions {
   }
 }
 
+/**
+ * Tasklet t's action list, emptied: the lists are reused from one timeKernel to the next (timing is
+ * synchronous), as `--detailed` times thousands of DPUs a launch.
+ */
+const actionPool: Actions[] = [];
+function actionLists(t: number): Actions {
+  const a = (actionPool[t] ??= new Actions());
+  a.n = 0;
+  a.pending = 0;
+  a.instructions = 0;
+  a.dmaBytes = 0;
+  a.dmaCount = 0;
+  return a;
+}
+
 interface TNode {
   readonly emit: (env: Vars, out: Actions) => void;
   /** Instructions of a compute-only statement (no DMA, no dma_wait inside). */
@@ -1154,7 +1169,7 @@ export function timeKernel(k: Kernel, sys: UpmemSystem, env: Env): KernelTiming 
   const e: Vars = { ...env };
   const lists: Actions[] = [];
   for (let t = 0; t < k.tasklets; t++) {
-    const out = new Actions();
+    const out = actionLists(t);
     forItems(k, env, t, k.tasklets, e, () => {
       for (const n of body) n.emit(e, out);
     });

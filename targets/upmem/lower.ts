@@ -119,6 +119,11 @@ export interface LowerOptions {
    * when MRAM cannot hold each phase's layout. Default 1 each.
    */
   readonly mix?: Readonly<Record<string, number>>;
+  /**
+   * Replaces the tile of a GEMM call the Tile-Selector chose (tests, e.g. to force a K split inside
+   * the DPUs); the distribution must stay the chosen one.
+   */
+  readonly retile?: (shape: GemmShape, chosen: Tiling) => Tiling;
 }
 
 /** A copy of a weight in MRAM: its distribution, the phases using it, its region and image. */
@@ -656,6 +661,21 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       `mram: the DPU-resident weights need at least ${fmtBytes(least)} per DPU beside the KV caches (${fmtBytes(caches_)}) and buffers; the system's mram is ${fmtBytes(sys.mram)} (try --weights int8, more DPUs, or smaller limits)`,
     );
   }
+  // Tests may replace a call's tile (the distribution stays).
+  const retile = opts.retile;
+  if (retile)
+    decisions = decisions.map((d, i) => {
+      const u = uses.get(d.weight);
+      if (i >= gemmOpts.length || !u) return d;
+      const ms = [...u.ms.values()];
+      return {
+        ...d,
+        choices: d.choices.map((c, j) => ({
+          ...c,
+          tiling: retile({ ...u.shape, m: ms[j]! }, c.tiling as Tiling),
+        })),
+      };
+    });
   ({ x: xBytes, y: yBytes } = buffersOf([...decisions, ...fixed]));
   // Regions and plans: one region (and image) per layout, named for its phases when a weight has several.
   const placed = (d: LayoutDecision<unknown>): PlacedLayout[] =>
@@ -1173,14 +1193,26 @@ function lowerFunc(
     if (!r.pooling) em.read("w", launch);
     em.read(r.xRegion, launch);
     em.wrote(r.yRegion, launch);
-    const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, {
+    const accType = {
       dtype: int8 ? "i32" : "f32",
       shape: planes === 2 ? [2, ...res.type.shape] : res.type.shape,
-    });
+    } as const;
+    const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, accType);
+    // With a K split inside the DPUs a Y row holds ks partial tiles of nbPad columns: viewed as ks
+    // rows of nbPad, they come home as [..., ks, N] and the host adds them up.
+    const ks = t.ks ?? 1;
+    const times = (x: IntExpr): IntExpr => (ks === 1 ? x : typeof x === "number" ? x * ks : `(${x})*${ks}`);
+    const parts =
+      ks === 1
+        ? acc
+        : addBuffer(`${base}.parts`, {
+            ...accType,
+            shape: [...accType.shape.slice(0, -1), ks, accType.shape[accType.shape.length - 1]!],
+          });
     const yMap: BlockMap = {
-      rows: mExpr,
+      rows: times(mExpr),
       cols: plan.shape.n,
-      blockRows: mb,
+      blockRows: times(mb),
       blockCols: nb,
       ld: nbPad,
       rowEvery: t.dn * t.dk,
@@ -1191,7 +1223,7 @@ function lowerFunc(
     const pull = em.emit(
       {
         kind: "pull",
-        buffer: acc,
+        buffer: parts,
         range,
         region: r.yRegion,
         at: 0,
@@ -1201,7 +1233,8 @@ function lowerFunc(
       [launch, em.beforeRead(r.yRegion)],
     );
     em.read(r.yRegion, pull);
-    em.written(acc, pull);
+    em.written(parts, pull);
+    if (ks > 1) host("reduce_sum", { axis: -2 }, [parts], [acc]);
     if (int8) {
       const ins = [acc, xs!, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
       host("dequantize", bits, ins, [addBuffer(base, res.type)]);

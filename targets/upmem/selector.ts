@@ -1,16 +1,21 @@
 /**
- * The Tile-Selector: the GEMM cost model of gemm.ts minimised over every legal tiling. Distributions
- * are visited in order of a lower bound (transfers + launch + the kernel's compute and DMA floors) and
- * the search stops when no remaining distribution can beat the best tiling found.
+ * The Tile-Selector: the GEMM cost model of gemm.ts minimised over its candidates, a subset of the
+ * full space (space.ts): layouts near the DPUs' capacity (selectorLayouts) with the tile families of
+ * gemm.ts (selectorFamilies: tasklets, tm, tn, tk, double buffering, K splits inside the DPU).
+ * Layouts are visited in order of a lower bound (launch and the kernel's compute and DMA floors,
+ * then the transfers), tile families likewise, and the search stops when no remaining candidate
+ * can beat the best call found.
  */
 import {
-  distributions,
-  kernelModel,
-  tiles,
+  kernelFloor,
+  kernelModels,
+  selectorFamilies,
   transferEstimate,
+  transfersByKs,
   weightBlock,
-  elemBytesOf,
   cdiv,
+  elemBytesOf,
+  roundUp,
   type Distribution,
   type GemmEstimate,
   type GemmShape,
@@ -24,24 +29,10 @@ export interface Choice {
   readonly estimate: GemmEstimate;
 }
 
-/**
- * A floor on a distribution's time for `m` rows: transfers, launch and a kernel no tile's model goes
- * below (kernelModel's pipeline term is at least every MAC instruction, its engine term at least
- * streaming W once, and its chain term at least one tasklet walking one output element over the
- * block's K with two reads and a write).
- */
-function floor(shape: GemmShape, d: Distribution, sys: UpmemSystem, m: number): number {
-  const { nbPad, kb } = weightBlock(shape, d);
-  const { push, pull } = transferEstimate(shape, d, sys, m);
-  const mac = shape.dtype === "i8" ? sys.isa.mac_i8 : sys.isa.mac_f32;
-  const macs = cdiv(m, d.dm) * nbPad * kb * mac;
-  const bytes = nbPad * kb * elemBytesOf(shape.dtype);
-  const item =
-    2 * sys.dma.read_alpha +
-    sys.dma.write_alpha +
-    sys.pipeline.issue_interval * (kb * mac + sys.isa.dot_overhead);
-  const kernel = Math.max(macs, sys.dma.beta * bytes, item) / sys.frequency;
-  return push + pull + sys.launch_overhead + kernel;
+/** Transfers and launch of a distribution for `m` rows with a K split `ks` inside the DPUs. */
+function fixedSeconds(shape: GemmShape, d: Distribution, sys: UpmemSystem, m: number, ks = 1): number {
+  const { push, pull } = transferEstimate({ ...shape, m }, { ...d, ks }, sys);
+  return push + pull + sys.launch_overhead;
 }
 
 /** The best tile of a distribution for rows `ms` (summed: one W layout serves every phase). */
@@ -50,35 +41,241 @@ export function bestTiles(
   d: Distribution,
   sys: UpmemSystem,
   ms: readonly number[],
+  bound = Infinity,
 ): { tiles: Tile[]; estimates: GemmEstimate[]; total: number } | undefined {
   const out: { tiles: Tile[]; estimates: GemmEstimate[]; total: number } = {
     tiles: [],
     estimates: [],
     total: 0,
   };
-  const ts = tiles({ ...shape, m: Math.max(...ms) }, d, sys);
   for (const m of ms) {
-    const s = { ...shape, m };
-    const { push, pull } = transferEstimate(s, d, sys);
-    const fixed = push + pull + sys.launch_overhead;
-    const model = kernelModel(s, d, sys);
-    const mb = cdiv(m, d.dm);
-    let best: { t: Tile; kernel: number } | undefined;
-    for (const t of ts) {
-      if (t.tm > 1 && t.tm / 2 >= mb) continue;
-      const kernel = model(t) / sys.frequency;
-      if (!best || kernel < best.kernel) best = { t, kernel };
-    }
+    const best = bestTile({ ...shape, m }, d, sys, ms.length === 1 ? bound : Infinity);
     if (!best) return undefined;
-    out.tiles.push(best.t);
-    out.estimates.push({
+    out.tiles.push(best.tile);
+    out.estimates.push(best.estimate);
+    out.total += best.estimate.total;
+  }
+  return out;
+}
+
+/**
+ * The best tile of a distribution (the model's fastest call) if its time is below `bound`. Tiles
+ * come in families (all but the tasklets equal: selectorFamilies); a family is skipped when its
+ * floor (the transfers, launch, and all its instructions at one per cycle) reaches the best time
+ * found.
+ */
+function bestTile(
+  s: GemmShape,
+  d: Distribution,
+  sys: UpmemSystem,
+  bound: number,
+): { tile: Tile; estimate: GemmEstimate } | undefined {
+  const byKs = transfersByKs(s, d, sys);
+  const fixedOf = (ks: number): { push: number; pull: number; total: number } => {
+    const { push, pull } = byKs(ks);
+    return { push, pull, total: push + pull + sys.launch_overhead };
+  };
+  const { cycles, floor } = kernelModels(s, d, sys);
+  const { nbPad } = weightBlock(s, d);
+  const mb = cdiv(s.m, d.dm);
+  let best: { t: Tile; kernel: number; total: number } | undefined;
+  let limit = bound;
+  for (const fam of selectorFamilies(s, d, sys)) {
+    const t: { -readonly [K in keyof Tile]: Tile[K] } = {
+      tasklets: fam.tasklets[0]!,
+      tm: fam.tm,
+      tn: fam.tn,
+      tk: fam.tk,
+      double: fam.double,
+      ...(fam.ks === undefined ? {} : { ks: fam.ks }),
+    };
+    const f = fixedOf(fam.ks ?? 1).total;
+    if (floor(t) / sys.frequency + f >= limit) continue;
+    // Tasklets beyond the items idle: past the first count that covers them, the time repeats.
+    const items = cdiv(mb, fam.tm) * (nbPad / fam.tn) * (fam.ks ?? 1);
+    for (const tasklets of fam.tasklets) {
+      if (tasklets > items && t.tasklets >= items && t.tasklets !== tasklets) break;
+      t.tasklets = tasklets;
+      const kernel = cycles(t) / sys.frequency;
+      if (kernel + f < limit) {
+        best = { t: { ...t }, kernel, total: kernel + f };
+        limit = kernel + f;
+      }
+    }
+  }
+  if (!best) return undefined;
+  const f = fixedOf(best.t.ks ?? 1);
+  return {
+    tile: best.t,
+    estimate: {
       kernel: best.kernel,
-      push,
-      pull,
+      push: f.push,
+      pull: f.pull,
       launch: sys.launch_overhead,
-      total: best.kernel + fixed,
-    });
-    out.total += best.kernel + fixed;
+      total: best.total,
+    },
+  };
+}
+
+/**
+ * The candidate weight layouts dn x dk of the selector (struct of arrays: a big GEMM has thousands),
+ * with, for each row count i, the replicas dm a call uses (dms[l * ms + i], 0: none fits), and the
+ * floor of the layout's time over the row counts (kernelFloor, launch and a floor of the transfers).
+ */
+interface LayoutCandidates {
+  readonly dn: number[];
+  readonly dk: number[];
+  readonly dms: number[];
+  readonly floor: number[];
+}
+
+/**
+ * The shortest K block row (bytes) the selector splits K into in general: over the 160 GEMMs of the
+ * big example models (docs/upmem.md) no best tiling on the DPU model had a shorter one, as shorter
+ * blocks multiply the partial sums the host adds. Small GEMMs, whose kernels outweigh their
+ * transfers, also get the splits of K into equal blocks and the powers of two.
+ */
+const MIN_K_ROW = 256;
+
+/** Rows per DPU the selector tries: 1 to 4 (the tile heights) and 2^j, 3 x 2^j. */
+const rowBlockOk = (mb: number): boolean => {
+  const odd = mb / (mb & -mb);
+  return mb <= 4 || odd === 1 || odd === 3;
+};
+
+/**
+ * The layouts the Tile-Selector rates for the row counts `ms`: for each number of rows per DPU (the
+ * fewest dm giving it) and each K block (the fewest dk giving it: rows of at least MIN_K_ROW bytes,
+ * equal blocks, or dk a power of two), the dn filling the remaining DPUs, reduced to the fewest
+ * DPUs giving the same padded W block; and the powers of two (layouts on fewer DPUs, for GEMMs
+ * whose transfers outweigh the kernel). Each layout uses, for each row count, the most replicas dm
+ * that fit beside it; with a cost per call `extra` (without pooling: DPUs allocated and W sent per
+ * call, which favours small grids), the power-of-two layouts also with power-of-two caps on dm, and
+ * the floors include it. Only legal distributions (space.ts) whose W block fits `budget`.
+ */
+export function selectorLayouts(
+  shape: GemmShape,
+  sys: UpmemSystem,
+  ms: readonly number[],
+  dpus: number,
+  budget: number,
+  extra?: (d: Distribution) => number,
+  weights?: readonly number[],
+): LayoutCandidates {
+  const e = elemBytesOf(shape.dtype);
+  const { n, k } = shape;
+  const padN = (nb: number): number => roundUp(nb, nb >= 32 ? 16 : 2);
+  /** weightBlock's K block, inline (called for every dk). */
+  const kbOf = (dk: number): number => {
+    const kl = cdiv(k, dk);
+    return roundUp(kl, kl >= 256 ? 64 : 8 / e);
+  };
+  /** For each distinct row block of `m` rows, the fewest dm giving it (blocks non-degenerate). */
+  const dmsOf = ms.map((m) => {
+    const out: number[] = [];
+    for (let dm = 1, prev = Infinity; dm <= Math.min(m, dpus); dm++) {
+      const mb = cdiv(m, dm);
+      if (mb < prev && (dm - 1) * mb < m && rowBlockOk(mb)) out.push(dm);
+      prev = mb;
+    }
+    return out;
+  });
+  /**
+   * Likewise for K: while the K block's rows are at least MIN_K_ROW bytes, and beyond, the splits
+   * into equal blocks and the powers of two (small GEMMs, whose kernels outweigh their transfers).
+   */
+  const dks: number[] = [];
+  const kbs: number[] = [];
+  for (let dk = 1, prev = Infinity; dk <= Math.min(k, dpus); dk++) {
+    const kb = kbOf(dk);
+    const wanted = kb * e >= MIN_K_ROW || kb * dk === k || (dk & (dk - 1)) === 0;
+    if (kb < prev && (dk - 1) * kb < k && wanted) {
+      dks.push(dk);
+      kbs.push(kb);
+    }
+    if (kb < prev) prev = kb;
+  }
+  /** The fewest dn giving the padded W block of dn. */
+  const fewestDn = (dn: number): number => {
+    const nbPad = padN(cdiv(n, dn));
+    const dn2 = cdiv(n, nbPad);
+    return padN(cdiv(n, dn2)) === nbPad ? dn2 : cdiv(n, cdiv(n, dn));
+  };
+  /**
+   * A floor of transferEstimate without a K split inside the DPUs: X broadcast (its exact time) or
+   * pushed, Y pulled, at most at the host's aggregate limit, the dk partial blocks added on the host.
+   */
+  const { latency, host_limit: limit, broadcast } = sys.transfer;
+  const transferFloor = (d: Distribution, x: number, y: number): number => {
+    const count = d.dm * d.dn * d.dk;
+    const push =
+      d.dm === 1 && d.dk === 1
+        ? Math.max(x / broadcast, (x * Math.ceil(count / sys.dpus_per_rank)) / limit)
+        : (x * count) / limit;
+    const reduce = d.dk > 1 ? (2 * y * count) / sys.host.memory_bandwidth : 0;
+    return 2 * latency + push + (y * count) / limit + reduce;
+  };
+  const out: LayoutCandidates = { dn: [], dk: [], dms: [], floor: [] };
+  const seen = new Set<number>();
+  const add = (dn: number, dk: number, kb: number, most = Infinity): void => {
+    const nbPad = padN(cdiv(n, dn));
+    if (nbPad * kb * e > budget) return;
+    let floor = 0;
+    const fit = Math.min(most, Math.floor(dpus / (dn * dk)));
+    for (let i = 0; i < ms.length; i++) {
+      // The most replicas that fit: the last of the ascending dmsOf[i] not above `fit`.
+      const cands = dmsOf[i]!;
+      let lo = 0;
+      for (let hi = cands.length; lo < hi;) {
+        const mid = (lo + hi) >> 1;
+        if (cands[mid]! <= fit) lo = mid + 1;
+        else hi = mid;
+      }
+      const dm = lo > 0 ? cands[lo - 1]! : 0;
+      out.dms.push(dm);
+      if (dm === 0) floor = Infinity;
+      else {
+        const mb = cdiv(ms[i]!, dm);
+        floor +=
+          (weights?.[i] ?? 1) *
+          (kernelFloor(shape.dtype, mb, nbPad, kb, sys) / sys.frequency +
+            sys.launch_overhead +
+            transferFloor({ dm, dn, dk }, mb * kb * e, mb * cdiv(n, dn) * 4) +
+            (extra?.({ dm, dn, dk }) ?? 0));
+      }
+    }
+    out.dn.push(dn);
+    out.dk.push(dk);
+    out.floor.push(floor);
+  };
+  // For a K block, more replicas leave fewer DPUs along N: dn never grows with dm, so a layout
+  // repeats only right after itself.
+  const lastDn = new Int32Array(dks.length);
+  for (const dms of dmsOf)
+    for (const dm of dms)
+      for (let i = 0; i < dks.length; i++) {
+        const rest = Math.floor(dpus / (dm * dks[i]!));
+        if (rest < 1) break;
+        const dn = fewestDn(Math.min(rest, n));
+        if (dn === lastDn[i]) continue;
+        lastDn[i] = dn;
+        // The powers of two below may repeat these.
+        if ((dks[i]! & (dks[i]! - 1)) === 0) seen.add(dn * (dpus + 1) + dks[i]!);
+        add(dn, dks[i]!, kbs[i]!);
+      }
+  for (let i = 0; i < dks.length; i++) {
+    const dk = dks[i]!;
+    if ((dk & (dk - 1)) !== 0) continue;
+    for (let dn = 1; dn * dk <= dpus && dn <= n; dn *= 2) {
+      const d = fewestDn(dn);
+      const key = d * (dpus + 1) + dk;
+      if (!seen.has(key)) add(d, dk, kbs[i]!);
+      seen.add(key);
+      // With a cost per DPU and call, also fewer replicas.
+      if (extra)
+        for (let most = 1; most * d * dk < dpus && most < Math.max(...ms); most *= 2)
+          add(d, dk, kbs[i]!, most);
+    }
   }
   return out;
 }
@@ -102,7 +299,7 @@ export function byLayout(all: readonly Distribution[]): Distribution[][] {
  * the best; and its picks. The layout keeps the largest dm of its picks (a call may use fewer replicas).
  */
 export function bestLayout<C extends { readonly tiling: Distribution; readonly estimate: GemmEstimate }>(
-  layouts: readonly { readonly ds: readonly Distribution[]; readonly lb: number }[],
+  layouts: Iterable<{ readonly ds: readonly Distribution[]; readonly lb: number }>,
   ms: readonly number[],
   pick: (ds: readonly Distribution[], m: number) => C | undefined,
   weights?: readonly number[],
@@ -165,45 +362,61 @@ export function selectJoint(
   ms: readonly number[],
   opts: SelectOptions = {},
 ): { distribution: Distribution; choices: Choice[] } | undefined {
-  const e = elemBytesOf(shape.dtype);
-  const all = distributions({ ...shape, m: Math.max(...ms) }, sys, opts.dpus ?? sys.dpus).filter((d) => {
-    const { nbPad, kb } = weightBlock(shape, d);
-    return nbPad * kb * e <= (opts.mramBudget ?? sys.mram / 2);
-  });
-  // Floors are needed twice (ranking layouts, then ordering a layout's distributions): computed once.
-  const floors = new Map<Distribution, Map<number, number>>();
-  const floorOf = (d: Distribution, m: number): number => {
-    let f = floors.get(d);
-    if (!f) floors.set(d, (f = new Map()));
-    let x = f.get(m);
-    if (x === undefined) f.set(m, (x = floor(shape, d, sys, m) + (opts.perCall?.(d) ?? 0)));
-    return x;
-  };
-  const ranked = byLayout(all)
-    .map((ds) => ({ ds, lb: layoutFloor(ds, ms, floorOf, opts.weights) }))
-    .sort((a, b) => a.lb - b.lb);
-  return bestLayout(
-    ranked,
+  const l = selectorLayouts(
+    shape,
+    sys,
+    ms,
+    opts.dpus ?? sys.dpus,
+    opts.mramBudget ?? sys.mram / 2,
+    opts.perCall,
+    opts.weights,
+  );
+  // With one row count the best call found bounds every layout's search.
+  let bound = Infinity;
+  // Layouts in order of their floors; a layout's distributions and transfers are made when the
+  // search reaches it. A big GEMM has thousands of candidate layouts and visits a few: the one with
+  // the lowest floor goes first, and only those whose floors are below the call it finds are sorted.
+  function* ranked(): Generator<{ ds: Distribution[]; lb: number }> {
+    const layout = (i: number): { ds: Distribution[]; lb: number } => {
+      const dms = [...new Set(l.dms.slice(i * ms.length, (i + 1) * ms.length))].filter((dm) => dm > 0);
+      return { ds: dms.map((dm) => ({ dm, dn: l.dn[i]!, dk: l.dk[i]! })), lb: l.floor[i]! };
+    };
+    let first = -1;
+    for (let i = 0; i < l.floor.length; i++)
+      if (l.floor[i]! < Infinity && (first < 0 || l.floor[i]! < l.floor[first]!)) first = i;
+    if (first < 0) return;
+    yield layout(first);
+    const rest: number[] = [];
+    for (let i = 0; i < l.floor.length; i++) if (i !== first && l.floor[i]! < bound) rest.push(i);
+    rest.sort((a, b) => l.floor[a]! - l.floor[b]! || a - b);
+    for (const i of rest) yield layout(i);
+  }
+  const found = bestLayout(
+    ranked(),
     ms,
     (ds, m) => {
       let pick: Choice | undefined;
-      const cands = ds
-        .filter((d) => d.dm <= m)
-        .map((d) => ({ d, lb: floorOf(d, m) }))
-        .sort((a, b) => a.lb - b.lb);
-      for (const { d, lb: f } of cands) {
-        if (pick && f >= pick.estimate.total) break;
-        const r = bestTiles(shape, d, sys, [m]);
+      const limit = (): number =>
+        Math.min(pick?.estimate.total ?? Infinity, ms.length === 1 ? bound : Infinity);
+      for (const d of ds) {
+        if (d.dm > m) continue;
         const extra = opts.perCall?.(d) ?? 0;
-        if (r && (!pick || r.total + extra < pick.estimate.total)) {
+        const { nbPad, kb } = weightBlock(shape, d);
+        const lb = kernelFloor(shape.dtype, cdiv(m, d.dm), nbPad, kb, sys) / sys.frequency + extra;
+        // The floor with the transfers (a K split only adds to them).
+        if (lb + fixedSeconds(shape, d, sys, m) >= limit()) continue;
+        const r = bestTiles(shape, d, sys, [m], limit() - extra);
+        if (r && r.total + extra < limit()) {
           const e0 = r.estimates[0]!;
           pick = { tiling: { ...d, ...r.tiles[0]! }, estimate: { ...e0, total: e0.total + extra } };
         }
       }
+      if (pick && ms.length === 1) bound = Math.min(bound, pick.estimate.total);
       return pick;
     },
     opts.weights,
   );
+  return found;
 }
 
 /** The Tile-Selector for one GEMM shape. */

@@ -4,6 +4,7 @@
  * the table's aggregate bandwidth for its DPU count, together bounded by the host's memory system.
  * The emulator and the Tile-Selector use these same functions, so transfers cost the same in both.
  */
+import { hostBandwidth, hostSeconds, type HostDtype } from "../cpu/index.js";
 import type { DpuRange } from "./program.js";
 import type { UpmemSystem } from "./system.js";
 
@@ -39,13 +40,15 @@ export function dpusPerRank(sys: UpmemSystem, range: DpuRange): number[] {
 
 function parallel(sys: UpmemSystem, table: Table, range: DpuRange, bytesPerDpu: number): number {
   if (bytesPerDpu <= 0 || range.count === 0) return 0;
-  let slowest = 0;
-  let last = 0;
-  for (const n of dpusPerRank(sys, range)) {
-    if (n === last) continue; // a rank like the previous one takes as long
-    last = n;
-    slowest = Math.max(slowest, (bytesPerDpu * n) / tableBandwidth(table, n));
-  }
+  // The ranks touched hold the DPUs of the range in up to three sizes: a partial first rank, full
+  // ranks, a partial last one (as dpusPerRank lists them); each size is timed once.
+  const per = sys.dpus_per_rank;
+  const end = range.first + range.count;
+  const head = Math.min(end, (Math.floor(range.first / per) + 1) * per) - range.first;
+  const tail = end - Math.max(range.first + head, Math.floor(end / per) * per);
+  const full = range.count - head - tail >= per ? per : 0;
+  const time = (n: number): number => (n > 0 ? (bytesPerDpu * n) / tableBandwidth(table, n) : 0);
+  const slowest = Math.max(time(head), time(full), time(tail));
   const total = (bytesPerDpu * range.count) / sys.transfer.host_limit;
   return sys.transfer.latency + Math.max(slowest, total);
 }
@@ -61,7 +64,7 @@ export const pushTime = (sys: UpmemSystem, range: DpuRange, bytesPerDpu: number)
 export function pullTime(sys: UpmemSystem, range: DpuRange, bytesPerDpu: number, reduceGroups = 1): number {
   const t = parallel(sys, sys.transfer.from_dpu, range, bytesPerDpu);
   if (reduceGroups <= 1) return t;
-  return t + (2 * bytesPerDpu * range.count) / sys.host.memory_bandwidth;
+  return t + (2 * bytesPerDpu * range.count) / hostBandwidth(sys.host);
 }
 
 /** Seconds to broadcast `bytes` to every DPU of `range` (each rank at the broadcast bandwidth). */
@@ -71,4 +74,19 @@ export function broadcastTime(sys: UpmemSystem, range: DpuRange, bytes: number):
   return (
     sys.transfer.latency + Math.max(bytes / sys.transfer.broadcast, (bytes * ranks) / sys.transfer.host_limit)
   );
+}
+
+/**
+ * Host seconds of an op (the same model the emulator times host commands with, targets/cpu):
+ * products (`dtype` given) at the host's rate for that data type, transposes at its transpose
+ * bandwidth.
+ */
+export function hostTime(
+  sys: UpmemSystem,
+  flops: number,
+  bytes: number,
+  opcode = "",
+  dtype?: HostDtype,
+): number {
+  return hostSeconds(sys.host, { opcode, flops, bytes, ...(dtype ? { dtype } : {}) });
 }

@@ -13,20 +13,28 @@ import { compileModel, type PipelineFlags } from "../../src/cli/pipeline.js";
 import { timeKernel, type KernelTiming } from "./dpu.js";
 import {
   blockBytes,
-  cdiv,
-  distributions,
-  elemBytesOf,
   forgetTiles,
   gemmKernel,
+  kernelFloor,
   kernelLowerBound,
+  kSplitFloor,
   roundUp,
-  tiles,
   transferEstimate,
   variantName,
-  weightBlock,
+  type Distribution,
   type GemmShape,
+  type Tile,
   type Tiling,
 } from "./gemm.js";
+import {
+  byBlock,
+  compareTilings,
+  isLegal,
+  legalDistributions,
+  legalTilings,
+  spaceSize,
+  tileFamilies,
+} from "./space.js";
 import { gemmShapeOf, systemOf } from "./index.js";
 import { select } from "./selector.js";
 import type { UpmemSystem } from "./system.js";
@@ -78,58 +86,114 @@ export function gemmLowerBound(shape: GemmShape, t: Tiling, sys: UpmemSystem): n
   return kernelLowerBound(shape, t, sys) / sys.frequency + push + pull + sys.launch_overhead;
 }
 
-/**
- * Every legal tiling of a shape: every distribution (whose W block takes at most half the MRAM, as
- * the selector requires) with every legal tile whose W, X and Y blocks fit the MRAM together.
- */
+/** Every legal tiling of a shape, materialised (small shapes only: see spaceSize). */
 export function candidates(shape: GemmShape, sys: UpmemSystem): Tiling[] {
-  const e = elemBytesOf(shape.dtype);
-  const out: Tiling[] = [];
-  for (const d of distributions(shape, sys)) {
-    const { nbPad, kb } = weightBlock(shape, d);
-    if (nbPad * kb * e > sys.mram / 2) continue;
-    const mb = cdiv(shape.m, d.dm);
-    for (const tile of tiles(shape, d, sys)) {
-      if (tile.tm > 1 && tile.tm / 2 >= mb) continue;
-      const t = { ...d, ...tile };
-      if (gemmOffsets(shape, t).end <= sys.mram) out.push(t);
-    }
-  }
-  return out;
+  return [...legalTilings(shape, sys)];
 }
 
 export interface OracleResult {
   readonly tiling: Tiling;
   readonly emulated_s: number;
-  /** Legal candidates. */
+  /** Legal candidates: the size of the space searched (spaceSize). */
   readonly candidates: number;
   /** Candidates timed on the emulator. */
   readonly timed: number;
 }
 
+/** Seconds of a call besides the kernel: transfers (with a K split's partials) and launch. */
+const fixedSeconds = (shape: GemmShape, d: Distribution, sys: UpmemSystem, ks: number): number => {
+  const { push, pull } = transferEstimate(shape, { ...d, ks }, sys);
+  return push + pull + sys.launch_overhead;
+};
+
+/** Relative slack of the comparisons of bounds with times (rounding of their sums). */
+const SLACK = 1e-9;
+
 /**
- * The fastest legal tiling on the emulator. With `prune` (default) candidates are timed in order of
- * `gemmLowerBound` and the search stops once the next bound reaches the best time found; without it
- * every candidate is timed. Ties go to the candidate first in `candidates` order either way.
+ * The fastest legal tiling on the emulator (the space of space.ts). With `prune` (default) it is a
+ * branch-and-bound, exact for that space: a tiling's time is its kernel's, which depends only on its
+ * block (rows mb, nbPad, kb) and tile, plus its transfers and launch, which depend only on its
+ * distribution and K split. So blocks are visited in order of a floor (the cheapest of their
+ * distributions' transfers plus kernelFloor), a block's tile families in order of a lower bound over
+ * their tasklets, buffering and K splits, and tiles are timed, each with its block's cheapest
+ * distribution for its K split, when kernelLowerBound plus those transfers does not exceed the best
+ * time found; the search starts from `start` (the selector's pick) when it is legal. Without
+ * `prune` every legal tiling is timed (tiny shapes only). Ties go to the first tiling in
+ * compareTilings order either way.
  */
 export function oracle(
   shape: GemmShape,
   sys: UpmemSystem,
-  opts: { prune?: boolean } = {},
+  opts: { prune?: boolean; start?: Tiling } = {},
 ): OracleResult | undefined {
-  const cands = candidates(shape, sys);
-  const order = cands.map((t, i) => ({ t, i, lb: opts.prune === false ? 0 : gemmLowerBound(shape, t, sys) }));
-  if (opts.prune !== false) order.sort((a, b) => a.lb - b.lb || a.i - b.i);
-  let best: { t: Tiling; i: number; s: number } | undefined;
+  const size = spaceSize(shape, sys);
+  let best: { t: Tiling; s: number } | undefined;
   let timed = 0;
-  for (const { t, i, lb } of order) {
-    if (best && lb > best.s * (1 + 1e-9)) break;
+  const time = (t: Tiling): void => {
     const s = emulatedGemm(shape, t, sys);
     timed++;
-    if (!best || s < best.s || (s === best.s && i < best.i)) best = { t, i, s };
+    if (!best || s < best.s || (s === best.s && compareTilings(t, best.t) < 0)) best = { t, s };
+  };
+  if (opts.prune === false) {
+    for (const t of legalTilings(shape, sys)) time(t);
+    return best && { tiling: best.t, emulated_s: best.s, candidates: size, timed };
   }
-  if (!best) return undefined;
-  return { tiling: best.t, emulated_s: best.s, candidates: cands.length, timed };
+  const f = sys.frequency;
+  const within = (lb: number): boolean => !best || lb <= best.s * (1 + SLACK);
+  if (opts.start && isLegal(shape, opts.start, sys)) time(opts.start);
+  const groups = byBlock(shape, legalDistributions(shape, sys)).map(({ block, dists }) => {
+    const byKs = new Map<number, { d: Distribution; s: number }[]>();
+    /** The block's distributions cheapest for a K split (those within SLACK of the cheapest). */
+    const cheapest = (ks: number): { d: Distribution; s: number }[] => {
+      let c = byKs.get(ks);
+      if (!c) {
+        const all = dists.map((d) => ({ d, s: fixedSeconds(shape, d, sys, ks) }));
+        const min = Math.min(...all.map((x) => x.s));
+        byKs.set(ks, (c = all.filter((x) => x.s <= min * (1 + SLACK))));
+      }
+      return c;
+    };
+    const floor = kernelFloor(shape.dtype, block.mb, block.nbPad, block.kb, sys) / f;
+    return { block, cheapest, bound: cheapest(1)[0]!.s + floor };
+  });
+  groups.sort((a, b) => a.bound - b.bound);
+  for (const g of groups) {
+    if (!within(g.bound)) break;
+    const d0 = g.cheapest(1)[0]!.d;
+    const f1 = g.cheapest(1)[0]!.s;
+    const lbOf = (t: Tiling): number => kernelLowerBound(shape, t, sys) / f;
+    /** Times a tile with the block's cheapest distributions for its K split, if its bound allows. */
+    const visit = (tile: Tile): void => {
+      const ds = g.cheapest(tile.ks ?? 1);
+      if (!within(lbOf({ ...d0, ...tile }) + ds[0]!.s)) return;
+      for (const { d } of ds) time({ ...d, ...tile });
+    };
+    const fams = tileFamilies(shape.dtype, g.block, sys).map((fam) => {
+      const base = { ...d0, tm: fam.tm, tn: fam.tn, tk: fam.tk };
+      // Bounds over the family: the most tasklets bound each buffering from below (only the chain
+      // term depends on them), and the smallest K split with totals over the whole of K bounds all.
+      let bound = lbOf({ ...base, tasklets: fam.t1, double: false }) + f1;
+      if (fam.t2 > 0) bound = Math.min(bound, lbOf({ ...base, tasklets: fam.t2, double: true }) + f1);
+      const splitBound =
+        fam.splits.length > 0
+          ? kSplitFloor(shape, { ...base, tasklets: fam.t1, double: false }, sys) / f
+          : Infinity;
+      if (fam.splits.length > 0) bound = Math.min(bound, splitBound + g.cheapest(2)[0]!.s);
+      return { fam, bound, splitBound };
+    });
+    fams.sort((a, b) => a.bound - b.bound);
+    for (const { fam, bound, splitBound } of fams) {
+      if (!within(bound)) break;
+      const { tm, tn, tk } = fam;
+      for (let tasklets = 1; tasklets <= fam.t1; tasklets++) visit({ tasklets, tm, tn, tk, double: false });
+      for (let tasklets = 1; tasklets <= fam.t2; tasklets++) visit({ tasklets, tm, tn, tk, double: true });
+      if (fam.splits.length === 0 || !within(splitBound + g.cheapest(2)[0]!.s)) continue;
+      for (const ks of fam.splits)
+        for (let tasklets = 1; tasklets <= fam.t1; tasklets++)
+          visit({ tasklets, tm, tn, tk, double: false, ks });
+    }
+  }
+  return best && { tiling: best.t, emulated_s: best.s, candidates: size, timed };
 }
 
 export interface SelectorResult {
@@ -153,6 +217,8 @@ export interface ShapeTune {
   readonly oracle?: OracleResult;
   /** oracle.emulated_s / selector.emulated_s (1: the selector found the best tiling). */
   readonly ratio?: number;
+  /** Legal tilings of the shape: the space the oracle searched (exhaustive runs only). */
+  readonly space_size?: number;
 }
 
 export interface TuneOptions {
@@ -198,9 +264,12 @@ export function tuneShape(
   };
   const base = { m: shape.m, n: shape.n, k: shape.k, dtype: shape.dtype, selector };
   if (!opts.exhaustive) return base;
-  const o = oracle(shape, sys, opts.prune === undefined ? {} : { prune: opts.prune });
+  const o = oracle(shape, sys, {
+    ...(opts.prune === undefined ? {} : { prune: opts.prune }),
+    start: choice.tiling,
+  });
   if (!o) return base;
-  return { ...base, oracle: o, ratio: o.emulated_s / selector.emulated_s };
+  return { ...base, oracle: o, ratio: o.emulated_s / selector.emulated_s, space_size: o.candidates };
 }
 
 /** Rounds of the selector over every shape before timing it (JIT warm-up). */
@@ -237,6 +306,8 @@ export interface TuneSummary {
   readonly geomean_ratio?: number;
   /** Fraction of shapes whose selector time is within 5% of the oracle's (ratio >= 1/1.05). */
   readonly within_5pct_fraction?: number;
+  /** Legal tilings of all the shapes (exhaustive runs only). */
+  readonly space_size?: number;
   readonly mean_select_ms: number;
   readonly max_select_ms: number;
 }
@@ -252,13 +323,14 @@ export function summarize(rs: readonly ShapeTune[]): TuneSummary {
   return {
     geomean_ratio: Math.exp(ratios.reduce((s, r) => s + Math.log(r), 0) / ratios.length),
     within_5pct_fraction: ratios.filter((r) => r * 1.05 >= 1).length / ratios.length,
+    space_size: rs.reduce((t, r) => t + (r.space_size ?? 0), 0),
     ...out,
   };
 }
 
-/** Tilings as people read them: `MixedGEMM 1x64x32 t16 1x4x128 db`. */
+/** Tilings as people read them: `MixedGEMM 1x64x32 t16 1x4x128 db`, `NtileGEMM 1x2048x1 t12 1x2x128 ks4`. */
 export function tilingName(t: Tiling): string {
-  return `${variantName(t)} ${t.dm}x${t.dn}x${t.dk} t${t.tasklets} ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}`;
+  return `${variantName(t)} ${t.dm}x${t.dn}x${t.dk} t${t.tasklets} ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}${(t.ks ?? 1) > 1 ? ` ks${t.ks}` : ""}`;
 }
 
 /**

@@ -5,7 +5,7 @@ import { dimAdd, dimEq, dimEval, dimProd, dimToString, type Dim } from "../dim.j
 import { registerOp } from "../registry.js";
 import { i32, strides, type Tensor } from "../tensor.js";
 import { normAxis, tensor } from "../types.js";
-import { concreteShape, fdata, need, nelem, show, sumBytes } from "./util.js";
+import { concreteShape, fdata, idata, need, nelem, show, sumBytes } from "./util.js";
 
 registerOp({
   name: "reshape",
@@ -186,16 +186,16 @@ registerOp({
 
 registerOp({
   name: "reduce_sum",
-  summary: "sum over one axis (fp32, in order), which the result drops",
+  summary: "sum over one axis (fp32 in order, or int32 wrapping), which the result drops",
   operands: ["x"],
   attrs: z.strictObject({ axis: z.number().int() }),
   infer([x], { axis }) {
     const ax = normAxis(axis, x!.shape.length);
     need(ax !== undefined, `axis ${axis} out of range for ${show(x!)}`);
-    need(x!.dtype === "f32", `reduce_sum needs f32, got ${show(x!)}`);
+    need(x!.dtype === "f32" || x!.dtype === "i32", `reduce_sum needs f32 or i32, got ${show(x!)}`);
     return [
       tensor(
-        "f32",
+        x!.dtype,
         x!.shape.filter((_, i) => i !== ax),
       ),
     ];
@@ -209,14 +209,14 @@ registerOp({
     const inner = x!.shape.slice(ax + 1).reduce((p, d) => p * d, 1);
     const outer = x!.shape.slice(0, ax).reduce((p, d) => p * d, 1);
     const n = x!.shape[ax]!;
-    const src = fdata(x!);
-    const out = new Float32Array(outer * inner);
+    // Typed-array stores round each sum to fp32, or wrap it mod 2^32 (int32, as the DPUs add).
+    const src = x!.dtype === "i32" ? idata(x!) : fdata(x!);
+    const out = x!.dtype === "i32" ? new Int32Array(outer * inner) : new Float32Array(outer * inner);
     for (let o = 0; o < outer; o++)
       for (let r = 0; r < n; r++) {
         const from = (o * n + r) * inner;
-        for (let i = 0; i < inner; i++)
-          out[o * inner + i] = Math.fround(out[o * inner + i]! + src[from + i]!);
+        for (let i = 0; i < inner; i++) out[o * inner + i] = out[o * inner + i]! + src[from + i]!;
       }
-    return [{ dtype: "f32", shape: concreteShape(outTypes[0]!), data: out } as Tensor];
+    return [{ dtype: x!.dtype, shape: concreteShape(outTypes[0]!), data: out } as Tensor];
   },
 });
