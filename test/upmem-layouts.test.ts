@@ -183,13 +183,24 @@ describe("lowering with layouts per phase", () => {
     expect(paidBy(oneStep, "prefill")).toBeLessThan(paidBy(manySteps, "prefill"));
   }, 30_000);
 
-  test("MRAM too small for even the smallest layouts: one error naming mram", async () => {
-    const err = await lowered(1024).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UserError);
-    expect(String((err as Error).message)).toMatch(
-      /^mram: the DPU-resident weights need at least [\d.]+ KiB per DPU .* the system's mram is 1.00 KiB/,
-    );
-  }, 30_000);
+  test.each([
+    [
+      1024,
+      /^mram: @\S+ \[\d+, \d+\] i8 has no tiling whose blocks fit the system's mram of 1.00 KiB per DPU/,
+    ],
+    [
+      2048,
+      /^mram: the DPU-resident weights need at least [\d.]+ KiB per DPU .* the system's mram is 2.00 KiB/,
+    ],
+  ])(
+    "MRAM of %i B per DPU, too small for one weight or for all: one error naming mram",
+    async (mram, want) => {
+      const err = await lowered(mram).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UserError);
+      expect(String((err as Error).message)).toMatch(want);
+    },
+    30_000,
+  );
 });
 
 describe("pimc compile shows the layouts and the MRAM", () => {

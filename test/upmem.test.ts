@@ -117,7 +117,8 @@ describe("lowering and the emulator", () => {
     const splits = commands.filter(
       (x) => x.kind === "host" && x.opcode === "reduce_sum" && x.inputs[0]!.endsWith(".parts"),
     );
-    expect(splits.length).toBeGreaterThan(10);
+    // Of the 18 GEMM calls (9 per phase), those whose chunks allow two splits.
+    expect(splits.length).toBeGreaterThan(4);
     expect(program.kernels.filter((k) => /^gemm\.i8 .* ks2$/.test(k.summary)).length).toBeGreaterThan(2);
     const interp = new Interpreter(module, ctx.weights);
     const machine = new UpmemMachine(program);
@@ -302,12 +303,15 @@ describe("lowering and the emulator", () => {
   test("resource pooling: DPUs allocated and weights uploaded once, in the setup", async () => {
     const { program, gemms } = await compiled("test/fixtures/mistral-tiny", { weights: "int8" });
     expect(program.setup.filter((c) => c.kind === "alloc")).toHaveLength(1);
-    expect(program.setup.filter((c) => c.kind === "upload")).toHaveLength(gemms.length);
+    // One upload per layout (a weight whose phases want different layouts has one per phase).
+    const layouts = gemms.reduce((s, g) => s + g.layouts.length, 0);
+    expect(layouts).toBeGreaterThanOrEqual(gemms.length);
+    expect(program.setup.filter((c) => c.kind === "upload")).toHaveLength(layouts);
     for (const p of program.phases)
       expect(p.commands.filter((c) => ["alloc", "load", "upload"].includes(c.kind))).toEqual([]);
     // Weights of different layers live at different MRAM offsets; one kernel serves them all.
     const offsets = new Set(program.regions.filter((r) => r.name.startsWith("w:")).map((r) => r.offset));
-    expect(offsets.size).toBe(gemms.length);
+    expect(offsets.size).toBe(layouts);
     expect(program.kernels.length).toBeLessThan(gemms.length * program.phases.length);
   });
 

@@ -439,10 +439,20 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
       bytes,
     };
     const own = phases.map((_, i) => w.select(i, sys.mram));
-    if (own.some((x) => !x))
+    if (own.some((x) => !x)) {
+      // Legal with more MRAM: the MRAM is what is short.
+      const roomy = { ...sys, mram: Number.MAX_SAFE_INTEGER };
+      const s = ms.map((mm) => selectJoint({ ...u.shape, m: mm }, roomy, [mm], pooling ? {} : { perCall }));
+      if (s.every((x) => x)) {
+        const least = Math.min(...s.map((x) => gemmBlockBytes(u.shape, x!.distribution)));
+        throw new UserError(
+          `mram: @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} has no tiling whose blocks fit the system's mram of ${fmtBytes(sys.mram)} per DPU (its W block alone takes ${fmtBytes(least)} in the layout the Tile-Selector picks without that limit)`,
+        );
+      }
       throw new UserError(
         `no legal UPMEM tiling for @${weight} [${u.shape.n}, ${u.shape.k}] ${u.shape.dtype} on ${sys.dpus} DPUs`,
       );
+    }
     // Weights sent at every call share the "w" region: each phase keeps its own layout.
     if (pooling) gemmOpts.push(w);
     else
