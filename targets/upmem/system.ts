@@ -1,6 +1,6 @@
 /**
  * The UPMEM system description: DPUs and their memories, the DPU pipeline and DMA engine, instruction
- * costs, host <-> DPU transfer bandwidths and the host CPU. Defaults come from ../../docs/upmem-facts.md
+ * costs, host <-> DPU transfer bandwidths and the host CPU. Defaults come from docs/upmem.md
  * (PrIM and PIM-LLM figures); a `system` block of target upmem overrides any of them.
  */
 import { z } from "zod";
@@ -42,7 +42,7 @@ export const zUpmemSystem = z.strictObject({
       align: posInt.default(8),
     })
     .default({ read_alpha: 77, write_alpha: 61, beta: 0.5, min_bytes: 8, max_bytes: 2048, align: 8 }),
-  /** Instructions per operation in the kernels' inner loops (see docs/upmem-facts.md). */
+  /** Instructions per operation in the kernels' inner loops (see docs/upmem.md). */
   isa: z
     .strictObject({
       mac_i8: pos.default(2.5),
