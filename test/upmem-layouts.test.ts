@@ -229,5 +229,9 @@ describe("pimc compile shows the layouts and the MRAM", () => {
     expect(paid(r.stdout, "decode")).toBe(0);
     expect(r.stdout).toMatch(/decode keeps its best layouts/);
     expect(paid(r.stdout, "prefill")).toBeGreaterThan(0);
+    // --output-tokens sets the mix: 64 tokens at 4 per step are 16 decode calls.
+    const short = run("--output-tokens", "64", "--speculation", "4");
+    expect(short.code, short.stderr).toBe(0);
+    expect(short.stdout).toMatch(/1 prefill \+ 16 decode call\(s\) per request/);
   }, 60_000);
 });
