@@ -79,15 +79,15 @@ export interface VariantEdit {
 
 let variants = 0;
 
-/** A copy of the llama-tiny checkpoint under `dir`, with its config and tensors edited. */
-export function llamaVariant(dir: string, edit: VariantEdit): string {
+/** A copy of a fixture checkpoint (llama-tiny by default) under `dir`, with its config and tensors edited. */
+export function llamaVariant(dir: string, edit: VariantEdit, from = LLAMA_TINY): string {
   const out = join(dir, `variant${variants++}`);
   mkdirSync(out);
-  const cfg = JSON.parse(readFileSync(join(LLAMA_TINY, "config.json"), "utf8")) as Record<string, unknown>;
+  const cfg = JSON.parse(readFileSync(join(from, "config.json"), "utf8")) as Record<string, unknown>;
   edit.config?.(cfg);
   writeFileSync(join(out, "config.json"), JSON.stringify(cfg));
-  writeFileSync(join(out, "reference.json"), readFileSync(join(LLAMA_TINY, "reference.json")));
-  const st = SafetensorsFile.open(join(LLAMA_TINY, "model.safetensors"));
+  writeFileSync(join(out, "reference.json"), readFileSync(join(from, "reference.json")));
+  const st = SafetensorsFile.open(join(from, "model.safetensors"));
   const tensors: Record<string, Spec> = {};
   for (const e of st.entries.values())
     tensors[e.name] = { dtype: "F32", shape: [...e.shape], bytes: bytesOf(st.read(e.name).data) };
