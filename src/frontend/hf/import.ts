@@ -3,7 +3,7 @@
  * model.safetensors.index.json). Builds the family's decoder module and binds every constant to a
  * tensor of the checkpoint, checking that none is missing, none is left over and all shapes agree.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../../errors.js";
 import type { DType } from "../../ir/dtype.js";
@@ -249,6 +249,8 @@ function bind(
 /** Reads and validates `<dir>/config.json`. */
 export function readHfConfig(dir: string): ModelConfig {
   const cfgPath = join(dir, "config.json");
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new UserError(`${dir}: not a folder (expected a HuggingFace model folder with config.json)`);
   let text: string;
   try {
     text = readFileSync(cfgPath, "utf8");
