@@ -76,6 +76,10 @@ class Checkpoint {
   dtype(name: string): DType {
     return this.where.get(name)!.entries.get(name)!.dtype;
   }
+  /** The dtype string of the file ("F32", "I32", ...). */
+  fileDtype(name: string): string {
+    return this.where.get(name)!.entries.get(name)!.fileDtype;
+  }
   file(name: string): string {
     return this.where.get(name)!.path;
   }
@@ -206,6 +210,9 @@ function zeroCAttnBias(
   return { uses: [], shape, load: () => ({ dtype: "f32", shape, data: new Float32Array(shapeSize(shape)) }) };
 }
 
+/** Our dtypes of the checkpoint tensors a model's weights may be read from (F64 is listed as f32). */
+const FLOAT_DTYPES: ReadonlySet<DType> = new Set(["f32", "f16", "bf16"]);
+
 function bind(
   ck: Checkpoint,
   dir: string,
@@ -231,7 +238,13 @@ function bind(
       throw new UserError(
         `${ck.file(r.uses[0]!)}: tensor "${r.uses.length === 1 ? r.uses[0] : c.name}" has shape ${shapeToString(r.shape)} but ${what} implies ${shapeToString(c.type.shape)}`,
       );
-    r.uses.forEach((u) => used.add(u));
+    for (const u of r.uses) {
+      if (!FLOAT_DTYPES.has(ck.dtype(u)))
+        throw new UserError(
+          `${ck.file(u)}: tensor "${u}" has dtype ${ck.fileDtype(u)}, but ${what} needs floating-point weights (F32, F16, BF16 or F64)`,
+        );
+      used.add(u);
+    }
     weights.define(c.name, () => r.load());
   }
   if (zeroed.length > 0)
