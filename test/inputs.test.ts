@@ -3,14 +3,24 @@
  * work, and files given for the wrong purpose are refused: each with one line naming the file or field.
  * Regression tests of crashes and hangs found by fuzzing pimc's inputs (issue 16).
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { parseHfConfig } from "../src/frontend/hf/config.js";
-import { buildModel, parseDescription, selectModel, selectSystem } from "../src/frontend/dsl/index.js";
-import { MODEL_LIMITS } from "../src/limits.js";
+import { importHf } from "../src/frontend/hf/import.js";
+import {
+  buildModel,
+  parseDescription,
+  selectModel,
+  selectSystem,
+  selectWorkload,
+} from "../src/frontend/dsl/index.js";
+import { parseRange, readRequests } from "../src/frontend/requests.js";
+import { workloadFromDecl } from "../src/frontend/workload.js";
+import { MODEL_LIMITS, TRACE_LIMITS, WORKLOAD_LIMITS } from "../src/limits.js";
 import { getTarget } from "../targets/index.js";
-import { expectUserError, LLAMA_TINY } from "./util.js";
+import { makeProgram, outputOptions } from "../src/cli/main.js";
+import { expectUserError, LLAMA_TINY, llamaVariant, pimc, tempDir } from "./util.js";
 
 const llamaConfig = (): Record<string, unknown> =>
   JSON.parse(readFileSync(join(LLAMA_TINY, "config.json"), "utf8")) as Record<string, unknown>;
@@ -163,4 +173,192 @@ describe("system numbers are finite and in range", () => {
   });
 });
 
-export const unused = writeFileSync;
+describe("workloads and request traces are capped", () => {
+  const tmp = tempDir();
+
+  test.each([
+    ["batch", 1e9, "decode"],
+    ["context", 2 ** 40, "decode"],
+    ["speculation", 1e6, "decode"],
+    ["prompt", 2 ** 40, "prefill"],
+    ["output", 1e15, "decode"],
+  ])("workload block: %s = %s", (key, n, phase) => {
+    const d = parseDescription(`workload w {\n  phase = ${phase}\n  ${key} = ${n}\n}\n`, "w.pim");
+    expectUserError(
+      () => workloadFromDecl(selectWorkload(d)),
+      "w.pim:3:",
+      `${key} must be a positive integer up to ${(WORKLOAD_LIMITS as Record<string, number>)[key]}`,
+    );
+  });
+
+  const trace = (name: string, text: string): string => {
+    const f = join(tmp, name);
+    writeFileSync(f, text);
+    return f;
+  };
+
+  test("a CSV request with a huge output (was a hang)", () => {
+    const f = trace("huge.csv", "arrival,prompt,output\n0,16,1000000000000\n");
+    expectUserError(() => readRequests(f), "huge.csv:2: output must be at most");
+  });
+
+  test("a JSON request with a huge prompt (was a hang)", () => {
+    const f = trace("huge.json", JSON.stringify([{ arrival: 0, prompt: 1e12, output: 4 }]));
+    expectUserError(() => readRequests(f), "huge.json: request 0: prompt");
+  });
+
+  test("too many output tokens in all", () => {
+    const n = Math.floor(TRACE_LIMITS.total_output / TRACE_LIMITS.output) + 1;
+    const rows = Array.from({ length: n }, (_, i) => `${i},1,${TRACE_LIMITS.output}`);
+    const f = trace("many.csv", `arrival,prompt,output\n${rows.join("\n")}\n`);
+    expectUserError(() => readRequests(f), "many.csv:", "output tokens in all, more than pimc's limit");
+  });
+
+  test("generated lengths beyond the cap", () => {
+    expectUserError(() => parseRange("1-99999999999", "--output", TRACE_LIMITS.output), "--output: expected");
+  });
+});
+
+describe("weights must be floating-point tensors", () => {
+  const tmp = tempDir();
+  test.each(["I32", "BOOL", "I64", "U8"])("a %s tensor read as float weights", (dtype) => {
+    const dir = llamaVariant(tmp, {
+      tensors: (t) => {
+        const e = t["model.norm.weight"]!;
+        const n = e.shape.reduce((a, b) => a * b, 1);
+        const size = { I32: 4, BOOL: 1, I64: 8, U8: 1 }[dtype]!;
+        t["model.norm.weight"] = { dtype, shape: e.shape, bytes: new Uint8Array(n * size) };
+      },
+    });
+    expectUserError(() => importHf(dir), "model.safetensors", '"model.norm.weight"', `dtype ${dtype}`);
+  });
+});
+
+/** Runs pimc, which must exit 2 with one `pimc: error:` line containing every part, and no output. */
+async function cliRejects(args: string[], ...parts: string[]): Promise<string> {
+  const r = await pimc(...args);
+  expect(r.code, r.stderr).toBe(2);
+  expect(r.stderr.trimEnd().split("\n"), r.stderr).toHaveLength(1);
+  expect(r.stderr).toMatch(/^pimc: error: /);
+  for (const p of parts) expect(r.stderr).toContain(p);
+  expect(r.stdout).toBe("");
+  return r.stderr;
+}
+
+describe("output paths are checked before any work", () => {
+  const tmp = tempDir();
+  const missing = join(tmp, "no-such-folder");
+
+  test("the options that write files", () => {
+    const found = makeProgram().commands.flatMap((c) => outputOptions(c).map((o) => `${c.name()} ${o.long}`));
+    expect(found.sort()).toEqual(
+      [
+        "bench --dump-ir",
+        "bench --plot",
+        "bench --trace",
+        "compile --dump-ir",
+        "compile --output",
+        "dump --dump-ir",
+        "dump --output",
+        "generate --dump-ir",
+        "kernel --trace",
+        "serve --dump-ir",
+        "sim --trace",
+        "tune --dump-ir",
+        "verify --dump-ir",
+      ].sort(),
+    );
+  });
+
+  test.each([
+    [["dump", "examples/tiny-llama.pim", "--dump-ir", "package.json"], "--dump-ir package.json: is a file"],
+    [
+      ["dump", "examples/tiny-llama.pim", "--dump-ir", join(missing, "ir")],
+      `folder ${missing} does not exist`,
+    ],
+    [
+      ["compile", "examples/tiny-llama.pim", "-o", join(missing, "x.pimx")],
+      `folder ${missing} does not exist`,
+    ],
+    [["compile", "examples/tiny-llama.pim", "-o", "examples"], "--output examples: is a folder"],
+    [["dump", "examples/tiny-llama.pim", "-o", ""], '--output: expected a file name, got ""'],
+    [
+      ["bench", "examples/tiny-llama.pim", "--trace", "package.json/out.json"],
+      "package.json is not a folder",
+    ],
+    [["bench", "examples/tiny-llama.pim", "--plot", "package.json/out.svg"], "package.json is not a folder"],
+    [["sim", "no-such.pimx", "--trace", join(missing, "t.json")], `--trace ${join(missing, "t.json")}`],
+    [["kernel", "add", "1M", "--trace", join(missing, "t.json")], `folder ${missing} does not exist`],
+  ])("pimc %j", async (args, part) => {
+    await cliRejects(args, part);
+    expect(existsSync(missing)).toBe(false);
+  });
+});
+
+describe("files given for the wrong purpose", () => {
+  const tmp = tempDir();
+  const program = join(tmp, "x.pimx");
+  writeFileSync(program, "PIMCUPM\0\x01\x02 not a description");
+
+  test.each([
+    [
+      ["compile", "examples/tiny-llama.pim", "--system", "examples"],
+      "examples: is a folder, not a description file",
+    ],
+    [
+      ["compile", "examples/tiny-llama.pim", "--system", "examples/tiny-llama.pim"],
+      "no system block (the file has model blocks: llama_tiny",
+    ],
+    [
+      ["compile", "examples/tiny-llama.pim", "--system", program],
+      "a compiled pimc program, not a description",
+    ],
+    [["compile", "examples/tiny-llama.pim", "--system", "no/such.pim"], "no/such.pim: no such file"],
+    [["compile", "examples/tiny-llama.pim", "--target", ""], 'unknown target ""'],
+    [["compile", "examples/tiny-llama.pim", "--target", "../cpu"], 'unknown target "../cpu"'],
+    [
+      ["compile", "examples/systems/upmem-2048.pim"],
+      "no model block (the file has system blocks: upmem_2048)",
+    ],
+    [["compile", program], "a compiled pimc program"],
+    [["verify", "examples/tiny-llama.pim"], "examples/tiny-llama.pim: not a folder"],
+    [
+      ["bench", "examples/tiny-llama.pim", "--workload", "examples/systems/upmem-2048.pim"],
+      "no workload block",
+    ],
+  ])("pimc %j", async (args, part) => {
+    await cliRejects(args, part);
+  });
+});
+
+/** `pimc serve` of the tiny Llama (128 positions) on the xPU model, with a generated trace. */
+const serveTiny = (...extra: string[]): string[] => [
+  "serve",
+  "examples/tiny-llama.pim",
+  "--target",
+  "xpu",
+  "--rate",
+  "1",
+  ...extra,
+];
+
+describe("sizes on the command line", () => {
+  test.each([
+    [["compile", "examples/tiny-llama.pim", "--batch", "1000000"], "up to 65536"],
+    [["compile", "examples/tiny-llama.pim", "--context", "99999999999"], "from 0 to"],
+    [
+      ["bench", "examples/tiny-llama.pim", "--batch", "1,4294967296"],
+      "--batch: expected positive integers up to",
+    ],
+    [["bench", "examples/tiny-llama.pim", "--seq", "1e15"], "expected a positive integer"],
+    [serveTiny("--count", "1e9"), "--count"],
+    [serveTiny("--output", "1-100000000000"), "--output: expected N or N-M"],
+    [serveTiny("--count", "2000", "--output", "16000000"), "output tokens in all, more than pimc's limit"],
+    [
+      serveTiny("--prompt", "100", "--output", "100"),
+      "request 0: prompt 100 + output 100 tokens exceed the 128 positions of llama_tiny",
+    ],
+  ])("pimc %j", async (args, part) => {
+    await cliRejects(args, part);
+  });
+});
