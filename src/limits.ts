@@ -70,5 +70,20 @@ export const SYSTEM_LIMITS = {
   count: [1e-9, 2 ** 32],
 } as const;
 
+/**
+ * Caps of counts the emulators allocate or loop over, by key (in any system block, nested or not).
+ * UPMEM DPUs have 24 hardware threads (UPMEM SDK documentation); the largest UPMEM servers 2,560
+ * DPUs; HBM3 stacks 32 pseudo-channels each (JEDEC JESD238).
+ */
+export const SYSTEM_KEY_LIMITS: Readonly<Record<string, number>> = {
+  dpus: 1 << 20,
+  dpus_per_rank: 1 << 12,
+  max_tasklets: 64,
+  pseudo_channels: 1 << 16,
+  ranks: 64,
+  bank_groups: 1 << 10,
+  banks_per_group: 1 << 10,
+};
+
 /** Files pimc reads whole as text (descriptions, config.json, traces, references). */
 export const MAX_TEXT_FILE = 256 * 1024 * 1024;

@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import { didYouMean, SourceError, type Loc } from "../errors.js";
-import { SYSTEM_LIMITS } from "../limits.js";
+import { SYSTEM_KEY_LIMITS, SYSTEM_LIMITS } from "../limits.js";
 import { plainEntries, type DslEntry, type DslRecord, type SystemDecl } from "./dsl/index.js";
 import type { ValueNode } from "./dsl/ast.js";
 
@@ -41,10 +41,13 @@ function quantity(unit: string | undefined): keyof typeof SYSTEM_LIMITS {
  * seconds. The message names the key and the range in base units.
  */
 function checkNumbers(entries: Readonly<Record<string, DslEntry>>): void {
-  const visit = (v: ValueNode, where: string): void => {
-    if (v.kind === "list") v.items.forEach((x, i) => visit(x, `${where}[${i}]`));
-    else if (v.kind === "block") for (const e of v.entries) visit(e.value, `${where}.${e.key}`);
+  const visit = (v: ValueNode, where: string, key: string): void => {
+    if (v.kind === "list") v.items.forEach((x, i) => visit(x, `${where}[${i}]`, key));
+    else if (v.kind === "block") for (const e of v.entries) visit(e.value, `${where}.${e.key}`, e.key);
     else if (v.kind === "number") {
+      const cap = SYSTEM_KEY_LIMITS[key];
+      if (cap !== undefined && v.value > cap)
+        throw new SourceError(v.loc, `${where}: ${v.value} is more than pimc's limit of ${cap}`);
       const q = quantity(v.unit);
       const [lo, hi] = SYSTEM_LIMITS[q];
       const a = Math.abs(v.value);
@@ -55,7 +58,7 @@ function checkNumbers(entries: Readonly<Record<string, DslEntry>>): void {
         );
     }
   };
-  for (const [k, e] of Object.entries(entries)) visit(e.node, k);
+  for (const [k, e] of Object.entries(entries)) visit(e.node, k, k);
 }
 
 export function validateSystem<T>(decl: SystemDecl, schema: z.ZodType<T>): T {
