@@ -154,6 +154,21 @@ describe("system numbers are finite and in range", () => {
     await rejects(upmem.replace("[64, 6.68 GB/s]", "[64, 1e30 GB/s]"), "transfer.to_dpu[1][1]", "bandwidth");
   });
 
+  test("counts the emulators allocate or loop over are capped by key (was a hang or a RangeError)", async () => {
+    await rejects(
+      upmem.replace("max_tasklets = 24", "max_tasklets = 24000000"),
+      "max_tasklets",
+      "limit of 64",
+    );
+    const hbm = readFileSync("examples/systems/hbm-pim-64ch.pim", "utf8");
+    await rejects(hbm.replace("ranks = 2 ", "ranks = 100000000 "), "ranks: 100000000 is more than");
+  });
+
+  test("HBM refresh that leaves the banks no time (was a hang)", async () => {
+    const hbm = readFileSync("examples/systems/hbm-pim-64ch.pim", "utf8");
+    await rejects(hbm.replace("tREFI = 3900", "tREFI = 1"), "timing.tREFI", "at least 2 x tRFC");
+  });
+
   test("every example system loads", async () => {
     for (const f of readdirSync("examples/systems")) {
       const d = parseDescription(readFileSync(join("examples/systems", f), "utf8"), f);
@@ -352,6 +367,12 @@ describe("sizes on the command line", () => {
     ],
     [["bench", "examples/tiny-llama.pim", "--seq", "1e15"], "expected a positive integer"],
     [serveTiny("--count", "1e9"), "--count"],
+    [serveTiny("--rate", "1e-320", "--count", "4"), "request 1 arrives at Infinity s, past pimc's limit"],
+    [["kernel", "add", "1M", "--channels", "100000000"], "--channels"],
+    [
+      ["generate", "examples/tiny-llama.pim", "--ids", "1,2,3", "--steps", "16000000"],
+      "3 prompt + 16000000 generated tokens exceed the 128 positions of llama_tiny",
+    ],
     [serveTiny("--output", "1-100000000000"), "--output: expected N or N-M"],
     [serveTiny("--count", "2000", "--output", "16000000"), "output tokens in all, more than pimc's limit"],
     [

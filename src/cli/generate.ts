@@ -1,5 +1,6 @@
 /** `pimc generate <model> --ids 1,2,3`: greedy generation on a target (the reference CPU by default). */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { UserError } from "../errors.js";
 import { generate } from "../exec/generate.js";
 import { defaultWorkload } from "../frontend/workload.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
@@ -27,6 +28,12 @@ export function generateCommand() {
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
     const model = loadForCli(path, opts.model);
+    const max = model.config?.max_positions;
+    const total = (opts.ids[0]?.length ?? 0) + opts.steps;
+    if (max !== undefined && total > max)
+      throw new UserError(
+        `--ids and --steps: ${opts.ids[0]?.length ?? 0} prompt + ${opts.steps} generated tokens exceed the ${max} positions of ${model.module.name}`,
+      );
     const { module, target, ctx, system } = await compileModel(model, opts, defaultWorkload("decode"), 2);
     const b = opts.ids.length;
     const s = opts.ids[0]?.length ?? 1;

@@ -124,7 +124,7 @@ export function serveCommand() {
           seed: opts.seed ?? 1,
         })
       : readRequests(opts.requests!);
-    if (generated) checkTrace(trace, "the generated trace (--count, --output)");
+    if (generated) checkTrace(trace, "the generated trace (--rate, --count, --output)");
     const model = loadForCli(path, opts.model);
     const timing = await stepTiming(model, opts, trace);
     checkPositions(trace, model, generated ? "the generated trace (--prompt, --output)" : opts.requests!);

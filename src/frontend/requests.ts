@@ -84,6 +84,11 @@ export function readRequests(file: string): Request[] {
 export function checkTrace(trace: readonly Request[], what: string): void {
   if (trace.length > L.requests)
     throw new UserError(`${what}: ${trace.length} requests, more than pimc's limit of ${L.requests}`);
+  const late = trace.findIndex((r) => !(r.arrival <= L.arrival));
+  if (late >= 0)
+    throw new UserError(
+      `${what}: request ${late} arrives at ${trace[late]!.arrival} s, past pimc's limit of ${L.arrival} s`,
+    );
   const tokens = trace.reduce((s, r) => s + r.output, 0);
   if (tokens > L.total_output)
     throw new UserError(
