@@ -30,6 +30,14 @@ export const MODEL_LIMITS = {
   parameters: 2 ** 43,
 } as const;
 
+/** Custom graphs of description files (`graph { ... }`). */
+export const GRAPH_LIMITS = {
+  /** Iterations of all `for` loops together (the graph is unrolled: layers x experts, say). */
+  iterations: 1 << 16,
+  /** Each dimension of a weight's shape. */
+  dim: 1 << 24,
+} as const;
+
 /** Workloads (description blocks and the --batch, --prompt, ... flags). */
 export const WORKLOAD_LIMITS = {
   batch: 1 << 16,

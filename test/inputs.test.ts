@@ -81,6 +81,24 @@ describe("model sizes are capped where they enter", () => {
     );
   });
 
+  const custom = readFileSync("examples/custom-llama-tiny.pim", "utf8").replace(/^\s*weights = .*$/m, "");
+
+  test("custom graph: a loop over layers = 1e15 (was a hang)", () => {
+    expectUserError(
+      () => buildDsl(custom.replace("layers = 2", "layers = 1e15")),
+      "m.pim:",
+      "loop 0..1000000000000000",
+      "more than pimc's limit",
+    );
+  });
+
+  test("custom graph: a weight dimension beyond the cap", () => {
+    expectUserError(
+      () => buildDsl(custom.replace("hidden = 64", "hidden = 1e12")),
+      "weight shape: 1000000000000",
+    );
+  });
+
   test.each([
     ["num_hidden_layers", 2147483648],
     ["num_hidden_layers", 1e15],
