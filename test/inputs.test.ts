@@ -20,7 +20,8 @@ import { workloadFromDecl } from "../src/frontend/workload.js";
 import { MODEL_LIMITS, TRACE_LIMITS, WORKLOAD_LIMITS } from "../src/limits.js";
 import { getTarget } from "../targets/index.js";
 import { makeProgram, outputOptions } from "../src/cli/main.js";
-import { expectUserError, LLAMA_TINY, llamaVariant, pimc, tempDir } from "./util.js";
+import { attendedPairs } from "../src/ir/ops/attention.js";
+import { expectUserError, LLAMA_TINY, llamaVariant, pimc, rng, tempDir } from "./util.js";
 
 const llamaConfig = (): Record<string, unknown> =>
   JSON.parse(readFileSync(join(LLAMA_TINY, "config.json"), "utf8")) as Record<string, unknown>;
@@ -399,5 +400,37 @@ describe("sizes on the command line", () => {
     ],
   ])("pimc %j", async (args, part) => {
     await cliRejects(args, part);
+  });
+});
+
+describe("long prompts are costed in closed form", () => {
+  /** The loop attendedPairs replaced: query i attends keys first..last. */
+  const byLoop = (s: number, t: number, causal: boolean, window: number): number => {
+    let pairs = 0;
+    for (let i = 0; i < s; i++) {
+      const last = causal ? Math.min(t - 1, t - s + i) : t - 1;
+      const first = window > 0 ? Math.max(0, last - window + 1) : 0;
+      pairs += Math.max(0, last - first + 1);
+    }
+    return pairs;
+  };
+
+  test("attendedPairs agrees with the loop over queries", () => {
+    const r = rng(16);
+    for (let n = 0; n < 2000; n++) {
+      const s = 1 + Math.floor(r() * 40);
+      const t = Math.floor(r() * 80);
+      const causal = r() < 0.7;
+      const window = r() < 0.5 ? 0 : 1 + Math.floor(r() * 30);
+      expect(attendedPairs(s, t, causal, window), `${s} ${t} ${causal} ${window}`).toBe(
+        byLoop(s, t, causal, window),
+      );
+    }
+  });
+
+  test("a prompt of 16 Mi tokens is costed at once (was minutes)", () => {
+    const s = 1 << 24;
+    expect(attendedPairs(s, s, true, 0)).toBe((s * (s + 1)) / 2);
+    expect(attendedPairs(s, s, true, 4096)).toBe((4096 * 4097) / 2 + (s - 4096) * 4096);
   });
 });
