@@ -1,7 +1,8 @@
 /** File helpers: atomic writes (no partial output file on failure), checks of output paths. */
-import { renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "./errors.js";
+import { MAX_TEXT_FILE } from "./limits.js";
 
 /** Writes `data` to `path` through a temporary file in the same folder and a rename. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
@@ -43,3 +44,24 @@ export function checkOutputPath(path: string, flag: string, kind: "file" | "fold
   if (s && kind === "folder" && !s.isDirectory())
     throw new UserError(`${flag} ${path}: is a file (expected a folder to write into)`);
 }
+
+/**
+ * Reads an input file whole, with one-line errors: missing, a folder (`what` says what was expected),
+ * unreadable, or larger than `max` bytes (text files pimc parses in memory: src/limits.ts).
+ */
+export function readInputFile(path: string, what: string, max = MAX_TEXT_FILE): Buffer {
+  const s = statOrUndefined(path);
+  if (!s) throw new UserError(`${path}: no such file`);
+  if (s.isDirectory()) throw new UserError(`${path}: is a folder, not ${what}`);
+  if (s.size > max)
+    throw new UserError(`${path}: ${s.size} bytes, more than pimc's limit of ${max} for ${what}`);
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+}
+
+/** `readInputFile` as UTF-8 text. */
+export const readTextFile = (path: string, what: string): string =>
+  readInputFile(path, what).toString("utf8");

@@ -360,6 +360,13 @@ describe("files given for the wrong purpose", () => {
       ["bench", "examples/tiny-llama.pim", "--workload", "examples/systems/upmem-2048.pim"],
       "no workload block",
     ],
+    [["sim", "examples"], "examples: is a folder, not a program file"],
+    [
+      ["serve", "examples/tiny-llama.pim", "--target", "xpu", "--requests", "examples"],
+      "is a folder, not a request trace",
+    ],
+    [["verify", LLAMA_TINY, "--reference", "examples"], "examples: is a folder, not reference logits"],
+    [["dump", "no/such.pimir"], "no/such.pimir: no such file"],
   ])("pimc %j", async (args, part) => {
     await cliRejects(args, part);
   });

@@ -3,9 +3,9 @@
  * --disasm): latency per phase call, the breakdown into host compute, transfers and DPU kernels, and
  * the kernels' table.
  */
-import { readFileSync } from "node:fs";
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
+import { readInputFile } from "../fsutil.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { disassemble } from "../../targets/upmem/disasm.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
@@ -18,15 +18,7 @@ import { WORKLOAD_LIMITS as W } from "../limits.js";
 import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
 export function readProgram(path: string): Program {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `${path}: ${code === "ENOENT" ? "no such file" : `cannot read (${code ?? String(e)})`}`,
-    );
-  }
+  const bytes = readInputFile(path, "a program file (pimc compile -o)", Infinity);
   return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
 }
 

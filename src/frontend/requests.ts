@@ -3,9 +3,9 @@
  * seconds from the start, prompt and output lengths in tokens) or a JSON array of such objects; or
  * a generated trace: Poisson arrivals at a rate, lengths uniform in ranges, from a seed.
  */
-import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.js";
+import { readTextFile } from "../fsutil.js";
 import { TRACE_LIMITS as L } from "../limits.js";
 import type { Request } from "../exec/serve.js";
 import { mulberry32 } from "../rng.js";
@@ -49,15 +49,7 @@ function parseCsv(text: string, file: string): Request[] {
 }
 
 export function readRequests(file: string): Request[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `${file}: ${code === "ENOENT" ? "no such file" : `cannot read (${code ?? String(e)})`}`,
-    );
-  }
+  const text = readTextFile(file, "a request trace (CSV or JSON)");
   let out: Request[];
   if (text.trimStart().startsWith("[")) {
     let raw: unknown;

@@ -9,6 +9,7 @@ import { didYouMean, SourceError, UserError, type Loc } from "../../errors.js";
 import type { DType } from "../../ir/dtype.js";
 import type { Attrs } from "../../ir/module.js";
 import { WeightStore } from "../../ir/weights.js";
+import { readTextFile } from "../../fsutil.js";
 import { MODEL_LIMITS } from "../../limits.js";
 import {
   ACTIVATIONS,
@@ -138,18 +139,7 @@ function systemDecl(b: BlockNode, base: Decl): SystemDecl {
 
 /** Reads and parses a description file. */
 export function loadDescription(path: string): DescriptionFile {
-  let text: string;
-  try {
-    if (statSync(path).isDirectory())
-      throw new UserError(`${path}: is a folder, not a description file (.pim)`);
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `${path}: ${code === "ENOENT" ? "no such file" : `cannot read the file (${code ?? String(e)})`}`,
-    );
-  }
+  const text = readTextFile(path, "a description file (.pim)");
   if (text.startsWith("PIMC"))
     throw new UserError(`${path}: a compiled pimc program, not a description file (.pim)`);
   return parseDescription(text, path);
