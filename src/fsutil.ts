@@ -1,14 +1,14 @@
-/** File helpers: atomic writes (no partial output file on failure). */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+/** File helpers: atomic writes (no partial output file on failure), checks of output paths. */
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { UserError } from "./errors.js";
+import { MAX_TEXT_FILE } from "./limits.js";
 
 /** Writes `data` to `path` through a temporary file in the same folder and a rename. */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
   try {
-    mkdirSync(dir, { recursive: true });
     writeFileSync(tmp, data);
     renameSync(tmp, path);
   } catch (e) {
@@ -18,3 +18,50 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     );
   }
 }
+
+const statOrUndefined = (path: string): Stats | undefined => {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Checks, before any work, that `path` (given to `flag`) can be written: its folder exists (pimc does
+ * not create folders a user may have misspelt) and `path` is a file, or a folder when `kind` is
+ * "folder" (the folder itself may be created).
+ */
+export function checkOutputPath(path: string, flag: string, kind: "file" | "folder" = "file"): void {
+  if (path === "") throw new UserError(`${flag}: expected a ${kind} name, got ""`);
+  const parent = dirname(path);
+  const p = statOrUndefined(parent);
+  if (!p) throw new UserError(`${flag} ${path}: folder ${parent} does not exist`);
+  if (!p.isDirectory()) throw new UserError(`${flag} ${path}: ${parent} is not a folder`);
+  const s = statOrUndefined(path);
+  if (s && kind === "file" && s.isDirectory())
+    throw new UserError(`${flag} ${path}: is a folder (expected a file name)`);
+  if (s && kind === "folder" && !s.isDirectory())
+    throw new UserError(`${flag} ${path}: is a file (expected a folder to write into)`);
+}
+
+/**
+ * Reads an input file whole, with one-line errors: missing, a folder (`what` says what was expected),
+ * unreadable, or larger than `max` bytes (text files pimc parses in memory: src/limits.ts).
+ */
+export function readInputFile(path: string, what: string, max = MAX_TEXT_FILE): Buffer {
+  const s = statOrUndefined(path);
+  if (!s) throw new UserError(`${path}: no such file`);
+  if (s.isDirectory()) throw new UserError(`${path}: is a folder, not ${what}`);
+  if (s.size > max)
+    throw new UserError(`${path}: ${s.size} bytes, more than pimc's limit of ${max} for ${what}`);
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+}
+
+/** `readInputFile` as UTF-8 text. */
+export const readTextFile = (path: string, what: string): string =>
+  readInputFile(path, what).toString("utf8");

@@ -3,9 +3,9 @@
  * --disasm): latency per phase call, the breakdown into host compute, transfers and DPU kernels, and
  * the kernels' table.
  */
-import { readFileSync } from "node:fs";
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
+import { readInputFile } from "../fsutil.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { disassemble } from "../../targets/upmem/disasm.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
@@ -14,18 +14,11 @@ import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { writeFileAtomic } from "./io.js";
 import { int, ms } from "../report/format.js";
-import { nonNegativeInt, positiveInt } from "./options.js";
+import { WORKLOAD_LIMITS as W } from "../limits.js";
+import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
 export function readProgram(path: string): Program {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(
-      `${path}: ${code === "ENOENT" ? "no such file" : `cannot read (${code ?? String(e)})`}`,
-    );
-  }
+  const bytes = readInputFile(path, "a program file (pimc compile -o)", Infinity);
   return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
 }
 
@@ -92,16 +85,16 @@ export function simCommand() {
     .addOption(
       new Option("--phase <phase>", "the phase to run (default: each)").choices(["prefill", "decode"]),
     )
-    .option("--batch <n>", "sequences per call (default: the program's limit)", positiveInt)
+    .option("--batch <n>", "sequences per call (default: the program's limit)", positiveIntUpTo(W.batch))
     .option(
       "--seq <n>",
       "tokens per call (default: the program's limit for prefill, 1 for decode)",
-      positiveInt,
+      positiveIntUpTo(W.prompt),
     )
     .option(
       "--context <n>",
       "decode: tokens already cached (default: as many as the program allows)",
-      nonNegativeInt,
+      nonNegativeIntUpTo(W.context),
     )
     .option("--detailed", "time every DPU of every launch instead of one per launch")
     .option("--json", "print one JSON object")

@@ -2,8 +2,9 @@
  * Loads a model from what a user names on the command line: a HuggingFace folder, a description file
  * (`.pim`, optionally choosing a model block by name) or a printed IR module (`.pimir`, shape-only).
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { UserError } from "../errors.js";
+import { readTextFile } from "../fsutil.js";
 import { parseModule } from "../ir/parser.js";
 import { assertValid } from "../ir/verifier.js";
 import { WeightStore } from "../ir/weights.js";
@@ -14,12 +15,7 @@ export function loadModel(path: string, opts: { model?: string } = {}): LoadedMo
   if (!existsSync(path)) throw new UserError(`${path}: no such file or folder`);
   if (statSync(path).isDirectory()) return importHf(path);
   if (path.endsWith(".pimir")) {
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch {
-      throw new UserError(`${path}: cannot read the file`);
-    }
+    const text = readTextFile(path, "an IR file");
     const module = parseModule(text, path);
     assertValid(module);
     return { module, weights: new WeightStore(), source: path };

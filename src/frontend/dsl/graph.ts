@@ -20,6 +20,7 @@ import { DTYPES, isDType, type DType } from "../../ir/dtype.js";
 import type { Attr, Attrs } from "../../ir/module.js";
 import { allOps, getOp, type OpDef } from "../../ir/registry.js";
 import { typeToString } from "../../ir/types.js";
+import { GRAPH_LIMITS } from "../../limits.js";
 import { defaultRope, type RopeConfig } from "../config.js";
 import { selfAttention } from "../families/blocks.js";
 import type { DecoderCtx, DecoderGraph } from "../families/decoder.js";
@@ -107,6 +108,8 @@ class Evaluator {
   private readonly predefined = new Map<string, GVal>();
   private slot = 0;
   private readonly loops: number[] = [];
+  /** Loop iterations run so far (capped: the graph is unrolled). */
+  private iterations = 0;
 
   constructor(
     private readonly ctx: DecoderCtx,
@@ -162,6 +165,12 @@ class Evaluator {
       case "for": {
         const lo = this.int(this.expr(s.lo), s.lo.loc, "the loop's start");
         const hi = this.int(this.expr(s.hi), s.hi.loc, "the loop's end");
+        this.iterations += Math.max(0, hi - lo);
+        if (this.iterations > GRAPH_LIMITS.iterations)
+          throw new SourceError(
+            s.loc,
+            `loop ${lo}..${hi} brings the graph's loop iterations to ${this.iterations}, more than pimc's limit of ${GRAPH_LIMITS.iterations}`,
+          );
         for (let i = lo; i < hi; i++) {
           this.vars.set(s.var.name, num(i));
           this.loops.push(i);
@@ -340,6 +349,11 @@ class Evaluator {
     const shape = sv.items.map((d) => {
       if (d.kind !== "number" || !Number.isInteger(d.value) || d.value < 1)
         throw new SourceError(a.shape!.loc, `weight shape must hold positive integers, got ${showVal(d)}`);
+      if (d.value > GRAPH_LIMITS.dim)
+        throw new SourceError(
+          a.shape!.loc,
+          `weight shape: ${d.value} is more than pimc's limit of ${GRAPH_LIMITS.dim} per dimension`,
+        );
       return d.value;
     });
     let dtype: DType | undefined;

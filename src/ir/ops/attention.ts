@@ -127,15 +127,19 @@ const attentionAttrs = z.strictObject({
   window: z.number().int().nonnegative().default(0),
 });
 
-/** Number of (query, key) pairs attended, for the cost model. */
-function attendedPairs(s: number, t: number, causal: boolean, window: number): number {
-  let pairs = 0;
-  for (let i = 0; i < s; i++) {
-    const last = causal ? Math.min(t - 1, t - s + i) : t - 1;
-    const first = window > 0 ? Math.max(0, last - window + 1) : 0;
-    pairs += Math.max(0, last - first + 1);
-  }
-  return pairs;
+/**
+ * Number of (query, key) pairs attended, for the cost model, in closed form (a loop over the queries
+ * took seconds for long prompts). Query i sees keys up to position t - s + i when causal (t - 1
+ * otherwise), at most `window` of them: sum over i of min(max(0, keys_i), cap).
+ */
+export function attendedPairs(s: number, t: number, causal: boolean, window: number): number {
+  const cap = window > 0 ? window : Infinity;
+  if (!causal) return s * Math.min(Math.max(0, t), cap);
+  // sum_{x=1..n} min(x, cap)
+  const upTo = (n: number): number =>
+    n <= 0 ? 0 : n <= cap ? (n * (n + 1)) / 2 : (cap * (cap + 1)) / 2 + (n - cap) * cap;
+  // Query i sees t - s + 1 + i keys (before the window): x from t - s + 1 to t.
+  return upTo(t) - upTo(t - s);
 }
 
 registerOp({
