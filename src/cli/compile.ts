@@ -9,6 +9,7 @@ import { UserError } from "../errors.js";
 import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkPositions } from "../pipeline/capacity.js";
 import {
   describeWorkload,
   resolveWorkload,
@@ -107,7 +108,8 @@ export function compileCommand() {
     const opts = o as typeof o & PipelineFlags & WorkloadFlags;
     const model = loadForCli(path, opts.model);
     assertValid(model.module);
-    const w = resolveWorkload(path, opts);
+    const w = resolveWorkload(path, opts, model.config?.max_positions);
+    checkPositions(model, w);
     const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
     const rows = costRows(module, w);
     // Where the layers run and why (systems with a choice of device).
