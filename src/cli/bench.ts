@@ -248,7 +248,7 @@ async function benchTimed(
     for (const w of steps) {
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
       const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2));
-      if (once) checkFits(model, once, w, flags);
+      checkFits(model, { module, target, system }, w, flags);
       const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
@@ -376,6 +376,7 @@ async function runStep(
   report?: RunReport;
 }> {
   const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
+  checkFits(model, { module, target, system }, w, flags);
   if (target.emit) {
     const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
       envs: phaseEnvs(w),

@@ -8,7 +8,7 @@ import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
 import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
-import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import {
   describeWorkload,
@@ -111,6 +111,7 @@ export function compileCommand() {
     const w = resolveWorkload(path, opts, model.config?.max_positions);
     checkPositions(model, w);
     const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
+    checkFits(model, { module, target, system }, w, opts);
     const rows = costRows(module, w);
     // Where the layers run and why (systems with a choice of device).
     const reference = (await referenceSystem(opts)).costModel;

@@ -229,9 +229,7 @@ export async function compileModel(
     instruments,
   });
   const module = runPipeline(pipelineOf(target.name, target.pipeline), model.module, ctx);
-  const compiled = { module, ctx, target, system };
-  checkFits(model, compiled, w, f);
-  return compiled;
+  return { module, ctx, target, system };
 }
 
 /** Models that were already warned about (one --no-capacity-check warning per command). */
@@ -240,6 +238,7 @@ const warned = new WeakSet<object>();
 /**
  * The compiled model under the workload against the system's memories (src/pipeline/capacity.ts):
  * a UserError naming the memory, needed vs available; with --no-capacity-check one warning per model.
+ * The commands that time or emit a workload (compile, bench, serve) call it after compileModel.
  */
 export function checkFits(
   model: LoadedModel,

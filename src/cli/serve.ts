@@ -15,7 +15,7 @@ import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { loadForCli, warn } from "./io.js";
 import { positiveInt, positiveNumber } from "./options.js";
-import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { ms } from "./sim.js";
 import { capacityProblem, kvTokenBudget } from "../pipeline/capacity.js";
 
@@ -44,6 +44,7 @@ export async function stepTiming(
     decode: await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2),
   };
   const target = compiled.decode.target;
+  for (const phase of ["prefill", "decode"] as const) checkFits(model, compiled[phase], phases[phase], flags);
   if (!target.timeCall)
     throw new UserError(
       `pimc serve needs a target that times calls from its device model (hbm-pim, xpu); ${target.name} has none`,
