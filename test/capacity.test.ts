@@ -205,23 +205,9 @@ describe("serve: admission control", () => {
       acts({ ...defaultWorkload("prefill"), prompt: 100 }).activations,
     );
     const system = xpuSystem(acts(decode(1, 0)).weights + reserve + 150 * perToken);
-    const r = await pimc(
-      "serve",
-      "test/fixtures/llama-tiny",
-      "--system",
-      system,
-      "--rate",
-      "1000",
-      "--count",
-      "24",
-      "--prompt",
-      "20-100",
-      "--output",
-      "10-40",
-      "--max-batch",
-      "4",
-      "--json",
-    );
+    const args = ["serve", "test/fixtures/llama-tiny", "--system", system, "--rate", "1000", "--count", "24"];
+    const shape = ["--prompt", "20-100", "--output", "10-40", "--max-batch", "4"];
+    const r = await pimc(...args, ...shape, "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {
       kv_tokens: number;
@@ -237,22 +223,7 @@ describe("serve: admission control", () => {
     expect(j.waited).toBeGreaterThan(0);
     expect(j.requests + j.rejected_memory + j.rejected_positions).toBe(24);
     expect(j.rejected_positions).toBe(j.rejected.positions.length);
-    const text = await pimc(
-      "serve",
-      "test/fixtures/llama-tiny",
-      "--system",
-      system,
-      "--rate",
-      "1000",
-      "--count",
-      "24",
-      "--prompt",
-      "20-100",
-      "--output",
-      "10-40",
-      "--max-batch",
-      "4",
-    );
+    const text = await pimc(...args, ...shape);
     expect(text.stdout).toMatch(/admission KV cache room for \d+ tokens: \d+ requests waited for memory/);
   });
 });
