@@ -33,7 +33,12 @@ export async function stepTiming(
   trace: readonly Request[],
   maxBatch = 32,
 ): Promise<StepTiming & { readonly kvTokens: number }> {
-  const mean = (f: (r: Request) => number) => Math.round(trace.reduce((s, r) => s + f(r), 0) / trace.length);
+  // The phases are compiled for the mean request of those within the model's positions (the others
+  // are rejected at admission).
+  const max = model.config?.max_positions ?? Infinity;
+  const served = trace.filter((r) => r.prompt + r.output <= max);
+  const mean = (f: (r: Request) => number) =>
+    Math.max(1, Math.round(served.reduce((s, r) => s + f(r), 0) / Math.max(1, served.length)));
   const base = defaultWorkload("decode");
   const phases = {
     prefill: { ...base, phase: "prefill", batch: 1, prompt: mean((r) => r.prompt) } as Workload,
@@ -70,7 +75,7 @@ export async function stepTiming(
   const map = flags.capacityCheck === false ? undefined : target.memories?.(compiled.decode.system);
   if (flags.capacityCheck === false)
     warn("--no-capacity-check: requests are admitted without reserving KV-cache memory");
-  const longest = Math.max(1, ...trace.map((r) => r.prompt));
+  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
   const steps: Workload[] = [
     { ...phases.decode, batch: maxBatch, context: 0 },
     { ...phases.prefill, prompt: longest },
