@@ -108,6 +108,24 @@ describe("what a model needs in each memory", () => {
   });
 });
 
+describe("upmem: every DPU's MRAM together", () => {
+  it("holds the weights of GEMMs on the DPUs; the whole-system bound is checked before any layout", async () => {
+    const file = join(dir, "small-upmem.pim");
+    writeFileSync(file, "system small {\n  target = upmem\n  dpus = 4\n  mram = 64 KiB\n}\n");
+    // llama-tiny's 425 KiB of fp32 weights on 4 x 64 KiB of MRAM (--no-cooperation: GEMMs on the DPUs).
+    const r = await pimc("compile", "examples/tiny-llama.pim", "--system", file, "--no-cooperation");
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/^pimc: error: small: weights [\d.]+ KiB .* exceed MRAM \(256 KiB\)/);
+    // With cooperation the tiny GEMMs stay on the host: its DRAM (no size given) holds them.
+    const model = loadModel("examples/tiny-llama.pim");
+    const w = decode(1, 16);
+    const c = await compileModel(model, flags(file), w, 2);
+    expect(footprint(c.module, c.target.memories!(c.system), w)).toEqual([
+      { memory: { name: "MRAM", bytes: 4 * 65536 }, weights: 0, kv: 0, activations: 0 },
+    ]);
+  });
+});
+
 describe("positions", () => {
   it("--seq past the model's positions exits 2 naming the limit, before any work", async () => {
     const r = await pimc(
