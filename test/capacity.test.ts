@@ -71,6 +71,14 @@ describe("what a model needs in each memory", () => {
     const args = ["compile", "test/fixtures/llama-tiny", "--batch", "4", "--context", "100", "--json"];
     const fits = await pimc(...args, "--system", xpuSystem(need));
     expect(fits.code, fits.stderr).toBe(0);
+    const [m] = (JSON.parse(fits.stdout) as { memories: Record<string, number | string>[] }).memories;
+    expect(m).toEqual({
+      memory: "the xPU's HBM",
+      capacity: need,
+      weights: u!.weights,
+      kv_cache: u!.kv,
+      activations: u!.activations,
+    });
     const over = await pimc(...args, "--system", xpuSystem(need - 1));
     expect(over.code).toBe(2);
     const msg = oneLine(over.stderr);

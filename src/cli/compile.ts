@@ -9,7 +9,7 @@ import { UserError } from "../errors.js";
 import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
-import { checkPositions } from "../pipeline/capacity.js";
+import { checkPositions, describeUse, footprint } from "../pipeline/capacity.js";
 import {
   describeWorkload,
   resolveWorkload,
@@ -112,6 +112,9 @@ export function compileCommand() {
     checkPositions(model, w);
     const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
     checkFits(model, { module, target, system }, w, opts);
+    // What each memory of the system holds under the workload (checked above).
+    const map = target.memories?.(system);
+    const memories = map ? footprint(module, map, w) : [];
     const rows = costRows(module, w);
     // Where the layers run and why (systems with a choice of device).
     const reference = (await referenceSystem(opts)).costModel;
@@ -138,7 +141,7 @@ export function compileCommand() {
     if (opts.json) {
       const report = Object.fromEntries(ctx.report);
       process.stdout.write(
-        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes, ...(placement ? placementJson(placement) : {}) })}\n`,
+        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes, memories: memories.map((u) => ({ memory: u.memory.name, capacity: u.memory.bytes, weights: u.weights, kv_cache: u.kv, activations: u.activations })), ...(placement ? placementJson(placement) : {}) })}\n`,
       );
       return;
     }
@@ -172,6 +175,10 @@ export function compileCommand() {
       ...reportLines(ctx).map((l) => `          ${l}`),
       ...programLines,
       `workload  ${describeWorkload(w)}`,
+      ...memories.map(
+        (u) =>
+          `memory    ${u.memory.name}: ${describeUse(u) || "nothing"} of ${bytes(u.memory.bytes)} (${((100 * (u.weights + u.kv + u.activations)) / u.memory.bytes).toFixed(1)}%)`,
+      ),
       t.toString(),
       ...(placement ? placementLines([placement], reference) : []),
       "",
