@@ -11,7 +11,7 @@
 import { UserError } from "../errors.js";
 import { dimEval, type DimEnv } from "../ir/dim.js";
 import { isSsa, refName, type Module, type Op } from "../ir/module.js";
-import { typeBytes } from "../ir/types.js";
+import { typeBytes, type TensorType } from "../ir/types.js";
 import { bytes as fmtBytes } from "../report/format.js";
 import type { ModelConfig } from "../frontend/config.js";
 import type { Workload } from "../frontend/workload.js";
@@ -42,6 +42,15 @@ export interface MemoryUse {
   readonly weights: number;
   readonly kv: number;
   readonly activations: number;
+}
+
+/** Bytes of a value's type under the workload's dims; a dim the workload does not give is a UserError. */
+function bytesOf(what: string, type: TensorType, env: DimEnv): number {
+  try {
+    return dimEval(typeBytes(type), env);
+  } catch (e) {
+    throw new UserError(`${what}: ${(e as Error).message} (a workload gives ${Object.keys(env).join(", ")})`);
+  }
 }
 
 /** Devices an op may run on (its placement and, with dynamic placement, its alternative). */
@@ -92,9 +101,9 @@ export function footprint(module: Module, map: MemoryMap, w: Workload): MemoryUs
       }
     }
   const none = new Set<string>();
-  for (const c of module.consts) add("weights", users.get(c.name) ?? none, dimEval(typeBytes(c.type), {}));
+  for (const c of module.consts) add("weights", users.get(c.name) ?? none, bytesOf(`@${c.name}`, c.type, {}));
   const env = callEnvs(w)[w.phase];
-  for (const s of module.states) add("kv", users.get(s.name) ?? none, dimEval(typeBytes(s.type), env));
+  for (const s of module.states) add("kv", users.get(s.name) ?? none, bytesOf(`@${s.name}`, s.type, env));
   // Activations: the peak over each function of the bytes live at once, per memory.
   const peak = new Map<string, number>();
   for (const f of module.funcs) {
@@ -111,7 +120,7 @@ export function footprint(module: Module, map: MemoryMap, w: Workload): MemoryUs
         const memory = map.place("activations", new Set(opDevices(op)));
         if (memory !== undefined)
           for (const r of op.results) {
-            const n = dimEval(typeBytes(r.type), fenv);
+            const n = bytesOf(`%${r.name}`, r.type, fenv);
             live.set(memory, (live.get(memory) ?? 0) + n);
             ends.push({ at: last.get(r.name) ?? i, memory, n });
           }
