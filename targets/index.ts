@@ -13,6 +13,7 @@ import type { CostModel } from "../src/pipeline/cost-model.js";
 import type { DimEnv } from "../src/ir/dim.js";
 import type { Module, Op } from "../src/ir/module.js";
 import type { PassOptions } from "../src/pipeline/pass.js";
+import type { MemoryMap } from "../src/pipeline/capacity.js";
 
 /** Runs a compiled model function by function, keeping the KV cache between calls. */
 export interface FunctionalRunner {
@@ -86,6 +87,12 @@ export interface Target {
   system(decl?: SystemDecl, opts?: SystemOptions): SystemModel;
   /** Compiles `model` (after the pipeline) and returns a runner that executes it functionally. */
   prepare(model: LoadedModel, system: SystemModel, opts?: PrepareOptions): FunctionalRunner;
+  /**
+   * The system's memories (PIM banks, MRAM, an xPU's HBM, host DRAM) with their capacities, and which
+   * holds the weights, KV cache and activations of ops on each device: what compile, bench and serve
+   * check a model and workload against (src/pipeline/capacity.ts). Targets without one are not checked.
+   */
+  memories?(system: SystemModel): MemoryMap;
   /**
    * Code generation: the program file for `model` (after the pipeline), and lines describing it.
    * Targets without one run the IR directly (compile -o writes the IR).

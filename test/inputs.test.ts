@@ -403,7 +403,7 @@ describe("sizes on the command line", () => {
     [serveTiny("--count", "2000", "--output", "16000000"), "output tokens in all, more than pimc's limit"],
     [
       serveTiny("--prompt", "100", "--output", "100"),
-      "request 0: prompt 100 + output 100 tokens exceed the 128 positions of llama_tiny",
+      "the generated trace (--prompt, --output): none of its 64 requests can be served: 64 past the model's 128 positions",
     ],
   ])("pimc %j", async (args, part) => {
     await cliRejects(args, part);

@@ -21,8 +21,9 @@ import type { Program } from "../../targets/upmem/program.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
 import { WORKLOAD_LIMITS } from "../limits.js";
 import { nonNegativeIntUpTo, positiveInt, positiveIntUpTo } from "./options.js";
-import { chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkFits, chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { breakdown, ms } from "./sim.js";
+import { checkPositions } from "../pipeline/capacity.js";
 import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
 import type { Module } from "../ir/module.js";
@@ -191,18 +192,23 @@ async function ablation(w: Workload, flags: PipelineFlags, emulate: Emulate, jso
   return out;
 }
 
-/** The workload of each batch size, with --seq and --context applied. */
+/** The workload of each batch size, with --seq and --context applied (within the model's positions). */
 function stepWorkloads(
+  model: LoadedModel,
   base: Workload,
   o: { seq?: number | undefined; context?: number | undefined },
   batchSizes: readonly number[],
 ): Workload[] {
-  return batchSizes.map((b) => ({
-    ...base,
-    batch: b,
-    ...(o.seq !== undefined ? (base.phase === "prefill" ? { prompt: o.seq } : { speculation: o.seq }) : {}),
-    ...(o.context !== undefined ? { context: o.context } : {}),
-  }));
+  return batchSizes.map((b) => {
+    const w = {
+      ...base,
+      batch: b,
+      ...(o.seq !== undefined ? (base.phase === "prefill" ? { prompt: o.seq } : { speculation: o.seq }) : {}),
+      ...(o.context !== undefined ? { context: o.context } : {}),
+    };
+    checkPositions(model, w);
+    return w;
+  });
 }
 
 const stepTokens = (w: Workload): number => w.batch * (w.phase === "prefill" ? w.prompt : w.speculation);
@@ -245,6 +251,7 @@ async function benchTimed(
     for (const w of steps) {
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
       const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2));
+      checkFits(model, { module, target, system }, w, flags);
       const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
@@ -372,6 +379,7 @@ async function runStep(
   report?: RunReport;
 }> {
   const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
+  checkFits(model, { module, target, system }, w, flags);
   if (target.emit) {
     const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
       envs: phaseEnvs(w),
@@ -642,10 +650,14 @@ export function benchCommand() {
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
     const model = loadForCli(path, opts.model);
-    const base = resolveWorkload(path, {
-      ...(opts.workload !== undefined ? { workload: opts.workload } : {}),
-      ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
-    });
+    const base = resolveWorkload(
+      path,
+      {
+        ...(opts.workload !== undefined ? { workload: opts.workload } : {}),
+        ...(opts.phase !== undefined ? { phase: opts.phase } : {}),
+      },
+      model.config?.max_positions,
+    );
     const batchSizes = opts.batch ?? [base.batch];
     if (opts.precisions !== undefined && opts.compare === undefined)
       throw new UserError("--precisions needs --compare");
@@ -666,7 +678,7 @@ export function benchCommand() {
       await compare(
         model,
         opts,
-        stepWorkloads(base, opts, batchSizes),
+        stepWorkloads(model, base, opts, batchSizes),
         opts.compare,
         opts.precisions ?? ["int8", "int4", "int2"],
         path,
@@ -693,7 +705,7 @@ export function benchCommand() {
           throw new UserError(
             `${flag} needs a target with a program emulator (upmem); ${target.name} times ops`,
           );
-      await benchTimed(model, opts, stepWorkloads(base, opts, batchSizes), path, {
+      await benchTimed(model, opts, stepWorkloads(model, base, opts, batchSizes), path, {
         rows: opts.rows,
         json: opts.json === true,
         compileOnce: opts.compileOnce === true,
@@ -731,7 +743,7 @@ export function benchCommand() {
     };
     if (!opts.ablation) bar.start(batchSizes.length * (opts.baselines ? 2 : 1));
     try {
-      for (const w of stepWorkloads(base, opts, batchSizes)) {
+      for (const w of stepWorkloads(model, base, opts, batchSizes)) {
         const b = w.batch;
         if (opts.ablation) {
           const rows = await ablation(w, opts, emulate, opts.json === true, bar);

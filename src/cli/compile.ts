@@ -8,7 +8,8 @@ import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
 import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
-import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkPositions, describeUse, footprint } from "../pipeline/capacity.js";
 import {
   describeWorkload,
   resolveWorkload,
@@ -107,8 +108,13 @@ export function compileCommand() {
     const opts = o as typeof o & PipelineFlags & WorkloadFlags;
     const model = loadForCli(path, opts.model);
     assertValid(model.module);
-    const w = resolveWorkload(path, opts);
+    const w = resolveWorkload(path, opts, model.config?.max_positions);
+    checkPositions(model, w);
     const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
+    checkFits(model, { module, target, system }, w, opts);
+    // What each memory of the system holds under the workload (checked above).
+    const map = target.memories?.(system);
+    const memories = map ? footprint(module, map, w) : [];
     const rows = costRows(module, w);
     // Where the layers run and why (systems with a choice of device).
     const reference = (await referenceSystem(opts)).costModel;
@@ -135,7 +141,7 @@ export function compileCommand() {
     if (opts.json) {
       const report = Object.fromEntries(ctx.report);
       process.stdout.write(
-        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes, ...(placement ? placementJson(placement) : {}) })}\n`,
+        `${JSON.stringify({ model: module.name, target: target.name, system: system.name, workload: w, passes: ctx.ran, report, program: programLines, ops: rows, total_flops: total.flops, total_bytes: total.bytes, memories: memories.map((u) => ({ memory: u.memory.name, capacity: u.memory.bytes, weights: u.weights, kv_cache: u.kv, activations: u.activations })), ...(placement ? placementJson(placement) : {}) })}\n`,
       );
       return;
     }
@@ -169,6 +175,10 @@ export function compileCommand() {
       ...reportLines(ctx).map((l) => `          ${l}`),
       ...programLines,
       `workload  ${describeWorkload(w)}`,
+      ...memories.map(
+        (u) =>
+          `memory    ${u.memory.name}: ${describeUse(u) || "nothing"} of ${bytes(u.memory.bytes)} (${((100 * (u.weights + u.kv + u.activations)) / u.memory.bytes).toFixed(1)}%)`,
+      ),
       t.toString(),
       ...(placement ? placementLines([placement], reference) : []),
       "",

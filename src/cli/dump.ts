@@ -52,7 +52,7 @@ export function dumpCommand() {
     if (path === undefined) throw new UserError("dump needs a model (or --pipeline)");
     const model = loadForCli(path, opts.model);
     let module = model.module;
-    const w = resolveWorkload(path, opts);
+    const w = resolveWorkload(path, opts, model.config?.max_positions);
     if (wantsPipeline(opts) || opts.placement) {
       const c = await compileModel(model, opts, w, 2);
       module = c.module;

@@ -14,6 +14,8 @@ import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipe
 import { PassContext, runPipeline, type Instrument, type PassOptions } from "../pipeline/pass.js";
 import { getPass, pipelineOf } from "../../passes/index.js";
 import { getTarget, type SystemModel, type Target } from "../../targets/index.js";
+import { capacityProblem } from "../pipeline/capacity.js";
+import { warn } from "./io.js";
 
 export interface PipelineFlags {
   target?: string;
@@ -41,6 +43,8 @@ export interface PipelineFlags {
   baseGemm?: boolean;
   attention?: "auto" | "pim" | "host";
   runtimeTranspose?: boolean;
+  /** false (--no-capacity-check): a model or workload that overflows a memory is timed anyway, with a warning. */
+  capacityCheck?: boolean;
 }
 
 const list = (v: string, prev: string[]): string[] => [
@@ -114,6 +118,10 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .option(
       "--no-cooperation",
       "partition: run every GEMM the PIM device can run there (no CPU/PIM comparison)",
+    )
+    .option(
+      "--no-capacity-check",
+      "what-if: compile and time a model whose weights, KV cache and activations overflow the system's memories (one warning line)",
     ) as unknown as C;
 }
 
@@ -222,6 +230,29 @@ export async function compileModel(
   });
   const module = runPipeline(pipelineOf(target.name, target.pipeline), model.module, ctx);
   return { module, ctx, target, system };
+}
+
+/** Models that were already warned about (one --no-capacity-check warning per command). */
+const warned = new WeakSet<object>();
+
+/**
+ * The compiled model under the workload against the system's memories (src/pipeline/capacity.ts):
+ * a UserError naming the memory, needed vs available; with --no-capacity-check one warning per model.
+ * The commands that time or emit a workload (compile, bench, serve) call it after compileModel.
+ */
+export function checkFits(
+  model: LoadedModel,
+  c: Pick<Compiled, "module" | "target" | "system">,
+  w: Workload,
+  f: Pick<PipelineFlags, "capacityCheck">,
+): void {
+  const map = c.target.memories?.(c.system);
+  const problem = map && capacityProblem(c.system.name, c.module, map, w);
+  if (problem === undefined) return;
+  if (f.capacityCheck !== false) throw new UserError(`${problem} (--no-capacity-check to time it anyway)`);
+  if (warned.has(model)) return;
+  warned.add(model);
+  warn(`--no-capacity-check: ${problem}; timed anyway`);
 }
 
 const PRECISIONS = ["f32", "int8", "int4", "int2"] as const;

@@ -13,22 +13,33 @@ import { defaultWorkload, workloadEnv, type Workload } from "../frontend/workloa
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { table } from "../report/table.js";
 import { int } from "../report/format.js";
-import { loadForCli } from "./io.js";
+import { loadForCli, warn } from "./io.js";
 import { TRACE_LIMITS, WORKLOAD_LIMITS } from "../limits.js";
 import { positiveInt, positiveIntUpTo, positiveNumber } from "./options.js";
-import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { ms } from "./sim.js";
+import { capacityProblem, kvTokenBudget } from "../pipeline/capacity.js";
 
 /** Context lengths are timed at multiples of this (attention grows slowly with it). */
 const CONTEXT_STEP = 16;
 
-/** Step times from a target's device model: each phase compiled once, each distinct step timed once. */
+/**
+ * Step times from a target's device model (each phase compiled once, each distinct step timed once),
+ * and the cached tokens the system's memories leave room for (admission control; Infinity when they
+ * are not checked: --no-capacity-check, or a target without memories).
+ */
 export async function stepTiming(
   model: LoadedModel,
   flags: PipelineFlags,
   trace: readonly Request[],
-): Promise<StepTiming> {
-  const mean = (f: (r: Request) => number) => Math.round(trace.reduce((s, r) => s + f(r), 0) / trace.length);
+  maxBatch = 32,
+): Promise<StepTiming & { readonly kvTokens: number }> {
+  // The phases are compiled for the mean request of those within the model's positions (the others
+  // are rejected at admission).
+  const max = model.config?.max_positions ?? Infinity;
+  const served = trace.filter((r) => r.prompt + r.output <= max);
+  const mean = (f: (r: Request) => number) =>
+    Math.max(1, Math.round(served.reduce((s, r) => s + f(r), 0) / Math.max(1, served.length)));
   const base = defaultWorkload("decode");
   const phases = {
     prefill: { ...base, phase: "prefill", batch: 1, prompt: mean((r) => r.prompt) } as Workload,
@@ -39,6 +50,7 @@ export async function stepTiming(
     decode: await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2),
   };
   const target = compiled.decode.target;
+  for (const phase of ["prefill", "decode"] as const) checkFits(model, compiled[phase], phases[phase], flags);
   if (!target.timeCall)
     throw new UserError(
       `pimc serve needs a target that times calls from its device model (hbm-pim, xpu); ${target.name} has none`,
@@ -59,21 +71,26 @@ export async function stepTiming(
     }
     return v;
   };
+  // Room for the KV cache beside the weights and the activations of a full decode step and of the
+  // longest prompt's prefill.
+  const map = flags.capacityCheck === false ? undefined : target.memories?.(compiled.decode.system);
+  if (flags.capacityCheck === false)
+    warn("--no-capacity-check: requests are admitted without reserving KV-cache memory");
+  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
+  const steps: Workload[] = [
+    { ...phases.decode, batch: maxBatch, context: 0 },
+    { ...phases.prefill, prompt: longest },
+  ];
+  const kvTokens = map ? kvTokenBudget(compiled.decode.module, map, steps) : Infinity;
+  if (kvTokens === undefined)
+    throw new UserError(
+      `${capacityProblem(compiled.decode.system.name, compiled.decode.module, map!, { ...phases.decode, context: 0 }) ?? `${compiled.decode.system.name}: no room for the KV cache of one token beside the weights and activations`} (--no-capacity-check to serve it anyway)`,
+    );
   return {
     prefill: (b, prompt) => time("prefill", b, prompt, 0),
     decode: (b, context) => time("decode", b, 1, Math.ceil(context / CONTEXT_STEP) * CONTEXT_STEP),
+    kvTokens,
   };
-}
-
-/** Every request fits the model's positions (prompt and generated tokens). */
-function checkPositions(trace: readonly Request[], model: LoadedModel, what: string): void {
-  const max = model.config?.max_positions;
-  if (max === undefined) return;
-  const i = trace.findIndex((r) => r.prompt + r.output > max);
-  if (i >= 0)
-    throw new UserError(
-      `${what}: request ${i}: prompt ${trace[i]!.prompt} + output ${trace[i]!.output} tokens exceed the ${max} positions of ${model.module.name}`,
-    );
 }
 
 export function serveCommand() {
@@ -126,13 +143,21 @@ export function serveCommand() {
       : readRequests(opts.requests!);
     if (generated) checkTrace(trace, "the generated trace (--rate, --count, --output)");
     const model = loadForCli(path, opts.model);
-    const timing = await stepTiming(model, opts, trace);
-    checkPositions(trace, model, generated ? "the generated trace (--prompt, --output)" : opts.requests!);
-    const result = simulate(trace, timing, { batching: opts.batching, maxBatch: opts.maxBatch });
+    const timing = await stepTiming(model, opts, trace, opts.maxBatch);
+    const positions = model.config?.max_positions;
+    const result = simulate(trace, timing, {
+      batching: opts.batching,
+      maxBatch: opts.maxBatch,
+      capacity: { tokens: timing.kvTokens, ...(positions !== undefined ? { positions } : {}) },
+    });
     const m = metrics(trace, result);
+    if (m.requests === 0)
+      throw new UserError(
+        `${generated ? "the generated trace (--prompt, --output)" : opts.requests!}: none of its ${trace.length} requests can be served: ${m.rejected_positions} past the model's ${positions ?? "?"} positions, ${m.rejected_memory} too long for the memory${Number.isFinite(timing.kvTokens) ? ` (KV cache room for ${int(timing.kvTokens)} tokens)` : ""}`,
+      );
     if (opts.json) {
       process.stdout.write(
-        `${JSON.stringify({ model: model.module.name, batching: opts.batching, max_batch: opts.maxBatch, ...m, per_request: result.requests })}\n`,
+        `${JSON.stringify({ model: model.module.name, batching: opts.batching, max_batch: opts.maxBatch, kv_tokens: Number.isFinite(timing.kvTokens) ? timing.kvTokens : null, ...m, rejected: result.rejected, per_request: result.requests })}\n`,
       );
       return;
     }
@@ -142,8 +167,9 @@ export function serveCommand() {
     process.stdout.write(
       [
         `model     ${model.module.name}; ${opts.batching} batching, at most ${opts.maxBatch} sequences per step`,
-        `trace     ${int(m.requests)} requests, ${int(m.tokens)} output tokens${generated ? ` (Poisson, ${opts.rate} req/s, seed ${opts.seed ?? 1})` : ` from ${opts.requests}`}`,
+        `trace     ${int(trace.length)} requests${m.requests < trace.length ? ` (${int(m.requests)} admitted)` : ""}, ${int(m.tokens)} output tokens${generated ? ` (Poisson, ${opts.rate} req/s, seed ${opts.seed ?? 1})` : ` from ${opts.requests}`}`,
         `served    in ${ms(m.makespan)}: ${m.tokens_per_second.toFixed(1)} tokens/s, ${m.requests_per_second.toFixed(2)} requests/s; ${int(m.prefill_steps)} prefill and ${int(m.decode_steps)} decode steps, ${m.mean_batch.toFixed(1)} sequences per decode step`,
+        `admission ${Number.isFinite(timing.kvTokens) ? `KV cache room for ${int(timing.kvTokens)} tokens` : "KV cache not checked"}: ${int(m.waited)} requests waited for memory, ${int(m.rejected_memory)} rejected (too long for the memory), ${int(m.rejected_positions)} rejected (past the model's ${positions ?? "?"} positions)`,
         t.toString(),
         "",
       ].join("\n"),

@@ -32,8 +32,12 @@ export interface WorkloadFlags {
   outputTokens?: number;
 }
 
-/** The workload chosen by --workload and the override flags (see `pimc compile --help`). */
-export function resolveWorkload(modelPath: string, o: WorkloadFlags): Workload {
+/**
+ * The workload chosen by --workload and the override flags (see `pimc compile --help`). The built-in
+ * default (no workload block) is shortened to a model of fewer than its positions (`maxPositions`);
+ * explicit values are the caller's to check (checkPositions).
+ */
+export function resolveWorkload(modelPath: string, o: WorkloadFlags, maxPositions?: number): Workload {
   let w: Workload | undefined;
   if (o.workload !== undefined) {
     const m = /^(.*\.pim)(?::(\w+))?$/.exec(o.workload);
@@ -49,8 +53,16 @@ export function resolveWorkload(modelPath: string, o: WorkloadFlags): Workload {
     const first = desc.workloads.find((x) => o.phase === undefined || x.phase === o.phase);
     if (first) w = workloadFromDecl(first);
   }
-  w ??= defaultWorkload(o.phase ?? "decode");
-  if (o.phase !== undefined && o.phase !== w.phase) w = { ...defaultWorkload(o.phase), name: w.name };
+  const fit = (d: Workload): Workload =>
+    maxPositions === undefined
+      ? d
+      : {
+          ...d,
+          prompt: Math.min(d.prompt, maxPositions),
+          context: Math.max(0, Math.min(d.context, maxPositions - d.speculation)),
+        };
+  w ??= fit(defaultWorkload(o.phase ?? "decode"));
+  if (o.phase !== undefined && o.phase !== w.phase) w = { ...fit(defaultWorkload(o.phase)), name: w.name };
   return {
     ...w,
     ...(o.batch !== undefined ? { batch: o.batch } : {}),

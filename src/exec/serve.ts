@@ -12,6 +12,11 @@
  *
  * TTFT is the time from arrival to the end of the request's prefill (its first token); TBT the time
  * between its consecutive tokens.
+ *
+ * Admission control (`capacity`): a request joins only when the KV cache of its whole sequence
+ * (prompt + output tokens, reserved at admission) fits beside the running requests' reservations;
+ * otherwise it waits (first come, first served) until finished requests free memory. A request that
+ * could never fit, alone, or whose sequence exceeds the model's positions, is rejected.
  */
 
 export interface Request {
@@ -32,6 +37,12 @@ export interface StepTiming {
 export interface ServeOptions {
   readonly batching: "static" | "continuous";
   readonly maxBatch: number;
+  readonly capacity?: {
+    /** Cached tokens (over every running sequence) the memory holding the KV cache has room for. */
+    readonly tokens: number;
+    /** The model's positions: the most tokens one sequence may hold. */
+    readonly positions?: number;
+  };
 }
 
 export interface RequestResult {
@@ -52,6 +63,10 @@ export interface ServeResult {
   readonly meanBatch: number;
   /** From the first arrival to the last token. */
   readonly makespan: number;
+  /** Requests that waited for KV-cache memory before joining. */
+  readonly waited: number;
+  /** Requests turned away: their sequence alone exceeds the KV-cache memory, or the model's positions. */
+  readonly rejected: { readonly memory: readonly number[]; readonly positions: readonly number[] };
 }
 
 interface Live {
@@ -64,8 +79,34 @@ interface Live {
 }
 
 export function simulate(trace: readonly Request[], timing: StepTiming, opts: ServeOptions): ServeResult {
-  const order = trace.map((r, id) => ({ r, id })).sort((a, b) => a.r.arrival - b.r.arrival || a.id - b.id);
+  const tokens = opts.capacity?.tokens ?? Infinity;
+  const positions = opts.capacity?.positions ?? Infinity;
+  const rejected = { memory: [] as number[], positions: [] as number[] };
+  const order = trace
+    .map((r, id) => ({ r, id }))
+    .filter(({ r, id }) => {
+      const n = r.prompt + r.output;
+      if (n > positions) rejected.positions.push(id);
+      else if (n > tokens) rejected.memory.push(id);
+      else return true;
+      return false;
+    })
+    .sort((a, b) => a.r.arrival - b.r.arrival || a.id - b.id);
   const results: RequestResult[] = [];
+  /** Tokens reserved by the admitted requests, and the requests that had to wait for memory. */
+  let reserved = 0;
+  const waitedFor = new Set<number>();
+  const need = (x: Live): number => x.r.prompt + x.r.output;
+  /** The longest prefix of the waiting queue (up to `room` requests) whose reservations fit. */
+  const take = (room: number): Live[] => {
+    let n = 0;
+    let sum = 0;
+    while (n < Math.min(room, waiting.length) && reserved + sum + need(waiting[n]!) <= tokens)
+      sum += need(waiting[n++]!);
+    if (n < Math.min(room, waiting.length)) waitedFor.add(waiting[n]!.id);
+    reserved += sum;
+    return waiting.splice(0, n);
+  };
   let next = 0;
   let t = order[0]?.r.arrival ?? 0;
   const start = t;
@@ -79,8 +120,10 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
   let prefillSteps = 0;
   let decodeSteps = 0;
   let batchSum = 0;
-  const finish = (x: Live) =>
+  const finish = (x: Live) => {
+    reserved -= need(x);
     results.push({ id: x.id, arrival: x.r.arrival, firstToken: x.firstToken, finish: x.last, tbt: x.tbt });
+  };
   const prefill = (joining: Live[]) => {
     t += timing.prefill(joining.length, Math.max(...joining.map((x) => x.r.prompt)));
     prefillSteps++;
@@ -114,8 +157,8 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
     const running: Live[] = [];
     while (results.length < order.length) {
       admitOrWait(running.length > 0);
-      if (waiting.length > 0 && running.length < opts.maxBatch) {
-        const joining = waiting.splice(0, opts.maxBatch - running.length);
+      const joining = running.length < opts.maxBatch ? take(opts.maxBatch - running.length) : [];
+      if (joining.length > 0) {
         prefill(joining);
         for (const x of joining) {
           if (x.generated >= x.r.output) finish(x);
@@ -131,7 +174,8 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
   } else {
     while (results.length < order.length) {
       admitOrWait(false);
-      const batch = waiting.splice(0, opts.maxBatch);
+      // Nothing runs between static batches: the head of the queue always fits (it was not rejected).
+      const batch = take(opts.maxBatch);
       prefill(batch);
       let active = batch.filter((x) => x.generated < x.r.output);
       for (const x of batch) if (x.generated >= x.r.output) finish(x);
@@ -150,6 +194,8 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
     decodeSteps,
     meanBatch: decodeSteps > 0 ? batchSum / decodeSteps : 0,
     makespan: Math.max(0, ...results.map((r) => r.finish)) - start,
+    waited: waitedFor.size,
+    rejected,
   };
 }
 
@@ -171,6 +217,10 @@ export interface ServeMetrics {
   readonly prefill_steps: number;
   readonly decode_steps: number;
   readonly mean_batch: number;
+  /** Requests that waited for KV-cache memory, and those rejected (memory, positions). */
+  readonly waited: number;
+  readonly rejected_memory: number;
+  readonly rejected_positions: number;
 }
 
 const summary = (xs: readonly number[]) => ({
@@ -181,17 +231,21 @@ const summary = (xs: readonly number[]) => ({
 });
 
 export function metrics(trace: readonly Request[], r: ServeResult): ServeMetrics {
-  const tokens = trace.reduce((s, q) => s + q.output, 0);
+  // The requests served (rejected ones generate nothing).
+  const tokens = r.requests.reduce((s, q) => s + trace[q.id]!.output, 0);
   return {
-    requests: trace.length,
+    requests: r.requests.length,
     tokens,
     makespan: r.makespan,
     tokens_per_second: r.makespan > 0 ? tokens / r.makespan : 0,
-    requests_per_second: r.makespan > 0 ? trace.length / r.makespan : 0,
+    requests_per_second: r.makespan > 0 ? r.requests.length / r.makespan : 0,
     ttft: summary(r.requests.map((q) => q.firstToken - q.arrival)),
     tbt: summary(r.requests.flatMap((q) => q.tbt)),
     prefill_steps: r.prefillSteps,
     decode_steps: r.decodeSteps,
     mean_batch: r.meanBatch,
+    waited: r.waited,
+    rejected_memory: r.rejected.memory.length,
+    rejected_positions: r.rejected.positions.length,
   };
 }

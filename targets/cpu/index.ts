@@ -8,6 +8,7 @@ import { validateSystem } from "../../src/frontend/system.js";
 import type { CostModel } from "../../src/pipeline/cost-model.js";
 import type { Target } from "../index.js";
 import type { LayoutOptions } from "../../passes/layout.js";
+import { singleMemory } from "../../src/pipeline/capacity.js";
 
 const pos = z.number().positive();
 const posInt = z.number().int().positive();
@@ -44,6 +45,8 @@ export const zHost = z
     threads: posInt.max(1 << 16).optional(),
     frequency: pos.optional(),
     memory_bandwidth: pos.optional(),
+    /** Bytes of DRAM (capacity): what the data of host ops must fit. Absent: not checked. */
+    memory: pos.optional(),
     /** Bytes/s one thread streams from DRAM (named CPU: caps the bandwidth of few threads). */
     core_bandwidth: pos.optional(),
     /** Bits per vector register. */
@@ -208,8 +211,10 @@ const cpu: Target = {
       costModel,
       // Dot products over rows: linear weights [out, in] and embedding tables row-major.
       passOptions: { layout: ROW_WEIGHTS },
+      config: h,
     };
   },
+  memories: (system) => singleMemory("host DRAM", (system.config as HostConfig | undefined)?.memory),
   prepare(model) {
     return new Interpreter(model.module, model.weights);
   },

@@ -12,7 +12,8 @@ import type { PrepareOptions, SystemModel, Target } from "../index.js";
 import { deviceFor } from "../../passes/partition.js";
 import { ATTN_PIM, hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
-import { DEFAULT_SYSTEM, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
+import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
+import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
 
 /** Linear weights [out, in] row-major (the runner lays them out in the banks itself). */
 const ROW_WEIGHTS: LayoutOptions = {
@@ -28,6 +29,36 @@ function limitsOf(opts: PrepareOptions | undefined): Limits {
   const envs = Object.values(opts?.envs ?? {});
   const max = (f: (e: Readonly<Record<string, number>>) => number): number => Math.max(16, ...envs.map(f));
   return { B: max((e) => e.B ?? 1), S: max((e) => e.S ?? 1), T: max((e) => (e.P ?? 0) + (e.S ?? 1)) };
+}
+
+/** Data bytes of a set of stacks: rank 0's banks (the other ranks hold no data), reserved rows left out. */
+const stackBytes = (s: HbmPimSystem): number =>
+  s.pseudo_channels *
+  s.bank_groups *
+  s.banks_per_group *
+  (s.rows - new Set(reservedRows(s)).size) *
+  s.columns *
+  s.burst_bytes;
+
+/**
+ * The PIM stacks hold what ops on their units use, and the host's data too unless the host is an xPU
+ * with memory of its own (AttAcc's GPU keeps the weights in its HBM); the Attn-PIM stacks (PAPI)
+ * hold the KV caches of the attention they run.
+ */
+function memoryMap(sys: HbmPimSystem): MemoryMap {
+  const banks: Memory = { name: "the PIM banks", bytes: stackBytes(sys) };
+  const attn = attnSystem(sys);
+  const attnBanks: Memory | undefined = attn && { name: "the Attn-PIM banks", bytes: stackBytes(attn) };
+  const hbm: Memory | undefined =
+    sys.xpu?.memory !== undefined ? { name: "the xPU's HBM", bytes: sys.xpu.memory } : undefined;
+  return {
+    memories: [banks, ...(attnBanks ? [attnBanks] : []), ...(hbm ? [hbm] : [])],
+    place(_kind, devices) {
+      if (attnBanks && devices.has(ATTN_PIM)) return attnBanks.name;
+      if (devices.has(PIM)) return banks.name;
+      return (hbm ?? banks).name;
+    },
+  };
 }
 
 const hbmPim: Target = {
@@ -70,6 +101,7 @@ const hbmPim: Target = {
     const total = ops.reduce((s, o) => s + o.seconds, 0);
     return { seconds: n > 1 ? Math.max(...Object.values(busy)) : total, busy, ops };
   },
+  memories: (system) => memoryMap(systemOf(system)),
   prepare(model, system, opts) {
     return new HbmPimRunner(model.module, model.weights, systemOf(system), limitsOf(opts));
   },

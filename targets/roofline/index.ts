@@ -14,6 +14,8 @@ const zDevice = z.strictObject({
   flops: z.number().positive(),
   bandwidth: z.number().positive(),
   overhead: z.number().nonnegative().default(0),
+  /** Bytes of the device's own memory: what the data of the ops placed on it must fit (absent: unchecked). */
+  memory: z.number().positive().optional(),
 });
 
 const zSystem = z
@@ -48,6 +50,21 @@ const roofline: Target = {
       name: decl?.name ?? "roofline_default",
       costModel: rooflineCostModel(devices, s.home, s.link, s.link_latency),
       passOptions: {},
+      config: s,
+    };
+  },
+  // Each device holds the data of the ops placed on it; unplaced ops run on the home device.
+  memories(system) {
+    const s = system.config as z.infer<typeof zSystem>;
+    const name = (d: string): string => `${d}'s memory`;
+    return {
+      memories: Object.entries(s.devices).flatMap(([d, v]) =>
+        v.memory === undefined ? [] : [{ name: name(d), bytes: v.memory }],
+      ),
+      place: (_kind, devices) => {
+        const d = [...devices][0] ?? s.home;
+        return s.devices[d]?.memory === undefined ? undefined : name(d);
+      },
     };
   },
   prepare(model) {

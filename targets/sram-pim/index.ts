@@ -14,6 +14,7 @@ import { UserError } from "../../src/errors.js";
 import { ROW_WEIGHTS } from "../cpu/index.js";
 import { deviceFor } from "../../passes/partition.js";
 import type { SystemModel, Target } from "../index.js";
+import { singleMemory } from "../../src/pipeline/capacity.js";
 import { HOST, hostSeconds, PIM, sramPimCostModel } from "./model.js";
 import { SramPimRunner } from "./runner.js";
 import { DEFAULT_SYSTEM, zSramPimSystem, type SramPimSystem } from "./system.js";
@@ -37,6 +38,8 @@ const sramPim: Target = {
       config: sys,
     };
   },
+  // The arrays stream weights from the host's DRAM: everything lives there.
+  memories: (system) => singleMemory("host DRAM", systemOf(system).host.memory),
   prepare(model, system) {
     return new SramPimRunner(model.module, model.weights, systemOf(system));
   },

@@ -70,6 +70,8 @@ export const NEOVERSE_N1 = zHost.parse({
   memory_bandwidth: 204.8e9,
   simd_width: 128,
   fma_units: 2,
+  // DRAM of the 64-core Graviton2 instance (AWS EC2 m6g.16xlarge: 256 GiB).
+  memory: 256 * 2 ** 30,
 });
 
 export const zSramPimSystem = z.strictObject({

@@ -25,6 +25,7 @@ export { hostTime };
 import { planAttention, type ReduceSite } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
+import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
 
 /** Linear weights [out, in] row-major: each DPU's rows of W are contiguous along K. */
 const PIM_LAYOUT: LayoutOptions = {
@@ -295,6 +296,25 @@ function lutLines(plans: readonly LutPlan[]): string[] {
   return [`lut-gemv  ${plans.length} weights (${formats}); ${[...what].join(", ")}`];
 }
 
+/**
+ * MRAM (every DPU's together) holds the weights of GEMMs on the DPUs while they stay resident
+ * (resource pooling) and the KV caches of attention on the DPUs; host DRAM (when its size is given)
+ * the rest and the activations. lowerModule checks each DPU's MRAM plan in detail; this is the
+ * whole-system bound that holds before any layout is chosen.
+ */
+function memoryMap(system: SystemModel): MemoryMap {
+  const sys = systemOf(system);
+  const mram: Memory = { name: "MRAM", bytes: sys.dpus * sys.mram };
+  const dram: Memory | undefined =
+    sys.host.memory !== undefined ? { name: "host DRAM", bytes: sys.host.memory } : undefined;
+  const pooling = mapping(system).pooling;
+  return {
+    memories: [mram, ...(dram ? [dram] : [])],
+    place: (kind, devices) =>
+      devices.has(PIM) && kind !== "activations" && (kind === "kv" || pooling) ? mram.name : dram?.name,
+  };
+}
+
 const upmem: Target = {
   name: "upmem",
   summary: "UPMEM-class DIMM-PIM (PIM-LLM): PGEMMlib kernels on DPUs, host CPU for the rest; emulated",
@@ -341,6 +361,7 @@ const upmem: Target = {
       ],
     };
   },
+  memories: memoryMap,
   prepare(model, system, opts?: PrepareOptions) {
     const envs = opts?.envs ?? { prefill: { B: 1, S: 16, P: 0 }, decode: { B: 1, S: 1, P: 16 } };
     const limits = opts?.limits ?? limitsOf(envs);

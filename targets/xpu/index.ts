@@ -14,6 +14,7 @@ import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
 import { deviceFor } from "../../passes/partition.js";
 import type { DimEnv } from "../../src/ir/dim.js";
+import { singleMemory } from "../../src/pipeline/capacity.js";
 
 export const zXpuSystem = z.strictObject({
   xpu: zXpu,
@@ -28,7 +29,8 @@ export type XpuSystem = z.infer<typeof zXpuSystem>;
 
 /** An A100-SXM4-80GB class GPU at its datasheet peaks (FP16 tensor cores), no caps. */
 export const DEFAULT_SYSTEM: XpuSystem = zXpuSystem.parse({
-  xpu: { kind: "gpu", flops: 312e12, bandwidth: 2.039e12, units: 108, overhead: 4e-6 },
+  // 80 GB of HBM2e (NVIDIA A100 Tensor Core GPU datasheet, SXM4 80GB).
+  xpu: { kind: "gpu", flops: 312e12, bandwidth: 2.039e12, units: 108, overhead: 4e-6, memory: 80e9 },
 });
 
 const ROW_WEIGHTS: LayoutOptions = {
@@ -90,6 +92,8 @@ const xpu: Target = {
       config: sys,
     };
   },
+  // One HBM: the Logic-PIM (Duplex) sits on its logic die and reads the same memory.
+  memories: (system) => singleMemory("the xPU's HBM", systemOf(system).xpu.memory),
   prepare(model) {
     return new Interpreter(model.module, model.weights);
   },

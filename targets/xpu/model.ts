@@ -30,6 +30,11 @@ export const zXpu = z.strictObject({
   flops: pos,
   /** Memory bandwidth, bytes/s. */
   bandwidth: pos,
+  /**
+   * Bytes of the device's own memory (a GPU's HBM): what its weights, KV cache and activations must
+   * fit. Absent: the device reads another's memory (an NPU or host beside PIM stacks) or is unchecked.
+   */
+  memory: pos.optional(),
   /** Parallel units thread blocks are spread over (SMs). */
   units: posInt.default(1),
   /** Seconds per kernel launch. */
