@@ -118,6 +118,8 @@ const SAIL =
   "bench examples/llama2-7b.pim --system examples/systems/sail-n1-64.pim --weights int4 --activations int8 --phase decode --batch 1,4,16";
 const H100 =
   "bench examples/llama2-7b.pim --system examples/systems/h100.pim --phase decode --batch 1,64,256";
+const H100_ATTENTION =
+  "bench examples/llama2-7b.pim --system examples/systems/h100.pim --phase decode --context 2048 --batch 1,16,64";
 const HBM =
   "bench examples/llama2-7b.pim --system examples/systems/hbm-pim-64ch.pim --phase decode --batch 1";
 const GEMV = "kernel gemv 4096x4096 --system examples/systems/hbm-pim-64ch.pim";
@@ -136,6 +138,20 @@ const served =
   (i: number, f: (s: Served) => number) =>
   (js: readonly unknown[]): number =>
     f(js[i] as Served);
+
+const ABLATION = (system: string) =>
+  `bench examples/llama2-7b.pim --system examples/systems/${system}.pim --phase prefill --seq 128 --weights int8 --ablation`;
+interface AblationRow {
+  config: string;
+  seconds: number;
+  speedup_vs_basegemm: number;
+  speedup_vs_cpu: number;
+}
+/** Row `row` of output `i`'s ablation (0 the CPU alone, 1 BaseGEMM, ... 6 resource pooling). */
+const ablation =
+  (i: number, row: number, f: (r: AblationRow) => number) =>
+  (js: readonly unknown[]): number =>
+    f((js[i] as { ablation: AblationRow[] }).ablation[row]!);
 
 export const FIGURES: Figure[] = [
   // npm start: README's headline and docs/upmem.md's table.
@@ -227,6 +243,24 @@ export const FIGURES: Figure[] = [
     cmds: [H100],
     values: [null, null, opsMs(0, 256, LINEAR), null],
   },
+  {
+    doc: "README.md",
+    quote: "decode attention at context 2048 0.178 ms per layer at batch 16 (0.18)",
+    cmds: [H100_ATTENTION],
+    values: [null, opsMs(0, 16, ["L*.attn"], 32), null, null],
+  },
+  ...(
+    [
+      [1, "| attention per layer, context 2048, batch 1 | 0.041 ms | 0.048 ms | +16 % |"],
+      [16, "| attention per layer, context 2048, batch 16 | 0.18 ms | 0.178 ms | -0.9 % |"],
+      [64, "| attention per layer, context 2048, batch 64 (fitted) | 0.70 ms | 0.701 ms | +0.2 % |"],
+    ] as const
+  ).map(([b, quote]): Figure => ({
+    doc: "docs/xpu.md",
+    quote,
+    cmds: [H100_ATTENTION],
+    values: [null, null, null, opsMs(0, b, ["L*.attn"], 32), ...(b === 16 ? [] : [null])],
+  })),
   // HBM-PIM: PIMSimulator's kernels (README, docs/hbm-pim.md) and a model on the target.
   ...["README.md", "docs/hbm-pim.md"].flatMap((doc): Figure[] => {
     const fp16 = doc === "README.md" ? " FP16" : "";
@@ -352,4 +386,43 @@ export const FIGURES: Figure[] = [
     values: [null, ms(0, b as number), ms(1, b as number), ms(2, b as number), speedup(1, 2, b as number)],
     slow: true,
   })),
+  // PIM-LLM's ablation (README): the measured host and the fitted TVM-CPU host.
+  ...(
+    [
+      ["| CPU only (host model) | 0.669 s (60.3x) | 186.9 s (0.32x) | 0.32x (45.75 / 14.65) |", 0, 3],
+      ["| BaseGEMM | 40.4 s (1.00x) | 59.7 s (1.00x) | 1.00x |", 1, 1],
+      ["| + Tile-Selector | 18.4 s (2.19x) | 34.4 s (1.74x) | |", 2, 0],
+      ["| + build-time layout adjustment | 17.8 s (2.26x) | 18.7 s (3.20x) | |", 3, 0],
+      ["| + QKV and gate/up fusion | 13.4 s (3.01x) | 14.2 s (4.20x) | |", 4, 0],
+      ["| + CPU/PIM cooperation | 0.669 s (60.3x) | 14.2 s (4.20x) | |", 5, 0],
+    ] as const
+  ).map(([quote, row, paper]): Figure => ({
+    doc: "README.md",
+    quote,
+    cmds: [ABLATION("upmem-2048"), ABLATION("upmem-2048-pimllm")],
+    values: [
+      ablation(0, row, (r) => r.seconds),
+      ablation(0, row, (r) => r.speedup_vs_basegemm),
+      ablation(1, row, (r) => r.seconds),
+      ablation(1, row, (r) => r.speedup_vs_basegemm),
+      ...Array<null>(paper).fill(null),
+    ],
+    slow: true,
+  })),
+  {
+    doc: "README.md",
+    quote:
+      "| + resource pooling | 0.669 s (60.3x) | **3.38 s (17.7x; 55.2x over the CPU)** | 14.65x; 45.75x over the CPU |",
+    cmds: [ABLATION("upmem-2048"), ABLATION("upmem-2048-pimllm")],
+    values: [
+      ablation(0, 6, (r) => r.seconds),
+      ablation(0, 6, (r) => r.speedup_vs_basegemm),
+      ablation(1, 6, (r) => r.seconds),
+      ablation(1, 6, (r) => r.speedup_vs_basegemm),
+      ablation(1, 6, (r) => r.speedup_vs_cpu),
+      null,
+      null,
+    ],
+    slow: true,
+  },
 ];
