@@ -26,7 +26,7 @@ export interface Quoted {
 /** The numbers of a quote (`13,278`, `59.6`, `1.58x`, `2e-2`), with half a unit of their last digit. */
 export function quotedNumbers(quote: string): Quoted[] {
   return [
-    ...quote.matchAll(/(?<![\w.*-])\d+(?:,\d{3})*(?:\.(\d+))?(?:e(-?\d+))?(?![A-Za-wyz_]|[\w.]*\d)/g),
+    ...quote.matchAll(/(?<![\w.-])\d+(?:,\d{3})*(?:\.(\d+))?(?:e(-?\d+))?(?![A-Za-wyz_]|[\w.]*\d)/g),
   ].map((m) => {
     const decimals = m[1]?.length ?? 0;
     const exp = Number(m[2] ?? 0);
