@@ -200,6 +200,31 @@ const PAPI_ROWS: Record<"llama-65b" | "gpt3-175b", Record<string, string>> = {
   },
 };
 
+const COMPARE =
+  "bench examples/llama2-7b.pim --compare examples/systems/upmem-2048.pim,examples/systems/sail-n1-64.pim --phase decode --batch 1,4,16";
+interface CompareRow {
+  system: string;
+  target: string;
+  weights: string;
+  seconds: number;
+  speedup_vs_host: number;
+}
+/** `--compare`'s row of `system` running `target` with `weights` at `batch`: ms and speedup over its host. */
+const compared = (system: string, target: string, weights: string) => {
+  const row = (j: unknown, batch: number) => {
+    const step = (j as { steps: { batch: number; rows: CompareRow[] }[] }).steps.find(
+      (s) => s.batch === batch,
+    );
+    const r = step?.rows.find((x) => x.system === system && x.target === target && x.weights === weights);
+    if (!r) throw new Error(`no --compare row ${system} ${target} ${weights} at batch ${batch}`);
+    return r;
+  };
+  return [1, 4, 16].flatMap((b) => [
+    (js: readonly unknown[]) => row(js[0], b).seconds * 1e3,
+    (js: readonly unknown[]) => row(js[0], b).speedup_vs_host,
+  ]);
+};
+
 export const FIGURES: Figure[] = [
   // npm start: README's headline and docs/upmem.md's table.
   {
@@ -524,4 +549,45 @@ export const FIGURES: Figure[] = [
     ],
     slow: true,
   },
+  // docs/lowbit.md's --compare table.
+  ...(
+    [
+      [
+        "| UPMEM 2048 DPUs | host CPU alone (2 x Xeon Silver 4215, 23.1 GB/s) | 313.3 ms | 1.00x | 385.6 ms | 1.00x | 675.0 ms | 1.00x |",
+        4,
+        ["upmem_2048", "host CPU alone", "int8"],
+      ],
+      [
+        "| | INT4 LUT | 120.2 ms | 2.61x | 251.3 ms | 1.53x | 540.7 ms | 1.25x |",
+        0,
+        ["upmem_2048", "upmem", "int4 (a8)"],
+      ],
+      [
+        "| | INT2 LUT | 83.4 ms | 3.76x | 179.8 ms | 2.14x | 469.1 ms | 1.44x |",
+        0,
+        ["upmem_2048", "upmem", "int2 (a8)"],
+      ],
+      [
+        "| SAIL, Neoverse-N1 64 cores | host CPU alone (= INT8 there) | 35.7 ms | 1.00x | 43.8 ms | 1.00x | 126.4 ms | 1.00x |",
+        1,
+        ["sail_n1_64", "host CPU alone", "int8"],
+      ],
+      [
+        "| | INT4 LUT on the arrays | 20.5 ms | 1.74x | 28.6 ms | 1.53x | 61.0 ms | 2.07x |",
+        0,
+        ["sail_n1_64", "sram-pim", "int4 (a8)"],
+      ],
+      [
+        "| | INT2 LUT on the arrays | 12.5 ms | 2.87x | 20.5 ms | 2.13x | 52.9 ms | 2.39x |",
+        0,
+        ["sail_n1_64", "sram-pim", "int2 (a8)"],
+      ],
+    ] as const
+  ).map(([quote, skip, [system, target, weights]]): Figure => ({
+    doc: "docs/lowbit.md",
+    quote,
+    cmds: [COMPARE],
+    values: [...Array<null>(skip).fill(null), ...compared(system, target, weights)],
+    slow: true,
+  })),
 ];
