@@ -134,7 +134,8 @@ export function docCommands(root = "."): DocCommand[] {
   return out;
 }
 
-const OUTPUT_OPTIONS = new Set(["-o", "--output", "--trace", "--plot", "--dump-ir"]);
+/** Options whose value is a file the command writes. */
+export const OUTPUT_OPTIONS = new Set(["-o", "--output", "--trace", "--plot", "--dump-ir"]);
 
 /**
  * Redirects output files into `dir`: the values of output options, and arguments naming a file an

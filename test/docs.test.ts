@@ -14,6 +14,7 @@ import {
   docFiles,
   fencedBlocks,
   looksLikeCommand,
+  OUTPUT_OPTIONS,
   redirectOutputs,
   type DocCommand,
 } from "../bench/doc-commands.js";
@@ -52,15 +53,21 @@ describe("the docs' code blocks follow the convention", () => {
  * command that a figure also runs is run once, with --json).
  */
 const runs = new Map<string, Promise<{ code: number; stdout: string; stderr: string }>>();
-const withJson = (cmd: string) => {
-  let p = runs.get(cmd);
+const once = (key: string, args: string[]) => {
+  let p = runs.get(key);
   if (!p) {
-    const args = cmd.split(" ");
-    p = Promise.resolve(pimc(...args, ...(args.includes("--json") ? [] : ["--json"])));
-    runs.set(cmd, p);
+    p = Promise.resolve(pimc(...args));
+    runs.set(key, p);
   }
   return p;
 };
+const withJson = (cmd: string) => {
+  const args = cmd.split(" ");
+  return once(`json: ${cmd}`, args.includes("--json") ? args : [...args, "--json"]);
+};
+/** The same command shown in two docs runs once (unless it writes a file). */
+const runOnce = (args: string[]) =>
+  args.some((a) => OUTPUT_OPTIONS.has(a)) ? Promise.resolve(pimc(...args)) : once(args.join(" "), args);
 const figures = FIGURES.filter((f) => SLOW || f.slow !== true);
 const figureCmds = new Set(figures.flatMap((f) => f.cmds));
 
@@ -77,7 +84,7 @@ describe("every command the docs show runs", () => {
         async () => {
           const args = redirectOutputs(c.args!, dir, written);
           const key = args.join(" ");
-          const r = await (figureCmds.has(key) ? withJson(key) : pimc(...args));
+          const r = await (figureCmds.has(key) ? withJson(key) : runOnce(args));
           expect(r.code, `${c.doc}:${c.line}: pimc ${key}\n${r.stderr}`).toBe(c.exit);
         },
         timeout,
