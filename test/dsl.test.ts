@@ -131,7 +131,9 @@ describe("examples", () => {
 
 test("the examples of docs/language.md parse and build", () => {
   const md = readFileSync("docs/language.md", "utf8");
-  const blocks = [...md.matchAll(/```\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((b) => /^model /m.test(b));
+  const blocks = [...md.matchAll(/```(?:pim)?\n([\s\S]*?)```/g)]
+    .map((m) => m[1]!)
+    .filter((b) => /^model /m.test(b));
   expect(blocks.length).toBe(2);
   for (const b of blocks) {
     const d = parseDescription(b, "docs/language.md");

@@ -2,7 +2,7 @@
  * The DRAM standard as data (Ramulator-style): the organisation's levels, the commands, and the timing
  * constraints as a table of (level, preceding command, following command, latency) rows whose
  * latencies are expressions over the timing parameters. `HBM2` holds the values of Samsung's
- * PIMSimulator configuration (HBM2_samsung_2M_16B_x64.ini, REFERENCE.md); a system block overrides
+ * PIMSimulator configuration (HBM2_samsung_2M_16B_x64.ini, github.com/SAITPublic/PIMSimulator); a system block overrides
  * any parameter (`timing = { tRCDRD = 16 }`). The controller (controller.ts) only reads this table.
  */
 import { z } from "zod";
