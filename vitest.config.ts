@@ -4,6 +4,12 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
+    // Forks, one per core by default. Test files share a worker's modules (no re-import per file:
+    // about a quarter of the small files' CPU); the tests restore their mocks and the emulators'
+    // module-level memos are bounded. bench/slow-tests.mjs reports the slow tests of a JSON report.
     pool: "forks",
+    isolate: false,
+    // The CLI runs in-process (test/util.ts pimc): its output must not depend on the terminal.
+    env: { NO_COLOR: "1" },
   },
 });

@@ -152,13 +152,13 @@ describe("roofs", () => {
     });
   });
 
-  test("no op sits further below its roof than its share of the device's peak says", () => {
+  test("no op sits further below its roof than its share of the device's peak says", async () => {
     const pimx = join(tmp, "tiny.pimx");
     const system = "examples/systems/upmem-rank.pim";
-    const c = pimc("compile", LLAMA_TINY, "--system", system, "--no-cooperation", "-o", pimx);
+    const c = await pimc("compile", LLAMA_TINY, "--system", system, "--no-cooperation", "-o", pimx);
     expect(c.code, c.stderr).toBe(0);
     const [host, dpus] = benchRoofs(decodeProgram(readFileSync(pimx), pimx).system);
-    const r = pimc(
+    const r = await pimc(
       "bench",
       LLAMA_TINY,
       "--system",
@@ -254,8 +254,8 @@ describe("progress bar", () => {
 });
 
 describe("pimc bench --plot", () => {
-  const bench = (...extra: string[]) =>
-    pimc(
+  const bench = async (...extra: string[]) =>
+    await pimc(
       "bench",
       LLAMA_TINY,
       "--system",
@@ -267,9 +267,9 @@ describe("pimc bench --plot", () => {
       ...extra,
     );
 
-  test("writes the breakdown and the roofline, the same bytes on every run", () => {
+  test("writes the breakdown and the roofline, the same bytes on every run", async () => {
     const file = join(tmp, "p.svg");
-    const r = bench("--plot", file);
+    const r = await bench("--plot", file);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/tokens\/s/);
     expect(r.stderr).toBe("");
@@ -279,13 +279,13 @@ describe("pimc bench --plot", () => {
       expect(svg.includes(`>${label}<`), label).toBe(true);
     expect(/>64 DPUs: [^<]+instr\/s, [^<]+B\/s</.test(svg)).toBe(true);
     const again = join(tmp, "p2.svg");
-    expect(bench("--plot", again).code).toBe(0);
+    expect((await bench("--plot", again)).code).toBe(0);
     expect(readFileSync(again, "utf8") === svg).toBe(true);
   });
 
-  test("--json prints one JSON object and nothing on stderr (no progress bar off a terminal)", () => {
+  test("--json prints one JSON object and nothing on stderr (no progress bar off a terminal)", async () => {
     const file = join(tmp, "j.svg");
-    const r = bench("--json", "--plot", file);
+    const r = await bench("--json", "--plot", file);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe("");
     const j = JSON.parse(r.stdout) as { steps: { batch: number }[] };
@@ -294,9 +294,9 @@ describe("pimc bench --plot", () => {
     expect(readFileSync(file, "utf8").startsWith("<svg")).toBe(true);
   });
 
-  test("--ablation --plot draws the latency of each configuration", () => {
+  test("--ablation --plot draws the latency of each configuration", async () => {
     const file = join(tmp, "a.svg");
-    const r = bench("--ablation", "--batch", "1", "--json", "--plot", file);
+    const r = await bench("--ablation", "--batch", "1", "--json", "--plot", file);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe("");
     const rows = (JSON.parse(r.stdout) as { ablation: { config: string }[] }).ablation;
@@ -306,9 +306,9 @@ describe("pimc bench --plot", () => {
     expect(svg.includes("1.00x vs BaseGEMM")).toBe(true);
   });
 
-  test("--baselines draws the host-only and PIM-only steps as ticks beside the latency", () => {
+  test("--baselines draws the host-only and PIM-only steps as ticks beside the latency", async () => {
     const file = join(tmp, "b.svg");
-    const r = bench("--baselines", "--json", "--plot", file);
+    const r = await bench("--baselines", "--json", "--plot", file);
     expect(r.code, r.stderr).toBe(0);
     const steps = (JSON.parse(r.stdout) as { steps: { host_only_s: number; pim_only_s: number }[] }).steps;
     const svg = readFileSync(file, "utf8");

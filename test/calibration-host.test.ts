@@ -134,16 +134,16 @@ describe("named-CPU system files", () => {
     "overhead = 4 us",
     "gemm = { f32 = 1 TFLOPS, f16 = 1 TFLOPS, bf16 = 1 TFLOPS, i8 = 3 TOPS }",
   ];
-  const run = (entries: readonly string[]) => {
+  const run = async (entries: readonly string[]) => {
     const f = join(tmp, "host.pim");
     writeFileSync(
       f,
       `system s {\n  target = upmem\n  host = {\n${entries.map((e) => `    ${e}`).join("\n")}\n  }\n}\n`,
     );
-    return pimc("compile", "examples/tiny-llama.pim", "--system", f);
+    return await pimc("compile", "examples/tiny-llama.pim", "--system", f);
   };
-  test("a complete named CPU compiles", () => {
-    const r = run(named);
+  test("a complete named CPU compiles", async () => {
+    const r = await run(named);
     expect(r.code, r.stderr).toBe(0);
   });
   test.each([
@@ -156,19 +156,22 @@ describe("named-CPU system files", () => {
       "efficiency = 0.5",
       /host\.efficiency: a roofline's fitted efficiency; a named CPU's GEMM rates are measured/,
     ],
-  ])("a host lacking a figure or mixing models (%s) is one line naming the field, exit 2", (entry, want) => {
-    const entries = entry.startsWith("gemm")
-      ? [...named.slice(0, -1), entry]
-      : entry === ""
-        ? named.filter((e) => !e.startsWith("overhead"))
-        : [...named, entry];
-    const r = run(entries);
-    expect(r.code).toBe(2);
-    expect(r.stderr.trim().split("\n")).toHaveLength(1);
-    expect(r.stderr.trim()).toMatch(want);
-  });
-  test("measured figures without a named CPU are refused", () => {
-    const r = run(["cores = 8", "gemm = { f32 = 1 TFLOPS }"]);
+  ])(
+    "a host lacking a figure or mixing models (%s) is one line naming the field, exit 2",
+    async (entry, want) => {
+      const entries = entry.startsWith("gemm")
+        ? [...named.slice(0, -1), entry]
+        : entry === ""
+          ? named.filter((e) => !e.startsWith("overhead"))
+          : [...named, entry];
+      const r = await run(entries);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr.trim()).toMatch(want);
+    },
+  );
+  test("measured figures without a named CPU are refused", async () => {
+    const r = await run(["cores = 8", "gemm = { f32 = 1 TFLOPS }"]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/host\.gemm: a measured figure: give the host a name/);
   });

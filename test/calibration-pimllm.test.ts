@@ -30,8 +30,8 @@ interface Row {
 }
 
 describe("PIM-LLM's ablation with the calibrated host", () => {
-  test("the calibration holds and the full pipeline lands within 20 % of the paper's 14.65x", () => {
-    const r = pimc("bench", ...common, "--ablation", "--json");
+  test("the calibration holds and the full pipeline lands within 20 % of the paper's 14.65x", async () => {
+    const r = await pimc("bench", ...common, "--ablation", "--json");
     expect(r.code, r.stderr).toBe(0);
     const rows = (JSON.parse(r.stdout) as { ablation: Row[] }).ablation;
     const [cpu, base] = rows as [Row, Row];
@@ -50,8 +50,8 @@ describe("PIM-LLM's ablation with the calibrated host", () => {
     expect(removed).toBeLessThan(0.85);
   });
 
-  test("run-time weight transposes take about 27 % of BaseGEMM's time", () => {
-    const r = pimc(
+  test("run-time weight transposes take about 27 % of BaseGEMM's time", async () => {
+    const r = await pimc(
       "bench",
       ...common,
       "--base-gemm",

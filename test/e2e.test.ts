@@ -1,4 +1,4 @@
-/** End-to-end: the built `pimc` run as a user runs it (npm test builds dist/ first). */
+/** End-to-end: `pimc` commands on real inputs, run in-process (test/util.ts; test/bin.test.ts spawns the bin). */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
@@ -11,8 +11,8 @@ import { llamaVariant, pimc, tempDir } from "./util.js";
 const tmp = tempDir("pimc-e2e-");
 
 /** A bad input: exit code 2, one line on stderr containing every part, no stack trace. */
-function rejects(args: string[], ...parts: string[]): string {
-  const r = pimc(...args);
+async function rejects(args: string[], ...parts: string[]): Promise<string> {
+  const r = await pimc(...args);
   expect(r.code, r.stderr).toBe(2);
   const lines = r.stderr.trim().split("\n");
   expect(lines.length, r.stderr).toBe(1);
@@ -39,8 +39,8 @@ describe("pimc verify", () => {
     "llama-tiny-variants",
     "gpt2-tiny-bias",
   ];
-  test.each(passing)("%s matches its reference logits within 1e-4", (name) => {
-    const r = pimc("verify", `test/fixtures/${name}`, "--json");
+  test.each(passing)("%s matches its reference logits within 1e-4", async (name) => {
+    const r = await pimc("verify", `test/fixtures/${name}`, "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, unknown>;
     expect(Object.keys(j).slice(0, 7)).toEqual([
@@ -63,17 +63,17 @@ describe("pimc verify", () => {
     for (const k of ["prefill_max_abs_err", "decode_max_abs_err", "full_max_abs_err"])
       expect(j[k]).toBeLessThan(1e-5);
   });
-  test("human output and a tolerance too tight to pass", () => {
-    const ok = pimc("verify", "test/fixtures/llama-tiny");
+  test("human output and a tolerance too tight to pass", async () => {
+    const ok = await pimc("verify", "test/fixtures/llama-tiny");
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/prefill +max \|logit error\| \d\.\d\de-\d/);
     expect(ok.stdout).toContain("PASSED (tolerance 0.0001)");
-    const tight = pimc("verify", "test/fixtures/llama-tiny", "--tolerance", "1e-9", "--json");
+    const tight = await pimc("verify", "test/fixtures/llama-tiny", "--tolerance", "1e-9", "--json");
     expect(tight.code).toBe(1);
     expect(JSON.parse(tight.stdout)).toMatchObject({ passed: false, tokens_match: true });
   });
-  test("INT8 weights: the error is stated and every disagreement is on a reference near-tie", () => {
-    const r = pimc("verify", "test/fixtures/llama-tiny", "--weights", "int8", "--json");
+  test("INT8 weights: the error is stated and every disagreement is on a reference near-tie", async () => {
+    const r = await pimc("verify", "test/fixtures/llama-tiny", "--weights", "int8", "--json");
     const j = JSON.parse(r.stdout) as Record<string, number | boolean>;
     expect(j.passed).toBe(false); // int8 logits are not within 1e-4
     expect(j.prefill_max_abs_err).toBeGreaterThan(1e-3);
@@ -81,7 +81,7 @@ describe("pimc verify", () => {
     expect(j.tokens_agreed).toBeGreaterThanOrEqual(12);
     expect(j.disagreements_beyond_near_ties).toBe(0);
     const q = JSON.parse(
-      pimc("verify", "test/fixtures/qwen2-tiny", "--weights", "int8", "--json").stdout,
+      (await pimc("verify", "test/fixtures/qwen2-tiny", "--weights", "int8", "--json")).stdout,
     ) as Record<string, unknown>;
     expect(q).toMatchObject({ tokens_match: true, tokens_agreed: 14 });
   });
@@ -122,8 +122,8 @@ describe("pimc verify", () => {
 });
 
 describe("pimc dump and compile", () => {
-  test("dump of a real model (shape-only)", () => {
-    const r = pimc("dump", "examples/llama2-70b.pim");
+  test("dump of a real model (shape-only)", async () => {
+    const r = await pimc("dump", "examples/llama2-70b.pim");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^module @llama2_70b attributes \{/);
     expect(r.stdout).toContain("const @model.layers.79.mlp.down_proj.weight : f16[8192, 28672]");
@@ -133,26 +133,26 @@ describe("pimc dump and compile", () => {
       "%kv.79.v = kv_append(@kv.79.v, %L79.v_t) {axis = 2, past = P} : f16[B, 8, P+S, 128]",
     );
   });
-  test("dump -o writes a file that parses back to the same function", () => {
+  test("dump -o writes a file that parses back to the same function", async () => {
     const out = join(tmp, "decode.pimir");
-    const r = pimc("dump", "test/fixtures/qwen2-tiny", "--func", "decode", "-o", out);
+    const r = await pimc("dump", "test/fixtures/qwen2-tiny", "--func", "decode", "-o", out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe("");
     const text = readFileSync(out, "utf8");
     expect(text).toBe(printFunc(importHf("test/fixtures/qwen2-tiny").module.funcs[1]!));
   });
-  test("a dumped module is a model too: dump of a .pimir round-trips", () => {
+  test("a dumped module is a model too: dump of a .pimir round-trips", async () => {
     const out = join(tmp, "gpt2.pimir");
-    expect(pimc("dump", "test/fixtures/gpt2-tiny-bias", "-o", out).code).toBe(0);
-    const again = pimc("dump", out);
+    expect((await pimc("dump", "test/fixtures/gpt2-tiny-bias", "-o", out)).code).toBe(0);
+    const again = await pimc("dump", out);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toBe(readFileSync(out, "utf8"));
     expect(stripLocs(parseModule(again.stdout))).toEqual(
       stripLocs(importHf("test/fixtures/gpt2-tiny-bias").module),
     );
   });
-  test("compile prints the summary and per-op costs of a workload", () => {
-    const r = pimc("compile", "examples/llama2-7b.pim", "--phase", "prefill", "--prompt", "128");
+  test("compile prints the summary and per-op costs of a workload", async () => {
+    const r = await pimc("compile", "examples/llama2-7b.pim", "--phase", "prefill", "--prompt", "128");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(
       "model     llama2_7b (llama: 32 layers, hidden 4096, 32 heads (32 kv), ffn 11008",
@@ -161,7 +161,7 @@ describe("pimc dump and compile", () => {
     expect(r.stdout).toMatch(/L\*\.qkv +│ linear +│ +32 │ +412 G │/); // 32 x 2*128*4096*12288 flops
     expect(r.stdout).toContain("fuse-qkv: 32 fused weights, 64 qkv groups fused");
     const j = JSON.parse(
-      pimc("compile", "examples/llama2-7b.pim", "--workload", "decode_b1", "--json").stdout,
+      (await pimc("compile", "examples/llama2-7b.pim", "--workload", "decode_b1", "--json")).stdout,
     ) as {
       ops: { name: string; flops: number; bytes: number }[];
       total_flops: number;
@@ -170,26 +170,26 @@ describe("pimc dump and compile", () => {
     expect(q.flops).toBe(32 * 2 * 4096 * 12288);
     expect(q.bytes).toBe(32 * (4096 * 12288 * 2 + 4096 * 2 + 12288 * 2)); // f16 weight + input + output
     const unfused = JSON.parse(
-      pimc("compile", "examples/llama2-7b.pim", "--disable-pass", "fuse-qkv", "--json").stdout,
+      (await pimc("compile", "examples/llama2-7b.pim", "--disable-pass", "fuse-qkv", "--json")).stdout,
     ) as typeof j;
     expect(unfused.ops.find((o) => o.name === "L*.q")!.flops).toBe(32 * 2 * 4096 * 4096);
   });
-  test("npm start's command works from a clean build", () => {
-    const r = pimc("compile", "examples/tiny-llama.pim");
+  test("npm start's command works from a clean build", async () => {
+    const r = await pimc("compile", "examples/tiny-llama.pim");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("from examples/tiny-llama.pim");
     expect(r.stdout).toMatch(/│ total +│/);
   });
-  test("list", () => {
-    expect(pimc("list", "ops").stdout).toMatch(/│ attention +│ q, k, v +│/);
-    expect(pimc("list", "targets").stdout).toContain("cpu");
-    expect(pimc("list", "families").stdout).toContain("mixtral");
+  test("list", async () => {
+    expect((await pimc("list", "ops")).stdout).toMatch(/│ attention +│ q, k, v +│/);
+    expect((await pimc("list", "targets")).stdout).toContain("cpu");
+    expect((await pimc("list", "families")).stdout).toContain("mixtral");
   });
 });
 
 describe("pass pipeline from the command line", () => {
-  test("dump --print-after fuse-qkv shows one fused QKV GEMM per layer", () => {
-    const r = pimc("dump", "examples/llama2-7b.pim", "--print-after", "fuse-qkv");
+  test("dump --print-after fuse-qkv shows one fused QKV GEMM per layer", async () => {
+    const r = await pimc("dump", "examples/llama2-7b.pim", "--print-after", "fuse-qkv");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.startsWith("// ----- IR after fuse-qkv -----\nmodule @llama2_7b")).toBe(true);
     for (const f of r.stdout.split("func @").slice(1)) {
@@ -200,15 +200,15 @@ describe("pass pipeline from the command line", () => {
     }
     expect(r.stdout).not.toContain("IR after fuse-gate-up");
   });
-  test("dump --pipeline lists the target's default pipeline", () => {
-    const r = pimc("dump", "--pipeline", "--system", "examples/systems/host-pim-roofline.pim");
+  test("dump --pipeline lists the target's default pipeline", async () => {
+    const r = await pimc("dump", "--pipeline", "--system", "examples/systems/host-pim-roofline.pim");
     expect(r.stdout).toContain("pipeline of target roofline");
     expect(r.stdout).toMatch(/│ fuse-qkv +│ 1 +│ yes/);
     expect(r.stdout).toMatch(/│ partition +│ 1 +│ yes/);
-    expect(pimc("dump", "--pipeline", "-O", "0").stdout).toMatch(/│ fuse-qkv +│ 1 +│ no/);
+    expect((await pimc("dump", "--pipeline", "-O", "0")).stdout).toMatch(/│ fuse-qkv +│ 1 +│ no/);
   });
-  test("dump --placement prints each op's device, Op/B and reason", () => {
-    const r = pimc(
+  test("dump --placement prints each op's device, Op/B and reason", async () => {
+    const r = await pimc(
       "dump",
       "examples/llama2-7b.pim",
       "--placement",
@@ -221,7 +221,7 @@ describe("pass pipeline from the command line", () => {
       /│ L0\.qkv +│ linear +│ pim +│ +101 M │ 96\.0 MiB │ 1\.00 │ fastest \(host [\d.]+ ms, pim [\d.]+ us\)/,
     );
     expect(r.stdout).toMatch(/│ L0\.attn_norm +│ rms_norm +│ host /);
-    const big = pimc(
+    const big = await pimc(
       "dump",
       "examples/llama2-7b.pim",
       "--placement",
@@ -234,7 +234,7 @@ describe("pass pipeline from the command line", () => {
     );
     expect(big.stdout).toMatch(/│ L0\.qkv +│ linear +│ host /); // compute-bound at 512 tokens
     // Ops only the host can run say so (no "Infinity" for the device that cannot).
-    const upmem = pimc(
+    const upmem = await pimc(
       "dump",
       "examples/tiny-llama.pim",
       "--placement",
@@ -243,7 +243,7 @@ describe("pass pipeline from the command line", () => {
     );
     expect(upmem.stdout).toMatch(/│ L0\.attn_norm +│ rms_norm +│ host +│.*│ only host runs it/);
     expect(upmem.stdout).not.toContain("Infinity");
-    const dyn = pimc(
+    const dyn = await pimc(
       "dump",
       "examples/llama2-7b.pim",
       "--system",
@@ -255,13 +255,13 @@ describe("pass pipeline from the command line", () => {
     expect(dyn.stdout).toMatch(
       /%L0\.qkv = linear\(.*\) \{alt_device = "host", device = "pim", fused = "qkv", switch_above = \d+\}/,
     );
-    expect(pimc("dump", "examples/llama2-7b.pim", "--placement").stdout).toMatch(
+    expect((await pimc("dump", "examples/llama2-7b.pim", "--placement")).stdout).toMatch(
       /│ L0\.qkv +│ linear +│ host .*the system has one device/,
     );
   });
-  test("dump-ir writes every stage; verify-each and time-passes", () => {
+  test("dump-ir writes every stage; verify-each and time-passes", async () => {
     const dir = join(tmp, "stages");
-    const r = pimc(
+    const r = await pimc(
       "verify",
       "test/fixtures/llama-tiny-variants",
       "--verify-each",
@@ -283,12 +283,12 @@ describe("pass pipeline from the command line", () => {
       "006_dce.pimir",
       "007_partition.pimir",
     ]);
-    expect(pimc("dump", join(dir, "004_layout.pimir")).code).toBe(0);
+    expect((await pimc("dump", join(dir, "004_layout.pimir"))).code).toBe(0);
   });
   test.each(["gpt2-tiny-bias", "qwen2-tiny", "mixtral-tiny"])(
     "verify %s on the roofline system with the whole pipeline",
-    (name) => {
-      const r = pimc(
+    async (name) => {
+      const r = await pimc(
         "verify",
         `test/fixtures/${name}`,
         "--system",
@@ -300,14 +300,14 @@ describe("pass pipeline from the command line", () => {
       expect(JSON.parse(r.stdout)).toMatchObject({ target: "roofline", passed: true });
     },
   );
-  test("bad pass flags", () => {
-    rejects(
+  test("bad pass flags", async () => {
+    await rejects(
       ["dump", "examples/llama2-7b.pim", "--print-after", "fuse-qvk"],
       'unknown pass "fuse-qvk"',
       "did you mean 'fuse-qkv'",
     );
-    rejects(["dump", "examples/llama2-7b.pim", "-O", "7"], "--opt-level", "0, 1, 2 or 3");
-    rejects(
+    await rejects(["dump", "examples/llama2-7b.pim", "-O", "7"], "--opt-level", "0, 1, 2 or 3");
+    await rejects(
       [
         "dump",
         "examples/llama2-7b.pim",
@@ -323,41 +323,46 @@ describe("pass pipeline from the command line", () => {
       "badsys.pim",
       "system s {\n  target = roofline\n  home = host\n  link = 1 GB/s\n  devices = { host = { kind = host, flops = 1 TFLOPS, bandwith = 1 GB/s } }\n}\n",
     );
-    rejects(["dump", "--pipeline", "--system", sys], "badsys.pim:5:", "bandwith", "did you mean 'bandwidth'");
+    await rejects(
+      ["dump", "--pipeline", "--system", sys],
+      "badsys.pim:5:",
+      "bandwith",
+      "did you mean 'bandwidth'",
+    );
   });
 });
 
 describe("bad input: one line, exit code 2, no partial output", () => {
-  test("malformed description", () => {
+  test("malformed description", async () => {
     const f = write("syntax.pim", "model m {\n  family = llama\n  hidden 4096\n}\n");
-    rejects(["dump", f], `${f}:3:10:`, "expected '='");
+    await rejects(["dump", f], `${f}:3:10:`, "expected '='");
   });
-  test("unknown family, unknown key, bad value", () => {
-    rejects(["dump", write("fam.pim", "model m { family = bert }")], "fam.pim:1:20:", "bert");
+  test("unknown family, unknown key, bad value", async () => {
+    await rejects(["dump", write("fam.pim", "model m { family = bert }")], "fam.pim:1:20:", "bert");
     const base = "family = llama vocab = 10 hidden = 8 layers = 1 heads = 2 ffn = 16";
-    rejects(["dump", write("key.pim", `model m { ${base} hiden = 3 }`)], "key.pim:1:", "hiden");
-    rejects(["dump", write("val.pim", `model m { ${base} norm_eps = "x" }`)], "val.pim:1:", "norm_eps");
+    await rejects(["dump", write("key.pim", `model m { ${base} hiden = 3 }`)], "key.pim:1:", "hiden");
+    await rejects(["dump", write("val.pim", `model m { ${base} norm_eps = "x" }`)], "val.pim:1:", "norm_eps");
   });
-  test("unknown op and inconsistent shapes in a custom graph", () => {
+  test("unknown op and inconsistent shapes in a custom graph", async () => {
     const graph = (body: string): string =>
       `model m {\n  vocab = 10\n  hidden = 8\n  graph {\n    x = embedding(tokens, weight("e", [vocab, hidden]))\n${body}\n  }\n}\n`;
-    rejects(
+    await rejects(
       ["dump", write("op.pim", graph("    return frobnicate(x)"))],
       "op.pim:6:12:",
       "unknown op 'frobnicate'",
     );
-    rejects(
+    await rejects(
       ["dump", write("shape.pim", graph('    return linear(x, weight("w", [vocab, 7]))'))],
       "shape.pim:6:12:",
       "linear",
     );
   });
-  test("missing, extra and mis-shaped tensors; truncated and lying safetensors", () => {
-    rejects(
+  test("missing, extra and mis-shaped tensors; truncated and lying safetensors", async () => {
+    await rejects(
       ["verify", llamaVariant(tmp, { tensors: (t) => delete t["model.norm.weight"] })],
       'missing tensor "model.norm.weight"',
     );
-    rejects(
+    await rejects(
       [
         "verify",
         llamaVariant(tmp, {
@@ -366,11 +371,11 @@ describe("bad input: one line, exit code 2, no partial output", () => {
       ],
       'unexpected tensor "extra.bias"',
     );
-    rejects(["verify", llamaVariant(tmp, { config: (c) => (c.hidden_size = 32) })], "has shape");
+    await rejects(["verify", llamaVariant(tmp, { config: (c) => (c.hidden_size = 32) })], "has shape");
     const trunc = llamaVariant(tmp, {});
     const st = join(trunc, "model.safetensors");
     writeFileSync(st, readFileSync(st).subarray(0, 5000));
-    rejects(["verify", trunc], "model.safetensors", "truncated");
+    await rejects(["verify", trunc], "model.safetensors", "truncated");
     const lying = llamaVariant(tmp, {});
     const bytes = readFileSync(join(lying, "model.safetensors"));
     const n = Number(bytes.readBigUInt64LE(0));
@@ -384,26 +389,30 @@ describe("bad input: one line, exit code 2, no partial output", () => {
       join(lying, "model.safetensors"),
       Buffer.concat([bytes.subarray(0, 8), Buffer.from(text.slice(0, n)), bytes.subarray(8 + n)]),
     );
-    rejects(["verify", lying], 'tensor "lm_head.weight"', "[128, 65]");
+    await rejects(["verify", lying], 'tensor "lm_head.weight"', "[128, 65]");
   });
-  test("unreadable files and folders", () => {
-    rejects(["dump", join(tmp, "nope.pim")], "nope.pim: no such file or folder");
-    rejects(["verify", tmp], "config.json: cannot read the file");
-    rejects(["dump", write("bad.pimir", "module @m\nfunc @f( {\n")], "bad.pimir:2:");
+  test("unreadable files and folders", async () => {
+    await rejects(["dump", join(tmp, "nope.pim")], "nope.pim: no such file or folder");
+    await rejects(["verify", tmp], "config.json: cannot read the file");
+    await rejects(["dump", write("bad.pimir", "module @m\nfunc @f( {\n")], "bad.pimir:2:");
   });
-  test("out-of-range and unknown options", () => {
-    rejects(["verify", "test/fixtures/llama-tiny", "--tolerance", "-1"], "--tolerance", "positive number");
-    rejects(["verify", "test/fixtures/llama-tiny", "--target", "tpu"], 'unknown target "tpu"');
-    rejects(["compile", "examples/llama2-7b.pim", "--batch", "0"], "--batch", "positive integer");
-    rejects(["compile", "examples/llama2-7b.pim", "--phase", "train"], "--phase", "train");
-    rejects(["compile", "examples/llama2-7b.pim", "--workload", "nope"], "nope");
-    rejects(["dump", "examples/llama2-7b.pim", "--func", "train"], "--func", "train");
-    rejects(["dump", "examples/llama2-7b.pim", "--frobnicate"], "unknown option '--frobnicate'");
-    rejects(["frobnicate"], "unknown command 'frobnicate'");
+  test("out-of-range and unknown options", async () => {
+    await rejects(
+      ["verify", "test/fixtures/llama-tiny", "--tolerance", "-1"],
+      "--tolerance",
+      "positive number",
+    );
+    await rejects(["verify", "test/fixtures/llama-tiny", "--target", "tpu"], 'unknown target "tpu"');
+    await rejects(["compile", "examples/llama2-7b.pim", "--batch", "0"], "--batch", "positive integer");
+    await rejects(["compile", "examples/llama2-7b.pim", "--phase", "train"], "--phase", "train");
+    await rejects(["compile", "examples/llama2-7b.pim", "--workload", "nope"], "nope");
+    await rejects(["dump", "examples/llama2-7b.pim", "--func", "train"], "--func", "train");
+    await rejects(["dump", "examples/llama2-7b.pim", "--frobnicate"], "unknown option '--frobnicate'");
+    await rejects(["frobnicate"], "unknown command 'frobnicate'");
   });
-  test("no partial output file when the input is bad", () => {
+  test("no partial output file when the input is bad", async () => {
     const out = join(tmp, "never.pimir");
-    rejects(["dump", write("bad2.pim", "model m {"), "-o", out], "bad2.pim:1:");
+    await rejects(["dump", write("bad2.pim", "model m {"), "-o", out], "bad2.pim:1:");
     expect(existsSync(out)).toBe(false);
   });
 });

@@ -339,8 +339,8 @@ describe("mode changes", () => {
 });
 
 describe("pimc kernel", () => {
-  it("prints PIM and non-PIM cycles as JSON", () => {
-    const r = pimc("kernel", "add", "1M", "--system", "examples/systems/hbm-pim-64ch.pim", "--json");
+  it("prints PIM and non-PIM cycles as JSON", async () => {
+    const r = await pimc("kernel", "add", "1M", "--system", "examples/systems/hbm-pim-64ch.pim", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {
       pim: { cycles: number };
@@ -350,10 +350,10 @@ describe("pimc kernel", () => {
     expect(j.pim.cycles).toBeGreaterThan(3000);
     expect(j.speedup).toBeCloseTo(j.non_pim.cycles / j.pim.cycles);
   });
-  it("takes a pseudo-channel count and writes a trace of the DRAM commands", () => {
+  it("takes a pseudo-channel count and writes a trace of the DRAM commands", async () => {
     const dir = tempDir();
     const trace = join(dir, "k.json");
-    const r = pimc(
+    const r = await pimc(
       "kernel",
       "gemv",
       "1024x1024",
@@ -380,7 +380,7 @@ describe("pimc kernel", () => {
     expect(rd).toBe(j.pim.commands.RD);
   });
 
-  it("rejects bad sizes, kernels and systems in one line", () => {
+  it("rejects bad sizes, kernels and systems in one line", async () => {
     for (const args of [
       ["gemv", "4096"],
       ["conv", "12"],
@@ -388,7 +388,7 @@ describe("pimc kernel", () => {
       ["gemv", "4096x4096", "--system", "examples/systems/upmem-2048.pim"],
       ["gemv", "1000000x1000000"],
     ]) {
-      const r = pimc("kernel", ...args);
+      const r = await pimc("kernel", ...args);
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -421,6 +421,8 @@ describe("the hbm-pim target on models", () => {
   it("verifies every fixture in FP16 with the greedy tokens of the reference, ops on PIM or placed by cost", async () => {
     for (const dir of ["test/fixtures/llama-tiny", "test/fixtures/qwen2-tiny", "test/fixtures/opt-tiny"])
       for (const extra of [{}, { cooperation: false, attention: "pim" as const }]) {
+        // llama-tiny with everything on PIM: the `pimc verify --target hbm-pim` test below.
+        if (dir.endsWith("llama-tiny") && extra.cooperation === false) continue;
         const r = await verify(dir, { flags: flags(extra) });
         expect(r.passed, `${dir} ${JSON.stringify(extra)}: ${JSON.stringify(r)}`).toBe(true);
         expect(r.tolerance).toBe(2e-2);
@@ -486,8 +488,8 @@ describe("the hbm-pim target on models", () => {
       ].map((t) => Array.from(t.data as Float32Array));
       return { outs, reports: r.reports.map((x) => ({ ...x })) };
     };
-    const fast = run(false);
-    const detailed = run(true);
+    const fast = await run(false);
+    const detailed = await run(true);
     expect(detailed.outs).toEqual(fast.outs);
     expect(detailed.reports).toEqual(fast.reports);
   });
@@ -550,8 +552,8 @@ describe("the hbm-pim target on models", () => {
     }
   });
 
-  it("pimc verify --target hbm-pim passes on the tiny llama", () => {
-    const r = pimc(
+  it("pimc verify --target hbm-pim passes on the tiny llama", async () => {
+    const r = await pimc(
       "verify",
       "test/fixtures/llama-tiny",
       "--target",
@@ -563,12 +565,14 @@ describe("the hbm-pim target on models", () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/greedy tokens match: 14\/14/);
     expect(r.stdout).toMatch(/PASSED \(tolerance 0.02\)/);
+    // FP16 is not exact: PIM really ran (everything forced there).
+    expect(Number(/^decode +max \|logit error\| (\S+)$/m.exec(r.stdout)?.[1])).toBeGreaterThan(1e-4);
   });
 });
 
 describe("pimc bench on hbm-pim", () => {
-  it("times a decode step per batch size from the device model", () => {
-    const j = benchJson(
+  it("times a decode step per batch size from the device model", async () => {
+    const j = await benchJson(
       "examples/llama2-7b.pim",
       "examples/systems/hbm-pim-64ch.pim",
       "--phase",
@@ -591,7 +595,7 @@ describe("pimc bench on hbm-pim", () => {
     // Batch 16: a GEMV per row on PIM loses to the host reading the weights once.
     expect(b16!.ops.find((o) => o.name === "L*.o")!.device).toBe("host");
     for (const flag of [["--plot", "x.svg"], ["--ablation"]]) {
-      const bad = pimc(
+      const bad = await pimc(
         "bench",
         "examples/llama2-7b.pim",
         "--system",
@@ -605,23 +609,25 @@ describe("pimc bench on hbm-pim", () => {
 });
 
 describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)", () => {
-  it("times the host side with the xPU model; attention goes to PIM where the GPU is poorly occupied", () => {
-    const run = (attention: string) =>
-      benchJson(
-        "examples/llama2-7b.pim",
-        "examples/systems/a100-hbm-pim.pim",
-        "--phase",
-        "decode",
-        "--context",
-        "2048",
-        "--batch",
-        "1",
-        "--attention",
-        attention,
+  it("times the host side with the xPU model; attention goes to PIM where the GPU is poorly occupied", async () => {
+    const run = async (attention: string) =>
+      (
+        await benchJson(
+          "examples/llama2-7b.pim",
+          "examples/systems/a100-hbm-pim.pim",
+          "--phase",
+          "decode",
+          "--context",
+          "2048",
+          "--batch",
+          "1",
+          "--attention",
+          attention,
+        )
       ).steps[0]!.ops.find((o) => o.name === "L*.attn")!;
-    const gpu = run("host");
-    const pim = run("pim");
-    const auto = run("auto");
+    const gpu = await run("host");
+    const pim = await run("pim");
+    const auto = await run("auto");
     // 32 heads at batch 1 keep 32 of 108 SMs busy: the PIM units are faster.
     expect(pim.seconds).toBeLessThan(gpu.seconds);
     expect(auto.device).toBe("pim");
@@ -637,21 +643,23 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
 // weights and KV caches of these steps exceed one A100's 80 GB and its PIM stacks, so they are
 // what-ifs (--no-capacity-check). Context 2047: the step's new token is the model's last position.
 describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-attacc.pim)", () => {
-  const step = (system: string, batch: string) =>
-    benchJson(
-      "examples/gpt3-175b.pim",
-      `examples/systems/${system}.pim`,
-      "--phase",
-      "decode",
-      "--context",
-      "2047",
-      "--no-capacity-check",
-      "--batch",
-      batch,
+  const step = async (system: string, batch: string) =>
+    (
+      await benchJson(
+        "examples/gpt3-175b.pim",
+        `examples/systems/${system}.pim`,
+        "--phase",
+        "decode",
+        "--no-capacity-check",
+        "--context",
+        "2047",
+        "--batch",
+        batch,
+      )
     ).steps;
-  it("keeps the FC layers on the GPU, puts attention on PIM, and gains more as the batch grows", () => {
-    const gpu = step("a100", "1,64");
-    const attacc = step("a100-attacc", "1,64");
+  it("keeps the FC layers on the GPU, puts attention on PIM, and gains more as the batch grows", async () => {
+    const gpu = await step("a100", "1,64");
+    const attacc = await step("a100-attacc", "1,64");
     for (const s of attacc) {
       expect(s.ops.find((o) => o.name === "L*.qkv")!.device).toBe("host");
       expect(s.ops.find((o) => o.name === "L*.attn")!.device).toBe("pim");
@@ -663,29 +671,31 @@ describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-at
 });
 
 describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
-  const steps = (...extra: string[]) =>
-    benchJson(
-      "examples/llama-65b.pim",
-      "examples/systems/a100-papi.pim",
-      "--phase",
-      "decode",
-      "--context",
-      "2047",
-      "--no-capacity-check",
-      "--batch",
-      "4,64",
-      ...extra,
+  const steps = async (...extra: string[]) =>
+    (
+      await benchJson(
+        "examples/llama-65b.pim",
+        "examples/systems/a100-papi.pim",
+        "--phase",
+        "decode",
+        "--no-capacity-check",
+        "--context",
+        "2047",
+        "--batch",
+        "4,64",
+        ...extra,
+      )
     ).steps;
-  it("switches the FC layers from FC-PIM to the GPU as the tokens per step grow; static placement cannot", () => {
-    const dynamic = steps("--dynamic-placement", "--compile-once");
-    const fixed = steps("--compile-once");
+  it("switches the FC layers from FC-PIM to the GPU as the tokens per step grow; static placement cannot", async () => {
+    const dynamic = await steps("--dynamic-placement", "--compile-once");
+    const fixed = await steps("--compile-once");
     const fc = (s: { ops: { name: string; device: string }[] }) =>
       s.ops.find((o) => o.name === "L*.qkv")!.device;
     expect(dynamic.map(fc)).toEqual(["pim", "host"]);
     expect(fixed.map(fc)).toEqual(["pim", "pim"]);
     expect(dynamic[0]!.seconds).toBeCloseTo(fixed[0]!.seconds, 9);
     expect(fixed[1]!.seconds / dynamic[1]!.seconds).toBeGreaterThan(2.5);
-    const upmem = pimc(
+    const upmem = await pimc(
       "bench",
       "examples/tiny-llama.pim",
       "--system",
@@ -697,27 +707,29 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
 });
 
 describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () => {
-  const step = (...extra: string[]) =>
-    benchJson(
-      "examples/gpt3-175b.pim",
-      "examples/systems/neupims.pim",
-      "--phase",
-      "decode",
-      "--context",
-      "2047",
-      "--no-capacity-check",
-      "--batch",
-      "16,512",
-      ...extra,
+  const step = async (...extra: string[]) =>
+    (
+      await benchJson(
+        "examples/gpt3-175b.pim",
+        "examples/systems/neupims.pim",
+        "--phase",
+        "decode",
+        "--no-capacity-check",
+        "--context",
+        "2047",
+        "--batch",
+        "16,512",
+        ...extra,
+      )
     ).steps;
-  it("overlaps the NPU's and the PIM's work: a gain at large batches, a loss where weights are re-read", () => {
-    const naive = step();
-    const inter = step("--sub-batches", "2");
+  it("overlaps the NPU's and the PIM's work: a gain at large batches, a loss where weights are re-read", async () => {
+    const naive = await step();
+    const inter = await step("--sub-batches", "2");
     // The step is the busier device's time, and each device does its work of both halves.
     for (const s of inter) expect(s.seconds).toBeCloseTo(Math.max(s.busy.host!, s.busy.pim!), 12);
     expect(naive[1]!.seconds / inter[1]!.seconds).toBeGreaterThan(1.4); // batch 512
     expect(naive[0]!.seconds / inter[0]!.seconds).toBeLessThan(1); // batch 16: FC memory-bound
-    const xpu = pimc(
+    const xpu = await pimc(
       "bench",
       "examples/tiny-llama.pim",
       "--system",
@@ -741,7 +753,13 @@ const papi = (extra: Partial<PipelineFlags> = {}): PipelineFlags => ({
 
 describe("pimc tune on an HBM-PIM system: PAPI's alpha", () => {
   it("finds each linear layer's crossover from the device models, where dynamic placement switches", async () => {
-    const r = pimc("tune", "examples/llama-65b.pim", "--system", "examples/systems/a100-papi.pim", "--json");
+    const r = await pimc(
+      "tune",
+      "examples/llama-65b.pim",
+      "--system",
+      "examples/systems/a100-papi.pim",
+      "--json",
+    );
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as { shapes: { n: number; k: number; alpha: number }[]; alpha: number };
     const qkv = j.shapes.find((s) => s.n === 3 * 8192 && s.k === 8192)!;

@@ -77,9 +77,17 @@ describe("group-wise low-bit weights", () => {
 });
 
 describe("pimc verify --weights int4 | int2", () => {
-  it("reports the error and the token agreement without a tolerance, checks them with one", () => {
+  it("reports the error and the token agreement without a tolerance, checks them with one", async () => {
     for (const w of ["int4", "int2"]) {
-      const r = pimc("verify", "test/fixtures/qwen2-tiny", "--weights", w, "--group-size", "16", "--json");
+      const r = await pimc(
+        "verify",
+        "test/fixtures/qwen2-tiny",
+        "--weights",
+        w,
+        "--group-size",
+        "16",
+        "--json",
+      );
       expect(r.code, r.stderr).toBe(0);
       const j = JSON.parse(r.stdout) as {
         report_only: boolean;
@@ -91,10 +99,17 @@ describe("pimc verify --weights int4 | int2", () => {
       expect(j.tokens_total).toBe(14);
       expect(j.decode_max_abs_err).toBeGreaterThan(0.01);
     }
-    const strict = pimc("verify", "test/fixtures/qwen2-tiny", "--weights", "int2", "--tolerance", "0.01");
+    const strict = await pimc(
+      "verify",
+      "test/fixtures/qwen2-tiny",
+      "--weights",
+      "int2",
+      "--tolerance",
+      "0.01",
+    );
     expect(strict.code).toBe(1);
     expect(strict.stdout).toMatch(/FAILED \(tolerance 0.01\)/);
-    const hbm = pimc("verify", "test/fixtures/qwen2-tiny", "--target", "hbm-pim", "--weights", "int4");
+    const hbm = await pimc("verify", "test/fixtures/qwen2-tiny", "--target", "hbm-pim", "--weights", "int4");
     expect(hbm.code).toBe(2);
     expect(hbm.stderr).toMatch(/does not quantize/);
   });
@@ -138,7 +153,7 @@ describe("precision per model and per layer", () => {
     );
     const fromDescription = await opcodes({}, described);
     expect(fromDescription).toEqual(mixed);
-    const bad = pimc("compile", model, "--layer-weights", "L1.*=int9");
+    const bad = await pimc("compile", model, "--layer-weights", "L1.*=int9");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/expected PATTERN=f32\|int8\|int4\|int2/);
   });
@@ -225,7 +240,7 @@ describe("--activations with low-bit weights", () => {
       ["--weights", "int4", "--activations", "int16"],
       ["--activations", "int8"],
     ]) {
-      const r = pimc("compile", "examples/tiny-llama.pim", ...args);
+      const r = await pimc("compile", "examples/tiny-llama.pim", ...args);
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }
@@ -259,7 +274,7 @@ describe("INT8 per group", () => {
     // One scale per row: the group is the whole of K.
     expect(weightOnly.every((o) => o.attrs.group === 64 || o.attrs.group === 176)).toBe(true);
     expect((await linears({})).every((o) => o.opcode === "qlinear")).toBe(true);
-    const r = pimc(
+    const r = await pimc(
       "compile",
       "examples/tiny-llama.pim",
       "--weights",

@@ -182,7 +182,7 @@ interface Step {
 const DOC_BENCH =
   "npx pimc bench examples/tiny-llama.pim --system examples/systems/upmem-2048-pimllm.pim --weights int8 --batch 1,16 --baselines --json";
 const DOC_COMPILE = "npx pimc compile examples/tiny-llama.pim --target upmem";
-const run = (command: string) => pimc(...command.split(" ").slice(2));
+const run = async (command: string) => await pimc(...command.split(" ").slice(2));
 
 describe("pimc bench --baselines and the placement lines", () => {
   const docs = readFileSync("docs/upmem.md", "utf8");
@@ -197,8 +197,8 @@ describe("pimc bench --baselines and the placement lines", () => {
       expect(docs.includes(c), c).toBe(true);
   });
 
-  test("JSON: both references per step, the placement per group, and the cooperative step no slower than either", () => {
-    const r = run(DOC_BENCH);
+  test("JSON: both references per step, the placement per group, and the cooperative step no slower than either", async () => {
+    const r = await run(DOC_BENCH);
     expect(r.code, r.stderr).toBe(0);
     const steps = (JSON.parse(r.stdout) as { steps: Step[] }).steps;
     expect(steps.map((s) => s.batch)).toEqual([1, 16]);
@@ -231,10 +231,10 @@ describe("pimc bench --baselines and the placement lines", () => {
     }
   });
 
-  test("the default system's npm start: references beside each batch, the layers' placement and a verdict per batch", () => {
+  test("the default system's npm start: references beside each batch, the layers' placement and a verdict per batch", async () => {
     const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts
       .start;
-    const r = pimc(...start.split("bin.js ")[1]!.split(" "));
+    const r = await pimc(...start.split("bin.js ")[1]!.split(" "));
     expect(r.code, r.stderr).toBe(0);
     const out = r.stdout;
     expect(out).toMatch(/│ +latency │ +host only │ +PIM only │/);
@@ -266,23 +266,28 @@ describe("pimc bench --baselines and the placement lines", () => {
     }
   });
 
-  test("pimc compile prints the placement lines and the verdict (text and JSON)", () => {
-    const r = run(DOC_COMPILE);
+  test("pimc compile prints the placement lines and the verdict (text and JSON)", async () => {
+    const r = await run(DOC_COMPILE);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^placement per layer group/m);
     expect(r.stdout).toMatch(/│ layer group │ ops │ +host │ +DPUs │ runs on │ why +│ crossover/);
     expect(r.stdout).toMatch(/│ L\*\.gate_up +│ +2 │ .+ │ (host|DPUs) +│ \d+\.\dx faster +│ .*faster/);
     expect(r.stdout).toMatch(/other ops \(.*rms_norm.*\) run on the host: the DPUs cannot run them/);
     expect(r.stdout).toMatch(/^verdict {3}(nothing on the DPUs: .+|linear layers .*on the DPUs.*)$/m);
-    const j = JSON.parse(pimc(...DOC_COMPILE.split(" ").slice(2), "--json").stdout) as Omit<Step, "batch">;
+    const j = JSON.parse((await pimc(...DOC_COMPILE.split(" ").slice(2), "--json")).stdout) as Omit<
+      Step,
+      "batch"
+    >;
     expect(j.placement.length).toBeGreaterThan(0);
     expect(j.verdict).toBe(/^verdict {3}(.+)$/m.exec(r.stdout)![1]);
     // The CPU target has one device: no placement to explain.
-    expect(pimc("compile", "examples/tiny-llama.pim").stdout).not.toContain("placement per layer group");
+    expect((await pimc("compile", "examples/tiny-llama.pim")).stdout).not.toContain(
+      "placement per layer group",
+    );
   });
 
-  test("hbm-pim (timed by its device model) gets the same fields", () => {
-    const r = pimc(
+  test("hbm-pim (timed by its device model) gets the same fields", async () => {
+    const r = await pimc(
       "bench",
       "examples/tiny-llama.pim",
       "--system",
@@ -303,12 +308,12 @@ describe("pimc bench --baselines and the placement lines", () => {
     expect(s.verdict).toMatch(/linear layers|nothing on the PIM units/);
   });
 
-  test("--baselines with --ablation or --compare: one clear line, exit 2", () => {
+  test("--baselines with --ablation or --compare: one clear line, exit 2", async () => {
     for (const extra of [
       ["--target", "upmem", "--ablation"],
       ["--compare", "examples/systems/upmem-2048.pim"],
     ]) {
-      const r = pimc("bench", "examples/tiny-llama.pim", "--baselines", ...extra);
+      const r = await pimc("bench", "examples/tiny-llama.pim", "--baselines", ...extra);
       expect(r.code).toBe(2);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).toContain("--baselines");

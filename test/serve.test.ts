@@ -112,9 +112,9 @@ describe("request traces", () => {
 });
 
 describe("pimc serve", () => {
-  it("serves a generated trace on the H100 model: continuous batching beats static on throughput and TTFT", () => {
-    const run = (batching: string) => {
-      const r = pimc(
+  it("serves a generated trace on the H100 model: continuous batching beats static on throughput and TTFT", async () => {
+    const run = async (batching: string) => {
+      const r = await pimc(
         "serve",
         "examples/llama2-7b.pim",
         "--system",
@@ -135,13 +135,13 @@ describe("pimc serve", () => {
         requests: number;
       };
     };
-    const c = run("continuous");
-    const s = run("static");
+    const c = await run("continuous");
+    const s = await run("static");
     expect(c.requests).toBe(100);
     expect(c.tokens_per_second).toBeGreaterThan(s.tokens_per_second);
     expect(c.ttft.p90).toBeLessThan(s.ttft.p90);
   });
-  it("rejects bad requests and targets without a device model in one line", () => {
+  it("rejects bad requests and targets without a device model in one line", async () => {
     for (const args of [
       ["examples/tiny-llama.pim", "--target", "xpu"],
       ["examples/tiny-llama.pim", "--target", "xpu", "--rate", "1", "--requests", "x.csv"],
@@ -149,7 +149,7 @@ describe("pimc serve", () => {
       ["examples/tiny-llama.pim", "--system", "examples/systems/upmem-2048.pim", "--rate", "1"],
       ["examples/tiny-llama.pim", "--target", "xpu", "--rate", "1", "--prompt", "9-3"],
     ]) {
-      const r = pimc("serve", ...args);
+      const r = await pimc("serve", ...args);
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
     }

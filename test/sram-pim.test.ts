@@ -31,12 +31,12 @@ const withArrays = (a: Partial<SramPimSystem["arrays"]>): SramPimSystem =>
   zSramPimSystem.parse({ host: DEFAULT_SYSTEM.host, arrays: { ...DEFAULT_SYSTEM.arrays, ...a } });
 
 describe("sram-pim system descriptions", () => {
-  it("validates the SAIL example and fills the defaults", () => {
+  it("validates the SAIL example and fills the defaults", async () => {
     const sys = systemOf(sramPim.system(decl("  arrays = { count = 64 }")));
     expect(sys.arrays.count).toBe(64);
     expect(sys.arrays.rows).toBe(DEFAULT_SYSTEM.arrays.rows);
     expect(sys.host.cores).toBe(DEFAULT_SYSTEM.host.cores);
-    const r = pimc("dump", "--pipeline", "--system", SAIL);
+    const r = await pimc("dump", "--pipeline", "--system", SAIL);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/quantize/);
   });
@@ -53,11 +53,11 @@ describe("sram-pim system descriptions", () => {
     expectUserError(() => sramPim.system(decl("  host = { cores = -1 }")), "host.cores");
   });
 
-  it("exits 2 with one line for a malformed system on the command line", () => {
+  it("exits 2 with one line for a malformed system on the command line", async () => {
     const dir = tempDir();
     const file = join(dir, "bad.pim");
     writeFileSync(file, 'system bad {\n  target = "sram-pim"\n  arrays = { entry_bits = 0 }\n}\n');
-    const r = pimc(
+    const r = await pimc(
       "bench",
       "examples/llama2-7b.pim",
       "--system",
@@ -232,9 +232,9 @@ describe("placement and functional execution on the sram-pim target", () => {
     }
   });
 
-  it("pimc verify: the same errors as --target cpu with W4A8; fp32 within 1e-5", () => {
-    const run = (...a: string[]) => {
-      const r = pimc("verify", LLAMA_TINY, ...a, "--json");
+  it("pimc verify: the same errors as --target cpu with W4A8; fp32 within 1e-5", async () => {
+    const run = async (...a: string[]) => {
+      const r = await pimc("verify", LLAMA_TINY, ...a, "--json");
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout) as Record<string, unknown>;
     };
@@ -245,30 +245,30 @@ describe("placement and functional execution on the sram-pim target", () => {
       j.tokens_agreed,
     ];
     for (const extra of [["--no-cooperation"], []]) {
-      const sram = run("--target", "sram-pim", "--weights", "int4", "--activations", "int8", ...extra);
-      const cpu = run("--target", "cpu", "--weights", "int4", "--activations", "int8");
+      const sram = await run("--target", "sram-pim", "--weights", "int4", "--activations", "int8", ...extra);
+      const cpu = await run("--target", "cpu", "--weights", "int4", "--activations", "int8");
       expect(sram.target).toBe("sram-pim");
       expect(pick(sram)).toEqual(pick(cpu));
       expect(sram.decode_max_abs_err).toBeGreaterThan(1e-3); // quantized: the errors are not trivially 0
     }
-    const f32 = run("--target", "sram-pim");
+    const f32 = await run("--target", "sram-pim");
     expect(f32.passed).toBe(true);
     expect(f32.decode_max_abs_err as number).toBeLessThan(1e-5);
     // Weight-only INT4 runs on the host: the cpu target's errors too.
-    expect(pick(run("--target", "sram-pim", "--weights", "int4"))).toEqual(
-      pick(run("--target", "cpu", "--weights", "int4")),
+    expect(pick(await run("--target", "sram-pim", "--weights", "int4"))).toEqual(
+      pick(await run("--target", "cpu", "--weights", "int4")),
     );
   });
 });
 
 describe("pimc bench on the SAIL system", () => {
-  const bench = (...flags: string[]) =>
-    benchJson("examples/llama2-7b.pim", SAIL, "--phase", "decode", "--batch", "1,16", ...flags);
+  const bench = async (...flags: string[]) =>
+    await benchJson("examples/llama2-7b.pim", SAIL, "--phase", "decode", "--batch", "1,16", ...flags);
   const linear = (s: BenchStep) =>
     s.ops.filter((o) => /qkv|\.o$|gate_up|down|logits/.test(o.name)).reduce((t, o) => t + o.seconds, 0);
 
   it("times Llama-2-7B decode: low-bit layers on the arrays, weights streamed once per step for the batch", async () => {
-    const int4 = bench("--weights", "int4", "--activations", "int8");
+    const int4 = await bench("--weights", "int4", "--activations", "int8");
     expect(int4.target).toBe("sram-pim");
     const [b1, b16] = int4.steps;
     for (const s of [b1!, b16!]) {
@@ -287,12 +287,12 @@ describe("pimc bench on the SAIL system", () => {
     const gateUp = lutGemv(sys, { m: 1, n: 22016, k: 4096, bits: 4, group: 128 })!;
     expect(b1!.ops.find((o) => o.name === "L*.gate_up")!.seconds).toBeCloseTo(32 * gateUp.seconds, 9);
 
-    const int2 = bench("--weights", "int2", "--activations", "int8");
+    const int2 = await bench("--weights", "int2", "--activations", "int8");
     expect(int2.steps[0]!.busy.pim! / b1!.busy.pim!).toBeGreaterThan(0.45);
     expect(int2.steps[0]!.busy.pim! / b1!.busy.pim!).toBeLessThan(0.6);
 
     // The CPU alone (W8A8 on the same host): compute-bound at batch 16, where the arrays gain most.
-    const cpu = bench("--weights", "int8");
+    const cpu = await bench("--weights", "int8");
     expect(cpu.steps.every((s) => s.busy.pim === 0)).toBe(true);
     const speedup = (i: number) => linear(cpu.steps[i]!) / linear(int4.steps[i]!);
     expect(speedup(0)).toBeGreaterThan(1.5);
@@ -301,8 +301,8 @@ describe("pimc bench on the SAIL system", () => {
 });
 
 describe("pimc bench --compare (SAIL / PIM-DL's comparison)", () => {
-  it("times systems x precisions beside each system's host CPU, consistently with its own host model", () => {
-    const r = pimc(
+  it("times systems x precisions beside each system's host CPU, consistently with its own host model", async () => {
+    const r = await pimc(
       "bench",
       "examples/llama2-7b.pim",
       "--compare",
@@ -342,7 +342,7 @@ describe("pimc bench --compare (SAIL / PIM-DL's comparison)", () => {
       ["--compare", "examples/systems/upmem-2048.pim", "--system", "examples/systems/upmem-2048.pim"],
       ["--compare", "examples/systems/upmem-2048.pim", "--precisions", "int3"],
     ]) {
-      const bad = pimc("bench", "examples/tiny-llama.pim", ...args);
+      const bad = await pimc("bench", "examples/tiny-llama.pim", ...args);
       expect(bad.code, args.join(" ")).toBe(2);
       expect(bad.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
     }

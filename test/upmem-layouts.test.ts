@@ -204,9 +204,9 @@ describe("lowering with layouts per phase", () => {
 });
 
 describe("pimc compile shows the layouts and the MRAM", () => {
-  test("Llama-2-7B INT8 on 2048 DPUs: decode keeps its best layouts, prefill pays for MRAM", () => {
-    const run = (...extra: string[]) =>
-      pimc(
+  test("Llama-2-7B INT8 on 2048 DPUs: decode keeps its best layouts, prefill pays for MRAM", async () => {
+    const run = async (...extra: string[]) =>
+      await pimc(
         "compile",
         "examples/llama2-7b.pim",
         "--system",
@@ -216,7 +216,7 @@ describe("pimc compile shows the layouts and the MRAM", () => {
         "--no-cooperation",
         ...extra,
       );
-    const r = run();
+    const r = await run();
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^layouts {3}prefill .*; decode .*; \d+ weights with a layout per phase/m);
     expect(r.stdout).toMatch(/^mram {6}[\d.]+ MiB of 64 MiB per DPU: weights [\d.]+ MiB, KV caches/m);
@@ -230,7 +230,7 @@ describe("pimc compile shows the layouts and the MRAM", () => {
     expect(r.stdout).toMatch(/decode keeps its best layouts/);
     expect(paid(r.stdout, "prefill")).toBeGreaterThan(0);
     // --output-tokens sets the mix: 64 tokens at 4 per step are 16 decode calls.
-    const short = run("--output-tokens", "64", "--speculation", "4");
+    const short = await run("--output-tokens", "64", "--speculation", "4");
     expect(short.code, short.stderr).toBe(0);
     expect(short.stdout).toMatch(/1 prefill \+ 16 decode call\(s\) per request/);
   }, 60_000);

@@ -284,18 +284,19 @@ describe("W4A8 / W2A8 models on the emulated UPMEM system", () => {
     },
   );
 
-  it("pimc verify --target upmem reports the same error as the cpu reference; without pooling LUT layers stay on the host", () => {
+  it("pimc verify --target upmem reports the same error as the cpu reference; without pooling LUT layers stay on the host", async () => {
     const args = ["--weights", "int2", "--activations", "int8", "--group-size", "32", "--json"];
     const a = JSON.parse(
-      pimc("verify", "test/fixtures/qwen2-tiny", "--target", "upmem", "--no-cooperation", ...args).stdout,
+      (await pimc("verify", "test/fixtures/qwen2-tiny", "--target", "upmem", "--no-cooperation", ...args))
+        .stdout,
     ) as Record<string, number>;
     const b = JSON.parse(
-      pimc("verify", "test/fixtures/qwen2-tiny", "--target", "cpu", ...args).stdout,
+      (await pimc("verify", "test/fixtures/qwen2-tiny", "--target", "cpu", ...args)).stdout,
     ) as Record<string, number>;
     expect(a.full_max_abs_err).toBe(b.full_max_abs_err);
     expect(a.tokens_agreed).toBe(b.tokens_agreed);
-    const compile = (...extra: string[]) =>
-      pimc(
+    const compile = async (...extra: string[]) =>
+      await pimc(
         "compile",
         "examples/tiny-llama.pim",
         "--system",
@@ -308,9 +309,9 @@ describe("W4A8 / W2A8 models on the emulated UPMEM system", () => {
     const lutRows = (out: string) =>
       out.split("\n").filter((l) => l.startsWith("│") && l.includes("lowbit_linear"));
     // The DPUs run the layers whose groups make 8-byte rows (all but down: K = 176).
-    expect(lutRows(compile().stdout).filter((l) => / pim /.test(l))).toHaveLength(4);
+    expect(lutRows((await compile()).stdout).filter((l) => / pim /.test(l))).toHaveLength(4);
     // A LUT kernel needs its packed weights resident in MRAM (laid out once, at build time).
-    const r = compile("--no-pooling");
+    const r = await compile("--no-pooling");
     expect(r.code).toBe(0);
     expect(lutRows(r.stdout).every((l) => / host /.test(l))).toBe(true);
   });

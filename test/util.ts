@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect } from "vitest";
+import { main } from "../src/cli/main.js";
 import { UserError } from "../src/errors.js";
 import { SafetensorsFile } from "../src/frontend/hf/safetensors.js";
 
@@ -96,9 +97,60 @@ export function llamaVariant(dir: string, edit: VariantEdit, from = LLAMA_TINY):
   return out;
 }
 
-/** The built `pimc` run as a user runs it (npm test builds dist/ first), without colours. */
-export function pimc(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ["dist/src/cli/bin.js", ...args], {
+export interface PimcResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+type Write = typeof process.stdout.write;
+
+/** A `write` that appends to `sink` and reports success, as a stream's write does. */
+function capture(sink: string[]): Write {
+  return ((chunk: string | Uint8Array, enc?: unknown, cb?: unknown): boolean => {
+    sink.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+    const done = typeof enc === "function" ? enc : cb;
+    if (typeof done === "function") (done as () => void)();
+    return true;
+  }) as Write;
+}
+
+let running = false;
+
+/**
+ * `pimc ...args` run in this process: `main(argv)` from the sources with stdout and stderr captured
+ * (vitest.config sets NO_COLOR). Calls must not overlap (the streams are swapped for the call).
+ */
+export async function pimc(...args: string[]): Promise<PimcResult> {
+  if (running) throw new Error("pimc(): calls must not overlap (await each one)");
+  running = true;
+  const out: string[] = [];
+  const err: string[] = [];
+  const { write: outWrite } = process.stdout;
+  const { write: errWrite } = process.stderr;
+  process.exitCode = undefined;
+  process.stdout.write = capture(out);
+  process.stderr.write = capture(err);
+  try {
+    const code = await main(args);
+    return { code, stdout: out.join(""), stderr: err.join("") };
+  } finally {
+    process.stdout.write = outWrite;
+    process.stderr.write = errWrite;
+    process.exitCode = undefined;
+    running = false;
+  }
+}
+
+/** `node` running the `pimc` bin from the TypeScript sources (test/ts-hooks.mjs; no build needed). */
+export const PIMC_BIN = [process.execPath, "--import", "./test/ts-register.mjs", "src/cli/bin.ts"];
+
+/**
+ * The `pimc` bin run as a user runs it, in a child process, without colours. For the few end-to-end
+ * checks of the bin itself only (test/bin.test.ts: exit codes, pipes); everything else uses `pimc`.
+ */
+export function pimcE2E(...args: string[]): PimcResult {
+  const r = spawnSync(PIMC_BIN[0]!, [...PIMC_BIN.slice(1), ...args], {
     encoding: "utf8",
     env: { ...process.env, NO_COLOR: "1" },
   });
@@ -117,12 +169,12 @@ export interface BenchStep {
 }
 
 /** `pimc bench <model> --system <system> ...extra --json`, which must succeed: its parsed report. */
-export function benchJson(
+export async function benchJson(
   model: string,
   system: string,
   ...extra: string[]
-): { target: string; steps: BenchStep[] } {
-  const r = pimc("bench", model, "--system", system, ...extra, "--json");
+): Promise<{ target: string; steps: BenchStep[] }> {
+  const r = await pimc("bench", model, "--system", system, ...extra, "--json");
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as { target: string; steps: BenchStep[] };
 }

@@ -80,10 +80,10 @@ describe("the xPU mechanisms", () => {
 });
 
 describe("pimc on the xpu target", () => {
-  it("verifies a tiny model (fp32 reference execution) and benches a decode step", () => {
-    const v = pimc("verify", "test/fixtures/llama-tiny", "--target", "xpu");
+  it("verifies a tiny model (fp32 reference execution) and benches a decode step", async () => {
+    const v = await pimc("verify", "test/fixtures/llama-tiny", "--target", "xpu");
     expect(v.code, v.stdout + v.stderr).toBe(0);
-    const j = benchJson("examples/llama2-7b.pim", "examples/systems/h100.pim", "--batch", "1,64");
+    const j = await benchJson("examples/llama2-7b.pim", "examples/systems/h100.pim", "--batch", "1,64");
     expect(j.target).toBe("xpu");
     expect(j.steps[1]!.seconds).toBeGreaterThan(j.steps[0]!.seconds);
   });
@@ -97,29 +97,31 @@ describe("Duplex: an xPU and a Logic-PIM co-processing experts and attention", (
     expect(Math.max(...c)).toBeLessThanOrEqual(100);
     expect(expertTokens(1, 8, 2).filter((n) => n > 0)).toHaveLength(2);
   });
-  it("co-processing beats the GPU alone and splits the experts by their Op/B", () => {
-    const bench = (system: string) =>
-      benchJson(
-        "examples/mixtral-8x7b.pim",
-        `examples/systems/${system}.pim`,
-        "--phase",
-        "decode",
-        // Mixtral's 87 GiB of weights exceed the H100's 80 GB: a what-if, as in Duplex's per-GPU view.
-        "--no-capacity-check",
-        "--context",
-        "2047",
-        "--batch",
-        "1,64",
+  it("co-processing beats the GPU alone and splits the experts by their Op/B", async () => {
+    const bench = async (system: string) =>
+      (
+        await benchJson(
+          "examples/mixtral-8x7b.pim",
+          `examples/systems/${system}.pim`,
+          "--phase",
+          "decode",
+          // Mixtral's 87 GiB of weights exceed the H100's 80 GB: a what-if, as in Duplex's per-GPU view.
+          "--no-capacity-check",
+          "--context",
+          "2047",
+          "--batch",
+          "1,64",
+        )
       ).steps;
-    const duplex = bench("duplex");
-    const gpu = bench("h100");
+    const duplex = await bench("duplex");
+    const gpu = await bench("h100");
     const moe = (s: BenchStep) => s.ops.find((o) => o.name === "L*.moe")!.device;
     // Batch 1: 2 experts of 1 token (Op/B ~ 1): the Logic-PIM alone; batch 64: both devices.
     expect(duplex.map(moe)).toEqual(["pim", "co"]);
     for (let i = 0; i < 2; i++) expect(gpu[i]!.seconds / duplex[i]!.seconds).toBeGreaterThan(2);
   });
-  it("verifies a tiny Mixtral on the Duplex system (values from the reference interpreter)", () => {
-    const v = pimc("verify", "test/fixtures/mixtral-tiny", "--system", "examples/systems/duplex.pim");
+  it("verifies a tiny Mixtral on the Duplex system (values from the reference interpreter)", async () => {
+    const v = await pimc("verify", "test/fixtures/mixtral-tiny", "--system", "examples/systems/duplex.pim");
     expect(v.code, v.stdout + v.stderr).toBe(0);
   });
 });

@@ -51,6 +51,7 @@ function remember(sys: HbmPimSystem, key: string, f: () => number): number {
   let m = memo.get(sys);
   if (!m) {
     const id = JSON.stringify(sys);
+    if (byContent.size >= 64 && !byContent.has(id)) byContent.clear(); // bounded in a long-lived process
     m = byContent.get(id) ?? new Map<string, number>();
     byContent.set(id, m);
     memo.set(sys, m);

@@ -638,28 +638,22 @@ function newBuf(b: WramBuffer): Buf {
   };
 }
 
-type RunFn = (env: Vars, bufs: readonly Buf[]) => void;
+type RunFn = (env: Vars, bufs: readonly Buf[], mram: Uint8Array) => void;
 
-function compileRun(
-  ctx: Ctx,
-  mram: Uint8Array,
-  body: readonly KernelStmt[],
-  prefix: string,
-  vars: readonly string[],
-): RunFn[] {
+function compileRun(ctx: Ctx, body: readonly KernelStmt[], prefix: string, vars: readonly string[]): RunFn[] {
   return body.map((s, i): RunFn => {
     const site: Site = { where: `kernel ${ctx.k.name} ${stmtLabel(prefix, i, s)}`, vars };
     const idx = (name: string): number => ctx.index.get(name) as number;
     switch (s.op) {
       case "loop": {
         const count = compileCount(site, s.count, "count");
-        const inner = compileRun(ctx, mram, s.body, childPrefix(prefix, i, s), [...vars, s.var]);
+        const inner = compileRun(ctx, s.body, childPrefix(prefix, i, s), [...vars, s.var]);
         const v = s.var;
-        return (env, bufs) => {
+        return (env, bufs, mram) => {
           const c = count(env);
           for (let it = 0; it < c; it++) {
             env[v] = it;
-            for (const f of inner) f(env, bufs);
+            for (const f of inner) f(env, bufs, mram);
           }
         };
       }
@@ -668,7 +662,7 @@ function compileRun(
         const dma = compileDma(ctx, site, s);
         const b = idx(s.buf);
         const read = s.op === "dma_read";
-        return (env, bufs) => {
+        return (env, bufs, mram) => {
           const d = dma(env);
           if (d === undefined) return;
           const w = (bufs[b] as Buf).u8;
@@ -820,23 +814,47 @@ function compileRun(
  * DMAs, out-of-buffer accesses and the static errors of checkKernel.
  */
 export function runKernel(k: Kernel, sys: UpmemSystem, mram: Uint8Array, env: Env): void {
+  kernelRunner(k, sys, mram.length, env)(mram);
+}
+
+/**
+ * runKernel for every DPU of a launch: checks and compiles the kernel once, then runs it on each
+ * DPU's MRAM of `mramBytes` bytes given to the returned function. The WRAM buffers are allocated
+ * once and zeroed at each run (a launch on 2048 DPUs would otherwise allocate tens of thousands).
+ */
+export function kernelRunner(
+  k: Kernel,
+  sys: UpmemSystem,
+  mramBytes: number,
+  env: Env,
+): (mram: Uint8Array) => void {
   checkKernel(k, sys, env);
-  const ctx = makeCtx(k, sys, mram.length);
+  const ctx = makeCtx(k, sys, mramBytes);
   const body = compileRun(
     ctx,
-    mram,
     k.body,
     "",
     k.grid.map(([v]) => v),
   );
   const shared = k.wram.map((b) => (b.shared ? newBuf(b) : undefined));
   const perTasklet: Buf[][] = [];
+  /** Whether tasklet t's buffers were zeroed in this run. */
+  const fresh = new Uint8Array(k.tasklets);
   const e: Vars = { ...env };
-  forItems(k, env, 0, 1, e, (item) => {
-    const t = item % k.tasklets;
-    const bufs = (perTasklet[t] ??= k.wram.map((b, i) => shared[i] ?? newBuf(b)));
-    for (const f of body) f(e, bufs);
-  });
+  return (mram) => {
+    if (mram.length !== mramBytes)
+      throw new Error(`kernelRunner: an MRAM of ${mram.length} B, compiled for ${mramBytes} B`);
+    for (const b of shared) b?.u8.fill(0);
+    fresh.fill(0);
+    forItems(k, env, 0, 1, e, (item) => {
+      const t = item % k.tasklets;
+      let bufs = perTasklet[t];
+      if (bufs === undefined) bufs = perTasklet[t] = k.wram.map((b, i) => shared[i] ?? newBuf(b));
+      else if (fresh[t] === 0) for (let i = 0; i < bufs.length; i++) if (!shared[i]) bufs[i]!.u8.fill(0);
+      fresh[t] = 1;
+      for (const f of body) f(e, bufs, mram);
+    });
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1158,6 +1176,11 @@ function simulate(lists: readonly Actions[], sys: UpmemSystem): number[] {
  * tasklet runs its items' statements in order as compute segments and DMAs; see `simulate`.
  */
 export function timeKernel(k: Kernel, sys: UpmemSystem, env: Env): KernelTiming {
+  return kernelTimer(k, sys, env)();
+}
+
+/** timeKernel for every DPU of a launch (`--detailed`): checks and compiles the kernel once. */
+export function kernelTimer(k: Kernel, sys: UpmemSystem, env: Env): () => KernelTiming {
   checkKernel(k, sys, env);
   const ctx = makeCtx(k, sys, sys.mram);
   const body = compileTime(
@@ -1167,24 +1190,26 @@ export function timeKernel(k: Kernel, sys: UpmemSystem, env: Env): KernelTiming 
     k.grid.map(([v]) => v),
   );
   const e: Vars = { ...env };
-  const lists: Actions[] = [];
-  for (let t = 0; t < k.tasklets; t++) {
-    const out = actionLists(t);
-    forItems(k, env, t, k.tasklets, e, () => {
-      for (const n of body) n.emit(e, out);
-    });
-    out.event(A_END, 0);
-    lists.push(out);
-  }
-  const perTasklet = simulate(lists, sys);
-  const cycles = Math.max(0, ...perTasklet);
-  let instructions = 0;
-  let dmaBytes = 0;
-  let dmaCount = 0;
-  for (const L of lists) {
-    instructions += L.instructions;
-    dmaBytes += L.dmaBytes;
-    dmaCount += L.dmaCount;
-  }
-  return { cycles, seconds: cycles / sys.frequency, instructions, dmaBytes, dmaCount, perTasklet };
+  return () => {
+    const lists: Actions[] = [];
+    for (let t = 0; t < k.tasklets; t++) {
+      const out = actionLists(t);
+      forItems(k, env, t, k.tasklets, e, () => {
+        for (const n of body) n.emit(e, out);
+      });
+      out.event(A_END, 0);
+      lists.push(out);
+    }
+    const perTasklet = simulate(lists, sys);
+    const cycles = Math.max(0, ...perTasklet);
+    let instructions = 0;
+    let dmaBytes = 0;
+    let dmaCount = 0;
+    for (const L of lists) {
+      instructions += L.instructions;
+      dmaBytes += L.dmaBytes;
+      dmaCount += L.dmaCount;
+    }
+    return { cycles, seconds: cycles / sys.frequency, instructions, dmaBytes, dmaCount, perTasklet };
+  };
 }

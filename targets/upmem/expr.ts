@@ -9,7 +9,19 @@ export type Env = Readonly<Record<string, number>>;
 
 type Node = number | string | { op: string; args: Node[] };
 
+/** Parsed expressions by text, emptied at CACHE_LIMIT (programs differ in their constants). */
 const cache = new Map<string, Node>();
+const CACHE_LIMIT = 50_000;
+
+function parsed(e: string): Node {
+  let n = cache.get(e);
+  if (n === undefined) {
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    n = parse(e);
+    cache.set(e, n);
+  }
+  return n;
+}
 
 export class ExprError extends Error {}
 
@@ -98,28 +110,22 @@ function run(n: Node, env: Env, text: string): number {
 
 /** Checks that `e` parses (without evaluating it). */
 export function checkExpr(e: IntExpr): void {
-  if (typeof e === "string" && !cache.has(e)) cache.set(e, parse(e));
+  if (typeof e === "string") parsed(e);
 }
 
 export function evalExpr(e: IntExpr, env: Env): number {
   if (typeof e === "number") return e;
-  let n = cache.get(e);
-  if (n === undefined) {
-    n = parse(e);
-    cache.set(e, n);
-  }
-  return run(n, env, e);
+  return run(parsed(e), env, e);
 }
 
 /** The variables an expression reads. */
 export function exprVars(e: IntExpr): string[] {
   if (typeof e === "number") return [];
-  checkExpr(e);
   const out = new Set<string>();
   const walk = (n: Node): void => {
     if (typeof n === "string") out.add(n);
     else if (typeof n === "object") n.args.forEach(walk);
   };
-  walk(cache.get(e)!);
+  walk(parsed(e));
   return [...out];
 }

@@ -716,7 +716,12 @@ const wavesKey = (A: number, nd: number, gap: number, async: boolean): number =>
 const wavesAt = (a: Float64Array, k: number): number =>
   k <= WAVES ? a[k]! : a[WAVES]! + (k - WAVES) * (a[WAVES]! - a[WAVES - 1]!);
 
-const waveMemo = new WeakMap<UpmemSystem, Map<number, Waves>>();
+/**
+ * dmaWaves' tables by issue interval (all they depend on besides their arguments), shared by every
+ * system with that interval: each compile validates its own copy of the system description, and a
+ * bench or an ablation compiles many times. Bounded: the key ranges over tasklets x rows x gaps.
+ */
+const waveMemo = new Map<number, Map<number, Waves>>();
 
 /**
  * The DMA waves of `A` identical tasklets, in DMA rows (one row of service each): every tasklet
@@ -727,16 +732,16 @@ const waveMemo = new WeakMap<UpmemSystem, Map<number, Waves>>();
  * the others start and the j-th to end at 1 / max(ii, A - j + 1) while the others end, which
  * stretches the gaps between them by max(ii, A - j + 1) / max(ii, j). The pipeline loses, while w
  * tasklets wait, max(0, w - (A - ii)) / ii of each cycle. Depends only on the system's issue
- * interval and the arguments: memoized per system, kept across calls (`gap` rounded to 0.1 row).
+ * interval and the arguments: memoized per issue interval, kept across calls (`gap` rounded to 0.1 row).
  */
 function dmaWaves(sys: UpmemSystem, A: number, nd: number, gap: number, async: boolean): Waves {
   const o = Math.round(gap * 10);
   const key = wavesKey(A, nd, gap, async);
-  let memo = waveMemo.get(sys);
-  if (!memo) waveMemo.set(sys, (memo = new Map()));
+  const ii = sys.pipeline.issue_interval;
+  let memo = waveMemo.get(ii);
+  if (!memo) waveMemo.set(ii, (memo = new Map()));
   const hit = memo.get(key);
   if (hit) return hit;
-  const ii = sys.pipeline.issue_interval;
   const w: Waves = {
     lost: new Float64Array(WAVES + 1),
     spread: new Float64Array(WAVES + 1),

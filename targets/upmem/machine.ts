@@ -18,7 +18,15 @@ import { tensor as ttype, type TensorType } from "../../src/ir/types.js";
 import "../../src/ir/ops/index.js";
 import { hostTime } from "./base.js";
 import { hostWork } from "../cpu/index.js";
-import { checkKernel, elemBytes, gridItems, runKernel, timeKernel, type KernelTiming } from "./dpu.js";
+import {
+  checkKernel,
+  elemBytes,
+  gridItems,
+  kernelRunner,
+  kernelTimer,
+  timeKernel,
+  type KernelTiming,
+} from "./dpu.js";
 import { ProgramError } from "./errors.js";
 import { evalExpr, type Env } from "./expr.js";
 import type { BlockMap, Command, Engine, IntExpr, Kernel, KernelStmt, Program } from "./program.js";
@@ -325,8 +333,10 @@ export class UpmemMachine {
         checkKernel(k, sys, kenv);
         if (c.range.first + c.range.count > sys.dpus)
           throw new ProgramError(`launch ${c.kernel}: DPUs beyond the system's ${sys.dpus}`);
-        if (this.functional)
-          for (let d = 0; d < c.range.count; d++) runKernel(k, sys, this.dpuMram(c.range.first + d), kenv);
+        if (this.functional) {
+          const run = kernelRunner(k, sys, this.dpuMram(c.range.first).length, kenv);
+          for (let d = 0; d < c.range.count; d++) run(this.dpuMram(c.range.first + d));
+        }
         const t = this.kernelTiming(k, kenv, c.range.count);
         return {
           seconds: t.seconds + sys.launch_overhead,
@@ -347,8 +357,9 @@ export class UpmemMachine {
   private kernelTiming(k: Kernel, env: Env, dpus: number): KernelTiming {
     if (this.opts.detailed) {
       let slowest: KernelTiming | undefined;
+      const time = kernelTimer(k, this.program.system, env);
       for (let d = 0; d < dpus; d++) {
-        const t = timeKernel(k, this.program.system, env);
+        const t = time();
         if (!slowest || t.cycles > slowest.cycles) slowest = t;
       }
       return slowest!;
