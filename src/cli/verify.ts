@@ -3,10 +3,10 @@
  * logits that HF transformers produced (reference.json): prefill of the prompt, the greedy decode
  * steps through the KV cache, and the whole sequence at once.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { UserError } from "../errors.js";
+import { parseJson, readTextFile } from "../guards.js";
 import { greedyNext, tokenTensor } from "../exec/interpreter.js";
 import { importHf } from "../frontend/hf/import.js";
 import { zodMessage } from "../ir/attrs.js";
@@ -68,14 +68,7 @@ function margin(row: readonly number[]): number {
 }
 
 export function readReference(path: string): Reference {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new UserError(
-      `${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : `not valid JSON (${(e as Error).message})`}`,
-    );
-  }
+  const raw = parseJson(readTextFile(path), path);
   const r = zReference.safeParse(raw);
   if (!r.success) throw new UserError(`${path}: ${zodMessage(r.error, "field")}`);
   return r.data;

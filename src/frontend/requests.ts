@@ -3,6 +3,7 @@
  * seconds from the start, prompt and output lengths in tokens) or a JSON array of such objects; or
  * a generated trace: Poisson arrivals at a rate, lengths uniform in ranges, from a seed.
  */
+import { parseJson } from "../guards.js";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.js";
@@ -54,12 +55,7 @@ export function readRequests(file: string): Request[] {
   }
   let out: Request[];
   if (text.trimStart().startsWith("[")) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (e) {
-      throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-    }
+    const raw = parseJson(text, file);
     const r = z.array(zRequest).safeParse(raw);
     if (!r.success) {
       const issue = r.error.issues[0]!;

@@ -4,6 +4,7 @@
  * `SourceError`s pointing at the offending token. `// comments` run to the end of the line.
  */
 import { SourceError, type Loc } from "../errors.js";
+import { DepthGuard } from "../guards.js";
 import { dimAdd, dimMul, dimNeg, dimSub, sym, SYMBOL_RE, type Dim } from "./dim.js";
 import { isDType } from "./dtype.js";
 import type { Attr, Attrs, ConstDecl, Func, Module, Op, StateDecl, Value } from "./module.js";
@@ -158,6 +159,8 @@ class Parser {
   private readonly ahead: Token[] = [];
   /** One SymDim object per symbol name: dims are immutable data, so sharing them is safe (and lean). */
   private readonly syms = new Map<string, Dim>();
+  /** Attribute lists and dimension expressions nest at most MAX_NESTING_DEPTH deep. */
+  private readonly depth = new DepthGuard((m) => this.fail(this.peek(), m));
 
   constructor(
     private readonly lexer: Lexer,
@@ -416,11 +419,13 @@ class Parser {
     if (this.isWord("true") || this.isWord("false")) return this.next().text === "true";
     if (this.eat("[")) {
       const xs: Attr[] = [];
+      this.depth.enter("attribute lists");
       if (!this.isPunct("]")) {
         do xs.push(this.value());
         while (this.eat(","));
         if (!this.isPunct("]")) this.expected("',' or ']' in the list");
       }
+      this.depth.leave();
       this.next();
       return xs;
     }
@@ -473,9 +478,9 @@ class Parser {
       }
       return d;
     }
-    if (this.isPunct("-", t)) return dimNeg(this.dimAtom());
+    if (this.isPunct("-", t)) return this.depth.nest("dimension expressions", () => dimNeg(this.dimAtom()));
     if (this.isPunct("(", t)) {
-      const v = this.dimExpr();
+      const v = this.depth.nest("dimension expressions", () => this.dimExpr());
       this.expect(")", "to close the parenthesis in the dimension");
       return v;
     }
