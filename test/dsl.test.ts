@@ -211,7 +211,7 @@ describe("values", () => {
       "w.pim: several workload blocks (a, b); choose one by name",
     );
     expect(errorOf(() => selectWorkload(d, "c"))).toBe('w.pim: no workload named "c" (workloads: a, b)');
-    expect(errorOf(() => selectModel(d))).toBe("w.pim: no model block");
+    expect(errorOf(() => selectModel(d))).toBe("w.pim: no model block (the file has workload blocks: a, b)");
   });
 
   test("graph arithmetic, interpolation and tuple assignment", () => {
@@ -364,6 +364,6 @@ describe("errors are reported at file:line:col", () => {
   });
 
   test("unreadable file", () => {
-    expect(errorOf(() => loadDescription("no/such.pim"))).toBe("no/such.pim: cannot read the file");
+    expect(errorOf(() => loadDescription("no/such.pim"))).toBe("no/such.pim: no such file");
   });
 });

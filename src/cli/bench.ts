@@ -19,7 +19,8 @@ import { decodeProgram } from "../../targets/upmem/codec.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
-import { nonNegativeInt, positiveInt } from "./options.js";
+import { WORKLOAD_LIMITS } from "../limits.js";
+import { nonNegativeIntUpTo, positiveInt, positiveIntUpTo } from "./options.js";
 import { chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { breakdown, ms } from "./sim.js";
 import { layerGroupName } from "./compile.js";
@@ -39,8 +40,10 @@ import {
 
 const batches = (v: string): number[] => {
   const out = v.split(",").map((x) => x.trim());
-  if (out.some((x) => !/^[1-9]\d*$/.test(x)))
-    throw new UserError(`--batch: expected positive integers separated by commas, got "${v}"`);
+  if (out.some((x) => !/^[1-9]\d*$/.test(x) || Number(x) > WORKLOAD_LIMITS.batch))
+    throw new UserError(
+      `--batch: expected positive integers up to ${WORKLOAD_LIMITS.batch} separated by commas, got "${v}"`,
+    );
   return out.map(Number);
 };
 
@@ -592,8 +595,16 @@ export function benchCommand() {
       ]),
     )
     .option("--batch <list>", "sequences per step, e.g. 1,4,16 (default: the workload's)", batches)
-    .option("--seq <n>", "prefill: tokens per sequence; decode: tokens per step", positiveInt)
-    .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
+    .option(
+      "--seq <n>",
+      "prefill: tokens per sequence; decode: tokens per step",
+      positiveIntUpTo(WORKLOAD_LIMITS.prompt),
+    )
+    .option(
+      "--context <n>",
+      "decode: tokens already in the KV cache",
+      nonNegativeIntUpTo(WORKLOAD_LIMITS.context),
+    )
     .option("--rows <n>", "rows of the per-kernel table (default 12)", positiveInt, 12)
     .option("--trace <file>", "write a Chrome/Perfetto trace of the emulated steps")
     .option(
@@ -603,7 +614,7 @@ export function benchCommand() {
     .option(
       "--sub-batches <n>",
       "split each step's batch into n sub-batches whose host and PIM work overlap (NeuPIMs' interleaving; hbm-pim)",
-      positiveInt,
+      positiveIntUpTo(WORKLOAD_LIMITS.batch),
     )
     .option(
       "--compile-once",

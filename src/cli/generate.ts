@@ -1,10 +1,12 @@
 /** `pimc generate <model> --ids 1,2,3`: greedy generation on a target (the reference CPU by default). */
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { UserError } from "../errors.js";
 import { generate } from "../exec/generate.js";
 import { defaultWorkload } from "../frontend/workload.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { loadForCli } from "./io.js";
-import { nonNegativeInt } from "./options.js";
+import { WORKLOAD_LIMITS } from "../limits.js";
+import { nonNegativeIntUpTo } from "./options.js";
 
 function idRows(v: string): number[][] {
   const rows = v.split(";").map((r) => r.split(",").map((x) => x.trim()));
@@ -20,12 +22,18 @@ export function generateCommand() {
     .description("generate tokens greedily with the KV cache")
     .argument("<model>", "description file (.pim) or HuggingFace folder with weights")
     .requiredOption("--ids <ids>", "prompt token ids, e.g. 1,2,3 or 1,2,3;4,5,6 for a batch", idRows)
-    .option("--steps <n>", "tokens to generate", nonNegativeInt, 8)
+    .option("--steps <n>", "tokens to generate", nonNegativeIntUpTo(WORKLOAD_LIMITS.output), 8)
     .option("--model <name>", "model block to use when the file has several")
     .option("--json", "print the sequences as JSON");
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
     const model = loadForCli(path, opts.model);
+    const max = model.config?.max_positions;
+    const total = (opts.ids[0]?.length ?? 0) + opts.steps;
+    if (max !== undefined && total > max)
+      throw new UserError(
+        `--ids and --steps: ${opts.ids[0]?.length ?? 0} prompt + ${opts.steps} generated tokens exceed the ${max} positions of ${model.module.name}`,
+      );
     const { module, target, ctx, system } = await compileModel(model, opts, defaultWorkload("decode"), 2);
     const b = opts.ids.length;
     const s = opts.ids[0]?.length ?? 1;

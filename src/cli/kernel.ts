@@ -29,7 +29,8 @@ import {
 import { COMMANDS } from "../../targets/hbm-pim/standard.js";
 import { ms } from "./sim.js";
 import { writeFileAtomic } from "./io.js";
-import { positiveInt } from "./options.js";
+import { SYSTEM_KEY_LIMITS } from "../limits.js";
+import { positiveIntUpTo } from "./options.js";
 import { commandTrace } from "../../targets/hbm-pim/trace.js";
 
 const OPS = ["gemv", "add", "mul", "relu"] as const;
@@ -123,7 +124,11 @@ export function kernelCommand() {
       "time every pseudo-channel's controller (default: one, identical ones fast-forwarded)",
     )
     .option("--no-baseline", "skip the non-PIM run")
-    .option("--channels <n>", "pseudo-channels (overrides the system's)", positiveInt)
+    .option(
+      "--channels <n>",
+      "pseudo-channels (overrides the system's)",
+      positiveIntUpTo(SYSTEM_KEY_LIMITS.pseudo_channels!),
+    )
     .option("--trace <file>", "write a Chrome/Perfetto trace of one pseudo-channel's DRAM commands")
     .option("--json", "print one JSON object")
     .action((opArg, size, o) => {

@@ -1,7 +1,8 @@
 /** The `pimc` command line. Each command lives in its own file; this one wires them to commander. */
-import { Command, CommanderError } from "@commander-js/extra-typings";
+import { Command, CommanderError, type Option } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import { UserError } from "../errors.js";
+import { checkOutputPath } from "../fsutil.js";
 import { compileCommand } from "./compile.js";
 import { dumpCommand } from "./dump.js";
 import { generateCommand } from "./generate.js";
@@ -32,7 +33,24 @@ export function makeProgram(): Command {
   program.addCommand(listCommand());
   for (const c of program.commands)
     c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });
+  // Output paths are checked before the command loads anything (no work lost to a misspelt folder).
+  program.hook("preAction", (_program, cmd) => {
+    const values = cmd.opts();
+    for (const o of outputOptions(cmd)) {
+      const v = values[o.attributeName()];
+      if (typeof v === "string")
+        checkOutputPath(v, o.long ?? o.flags, o.flags.includes("<dir>") ? "folder" : "file");
+    }
+  });
   return program as unknown as Command;
+}
+
+/**
+ * The options of a command that name a file or folder it writes: by convention their argument is
+ * `<file>` or `<dir>` and their description starts with "write" (test/inputs.test.ts lists them).
+ */
+export function outputOptions(cmd: { readonly options: readonly Option[] }): Option[] {
+  return cmd.options.filter((o) => /<(file|dir)>/.test(o.flags) && /^write\b/.test(o.description ?? ""));
 }
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -8,13 +8,14 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
 import { metrics, simulate, type Request, type StepTiming } from "../exec/serve.js";
-import { parseRange, poissonRequests, readRequests } from "../frontend/requests.js";
+import { checkTrace, parseRange, poissonRequests, readRequests } from "../frontend/requests.js";
 import { defaultWorkload, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { loadForCli } from "./io.js";
-import { positiveInt, positiveNumber } from "./options.js";
+import { TRACE_LIMITS, WORKLOAD_LIMITS } from "../limits.js";
+import { positiveInt, positiveIntUpTo, positiveNumber } from "./options.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
 import { ms } from "./sim.js";
 
@@ -64,6 +65,17 @@ export async function stepTiming(
   };
 }
 
+/** Every request fits the model's positions (prompt and generated tokens). */
+function checkPositions(trace: readonly Request[], model: LoadedModel, what: string): void {
+  const max = model.config?.max_positions;
+  if (max === undefined) return;
+  const i = trace.findIndex((r) => r.prompt + r.output > max);
+  if (i >= 0)
+    throw new UserError(
+      `${what}: request ${i}: prompt ${trace[i]!.prompt} + output ${trace[i]!.output} tokens exceed the ${max} positions of ${model.module.name}`,
+    );
+}
+
 export function serveCommand() {
   const cmd = new Command("serve")
     .description(
@@ -73,7 +85,7 @@ export function serveCommand() {
     .option("--model <name>", "model block to use when the file has several")
     .option("--requests <file>", "request trace: CSV with columns arrival,prompt,output, or a JSON array")
     .option("--rate <r>", "generate Poisson arrivals at r requests per second", positiveNumber)
-    .option("--count <n>", "generated requests (default 64)", positiveInt)
+    .option("--count <n>", "generated requests (default 64)", positiveIntUpTo(TRACE_LIMITS.requests))
     .option("--prompt <n>", "generated prompt lengths: N or N-M (default 128-512)")
     .option("--output <n>", "generated output lengths: N or N-M (default 32-256)")
     .option("--seed <n>", "seed of the generated trace (default 1)", positiveInt)
@@ -82,7 +94,12 @@ export function serveCommand() {
         .choices(["continuous", "static"] as const)
         .default("continuous" as const),
     )
-    .option("--max-batch <n>", "most sequences per step (default 32)", positiveInt, 32)
+    .option(
+      "--max-batch <n>",
+      "most sequences per step (default 32)",
+      positiveIntUpTo(WORKLOAD_LIMITS.batch),
+      32,
+    )
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (path, o) => {
     const opts = o as typeof o & PipelineFlags;
@@ -102,13 +119,15 @@ export function serveCommand() {
       ? poissonRequests({
           rate: opts.rate!,
           count: opts.count ?? 64,
-          prompt: parseRange(opts.prompt ?? "128-512", "--prompt"),
-          output: parseRange(opts.output ?? "32-256", "--output"),
+          prompt: parseRange(opts.prompt ?? "128-512", "--prompt", TRACE_LIMITS.prompt),
+          output: parseRange(opts.output ?? "32-256", "--output", TRACE_LIMITS.output),
           seed: opts.seed ?? 1,
         })
       : readRequests(opts.requests!);
+    if (generated) checkTrace(trace, "the generated trace (--rate, --count, --output)");
     const model = loadForCli(path, opts.model);
     const timing = await stepTiming(model, opts, trace);
+    checkPositions(trace, model, generated ? "the generated trace (--prompt, --output)" : opts.requests!);
     const result = simulate(trace, timing, { batching: opts.batching, maxBatch: opts.maxBatch });
     const m = metrics(trace, result);
     if (opts.json) {

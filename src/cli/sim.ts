@@ -14,7 +14,8 @@ import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { writeFileAtomic } from "./io.js";
 import { int, ms } from "../report/format.js";
-import { nonNegativeInt, positiveInt } from "./options.js";
+import { WORKLOAD_LIMITS as W } from "../limits.js";
+import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
 export function readProgram(path: string): Program {
   let bytes: Uint8Array;
@@ -92,16 +93,16 @@ export function simCommand() {
     .addOption(
       new Option("--phase <phase>", "the phase to run (default: each)").choices(["prefill", "decode"]),
     )
-    .option("--batch <n>", "sequences per call (default: the program's limit)", positiveInt)
+    .option("--batch <n>", "sequences per call (default: the program's limit)", positiveIntUpTo(W.batch))
     .option(
       "--seq <n>",
       "tokens per call (default: the program's limit for prefill, 1 for decode)",
-      positiveInt,
+      positiveIntUpTo(W.prompt),
     )
     .option(
       "--context <n>",
       "decode: tokens already cached (default: as many as the program allows)",
-      nonNegativeInt,
+      nonNegativeIntUpTo(W.context),
     )
     .option("--detailed", "time every DPU of every launch instead of one per launch")
     .option("--json", "print one JSON object")

@@ -4,20 +4,21 @@ import { Option } from "commander";
 import { UserError } from "../errors.js";
 import { loadDescription, selectWorkload } from "../frontend/dsl/index.js";
 import { defaultWorkload, workloadFromDecl, type Workload } from "../frontend/workload.js";
-import { nonNegativeInt, positiveInt } from "./options.js";
+import { WORKLOAD_LIMITS as W } from "../limits.js";
+import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
 export function withWorkloadFlags<C>(cmd: C): C {
   return (cmd as unknown as PlainCommand)
     .option("--workload <name>", "a workload block of the model's description file, or FILE.pim[:NAME]")
     .addOption(new Option("--phase <phase>", "prefill or decode").choices(["prefill", "decode"]))
-    .option("--batch <n>", "sequences per step", positiveInt)
-    .option("--prompt <n>", "prefill: tokens per sequence", positiveInt)
-    .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeInt)
-    .option("--speculation <n>", "decode: tokens per step", positiveInt)
+    .option("--batch <n>", "sequences per step", positiveIntUpTo(W.batch))
+    .option("--prompt <n>", "prefill: tokens per sequence", positiveIntUpTo(W.prompt))
+    .option("--context <n>", "decode: tokens already in the KV cache", nonNegativeIntUpTo(W.context))
+    .option("--speculation <n>", "decode: tokens per step", positiveIntUpTo(W.speculation))
     .option(
       "--output-tokens <n>",
       "tokens generated per sequence (the phase mix of a request: 1 prefill, output / speculation decode steps)",
-      positiveInt,
+      positiveIntUpTo(W.output),
     ) as unknown as C;
 }
 

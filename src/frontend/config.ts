@@ -4,6 +4,7 @@
  * language (src/frontend/dsl/).
  */
 import { z } from "zod";
+import { MODEL_LIMITS } from "../limits.js";
 
 export const FAMILIES = ["llama", "mistral", "qwen2", "mixtral", "gpt2", "opt"] as const;
 export type Family = (typeof FAMILIES)[number];
@@ -28,17 +29,39 @@ export const defaultRope = (theta: number): RopeConfig => zRope.parse({ theta })
 
 const posInt = z.number().int().positive();
 
+/** A positive integer at most `max` (a cap of src/limits.ts); the message gives the value. */
+export const cappedInt = (max: number) =>
+  posInt.max(max, { error: (i) => `must be at most ${max} (pimc's limit), got ${String(i.input)}` });
+
+const L = MODEL_LIMITS;
+
+/** Parameters of a config, counted loosely (embeddings, attention, MLP per expert) to bound it. */
+export function roughParameters(c: {
+  vocab: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kv_heads: number;
+  head_dim: number;
+  ffn: number;
+  experts?: number | undefined;
+}): number {
+  const attn = c.hidden * c.head_dim * (2 * c.heads + 2 * c.kv_heads);
+  const mlp = 3 * c.hidden * c.ffn * (c.experts ?? 1);
+  return 2 * c.vocab * c.hidden + c.layers * (attn + mlp);
+}
+
 export const zModelConfig = z
   .strictObject({
     family: z.enum(FAMILIES),
-    vocab: posInt,
-    hidden: posInt,
-    layers: posInt,
-    heads: posInt,
-    kv_heads: posInt,
-    head_dim: posInt,
-    ffn: posInt,
-    max_positions: posInt,
+    vocab: cappedInt(L.vocab),
+    hidden: cappedInt(L.hidden),
+    layers: cappedInt(L.layers),
+    heads: cappedInt(L.heads),
+    kv_heads: cappedInt(L.kv_heads),
+    head_dim: cappedInt(L.head_dim),
+    ffn: cappedInt(L.ffn),
+    max_positions: cappedInt(L.max_positions),
     norm: z.enum(["rms", "layer"]),
     norm_eps: z.number().positive(),
     act: z.enum(ACTIVATIONS),
@@ -50,8 +73,8 @@ export const zModelConfig = z
     mlp_bias: z.boolean(),
     /** Per-layer sliding window (0 = full attention); absent = full attention everywhere. */
     windows: z.array(z.number().int().nonnegative()).optional(),
-    experts: posInt.optional(),
-    top_k: posInt.optional(),
+    experts: cappedInt(L.experts).optional(),
+    top_k: cappedInt(L.top_k).optional(),
     /** Element type of weights and activations. */
     dtype: z.enum(["f32", "f16", "bf16"]),
     /** Multiplier of q k^T; default head_dim^-0.5. */
@@ -61,7 +84,7 @@ export const zModelConfig = z
     /** OPT: offset added to position ids before the learned position embedding. */
     position_offset: z.number().int().nonnegative().default(0),
     /** OPT-350m style: embedding width differs from hidden (project_in / project_out). */
-    embed_dim: posInt.optional(),
+    embed_dim: cappedInt(L.embed_dim).optional(),
     /** false = post-LayerNorm blocks (OPT-350m). */
     pre_norm: z.boolean().default(true),
     /** Final norm before the LM head. */
@@ -69,7 +92,7 @@ export const zModelConfig = z
     /** Weight precision to compile with (the --weights flag overrides it). */
     precision: z.enum(["f32", "int8", "int4", "int2"]).optional(),
     /** Weights per scale of int4 / int2 (--group-size overrides it). */
-    group_size: posInt.optional(),
+    group_size: cappedInt(L.group_size).optional(),
     /** Per-layer precision: [op name pattern (`*` any text), precision]; first match wins over `precision`. */
     layer_precision: z.array(z.tuple([z.string(), z.enum(["f32", "int8", "int4", "int2"])])).optional(),
   })
@@ -77,6 +100,12 @@ export const zModelConfig = z
     const bad = (path: string, message: string): void => {
       ctx.addIssue({ code: "custom", path: [path], message });
     };
+    const params = roughParameters(c);
+    if (params > L.parameters)
+      bad(
+        "layers",
+        `the model has about ${params.toExponential(2)} parameters, more than pimc's limit of ${L.parameters.toExponential(2)}`,
+      );
     if (c.heads % c.kv_heads !== 0)
       bad("kv_heads", `heads (${c.heads}) must be a multiple of kv_heads (${c.kv_heads})`);
     if ((c.experts === undefined) !== (c.top_k === undefined)) bad("top_k", "experts and top_k go together");

@@ -7,13 +7,14 @@ import { parseJson } from "../guards.js";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { UserError } from "../errors.js";
+import { TRACE_LIMITS as L } from "../limits.js";
 import type { Request } from "../exec/serve.js";
 import { mulberry32 } from "../rng.js";
 
 const zRequest = z.strictObject({
-  arrival: z.number().nonnegative(),
-  prompt: z.number().int().positive(),
-  output: z.number().int().positive(),
+  arrival: z.number().nonnegative().max(L.arrival),
+  prompt: z.number().int().positive().max(L.prompt),
+  output: z.number().int().positive().max(L.output),
 });
 
 function parseCsv(text: string, file: string): Request[] {
@@ -34,6 +35,11 @@ function parseCsv(text: string, file: string): Request[] {
       output: Number(cells[cols[2]!]),
     };
     const r = zRequest.safeParse(raw);
+    const big = r.error?.issues.find((x) => x.code === "too_big");
+    if (big)
+      throw new UserError(
+        `${file}:${i + 1}: ${String(big.path[0])} must be at most ${String(big.maximum)} (pimc's limit), got "${line}"`,
+      );
     if (!r.success || cells.some((c) => c === ""))
       throw new UserError(
         `${file}:${i + 1}: expected arrival >= 0 and positive integer prompt and output lengths, got "${line}"`,
@@ -66,7 +72,24 @@ export function readRequests(file: string): Request[] {
     out = r.data;
   } else out = parseCsv(text, file);
   if (out.length === 0) throw new UserError(`${file}: no requests`);
+  checkTrace(out, file);
   return out;
+}
+
+/** The trace as a whole within the caps of src/limits.ts (the simulation takes a step per token). */
+export function checkTrace(trace: readonly Request[], what: string): void {
+  if (trace.length > L.requests)
+    throw new UserError(`${what}: ${trace.length} requests, more than pimc's limit of ${L.requests}`);
+  const late = trace.findIndex((r) => !(r.arrival <= L.arrival));
+  if (late >= 0)
+    throw new UserError(
+      `${what}: request ${late} arrives at ${trace[late]!.arrival} s, past pimc's limit of ${L.arrival} s`,
+    );
+  const tokens = trace.reduce((s, r) => s + r.output, 0);
+  if (tokens > L.total_output)
+    throw new UserError(
+      `${what}: ${tokens} output tokens in all, more than pimc's limit of ${L.total_output}`,
+    );
 }
 
 export interface PoissonOptions {
@@ -92,10 +115,11 @@ export function poissonRequests(o: PoissonOptions): Request[] {
 }
 
 /** "128" or "64-256" (inclusive range). */
-export function parseRange(v: string, what: string): [number, number] {
+export function parseRange(v: string, what: string, max: number): [number, number] {
   const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(v);
   const lo = m ? Number(m[1]) : NaN;
   const hi = m ? Number(m[2] ?? m[1]) : NaN;
-  if (!m || lo < 1 || hi < lo) throw new UserError(`${what}: expected N or N-M with 1 <= N <= M, got "${v}"`);
+  if (!m || lo < 1 || hi < lo || hi > max)
+    throw new UserError(`${what}: expected N or N-M with 1 <= N <= M <= ${max}, got "${v}"`);
   return [lo, hi];
 }

@@ -4,7 +4,9 @@
  */
 import type { z } from "zod";
 import { didYouMean, SourceError, type Loc } from "../errors.js";
+import { SYSTEM_KEY_LIMITS, SYSTEM_LIMITS } from "../limits.js";
 import { plainEntries, type DslEntry, type DslRecord, type SystemDecl } from "./dsl/index.js";
+import type { ValueNode } from "./dsl/ast.js";
 
 /** The location of the entry at `path` (nested blocks), or the closest enclosing one. */
 function locAt(
@@ -23,7 +25,44 @@ function locAt(
   return loc;
 }
 
+/** Which range of SYSTEM_LIMITS a number written with `unit` falls under. */
+function quantity(unit: string | undefined): keyof typeof SYSTEM_LIMITS {
+  if (unit === undefined) return "count";
+  if (unit.endsWith("B/s")) return "bandwidth";
+  if (unit.endsWith("B")) return "bytes";
+  if (unit.endsWith("Hz")) return "frequency";
+  if (unit.endsWith("FLOPS") || unit.endsWith("OPS")) return "rate";
+  return "seconds";
+}
+
+/**
+ * Every number of a system block is finite and, unless zero, within the range of its quantity
+ * (SYSTEM_LIMITS): a denormal frequency or a bandwidth of 1e300 would make a step take 0 or Infinity
+ * seconds. The message names the key and the range in base units.
+ */
+function checkNumbers(entries: Readonly<Record<string, DslEntry>>): void {
+  const visit = (v: ValueNode, where: string, key: string): void => {
+    if (v.kind === "list") v.items.forEach((x, i) => visit(x, `${where}[${i}]`, key));
+    else if (v.kind === "block") for (const e of v.entries) visit(e.value, `${where}.${e.key}`, e.key);
+    else if (v.kind === "number") {
+      const cap = SYSTEM_KEY_LIMITS[key];
+      if (cap !== undefined && v.value > cap)
+        throw new SourceError(v.loc, `${where}: ${v.value} is more than pimc's limit of ${cap}`);
+      const q = quantity(v.unit);
+      const [lo, hi] = SYSTEM_LIMITS[q];
+      const a = Math.abs(v.value);
+      if (!Number.isFinite(v.value) || (a !== 0 && (a < lo || a > hi)))
+        throw new SourceError(
+          v.loc,
+          `${where}: ${v.value}${q === "count" ? "" : ` (${q}, in base units)`} is out of range: a ${q === "count" ? "number without a unit" : q} must be 0 or ${lo} to ${hi}`,
+        );
+    }
+  };
+  for (const [k, e] of Object.entries(entries)) visit(e.node, k, k);
+}
+
 export function validateSystem<T>(decl: SystemDecl, schema: z.ZodType<T>): T {
+  checkNumbers(decl.entries);
   const r = schema.safeParse(plainEntries(decl.entries), { reportInput: true });
   if (r.success) return r.data;
   // An unknown key is usually the cause of other issues (a misspelt key is also a missing one).

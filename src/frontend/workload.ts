@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { SourceError } from "../errors.js";
+import { WORKLOAD_LIMITS as L } from "../limits.js";
 import type { WorkloadDecl } from "./dsl/index.js";
 
 export interface Workload {
@@ -27,11 +28,11 @@ export interface Workload {
 const posInt = z.number().int().positive();
 const zWorkload = z.strictObject({
   phase: z.enum(["prefill", "decode"]),
-  batch: posInt.default(1),
-  prompt: posInt.default(128),
-  context: posInt.default(1024),
-  speculation: posInt.default(1),
-  output: posInt.max(1 << 24).default(128),
+  batch: posInt.max(L.batch).default(1),
+  prompt: posInt.max(L.prompt).default(128),
+  context: posInt.max(L.context).default(1024),
+  speculation: posInt.max(L.speculation).default(1),
+  output: posInt.max(L.output).default(128),
 });
 
 /** Keys that only make sense in one phase. */
@@ -56,7 +57,11 @@ export function workloadFromDecl(decl: WorkloadDecl): Workload {
     if (!e) throw new SourceError(decl.loc, `workload ${decl.name}: missing key ${key} (prefill or decode)`);
     const got =
       typeof e.value === "object" ? "a list or block" : JSON.stringify(e.value).replace(/^"(.*)"$/, "$1");
-    const want = key === "phase" ? "prefill or decode" : "a positive integer";
+    const issue = r.error.issues[0]!;
+    const want =
+      key === "phase"
+        ? "prefill or decode"
+        : `a positive integer${issue.code === "too_big" ? ` up to ${String(issue.maximum)} (pimc's limit)` : ""}`;
     throw new SourceError(e.node.loc, `${key} must be ${want}, got ${got}`);
   }
   const w = r.data;

@@ -29,7 +29,7 @@ export function dumpIr(dir: string): Instrument {
   };
   return {
     start: (m) => {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true }); // its parent exists (checkOutputPath)
       write("input", m);
     },
     after: (p, m) => write(p.name, m),

@@ -138,7 +138,14 @@ const STACK_FIELDS = {
   /** Bursts (column addresses of BL x bus width) per row: 32 x 32 B = 1 KiB rows. */
   columns: posInt.default(32),
   burst_bytes: posInt.default(32),
-  timing: zTiming.default(zTiming.parse({})),
+  // A refresh that takes more than half of its interval leaves the banks (almost) no time: the
+  // emulation would crawl or never finish. tREFI = 0 turns refresh off.
+  timing: zTiming
+    .refine((t) => t.tREFI === 0 || t.tREFI >= 2 * t.tRFC, {
+      message: "tREFI must be 0 (no refresh) or at least 2 x tRFC (a refresh takes tRFC cycles)",
+      path: ["tREFI"],
+    })
+    .default(zTiming.parse({})),
   address_mapping: z
     .array(z.enum(ADDRESS_FIELDS))
     .default(["offset", "pseudo_channel", "bank", "bank_group", "column", "row", "rank"]),

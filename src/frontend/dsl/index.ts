@@ -9,6 +9,7 @@ import { didYouMean, SourceError, UserError, type Loc } from "../../errors.js";
 import type { DType } from "../../ir/dtype.js";
 import type { Attrs } from "../../ir/module.js";
 import { WeightStore } from "../../ir/weights.js";
+import { MODEL_LIMITS } from "../../limits.js";
 import {
   ACTIVATIONS,
   FAMILIES,
@@ -139,39 +140,57 @@ function systemDecl(b: BlockNode, base: Decl): SystemDecl {
 export function loadDescription(path: string): DescriptionFile {
   let text: string;
   try {
+    if (statSync(path).isDirectory())
+      throw new UserError(`${path}: is a folder, not a description file (.pim)`);
     text = readFileSync(path, "utf8");
-  } catch {
-    throw new UserError(`${path}: cannot read the file`);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(
+      `${path}: ${code === "ENOENT" ? "no such file" : `cannot read the file (${code ?? String(e)})`}`,
+    );
   }
+  if (text.startsWith("PIMC"))
+    throw new UserError(`${path}: a compiled pimc program, not a description file (.pim)`);
   return parseDescription(text, path);
 }
 
+/** ` (the file has model blocks: a, b)`: what a file given for the wrong purpose holds instead. */
+function blocksOf(d: DescriptionFile): string {
+  const kinds = (["model", "system", "workload"] as const)
+    .map((k) => [k, d[`${k}s`]] as const)
+    .filter(([, ds]) => ds.length > 0)
+    .map(([k, ds]) => `${k} blocks: ${ds.map((x) => x.name).join(", ")}`);
+  return kinds.length > 0 ? ` (the file has ${kinds.join("; ")})` : " (the file is empty)";
+}
+
 function select<T extends { name: string }>(
-  file: string,
+  d: DescriptionFile,
   kind: string,
   decls: readonly T[],
   name?: string,
 ): T {
-  const names = decls.map((d) => d.name).join(", ");
+  const names = decls.map((x) => x.name).join(", ");
   if (name !== undefined) {
-    const d = decls.find((x) => x.name === name);
-    if (!d)
+    const x = decls.find((y) => y.name === name);
+    if (!x)
       throw new UserError(
-        `${file}: no ${kind} named "${name}" (${decls.length ? `${kind}s: ${names}` : `no ${kind} blocks`})`,
+        `${d.file}: no ${kind} named "${name}" (${decls.length ? `${kind}s: ${names}` : `no ${kind} blocks`})`,
       );
-    return d;
+    return x;
   }
-  if (decls.length === 0) throw new UserError(`${file}: no ${kind} block`);
-  if (decls.length > 1) throw new UserError(`${file}: several ${kind} blocks (${names}); choose one by name`);
+  if (decls.length === 0) throw new UserError(`${d.file}: no ${kind} block${blocksOf(d)}`);
+  if (decls.length > 1)
+    throw new UserError(`${d.file}: several ${kind} blocks (${names}); choose one by name`);
   return decls[0]!;
 }
 
 export const selectModel = (d: DescriptionFile, name?: string): ModelDecl =>
-  select(d.file, "model", d.models, name);
+  select(d, "model", d.models, name);
 export const selectSystem = (d: DescriptionFile, name?: string): SystemDecl =>
-  select(d.file, "system", d.systems, name);
+  select(d, "system", d.systems, name);
 export const selectWorkload = (d: DescriptionFile, name?: string): WorkloadDecl =>
-  select(d.file, "workload", d.workloads, name);
+  select(d, "workload", d.workloads, name);
 
 // ---- family models ----
 
@@ -290,6 +309,8 @@ function configIssue(err: z.ZodError, decl: ModelDecl, written: ReadonlyMap<stri
       e.value.loc,
       /^(must|needs)/.test(issue.message) ? `${e.key} ${issue.message}` : issue.message,
     );
+  if (issue.code === "too_big" && issue.message.startsWith("must"))
+    return new SourceError(e.value.loc, `${e.key} ${issue.message}`); // a cap of src/limits.ts
   const msg =
     issue.code === "too_small"
       ? `must be ${issue.inclusive ? `at least ${String(issue.minimum)}` : "positive"}`
@@ -299,6 +320,9 @@ function configIssue(err: z.ZodError, decl: ModelDecl, written: ReadonlyMap<stri
     `${e.key}${msg.startsWith(":") ? "" : " "}${msg}, got ${show(e.value)}`,
   );
 }
+
+const validLayers = (n: number | undefined): number =>
+  n !== undefined && Number.isSafeInteger(n) && n > 0 && n <= MODEL_LIMITS.layers ? n : 0;
 
 /** The block's keys as ModelConfig fields (rope_* gathered under `rope`, sliding_window as windows). */
 function mapKeys(
@@ -313,7 +337,8 @@ function mapKeys(
     const p = MODEL_KEYS[k]!.path;
     if (!p) out[k] = v;
     else if (p[0] === "rope") rope[p[1]!] = v;
-    else if (v !== 0) out.windows = new Array<number>(layers ?? 0).fill(v as number);
+    // An invalid layer count is reported by the schema; no array of that length is made.
+    else if (v !== 0) out.windows = new Array<number>(validLayers(layers)).fill(v as number);
   }
   if (Object.keys(rope).length > 0) out.rope = rope;
   return out;

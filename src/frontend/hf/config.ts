@@ -7,7 +7,9 @@ import { parseJson } from "../../guards.js";
 import { z } from "zod";
 import { UserError } from "../../errors.js";
 import { zodMessage } from "../../ir/attrs.js";
+import { MODEL_LIMITS as L } from "../../limits.js";
 import {
+  cappedInt,
   defaultRope,
   FAMILIES,
   zModelConfig,
@@ -35,15 +37,15 @@ const zRopeParams = z.looseObject({
 const zDtype = z.string().nullish();
 
 const zLlama = z.looseObject({
-  vocab_size: int,
-  hidden_size: int,
-  intermediate_size: int,
-  num_hidden_layers: int,
-  num_attention_heads: int,
-  num_key_value_heads: int.nullish(),
-  head_dim: int.nullish(),
+  vocab_size: cappedInt(L.vocab),
+  hidden_size: cappedInt(L.hidden),
+  intermediate_size: cappedInt(L.ffn),
+  num_hidden_layers: cappedInt(L.layers),
+  num_attention_heads: cappedInt(L.heads),
+  num_key_value_heads: cappedInt(L.kv_heads).nullish(),
+  head_dim: cappedInt(L.head_dim).nullish(),
   hidden_act: z.string().default("silu"),
-  max_position_embeddings: int.default(4096),
+  max_position_embeddings: cappedInt(L.max_positions).default(4096),
   rms_norm_eps: eps.default(1e-6),
   rope_theta: z.number().positive().nullish(),
   rope_scaling: zRopeParams.nullish(),
@@ -56,19 +58,19 @@ const zLlama = z.looseObject({
   use_sliding_window: optBool,
   max_window_layers: z.number().int().nonnegative().nullish(),
   layer_types: z.array(z.string()).nullish(),
-  num_local_experts: int.nullish(),
-  num_experts_per_tok: int.nullish(),
+  num_local_experts: cappedInt(L.experts).nullish(),
+  num_experts_per_tok: cappedInt(L.top_k).nullish(),
   torch_dtype: zDtype,
   dtype: zDtype,
 });
 
 const zGpt2 = z.looseObject({
-  vocab_size: int,
-  n_embd: int,
-  n_layer: int,
-  n_head: int,
-  n_inner: int.nullish(),
-  n_positions: int.default(1024),
+  vocab_size: cappedInt(L.vocab),
+  n_embd: cappedInt(L.hidden),
+  n_layer: cappedInt(L.layers),
+  n_head: cappedInt(L.heads),
+  n_inner: cappedInt(L.ffn).nullish(),
+  n_positions: cappedInt(L.max_positions).default(1024),
   layer_norm_epsilon: eps.default(1e-5),
   activation_function: z.string().default("gelu_new"),
   scale_attn_weights: z.boolean().default(true),
@@ -79,13 +81,13 @@ const zGpt2 = z.looseObject({
 });
 
 const zOpt = z.looseObject({
-  vocab_size: int,
-  hidden_size: int,
-  num_hidden_layers: int,
-  num_attention_heads: int,
-  ffn_dim: int,
-  max_position_embeddings: int.default(2048),
-  word_embed_proj_dim: int.nullish(),
+  vocab_size: cappedInt(L.vocab),
+  hidden_size: cappedInt(L.hidden),
+  num_hidden_layers: cappedInt(L.layers),
+  num_attention_heads: cappedInt(L.heads),
+  ffn_dim: cappedInt(L.ffn),
+  max_position_embeddings: cappedInt(L.max_positions).default(2048),
+  word_embed_proj_dim: cappedInt(L.embed_dim).nullish(),
   do_layer_norm_before: z.boolean().default(true),
   _remove_final_layer_norm: z.boolean().default(false),
   activation_function: z.string().default("relu"),

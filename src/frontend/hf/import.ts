@@ -4,7 +4,7 @@
  * tensor of the checkpoint, checking that none is missing, none is left over and all shapes agree.
  */
 import { parseJson, readTextFile } from "../../guards.js";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../../errors.js";
 import type { DType } from "../../ir/dtype.js";
@@ -73,6 +73,10 @@ class Checkpoint {
   }
   dtype(name: string): DType {
     return this.where.get(name)!.entries.get(name)!.dtype;
+  }
+  /** The dtype string of the file ("F32", "I32", ...). */
+  fileDtype(name: string): string {
+    return this.where.get(name)!.entries.get(name)!.fileDtype;
   }
   file(name: string): string {
     return this.where.get(name)!.path;
@@ -204,6 +208,9 @@ function zeroCAttnBias(
   return { uses: [], shape, load: () => ({ dtype: "f32", shape, data: new Float32Array(shapeSize(shape)) }) };
 }
 
+/** Our dtypes of the checkpoint tensors a model's weights may be read from (F64 is listed as f32). */
+const FLOAT_DTYPES: ReadonlySet<DType> = new Set(["f32", "f16", "bf16"]);
+
 function bind(
   ck: Checkpoint,
   dir: string,
@@ -229,7 +236,13 @@ function bind(
       throw new UserError(
         `${ck.file(r.uses[0]!)}: tensor "${r.uses.length === 1 ? r.uses[0] : c.name}" has shape ${shapeToString(r.shape)} but ${what} implies ${shapeToString(c.type.shape)}`,
       );
-    r.uses.forEach((u) => used.add(u));
+    for (const u of r.uses) {
+      if (!FLOAT_DTYPES.has(ck.dtype(u)))
+        throw new UserError(
+          `${ck.file(u)}: tensor "${u}" has dtype ${ck.fileDtype(u)}, but ${what} needs floating-point weights (F32, F16, BF16 or F64)`,
+        );
+      used.add(u);
+    }
     weights.define(c.name, () => r.load());
   }
   if (zeroed.length > 0)
@@ -247,6 +260,8 @@ function bind(
 /** Reads and validates `<dir>/config.json`. */
 export function readHfConfig(dir: string): ModelConfig {
   const cfgPath = join(dir, "config.json");
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new UserError(`${dir}: not a folder (expected a HuggingFace model folder with config.json)`);
   let text: string;
   try {
     text = readFileSync(cfgPath, "utf8");
