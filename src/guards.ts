@@ -16,6 +16,12 @@ import { UserError } from "./errors.js";
 export const MAX_NESTING_DEPTH = 256;
 
 /**
+ * Terms of a symbolic dimension, and symbols in one term: real dims have a handful (`B*S`, `P+S`);
+ * multiplying sums read from a file, such as `(a+b+c+d)*(a+b+c+d)*...`, grows them combinatorially.
+ */
+export const MAX_DIM_TERMS = 64;
+
+/**
  * Iterations of one `for` loop of a custom model graph (description files): a loop over the layers of
  * the deepest published decoders runs about 100 times. A bound written as 4294967296 is an error,
  * not hours of graph building.

@@ -3,7 +3,7 @@
  * types come from the text (nothing is re-inferred; run the verifier for that). Errors are
  * `SourceError`s pointing at the offending token. `// comments` run to the end of the line.
  */
-import { SourceError, type Loc } from "../errors.js";
+import { SourceError, UserError, type Loc } from "../errors.js";
 import { DepthGuard } from "../guards.js";
 import { dimAdd, dimMul, dimNeg, dimSub, sym, SYMBOL_RE, type Dim } from "./dim.js";
 import { isDType } from "./dtype.js";
@@ -445,7 +445,13 @@ class Parser {
     const t = this.peek();
     if (!(t.kind === "number" || t.kind === "ident" || this.isPunct("-") || this.isPunct("(")))
       this.expected(what);
-    return this.dimExpr();
+    try {
+      return this.dimExpr();
+    } catch (e) {
+      // Dimension arithmetic refuses dims too large to be real (MAX_DIM_TERMS): say where.
+      if (e instanceof UserError && !(e instanceof SourceError)) this.fail(t, e.message);
+      throw e;
+    }
   }
 
   private dimExpr(): Dim {
