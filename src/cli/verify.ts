@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { UserError } from "../errors.js";
 import { readTextFile } from "../fsutil.js";
+import { parseJson } from "../guards.js";
 import { greedyNext, tokenTensor } from "../exec/interpreter.js";
 import { importHf } from "../frontend/hf/import.js";
 import { zodMessage } from "../ir/attrs.js";
@@ -68,13 +69,7 @@ function margin(row: readonly number[]): number {
 }
 
 export function readReference(path: string): Reference {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readTextFile(path, "reference logits (JSON)"));
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = parseJson(readTextFile(path, "reference logits (JSON)"), path);
   const r = zReference.safeParse(raw);
   if (!r.success) throw new UserError(`${path}: ${zodMessage(r.error, "field")}`);
   return r.data;

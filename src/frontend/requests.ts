@@ -3,6 +3,7 @@
  * seconds from the start, prompt and output lengths in tokens) or a JSON array of such objects; or
  * a generated trace: Poisson arrivals at a rate, lengths uniform in ranges, from a seed.
  */
+import { parseJson } from "../guards.js";
 import { z } from "zod";
 import { UserError } from "../errors.js";
 import { readTextFile } from "../fsutil.js";
@@ -52,12 +53,7 @@ export function readRequests(file: string): Request[] {
   const text = readTextFile(file, "a request trace (CSV or JSON)");
   let out: Request[];
   if (text.trimStart().startsWith("[")) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (e) {
-      throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-    }
+    const raw = parseJson(text, file);
     const r = z.array(zRequest).safeParse(raw);
     if (!r.success) {
       const issue = r.error.issues[0]!;

@@ -1,10 +1,18 @@
 /** zod schemas for op attributes, and attribute helpers. */
 import { z } from "zod";
-import { dimEval, type Dim, type DimEnv, type SymDim } from "./dim.js";
+import { dimEval, SYMBOL_RE, type Dim, type DimEnv, type SymDim } from "./dim.js";
 import type { Attr, Attrs } from "./module.js";
 
-const zTerm = z.object({ coef: z.number().int(), syms: z.array(z.string()) });
-export const zSymDim = z.object({ terms: z.array(zTerm).min(1) });
+// Dims read from files: non-zero safe-integer coefficients (zod 4's int() is limited to safe integers)
+// over symbol names, at least one term.
+const zTerm = z.strictObject({
+  coef: z
+    .number()
+    .int()
+    .refine((c) => c !== 0, "a zero coefficient"),
+  syms: z.array(z.string().regex(SYMBOL_RE, "expected a symbol name")),
+});
+export const zSymDim = z.strictObject({ terms: z.array(zTerm).min(1) });
 export const zDim = z.union([z.number().int(), zSymDim]) as unknown as z.ZodType<Dim>;
 export const zDims = z.array(zDim);
 

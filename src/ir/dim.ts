@@ -5,6 +5,9 @@
  * of two dims is equality of their data.
  */
 
+import { UserError } from "../errors.js";
+import { MAX_DIM_TERMS } from "../guards.js";
+
 export interface Term {
   /** Non-zero integer coefficient. */
   readonly coef: number;
@@ -40,6 +43,11 @@ function fromTerms(terms: Iterable<Term>): Dim {
     acc.set(k, { coef: (prev?.coef ?? 0) + t.coef, syms: t.syms });
   }
   const out = [...acc.values()].filter((t) => t.coef !== 0).sort(cmpTerms);
+  // Dims come from files (IR text, descriptions, programs): products of sums grow combinatorially.
+  if (out.length > MAX_DIM_TERMS || out.some((t) => t.syms.length > MAX_DIM_TERMS))
+    throw new UserError(
+      `dimension ${out.length > MAX_DIM_TERMS ? `with ${out.length} terms` : "of too high a degree"}: at most ${MAX_DIM_TERMS} terms of degree ${MAX_DIM_TERMS} (MAX_DIM_TERMS)`,
+    );
   if (out.length === 0) return 0;
   if (out.length === 1 && out[0]!.syms.length === 0) return out[0]!.coef + 0;
   return { terms: out };

@@ -3,7 +3,8 @@
  * types come from the text (nothing is re-inferred; run the verifier for that). Errors are
  * `SourceError`s pointing at the offending token. `// comments` run to the end of the line.
  */
-import { SourceError, type Loc } from "../errors.js";
+import { SourceError, UserError, type Loc } from "../errors.js";
+import { DepthGuard } from "../guards.js";
 import { dimAdd, dimMul, dimNeg, dimSub, sym, SYMBOL_RE, type Dim } from "./dim.js";
 import { isDType } from "./dtype.js";
 import type { Attr, Attrs, ConstDecl, Func, Module, Op, StateDecl, Value } from "./module.js";
@@ -158,6 +159,8 @@ class Parser {
   private readonly ahead: Token[] = [];
   /** One SymDim object per symbol name: dims are immutable data, so sharing them is safe (and lean). */
   private readonly syms = new Map<string, Dim>();
+  /** Attribute lists and dimension expressions nest at most MAX_NESTING_DEPTH deep. */
+  private readonly depth = new DepthGuard((m) => this.fail(this.peek(), m));
 
   constructor(
     private readonly lexer: Lexer,
@@ -416,11 +419,13 @@ class Parser {
     if (this.isWord("true") || this.isWord("false")) return this.next().text === "true";
     if (this.eat("[")) {
       const xs: Attr[] = [];
+      this.depth.enter("attribute lists");
       if (!this.isPunct("]")) {
         do xs.push(this.value());
         while (this.eat(","));
         if (!this.isPunct("]")) this.expected("',' or ']' in the list");
       }
+      this.depth.leave();
       this.next();
       return xs;
     }
@@ -440,7 +445,13 @@ class Parser {
     const t = this.peek();
     if (!(t.kind === "number" || t.kind === "ident" || this.isPunct("-") || this.isPunct("(")))
       this.expected(what);
-    return this.dimExpr();
+    try {
+      return this.dimExpr();
+    } catch (e) {
+      // Dimension arithmetic refuses dims too large to be real (MAX_DIM_TERMS): say where.
+      if (e instanceof UserError && !(e instanceof SourceError)) this.fail(t, e.message);
+      throw e;
+    }
   }
 
   private dimExpr(): Dim {
@@ -473,9 +484,9 @@ class Parser {
       }
       return d;
     }
-    if (this.isPunct("-", t)) return dimNeg(this.dimAtom());
+    if (this.isPunct("-", t)) return this.depth.nest("dimension expressions", () => dimNeg(this.dimAtom()));
     if (this.isPunct("(", t)) {
-      const v = this.dimExpr();
+      const v = this.depth.nest("dimension expressions", () => this.dimExpr());
       this.expect(")", "to close the parenthesis in the dimension");
       return v;
     }

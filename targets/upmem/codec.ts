@@ -16,6 +16,7 @@
  * (sorted keys, fixed blob order), so encode(decode(encode(p))) is byte-identical to encode(p).
  * encodeProgram does not validate; decodeProgram checks the layout and then validates the program.
  */
+import { jsonDepth, jsonSyntaxMessage, MAX_NESTING_DEPTH } from "../../src/guards.js";
 import { ProgramError } from "./errors.js";
 import type { Program } from "./program.js";
 import { fmtPath, validateProgram } from "./validate.js";
@@ -123,8 +124,10 @@ export function decodeProgram(bytes: Uint8Array, file: string): Program {
   try {
     m = JSON.parse(text);
   } catch (e) {
-    fail(`the manifest is not JSON (${(e as Error).message})`);
+    fail(`the manifest is not JSON (${jsonSyntaxMessage(e, text)})`);
   }
+  if (jsonDepth(m) > MAX_NESTING_DEPTH)
+    fail(`the manifest nests deeper than ${MAX_NESTING_DEPTH} levels (MAX_NESTING_DEPTH)`);
   if (!isObject(m)) return fail(`the manifest is not a JSON object`);
 
   // The blob references, in the order encodeProgram lays them out.

@@ -11,7 +11,7 @@ import { UserError } from "../../src/errors.js";
 import { concretizeAttrs } from "../../src/ir/attrs.js";
 import { evalOp } from "../../src/exec/interpreter.js";
 import type { DimEnv } from "../../src/ir/dim.js";
-import { getOp } from "../../src/ir/registry.js";
+import { checkOp, getOp } from "../../src/ir/registry.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import { zeros } from "../../src/ir/tensor.js";
 import { tensor as ttype, type TensorType } from "../../src/ir/types.js";
@@ -504,7 +504,11 @@ export class UpmemMachine {
     if (!def) throw new ProgramError(`host op: unknown opcode "${c.opcode}"`);
     const ins = c.inputs.map((n) => this.typeOf(n, env, vals));
     const attrs = concretizeAttrs(c.attrs, env);
-    const outs = def.infer(ins, attrs as never);
+    // The op's own checks (arity, attributes, shapes) on what the program file says.
+    const checked = checkOp(def, ins, attrs);
+    if (!checked.ok)
+      throw new ProgramError(`host op ${c.opcode} (${c.outputs.join(", ")}): ${checked.message}`);
+    const outs = checked.types;
     const cost = def.cost(ins, outs, attrs as never, env);
     const w = hostWork(c.opcode, attrs as Readonly<Record<string, unknown>>, ins, cost);
     const seconds = hostTime(this.program.system, w.flops, w.bytes, w.opcode, w.dtype);

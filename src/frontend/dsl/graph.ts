@@ -3,6 +3,7 @@
  * (prefill, decode), tensor expressions emit IR ops through the FuncBuilder, numbers and dimensions
  * are computed on the spot.
  */
+import { MAX_GRAPH_STEPS, MAX_LOOP_TRIPS } from "../../guards.js";
 import { didYouMean, SourceError, type Loc } from "../../errors.js";
 import type { Val } from "../../ir/builder.js";
 import {
@@ -110,6 +111,8 @@ class Evaluator {
   private readonly loops: number[] = [];
   /** Loop iterations run so far (capped: the graph is unrolled). */
   private iterations = 0;
+  /** Statements run so far (loop bodies once per iteration). */
+  private steps = 0;
 
   constructor(
     private readonly ctx: DecoderCtx,
@@ -147,6 +150,11 @@ class Evaluator {
   }
 
   private stmt(s: Stmt): void {
+    if (++this.steps > MAX_GRAPH_STEPS)
+      throw new SourceError(
+        s.loc,
+        `the graph runs more than ${MAX_GRAPH_STEPS} statements (MAX_GRAPH_STEPS; check the bounds of its for loops)`,
+      );
     switch (s.kind) {
       case "assign": {
         const hint = s.targets[0]!.name + this.loops.map((i) => `.${i}`).join("");
@@ -165,6 +173,11 @@ class Evaluator {
       case "for": {
         const lo = this.int(this.expr(s.lo), s.lo.loc, "the loop's start");
         const hi = this.int(this.expr(s.hi), s.hi.loc, "the loop's end");
+        if (hi - lo > MAX_LOOP_TRIPS)
+          throw new SourceError(
+            s.loc,
+            `the loop ${lo}..${hi} runs ${hi - lo} times, more than ${MAX_LOOP_TRIPS} (MAX_LOOP_TRIPS)`,
+          );
         this.iterations += Math.max(0, hi - lo);
         if (this.iterations > GRAPH_LIMITS.iterations)
           throw new SourceError(

@@ -45,7 +45,9 @@ export const NumberLit = createToken({
 });
 export const StringLit = createToken({
   name: "StringLit",
-  pattern: /"(?:[^"\\\n\r]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/,
+  // JSON strings: no raw control characters (NUL, tab, newline, ...); they are written as escapes.
+  // eslint-disable-next-line no-control-regex
+  pattern: /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/,
   label: "a string",
 });
 
@@ -108,6 +110,8 @@ function lexMessage(text: string, offset: number): string {
     for (let i = offset + 1; i < text.length && text[i] !== "\n"; i++) {
       if (text[i] === "\\") i++;
       else if (text[i] === '"') return "invalid escape in string";
+      else if (text.charCodeAt(i) < 32)
+        return `control character ${JSON.stringify(text[i])} in string (write it as an escape)`;
     }
     return "unterminated string";
   }

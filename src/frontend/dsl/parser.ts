@@ -5,6 +5,7 @@
 import type { CstNode, IParserErrorMessageProvider, IToken, TokenType } from "chevrotain";
 import { CstParser, EOF } from "./chevrotain.js";
 import { SourceError, type Loc } from "../../errors.js";
+import { MAX_NESTING_DEPTH } from "../../guards.js";
 import * as T from "./lexer.js";
 
 /** What a token looks like in a message. */
@@ -321,6 +322,7 @@ export function parseTokens(
   file: string,
   base?: { line: number; col: number },
 ): CstNode {
+  checkNesting(tokens, file);
   parser ??= new DescParser();
   parser.input = tokens;
   const cst = rule === "file" ? parser.file() : parser.interpolation();
@@ -332,6 +334,28 @@ export function parseTokens(
     throw new SourceError(loc, err.message);
   }
   return cst;
+}
+
+const OPEN = new Set<TokenType>([T.LParen, T.LBracket, T.LCurly]);
+const CLOSE = new Set<TokenType>([T.RParen, T.RBracket, T.RCurly]);
+
+/**
+ * Rejects brackets, braces, parentheses and runs of unary minus nested deeper than MAX_NESTING_DEPTH
+ * before the (recursive) parser sees them.
+ */
+function checkNesting(tokens: readonly IToken[], file: string): void {
+  let depth = 0;
+  let minus = 0;
+  for (const t of tokens) {
+    if (OPEN.has(t.tokenType)) depth++;
+    else if (CLOSE.has(t.tokenType)) depth--;
+    minus = t.tokenType === T.Minus ? minus + 1 : 0;
+    if (depth + minus > MAX_NESTING_DEPTH)
+      throw new SourceError(
+        tokLoc(t, file),
+        `expressions, lists and blocks nested deeper than ${MAX_NESTING_DEPTH} levels (MAX_NESTING_DEPTH)`,
+      );
+  }
 }
 
 export const tokLoc = (t: IToken, file: string): Loc => ({

@@ -14,6 +14,7 @@ import type {
   StrPart,
   ValueNode,
 } from "./ast.js";
+import { MAX_NESTING_DEPTH, oneLine } from "../../guards.js";
 import { tokenize } from "./lexer.js";
 import { parseTokens, tokLoc } from "./parser.js";
 
@@ -55,7 +56,32 @@ export const applyUnit = (value: number, unit: string): number =>
 const isToken = (e: CstElement): e is IToken => "image" in e;
 
 class Walker {
+  /** The depth of each expression built (leaves 0): evaluating an expression recurses this deep. */
+  private readonly depths = new WeakMap<Expr, number>();
+
   constructor(readonly file: string) {}
+
+  /** The value of a string literal (JSON syntax, checked by the lexer). */
+  decode(literal: string, t: IToken): string {
+    try {
+      return JSON.parse(literal) as string;
+    } catch {
+      throw new SourceError(this.loc(t), `invalid string ${oneLine(literal, 40)}`);
+    }
+  }
+
+  /** Records the depth of `e` over its sub-expressions; deeper than MAX_NESTING_DEPTH is an error. */
+  deep<E extends Expr>(e: E, kids: readonly (Expr | string)[]): E {
+    let d = 0;
+    for (const k of kids) if (typeof k !== "string") d = Math.max(d, this.depths.get(k) ?? 0);
+    if (d + 1 > MAX_NESTING_DEPTH)
+      throw new SourceError(
+        e.loc,
+        `expression nested deeper than ${MAX_NESTING_DEPTH} levels (MAX_NESTING_DEPTH; long chains of operators count)`,
+      );
+    this.depths.set(e, d + 1);
+    return e;
+  }
 
   loc(t: IToken): Loc {
     return tokLoc(t, this.file);
@@ -135,7 +161,7 @@ class Walker {
     const num = n.children.numberValue?.[0];
     if (num && !isToken(num)) return this.number(num);
     const str = this.tok(n, "StringLit");
-    if (str) return { kind: "string", value: JSON.parse(str.image) as string, loc: this.loc(str) };
+    if (str) return { kind: "string", value: this.decode(str.image, str), loc: this.loc(str) };
     const id = this.tok(n, "Ident");
     if (id) return { kind: "ident", name: id.image, loc: this.loc(id) };
     const b = this.tok(n, "True") ?? this.tok(n, "False");
@@ -213,20 +239,21 @@ class Walker {
     const ops = this.toks(n, "op");
     let acc = this.expr(operands[0]!);
     ops.forEach((op, i) => {
-      acc = {
-        kind: "binary",
-        op: op.image as BinOp,
-        lhs: acc,
-        rhs: this.expr(operands[i + 1]!),
-        loc: this.loc(op),
-      };
+      const rhs = this.expr(operands[i + 1]!);
+      acc = this.deep({ kind: "binary", op: op.image as BinOp, lhs: acc, rhs, loc: this.loc(op) }, [
+        acc,
+        rhs,
+      ]);
     });
     return acc;
   }
 
   unary(n: CstNode): Expr {
     const minus = this.tok(n, "Minus");
-    if (minus) return { kind: "neg", operand: this.unary(this.node(n, "unary")), loc: this.loc(minus) };
+    if (minus) {
+      const operand = this.unary(this.node(n, "unary"));
+      return this.deep({ kind: "neg", operand, loc: this.loc(minus) }, [operand]);
+    }
     return this.primary(this.node(n, "primary"));
   }
 
@@ -234,7 +261,10 @@ class Walker {
     const num = this.tok(n, "NumberLit");
     if (num) return { kind: "num", value: Number(num.image), loc: this.loc(num) };
     const str = this.tok(n, "StringLit");
-    if (str) return { kind: "str", parts: this.interpolate(str), loc: this.loc(str) };
+    if (str) {
+      const parts = this.interpolate(str);
+      return this.deep({ kind: "str", parts, loc: this.loc(str) }, parts);
+    }
     const b = this.tok(n, "True") ?? this.tok(n, "False");
     if (b) return { kind: "bool", value: b.image === "true", loc: this.loc(b) };
     const id = this.tok(n, "Ident");
@@ -251,11 +281,14 @@ class Walker {
           throw new SourceError(this.loc(name), `argument ${name.image} given twice`);
         else named.push({ name: name.image, value, loc: this.loc(name) });
       }
-      return { kind: "call", callee: id.image, args: pos, named, loc: this.loc(id) };
+      const call: Expr = { kind: "call", callee: id.image, args: pos, named, loc: this.loc(id) };
+      return this.deep(call, [...pos, ...named.map((a) => a.value)]);
     }
     const lb = this.tok(n, "LBracket");
-    if (lb)
-      return { kind: "list", items: this.nodes(n, "expression").map((e) => this.expr(e)), loc: this.loc(lb) };
+    if (lb) {
+      const items = this.nodes(n, "expression").map((e) => this.expr(e));
+      return this.deep({ kind: "list", items, loc: this.loc(lb) }, items);
+    }
     return this.expr(this.node(n, "expression"));
   }
 
@@ -265,7 +298,7 @@ class Walker {
     const parts: StrPart[] = [];
     let text = "";
     const flush = () => {
-      if (text !== "") parts.push(JSON.parse(`"${text}"`) as string);
+      if (text !== "") parts.push(this.decode(`"${text}"`, t));
       text = "";
     };
     for (let i = 1; i < raw.length - 1; i++) {

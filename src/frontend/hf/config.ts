@@ -3,6 +3,7 @@
  * qwen2, mixtral, gpt2 and opt, with transformers 4 (`rope_theta`, `rope_scaling`) and transformers 5
  * (`rope_parameters`) keys. Unrelated keys are ignored; wrong types or values name the field.
  */
+import { parseJson } from "../../guards.js";
 import { z } from "zod";
 import { UserError } from "../../errors.js";
 import { zodMessage } from "../../ir/attrs.js";
@@ -285,12 +286,7 @@ function opt(raw: unknown, file: string): unknown {
 
 /** Parses the text of a config.json; `file` names it in messages. */
 export function parseHfConfig(text: string, file: string): ModelConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const raw = parseJson(text, file);
   if (typeof raw !== "object" || raw === null || Array.isArray(raw))
     throw new UserError(`${file}: expected a JSON object`);
   const mt = (raw as { model_type?: unknown }).model_type;

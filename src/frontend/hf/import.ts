@@ -3,6 +3,8 @@
  * model.safetensors.index.json). Builds the family's decoder module and binds every constant to a
  * tensor of the checkpoint, checking that none is missing, none is left over and all shapes agree.
  */
+import { readTextFile } from "../../fsutil.js";
+import { parseJson } from "../../guards.js";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../../errors.js";
@@ -39,12 +41,9 @@ class Checkpoint {
       const f = SafetensorsFile.open(single);
       for (const name of f.entries.keys()) where.set(name, f);
     } else if (existsSync(index)) {
-      let map: unknown;
-      try {
-        map = (JSON.parse(readFileSync(index, "utf8")) as { weight_map?: unknown }).weight_map;
-      } catch (e) {
-        throw new UserError(`${index}: not valid JSON (${(e as Error).message})`);
-      }
+      const raw = parseJson(readTextFile(index, "a shard index (JSON)"), index);
+      const map =
+        typeof raw === "object" && raw !== null ? (raw as { weight_map?: unknown }).weight_map : undefined;
       if (typeof map !== "object" || map === null)
         throw new UserError(`${index}: field weight_map: expected an object`);
       const shards = new Map<string, SafetensorsFile>();

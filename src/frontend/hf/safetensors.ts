@@ -8,6 +8,7 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { getFloat16 } from "@petamoriken/float16";
 import { z } from "zod";
 import { UserError } from "../../errors.js";
+import { parseJson } from "../../guards.js";
 import { zodMessage } from "../../ir/attrs.js";
 import type { DType } from "../../ir/dtype.js";
 import type { Tensor, TypedData } from "../../ir/tensor.js";
@@ -127,12 +128,13 @@ export class SafetensorsFile {
     if (n > src.size - 8)
       fail(`safetensors header length ${n} exceeds the ${src.size - 8} bytes after the length`);
 
-    let header: unknown;
+    let text = "";
     try {
-      header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(src.at(8, n)));
-    } catch (e) {
-      fail(`safetensors header is not valid UTF-8 JSON (${(e as Error).message.split("\n")[0]})`);
+      text = new TextDecoder("utf-8", { fatal: true }).decode(src.at(8, n));
+    } catch {
+      fail("safetensors header is not valid UTF-8");
     }
+    const header = parseJson(text, `${label}: safetensors header`);
     if (!isObject(header)) fail("safetensors header is not a JSON object");
 
     const dataSize = src.size - 8 - n;
