@@ -88,8 +88,8 @@ describe("model sizes are capped where they enter", () => {
     expectUserError(
       () => buildDsl(custom.replace("layers = 2", "layers = 1e15")),
       "m.pim:",
-      "loop 0..1000000000000000",
-      "more than pimc's limit",
+      "the loop 0..1000000000000000 runs",
+      "(MAX_LOOP_TRIPS)",
     );
   });
 
