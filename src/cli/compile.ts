@@ -143,6 +143,7 @@ export function compileCommand() {
     const t = table(
       ["op", "kind", ...(withDevice ? ["device"] : []), "count", "flops", "bytes", "Op/B"],
       ["left", "left", ...(withDevice ? (["left"] as const) : []), "right", "right", "right", "right"],
+      { drop: ["count", "bytes", "flops"] },
     );
     for (const r of rows)
       t.push([

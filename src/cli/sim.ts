@@ -161,6 +161,7 @@ export function simCommand() {
         const t = table(
           ["kernel", "launches", "DPUs", "time", "instructions/DPU", "DMA bytes/DPU"],
           ["left", "right", "right", "right", "right", "right"],
+          { drop: ["DPUs", "launches", "DMA bytes/DPU"] },
         );
         for (const k of kernelRows(report).slice(0, 12))
           t.push([

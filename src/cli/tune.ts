@@ -103,6 +103,7 @@ export function tuneCommand() {
         ...(ex ? (["left", "right", "right", "right"] as const) : []),
         "right",
       ],
+      { drop: ["select ms", "estimate", "dtype", "timed / space"] },
     );
     for (const r of results)
       t.push([
