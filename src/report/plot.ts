@@ -27,6 +27,7 @@ export interface OpPoint {
   batch: number;
   seconds: number;
   bytes: number;
+  /** Work done, in the unit of the device's roof: flops, or instructions for a roof in instr/s. */
   flops: number;
 }
 
@@ -196,8 +197,22 @@ export function roofLine(roof: Roof, xDomain: readonly [number, number]): { x: n
   return xs.map((x) => ({ x, y: Math.min(roof.flops, roof.bandwidth * x) }));
 }
 
-/** Operational intensity against achieved throughput of each op and kernel, under the devices' roofs. */
+/** The unit of a roof's compute peak ("flop/s" unless it says otherwise). */
+const unitOf = (r: Roof): string => r.unit ?? "flop/s";
+
+/** What one unit of work is called in a rate unit: "flop/s" -> "flop", "instr/s" -> "instr". */
+const workOf = (unit: string): string => unit.replace(/\/s$/, "");
+
+/**
+ * Operational intensity against achieved throughput of each op and kernel, under the devices'
+ * roofs: one unit on each axis (the roofs' unit; a device without a roof counts flops), every point
+ * labelled with its op or kernel (and batch size when there are several).
+ */
 export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[]) {
+  const unit = roofs[0] ? unitOf(roofs[0]) : "flop/s";
+  if (roofs.some((r) => unitOf(r) !== unit))
+    throw new Error(`rooflineSpec: roofs in ${unit} and ${roofs.find((r) => unitOf(r) !== unit)!.unit}`);
+  const work = workOf(unit);
   const pts = points
     .filter((p) => p.flops > 0 && p.bytes > 0 && p.seconds > 0)
     .map((p) => ({
@@ -226,17 +241,24 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
     y: r.flops,
     device: r.device,
     above: r.flops === highest,
-    label: `${r.device}: ${si(r.flops, r.unit ?? "flop/s")}, ${si(r.bandwidth, "B/s")}`,
+    label: `${r.device}: ${si(r.flops, unit)}, ${si(r.bandwidth, "B/s")}`,
   }));
   const devices = [...new Set([...roofs.map((r) => r.device), ...pts.map((p) => p.device)])];
-  const x = logAxis("x", "operational intensity (flop/byte)", xDomain);
-  const y = logAxis("y", "achieved throughput (flop/s)", yDomain);
+  const x = logAxis("x", `operational intensity (${work}/byte)`, xDomain);
+  const y = logAxis("y", `achieved throughput (${unit})`, yDomain);
   const color = { field: "device", type: "nominal" as const, title: "device", scale: { domain: devices } };
   const batches = [...new Set(pts.map((p) => p.batch))];
+  // Kernels by their name alone ("gemm1", not its tiling in parentheses).
+  const short = (n: string): string => n.replace(/ \(.*\)$/, "");
+  const named = pts.map((p) => ({
+    ...p,
+    label: batches.length > 1 ? `${short(p.name)} (b${p.batch})` : short(p.name),
+  }));
+  const point = { x: { ...x, field: "intensity" }, y: { ...y, field: "throughput" } };
   return {
     title: {
-      text: "Roofline of the ops and kernels",
-      subtitle: "one point per op or kernel and batch size; lines: device roofs",
+      text: `Roofline of the ops and kernels (${unit})`,
+      subtitle: `one point per op or kernel${batches.length > 1 ? " and batch size (bN)" : ""}; dashed lines: device roofs`,
     },
     width: 380,
     height: 280,
@@ -252,27 +274,48 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
         encoding: { x, y, color, text: { field: "label" } },
       })),
       {
-        data: { values: pts },
+        data: { values: named },
         mark: { type: "point" as const, filled: true, size: 50, opacity: 0.8 },
         encoding: {
-          x: { ...x, field: "intensity" },
-          y: { ...y, field: "throughput" },
+          ...point,
           color,
           shape: { field: "batch", type: "nominal" as const, title: "batch size", sort: batches },
         },
+      },
+      {
+        data: { values: named },
+        mark: { type: "text" as const, align: "left" as const, dx: 6, dy: -6, fontSize: 9, color: "#333" },
+        encoding: { ...point, text: { field: "label" } },
       },
     ],
   };
 }
 
-/** The breakdown above the roofline. */
+/**
+ * One roofline panel per unit of the roofs (flop/s, instr/s, ...): each point on the panel of its
+ * device's roof (a device without a roof: the flop/s panel).
+ */
+export function rooflineSpecs(points: readonly OpPoint[], roofs: readonly Roof[]) {
+  const units = [...new Set(roofs.map(unitOf))];
+  if (units.length === 0) return [rooflineSpec(points, [])];
+  const unitOfDevice = new Map(roofs.map((r) => [r.device, unitOf(r)]));
+  const fallback = units.includes("flop/s") ? "flop/s" : units[0]!;
+  return units.map((u) =>
+    rooflineSpec(
+      points.filter((p) => (unitOfDevice.get(p.device) ?? fallback) === u),
+      roofs.filter((r) => unitOf(r) === u),
+    ),
+  );
+}
+
+/** The breakdown above the rooflines (one per unit). */
 export function benchSpec(d: BenchPlot): TopLevelSpec {
   return {
     $schema: SCHEMA,
     title: { text: d.title, ...(d.subtitle !== undefined ? { subtitle: d.subtitle } : {}), anchor: "start" },
     background: "white",
     padding: 12,
-    vconcat: [breakdownSpec(d.steps), rooflineSpec(d.points, d.roofs)],
+    vconcat: [breakdownSpec(d.steps), ...rooflineSpecs(d.points, d.roofs)],
     spacing: 40,
     resolve: { scale: { color: "independent", shape: "independent" } },
   } as TopLevelSpec;
@@ -313,6 +356,20 @@ export function ablationSpec(rows: readonly AblationBar[], title: string, subtit
       },
     ],
   } as TopLevelSpec;
+}
+
+/**
+ * An SVG as PNG (white background, twice the SVG's size) with resvg, text in the system's fonts
+ * (sans-serif: DejaVu Sans or Liberation Sans where installed).
+ */
+export async function renderPng(svg: string): Promise<Uint8Array> {
+  const { Resvg } = await import("@resvg/resvg-js");
+  const png = new Resvg(svg, {
+    background: "white",
+    fitTo: { mode: "zoom", value: 2 },
+    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans", sansSerifFamily: "DejaVu Sans" },
+  }).render();
+  return png.asPng();
 }
 
 /** Renders a vega-lite spec to SVG with vega's headless renderer. */
