@@ -11,6 +11,7 @@ import { metrics, simulate, type Request, type StepTiming } from "../exec/serve.
 import { parseRange, poissonRequests, readRequests } from "../frontend/requests.js";
 import { defaultWorkload, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
+import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { loadForCli } from "./io.js";
@@ -26,6 +27,7 @@ export async function stepTiming(
   model: LoadedModel,
   flags: PipelineFlags,
   trace: readonly Request[],
+  bar?: Progress,
 ): Promise<StepTiming> {
   const mean = (f: (r: Request) => number) => Math.round(trace.reduce((s, r) => s + f(r), 0) / trace.length);
   const base = defaultWorkload("decode");
@@ -33,10 +35,13 @@ export async function stepTiming(
     prefill: { ...base, phase: "prefill", batch: 1, prompt: mean((r) => r.prompt) } as Workload,
     decode: { ...base, phase: "decode", batch: 1, context: mean((r) => r.prompt + r.output / 2) } as Workload,
   };
-  const compiled = {
-    prefill: await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2),
-    decode: await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2),
-  };
+  bar?.label("compiling prefill");
+  const prefill = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2);
+  bar?.tick();
+  bar?.label("compiling decode");
+  const decode = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2);
+  bar?.tick();
+  const compiled = { prefill, decode };
   const target = compiled.decode.target;
   if (!target.timeCall)
     throw new UserError(
@@ -108,8 +113,21 @@ export function serveCommand() {
         })
       : readRequests(opts.requests!);
     const model = loadForCli(path, opts.model);
-    const timing = await stepTiming(model, opts, trace);
-    const result = simulate(trace, timing, { batching: opts.batching, maxBatch: opts.maxBatch });
+    // Two compiles, then one step per request served.
+    const bar = progress();
+    let result;
+    try {
+      bar.start(2 + trace.length);
+      const timing = await stepTiming(model, opts, trace, bar);
+      bar.label(`serving ${int(trace.length)} requests (${opts.batching} batching)`);
+      result = simulate(trace, timing, {
+        batching: opts.batching,
+        maxBatch: opts.maxBatch,
+        onFinish: () => bar.tick(),
+      });
+    } finally {
+      bar.stop();
+    }
     const m = metrics(trace, result);
     if (opts.json) {
       process.stdout.write(

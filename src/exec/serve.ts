@@ -32,6 +32,8 @@ export interface StepTiming {
 export interface ServeOptions {
   readonly batching: "static" | "continuous";
   readonly maxBatch: number;
+  /** Called as each request finishes, with the number finished (for a progress bar). */
+  readonly onFinish?: (done: number) => void;
 }
 
 export interface RequestResult {
@@ -80,7 +82,9 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
   let decodeSteps = 0;
   let batchSum = 0;
   const finish = (x: Live) =>
-    results.push({ id: x.id, arrival: x.r.arrival, firstToken: x.firstToken, finish: x.last, tbt: x.tbt });
+    opts.onFinish?.(
+      results.push({ id: x.id, arrival: x.r.arrival, firstToken: x.firstToken, finish: x.last, tbt: x.tbt }),
+    );
   const prefill = (joining: Live[]) => {
     t += timing.prefill(joining.length, Math.max(...joining.map((x) => x.r.prompt)));
     prefillSteps++;
