@@ -6,6 +6,7 @@ import { benchRoofs, type BenchRow } from "../src/cli/bench.js";
 import {
   ablationSpec,
   benchSpec,
+  placeLabels,
   renderSvg,
   roofLine,
   rooflineSpec,
@@ -119,12 +120,43 @@ describe("plot specs", () => {
     ]);
     expect(
       check(instr, [DPUS], "instr/s", [
-        ["gemm0 (gemm.f32 MixedGEMM 1x2x4)", "64 DPUs", 1, 2, 4e6 / 1e-3],
-        ["gemm0 (gemm.f32 MixedGEMM 1x2x4)", "64 DPUs", 4, 6.4, 1.6e7 / 1.2e-3],
+        // Kernels by their name, without their tiling.
+        ["gemm0", "64 DPUs", 1, 2, 4e6 / 1e-3],
+        ["gemm0", "64 DPUs", 4, 6.4, 1.6e7 / 1.2e-3],
       ]),
     ).toEqual(["64 DPUs: 28.8 Ginstr/s, 57.6 GB/s", "gemm0 (b1)", "gemm0 (b4)"]);
     // Roofs in two units on one panel would put two units on an axis.
     expect(() => rooflineSpec(data.points, data.roofs)).toThrow(/flop\/s and instr\/s/);
+  });
+
+  test("labels: close points share one, a label moves to a free side inside the plot", () => {
+    const at = (name: string, batch: number, intensity: number, throughput: number) => ({
+      name,
+      batch,
+      intensity,
+      throughput,
+    });
+    // 95 pixels per decade across, 140 up.
+    const placed = placeLabels(
+      [
+        at("gemm7", 4, 3.1, 2.25e10),
+        at("gemm1", 1, 3, 2.2e10),
+        at("gemm1", 4, 3.03, 2.21e10),
+        at("gemm3", 1, 3.1 * 10 ** (20 / 95), 2.25e10 / 10 ** (8 / 140)), // 20 px right, 8 px down
+        at("logits", 1, 900, 1e10), // 4 px from the right edge
+      ],
+      [0.1, 1000],
+      [1e9, 1e11],
+      true,
+    );
+    expect(placed.map((p) => [p.label, p.side])).toEqual([
+      // "gemm7 (b4), gemm1 (b1, b4)" would take more than a third of the plot's width.
+      ["gemm7, gemm1 (b1, b4)", "ne"],
+      ["", "ne"],
+      ["", "ne"],
+      ["gemm3 (b1)", "se"], // north-east would overlap the first label
+      ["logits (b1)", "nw"], // east would leave the plot
+    ]);
   });
 
   test("a roof whose ridge is outside the axis is a single segment", () => {
@@ -224,8 +256,8 @@ describe("rendering", () => {
     for (const label of [
       "tiny on upmem (64 DPUs at 450 MHz)",
       "Where the time goes per step",
-      "Roofline of the ops and kernels (flop/s)",
-      "Roofline of the ops and kernels (instr/s)",
+      "Roofline of host (flop/s)",
+      "Roofline of 64 DPUs (instr/s)",
       "operational intensity (instr/byte)",
       "achieved throughput (instr/s)",
       "gemm0 (b4)",

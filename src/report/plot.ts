@@ -197,6 +197,89 @@ export function roofLine(roof: Roof, xDomain: readonly [number, number]): { x: n
   return xs.map((x) => ({ x, y: Math.min(roof.flops, roof.bandwidth * x) }));
 }
 
+/** Size of a roofline panel, pixels. */
+const ROOF_W = 380;
+const ROOF_H = 280;
+
+/** A label's extent in pixels from the plot's bottom left. */
+export interface Box {
+  readonly x0: number;
+  readonly x1: number;
+  readonly y0: number;
+  readonly y1: number;
+}
+
+/** Where a point's label sits: north-east (right, above), south-east, north-west, south-west. */
+export type LabelSide = "ne" | "se" | "nw" | "sw";
+const SIDES: readonly LabelSide[] = ["ne", "se", "nw", "sw"];
+/** Approximate pixels per character of a 9-pixel label. */
+const CHAR_W = 5.5;
+
+/**
+ * The labels of a roofline's points: points closer than a label's height share one label (their
+ * names, each with its batch sizes when `withBatch`: "gemm1 (b1, b4), gemm7 (b1)") on the highest of
+ * them; each label goes to the first side of its point where it overlaps no label placed before and
+ * stays inside the plot (highest throughput first). The other points get an empty label.
+ */
+export function placeLabels<P extends { intensity: number; throughput: number; name: string; batch: number }>(
+  pts: readonly P[],
+  xDomain: readonly [number, number],
+  yDomain: readonly [number, number],
+  withBatch: boolean,
+  /** Boxes already taken (the roofs' labels), in pixels from the bottom left. */
+  taken: readonly Box[] = [],
+): (P & { label: string; side: LabelSide })[] {
+  const px = (v: number, [lo, hi]: readonly [number, number], size: number): number =>
+    (size * Math.log10(v / lo)) / Math.log10(hi / lo);
+  const out = pts.map((p) => ({ ...p, label: "", side: "ne" as LabelSide }));
+  const groups: { x: number; y: number; members: typeof out }[] = [];
+  for (const p of [...out].sort((a, b) => b.throughput - a.throughput)) {
+    const x = px(p.intensity, xDomain, ROOF_W);
+    const y = px(p.throughput, yDomain, ROOF_H);
+    const g = groups.find((q) => Math.abs(q.x - x) < 12 && Math.abs(q.y - y) < 10);
+    if (g) g.members.push(p);
+    else groups.push({ x, y, members: [p] });
+  }
+  const boxes: Box[] = [...taken];
+  const batchList = (ms: readonly P[]): string =>
+    [...new Set(ms.map((m) => m.batch))]
+      .sort((a, b) => a - b)
+      .map((b) => `b${b}`)
+      .join(", ");
+  for (const { x, y, members } of groups) {
+    const names = [...new Set(members.map((m) => m.name))];
+    let label = names
+      .map((n) => (withBatch ? `${n} (${batchList(members.filter((m) => m.name === n))})` : n))
+      .join(", ");
+    // Too long for a third of the plot: the names, then every batch size of the group once.
+    if (withBatch && label.length * CHAR_W > ROOF_W / 3)
+      label = `${names.join(", ")} (${batchList(members)})`;
+    const w = label.length * CHAR_W;
+    const box = (side: LabelSide) => {
+      const east = side.endsWith("e");
+      const north = side.startsWith("n");
+      return {
+        x0: east ? x + 6 : x - 6 - w,
+        x1: east ? x + 6 + w : x - 6,
+        y0: north ? y + 3 : y - 13,
+        y1: north ? y + 13 : y - 3,
+      };
+    };
+    const inside = (b: Box) => b.x0 >= 0 && b.x1 <= ROOF_W;
+    const overlaps = (b: Box) =>
+      boxes.filter((o) => b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1).length;
+    // A free side inside the plot; else the side inside it with the fewest overlaps; else east.
+    const side =
+      SIDES.find((s) => inside(box(s)) && overlaps(box(s)) === 0) ??
+      SIDES.filter((s) => inside(box(s))).sort((a, b) => overlaps(box(a)) - overlaps(box(b)))[0] ??
+      "ne";
+    boxes.push(box(side));
+    members[0]!.label = label;
+    members[0]!.side = side;
+  }
+  return out;
+}
+
 /** The unit of a roof's compute peak ("flop/s" unless it says otherwise). */
 const unitOf = (r: Roof): string => r.unit ?? "flop/s";
 
@@ -250,18 +333,31 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
   const batches = [...new Set(pts.map((p) => p.batch))];
   // Kernels by their name alone ("gemm1", not its tiling in parentheses).
   const short = (n: string): string => n.replace(/ \(.*\)$/, "");
-  const named = pts.map((p) => ({
-    ...p,
-    label: batches.length > 1 ? `${short(p.name)} (b${p.batch})` : short(p.name),
+  // The roofs' labels (10-pixel text, right-aligned at the right edge) are taken first.
+  const yPx = (v: number): number =>
+    (ROOF_H * Math.log10(v / yDomain[0])) / Math.log10(yDomain[1] / yDomain[0]);
+  const roofBoxes = labels.map((l) => ({
+    x0: ROOF_W - l.label.length * 6,
+    x1: ROOF_W,
+    y0: yPx(l.y) + (l.above ? 2 : -14),
+    y1: yPx(l.y) + (l.above ? 14 : -2),
   }));
+  const labelled = placeLabels(
+    pts.map((p) => ({ ...p, name: short(p.name) })),
+    xDomain,
+    yDomain,
+    batches.length > 1,
+    roofBoxes,
+  );
   const point = { x: { ...x, field: "intensity" }, y: { ...y, field: "throughput" } };
+  const roofNames = roofs.map((r) => r.device).join(" and ");
   return {
     title: {
-      text: `Roofline of the ops and kernels (${unit})`,
+      text: `Roofline${roofNames === "" ? "" : ` of ${roofNames}`} (${unit})`,
       subtitle: `one point per op or kernel${batches.length > 1 ? " and batch size (bN)" : ""}; dashed lines: device roofs`,
     },
-    width: 380,
-    height: 280,
+    width: ROOF_W,
+    height: ROOF_H,
     layer: [
       {
         data: { values: lines },
@@ -274,7 +370,7 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
         encoding: { x, y, color, text: { field: "label" } },
       })),
       {
-        data: { values: named },
+        data: { values: labelled },
         mark: { type: "point" as const, filled: true, size: 50, opacity: 0.8 },
         encoding: {
           ...point,
@@ -282,11 +378,18 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
           shape: { field: "batch", type: "nominal" as const, title: "batch size", sort: batches },
         },
       },
-      {
-        data: { values: named },
-        mark: { type: "text" as const, align: "left" as const, dx: 6, dy: -6, fontSize: 9, color: "#333" },
+      ...SIDES.map((side) => ({
+        data: { values: labelled.filter((p) => p.label !== "" && p.side === side) },
+        mark: {
+          type: "text" as const,
+          align: side.endsWith("e") ? ("left" as const) : ("right" as const),
+          dx: side.endsWith("e") ? 6 : -6,
+          dy: side.startsWith("n") ? -8 : 8,
+          fontSize: 9,
+          color: "#333",
+        },
         encoding: { ...point, text: { field: "label" } },
-      },
+      })),
     ],
   };
 }
