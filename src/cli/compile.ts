@@ -3,6 +3,7 @@
  * table of flops, bytes and arithmetic intensity (Op/B) under a workload. Later issues add the pass
  * pipeline and a target's program as output.
  */
+import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
@@ -108,7 +109,16 @@ export function compileCommand() {
     const model = loadForCli(path, opts.model);
     assertValid(model.module);
     const w = resolveWorkload(path, opts);
-    const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
+    // The passes on a progress bar, unless they print the IR on the same terminal.
+    const printing = opts.printBefore.length > 0 || opts.printAfter.length > 0 || opts.printAfterAll;
+    const bar = progress();
+    let compiled;
+    try {
+      compiled = await compileModel(model, printing ? opts : { ...opts, progress: bar }, w, 2);
+    } finally {
+      bar.stop();
+    }
+    const { module, ctx, target, system } = compiled;
     const rows = costRows(module, w);
     // Where the layers run and why (systems with a choice of device).
     const reference = (await referenceSystem(opts)).costModel;
