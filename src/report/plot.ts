@@ -1,6 +1,7 @@
 /**
- * SVG plots of `pimc bench`: plain data in, a vega-lite spec out (pure functions), and the spec
- * rendered headless by vega to an SVG string (no canvas, no native code). Same data, same bytes.
+ * Plots of `pimc bench`: plain data in, a vega-lite spec out (pure functions), and the spec
+ * rendered headless by vega to an SVG string (no canvas, no native code; same data, same bytes),
+ * or that SVG rasterized to PNG by resvg (its text in the system's fonts).
  */
 import { Error as ErrorLevel, logger, parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
@@ -462,15 +463,15 @@ export function ablationSpec(rows: readonly AblationBar[], title: string, subtit
 }
 
 /**
- * An SVG as PNG (white background, twice the SVG's size) with resvg, text in the system's fonts
- * (sans-serif: DejaVu Sans or Liberation Sans where installed).
+ * An SVG as PNG (white background, twice the SVG's size) with resvg, text in the system's fonts.
  */
 export async function renderPng(svg: string): Promise<Uint8Array> {
   const { Resvg } = await import("@resvg/resvg-js");
   const png = new Resvg(svg, {
     background: "white",
     fitTo: { mode: "zoom", value: 2 },
-    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans", sansSerifFamily: "DejaVu Sans" },
+    // sans-serif is Arial where installed; elsewhere (Linux without it) DejaVu Sans, not a serif font.
+    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" },
   }).render();
   return png.asPng();
 }
