@@ -6,9 +6,11 @@ import { benchRoofs, type BenchRow } from "../src/cli/bench.js";
 import {
   ablationSpec,
   benchSpec,
+  placeLabels,
   renderSvg,
   roofLine,
   rooflineSpec,
+  rooflineSpecs,
   seconds,
   type BenchPlot,
   type Roof,
@@ -32,9 +34,23 @@ const data: BenchPlot = {
     { batch: 4, seconds: 3e-3, host: 9e-4, to_pim: 2e-4, from_pim: 3e-4, kernels: 2e-3 },
   ],
   points: [
-    { name: "gemm0", device: "64 DPUs", batch: 1, seconds: 1e-3, bytes: 2e6, flops: 4e6 },
+    {
+      name: "gemm0 (gemm.f32 MixedGEMM 1x2x4)",
+      device: "64 DPUs",
+      batch: 1,
+      seconds: 1e-3,
+      bytes: 2e6,
+      flops: 4e6,
+    },
     { name: "rms_norm", device: "host", batch: 1, seconds: 1e-5, bytes: 4e4, flops: 1e4 },
-    { name: "gemm0", device: "64 DPUs", batch: 4, seconds: 1.2e-3, bytes: 2.5e6, flops: 1.6e7 },
+    {
+      name: "gemm0 (gemm.f32 MixedGEMM 1x2x4)",
+      device: "64 DPUs",
+      batch: 4,
+      seconds: 1.2e-3,
+      bytes: 2.5e6,
+      flops: 1.6e7,
+    },
     // No flops, no bytes or no time: nothing to place on a roofline.
     { name: "transpose", device: "host", batch: 1, seconds: 1e-5, bytes: 4e4, flops: 0 },
     { name: "positions", device: "host", batch: 1, seconds: 1e-6, bytes: 0, flops: 5 },
@@ -69,32 +85,78 @@ describe("plot specs", () => {
     expect(text!.data!.values.map((v) => v.label)).toEqual(["2.00 ms", "3.00 ms"]);
   });
 
-  test("the roofline has one point per op with flops, bytes and time, and each device's roof", () => {
-    const spec = rooflineSpec(data.points, data.roofs);
-    const all = layers(spec);
-    const points = all.find((l) => markType(l) === "point")!.data!.values;
-    expect(points.map((p) => `${p.name}@${p.batch}`)).toEqual(["gemm0@1", "rms_norm@1", "gemm0@4"]);
-    expect(points.map((p) => [p.device, p.intensity, p.throughput])).toEqual([
-      ["64 DPUs", 2, 4e6 / 1e-3],
-      ["host", 0.25, 1e4 / 1e-5],
-      ["64 DPUs", 6.4, 1.6e7 / 1.2e-3],
+  test("one roofline per unit: each point on its device's panel, under its roofs, labelled", () => {
+    const [flops, instr, ...rest] = rooflineSpecs(data.points, data.roofs);
+    expect(rest).toEqual([]);
+    const check = (spec: unknown, roofs: readonly Roof[], unit: string, expected: unknown[][]) => {
+      const all = layers(spec);
+      const points = all.find((l) => markType(l) === "point")!.data!.values;
+      expect(points.map((p) => [p.name, p.device, p.batch, p.intensity, p.throughput])).toEqual(expected);
+      const lines = all.find((l) => markType(l) === "line")!.data!.values as {
+        x: number;
+        y: number;
+        device: string;
+      }[];
+      // Each roof is min(peak, bandwidth x intensity), bending at its ridge point.
+      expect(new Set(lines.map((l) => l.device))).toEqual(new Set(roofs.map((r) => r.device)));
+      for (const r of roofs) {
+        const line = lines.filter((l) => l.device === r.device);
+        expect(line.length).toBe(3);
+        expect(line[1]).toEqual({ x: r.flops / r.bandwidth, y: r.flops, device: r.device });
+        for (const p of line) expect(p.y).toBeCloseTo(Math.min(r.flops, r.bandwidth * p.x), 6);
+      }
+      // One unit per axis: the panel's.
+      const text = JSON.stringify(spec);
+      expect(text).toContain(`"title":"achieved throughput (${unit})"`);
+      expect(text).toContain(`"title":"operational intensity (${unit.replace("/s", "")}/byte)"`);
+      const labels = all
+        .filter((l) => markType(l) === "text")
+        .flatMap((l) => l.data!.values.map((v) => v.label));
+      return labels;
+    };
+    expect(check(flops, [HOST], "flop/s", [["rms_norm", "host", 1, 0.25, 1e4 / 1e-5]])).toEqual([
+      "host: 1.00 Tflop/s, 100 GB/s",
+      "rms_norm", // one batch size on this panel: no (bN)
     ]);
-    const lines = all.find((l) => markType(l) === "line")!.data!.values as {
-      x: number;
-      y: number;
-      device: string;
-    }[];
-    // Each roof is min(peak, bandwidth x intensity), bending at its ridge point.
-    for (const r of data.roofs) {
-      const line = lines.filter((l) => l.device === r.device);
-      expect(line.length).toBe(3);
-      expect(line[1]).toEqual({ x: r.flops / r.bandwidth, y: r.flops, device: r.device });
-      for (const p of line) expect(p.y).toBeCloseTo(Math.min(r.flops, r.bandwidth * p.x), 6);
-    }
-    const labels = all
-      .filter((l) => markType(l) === "text")
-      .flatMap((l) => l.data!.values.map((v) => v.label));
-    expect(labels).toEqual(["host: 1.00 Tflop/s, 100 GB/s", "64 DPUs: 28.8 Ginstr/s, 57.6 GB/s"]);
+    expect(
+      check(instr, [DPUS], "instr/s", [
+        // Kernels by their name, without their tiling.
+        ["gemm0", "64 DPUs", 1, 2, 4e6 / 1e-3],
+        ["gemm0", "64 DPUs", 4, 6.4, 1.6e7 / 1.2e-3],
+      ]),
+    ).toEqual(["64 DPUs: 28.8 Ginstr/s, 57.6 GB/s", "gemm0 (b1)", "gemm0 (b4)"]);
+    // Roofs in two units on one panel would put two units on an axis.
+    expect(() => rooflineSpec(data.points, data.roofs)).toThrow(/flop\/s and instr\/s/);
+  });
+
+  test("labels: close points share one, a label moves to a free side inside the plot", () => {
+    const at = (name: string, batch: number, intensity: number, throughput: number) => ({
+      name,
+      batch,
+      intensity,
+      throughput,
+    });
+    // 95 pixels per decade across, 140 up.
+    const placed = placeLabels(
+      [
+        at("gemm7", 4, 3.1, 2.25e10),
+        at("gemm1", 1, 3, 2.2e10),
+        at("gemm1", 4, 3.03, 2.21e10),
+        at("gemm3", 1, 3.1 * 10 ** (20 / 95), 2.25e10 / 10 ** (8 / 140)), // 20 px right, 8 px down
+        at("logits", 1, 900, 1e10), // 4 px from the right edge
+      ],
+      [0.1, 1000],
+      [1e9, 1e11],
+      true,
+    );
+    expect(placed.map((p) => [p.label, p.side])).toEqual([
+      // "gemm7 (b4), gemm1 (b1, b4)" would take more than a third of the plot's width.
+      ["gemm7, gemm1 (b1, b4)", "ne"],
+      ["", "ne"],
+      ["", "ne"],
+      ["gemm3 (b1)", "se"], // north-east would overlap the first label
+      ["logits (b1)", "nw"], // east would leave the plot
+    ]);
   });
 
   test("a roof whose ridge is outside the axis is a single segment", () => {
@@ -194,7 +256,11 @@ describe("rendering", () => {
     for (const label of [
       "tiny on upmem (64 DPUs at 450 MHz)",
       "Where the time goes per step",
-      "Roofline of the ops and kernels",
+      "Roofline of host (flop/s)",
+      "Roofline of 64 DPUs (instr/s)",
+      "operational intensity (instr/byte)",
+      "achieved throughput (instr/s)",
+      "gemm0 (b4)",
       "host compute",
       "transfers to PIM",
       "transfers from PIM",

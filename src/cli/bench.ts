@@ -20,9 +20,9 @@ import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
 import { WORKLOAD_LIMITS } from "../limits.js";
-import { nonNegativeIntUpTo, positiveInt, positiveIntUpTo } from "./options.js";
+import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo } from "./options.js";
 import { checkFits, chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
-import { breakdown, ms } from "./sim.js";
+import { breakdown, kernelRows, ms } from "./sim.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
@@ -119,6 +119,21 @@ export function benchRoofs(sys: Program["system"]): Plot.Roof[] {
   ];
 }
 
+/**
+ * The DPU kernels of a step for the roofline in instructions: instructions and DMA bytes of every
+ * DPU the kernel ran on, on the roof of the whole device (`benchRoofs`).
+ */
+export function dpuPoints(r: RunReport, sys: Program["system"], batch: number): Plot.OpPoint[] {
+  return kernelRows(r).map((k) => ({
+    name: k.kernel,
+    device: `${sys.dpus} DPUs`,
+    batch,
+    seconds: k.seconds,
+    bytes: k.dma_bytes * k.dpus,
+    flops: k.instructions * k.dpus,
+  }));
+}
+
 /** "llama2_7b on upmem (2048 DPUs at 350 MHz)" */
 const machineLine = (p: Program): string =>
   `${p.model} on upmem (${p.system.dpus} DPUs at ${p.system.frequency / 1e6} MHz)`;
@@ -127,10 +142,11 @@ const machineLine = (p: Program): string =>
 const phaseLine = (w: Workload): string =>
   `${w.phase}, ${w.phase === "prefill" ? `prompt ${w.prompt}` : `context ${w.context}, ${w.speculation} token(s) per step`}`;
 
-/** Renders a plot spec (built once the plot module is loaded) to an SVG file. */
+/** Renders a plot spec (built once the plot module is loaded) to FILE, SVG or PNG by its extension. */
 async function writePlot(file: string, spec: (p: typeof Plot) => Plot.Spec): Promise<void> {
   const p = await import("../report/plot.js");
-  writeFileAtomic(file, await p.renderSvg(spec(p)));
+  const svg = await p.renderSvg(spec(p));
+  writeFileAtomic(file, plotFormat(file) === "png" ? await p.renderPng(svg) : svg);
 }
 
 type Emulate = (
@@ -317,6 +333,7 @@ async function benchTimed(
   const summary = table(
     [...heads, "tokens/s", ...devices],
     [...heads, "tokens/s", ...devices].map(() => "right" as const),
+    { drop: ["tokens/step", "tokens/s"] },
   );
   for (const { w, timing, base } of results)
     summary.push([
@@ -330,6 +347,7 @@ async function benchTimed(
   const detail = table(
     ["op", "device", "calls", "time", "share", "bytes", "flops", "Op/B"],
     ["left", "left", "right", "right", "right", "right", "right", "right"],
+    { drop: ["calls", "flops", "bytes"] },
   );
   for (const r of first.rows.slice(0, o.rows))
     detail.push([
@@ -552,6 +570,7 @@ async function compare(
     const t = table(
       ["system", "runs on", "weights", "latency", "tokens/s", "vs its host", "vs its int8"],
       ["left", "left", "left", "right", "right", "right", "right"],
+      { drop: ["tokens/s", "vs its int8"] },
     );
     const tokens = stepTokens({ ...steps[0]!, batch: o.batch });
     for (const r of o.rows)
@@ -617,7 +636,8 @@ export function benchCommand() {
     .option("--trace <file>", "write a Chrome/Perfetto trace of the emulated steps")
     .option(
       "--plot <file>",
-      "write an SVG plot: time breakdown per batch size and a roofline of the ops (with --ablation: latency per configuration)",
+      "write a plot, FILE.svg or FILE.png: time breakdown per batch size and rooflines of the ops (with --ablation: latency per configuration)",
+      plotFile,
     )
     .option(
       "--sub-batches <n>",
@@ -788,9 +808,10 @@ export function benchCommand() {
             ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
           };
         }),
-        points: results.flatMap(({ w, rows }) =>
-          rows.filter((r) => r.device !== "link").map((r) => ({ ...r, batch: w.batch })),
-        ),
+        points: results.flatMap(({ w, rows, report }) => [
+          ...rows.filter((r) => r.device === "host").map((r) => ({ ...r, batch: w.batch })),
+          ...dpuPoints(report, first.program.system, w.batch),
+        ]),
         roofs: benchRoofs(first.program.system),
       };
       await writePlot(opts.plot, (p) => p.benchSpec(data));
@@ -826,6 +847,7 @@ export function benchCommand() {
     const summary = table(
       [...heads, "host", "to PIM", "from PIM", "PIM kernels"],
       [...heads, 1, 2, 3, 4].map(() => "right" as const),
+      { drop: ["tokens/step", "from PIM", "to PIM", "tokens/s"] },
     );
     for (const { w, report, base } of results) {
       const b = breakdown(report);
@@ -845,6 +867,7 @@ export function benchCommand() {
     const detail = table(
       ["op / kernel", "device", "calls", "time", "share", "bytes", "flops", "Op/B", "% of peak"],
       ["left", "left", "right", "right", "right", "right", "right", "right", "right"],
+      { drop: ["calls", "flops", "bytes", "Op/B"] },
     );
     for (const r of last.rows.slice(0, opts.rows))
       detail.push([

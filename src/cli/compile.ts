@@ -3,6 +3,7 @@
  * table of flops, bytes and arithmetic intensity (Op/B) under a workload. Later issues add the pass
  * pipeline and a target's program as output.
  */
+import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
@@ -110,7 +111,16 @@ export function compileCommand() {
     assertValid(model.module);
     const w = resolveWorkload(path, opts, model.config?.max_positions);
     checkPositions(model, w);
-    const { module, ctx, target, system } = await compileModel(model, opts, w, 2);
+    // The passes on a progress bar, unless they print the IR on the same terminal.
+    const printing = opts.printBefore.length > 0 || opts.printAfter.length > 0 || opts.printAfterAll;
+    const bar = progress();
+    let compiled;
+    try {
+      compiled = await compileModel(model, printing ? opts : { ...opts, progress: bar }, w, 2);
+    } finally {
+      bar.stop();
+    }
+    const { module, ctx, target, system } = compiled;
     checkFits(model, { module, target, system }, w, opts);
     // What each memory of the system holds under the workload (checked above).
     const map = target.memories?.(system);
@@ -149,6 +159,7 @@ export function compileCommand() {
     const t = table(
       ["op", "kind", ...(withDevice ? ["device"] : []), "count", "flops", "bytes", "Op/B"],
       ["left", "left", ...(withDevice ? (["left"] as const) : []), "right", "right", "right", "right"],
+      { drop: ["count", "bytes", "flops"] },
     );
     for (const r of rows)
       t.push([

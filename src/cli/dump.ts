@@ -36,7 +36,9 @@ export function dumpCommand() {
     if (opts.pipeline) {
       const { target } = await chooseTarget(opts);
       const level = opts.optLevel ?? 2;
-      const t = table(["pass", "opt level", `runs at -O${level}`, "summary"]);
+      const t = table(["pass", "opt level", `runs at -O${level}`, "summary"], undefined, {
+        drop: ["opt level"],
+      });
       for (const n of target.pipeline) {
         const p = getPass(n);
         t.push([
@@ -61,6 +63,7 @@ export function dumpCommand() {
         const t = table(
           ["op", "kind", "device", "flops", "bytes", "Op/B", "reason"],
           ["left", "left", "left", "right", "right", "right", "left"],
+          { drop: ["flops", "bytes"] },
         );
         for (const n of notes)
           t.push([n.value, n.opcode, n.device, si(n.flops), bytes(n.bytes), opb(n.flops, n.bytes), n.reason]);

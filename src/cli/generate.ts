@@ -4,6 +4,7 @@ import { UserError } from "../errors.js";
 import { generate } from "../exec/generate.js";
 import { defaultWorkload } from "../frontend/workload.js";
 import { compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { progress } from "../report/progress.js";
 import { loadForCli } from "./io.js";
 import { WORKLOAD_LIMITS } from "../limits.js";
 import { nonNegativeIntUpTo } from "./options.js";
@@ -41,7 +42,28 @@ export function generateCommand() {
       limits: { B: b, S: s, T: s + opts.steps },
       envs: { prefill: { B: b, S: s, P: 0 }, decode: { B: b, S: 1, P: s } },
     });
-    const out = generate(runner, opts.ids, opts.steps);
+    // One step per call: the prompt's prefill, then a decode per token after the first.
+    const bar = progress();
+    let token = 0;
+    let out;
+    try {
+      if (opts.steps > 0) bar.start(opts.steps);
+      out = generate(
+        {
+          reset: () => runner.reset(),
+          run: (func, inputs) => {
+            bar.label(`${func}: token ${++token} of ${opts.steps}`);
+            const r = runner.run(func, inputs);
+            bar.tick();
+            return r;
+          },
+        },
+        opts.ids,
+        opts.steps,
+      );
+    } finally {
+      bar.stop();
+    }
     process.stdout.write(
       opts.json ? `${JSON.stringify(out)}\n` : `${out.map((s) => s.join(" ")).join("\n")}\n`,
     );

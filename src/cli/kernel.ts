@@ -9,6 +9,7 @@ import { UserError } from "../errors.js";
 import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
 import { validateSystem } from "../frontend/system.js";
 import { int } from "../report/format.js";
+import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { RD, WR } from "../../targets/hbm-pim/controller.js";
 import { runPimKernel, runStream, type KernelResult } from "../../targets/hbm-pim/device.js";
@@ -144,9 +145,19 @@ export function kernelCommand() {
         o.channels === undefined ? loaded.name : `${loaded.name} with ${o.channels} pseudo-channels`;
       const p = plan(sys, op, size);
       const t0 = performance.now();
-      const pim = runPimKernel(sys, p.kernel, { detailed: o.detailed === true });
-      const base =
-        o.baseline === false ? undefined : runStream(sys, p.stream, { detailed: o.detailed === true });
+      // Every pseudo-channel's controller is timed with --detailed (one step each); else one or a few.
+      const bar = progress();
+      let pim, base;
+      try {
+        const run = { detailed: o.detailed === true, onChannel: () => bar.tick() };
+        if (o.detailed) bar.start(sys.pseudo_channels * (o.baseline === false ? 1 : 2));
+        bar.label(`timing ${p.what} with PIM`);
+        pim = runPimKernel(sys, p.kernel, run);
+        bar.label(`timing ${p.what} without PIM`);
+        base = o.baseline === false ? undefined : runStream(sys, p.stream, run);
+      } finally {
+        bar.stop();
+      }
       const wall = (performance.now() - t0) / 1e3;
       if (o.trace !== undefined) {
         const runs = [
@@ -186,6 +197,7 @@ export function kernelCommand() {
       const t = table(
         ["mode", "cycles", "time", ...COMMANDS, "GFLOP/s"],
         ["left", ...new Array<"right">(8).fill("right")],
+        { drop: ["GFLOP/s", ...COMMANDS] },
       );
       const add = (label: string, r: KernelResult, flops: number) =>
         t.push([

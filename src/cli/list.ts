@@ -11,15 +11,15 @@ export function listCommand() {
     .description("list the IR ops, targets or model families pimc supports")
     .addArgument(new Argument("<what>", "what to list").choices(["ops", "targets", "families"] as const))
     .action(async (what) => {
-      const t = table([]);
+      let t;
       if (what === "ops") {
-        t.options.head = ["op", "operands", "summary"];
+        t = table(["op", "operands", "summary"]);
         for (const d of allOps()) t.push([d.name, d.operands.join(", "), d.summary]);
       } else if (what === "targets") {
-        t.options.head = ["target", "summary"];
+        t = table(["target", "summary"]);
         for (const x of (await allTargets()).values()) t.push([x.name, x.summary]);
       } else {
-        t.options.head = ["family"];
+        t = table(["family"]);
         for (const f of FAMILIES) t.push([f]);
       }
       process.stdout.write(`${t.toString()}\n`);

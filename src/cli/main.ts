@@ -3,6 +3,7 @@ import { Command, CommanderError, type Option } from "@commander-js/extra-typing
 import pc from "picocolors";
 import { UserError } from "../errors.js";
 import { checkOutputPath } from "../fsutil.js";
+import { setWide } from "../report/table.js";
 import { compileCommand } from "./compile.js";
 import { dumpCommand } from "./dump.js";
 import { generateCommand } from "./generate.js";
@@ -19,6 +20,9 @@ export function makeProgram(): Command {
     .name("pimc")
     .description("Compile transformer-decoder LLMs to Processing-In-Memory programs and emulate them")
     .version("0.1.0")
+    .option("--wide", "print tables at full width (default: fit the terminal's, or COLUMNS)")
+    .configureHelp({ showGlobalOptions: true })
+    .hook("preAction", (root) => setWide(root.opts().wide === true))
     .configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) })
     .exitOverride();
   program.addCommand(dumpCommand());
@@ -54,17 +58,15 @@ export function outputOptions(cmd: { readonly options: readonly Option[] }): Opt
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
+  setWide(false);
   try {
     await makeProgram().parseAsync([...argv], { from: "user" });
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (
-        e.code === "commander.helpDisplayed" ||
-        e.code === "commander.version" ||
-        e.code === "commander.help"
-      )
-        return 0;
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return 0;
+      // `pimc help` asked for it (0); `pimc` alone printed it for want of a command (2: a usage error).
+      if (e.code === "commander.help") return e.exitCode === 0 ? 0 : 2;
       return 2; // commander already printed the one-line message
     }
     if (e instanceof UserError) {

@@ -39,3 +39,24 @@ export function nonNegativeIntUpTo(max: number): (v: string) => number {
     return x;
   };
 }
+
+/** The formats `--plot` writes, by the file's extension. */
+export const PLOT_FORMATS = ["svg", "png"] as const;
+
+/** The format of a plot file from its extension (already checked by `plotFile`). */
+export function plotFormat(file: string): (typeof PLOT_FORMATS)[number] {
+  const ext = /\.([^./\\]+)$/.exec(file)?.[1]?.toLowerCase();
+  return (PLOT_FORMATS as readonly string[]).includes(ext ?? "")
+    ? (ext as (typeof PLOT_FORMATS)[number])
+    : "svg";
+}
+
+/** `--plot FILE`: a file name ending in one of the supported extensions. */
+export function plotFile(v: string): string {
+  const ext = /\.([^./\\]+)$/.exec(v)?.[1];
+  if (ext === undefined || !(PLOT_FORMATS as readonly string[]).includes(ext.toLowerCase()))
+    throw new InvalidArgumentError(
+      `the plot's format comes from its extension: ${PLOT_FORMATS.map((f) => `.${f}`).join(" or ")}`,
+    );
+  return v;
+}

@@ -13,6 +13,7 @@ import type { Precision, QuantizeOptions } from "../../passes/quantize.js";
 import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipeline/instruments.js";
 import { PassContext, runPipeline, type Instrument, type PassOptions } from "../pipeline/pass.js";
 import { getPass, pipelineOf } from "../../passes/index.js";
+import type { Progress } from "../report/progress.js";
 import { getTarget, type SystemModel, type Target } from "../../targets/index.js";
 import { capacityProblem } from "../pipeline/capacity.js";
 import { warn } from "./io.js";
@@ -30,6 +31,8 @@ export interface PipelineFlags {
   verifyEach?: boolean;
   dynamicPlacement?: boolean;
   weights?: "f32" | "int8" | "int4" | "int2";
+  /** A progress bar to show the passes on (not a command-line flag). */
+  progress?: Progress;
   /** Weights per scale of int4 / int2. */
   groupSize?: number;
   /** Per-layer precision, `PATTERN=PRECISION` (op names, `*` any text). */
@@ -213,6 +216,15 @@ export async function compileModel(
   else if (f.printAfter.length > 0) instruments.push(printAfter(new Set(f.printAfter), out));
   if (f.dumpIr !== undefined) instruments.push(dumpIr(f.dumpIr));
   if (f.timePasses) instruments.push(timePasses((s) => void process.stderr.write(s)));
+  const bar = f.progress;
+  if (bar) {
+    const passes = new Set(target.pipeline);
+    instruments.push({
+      start: () => bar.start(passes.size),
+      before: (p) => void (passes.has(p.name) && bar.label(`pass ${p.name}`)),
+      after: (p) => void (passes.has(p.name) && bar.tick()),
+    });
+  }
   const options: PassOptions = {
     ...system.passOptions,
     envs: phaseEnvs(w),

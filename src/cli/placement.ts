@@ -406,6 +406,7 @@ export function placementLines(ps: readonly Placement[], cm: CostModel): string[
       "left",
       "left",
     ],
+    { drop: ["ops", "why"] },
   );
   // Groups by name over the batch sizes (a device may run a group at some batch sizes only).
   const keys = [...new Set(ps.flatMap((p) => p.groups.map((g) => `${g.group}\u0000${g.opcode}`)))];

@@ -11,6 +11,7 @@ import { metrics, simulate, type Request, type StepTiming } from "../exec/serve.
 import { checkTrace, parseRange, poissonRequests, readRequests } from "../frontend/requests.js";
 import { defaultWorkload, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
+import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { loadForCli, warn } from "./io.js";
@@ -33,6 +34,7 @@ export async function stepTiming(
   flags: PipelineFlags,
   trace: readonly Request[],
   maxBatch = 32,
+  bar?: Progress,
 ): Promise<StepTiming & { readonly kvTokens: number }> {
   // The phases are compiled for the mean request of those within the model's positions (the others
   // are rejected at admission).
@@ -45,10 +47,13 @@ export async function stepTiming(
     prefill: { ...base, phase: "prefill", batch: 1, prompt: mean((r) => r.prompt) } as Workload,
     decode: { ...base, phase: "decode", batch: 1, context: mean((r) => r.prompt + r.output / 2) } as Workload,
   };
-  const compiled = {
-    prefill: await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2),
-    decode: await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2),
-  };
+  bar?.label("compiling prefill");
+  const prefill = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2);
+  bar?.tick();
+  bar?.label("compiling decode");
+  const decode = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2);
+  bar?.tick();
+  const compiled = { prefill, decode };
   const target = compiled.decode.target;
   for (const phase of ["prefill", "decode"] as const) checkFits(model, compiled[phase], phases[phase], flags);
   if (!target.timeCall)
@@ -143,13 +148,23 @@ export function serveCommand() {
       : readRequests(opts.requests!);
     if (generated) checkTrace(trace, "the generated trace (--rate, --count, --output)");
     const model = loadForCli(path, opts.model);
-    const timing = await stepTiming(model, opts, trace, opts.maxBatch);
     const positions = model.config?.max_positions;
-    const result = simulate(trace, timing, {
-      batching: opts.batching,
-      maxBatch: opts.maxBatch,
-      capacity: { tokens: timing.kvTokens, ...(positions !== undefined ? { positions } : {}) },
-    });
+    // Two compiles, then one step per request served.
+    const bar = progress();
+    let result, timing;
+    try {
+      bar.start(2 + trace.length);
+      timing = await stepTiming(model, opts, trace, opts.maxBatch, bar);
+      bar.label(`serving ${int(trace.length)} requests (${opts.batching} batching)`);
+      result = simulate(trace, timing, {
+        batching: opts.batching,
+        maxBatch: opts.maxBatch,
+        capacity: { tokens: timing.kvTokens, ...(positions !== undefined ? { positions } : {}) },
+        onFinish: () => bar.tick(),
+      });
+    } finally {
+      bar.stop();
+    }
     const m = metrics(trace, result);
     if (m.requests === 0)
       throw new UserError(

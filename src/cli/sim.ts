@@ -10,6 +10,7 @@ import { decodeProgram } from "../../targets/upmem/codec.js";
 import { disassemble } from "../../targets/upmem/disasm.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
+import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
 import { writeFileAtomic } from "./io.js";
@@ -105,19 +106,32 @@ export function simCommand() {
         process.stdout.write(disassemble(p));
         return;
       }
-      const machine = new UpmemMachine(p, { functional: false, detailed: o.detailed === true });
-      const setup = machine.setup();
+      const bar = progress();
+      const machine = new UpmemMachine(p, {
+        functional: false,
+        detailed: o.detailed === true,
+        onCommand: () => bar.tick(),
+      });
       const lim = p.limits;
       const phases = p.phases.filter((x) => o.phase === undefined || x.name === o.phase);
       if (phases.length === 0) throw new UserError(`${path}: the program has no ${o.phase} phase`);
-      const results = phases.map((ph) => {
-        const B = o.batch ?? lim.B ?? 1;
-        const S = o.seq ?? (ph.name === "decode" ? 1 : (lim.S ?? 1));
-        const P = ph.name === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
-        machine.reset();
-        const { report } = machine.run(ph.name, undefined, { B, S, P });
-        return { report, tokens: B * S };
-      });
+      // One step per command of each phase run (the setup's commands are not counted).
+      let setup, results;
+      try {
+        setup = machine.setup();
+        bar.start(phases.reduce((n, ph) => n + ph.commands.length, 0));
+        results = phases.map((ph) => {
+          const B = o.batch ?? lim.B ?? 1;
+          const S = o.seq ?? (ph.name === "decode" ? 1 : (lim.S ?? 1));
+          const P = ph.name === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
+          bar.label(`emulating ${ph.name}${o.detailed ? " (every DPU)" : ""}`);
+          machine.reset();
+          const { report } = machine.run(ph.name, undefined, { B, S, P });
+          return { report, tokens: B * S };
+        });
+      } finally {
+        bar.stop();
+      }
       if (o.trace !== undefined)
         writeFileAtomic(o.trace, traceJson([setup, ...results.map((x) => x.report)], p.system.dpus_per_rank));
       if (o.json) {
@@ -154,6 +168,7 @@ export function simCommand() {
         const t = table(
           ["kernel", "launches", "DPUs", "time", "instructions/DPU", "DMA bytes/DPU"],
           ["left", "right", "right", "right", "right", "right"],
+          { drop: ["DPUs", "launches", "DMA bytes/DPU"] },
         );
         for (const k of kernelRows(report).slice(0, 12))
           t.push([

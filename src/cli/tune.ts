@@ -7,6 +7,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
+import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { gemmShapes, summarize, tilingName, tuneShapes } from "../../targets/upmem/tune.js";
@@ -53,10 +54,23 @@ export function tuneCommand() {
     const { shapes, system, systemName } = await gemmShapes(model, opts, w, phases);
     if (shapes.length === 0) throw new UserError(`${path}: the model has no GEMM with a constant weight`);
     const t0 = performance.now();
-    const results = tuneShapes(shapes, system, {
-      exhaustive: opts.exhaustive === true,
-      prune: opts.prune !== false,
-    });
+    const bar = progress();
+    let results;
+    try {
+      results = tuneShapes(shapes, system, {
+        exhaustive: opts.exhaustive === true,
+        prune: opts.prune !== false,
+        onShape: (i, n, s) => {
+          if (i === 0) bar.start(n);
+          else bar.tick();
+          bar.label(
+            `${opts.exhaustive ? "searching the tilings of" : "timing"} ${s.m}x${s.n}x${s.k} ${s.dtype}`,
+          );
+        },
+      });
+    } finally {
+      bar.stop();
+    }
     const seconds = (performance.now() - t0) / 1e3;
     const sum = summarize(results);
     if (opts.json) {
@@ -103,6 +117,7 @@ export function tuneCommand() {
         ...(ex ? (["left", "right", "right", "right"] as const) : []),
         "right",
       ],
+      { drop: ["select ms", "estimate", "dtype", "timed / space"] },
     );
     for (const r of results)
       t.push([

@@ -1,6 +1,7 @@
 /** `pimc verify <hf-dir>`: compare a target's results with HF reference logits. */
 import { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
+import { progress } from "../report/progress.js";
 import { positiveNumber } from "./options.js";
 import { verify } from "./verify.js";
 import { withPipelineFlags, type PipelineFlags } from "./pipeline.js";
@@ -23,12 +24,19 @@ export function verifyCommand() {
     .option("--json", "print one JSON object");
   return withPipelineFlags(cmd, 2).action(async (dir, o) => {
     const opts = o as typeof o & PipelineFlags;
-    const r = await verify(dir, {
-      flags: opts,
-      ...(opts.tolerance !== undefined ? { tolerance: opts.tolerance } : {}),
-      ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
-      warn,
-    });
+    const bar = progress();
+    let r;
+    try {
+      r = await verify(dir, {
+        flags: opts,
+        ...(opts.tolerance !== undefined ? { tolerance: opts.tolerance } : {}),
+        ...(opts.reference !== undefined ? { reference: opts.reference } : {}),
+        warn,
+        progress: bar,
+      });
+    } finally {
+      bar.stop();
+    }
     const tolerance = r.tolerance;
     if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else {

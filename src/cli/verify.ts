@@ -14,6 +14,7 @@ import { zodMessage } from "../ir/attrs.js";
 import type { Tensor } from "../ir/tensor.js";
 import { defaultWorkload } from "../frontend/workload.js";
 import { compileModel, type PipelineFlags } from "./pipeline.js";
+import type { Progress } from "../report/progress.js";
 
 const ids2 = z.array(z.array(z.number().int().nonnegative()).min(1)).min(1);
 const zReference = z.object({
@@ -105,13 +106,19 @@ export interface VerifyOptions {
   reference?: string;
   /** Receives the importer's warnings. */
   warn?: (message: string) => void;
+  /** Shows the steps: the compile, the prefill, each decode step and the full-sequence prefill. */
+  progress?: Progress;
 }
 
 export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyResult> {
   const model = importHf(dir);
   for (const w of model.warnings ?? []) opts.warn?.(w);
   const ref = readReference(opts.reference ?? join(dir, "reference.json"));
+  const bar = opts.progress;
+  bar?.start(3 + ref.decode.length);
+  bar?.label("compiling");
   const { module, target, ctx, system } = await compileModel(model, opts.flags, defaultWorkload("decode"), 2);
+  bar?.tick();
   const seq = ref.prompt[0]!.length;
   const fullLen = ref.full_sequence[0]!.length;
   const batch = Math.max(ref.prompt.length, ref.full_sequence.length);
@@ -121,7 +128,10 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
   });
 
   runner.reset();
+  bar?.label("prefill");
   const pre = runner.run("prefill", [tokenTensor(ref.prompt)])[0]!;
+  bar?.tick();
+  bar?.label(`decoding ${ref.decode.length} steps`);
   const prefillErr = maxErr(pre, (b, s) => ref.prefill_logits[b]?.[s], range(seq));
   // Greedy decisions: ours (argmax of our logits) against the token the reference chose next, with
   // the reference's margin between its best and second-best logit.
@@ -148,11 +158,14 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
     );
     expected = greedyNext(out);
     previous = step.logits;
+    bar?.tick();
   }
   if (ref.decode.length > 0) decide(expected, previous.map(argmax), previous);
 
   runner.reset();
+  bar?.label("prefill of the full sequence");
   const full = runner.run("prefill", [tokenTensor(ref.full_sequence)])[0]!;
+  bar?.tick();
   const fullErr = maxErr(full, (b) => ref.full_logits_last[b], [full.shape[1]! - 1]);
 
   const lowbit = opts.flags.weights === "int4" || opts.flags.weights === "int2";

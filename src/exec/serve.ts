@@ -43,6 +43,8 @@ export interface ServeOptions {
     /** The model's positions: the most tokens one sequence may hold. */
     readonly positions?: number;
   };
+  /** Called as each request finishes, with the number finished (for a progress bar). */
+  readonly onFinish?: (done: number) => void;
 }
 
 export interface RequestResult {
@@ -122,7 +124,9 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
   let batchSum = 0;
   const finish = (x: Live) => {
     reserved -= need(x);
-    results.push({ id: x.id, arrival: x.r.arrival, firstToken: x.firstToken, finish: x.last, tbt: x.tbt });
+    opts.onFinish?.(
+      results.push({ id: x.id, arrival: x.r.arrival, firstToken: x.firstToken, finish: x.last, tbt: x.tbt }),
+    );
   };
   const prefill = (joining: Live[]) => {
     t += timing.prefill(joining.length, Math.max(...joining.map((x) => x.r.prompt)));

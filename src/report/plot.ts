@@ -1,6 +1,7 @@
 /**
- * SVG plots of `pimc bench`: plain data in, a vega-lite spec out (pure functions), and the spec
- * rendered headless by vega to an SVG string (no canvas, no native code). Same data, same bytes.
+ * Plots of `pimc bench`: plain data in, a vega-lite spec out (pure functions), and the spec
+ * rendered headless by vega to an SVG string (no canvas, no native code; same data, same bytes),
+ * or that SVG rasterized to PNG by resvg (its text in the system's fonts).
  */
 import { Error as ErrorLevel, logger, parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
@@ -27,6 +28,7 @@ export interface OpPoint {
   batch: number;
   seconds: number;
   bytes: number;
+  /** Work done, in the unit of the device's roof: flops, or instructions for a roof in instr/s. */
   flops: number;
 }
 
@@ -196,8 +198,105 @@ export function roofLine(roof: Roof, xDomain: readonly [number, number]): { x: n
   return xs.map((x) => ({ x, y: Math.min(roof.flops, roof.bandwidth * x) }));
 }
 
-/** Operational intensity against achieved throughput of each op and kernel, under the devices' roofs. */
+/** Size of a roofline panel, pixels. */
+const ROOF_W = 380;
+const ROOF_H = 280;
+
+/** A label's extent in pixels from the plot's bottom left. */
+export interface Box {
+  readonly x0: number;
+  readonly x1: number;
+  readonly y0: number;
+  readonly y1: number;
+}
+
+/** Where a point's label sits: north-east (right, above), south-east, north-west, south-west. */
+export type LabelSide = "ne" | "se" | "nw" | "sw";
+const SIDES: readonly LabelSide[] = ["ne", "se", "nw", "sw"];
+/** Approximate pixels per character of a 9-pixel label. */
+const CHAR_W = 5.5;
+
+/**
+ * The labels of a roofline's points: points closer than a label's height share one label (their
+ * names, each with its batch sizes when `withBatch`: "gemm1 (b1, b4), gemm7 (b1)") on the highest of
+ * them; each label goes to the first side of its point where it overlaps no label placed before and
+ * stays inside the plot (highest throughput first). The other points get an empty label.
+ */
+export function placeLabels<P extends { intensity: number; throughput: number; name: string; batch: number }>(
+  pts: readonly P[],
+  xDomain: readonly [number, number],
+  yDomain: readonly [number, number],
+  withBatch: boolean,
+  /** Boxes already taken (the roofs' labels), in pixels from the bottom left. */
+  taken: readonly Box[] = [],
+): (P & { label: string; side: LabelSide })[] {
+  const px = (v: number, [lo, hi]: readonly [number, number], size: number): number =>
+    (size * Math.log10(v / lo)) / Math.log10(hi / lo);
+  const out = pts.map((p) => ({ ...p, label: "", side: "ne" as LabelSide }));
+  const groups: { x: number; y: number; members: typeof out }[] = [];
+  for (const p of [...out].sort((a, b) => b.throughput - a.throughput)) {
+    const x = px(p.intensity, xDomain, ROOF_W);
+    const y = px(p.throughput, yDomain, ROOF_H);
+    const g = groups.find((q) => Math.abs(q.x - x) < 12 && Math.abs(q.y - y) < 10);
+    if (g) g.members.push(p);
+    else groups.push({ x, y, members: [p] });
+  }
+  const boxes: Box[] = [...taken];
+  const batchList = (ms: readonly P[]): string =>
+    [...new Set(ms.map((m) => m.batch))]
+      .sort((a, b) => a - b)
+      .map((b) => `b${b}`)
+      .join(", ");
+  for (const { x, y, members } of groups) {
+    const names = [...new Set(members.map((m) => m.name))];
+    let label = names
+      .map((n) => (withBatch ? `${n} (${batchList(members.filter((m) => m.name === n))})` : n))
+      .join(", ");
+    // Too long for a third of the plot: the names, then every batch size of the group once.
+    if (withBatch && label.length * CHAR_W > ROOF_W / 3)
+      label = `${names.join(", ")} (${batchList(members)})`;
+    const w = label.length * CHAR_W;
+    const box = (side: LabelSide) => {
+      const east = side.endsWith("e");
+      const north = side.startsWith("n");
+      return {
+        x0: east ? x + 6 : x - 6 - w,
+        x1: east ? x + 6 + w : x - 6,
+        y0: north ? y + 3 : y - 13,
+        y1: north ? y + 13 : y - 3,
+      };
+    };
+    const inside = (b: Box) => b.x0 >= 0 && b.x1 <= ROOF_W;
+    const overlaps = (b: Box) =>
+      boxes.filter((o) => b.x0 < o.x1 && o.x0 < b.x1 && b.y0 < o.y1 && o.y0 < b.y1).length;
+    // A free side inside the plot; else the side inside it with the fewest overlaps; else east.
+    const side =
+      SIDES.find((s) => inside(box(s)) && overlaps(box(s)) === 0) ??
+      SIDES.filter((s) => inside(box(s))).sort((a, b) => overlaps(box(a)) - overlaps(box(b)))[0] ??
+      "ne";
+    boxes.push(box(side));
+    members[0]!.label = label;
+    members[0]!.side = side;
+  }
+  return out;
+}
+
+/** The unit of a roof's compute peak ("flop/s" unless it says otherwise). */
+const unitOf = (r: Roof): string => r.unit ?? "flop/s";
+
+/** What one unit of work is called in a rate unit: "flop/s" -> "flop", "instr/s" -> "instr". */
+const workOf = (unit: string): string => unit.replace(/\/s$/, "");
+
+/**
+ * Operational intensity against achieved throughput of each op and kernel, under the devices'
+ * roofs: one unit on each axis (the roofs' unit; a device without a roof counts flops), every point
+ * labelled with its op or kernel (and batch size when there are several).
+ */
 export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[]) {
+  const unit = roofs[0] ? unitOf(roofs[0]) : "flop/s";
+  if (roofs.some((r) => unitOf(r) !== unit))
+    throw new Error(`rooflineSpec: roofs in ${unit} and ${roofs.find((r) => unitOf(r) !== unit)!.unit}`);
+  const work = workOf(unit);
   const pts = points
     .filter((p) => p.flops > 0 && p.bytes > 0 && p.seconds > 0)
     .map((p) => ({
@@ -226,20 +325,40 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
     y: r.flops,
     device: r.device,
     above: r.flops === highest,
-    label: `${r.device}: ${si(r.flops, r.unit ?? "flop/s")}, ${si(r.bandwidth, "B/s")}`,
+    label: `${r.device}: ${si(r.flops, unit)}, ${si(r.bandwidth, "B/s")}`,
   }));
   const devices = [...new Set([...roofs.map((r) => r.device), ...pts.map((p) => p.device)])];
-  const x = logAxis("x", "operational intensity (flop/byte)", xDomain);
-  const y = logAxis("y", "achieved throughput (flop/s)", yDomain);
+  const x = logAxis("x", `operational intensity (${work}/byte)`, xDomain);
+  const y = logAxis("y", `achieved throughput (${unit})`, yDomain);
   const color = { field: "device", type: "nominal" as const, title: "device", scale: { domain: devices } };
   const batches = [...new Set(pts.map((p) => p.batch))];
+  // Kernels by their name alone ("gemm1", not its tiling in parentheses).
+  const short = (n: string): string => n.replace(/ \(.*\)$/, "");
+  // The roofs' labels (10-pixel text, right-aligned at the right edge) are taken first.
+  const yPx = (v: number): number =>
+    (ROOF_H * Math.log10(v / yDomain[0])) / Math.log10(yDomain[1] / yDomain[0]);
+  const roofBoxes = labels.map((l) => ({
+    x0: ROOF_W - l.label.length * 6,
+    x1: ROOF_W,
+    y0: yPx(l.y) + (l.above ? 2 : -14),
+    y1: yPx(l.y) + (l.above ? 14 : -2),
+  }));
+  const labelled = placeLabels(
+    pts.map((p) => ({ ...p, name: short(p.name) })),
+    xDomain,
+    yDomain,
+    batches.length > 1,
+    roofBoxes,
+  );
+  const point = { x: { ...x, field: "intensity" }, y: { ...y, field: "throughput" } };
+  const roofNames = roofs.map((r) => r.device).join(" and ");
   return {
     title: {
-      text: "Roofline of the ops and kernels",
-      subtitle: "one point per op or kernel and batch size; lines: device roofs",
+      text: `Roofline${roofNames === "" ? "" : ` of ${roofNames}`} (${unit})`,
+      subtitle: `one point per op or kernel${batches.length > 1 ? " and batch size (bN)" : ""}; dashed lines: device roofs`,
     },
-    width: 380,
-    height: 280,
+    width: ROOF_W,
+    height: ROOF_H,
     layer: [
       {
         data: { values: lines },
@@ -252,27 +371,55 @@ export function rooflineSpec(points: readonly OpPoint[], roofs: readonly Roof[])
         encoding: { x, y, color, text: { field: "label" } },
       })),
       {
-        data: { values: pts },
+        data: { values: labelled },
         mark: { type: "point" as const, filled: true, size: 50, opacity: 0.8 },
         encoding: {
-          x: { ...x, field: "intensity" },
-          y: { ...y, field: "throughput" },
+          ...point,
           color,
           shape: { field: "batch", type: "nominal" as const, title: "batch size", sort: batches },
         },
       },
+      ...SIDES.map((side) => ({
+        data: { values: labelled.filter((p) => p.label !== "" && p.side === side) },
+        mark: {
+          type: "text" as const,
+          align: side.endsWith("e") ? ("left" as const) : ("right" as const),
+          dx: side.endsWith("e") ? 6 : -6,
+          dy: side.startsWith("n") ? -8 : 8,
+          fontSize: 9,
+          color: "#333",
+        },
+        encoding: { ...point, text: { field: "label" } },
+      })),
     ],
   };
 }
 
-/** The breakdown above the roofline. */
+/**
+ * One roofline panel per unit of the roofs (flop/s, instr/s, ...): each point on the panel of its
+ * device's roof (a device without a roof: the flop/s panel).
+ */
+export function rooflineSpecs(points: readonly OpPoint[], roofs: readonly Roof[]) {
+  const units = [...new Set(roofs.map(unitOf))];
+  if (units.length === 0) return [rooflineSpec(points, [])];
+  const unitOfDevice = new Map(roofs.map((r) => [r.device, unitOf(r)]));
+  const fallback = units.includes("flop/s") ? "flop/s" : units[0]!;
+  return units.map((u) =>
+    rooflineSpec(
+      points.filter((p) => (unitOfDevice.get(p.device) ?? fallback) === u),
+      roofs.filter((r) => unitOf(r) === u),
+    ),
+  );
+}
+
+/** The breakdown above the rooflines (one per unit). */
 export function benchSpec(d: BenchPlot): TopLevelSpec {
   return {
     $schema: SCHEMA,
     title: { text: d.title, ...(d.subtitle !== undefined ? { subtitle: d.subtitle } : {}), anchor: "start" },
     background: "white",
     padding: 12,
-    vconcat: [breakdownSpec(d.steps), rooflineSpec(d.points, d.roofs)],
+    vconcat: [breakdownSpec(d.steps), ...rooflineSpecs(d.points, d.roofs)],
     spacing: 40,
     resolve: { scale: { color: "independent", shape: "independent" } },
   } as TopLevelSpec;
@@ -313,6 +460,20 @@ export function ablationSpec(rows: readonly AblationBar[], title: string, subtit
       },
     ],
   } as TopLevelSpec;
+}
+
+/**
+ * An SVG as PNG (white background, twice the SVG's size) with resvg, text in the system's fonts.
+ */
+export async function renderPng(svg: string): Promise<Uint8Array> {
+  const { Resvg } = await import("@resvg/resvg-js");
+  const png = new Resvg(svg, {
+    background: "white",
+    fitTo: { mode: "zoom", value: 2 },
+    // sans-serif is Arial where installed; elsewhere (Linux without it) DejaVu Sans, not a serif font.
+    font: { loadSystemFonts: true, defaultFontFamily: "DejaVu Sans" },
+  }).render();
+  return png.asPng();
 }
 
 /** Renders a vega-lite spec to SVG with vega's headless renderer. */

@@ -15,6 +15,9 @@ export interface Progress {
   stop(): void;
 }
 
+/** Least milliseconds between two redraws on a step done. */
+const DRAW_MS = 50;
+
 const noop: Progress = { start() {}, label() {}, tick() {}, stop() {} };
 
 /** A bar on `stream` (default stderr) when it is a TTY, else a no-op. */
@@ -35,10 +38,13 @@ export function progress(stream: NodeJS.WriteStream = process.stderr): Progress 
   let done = 0;
   let total = 0;
   let text = "";
-  // The steps are synchronous work that blocks the bar's timer: draw on every change.
+  let drawn = -Infinity;
+  // The steps are synchronous work that blocks the bar's timer: draw on a new label, and on a step
+  // done at most every DRAW_MS (a run of thousands of short steps would spend its time drawing).
   const draw = () => {
     bar.update(done, { label: text });
     bar.render();
+    drawn = performance.now();
   };
   return {
     start(n) {
@@ -56,7 +62,7 @@ export function progress(stream: NodeJS.WriteStream = process.stderr): Progress 
       done++;
       if (!running) return;
       if (done >= total) this.stop();
-      else draw();
+      else if (performance.now() - drawn >= DRAW_MS) draw();
     },
     stop() {
       if (running) bar.stop();

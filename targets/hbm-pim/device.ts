@@ -44,6 +44,8 @@ export interface RunOptions {
   readonly detailed?: boolean;
   /** Functional state of every pseudo-channel (PIM kernels execute on it). */
   readonly channels?: readonly PimChannel[];
+  /** Called after each pseudo-channel's controller is timed (for a progress bar). */
+  readonly onChannel?: () => void;
 }
 
 function result(sys: HbmPimSystem, timings: readonly ChannelTiming[], detailed: boolean): KernelResult {
@@ -86,12 +88,15 @@ export function runPimKernel(sys: HbmPimSystem, k: PimKernel, opts: RunOptions =
     return d;
   };
   if (opts.detailed) {
-    const timings = Array.from({ length: sys.pseudo_channels }, (_, ch) =>
-      runChannel(sys, k.requests, bind(ch)),
-    );
+    const timings = Array.from({ length: sys.pseudo_channels }, (_, ch) => {
+      const t = runChannel(sys, k.requests, bind(ch));
+      opts.onChannel?.();
+      return t;
+    });
     return result(sys, timings, true);
   }
   const t = runChannel(sys, k.requests, bind(0));
+  opts.onChannel?.();
   if (devs) for (const ch of k.active) if (ch !== 0) replay(bind(ch) as PimChannel, t.log);
   return result(sys, [t], false);
 }
@@ -109,6 +114,7 @@ export function runStream(
     if (!opts.detailed && seen.has(key)) continue;
     seen.add(key);
     timings.push(runChannel(sys, streamRequests(sys, phases, ch)));
+    opts.onChannel?.();
   }
   return result(sys, timings, opts.detailed === true);
 }

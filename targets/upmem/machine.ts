@@ -63,6 +63,8 @@ export interface MachineOptions {
   readonly detailed?: boolean;
   /** Compute values (default: when the program has weight data). */
   readonly functional?: boolean;
+  /** Called after each command of a run (for a progress bar). */
+  readonly onCommand?: (done: number, total: number) => void;
 }
 
 interface HostValue {
@@ -241,6 +243,7 @@ export class UpmemMachine {
         ...("range" in c ? { firstDpu: c.range.first } : {}),
         ...(r.kernel ? { kernel: r.kernel } : {}),
       });
+      this.opts.onCommand?.(records.length, commands.length);
     }
     const seconds = records.reduce((t, r) => Math.max(t, r.end), 0);
     return { phase, env, seconds, commands: records };

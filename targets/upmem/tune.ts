@@ -226,6 +226,8 @@ export interface TuneOptions {
   readonly exhaustive?: boolean;
   /** Branch-and-bound in the oracle (default true); false times every candidate. */
   readonly prune?: boolean;
+  /** `tuneShapes`: called before shape `i` of `n` is tuned (for a progress bar). */
+  readonly onShape?: (i: number, n: number, shape: GemmShape) => void;
 }
 
 /** Runs of the selector per shape whose median is reported. */
@@ -292,6 +294,7 @@ export function tuneShapes(
   // Timed before any emulation (whose garbage would otherwise be collected during the timing).
   const times = shapes.map((s) => selectMs(s, sys));
   return shapes.map((s, i) => {
+    opts.onShape?.(i, shapes.length, s);
     const r = tuneShape(s, sys, opts, times[i]);
     if (!r)
       throw new UserError(
