@@ -124,9 +124,15 @@ export function simulate(trace: readonly Request[], timing: StepTiming, opts: Se
   let batchSum = 0;
   const finish = (x: Live) => {
     reserved -= need(x);
-    opts.onFinish?.(
-      results.push({ id: x.id, arrival: x.r.arrival, firstToken: x.firstToken, finish: x.last, tbt: x.tbt }),
-    );
+    // Pushed first: `onFinish?.(results.push(...))` would skip the push when there is no callback.
+    const done = results.push({
+      id: x.id,
+      arrival: x.r.arrival,
+      firstToken: x.firstToken,
+      finish: x.last,
+      tbt: x.tbt,
+    });
+    opts.onFinish?.(done);
   };
   const prefill = (joining: Live[]) => {
     t += timing.prefill(joining.length, Math.max(...joining.map((x) => x.r.prompt)));
