@@ -8,6 +8,7 @@ export default defineConfig({
     // about a quarter of the small files' CPU); the tests restore their mocks and the emulators'
     // module-level memos are bounded. bench/slow-tests.mjs reports the slow tests of a JSON report.
     pool: "forks",
+    maxWorkers: 2,
     isolate: false,
     // The CLI runs in-process (test/util.ts pimc): its output must not depend on the terminal.
     env: { NO_COLOR: "1" },
