@@ -639,14 +639,17 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
   });
 });
 
-// AttAcc, PAPI and NeuPIMs run GPT-3 175B and LLaMA-65B on a GPU's share of a multi-GPU system: the
-// weights and KV caches of these steps exceed one A100's 80 GB and its PIM stacks, so they are
-// what-ifs (--no-capacity-check). Context 2047: the step's new token is the model's last position.
+// AttAcc, PAPI and NeuPIMs run GPT-3 175B and LLaMA-65B on a GPU's share of a multi-GPU system
+// (docs/heterogeneous.md; those figures are checked by test/docs-figures.ts). The tests below show
+// the same behaviour on smaller models (OPT-30B, Llama-2-7B, OPT-66B), whose device models cost a
+// fraction of the time: the weights and KV caches of these steps still exceed one A100's 80 GB or
+// the PIM stacks, so they are what-ifs (--no-capacity-check). Context 2047: the step's new token is
+// the model's last position.
 describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-attacc.pim)", () => {
   const step = async (system: string, batch: string) =>
     (
       await benchJson(
-        "examples/gpt3-175b.pim",
+        "examples/opt-30b.pim",
         `examples/systems/${system}.pim`,
         "--phase",
         "decode",
@@ -674,7 +677,7 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
   const steps = async (...extra: string[]) =>
     (
       await benchJson(
-        "examples/llama-65b.pim",
+        "examples/llama2-7b.pim",
         "examples/systems/a100-papi.pim",
         "--phase",
         "decode",
@@ -710,7 +713,7 @@ describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () =>
   const step = async (...extra: string[]) =>
     (
       await benchJson(
-        "examples/gpt3-175b.pim",
+        "examples/opt-66b.pim",
         "examples/systems/neupims.pim",
         "--phase",
         "decode",
@@ -755,16 +758,16 @@ describe("pimc tune on an HBM-PIM system: PAPI's alpha", () => {
   it("finds each linear layer's crossover from the device models, where dynamic placement switches", async () => {
     const r = await pimc(
       "tune",
-      "examples/llama-65b.pim",
+      "examples/llama2-7b.pim",
       "--system",
       "examples/systems/a100-papi.pim",
       "--json",
     );
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as { shapes: { n: number; k: number; alpha: number }[]; alpha: number };
-    const qkv = j.shapes.find((s) => s.n === 3 * 8192 && s.k === 8192)!;
+    const qkv = j.shapes.find((s) => s.n === 3 * 4096 && s.k === 4096)!;
     expect(qkv.alpha).toBeGreaterThan(1);
-    const model = loadModel("examples/llama-65b.pim");
+    const model = loadModel("examples/llama2-7b.pim");
     const { module } = await compileModel(
       model,
       papi({ dynamicPlacement: true }),

@@ -318,6 +318,16 @@ export function isLegal(shape: GemmShape, t: Tiling, sys: UpmemSystem, opts: Spa
   const f = tileFamilies(shape.dtype, blockOf(shape, t), sys).find(
     (x) => x.tm === t.tm && x.tn === t.tn && x.tk === t.tk,
   );
+  if (f === undefined) return false;
+  // The family's tiles (familyTiles) without listing them: 1 to t1 tasklets single-buffered, with or
+  // without a K split of `splits`, and 1 to t2 double-buffered.
+  const ks = t.ks ?? 1;
+  if (Number.isFinite(t.tasklets) && Number.isFinite(ks) && typeof t.double === "boolean") {
+    if (!Number.isInteger(t.tasklets) || t.tasklets < 1) return false;
+    return t.double
+      ? t.tasklets <= f.t2 && ks === 1
+      : t.tasklets <= f.t1 && (ks === 1 || f.splits.includes(ks));
+  }
   const d = { dm: t.dm, dn: t.dn, dk: t.dk };
-  return f !== undefined && familyTiles(f).some((x) => compareTilings({ ...d, ...x }, t) === 0);
+  return familyTiles(f).some((x) => compareTilings({ ...d, ...x }, t) === 0);
 }
