@@ -643,23 +643,26 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
 // (docs/heterogeneous.md; those figures are checked by test/docs-figures.ts). The tests below show
 // the same behaviour on smaller models (OPT-30B, Llama-2-7B, OPT-66B), whose device models cost a
 // fraction of the time: the weights and KV caches of these steps still exceed one A100's 80 GB or
-// the PIM stacks, so they are what-ifs (--no-capacity-check). Context 2047: the step's new token is
-// the model's last position.
+// the PIM stacks, so they are what-ifs (--no-capacity-check). Context 2047, as in the docs: the
+// step's new token is the last of GPT-3's and LLaMA-65B's 2048 positions.
+const whatIf = async (model: string, system: string, batch: string, ...extra: string[]) =>
+  (
+    await benchJson(
+      `examples/${model}.pim`,
+      `examples/systems/${system}.pim`,
+      "--phase",
+      "decode",
+      "--no-capacity-check",
+      "--context",
+      "2047",
+      "--batch",
+      batch,
+      ...extra,
+    )
+  ).steps;
+
 describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-attacc.pim)", () => {
-  const step = async (system: string, batch: string) =>
-    (
-      await benchJson(
-        "examples/opt-30b.pim",
-        `examples/systems/${system}.pim`,
-        "--phase",
-        "decode",
-        "--no-capacity-check",
-        "--context",
-        "2047",
-        "--batch",
-        batch,
-      )
-    ).steps;
+  const step = (system: string, batch: string) => whatIf("opt-30b", system, batch);
   it("keeps the FC layers on the GPU, puts attention on PIM, and gains more as the batch grows", async () => {
     const gpu = await step("a100", "1,64");
     const attacc = await step("a100-attacc", "1,64");
@@ -674,21 +677,7 @@ describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-at
 });
 
 describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
-  const steps = async (...extra: string[]) =>
-    (
-      await benchJson(
-        "examples/llama2-7b.pim",
-        "examples/systems/a100-papi.pim",
-        "--phase",
-        "decode",
-        "--no-capacity-check",
-        "--context",
-        "2047",
-        "--batch",
-        "4,64",
-        ...extra,
-      )
-    ).steps;
+  const steps = (...extra: string[]) => whatIf("llama2-7b", "a100-papi", "4,64", ...extra);
   it("switches the FC layers from FC-PIM to the GPU as the tokens per step grow; static placement cannot", async () => {
     const dynamic = await steps("--dynamic-placement", "--compile-once");
     const fixed = await steps("--compile-once");
@@ -710,21 +699,7 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
 });
 
 describe("NeuPIMs: sub-batch interleaving (examples/systems/neupims.pim)", () => {
-  const step = async (...extra: string[]) =>
-    (
-      await benchJson(
-        "examples/opt-66b.pim",
-        "examples/systems/neupims.pim",
-        "--phase",
-        "decode",
-        "--no-capacity-check",
-        "--context",
-        "2047",
-        "--batch",
-        "16,512",
-        ...extra,
-      )
-    ).steps;
+  const step = (...extra: string[]) => whatIf("opt-66b", "neupims", "16,512", ...extra);
   it("overlaps the NPU's and the PIM's work: a gain at large batches, a loss where weights are re-read", async () => {
     const naive = await step();
     const inter = await step("--sub-batches", "2");
