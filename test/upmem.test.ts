@@ -196,9 +196,15 @@ describe("lowering and the emulator", () => {
     };
     const logits: Record<string, number[][]> = {};
     for (const attentionReduce of ["auto", "host", "pim"] as const) {
-      const { ref, program, attention } = await compiled("test/fixtures/llama-tiny", {}, false, {
-        attentionReduce,
-      });
+      // Cooperation keeps the tiny GEMMs on the host: attention, the subject, stays on the DPUs.
+      const { ref, program, attention } = await compiled(
+        "test/fixtures/llama-tiny",
+        { cooperation: true },
+        false,
+        {
+          attentionReduce,
+        },
+      );
       const decode = program.phases.find((p) => p.name === "decode")!.commands;
       // Decode splits the context kernel's tokens over the tasklets; auto leaves the adds to the host.
       expect(attention.filter((a) => a.phase === "decode").every((a) => (a.tiling.context.ks ?? 1) > 1)).toBe(
@@ -624,7 +630,9 @@ describe("pimc with --target upmem", () => {
         return prepare(model, sm, opts);
       });
       try {
-        results.push(await verify("test/fixtures/llama-tiny", { flags: flags(), tolerance: 1e-4 }));
+        // Cooperation keeps the tiny GEMMs on the host: attention, the subject, stays on the DPUs.
+        const f = flags({ cooperation: true });
+        results.push(await verify("test/fixtures/llama-tiny", { flags: f, tolerance: 1e-4 }));
       } finally {
         vi.restoreAllMocks();
       }
