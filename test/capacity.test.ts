@@ -10,7 +10,12 @@ import { metrics, simulate, type Request, type StepTiming } from "../src/exec/se
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, type Workload } from "../src/frontend/workload.js";
 import { chooseTarget, compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
-import { capacityProblem, footprint, positionProblem } from "../src/pipeline/capacity.js";
+import {
+  capacityProblem,
+  footprint,
+  positionProblem,
+  totalCapacityProblem,
+} from "../src/pipeline/capacity.js";
 import { getTarget } from "../targets/index.js";
 import { pimc, tempDir } from "./util.js";
 
@@ -99,6 +104,30 @@ describe("what a model needs in each memory", () => {
     expect(msg).toMatch(
       /^hbm_pim_64ch: weights 3\d\d GiB \+ KV cache 4\.50 GiB .* exceed the PIM banks \(16\.0 GiB\)$/,
     );
+  });
+
+  it("a model no placement can fit fails before the partition runs the cost models", async () => {
+    // The bound before placement: weights and KV cache against every memory together (no
+    // activations: the exact check after placement counts them), so the message has none.
+    const r = await pimc("bench", "examples/gpt3-175b.pim", "--system", "examples/systems/hbm-pim-64ch.pim");
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(
+      /^pimc: error: hbm_pim_64ch: weights 3\d\d GiB \+ KV cache 4\.50 GiB = 3\d\d GiB at batch 1 and 1025 cached tokens per sequence exceed the PIM banks \(16\.0 GiB\) \(--no-capacity-check to time it anyway\)$/,
+    );
+    // Several memories: all of them together (AttAcc's PIM stacks and the GPU's HBM).
+    const { target, system } = await chooseTarget({ system: "examples/systems/a100-attacc.pim" });
+    const map = target.memories!(system);
+    const model = loadModel("examples/gpt3-175b.pim");
+    expect(totalCapacityProblem(system.name, model.module, map, decode(64, 2047))).toMatch(
+      /exceed the PIM banks \(40\.0 GiB\) and the xPU's HBM \(74\.5 GiB\) together \(114 GiB\)$/,
+    );
+    // A bound only where every datum has a memory: a map with a memory-less device gives none.
+    expect(
+      totalCapacityProblem(system.name, model.module, { ...map, holdsAll: false }, decode(64, 2047)),
+    ).toBeUndefined();
+    // Under the memories' total it says nothing: the exact check after placement decides.
+    const small = loadModel("examples/llama2-13b.pim").module;
+    expect(totalCapacityProblem(system.name, small, map, decode(1, 15))).toBeUndefined();
   });
 
   it("batch 512 of GPT-3 on one A100: the KV cache alone is terabytes beside the GPU's 80 GB", async () => {

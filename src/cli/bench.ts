@@ -260,13 +260,13 @@ async function benchTimed(
     base?: Baselines | undefined;
   }[] = [];
   // With compileOnce every step is timed on the program compiled for the first one.
-  const once = compileOnce ? await compileModel(model, flags, steps[0]!, 2) : undefined;
+  const once = compileOnce ? await compileModel(model, flags, steps[0]!, 2, true) : undefined;
   const reference = await referenceSystem(flags);
   const placed: PlacementFlags = { ...flags, ...(once ? { compiledFor: steps[0]!.batch } : {}) };
   try {
     for (const w of steps) {
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
-      const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2));
+      const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2, true));
       checkFits(model, { module, target, system }, w, flags);
       const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
@@ -396,7 +396,7 @@ async function runStep(
   program?: Program;
   report?: RunReport;
 }> {
-  const { module, ctx, target, system } = await compileModel(model, flags, w, 2);
+  const { module, ctx, target, system } = await compileModel(model, flags, w, 2, true);
   checkFits(model, { module, target, system }, w, flags);
   if (target.emit) {
     const out = target.emit({ ...model, module, weights: ctx.weights }, system, {

@@ -116,7 +116,7 @@ export function compileCommand() {
     const bar = progress();
     let compiled;
     try {
-      compiled = await compileModel(model, printing ? opts : { ...opts, progress: bar }, w, 2);
+      compiled = await compileModel(model, printing ? opts : { ...opts, progress: bar }, w, 2, true);
     } finally {
       bar.stop();
     }

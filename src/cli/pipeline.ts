@@ -15,7 +15,7 @@ import { PassContext, runPipeline, type Instrument, type PassOptions } from "../
 import { getPass, pipelineOf } from "../../passes/index.js";
 import type { Progress } from "../report/progress.js";
 import { getTarget, type SystemModel, type Target } from "../../targets/index.js";
-import { capacityProblem } from "../pipeline/capacity.js";
+import { capacityProblem, totalCapacityProblem } from "../pipeline/capacity.js";
 import { warn } from "./io.js";
 
 export interface PipelineFlags {
@@ -185,12 +185,18 @@ export function wantsPipeline(f: PipelineFlags): boolean {
   );
 }
 
-/** Runs the target's default pipeline on the model under the flags and the workload. */
+/**
+ * Runs the target's default pipeline on the model under the flags and the workload. `fits`: the
+ * caller checks the result against the system's memories (checkFits); a model that no placement
+ * can fit then fails before the partition pass runs the cost models (the bound of
+ * totalCapacityProblem), unless --no-capacity-check.
+ */
 export async function compileModel(
   model: LoadedModel,
   f: PipelineFlags,
   w: Workload,
   defaultOpt: number,
+  fits = false,
 ): Promise<Compiled> {
   const { target, system } = await chooseTarget(f);
   for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n); // unknown names are errors
@@ -216,6 +222,16 @@ export async function compileModel(
   else if (f.printAfter.length > 0) instruments.push(printAfter(new Set(f.printAfter), out));
   if (f.dumpIr !== undefined) instruments.push(dumpIr(f.dumpIr));
   if (f.timePasses) instruments.push(timePasses((s) => void process.stderr.write(s)));
+  if (fits && f.capacityCheck !== false) {
+    const map = target.memories?.(system);
+    instruments.push({
+      before: (p, m) => {
+        if (p.name !== "partition" || !map) return;
+        const problem = totalCapacityProblem(system.name, m, map, w);
+        if (problem !== undefined) throw new UserError(`${problem}${ANYWAY}`);
+      },
+    });
+  }
   const bar = f.progress;
   if (bar) {
     const passes = new Set(target.pipeline);
@@ -244,6 +260,8 @@ export async function compileModel(
   return { module, ctx, target, system };
 }
 
+const ANYWAY = " (--no-capacity-check to time it anyway)";
+
 /** Models that were already warned about (one --no-capacity-check warning per command). */
 const warned = new WeakSet<object>();
 
@@ -261,7 +279,7 @@ export function checkFits(
   const map = c.target.memories?.(c.system);
   const problem = map && capacityProblem(c.system.name, c.module, map, w);
   if (problem === undefined) return;
-  if (f.capacityCheck !== false) throw new UserError(`${problem} (--no-capacity-check to time it anyway)`);
+  if (f.capacityCheck !== false) throw new UserError(`${problem}${ANYWAY}`);
   if (warned.has(model)) return;
   warned.add(model);
   warn(`--no-capacity-check: ${problem}; timed anyway`);

@@ -48,10 +48,10 @@ export async function stepTiming(
     decode: { ...base, phase: "decode", batch: 1, context: mean((r) => r.prompt + r.output / 2) } as Workload,
   };
   bar?.label("compiling prefill");
-  const prefill = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2);
+  const prefill = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2, true);
   bar?.tick();
   bar?.label("compiling decode");
-  const decode = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2);
+  const decode = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2, true);
   bar?.tick();
   const compiled = { prefill, decode };
   const target = compiled.decode.target;

@@ -34,6 +34,12 @@ export interface MemoryMap {
    * undefined: the data lives in no memory of the map (it is not checked).
    */
   place(kind: DataKind, devices: ReadonlySet<string>): string | undefined;
+  /**
+   * Every datum lives in one of the memories whatever the placement (`place` never answers
+   * undefined): then the data against all the memories together is a bound that holds before the
+   * partition runs (totalCapacityProblem).
+   */
+  readonly holdsAll?: boolean;
 }
 
 /** Bytes of each kind in one memory. */
@@ -171,6 +177,29 @@ export function capacityProblem(
   return `${system}: ${describeUse(over)} = ${fmtBytes(total(over))} at batch ${w.batch} and ${cachedTokens(w)} cached tokens per sequence exceed ${over.memory.name} (${fmtBytes(over.memory.bytes)})`;
 }
 
+/**
+ * The bound that holds before placement, for maps that hold all data (`holdsAll`): the module's
+ * weights and KV cache under the workload (which placement does not change) against every memory
+ * together. No placement fits a model that fails it, so a model that cannot fit fails before the
+ * cost models run; capacityProblem, after placement, is the exact check (activations included).
+ */
+export function totalCapacityProblem(
+  system: string,
+  module: Module,
+  map: MemoryMap,
+  w: Workload,
+): string | undefined {
+  if (map.holdsAll !== true || map.memories.length === 0) return undefined;
+  const bytes = map.memories.reduce((s, m) => s + m.bytes, 0);
+  const all: Memory = { name: "all", bytes };
+  const [f] = footprint(module, { memories: [all], place: () => all.name }, w);
+  const u = { ...f!, activations: 0 };
+  if (total(u) <= bytes) return undefined;
+  const each = map.memories.map((m) => `${m.name} (${fmtBytes(m.bytes)})`);
+  const memories = each.length === 1 ? each[0]! : `${each.join(" and ")} together (${fmtBytes(bytes)})`;
+  return `${system}: ${describeUse(u)} = ${fmtBytes(total(u))} at batch ${w.batch} and ${cachedTokens(w)} cached tokens per sequence exceed ${memories}`;
+}
+
 /** The model's position limit and the name of the field that sets it. */
 function positionLimit(config: ModelConfig | undefined): { max: number; field: string } | undefined {
   if (!config) return undefined;
@@ -226,6 +255,7 @@ export function singleMemory(name: string, bytes: number | undefined): MemoryMap
   return {
     memories: bytes === undefined ? [] : [{ name, bytes }],
     place: () => (bytes === undefined ? undefined : name),
+    holdsAll: bytes !== undefined,
   };
 }
 

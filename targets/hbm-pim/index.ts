@@ -58,6 +58,7 @@ function memoryMap(sys: HbmPimSystem): MemoryMap {
       if (devices.has(PIM)) return banks.name;
       return (hbm ?? banks).name;
     },
+    holdsAll: true,
   };
 }
 

@@ -65,6 +65,7 @@ const roofline: Target = {
         const d = [...devices][0] ?? s.home;
         return s.devices[d]?.memory === undefined ? undefined : name(d);
       },
+      holdsAll: Object.values(s.devices).every((v) => v.memory !== undefined),
     };
   },
   prepare(model) {

@@ -312,6 +312,7 @@ function memoryMap(system: SystemModel): MemoryMap {
     memories: [mram, ...(dram ? [dram] : [])],
     place: (kind, devices) =>
       devices.has(PIM) && kind !== "activations" && (kind === "kv" || pooling) ? mram.name : dram?.name,
+    holdsAll: dram !== undefined,
   };
 }
 
