@@ -822,6 +822,19 @@ describe("pimc with --target upmem", () => {
     expect(r.stderr).toContain("bad.pimx");
   });
 
+  test("what a program does wrong while it runs names the file (sim beyond its limits)", async () => {
+    const prog = join(tmp, "tiny-limits.pimx");
+    const c = await pimc("compile", "examples/tiny-llama.pim", "--target", "upmem", "-o", prog);
+    expect(c.code, c.stderr).toBe(0);
+    const r = await pimc("sim", prog, "--phase", "prefill", "--batch", "64");
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(
+      /^pimc: error: .*tiny-limits\.pimx: prefill with B=64 .* exceeds the program's limits/,
+    );
+    expect(r.stdout).toBe("");
+  });
+
   test("fp32 weights that do not fit in MRAM are a clear error", async () => {
     const r = await pimc(
       "compile",

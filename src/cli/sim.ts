@@ -8,6 +8,7 @@ import { UserError } from "../errors.js";
 import { readInputFile } from "../fsutil.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { disassemble } from "../../targets/upmem/disasm.js";
+import { ProgramError } from "../../targets/upmem/errors.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
 import { progress } from "../report/progress.js";
@@ -107,17 +108,17 @@ export function simCommand() {
         return;
       }
       const bar = progress();
-      const machine = new UpmemMachine(p, {
-        functional: false,
-        detailed: o.detailed === true,
-        onCommand: () => bar.tick(),
-      });
       const lim = p.limits;
       const phases = p.phases.filter((x) => o.phase === undefined || x.name === o.phase);
       if (phases.length === 0) throw new UserError(`${path}: the program has no ${o.phase} phase`);
       // One step per command of each phase run (the setup's commands are not counted).
       let setup, results;
       try {
+        const machine = new UpmemMachine(p, {
+          functional: false,
+          detailed: o.detailed === true,
+          onCommand: () => bar.tick(),
+        });
         setup = machine.setup();
         bar.start(phases.reduce((n, ph) => n + ph.commands.length, 0));
         results = phases.map((ph) => {
@@ -129,6 +130,13 @@ export function simCommand() {
           const { report } = machine.run(ph.name, undefined, { B, S, P });
           return { report, tokens: B * S };
         });
+      } catch (e) {
+        // What the program does wrong while it runs (decoding checked its fields), or a call beyond
+        // its limits: the line names the file.
+        if (!(e instanceof UserError) || e.message.startsWith(`${path}: `)) throw e;
+        throw e instanceof ProgramError
+          ? new ProgramError(`${path}: ${e.message}`)
+          : new UserError(`${path}: ${e.message}`);
       } finally {
         bar.stop();
       }
