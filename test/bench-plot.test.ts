@@ -15,7 +15,6 @@ import {
   type BenchPlot,
   type Roof,
 } from "../src/report/plot.js";
-import { progress } from "../src/report/progress.js";
 import { hostFlops } from "../targets/cpu/index.js";
 import { decodeProgram } from "../targets/upmem/codec.js";
 import { zUpmemSystem } from "../targets/upmem/system.js";
@@ -278,44 +277,6 @@ describe("rendering", () => {
     );
     expect(ab.includes(">Ablation: tiny<")).toBe(true);
     expect(ab.includes(">2.00 s · 1.00x vs BaseGEMM<")).toBe(true);
-  });
-});
-
-describe("progress bar", () => {
-  const stream = (isTTY: boolean) => {
-    const out: string[] = [];
-    const s = { isTTY, columns: 100, write: (x: string) => out.push(x) > 0 };
-    return { out, s: s as unknown as NodeJS.WriteStream };
-  };
-
-  test("off a terminal it writes nothing", () => {
-    const { out, s } = stream(false);
-    const bar = progress(s);
-    bar.start(2);
-    bar.label("batch 1");
-    bar.tick();
-    bar.tick();
-    bar.stop();
-    expect(out).toEqual([]);
-  });
-
-  test("on a terminal it shows the step and its label, and clears itself after the last step", () => {
-    const { out, s } = stream(true);
-    const bar = progress(s);
-    bar.start(3);
-    bar.label("batch 1");
-    bar.tick();
-    bar.label("batch 4");
-    expect(out.join("")).toContain("1/3 batch 4");
-    bar.tick();
-    const before = out.length;
-    bar.tick(); // the last step: the bar goes away and the cursor comes back
-    const end = out.slice(before).join("");
-    expect(end).toContain("\x1B[?25h");
-    expect(end).not.toContain("3/3");
-    const after = out.length;
-    bar.stop(); // already stopped: nothing more
-    expect(out.length).toBe(after);
   });
 });
 

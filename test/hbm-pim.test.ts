@@ -24,7 +24,7 @@ import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
 import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { benchJson, pimc, rng, tempDir } from "./util.js";
+import { benchJson, pimc, rng, tempDir, whatIf } from "./util.js";
 import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
 import { verify } from "../src/cli/verify.js";
 import { tokenTensor } from "../src/exec/interpreter.js";
@@ -643,23 +643,7 @@ describe("an xPU beside the HBM-PIM stacks (examples/systems/a100-hbm-pim.pim)",
 // (docs/heterogeneous.md; those figures are checked by test/docs-figures.ts). The tests below show
 // the same behaviour on smaller models (OPT-30B, Llama-2-7B, OPT-66B), whose device models cost a
 // fraction of the time: the weights and KV caches of these steps still exceed one A100's 80 GB or
-// the PIM stacks, so they are what-ifs (--no-capacity-check). Context 2047, as in the docs: the
-// step's new token is the last of GPT-3's and LLaMA-65B's 2048 positions.
-const whatIf = async (model: string, system: string, batch: string, ...extra: string[]) =>
-  (
-    await benchJson(
-      `examples/${model}.pim`,
-      `examples/systems/${system}.pim`,
-      "--phase",
-      "decode",
-      "--no-capacity-check",
-      "--context",
-      "2047",
-      "--batch",
-      batch,
-      ...extra,
-    )
-  ).steps;
+// the PIM stacks, so they are what-ifs (whatIf: --no-capacity-check).
 
 describe("AttAcc: attention on HBM3-PIM beside an A100 (examples/systems/a100-attacc.pim)", () => {
   const step = (system: string, batch: string) => whatIf("opt-30b", system, batch);

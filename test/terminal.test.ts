@@ -235,6 +235,25 @@ describe("progress only on a terminal", () => {
     expect(out.join("")).toContain("\x1B[?25h"); // the last step clears the bar
   });
 
+  test("on a terminal it shows the step and its label, and clears itself after the last step", () => {
+    const { out, s } = stream(true);
+    const bar = progress(s);
+    bar.start(3);
+    bar.label("batch 1");
+    bar.tick();
+    bar.label("batch 4");
+    expect(out.join("")).toContain("1/3 batch 4");
+    bar.tick();
+    const before = out.length;
+    bar.tick(); // the last step: the bar goes away and the cursor comes back
+    const end = out.slice(before).join("");
+    expect(end).toContain("\x1B[?25h");
+    expect(end).not.toContain("3/3");
+    const after = out.length;
+    bar.stop(); // already stopped: nothing more
+    expect(out.length).toBe(after);
+  });
+
   test("off a terminal nothing at all, however many steps", () => {
     const { out, s } = stream(false);
     const bar = progress(s);

@@ -178,3 +178,15 @@ export async function benchJson(
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as { target: string; steps: BenchStep[] };
 }
+
+/**
+ * The decode steps of a multi-GPU study's what-if (examples/<model>.pim on
+ * examples/systems/<system>.pim): the weights and KV caches of one GPU's share exceed its memory,
+ * so --no-capacity-check. Context 2047, as in docs/heterogeneous.md: the step's new token is the
+ * last of GPT-3's and LLaMA-65B's 2048 positions.
+ */
+export async function whatIf(model: string, system: string, batch: string, ...extra: string[]) {
+  const args = ["--phase", "decode", "--no-capacity-check", "--context", "2047", "--batch", batch];
+  return (await benchJson(`examples/${model}.pim`, `examples/systems/${system}.pim`, ...args, ...extra))
+    .steps;
+}

@@ -6,7 +6,7 @@ import { defaultWorkload, workloadEnv } from "../src/frontend/workload.js";
 import { occupancy, systolicSeconds, xpuSeconds, zXpu } from "../targets/xpu/model.js";
 import { expertTokens } from "../targets/xpu/duplex.js";
 import type { OpView } from "../src/pipeline/cost-model.js";
-import { benchJson, pimc, type BenchStep } from "./util.js";
+import { benchJson, pimc, whatIf, type BenchStep } from "./util.js";
 
 const flags: PipelineFlags = {
   system: "examples/systems/h100.pim",
@@ -98,21 +98,8 @@ describe("Duplex: an xPU and a Logic-PIM co-processing experts and attention", (
     expect(expertTokens(1, 8, 2).filter((n) => n > 0)).toHaveLength(2);
   });
   it("co-processing beats the GPU alone and splits the experts by their Op/B", async () => {
-    const bench = async (system: string) =>
-      (
-        await benchJson(
-          "examples/mixtral-8x7b.pim",
-          `examples/systems/${system}.pim`,
-          "--phase",
-          "decode",
-          // Mixtral's 87 GiB of weights exceed the H100's 80 GB: a what-if, as in Duplex's per-GPU view.
-          "--no-capacity-check",
-          "--context",
-          "2047",
-          "--batch",
-          "1,64",
-        )
-      ).steps;
+    // Mixtral's 87 GiB of weights exceed the H100's 80 GB: a what-if, as in Duplex's per-GPU view.
+    const bench = (system: string) => whatIf("mixtral-8x7b", system, "1,64");
     const duplex = await bench("duplex");
     const gpu = await bench("h100");
     const moe = (s: BenchStep) => s.ops.find((o) => o.name === "L*.moe")!.device;
