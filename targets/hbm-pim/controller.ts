@@ -228,20 +228,30 @@ export function runChannel(
   const mode = (): number => watcher?.mode ?? SB;
 
   // The banks a command to (rank, bg, bank) reaches: itself, or in all-bank modes every bank of rank
-  // 0 with the bank's parity. Filled into `touched` (bank ids); returns the count.
-  const touched = new Int32Array(nBanks);
-  const touch = (rank: number, bg: number, bank: number): number => {
-    if (rank === 0 && mode() !== SB) {
-      let n = 0;
-      // Every bank of the parity (units on bank pairs), or every bank (a unit per bank).
-      const step = sys.pim.banks_per_unit === 1 ? 1 : 2;
-      for (let g = 0; g < bgs; g++)
-        for (let b = step === 1 ? 0 : bank % 2; b < bpg; b += step) touched[n++] = g * bpg + b;
-      return n;
-    }
-    touched[0] = (rank * bgs + bg) * bpg + bank;
-    return 1;
+  // 0 with the bank's parity (units on bank pairs) or every bank of rank 0 (a unit per bank). Each
+  // set has a key (keyOf) and a list of bank ids made once; touch points `touched` at the list of
+  // the command's set and returns its length. REF reaches every bank of its rank (refreshSets).
+  const nKeys = nBanks + 2;
+  const sets: Int32Array[] = Array.from({ length: nBanks }, (_, id) => Int32Array.of(id));
+  for (let parity = 0; parity < 2; parity++) {
+    const ids: number[] = [];
+    const step = sys.pim.banks_per_unit === 1 ? 1 : 2;
+    for (let g = 0; g < bgs; g++)
+      for (let b = step === 1 ? 0 : parity; b < bpg; b += step) ids.push(g * bpg + b);
+    sets.push(Int32Array.from(ids));
+  }
+  const refreshSets = Array.from({ length: ranks }, (_, r) =>
+    Int32Array.from({ length: banksPerRank }, (_, i) => r * banksPerRank + i),
+  );
+  const keyAB = (bank: number): number => nBanks + (sys.pim.banks_per_unit === 1 ? 0 : bank % 2);
+  const keyOf = (rank: number, bg: number, bank: number): number =>
+    rank === 0 && mode() !== SB ? keyAB(bank) : (rank * bgs + bg) * bpg + bank;
+  let touched = sets[0]!;
+  const touchKey = (key: number): number => {
+    touched = sets[key]!;
+    return touched.length;
   };
+  const touch = (rank: number, bg: number, bank: number): number => touchKey(keyOf(rank, bg, bank));
 
   const [next0, next1, next2, next3] = next as [Float64Array, Float64Array, Float64Array, Float64Array];
   const rankOfId = Int32Array.from({ length: nBanks }, (_, id) => Math.floor(id / banksPerRank));
@@ -349,6 +359,9 @@ export function runChannel(
   const rCol = new Int32Array(nReq);
   const rBarrier = new Uint8Array(nReq);
   const rFence = new Uint8Array(nReq);
+  // Each request's set keys in SB mode and in the all-bank modes (keyOf).
+  const rKeySB = new Int32Array(nReq);
+  const rKeyAB = new Int32Array(nReq);
   requests.forEach((q, i) => {
     rKind[i] = q.kind;
     rRank[i] = q.rank;
@@ -358,7 +371,13 @@ export function runChannel(
     rCol[i] = q.col;
     rBarrier[i] = q.barrier ? 1 : 0;
     rFence[i] = q.fence ? 1 : 0;
+    rKeySB[i] = (q.rank * bgs + q.bg) * bpg + q.bank;
+    rKeyAB[i] = q.rank === 0 ? keyAB(q.bank) : rKeySB[i]!;
   });
+  // Whether the scan under way is in an all-bank mode (the mode changes only when a command issues,
+  // which ends a scan).
+  let ab = false;
+  const reqKey = (x: number): number => (ab ? rKeyAB[x]! : rKeySB[x]!);
   const depth = sys.controller.queue_depth;
   const queue: number[] = [];
   let admitted = 0;
@@ -415,7 +434,7 @@ export function runChannel(
         if (openRow[id] !== CLOSED) open = true;
       if (open) continue;
       // REF reaches every bank of the rank.
-      for (let i = 0; i < banksPerRank; i++) touched[i] = r * banksPerRank + i;
+      touched = refreshSets[r]!;
       if (ready(cmdREF, banksPerRank, c)) {
         issue(cmdREF, banksPerRank, c);
         record(cmdREF, c, r, 0, 0, -1, -1, -1);
@@ -456,18 +475,51 @@ export function runChannel(
     return true;
   };
 
+  // What a scan of the queue learns about a set of banks (its open row, whether a command may issue
+  // there) holds for every queued request reaching the same set until a command issues: each scan
+  // takes a new stamp and asks once per set. A set's key: the bank in SB mode; in all-bank modes
+  // rank 0's banks of a parity (or all of them, a unit per bank).
+  let stamp = 0;
+  const keyStamp = new Int32Array(nKeys);
+  const keyRow = new Int32Array(nKeys);
+  /** Per key and command (RD, WR, ACT): -1 not asked yet in this scan, else 0 or 1. */
+  const keyReady = new Int8Array(nKeys * 3);
+  /** The key of request x, its row and readiness asked afresh when the scan has not seen the key. */
+  const visit = (x: number): number => {
+    const key = reqKey(x);
+    if (keyStamp[key] !== stamp) {
+      keyStamp[key] = stamp;
+      keyRow[key] = rowOf(touchKey(key));
+      keyReady[key * 3] = keyReady[key * 3 + 1] = keyReady[key * 3 + 2] = -1;
+    }
+    return key;
+  };
+  /** Whether `cmd` (slot 0 RD, 1 WR, 2 ACT) may issue at c at request x's banks, asked once per key. */
+  const readyAt = (x: number, key: number, cmd: number, slot: number, c: number): boolean => {
+    let r = keyReady[key * 3 + slot]!;
+    if (r < 0) {
+      const n = touchKey(key);
+      r = (slot === 2 ? !anyOpen(n) && ready(cmd, n, c) : ready(cmd, n, c)) ? 1 : 0;
+      keyReady[key * 3 + slot] = r;
+    }
+    return r === 1;
+  };
+
   const tryColumn = (c: number): boolean => {
     if (blocked(cmdRD, c) && blocked(cmdWR, c)) return false;
     // Behind a barrier at the head nothing else issues.
     const end = queue.length > 0 && rBarrier[queue[0]!] ? 1 : queue.length;
+    stamp++;
+    ab = mode() !== SB;
     for (let i = 0; i < end; i++) {
       const x = queue[i]!;
       if (rBarrier[x] && i > 0) break;
-      const n = touch(rRank[x]!, rBg[x]!, rBank[x]!);
-      if (rowOf(n) !== rRow[x]) continue;
+      const key = visit(x);
+      if (keyRow[key] !== rRow[x]) continue;
       const rd = rKind[x] === RD;
       const cmd = rd ? cmdRD : cmdWR;
-      if (!ready(cmd, n, c) || earlierSameAddress(i, x)) continue;
+      if (!readyAt(x, key, cmd, rd ? 0 : 1, c) || earlierSameAddress(i, x)) continue;
+      const n = touchKey(key);
       issue(cmd, n, c);
       queue.splice(i, 1);
       if (rBarrier[x]) barriers--;
@@ -481,12 +533,16 @@ export function runChannel(
 
   const tryActivate = (c: number, limit: number): boolean => {
     if (blocked(cmdACT, c)) return false;
+    stamp++;
+    ab = mode() !== SB;
     for (let i = 0; i < limit; i++) {
       const x = queue[i]!;
       // A rank waiting for its refresh opens no rows.
       if (refreshing[rRank[x]!]) continue;
-      const n = touch(rRank[x]!, rBg[x]!, rBank[x]!);
-      if (anyOpen(n) || !ready(cmdACT, n, c)) continue;
+      // Only where every bank the ACT reaches is closed.
+      const key = visit(x);
+      if (!readyAt(x, key, cmdACT, 2, c)) continue;
+      const n = touchKey(key);
       issue(cmdACT, n, c);
       setRow(n, rRow[x]!);
       record(cmdACT, c, rRank[x]!, rBg[x]!, rBank[x]!, rRow[x]!, -1, -1);
@@ -513,9 +569,17 @@ export function runChannel(
     }
     if (!any) return false;
     hit.fill(0);
+    // Requests to the set and row just marked mark nothing new (runs of columns in one row).
+    let lastKey = -1;
+    let lastRow = -1;
+    ab = mode() !== SB;
     for (let i = 0; i <= limit && i < queue.length; i++) {
       const x = queue[i]!;
-      const n = touch(rRank[x]!, rBg[x]!, rBank[x]!);
+      const key = reqKey(x);
+      if (key === lastKey && rRow[x] === lastRow) continue;
+      lastKey = key;
+      lastRow = rRow[x]!;
+      const n = touchKey(key);
       for (let j = 0; j < n; j++) if (openRow[touched[j]!] === rRow[x]) hit[touched[j]!] = 1;
     }
     for (let id = 0; id < nBanks; id++) {
