@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { metrics, simulate, type Request, type StepTiming } from "../src/exec/serve.js";
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, type Workload } from "../src/frontend/workload.js";
-import { chooseTarget, compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { chooseTarget, compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import {
   capacityProblem,
   footprint,

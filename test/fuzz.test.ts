@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
 import { main } from "../src/cli/main.js";
-import { readReference } from "../src/cli/verify.js";
+import { readReference } from "../src/driver/verify.js";
 import { UserError } from "../src/errors.js";
 import { buildModel, parseDescription, selectModel } from "../src/frontend/dsl/index.js";
 import { buildFamilyModule } from "../src/frontend/families/index.js";

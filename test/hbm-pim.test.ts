@@ -25,8 +25,8 @@ import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "..
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchJson, pimc, rng, tempDir, whatIf } from "./util.js";
-import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
-import { verify } from "../src/cli/verify.js";
+import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
+import { verify } from "../src/driver/verify.js";
 import { tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { loadModel } from "../src/frontend/load.js";

@@ -13,7 +13,7 @@ import { groupFor } from "../passes/quantize.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pimc, rng, tempDir } from "./util.js";
-import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { parseDescription, selectSystem } from "../src/frontend/dsl/index.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
-import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import { getTarget } from "../targets/index.js";
 import sramPim, { systemOf } from "../targets/sram-pim/index.js";
 import {

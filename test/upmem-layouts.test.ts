@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { importHf } from "../src/frontend/hf/import.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
-import { compileModel } from "../src/cli/pipeline.js";
+import { compileModel } from "../src/driver/compile.js";
 import { UserError } from "../src/errors.js";
 import type { Distribution } from "../targets/upmem/gemm.js";
 import {

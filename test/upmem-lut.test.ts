@@ -25,7 +25,7 @@ import { groupDots, lowbitRange } from "../src/ir/ops/quant.js";
 import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
 import { defaultWorkload } from "../src/frontend/workload.js";
-import { compileModel } from "../src/cli/pipeline.js";
+import { compileModel } from "../src/driver/compile.js";
 import { pimc, rng } from "./util.js";
 
 const sys = DEFAULT_SYSTEM;

@@ -12,7 +12,7 @@ import { defaultWorkload, phaseEnvs, workloadEnv, type Workload } from "../src/f
 import { getOp } from "../src/ir/registry.js";
 import { tensor } from "../src/ir/types.js";
 import { loadForCli } from "../src/cli/io.js";
-import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import {
   attentionLayout,
   bestReduce,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compileModel, type PipelineFlags } from "../src/cli/pipeline.js";
+import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import { layerGroupName } from "../src/cli/compile.js";
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, workloadEnv } from "../src/frontend/workload.js";

@@ -6,7 +6,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
+import { workloadEnv, type Workload } from "../frontend/workload.js";
 import { bytes, int, opb, si } from "../report/format.js";
 import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
@@ -15,14 +15,15 @@ import { traceJson } from "../report/trace.js";
 import { hostFlops } from "../../targets/cpu/index.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
-import { decodeProgram } from "../../targets/upmem/codec.js";
-import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
+import type { RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
-import { loadForCli, writeFileAtomic } from "./io.js";
+import { loadForCli, warn, writeFileAtomic } from "./io.js";
 import { WORKLOAD_LIMITS } from "../limits.js";
 import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo } from "./options.js";
-import { checkFits, chooseTarget, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
-import { breakdown, kernelRows, ms } from "./sim.js";
+import { withPipelineFlags } from "./pipeline.js";
+import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
+import { kernelRows, ms } from "./sim.js";
+import { breakdown, timeStep } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
@@ -267,7 +268,7 @@ async function benchTimed(
     for (const w of steps) {
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
       const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2, true));
-      checkFits(model, { module, target, system }, w, flags);
+      checkFits(model, { module, target, system }, w, { ...flags, warn });
       const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
@@ -396,24 +397,19 @@ async function runStep(
   program?: Program;
   report?: RunReport;
 }> {
-  const { module, ctx, target, system } = await compileModel(model, flags, w, 2, true);
-  checkFits(model, { module, target, system }, w, flags);
-  if (target.emit) {
-    const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
-      envs: phaseEnvs(w),
-      mix: phaseMix(w),
-      shapeOnly: true,
-    });
-    const program = decodeProgram(out.bytes, `${path} (compiled)`);
-    const machine = new UpmemMachine(program, { functional: false });
-    machine.setup();
-    const { report } = machine.run(w.phase, undefined, workloadEnv(w));
-    return { seconds: report.seconds, module, ctx, system, target: target.name, program, report };
-  }
-  if (!target.timeCall)
-    throw new UserError(`pimc bench needs a target with a device model; ${target.name} has none`);
-  const seconds = target.timeCall(module, system, w.phase, workloadEnv(w), { subBatches }).seconds;
-  return { seconds, module, ctx, system, target: target.name };
+  const c = await compileModel(model, flags, w, 2, true);
+  checkFits(model, c, w, { ...flags, warn });
+  const { seconds, program, report } = timeStep(model, c, w, { subBatches, source: path });
+  const { module, ctx, system, target } = c;
+  return {
+    seconds,
+    module,
+    ctx,
+    system,
+    target: target.name,
+    ...(program ? { program } : {}),
+    ...(report ? { report } : {}),
+  };
 }
 
 /**

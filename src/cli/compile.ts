@@ -9,7 +9,8 @@ import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
 import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
-import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { withPipelineFlags } from "./pipeline.js";
+import { checkFits, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { checkPositions, describeUse, footprint } from "../pipeline/capacity.js";
 import {
   describeWorkload,
@@ -24,7 +25,7 @@ import { printModule } from "../ir/printer.js";
 import { numel, typeBytes } from "../ir/types.js";
 import { assertValid } from "../ir/verifier.js";
 import { bytes, int, opb, si } from "../report/format.js";
-import { loadForCli, writeFileAtomic } from "./io.js";
+import { loadForCli, warn, writeFileAtomic } from "./io.js";
 import { explainStep, placementJson, placementLines, referenceSystem } from "./placement.js";
 
 interface Row {
@@ -121,7 +122,7 @@ export function compileCommand() {
       bar.stop();
     }
     const { module, ctx, target, system } = compiled;
-    checkFits(model, { module, target, system }, w, opts);
+    checkFits(model, { module, target, system }, w, { ...opts, warn });
     // What each memory of the system holds under the workload (checked above).
     const map = target.memories?.(system);
     const memories = map ? footprint(module, map, w) : [];

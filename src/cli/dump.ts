@@ -13,13 +13,8 @@ import { table } from "../report/table.js";
 import { placementNotes } from "../../passes/partition.js";
 import { getPass } from "../../passes/index.js";
 import { loadForCli, writeFileAtomic } from "./io.js";
-import {
-  chooseTarget,
-  compileModel,
-  wantsPipeline,
-  withPipelineFlags,
-  type PipelineFlags,
-} from "./pipeline.js";
+import { withPipelineFlags } from "./pipeline.js";
+import { chooseTarget, compileModel, wantsPipeline, type PipelineFlags } from "../driver/compile.js";
 import { resolveWorkload, withWorkloadFlags, type WorkloadFlags } from "./workload-flags.js";
 
 export function dumpCommand() {

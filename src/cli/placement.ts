@@ -14,7 +14,7 @@ import { workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import type { SystemModel } from "../../targets/index.js";
 import { layerGroupName } from "./compile.js";
-import { chooseTarget, type PipelineFlags } from "./pipeline.js";
+import { chooseTarget, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
 
 /** Batch sizes `from`..`to` (inclusive) at which `device` is the fastest. */

@@ -17,7 +17,8 @@ import { int } from "../report/format.js";
 import { loadForCli, warn } from "./io.js";
 import { TRACE_LIMITS, WORKLOAD_LIMITS } from "../limits.js";
 import { positiveInt, positiveIntUpTo, positiveNumber } from "./options.js";
-import { checkFits, compileModel, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { withPipelineFlags } from "./pipeline.js";
+import { checkFits, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
 import { capacityProblem, kvTokenBudget } from "../pipeline/capacity.js";
 
@@ -55,7 +56,8 @@ export async function stepTiming(
   bar?.tick();
   const compiled = { prefill, decode };
   const target = compiled.decode.target;
-  for (const phase of ["prefill", "decode"] as const) checkFits(model, compiled[phase], phases[phase], flags);
+  for (const phase of ["prefill", "decode"] as const)
+    checkFits(model, compiled[phase], phases[phase], { ...flags, warn });
   if (!target.timeCall)
     throw new UserError(
       `pimc serve needs a target that times calls from its device model (hbm-pim, xpu); ${target.name} has none`,

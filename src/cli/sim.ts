@@ -5,12 +5,10 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { readInputFile } from "../fsutil.js";
-import { decodeProgram } from "../../targets/upmem/codec.js";
 import { disassemble } from "../../targets/upmem/disasm.js";
 import { ProgramError } from "../../targets/upmem/errors.js";
-import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
-import type { Program } from "../../targets/upmem/program.js";
+import type { RunReport } from "../../targets/upmem/machine.js";
+import { breakdown, readProgram, simulate } from "../driver/run.js";
 import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { traceJson } from "../report/trace.js";
@@ -19,32 +17,7 @@ import { int, ms } from "../report/format.js";
 import { WORKLOAD_LIMITS as W } from "../limits.js";
 import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
-export function readProgram(path: string): Program {
-  const bytes = readInputFile(path, "a program file (pimc compile -o)", Infinity);
-  return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
-}
-
 export { ms };
-
-/** Busy seconds per category of command. */
-export function breakdown(r: RunReport): Record<string, number> {
-  const out: Record<string, number> = { host: 0, to_pim: 0, from_pim: 0, kernels: 0, setup: 0 };
-  for (const c of r.commands) {
-    const d = c.end - c.start;
-    const k =
-      c.kind === "host"
-        ? "host"
-        : c.kind === "push" || c.kind === "broadcast"
-          ? "to_pim"
-          : c.kind === "pull"
-            ? "from_pim"
-            : c.kind === "launch"
-              ? "kernels"
-              : "setup";
-    out[k]! += d;
-  }
-  return out;
-}
 
 export interface KernelRow {
   kernel: string;
@@ -113,23 +86,21 @@ export function simCommand() {
       if (phases.length === 0) throw new UserError(`${path}: the program has no ${o.phase} phase`);
       // One step per command of each phase run (the setup's commands are not counted).
       let setup, results;
+      const calls = phases.map((ph) => {
+        const B = o.batch ?? lim.B ?? 1;
+        const S = o.seq ?? (ph.name === "decode" ? 1 : (lim.S ?? 1));
+        const P = ph.name === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
+        return { phase: ph.name, env: { B, S, P } };
+      });
       try {
-        const machine = new UpmemMachine(p, {
-          functional: false,
+        bar.start(phases.reduce((n, ph) => n + ph.commands.length, 0));
+        const run = simulate(p, calls, {
           detailed: o.detailed === true,
           onCommand: () => bar.tick(),
+          onCall: (phase) => bar.label(`emulating ${phase}${o.detailed ? " (every DPU)" : ""}`),
         });
-        setup = machine.setup();
-        bar.start(phases.reduce((n, ph) => n + ph.commands.length, 0));
-        results = phases.map((ph) => {
-          const B = o.batch ?? lim.B ?? 1;
-          const S = o.seq ?? (ph.name === "decode" ? 1 : (lim.S ?? 1));
-          const P = ph.name === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
-          bar.label(`emulating ${ph.name}${o.detailed ? " (every DPU)" : ""}`);
-          machine.reset();
-          const { report } = machine.run(ph.name, undefined, { B, S, P });
-          return { report, tokens: B * S };
-        });
+        setup = run.setup;
+        results = run.calls.map((report, i) => ({ report, tokens: calls[i]!.env.B * calls[i]!.env.S }));
       } catch (e) {
         // What the program does wrong while it runs (decoding checked its fields), or a call beyond
         // its limits: the line names the file.

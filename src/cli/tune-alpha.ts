@@ -13,7 +13,7 @@ import { int } from "../report/format.js";
 import { table } from "../report/table.js";
 import type { OpView } from "../pipeline/cost-model.js";
 import type { SystemModel } from "../../targets/index.js";
-import { compileModel, type PipelineFlags } from "./pipeline.js";
+import { compileModel, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
 
 export interface AlphaRow {

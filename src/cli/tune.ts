@@ -12,7 +12,8 @@ import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { gemmShapes, summarize, tilingName, tuneShapes } from "../../targets/upmem/tune.js";
 import { loadForCli } from "./io.js";
-import { chooseTarget, withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { withPipelineFlags } from "./pipeline.js";
+import { chooseTarget, type PipelineFlags } from "../driver/compile.js";
 import { tuneAlpha } from "./tune-alpha.js";
 import { ms } from "./sim.js";
 import {

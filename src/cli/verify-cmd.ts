@@ -3,8 +3,9 @@ import { Command } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import { progress } from "../report/progress.js";
 import { positiveNumber } from "./options.js";
-import { verify } from "./verify.js";
-import { withPipelineFlags, type PipelineFlags } from "./pipeline.js";
+import { verify } from "../driver/verify.js";
+import { withPipelineFlags } from "./pipeline.js";
+import { type PipelineFlags } from "../driver/compile.js";
 import { warn } from "./io.js";
 
 const e = (x: number): string => x.toExponential(2);

@@ -3,7 +3,7 @@ import type { Command as PlainCommand } from "commander";
 import { Option } from "commander";
 import { UserError } from "../errors.js";
 import { loadDescription, selectWorkload } from "../frontend/dsl/index.js";
-import { defaultWorkload, workloadFromDecl, type Workload } from "../frontend/workload.js";
+import { defaultWorkload, fitPositions, workloadFromDecl, type Workload } from "../frontend/workload.js";
 import { WORKLOAD_LIMITS as W } from "../limits.js";
 import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
@@ -53,14 +53,7 @@ export function resolveWorkload(modelPath: string, o: WorkloadFlags, maxPosition
     const first = desc.workloads.find((x) => o.phase === undefined || x.phase === o.phase);
     if (first) w = workloadFromDecl(first);
   }
-  const fit = (d: Workload): Workload =>
-    maxPositions === undefined
-      ? d
-      : {
-          ...d,
-          prompt: Math.min(d.prompt, maxPositions),
-          context: Math.max(0, Math.min(d.context, maxPositions - d.speculation)),
-        };
+  const fit = (d: Workload): Workload => fitPositions(d, maxPositions);
   w ??= fit(defaultWorkload(o.phase ?? "decode"));
   if (o.phase !== undefined && o.phase !== w.phase) w = { ...fit(defaultWorkload(o.phase)), name: w.name };
   return {

@@ -3,7 +3,7 @@
  * description language), and the values they give the IR's dimensions B, S and P.
  */
 import { z } from "zod";
-import { SourceError } from "../errors.js";
+import { SourceError, UserError } from "../errors.js";
 import { WORKLOAD_LIMITS as L } from "../limits.js";
 import type { WorkloadDecl } from "./dsl/index.js";
 
@@ -83,6 +83,39 @@ export function workloadEnv(w: Workload): Record<string, number> {
 /** The workload used when none is given (the defaults of docs/language.md). */
 export function defaultWorkload(phase: "prefill" | "decode"): Workload {
   return { name: "default", phase, batch: 1, prompt: 128, context: 1024, speculation: 1, output: 128 };
+}
+
+/**
+ * A workload from a script's object (the library API): the phase's defaults under the given fields,
+ * each checked against pimc's limits; a bad field is a UserError naming it (`workload.batch ...`).
+ * With `maxPositions` the defaults of prompt and context are shortened to a small model's positions
+ * (as the CLI does); given values are kept (and checked against the positions by the caller).
+ */
+export function workloadFrom(input: Readonly<Partial<Workload>>, maxPositions?: number): Workload {
+  const { name = "default", ...given } = input;
+  const d = fitPositions(defaultWorkload(given.phase ?? "decode"), maxPositions);
+  const fields = { prompt: d.prompt, context: d.context, ...given };
+  const r = zWorkload.safeParse({ phase: "decode", ...fields });
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const key = issue.path.map(String).join(".") || "(object)";
+    const limit = issue.code === "too_big" ? ` up to ${String(issue.maximum)} (pimc's limit)` : "";
+    const want = key === "phase" ? "prefill or decode" : `a positive integer${limit}`;
+    const detail = issue.code === "unrecognized_keys" ? issue.message : `must be ${want}`;
+    throw new UserError(`workload.${key}: ${detail}`);
+  }
+  return { name: String(name), ...r.data };
+}
+
+/** A default workload shortened to a model's positions (the prompt, and the context with its step's tokens). */
+export function fitPositions(d: Workload, maxPositions: number | undefined): Workload {
+  return maxPositions === undefined
+    ? d
+    : {
+        ...d,
+        prompt: Math.min(d.prompt, maxPositions),
+        context: Math.max(0, Math.min(d.context, maxPositions - d.speculation)),
+      };
 }
 
 /** Calls of each function per request: one prefill, then the decode steps that generate `output` tokens. */

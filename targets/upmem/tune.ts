@@ -9,7 +9,7 @@ import { UserError } from "../../src/errors.js";
 import { operandTyper, opCost } from "../../src/ir/cost.js";
 import type { LoadedModel } from "../../src/frontend/hf/import.js";
 import { phaseEnvs, type Workload } from "../../src/frontend/workload.js";
-import { compileModel, type PipelineFlags } from "../../src/cli/pipeline.js";
+import { compileModel, type PipelineFlags } from "../../src/driver/compile.js";
 import { timeKernel, type KernelTiming } from "./dpu.js";
 import {
   blockBytes,

@@ -1,7 +1,7 @@
 /**
- * `pimc verify <hf-dir>`: runs a HuggingFace model on a target and compares with the reference
- * logits that HF transformers produced (reference.json): prefill of the prompt, the greedy decode
- * steps through the KV cache, and the whole sequence at once.
+ * Verification (`pimc verify <hf-dir>`): runs a HuggingFace model on a target and compares with the
+ * reference logits that HF transformers produced (reference.json): prefill of the prompt, the greedy
+ * decode steps through the KV cache, and the whole sequence at once.
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -13,7 +13,7 @@ import { importHf } from "../frontend/hf/import.js";
 import { zodMessage } from "../ir/attrs.js";
 import type { Tensor } from "../ir/tensor.js";
 import { defaultWorkload } from "../frontend/workload.js";
-import { compileModel, type PipelineFlags } from "./pipeline.js";
+import { compileModel, type CompileFlags } from "./compile.js";
 import type { Progress } from "../report/progress.js";
 
 const ids2 = z.array(z.array(z.number().int().nonnegative()).min(1)).min(1);
@@ -100,7 +100,7 @@ const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 export interface VerifyOptions {
   /** Target, system and pass flags (the target's pipeline runs before execution). */
-  flags: PipelineFlags;
+  flags: CompileFlags;
   /** Default: 0.25 with INT8 weights, else the target's (targets computing in FP16) or 1e-4. */
   tolerance?: number;
   reference?: string;

@@ -1,0 +1,120 @@
+/**
+ * Running what the compiler made: one step of a workload on a compiled model (the program emulated,
+ * for targets that emit one, or the ops timed by the target's device model) and a program file run on
+ * the emulator. The CLI's bench and sim and the library API (src/index.ts) call it.
+ */
+import { UserError } from "../errors.js";
+import { readInputFile } from "../fsutil.js";
+import type { LoadedModel } from "../frontend/hf/import.js";
+import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
+import type { DimEnv } from "../ir/dim.js";
+import type { CallTiming } from "../../targets/index.js";
+import { decodeProgram } from "../../targets/upmem/codec.js";
+import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
+import type { Program } from "../../targets/upmem/program.js";
+import type { Compiled } from "./compile.js";
+
+/** A program file written by `pimc compile -o` (or `emit`), decoded and validated. */
+export function readProgram(path: string): Program {
+  const bytes = readInputFile(path, "a program file (pimc compile -o)", Infinity);
+  return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+}
+
+/** A program's bytes (target.emit's), decoded and validated; `name` names it in errors. */
+export function decodeProgramBytes(bytes: Uint8Array, name: string): Program {
+  return decodeProgram(bytes, name);
+}
+
+export interface SimulateOptions {
+  /** Time every DPU of every launch instead of one per launch (slower; the same result for uniform kernels). */
+  readonly detailed?: boolean;
+  /** Called after each command of the calls (not the setup's) the emulator runs (progress). */
+  readonly onCommand?: () => void;
+  /** Called before each call. */
+  readonly onCall?: (phase: string) => void;
+}
+
+/**
+ * Runs a program's phases on the emulator (timing only, no data): the setup's report and one report
+ * per call, each call at `env` (B sequences of S tokens with P already cached).
+ */
+export function simulate(
+  program: Program,
+  calls: readonly { readonly phase: string; readonly env: DimEnv }[],
+  opts: SimulateOptions = {},
+): { setup: RunReport; calls: RunReport[] } {
+  let counting = false;
+  const machine = new UpmemMachine(program, {
+    functional: false,
+    detailed: opts.detailed === true,
+    onCommand: () => void (counting && opts.onCommand?.()),
+  });
+  const setup = machine.setup();
+  counting = true;
+  const reports = calls.map(({ phase, env }) => {
+    opts.onCall?.(phase);
+    machine.reset();
+    return machine.run(phase, undefined, env).report;
+  });
+  return { setup, calls: reports };
+}
+
+/** Busy seconds per category of command. */
+export function breakdown(r: RunReport): Record<string, number> {
+  const out: Record<string, number> = { host: 0, to_pim: 0, from_pim: 0, kernels: 0, setup: 0 };
+  for (const c of r.commands) {
+    const d = c.end - c.start;
+    const k =
+      c.kind === "host"
+        ? "host"
+        : c.kind === "push" || c.kind === "broadcast"
+          ? "to_pim"
+          : c.kind === "pull"
+            ? "from_pim"
+            : c.kind === "launch"
+              ? "kernels"
+              : "setup";
+    out[k]! += d;
+  }
+  return out;
+}
+
+/** One step of a workload: its latency and, by kind of target, the emulator's report or the ops' times. */
+export interface Step {
+  readonly seconds: number;
+  /** Targets that emit a program: the program and the emulator's report of the step. */
+  readonly program?: Program;
+  readonly report?: RunReport;
+  /** Targets timed by a device model: the step op by op. */
+  readonly timing?: CallTiming;
+}
+
+/**
+ * One step of the workload's phase on a compiled model: the program emulated (targets that emit
+ * one) or the ops timed by the target's device model. `subBatches` > 1: NeuPIMs' sub-batch
+ * interleaving (device-model targets that support it). `source` names the model in errors.
+ */
+export function timeStep(
+  model: LoadedModel,
+  c: Pick<Compiled, "module" | "ctx" | "target" | "system">,
+  w: Workload,
+  opts: { readonly subBatches?: number; readonly source?: string } = {},
+): Step {
+  const { module, ctx, target, system } = c;
+  if (target.emit) {
+    const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
+      envs: phaseEnvs(w),
+      mix: phaseMix(w),
+      shapeOnly: true,
+    });
+    const program = decodeProgram(out.bytes, `${opts.source ?? model.module.name} (compiled)`);
+    const report = simulate(program, [{ phase: w.phase, env: workloadEnv(w) }]).calls[0]!;
+    return { seconds: report.seconds, program, report };
+  }
+  if (!target.timeCall)
+    throw new UserError(`timing a step needs a target with a device model; ${target.name} has none`);
+  const timing = target.timeCall(module, system, w.phase, workloadEnv(w), {
+    subBatches: opts.subBatches ?? 1,
+  });
+  return { seconds: timing.seconds, timing };
+}

@@ -1,0 +1,112 @@
+/**
+ * pimc as a library: load a model, compile it for a system, time a step of a workload, write and
+ * simulate a program file, verify against HuggingFace's logits. The CLI's commands are shells over
+ * the same functions (src/driver/). docs/api.md shows them at work; its example runs in the tests.
+ */
+import { checkPositions, footprint, type MemoryUse } from "./pipeline/capacity.js";
+import { allFlags, checkFits, compileModel, type CompileFlags, type Compiled } from "./driver/compile.js";
+import { timeStep, type Step } from "./driver/run.js";
+import { loadModel } from "./frontend/load.js";
+import type { LoadedModel } from "./frontend/hf/import.js";
+import { phaseEnvs, phaseMix, workloadFrom, type Workload } from "./frontend/workload.js";
+import { writeFileAtomic } from "./fsutil.js";
+import { UserError } from "./errors.js";
+
+export { UserError };
+export { loadModel } from "./frontend/load.js";
+export type { LoadedModel } from "./frontend/hf/import.js";
+export { workloadFrom, type Workload } from "./frontend/workload.js";
+export { printModule } from "./ir/printer.js";
+export { parseModule } from "./ir/parser.js";
+export type { Module, Op } from "./ir/module.js";
+export { verify, type VerifyOptions, type VerifyResult } from "./driver/verify.js";
+export { breakdown, readProgram, simulate, type SimulateOptions, type Step } from "./driver/run.js";
+export { allTargets, getTarget } from "../targets/index.js";
+export type { CallTiming, SystemModel, Target } from "../targets/index.js";
+export type { MemoryUse } from "./pipeline/capacity.js";
+export type { RunReport } from "../targets/upmem/machine.js";
+export type { Program } from "../targets/upmem/program.js";
+
+/**
+ * How to compile: the CLI's flags as fields (`weights: "int8"`, `cooperation: false`,
+ * `dynamicPlacement: true`, `capacityCheck: false`, ...; see `pimc compile --help`), and the workload
+ * the model is compiled and checked for (default: decode, batch 1, context 1024).
+ */
+export interface CompileOptions extends Omit<CompileFlags, "system" | "progress"> {
+  readonly workload?: Partial<Workload>;
+}
+
+/** A compiled model: the IR after the target's pipeline, the target and system, and what it needs where. */
+export interface CompiledModel extends Compiled {
+  readonly model: LoadedModel;
+  readonly workload: Workload;
+  /** What the model needs in each memory of the system under the workload (empty: not checked). */
+  readonly memories: readonly MemoryUse[];
+}
+
+/**
+ * Compiles `model` (a loaded model, or a path as `pimc` takes it: a .pim description, a HuggingFace
+ * folder, a .pimir module) for `system` (a .pim system file, `FILE.pim:NAME` for one of several;
+ * undefined: the target's default system, `options.target` or cpu). Checks the workload's positions
+ * and the system's memories as `pimc compile` does (UserError naming the memory, unless
+ * `capacityCheck: false`).
+ */
+export async function compile(
+  model: LoadedModel | string,
+  system?: string,
+  options: CompileOptions = {},
+): Promise<CompiledModel> {
+  const m = typeof model === "string" ? loadModel(model) : model;
+  const { workload, ...rest } = options;
+  const w = workloadFrom(workload ?? {}, m.config?.max_positions);
+  checkPositions(m, w);
+  const flags = allFlags({ ...rest, ...(system !== undefined ? { system } : {}) });
+  const c = await compileModel(m, flags, w, 2, true);
+  checkFits(m, c, w, flags);
+  const map = c.target.memories?.(c.system);
+  return { ...c, model: m, workload: w, memories: map ? footprint(c.module, map, w) : [] };
+}
+
+/**
+ * Times one step of a workload (default: the one `c` was compiled for; fields given replace its
+ * own) on the compiled model: the program emulated, for targets that generate one (`report`), or the
+ * ops timed by the target's device model (`timing`). `subBatches`: NeuPIMs' sub-batch interleaving.
+ */
+export function time(
+  c: CompiledModel,
+  workload: Partial<Workload> = {},
+  opts: { readonly subBatches?: number } = {},
+): Step {
+  const w = workloadFrom({ ...c.workload, ...workload });
+  checkPositions(c.model, w);
+  return timeStep(c.model, c, w, opts);
+}
+
+/**
+ * The program file of a compiled model, for targets that generate code (undefined for the others),
+ * laid out for the compiled workload; `shapeOnly`: no weight data (a program for timing only).
+ * `lines` describe it as `pimc compile -o` prints them.
+ */
+export function emit(
+  c: CompiledModel,
+  opts: { readonly shapeOnly?: boolean } = {},
+): { bytes: Uint8Array; lines: string[] } | undefined {
+  const { model, module, ctx, target, system, workload: w } = c;
+  return target.emit?.({ ...model, module, weights: ctx.weights }, system, {
+    envs: phaseEnvs(w),
+    mix: phaseMix(w),
+    shapeOnly: opts.shapeOnly === true || model.weights.names().length === 0,
+  });
+}
+
+/** Writes `emit(c)`'s program to `path` (atomically) and returns its description lines. */
+export function writeProgram(
+  c: CompiledModel,
+  path: string,
+  opts: { readonly shapeOnly?: boolean } = {},
+): string[] {
+  const out = emit(c, opts);
+  if (!out) throw new UserError(`target ${c.target.name} generates no program file`);
+  writeFileAtomic(path, out.bytes);
+  return out.lines;
+}

@@ -1,0 +1,111 @@
+/**
+ * The library API (src/index.ts): docs/api.md's example run as a dependent project would run it,
+ * and each function against the command that is a shell over it.
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { compile, emit, loadModel, time, UserError, workloadFrom, writeProgram } from "../src/index.js";
+import { benchJson, expectUserError, pimc, tempDir } from "./util.js";
+
+const tmp = tempDir("pimc-api-");
+
+describe("docs/api.md", () => {
+  test("its example runs in a project that depends on pimc and prints what the doc shows", () => {
+    // test/consumer.mjs --source: `import ... from "pimc"` through package.json's exports (the
+    // sources' condition); .ci/run runs it on the built package too.
+    const r = spawnSync(process.execPath, ["test/consumer.mjs", "--source"], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+  });
+});
+
+describe("compile and time", () => {
+  test("time() at another batch equals pimc bench --compile-once of the same model", async () => {
+    const c = await compile("examples/tiny-llama.pim", "examples/systems/h100.pim");
+    // The default workload, its context shortened to the model's 128 positions (as the CLI does).
+    expect(c.workload).toMatchObject({ phase: "decode", batch: 1, context: 127 });
+    const j = await benchJson(
+      "examples/tiny-llama.pim",
+      "examples/systems/h100.pim",
+      "--batch",
+      "1,8",
+      // The CLI's default is the description's first workload (context 16); the API's the built-in one.
+      "--context",
+      "127",
+      "--compile-once",
+    );
+    expect([1, 8].map((batch) => time(c, { batch }).seconds)).toEqual(j.steps.map((s) => s.seconds));
+    // A device model's step, op by op; no program for it to emit.
+    expect(time(c).timing!.ops.length).toBeGreaterThan(0);
+    expect(emit(c)).toBeUndefined();
+    await expect(async () => writeProgram(c, join(tmp, "x.pimx"))).rejects.toThrow(UserError);
+  });
+
+  test("a loaded model compiles as its path does; the program's lines are compile -o's", async () => {
+    const model = loadModel("examples/tiny-llama.pim");
+    const opts = { weights: "int8" as const, cooperation: false };
+    const a = await compile(model, "examples/systems/upmem-rank.pim", opts);
+    const b = await compile("examples/tiny-llama.pim", "examples/systems/upmem-rank.pim", opts);
+    expect(time(a).seconds).toBe(time(b).seconds);
+    const file = join(tmp, "tiny.pimx");
+    const lines = writeProgram(a, file);
+    const other = join(tmp, "tiny-cli.pimx");
+    const cli = await pimc(
+      "compile",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/upmem-rank.pim",
+      "--weights",
+      "int8",
+      "--no-cooperation",
+      "--context",
+      "127",
+      "-o",
+      other,
+      "--json",
+    );
+    expect(cli.code, cli.stderr).toBe(0);
+    const shown = (JSON.parse(cli.stdout) as { program: string[] }).program;
+    expect(shown.slice(0, -1)).toEqual(lines);
+    expect(shown.at(-1)).toMatch(/^ +written to .*tiny-cli\.pimx/);
+    expect(readFileSync(other).equals(readFileSync(file))).toBe(true);
+    const sim = await pimc("sim", file, "--phase", "decode", "--batch", "1", "--context", "127", "--json");
+    expect(sim.code, sim.stderr).toBe(0);
+    const seconds = (JSON.parse(sim.stdout) as { phases: { seconds: number }[] }).phases[0]!.seconds;
+    expect(seconds).toBe(time(a).seconds);
+  });
+});
+
+describe("bad input is a UserError naming the field", () => {
+  test("workload fields are bounded where they enter", () => {
+    expectUserError(() => workloadFrom({ batch: 0 }), "workload.batch: must be a positive integer");
+    expectUserError(() => workloadFrom({ context: 1e12 }), "workload.context:", "pimc's limit");
+    expectUserError(
+      () => workloadFrom({ phase: "train" as "decode" }),
+      "workload.phase: must be prefill or decode",
+    );
+    expectUserError(() => workloadFrom({ bacth: 2 } as object), "workload.", "bacth");
+  });
+
+  test("a model that cannot fit is refused unless capacityCheck is false", async () => {
+    const small = join(tmp, "small-gpu.pim");
+    writeFileSync(
+      small,
+      'system small {\n  target = "xpu"\n  xpu = { kind = "gpu", flops = 1 TFLOPS, bandwidth = 1 TB/s, memory = 64 KiB }\n}\n',
+    );
+    await expect(compile("examples/tiny-llama.pim", small)).rejects.toThrow(
+      /exceed the xPU's HBM \(64\.0 KiB\)/,
+    );
+    const warnings: string[] = [];
+    const c = await compile("examples/tiny-llama.pim", small, {
+      capacityCheck: false,
+      warn: (m) => warnings.push(m),
+    });
+    const [hbm] = c.memories;
+    expect(hbm!.weights).toBeGreaterThan(hbm!.memory.bytes);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^--no-capacity-check: small: weights .* timed anyway$/),
+    ]);
+  });
+});
