@@ -10,6 +10,10 @@ import { loadModel } from "./frontend/load.js";
 import type { LoadedModel } from "./frontend/hf/import.js";
 import { phaseEnvs, phaseMix, workloadFrom, type Workload } from "./frontend/workload.js";
 import { writeFileAtomic } from "./fsutil.js";
+import { requestsFrom } from "./frontend/requests.js";
+import type { Request, ServeMetrics, ServeResult } from "./exec/serve.js";
+import { serveTrace } from "./driver/serve.js";
+import { WORKLOAD_LIMITS } from "./limits.js";
 import { UserError } from "./errors.js";
 
 export { UserError };
@@ -26,6 +30,8 @@ export type { CallTiming, SystemModel, Target } from "../targets/index.js";
 export type { MemoryUse } from "./pipeline/capacity.js";
 export type { RunReport } from "../targets/upmem/machine.js";
 export type { Program } from "../targets/upmem/program.js";
+export { poissonRequests, readRequests, requestsFrom } from "./frontend/requests.js";
+export type { Request, RequestResult, ServeMetrics, ServeResult } from "./exec/serve.js";
 
 /**
  * How to compile: the CLI's flags as fields (`weights: "int8"`, `cooperation: false`,
@@ -109,4 +115,32 @@ export function writeProgram(
   if (!out) throw new UserError(`target ${c.target.name} generates no program file`);
   writeFileAtomic(path, out.bytes);
   return out.lines;
+}
+
+/**
+ * Serves a request trace (an array of `{ arrival, prompt, output }`, `readRequests(file)` or
+ * `poissonRequests({...})`) on `model` compiled for `system` as `pimc serve` does: each phase compiled
+ * once with dynamic placement, continuous (default) or static batching of at most `maxBatch`
+ * (default 32) sequences, admission control for the KV cache. Each request's times (`result`), the
+ * throughput and TTFT / TBT percentiles (`metrics`) and the KV-cache room (`kvTokens`).
+ */
+export async function serve(
+  model: LoadedModel | string,
+  system: string | undefined,
+  trace: readonly Request[],
+  options: Omit<CompileOptions, "workload"> & {
+    readonly batching?: "continuous" | "static";
+    readonly maxBatch?: number;
+  } = {},
+): Promise<{ result: ServeResult; metrics: ServeMetrics; kvTokens: number }> {
+  const m = typeof model === "string" ? loadModel(model) : model;
+  const { batching = "continuous", maxBatch = 32, ...rest } = options;
+  if (batching !== "continuous" && batching !== "static")
+    throw new UserError(`batching: expected continuous or static, got ${String(batching)}`);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > WORKLOAD_LIMITS.batch)
+    throw new UserError(
+      `maxBatch: expected a positive integer up to ${WORKLOAD_LIMITS.batch}, got ${maxBatch}`,
+    );
+  const flags = allFlags({ ...rest, ...(system !== undefined ? { system } : {}) });
+  return serveTrace(m, flags, requestsFrom(trace, "the trace"), { batching, maxBatch });
 }

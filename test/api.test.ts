@@ -6,7 +6,18 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { compile, emit, loadModel, time, UserError, workloadFrom, writeProgram } from "../src/index.js";
+import {
+  compile,
+  emit,
+  loadModel,
+  poissonRequests,
+  requestsFrom,
+  serve,
+  time,
+  UserError,
+  workloadFrom,
+  writeProgram,
+} from "../src/index.js";
 import { benchJson, expectUserError, pimc, tempDir } from "./util.js";
 
 const tmp = tempDir("pimc-api-");
@@ -74,6 +85,39 @@ describe("compile and time", () => {
     expect(sim.code, sim.stderr).toBe(0);
     const seconds = (JSON.parse(sim.stdout) as { phases: { seconds: number }[] }).phases[0]!.seconds;
     expect(seconds).toBe(time(a).seconds);
+  });
+});
+
+describe("serve", () => {
+  test("a generated trace gives the numbers of pimc serve --json", async () => {
+    const prompt: [number, number] = [128, 512];
+    const output: [number, number] = [32, 256];
+    const trace = poissonRequests({ rate: 20, count: 30, prompt, output, seed: 1 });
+    const api = await serve("examples/llama2-7b.pim", "examples/systems/h100.pim", trace, { maxBatch: 8 });
+    const cli = await pimc(
+      "serve",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/h100.pim",
+      "--rate",
+      "20",
+      "--count",
+      "30",
+      "--max-batch",
+      "8",
+      "--json",
+    );
+    expect(cli.code, cli.stderr).toBe(0);
+    const j = JSON.parse(cli.stdout) as { tokens_per_second: number; per_request: unknown[] };
+    expect(api.metrics.tokens_per_second).toBe(j.tokens_per_second);
+    expect(api.result.requests).toEqual(j.per_request);
+    expectUserError(
+      () => requestsFrom([{ arrival: 0, prompt: 0, output: 1 }], "the trace"),
+      "request 0: prompt",
+    );
+    await expect(serve("examples/llama2-7b.pim", undefined, trace, { maxBatch: 0 })).rejects.toThrow(
+      /maxBatch/,
+    );
   });
 });
 

@@ -1,104 +1,21 @@
 /**
  * `pimc serve <model> --system S (--requests FILE | --rate R --count N ...)`: a request trace served
- * with static or continuous batching on a target's device model: throughput, and TTFT / TBT
- * percentiles. The model is compiled once per phase with dynamic placement (each linear layer moves
- * between its devices with the tokens per step, the PAPI rule); every distinct step (batch, tokens,
- * context rounded up to 16) is timed once.
+ * with static or continuous batching on a target's device model (src/driver/serve.ts): throughput,
+ * and TTFT / TBT percentiles.
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { metrics, simulate, type Request, type StepTiming } from "../exec/serve.js";
 import { checkTrace, parseRange, poissonRequests, readRequests } from "../frontend/requests.js";
-import { defaultWorkload, workloadEnv, type Workload } from "../frontend/workload.js";
-import type { LoadedModel } from "../frontend/hf/import.js";
-import { progress, type Progress } from "../report/progress.js";
+import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { int } from "../report/format.js";
 import { loadForCli, warn } from "./io.js";
 import { TRACE_LIMITS, WORKLOAD_LIMITS } from "../limits.js";
 import { positiveInt, positiveIntUpTo, positiveNumber } from "./options.js";
 import { withPipelineFlags } from "./pipeline.js";
-import { checkFits, compileModel, type PipelineFlags } from "../driver/compile.js";
+import type { PipelineFlags } from "../driver/compile.js";
+import { serveTrace } from "../driver/serve.js";
 import { ms } from "./sim.js";
-import { capacityProblem, kvTokenBudget } from "../pipeline/capacity.js";
-
-/** Context lengths are timed at multiples of this (attention grows slowly with it). */
-const CONTEXT_STEP = 16;
-
-/**
- * Step times from a target's device model (each phase compiled once, each distinct step timed once),
- * and the cached tokens the system's memories leave room for (admission control; Infinity when they
- * are not checked: --no-capacity-check, or a target without memories).
- */
-export async function stepTiming(
-  model: LoadedModel,
-  flags: PipelineFlags,
-  trace: readonly Request[],
-  maxBatch = 32,
-  bar?: Progress,
-): Promise<StepTiming & { readonly kvTokens: number }> {
-  // The phases are compiled for the mean request of those within the model's positions (the others
-  // are rejected at admission).
-  const max = model.config?.max_positions ?? Infinity;
-  const served = trace.filter((r) => r.prompt + r.output <= max);
-  const mean = (f: (r: Request) => number) =>
-    Math.max(1, Math.round(served.reduce((s, r) => s + f(r), 0) / Math.max(1, served.length)));
-  const base = defaultWorkload("decode");
-  const phases = {
-    prefill: { ...base, phase: "prefill", batch: 1, prompt: mean((r) => r.prompt) } as Workload,
-    decode: { ...base, phase: "decode", batch: 1, context: mean((r) => r.prompt + r.output / 2) } as Workload,
-  };
-  bar?.label("compiling prefill");
-  const prefill = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2, true);
-  bar?.tick();
-  bar?.label("compiling decode");
-  const decode = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2, true);
-  bar?.tick();
-  const compiled = { prefill, decode };
-  const target = compiled.decode.target;
-  for (const phase of ["prefill", "decode"] as const)
-    checkFits(model, compiled[phase], phases[phase], { ...flags, warn });
-  if (!target.timeCall)
-    throw new UserError(
-      `pimc serve needs a target that times calls from its device model (hbm-pim, xpu); ${target.name} has none`,
-    );
-  const memo = new Map<string, number>();
-  const time = (phase: "prefill" | "decode", B: number, S: number, P: number): number => {
-    const key = `${phase} ${B} ${S} ${P}`;
-    let v = memo.get(key);
-    if (v === undefined) {
-      const c = compiled[phase];
-      v = target.timeCall!(
-        c.module,
-        c.system,
-        phase,
-        workloadEnv({ ...phases[phase], batch: B, prompt: S, context: P }),
-      ).seconds;
-      memo.set(key, v);
-    }
-    return v;
-  };
-  // Room for the KV cache beside the weights and the activations of a full decode step and of the
-  // longest prompt's prefill.
-  const map = flags.capacityCheck === false ? undefined : target.memories?.(compiled.decode.system);
-  if (flags.capacityCheck === false)
-    warn("--no-capacity-check: requests are admitted without reserving KV-cache memory");
-  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
-  const steps: Workload[] = [
-    { ...phases.decode, batch: maxBatch, context: 0 },
-    { ...phases.prefill, prompt: longest },
-  ];
-  const kvTokens = map ? kvTokenBudget(compiled.decode.module, map, steps) : Infinity;
-  if (kvTokens === undefined)
-    throw new UserError(
-      `${capacityProblem(compiled.decode.system.name, compiled.decode.module, map!, { ...phases.decode, context: 0 }) ?? `${compiled.decode.system.name}: no room for the KV cache of one token beside the weights and activations`} (--no-capacity-check to serve it anyway)`,
-    );
-  return {
-    prefill: (b, prompt) => time("prefill", b, prompt, 0),
-    decode: (b, context) => time("decode", b, 1, Math.ceil(context / CONTEXT_STEP) * CONTEXT_STEP),
-    kvTokens,
-  };
-}
 
 export function serveCommand() {
   const cmd = new Command("serve")
@@ -151,30 +68,25 @@ export function serveCommand() {
     if (generated) checkTrace(trace, "the generated trace (--rate, --count, --output)");
     const model = loadForCli(path, opts.model);
     const positions = model.config?.max_positions;
-    // Two compiles, then one step per request served.
     const bar = progress();
-    let result, timing;
+    let served;
     try {
-      bar.start(2 + trace.length);
-      timing = await stepTiming(model, opts, trace, opts.maxBatch, bar);
-      bar.label(`serving ${int(trace.length)} requests (${opts.batching} batching)`);
-      result = simulate(trace, timing, {
+      served = await serveTrace(model, { ...opts, warn }, trace, {
         batching: opts.batching,
         maxBatch: opts.maxBatch,
-        capacity: { tokens: timing.kvTokens, ...(positions !== undefined ? { positions } : {}) },
-        onFinish: () => bar.tick(),
+        progress: bar,
       });
     } finally {
       bar.stop();
     }
-    const m = metrics(trace, result);
+    const { result, metrics: m, kvTokens } = served;
     if (m.requests === 0)
       throw new UserError(
-        `${generated ? "the generated trace (--prompt, --output)" : opts.requests!}: none of its ${trace.length} requests can be served: ${m.rejected_positions} past the model's ${positions ?? "?"} positions, ${m.rejected_memory} too long for the memory${Number.isFinite(timing.kvTokens) ? ` (KV cache room for ${int(timing.kvTokens)} tokens)` : ""}`,
+        `${generated ? "the generated trace (--prompt, --output)" : opts.requests!}: none of its ${trace.length} requests can be served: ${m.rejected_positions} past the model's ${positions ?? "?"} positions, ${m.rejected_memory} too long for the memory${Number.isFinite(kvTokens) ? ` (KV cache room for ${int(kvTokens)} tokens)` : ""}`,
       );
     if (opts.json) {
       process.stdout.write(
-        `${JSON.stringify({ model: model.module.name, batching: opts.batching, max_batch: opts.maxBatch, kv_tokens: Number.isFinite(timing.kvTokens) ? timing.kvTokens : null, ...m, rejected: result.rejected, per_request: result.requests })}\n`,
+        `${JSON.stringify({ model: model.module.name, batching: opts.batching, max_batch: opts.maxBatch, kv_tokens: Number.isFinite(kvTokens) ? kvTokens : null, ...m, rejected: result.rejected, per_request: result.requests })}\n`,
       );
       return;
     }
@@ -186,7 +98,7 @@ export function serveCommand() {
         `model     ${model.module.name}; ${opts.batching} batching, at most ${opts.maxBatch} sequences per step`,
         `trace     ${int(trace.length)} requests${m.requests < trace.length ? ` (${int(m.requests)} admitted)` : ""}, ${int(m.tokens)} output tokens${generated ? ` (Poisson, ${opts.rate} req/s, seed ${opts.seed ?? 1})` : ` from ${opts.requests}`}`,
         `served    in ${ms(m.makespan)}: ${m.tokens_per_second.toFixed(1)} tokens/s, ${m.requests_per_second.toFixed(2)} requests/s; ${int(m.prefill_steps)} prefill and ${int(m.decode_steps)} decode steps, ${m.mean_batch.toFixed(1)} sequences per decode step`,
-        `admission ${Number.isFinite(timing.kvTokens) ? `KV cache room for ${int(timing.kvTokens)} tokens` : "KV cache not checked"}: ${int(m.waited)} requests waited for memory, ${int(m.rejected_memory)} rejected (too long for the memory), ${int(m.rejected_positions)} rejected (past the model's ${positions ?? "?"} positions)`,
+        `admission ${Number.isFinite(kvTokens) ? `KV cache room for ${int(kvTokens)} tokens` : "KV cache not checked"}: ${int(m.waited)} requests waited for memory, ${int(m.rejected_memory)} rejected (too long for the memory), ${int(m.rejected_positions)} rejected (past the model's ${positions ?? "?"} positions)`,
         t.toString(),
         "",
       ].join("\n"),

@@ -196,7 +196,9 @@ export async function compileModel(
   return { module, ctx, target, system };
 }
 
-const stderrWarning = (message: string): void => void process.stderr.write(`pimc: warning: ${message}\n`);
+/** Where warnings go when the flags name no `warn`: stderr, one line each. */
+export const defaultWarn = (message: string): void =>
+  void process.stderr.write(`pimc: warning: ${message}\n`);
 
 const ANYWAY = " (--no-capacity-check to time it anyway)";
 
@@ -220,7 +222,7 @@ export function checkFits(
   if (f.capacityCheck !== false) throw new UserError(`${problem}${ANYWAY}`);
   if (warned.has(model)) return;
   warned.add(model);
-  (f.warn ?? stderrWarning)(`--no-capacity-check: ${problem}; timed anyway`);
+  (f.warn ?? defaultWarn)(`--no-capacity-check: ${problem}; timed anyway`);
 }
 
 const PRECISIONS = ["f32", "int8", "int4", "int2"] as const;

@@ -51,20 +51,31 @@ function parseCsv(text: string, file: string): Request[] {
 
 export function readRequests(file: string): Request[] {
   const text = readTextFile(file, "a request trace (CSV or JSON)");
-  let out: Request[];
-  if (text.trimStart().startsWith("[")) {
-    const raw = parseJson(text, file);
-    const r = z.array(zRequest).safeParse(raw);
-    if (!r.success) {
-      const issue = r.error.issues[0]!;
-      throw new UserError(
-        `${file}: request ${String(issue.path[0])}: ${issue.path.slice(1).join(".")} ${issue.message}`,
-      );
-    }
-    out = r.data;
-  } else out = parseCsv(text, file);
-  if (out.length === 0) throw new UserError(`${file}: no requests`);
-  checkTrace(out, file);
+  return text.trimStart().startsWith("[")
+    ? requestsFrom(parseJson(text, file), file)
+    : checked(parseCsv(text, file), file);
+}
+
+/**
+ * A trace from a JSON value (a JSON file's, or a script's array: the library API), each request and
+ * the whole checked; errors name `what` and the request.
+ */
+export function requestsFrom(raw: unknown, what: string): Request[] {
+  const r = z.array(zRequest).safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new UserError(
+      issue.path.length === 0
+        ? `${what}: expected an array of requests {arrival, prompt, output}`
+        : `${what}: request ${String(issue.path[0])}: ${issue.path.slice(1).join(".")} ${issue.message}`,
+    );
+  }
+  return checked(r.data, what);
+}
+
+function checked(out: Request[], what: string): Request[] {
+  if (out.length === 0) throw new UserError(`${what}: no requests`);
+  checkTrace(out, what);
   return out;
 }
 
