@@ -141,12 +141,44 @@ describe("pimc serve", () => {
     expect(c.tokens_per_second).toBeGreaterThan(s.tokens_per_second);
     expect(c.ttft.p90).toBeLessThan(s.ttft.p90);
   });
-  it("rejects bad requests and targets without a device model in one line", async () => {
+  it("serves on every kind of target: an emulated program (upmem), a cost model alone (cpu)", async () => {
+    const args = ["--rate", "50", "--count", "12", "--prompt", "8-32", "--output", "4-16", "--json"];
+    for (const system of ["upmem-rank", "host-cpu"]) {
+      const r = await pimc(
+        "serve",
+        "examples/tiny-llama.pim",
+        "--system",
+        `examples/systems/${system}.pim`,
+        ...args,
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout) as { requests: number; tokens: number; ttft: { p50: number } };
+      expect(j.requests).toBe(12);
+      expect(j.ttft.p50).toBeGreaterThan(0);
+    }
+    // The host CPU's steps come from its cost model, op by op: the host-alone reference exactly.
+    const b = await pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/host-cpu.pim",
+      "--batch",
+      "1,8",
+      "--baselines",
+      "--json",
+    );
+    expect(b.code, b.stderr).toBe(0);
+    for (const s of (JSON.parse(b.stdout) as { steps: { seconds: number; host_only_s: number }[] }).steps)
+      expect(s.seconds).toBe(s.host_only_s);
+  });
+
+  it("rejects bad requests in one line", async () => {
     for (const args of [
       ["examples/tiny-llama.pim", "--target", "xpu"],
       ["examples/tiny-llama.pim", "--target", "xpu", "--rate", "1", "--requests", "x.csv"],
       ["examples/tiny-llama.pim", "--target", "xpu", "--requests", "x.csv", "--seed", "3"],
-      ["examples/tiny-llama.pim", "--system", "examples/systems/upmem-2048.pim", "--rate", "1"],
+      // Every request past tiny-llama's 128 positions (prompts of 128-512 tokens by default).
+      ["examples/tiny-llama.pim", "--system", "examples/systems/upmem-rank.pim", "--rate", "1"],
       ["examples/tiny-llama.pim", "--target", "xpu", "--rate", "1", "--prompt", "9-3"],
     ]) {
       const r = await pimc("serve", ...args);

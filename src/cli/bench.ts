@@ -23,7 +23,7 @@ import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo 
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { kernelRows, ms } from "./sim.js";
-import { breakdown, timeStep } from "../driver/run.js";
+import { breakdown, callTimer, timeStep } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
@@ -269,7 +269,7 @@ async function benchTimed(
       bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
       const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2, true));
       checkFits(model, { module, target, system }, w, { ...flags, warn });
-      const timing = target.timeCall!(module, system, w.phase, workloadEnv(w), { subBatches });
+      const timing = callTimer(target)(module, system, w.phase, workloadEnv(w), { subBatches });
       const rows = new Map<string, BenchRow>();
       for (const o of timing.ops) {
         const name = layerGroupName(o.op);
@@ -708,10 +708,6 @@ export function benchCommand() {
       throw new UserError("--baselines does not go with --ablation (it has the CPU alone as a row)");
     const { target } = await chooseTarget(opts);
     if (!target.emit) {
-      if (!target.timeCall)
-        throw new UserError(
-          `pimc bench needs a target with a device model (upmem, hbm-pim); ${target.name} has none`,
-        );
       for (const [flag, given] of [
         ["--ablation", opts.ablation],
         ["--trace", opts.trace],

@@ -8,7 +8,11 @@ import { readInputFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { DimEnv } from "../ir/dim.js";
-import type { CallTiming } from "../../targets/index.js";
+import type { CallTiming, PrepareOptions, SystemModel, Target } from "../../targets/index.js";
+import type { Module } from "../ir/module.js";
+import { operandTyper } from "../ir/cost.js";
+import { viewOf } from "../pipeline/cost-model.js";
+import { deviceFor } from "../ir/placement.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
@@ -79,6 +83,74 @@ export function breakdown(r: RunReport): Record<string, number> {
   return out;
 }
 
+/**
+ * A call timed by the system's cost model alone, for targets without a device model of their own
+ * (the host CPU, the roofline): the ops one at a time, each on its placed device (else the home
+ * device), and the partition's transfers over the link.
+ */
+export function costModelTiming(module: Module, system: SystemModel, func: string, env: DimEnv): CallTiming {
+  const cm = system.costModel;
+  const f = module.funcs.find((x) => x.name === func);
+  if (!f) throw new UserError(`module has no ${func} function`);
+  const typeOf = operandTyper(module, f);
+  const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
+  const ops = f.body.map((op) => {
+    const view = viewOf(op, typeOf, env);
+    let device: string;
+    let seconds: number;
+    if (op.opcode === "transfer") {
+      const [from, to] = [String(op.attrs.from), String(op.attrs.to)];
+      device = "link";
+      seconds = cm.transferTime(view.cost.bytes, from, to);
+    } else {
+      device = deviceFor(op, env) ?? cm.home;
+      seconds = cm.opTime(view, device, env) ?? cm.opTime(view, cm.home, env) ?? 0;
+    }
+    busy[device] = (busy[device] ?? 0) + seconds;
+    return { op, device, seconds, flops: view.cost.flops, bytes: view.cost.bytes };
+  });
+  return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
+}
+
+/** How a target times a call without data: its device model (`timeCall`), else its cost model. */
+export function callTimer(target: Target): NonNullable<Target["timeCall"]> {
+  if (target.timeCall) return target.timeCall.bind(target);
+  return (module, system, func, env, opts) => {
+    if ((opts?.subBatches ?? 1) > 1)
+      throw new UserError(
+        `sub-batch interleaving needs a host beside PIM units that work at once (target hbm-pim); ${target.name} times ops one at a time`,
+      );
+    return costModelTiming(module, system, func, env);
+  };
+}
+
+/**
+ * Times calls of one compiled model at many sizes without compiling again: targets that emit a
+ * program emit it once, laid out for `limits` (the largest batch, tokens per call and cached tokens)
+ * and `envs` (the sizes to choose tiles for), and emulate each call on it; the others time each call
+ * with their device or cost model (callTimer). Returns the seconds of a call of `func` under `env`.
+ */
+export function preparedTimer(
+  model: LoadedModel,
+  c: Pick<Compiled, "module" | "ctx" | "target" | "system">,
+  opts: PrepareOptions,
+): (func: string, env: DimEnv) => number {
+  const { module, ctx, target, system } = c;
+  if (!target.emit) {
+    const timeCall = callTimer(target);
+    return (func, env) => timeCall(module, system, func, env).seconds;
+  }
+  const out = target.emit({ ...model, module, weights: ctx.weights }, system, { ...opts, shapeOnly: true });
+  const machine = new UpmemMachine(decodeProgram(out.bytes, `${model.module.name} (compiled)`), {
+    functional: false,
+  });
+  machine.setup();
+  return (func, env) => {
+    machine.reset();
+    return machine.run(func, undefined, env).report.seconds;
+  };
+}
+
 /** One step of a workload: its latency and, by kind of target, the emulator's report or the ops' times. */
 export interface Step {
   readonly seconds: number;
@@ -111,9 +183,7 @@ export function timeStep(
     const report = simulate(program, [{ phase: w.phase, env: workloadEnv(w) }]).calls[0]!;
     return { seconds: report.seconds, program, report };
   }
-  if (!target.timeCall)
-    throw new UserError(`timing a step needs a target with a device model; ${target.name} has none`);
-  const timing = target.timeCall(module, system, w.phase, workloadEnv(w), {
+  const timing = callTimer(target)(module, system, w.phase, workloadEnv(w), {
     subBatches: opts.subBatches ?? 1,
   });
   return { seconds: timing.seconds, timing };

@@ -13,11 +13,19 @@ import {
   type ServeResult,
   type StepTiming,
 } from "../exec/serve.js";
-import { defaultWorkload, workloadEnv, type Workload } from "../frontend/workload.js";
+import { defaultWorkload, phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import type { Progress } from "../report/progress.js";
 import { capacityProblem, kvTokenBudget } from "../pipeline/capacity.js";
-import { checkFits, compileModel, defaultWarn, type CompileFlags } from "./compile.js";
+import {
+  allFlags,
+  checkFits,
+  chooseTarget,
+  compileModel,
+  defaultWarn,
+  type CompileFlags,
+} from "./compile.js";
+import { preparedTimer } from "./run.js";
 
 /** Context lengths are timed at multiples of this (attention grows slowly with it). */
 const CONTEXT_STEP = 16;
@@ -45,31 +53,33 @@ export async function stepTiming(
     prefill: { ...base, phase: "prefill", batch: 1, prompt: mean((r) => r.prompt) } as Workload,
     decode: { ...base, phase: "decode", batch: 1, context: mean((r) => r.prompt + r.output / 2) } as Workload,
   };
+  // Targets that emit programs run them as compiled (static placement: their lowering keeps one
+  // device per op); the others move each linear layer with the tokens per step (dynamic placement).
+  const { target } = await chooseTarget(allFlags(flags));
+  const placement = { ...flags, dynamicPlacement: target.emit === undefined };
   bar?.label("compiling prefill");
-  const prefill = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.prefill, 2, true);
+  const prefill = await compileModel(model, placement, phases.prefill, 2, true);
   bar?.tick();
   bar?.label("compiling decode");
-  const decode = await compileModel(model, { ...flags, dynamicPlacement: true }, phases.decode, 2, true);
+  const decode = await compileModel(model, placement, phases.decode, 2, true);
   bar?.tick();
   const compiled = { prefill, decode };
-  const target = compiled.decode.target;
   for (const phase of ["prefill", "decode"] as const) checkFits(model, compiled[phase], phases[phase], flags);
-  if (!target.timeCall)
-    throw new UserError(
-      `pimc serve needs a target that times calls from its device model (hbm-pim, xpu); ${target.name} has none`,
-    );
+  // Programs are laid out for the largest steps: the most sequences, the longest prompt, the longest
+  // sequence; their tiles are chosen for the mean request.
+  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
+  const longestSequence = served.reduce((m, r) => Math.max(m, r.prompt + r.output), 1);
+  const limits = { B: maxBatch, S: longest, T: longestSequence + CONTEXT_STEP };
+  const timers = {
+    prefill: preparedTimer(model, prefill, { limits, envs: phaseEnvs(phases.prefill), mix: phaseMix(base) }),
+    decode: preparedTimer(model, decode, { limits, envs: phaseEnvs(phases.decode), mix: phaseMix(base) }),
+  };
   const memo = new Map<string, number>();
   const time = (phase: "prefill" | "decode", B: number, S: number, P: number): number => {
     const key = `${phase} ${B} ${S} ${P}`;
     let v = memo.get(key);
     if (v === undefined) {
-      const c = compiled[phase];
-      v = target.timeCall!(
-        c.module,
-        c.system,
-        phase,
-        workloadEnv({ ...phases[phase], batch: B, prompt: S, context: P }),
-      ).seconds;
+      v = timers[phase](phase, workloadEnv({ ...phases[phase], batch: B, prompt: S, context: P }));
       memo.set(key, v);
     }
     return v;
@@ -81,7 +91,6 @@ export async function stepTiming(
     (flags.warn ?? defaultWarn)(
       "--no-capacity-check: requests are admitted without reserving KV-cache memory",
     );
-  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
   const steps: Workload[] = [
     { ...phases.decode, batch: maxBatch, context: 0 },
     { ...phases.prefill, prompt: longest },
