@@ -5,10 +5,10 @@
  */
 import { checkPositions, footprint, type MemoryUse } from "./pipeline/capacity.js";
 import { allFlags, checkFits, compileModel, type CompileFlags, type Compiled } from "./driver/compile.js";
-import { timeStep, type Step } from "./driver/run.js";
+import { emitProgram, timeStep, type Step } from "./driver/run.js";
 import { loadModel } from "./frontend/load.js";
 import type { LoadedModel } from "./frontend/hf/import.js";
-import { phaseEnvs, phaseMix, workloadFrom, type Workload } from "./frontend/workload.js";
+import { workloadFrom, type Workload } from "./frontend/workload.js";
 import { writeFileAtomic } from "./fsutil.js";
 import { requestsFrom } from "./frontend/requests.js";
 import type { Request, ServeMetrics, ServeResult } from "./exec/serve.js";
@@ -24,7 +24,17 @@ export { printModule } from "./ir/printer.js";
 export { parseModule } from "./ir/parser.js";
 export type { Module, Op } from "./ir/module.js";
 export { verify, type VerifyOptions, type VerifyResult } from "./driver/verify.js";
-export { breakdown, readProgram, simulate, type SimulateOptions, type Step } from "./driver/run.js";
+export {
+  breakdown,
+  readProgram,
+  readProgramFile,
+  simulate,
+  simulateIr,
+  type ProgramFile,
+  type SimulateOptions,
+  type Step,
+} from "./driver/run.js";
+export type { IrProgram } from "./exec/ir-program.js";
 export { allTargets, getTarget } from "../targets/index.js";
 export type { CallTiming, SystemModel, Target } from "../targets/index.js";
 export type { MemoryUse } from "./pipeline/capacity.js";
@@ -89,20 +99,16 @@ export function time(
 }
 
 /**
- * The program file of a compiled model, for targets that generate code (undefined for the others),
- * laid out for the compiled workload; `shapeOnly`: no weight data (a program for timing only).
- * `lines` describe it as `pimc compile -o` prints them.
+ * The program file of a compiled model, laid out for the compiled workload: the target's own for
+ * targets that generate code (UPMEM: DPU kernels and host commands), the compiled IR with its system
+ * for the others. `shapeOnly`: no weight data (a program for timing only). `lines` describe it as
+ * `pimc compile -o` prints them.
  */
 export function emit(
   c: CompiledModel,
   opts: { readonly shapeOnly?: boolean } = {},
-): { bytes: Uint8Array; lines: string[] } | undefined {
-  const { model, module, ctx, target, system, workload: w } = c;
-  return target.emit?.({ ...model, module, weights: ctx.weights }, system, {
-    envs: phaseEnvs(w),
-    mix: phaseMix(w),
-    shapeOnly: opts.shapeOnly === true || model.weights.names().length === 0,
-  });
+): { bytes: Uint8Array; lines: string[] } {
+  return emitProgram(c.model, c, c.workload, opts);
 }
 
 /** Writes `emit(c)`'s program to `path` (atomically) and returns its description lines. */
@@ -112,7 +118,6 @@ export function writeProgram(
   opts: { readonly shapeOnly?: boolean } = {},
 ): string[] {
   const out = emit(c, opts);
-  if (!out) throw new UserError(`target ${c.target.name} generates no program file`);
   writeFileAtomic(path, out.bytes);
   return out.lines;
 }

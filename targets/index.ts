@@ -31,6 +31,8 @@ export interface SystemModel {
   readonly config?: unknown;
   /** How the system is used (the choices it was created with). */
   readonly options?: SystemOptions;
+  /** The description file it was made from and its system block (program files carry it). */
+  readonly source?: { readonly file: string; readonly name: string; readonly text: string };
 }
 
 /** Choices about how a system is used (not what it is). */

@@ -30,6 +30,8 @@ import { assertValid } from "../src/ir/verifier.js";
 import { mulberry32 } from "../src/rng.js";
 import { getTarget } from "../targets/index.js";
 import { decodeProgram } from "../targets/upmem/codec.js";
+import { decodeIrProgram } from "../src/exec/ir-program.js";
+import { simulateIr } from "../src/driver/run.js";
 import { disassemble } from "../targets/upmem/disasm.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
 import { tempDir } from "./util.js";
@@ -372,6 +374,7 @@ const SMALL_MODELS = ["examples/tiny-llama.pim", "examples/custom-llama-tiny.pim
 const HF = ["llama-tiny", "gpt2-tiny", "opt-tiny", "mixtral-tiny", "qwen2-tiny", "mistral-tiny"];
 
 let pimxSeed: Uint8Array | undefined;
+const irProgramSeeds: Input[] = [];
 let irSeed = "";
 
 const surfaces: Surface[] = [
@@ -458,6 +461,25 @@ const surfaces: Surface[] = [
           P: ph.name === "decode" ? Math.max(0, (p.limits.T ?? S) - S) : 0,
         });
       }
+    },
+  },
+  {
+    name: "ir-program",
+    ext: "pimx",
+    seeds: () => irProgramSeeds,
+    mutate: textMutator,
+    // What `pimc sim` does with the program file of a target without code generation.
+    run: async (x) => {
+      const ir = decodeIrProgram(x, "fuzz.pimx");
+      const calls = ["prefill", "decode"].map((phase) => ({
+        phase,
+        env: {
+          B: ir.limits.B,
+          S: phase === "decode" ? 1 : ir.limits.S,
+          P: phase === "decode" ? ir.limits.T - 1 : 0,
+        },
+      }));
+      await simulateIr(ir, calls);
     },
   },
   {
@@ -581,6 +603,18 @@ beforeAll(async () => {
   ]);
   expect(r).toEqual({ code: 0, err: "" });
   pimxSeed = readFileSync(out);
+  // The compiled IR with its system: a device model (an H100) and the default host CPU.
+  for (const args of [
+    ["--system", "examples/systems/h100.pim"],
+    ["--target", "cpu"],
+  ]) {
+    const file = join(dir, `tiny-${args[1]!.replace(/\W/g, "_")}.pimx`);
+    expect(await runCli(["compile", "examples/tiny-llama.pim", ...args, "-o", file])).toEqual({
+      code: 0,
+      err: "",
+    });
+    irProgramSeeds.push({ name: file, data: readFileSync(file) });
+  }
 });
 
 describe("fuzz", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
-import { layerGroupName } from "../src/cli/compile.js";
+import { layerGroupName } from "../src/report/format.js";
 import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, workloadEnv } from "../src/frontend/workload.js";
 import { occupancy, systolicSeconds, xpuSeconds, zXpu } from "../targets/xpu/model.js";

@@ -23,9 +23,8 @@ import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo 
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { kernelRows, ms } from "./sim.js";
-import { breakdown, callTimer, timeStep } from "../driver/run.js";
+import { breakdown, callTimer, timeStep, timingRows } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
-import { layerGroupName } from "./compile.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
 import type { Module } from "../ir/module.js";
 import type { CallTiming, SystemModel } from "../../targets/index.js";
@@ -270,25 +269,6 @@ async function benchTimed(
       const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2, true));
       checkFits(model, { module, target, system }, w, { ...flags, warn });
       const timing = callTimer(target)(module, system, w.phase, workloadEnv(w), { subBatches });
-      const rows = new Map<string, BenchRow>();
-      for (const o of timing.ops) {
-        const name = layerGroupName(o.op);
-        const key = `${o.device}\u0000${name}`;
-        const r = rows.get(key) ?? {
-          name,
-          device: o.device,
-          calls: 0,
-          seconds: 0,
-          bytes: 0,
-          flops: 0,
-          peak_fraction: 0,
-        };
-        r.calls++;
-        r.seconds += o.seconds;
-        r.bytes += o.bytes;
-        r.flops += o.flops;
-        rows.set(key, r);
-      }
       const placement = explainStep({ module, ctx }, w, reference.costModel, placed);
       bar.tick();
       const base = o.baselines
@@ -297,7 +277,7 @@ async function benchTimed(
       results.push({
         w,
         timing,
-        rows: [...rows.values()].sort((a, b) => b.seconds - a.seconds),
+        rows: timingRows(timing).map((r) => ({ ...r, peak_fraction: 0 })),
         system: system.name,
         target: target.name,
         summary: target.summary,

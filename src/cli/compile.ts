@@ -7,10 +7,11 @@ import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
-import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
+import { workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, compileModel, type PipelineFlags } from "../driver/compile.js";
+import { emitProgram } from "../driver/run.js";
 import { checkPositions, describeUse, footprint } from "../pipeline/capacity.js";
 import {
   describeWorkload,
@@ -20,11 +21,11 @@ import {
 } from "./workload-flags.js";
 import { funcCosts } from "../ir/cost.js";
 import { dimEval } from "../ir/dim.js";
-import { findFunc, type Module, type Op } from "../ir/module.js";
+import { findFunc, type Module } from "../ir/module.js";
 import { printModule } from "../ir/printer.js";
 import { numel, typeBytes } from "../ir/types.js";
 import { assertValid } from "../ir/verifier.js";
-import { bytes, int, opb, si } from "../report/format.js";
+import { bytes, int, layerGroupName, opb, si } from "../report/format.js";
 import { loadForCli, warn, writeFileAtomic } from "./io.js";
 import { explainStep, placementJson, placementLines, referenceSystem } from "./placement.js";
 
@@ -36,10 +37,6 @@ interface Row {
   flops: number;
   bytes: number;
 }
-
-/** The name ops of identical layers share: `L*.q` for every layer's q, `kv.*.k` for their caches. */
-export const layerGroupName = (op: Op): string =>
-  (op.results[0]?.name ?? op.opcode).replace(/^(L|kv\.)\d+\./, "$1*.");
 
 /** Per-op costs of the workload's function, ops of identical layers grouped (`L*.q` = every layer's q). */
 export function costRows(m: Module, w: Workload): Row[] {
@@ -137,11 +134,10 @@ export function compileCommand() {
     });
     let programLines: string[] = [];
     // Targets with code generation lower the model (shape-only without -o): what the program holds.
-    if (target.emit && !opts.output?.endsWith(".pimir")) {
-      const out = target.emit({ ...model, module, weights: ctx.weights }, system, {
-        envs: phaseEnvs(w),
-        mix: phaseMix(w),
-        shapeOnly: opts.output === undefined || model.weights.names().length === 0,
+    // The others' program file is the compiled IR with its system (-o FILE.pimir: the IR alone).
+    if ((target.emit || opts.output !== undefined) && !opts.output?.endsWith(".pimir")) {
+      const out = emitProgram(model, { module, ctx, target, system }, w, {
+        shapeOnly: opts.output === undefined,
       });
       programLines = out.lines;
       if (opts.output !== undefined) {

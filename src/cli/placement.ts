@@ -14,7 +14,7 @@ import { deviceFor } from "../ir/placement.js";
 import { workloadEnv, type Workload } from "../frontend/workload.js";
 import type { PassContext } from "../pipeline/pass.js";
 import type { SystemModel } from "../../targets/index.js";
-import { layerGroupName } from "./compile.js";
+import { layerGroupName } from "../report/format.js";
 import { chooseTarget, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
 

@@ -8,12 +8,14 @@ import { UserError } from "../errors.js";
 import { disassemble } from "../../targets/upmem/disasm.js";
 import { ProgramError } from "../../targets/upmem/errors.js";
 import type { RunReport } from "../../targets/upmem/machine.js";
-import { breakdown, readProgram, simulate } from "../driver/run.js";
+import { breakdown, readProgramFile, simulate, simulateIr, timingRows as opRows } from "../driver/run.js";
+import type { IrProgram } from "../exec/ir-program.js";
+import { printModule } from "../ir/printer.js";
 import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
-import { traceJson } from "../report/trace.js";
+import { timingTraceJson, traceJson } from "../report/trace.js";
 import { writeFileAtomic } from "./io.js";
-import { int, ms } from "../report/format.js";
+import { bytes, int, ms, si } from "../report/format.js";
 import { WORKLOAD_LIMITS as W } from "../limits.js";
 import { nonNegativeIntUpTo, positiveIntUpTo } from "./options.js";
 
@@ -74,8 +76,13 @@ export function simCommand() {
     .option("--detailed", "time every DPU of every launch instead of one per launch")
     .option("--json", "print one JSON object")
     .option("--trace <file>", "write a Chrome/Perfetto trace (trace-event JSON) of the calls to FILE")
-    .action((path, o) => {
-      const p = readProgram(path);
+    .action(async (path, o) => {
+      const file = readProgramFile(path);
+      if (file.kind === "ir") {
+        await simIr(path, file.ir, o);
+        return;
+      }
+      const p = file.program;
       if (o.disasm) {
         process.stdout.write(disassemble(p));
         return;
@@ -86,12 +93,11 @@ export function simCommand() {
       if (phases.length === 0) throw new UserError(`${path}: the program has no ${o.phase} phase`);
       // One step per command of each phase run (the setup's commands are not counted).
       let setup, results;
-      const calls = phases.map((ph) => {
-        const B = o.batch ?? lim.B ?? 1;
-        const S = o.seq ?? (ph.name === "decode" ? 1 : (lim.S ?? 1));
-        const P = ph.name === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
-        return { phase: ph.name, env: { B, S, P } };
-      });
+      const calls = simCalls(
+        phases.map((ph) => ph.name),
+        lim,
+        o,
+      );
       try {
         bar.start(phases.reduce((n, ph) => n + ph.commands.length, 0));
         const run = simulate(p, calls, {
@@ -162,4 +168,95 @@ export function simCommand() {
       }
       process.stdout.write(`${lines.join("\n")}\n`);
     });
+}
+
+/** The calls `pimc sim` runs: each phase of the program (or --phase) at the options' sizes, else its limits. */
+function simCalls(
+  phases: readonly string[],
+  lim: { readonly B?: number; readonly S?: number; readonly T?: number },
+  o: { batch?: number; seq?: number; context?: number },
+): { phase: string; env: { B: number; S: number; P: number } }[] {
+  return phases.map((phase) => {
+    const B = o.batch ?? lim.B ?? 1;
+    const S = o.seq ?? (phase === "decode" ? 1 : (lim.S ?? 1));
+    const P = phase === "decode" ? (o.context ?? Math.max(0, (lim.T ?? S) - S)) : 0;
+    return { phase, env: { B, S, P } };
+  });
+}
+
+/**
+ * `pimc sim` of a target without code generation: its program is the compiled IR and its system,
+ * each call timed by the target's device model (or its cost model), as `pimc bench` times a step.
+ */
+async function simIr(
+  path: string,
+  ir: IrProgram,
+  o: {
+    disasm?: boolean;
+    phase?: string;
+    batch?: number;
+    seq?: number;
+    context?: number;
+    detailed?: boolean;
+    json?: boolean;
+    trace?: string;
+  },
+): Promise<void> {
+  const where = ir.system ? `${ir.system.name} (${ir.system.file})` : "its default system";
+  if (o.disasm) {
+    process.stdout.write(`// ${ir.model} for ${ir.target} on ${where}\n${printModule(ir.module)}`);
+    return;
+  }
+  if (o.detailed)
+    throw new UserError(
+      `--detailed times every DPU of an UPMEM program; ${path} is a ${ir.target} program, timed by its device model`,
+    );
+  const phases = ir.module.funcs.map((f) => f.name).filter((n) => o.phase === undefined || n === o.phase);
+  if (phases.length === 0) throw new UserError(`${path}: the program has no ${o.phase} phase`);
+  const calls = simCalls(phases, ir.limits, o);
+  const { target, system, calls: timings } = await simulateIr(ir, calls);
+  const results = calls.map((c, i) => ({ ...c, timing: timings[i]!, tokens: c.env.B * c.env.S }));
+  if (o.trace !== undefined)
+    writeFileAtomic(
+      o.trace,
+      timingTraceJson(results.map((r) => ({ phase: r.phase, env: r.env, timing: r.timing }))),
+    );
+  if (o.json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        program: path,
+        model: ir.model,
+        target: target.name,
+        system: system.name,
+        phases: results.map(({ phase, env, timing, tokens }) => ({
+          phase,
+          env,
+          seconds: timing.seconds,
+          tokens_per_second: tokens / timing.seconds,
+          busy: timing.busy,
+          ops: opRows(timing),
+        })),
+      })}\n`,
+    );
+    return;
+  }
+  const lines = [`program   ${ir.model} on ${target.name} (${where}): ${target.summary}`];
+  for (const { phase, env, timing, tokens } of results) {
+    const busy = Object.entries(timing.busy).map(([d, s]) => `${d} ${ms(s)}`);
+    lines.push(
+      `${phase.padEnd(9)} B=${env.B} S=${env.S} P=${env.P}: ${ms(timing.seconds)} per call, ${int(Math.round(tokens / timing.seconds))} tokens/s`,
+      `          busy: ${busy.join(", ")}`,
+    );
+    const t = table(
+      ["op", "device", "calls", "time", "flops", "bytes"],
+      ["left", "left", "right", "right", "right", "right"],
+      {
+        drop: ["calls", "flops", "bytes"],
+      },
+    );
+    for (const r of opRows(timing).slice(0, 12))
+      t.push([r.name, r.device, int(r.calls), ms(r.seconds), si(r.flops), bytes(r.bytes)]);
+    lines.push(t.toString());
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
 }

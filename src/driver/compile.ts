@@ -5,6 +5,7 @@
  */
 import { UserError } from "../errors.js";
 import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
+import { readTextFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { phaseEnvs, type Workload } from "../frontend/workload.js";
 import type { Attr, Module } from "../ir/module.js";
@@ -86,11 +87,14 @@ export async function chooseTarget(
   };
   if (f.system !== undefined) {
     const m = /^(.*?)(?::(\w+))?$/.exec(f.system)!;
-    const decl = selectSystem(loadDescription(m[1]!), m[2]);
+    const file = m[1]!;
+    const decl = selectSystem(loadDescription(file), m[2]);
+    // The text too: program files carry the system they were compiled for.
+    const text = readTextFile(file, "a description file (.pim)");
     if (f.target !== undefined && f.target !== decl.target)
-      throw new UserError(`--target ${f.target} does not match the system's target ${decl.target} (${m[1]})`);
+      throw new UserError(`--target ${f.target} does not match the system's target ${decl.target} (${file})`);
     const target = await getTarget(decl.target);
-    return { target, system: target.system(decl, opts) };
+    return { target, system: { ...target.system(decl, opts), source: { file, name: decl.name, text } } };
   }
   const target = await getTarget(f.target ?? "cpu");
   return { target, system: target.system(undefined, opts) };

@@ -6,13 +6,24 @@
 import { UserError } from "../errors.js";
 import { readInputFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
-import { phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
+import { defaultWorkload, phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
+import { capacityProblem } from "../pipeline/capacity.js";
 import type { DimEnv } from "../ir/dim.js";
-import type { CallTiming, PrepareOptions, SystemModel, Target } from "../../targets/index.js";
+import {
+  getTarget,
+  type CallTiming,
+  type PrepareOptions,
+  type SystemModel,
+  type SystemOptions,
+  type Target,
+} from "../../targets/index.js";
+import { decodeIrProgram, encodeIrProgram, isIrProgram, type IrProgram } from "../exec/ir-program.js";
+import { parseDescription, selectSystem } from "../frontend/dsl/index.js";
 import type { Module } from "../ir/module.js";
 import { operandTyper } from "../ir/cost.js";
 import { viewOf } from "../pipeline/cost-model.js";
 import { deviceFor } from "../ir/placement.js";
+import { layerGroupName } from "../report/format.js";
 import { decodeProgram } from "../../targets/upmem/codec.js";
 import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
 import type { Program } from "../../targets/upmem/program.js";
@@ -20,8 +31,95 @@ import type { Compiled } from "./compile.js";
 
 /** A program file written by `pimc compile -o` (or `emit`), decoded and validated. */
 export function readProgram(path: string): Program {
-  const bytes = readInputFile(path, "a program file (pimc compile -o)", Infinity);
-  return decodeProgram(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+  const file = readProgramFile(path);
+  if (file.kind !== "upmem")
+    throw new UserError(`${path}: a ${file.ir.target} program (the compiled IR), not an UPMEM program`);
+  return file.program;
+}
+
+/** A program file of any target: UPMEM's lowered program, or the compiled IR of the others. */
+export type ProgramFile = { kind: "upmem"; program: Program } | { kind: "ir"; ir: IrProgram };
+
+export function readProgramFile(path: string): ProgramFile {
+  const raw = readInputFile(path, "a program file (pimc compile -o)", Infinity);
+  const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+  return isIrProgram(bytes)
+    ? { kind: "ir", ir: decodeIrProgram(bytes, path) }
+    : { kind: "upmem", program: decodeProgram(bytes, path) };
+}
+
+/** The largest batch, tokens per call and cached tokens of a workload's two phases. */
+export function workloadLimits(w: Workload): { B: number; S: number; T: number } {
+  const envs = Object.values(phaseEnvs(w));
+  const max = (f: (e: DimEnv) => number): number => Math.max(1, ...envs.map(f));
+  return { B: max((e) => e.B ?? 1), S: max((e) => e.S ?? 1), T: max((e) => (e.P ?? 0) + (e.S ?? 1)) };
+}
+
+/**
+ * The program file of a compiled model for workload `w`: the target's own (code generation), or
+ * the compiled IR with its system for the targets without one (src/exec/ir-program.ts). `lines`
+ * describe it as `pimc compile` prints them.
+ */
+export function emitProgram(
+  model: LoadedModel,
+  c: Pick<Compiled, "module" | "ctx" | "target" | "system">,
+  w: Workload,
+  opts: { readonly shapeOnly?: boolean } = {},
+): { bytes: Uint8Array; lines: string[] } {
+  const { module, ctx, target, system } = c;
+  if (target.emit)
+    return target.emit({ ...model, module, weights: ctx.weights }, system, {
+      envs: phaseEnvs(w),
+      mix: phaseMix(w),
+      shapeOnly: opts.shapeOnly === true || model.weights.names().length === 0,
+    });
+  const limits = workloadLimits(w);
+  const bytes = encodeIrProgram({
+    target: target.name,
+    model: module.name,
+    ...(system.source ? { system: system.source } : {}),
+    options: { ...(system.options ?? {}) },
+    limits,
+    module,
+  });
+  return {
+    bytes,
+    lines: [
+      `program   ${target.name}, the compiled IR (${module.funcs.map((f) => `${f.name} ${f.body.length} ops`).join(", ")}) on ${system.name}; limits B <= ${limits.B}, S <= ${limits.S}, P+S <= ${limits.T}; timed by the target's ${target.timeCall ? "device" : "cost"} model`,
+    ],
+  };
+}
+
+/**
+ * Times calls of an IR program (`pimc sim` of a target without code generation): the system it
+ * carries rebuilt, each call timed by the target's device model or its cost model.
+ */
+export async function simulateIr(
+  ir: IrProgram,
+  calls: readonly { readonly phase: string; readonly env: DimEnv }[],
+): Promise<{ target: Target; system: SystemModel; calls: CallTiming[] }> {
+  const target = await getTarget(ir.target);
+  if (target.emit)
+    throw new UserError(`a ${ir.target} program is its lowered program file, not the compiled IR`);
+  const decl = ir.system && selectSystem(parseDescription(ir.system.text, ir.system.file), ir.system.name);
+  if (decl && decl.target !== ir.target)
+    throw new UserError(
+      `${ir.system!.file}: system ${decl.name} is for target ${decl.target}, not ${ir.target}`,
+    );
+  const system = target.system(decl, ir.options as SystemOptions);
+  // Each call against the system's memories (the program has no memory plan of its own).
+  const map = target.memories?.(system);
+  for (const { phase, env } of calls) {
+    const w = { ...defaultWorkload(phase === "prefill" ? "prefill" : "decode"), batch: env.B ?? 1 };
+    const call =
+      phase === "prefill"
+        ? { ...w, prompt: env.S ?? 1 }
+        : { ...w, speculation: env.S ?? 1, context: env.P ?? 0 };
+    const problem = map && capacityProblem(system.name, ir.module, map, call);
+    if (problem !== undefined) throw new UserError(problem);
+  }
+  const timeCall = callTimer(target);
+  return { target, system, calls: calls.map(({ phase, env }) => timeCall(ir.module, system, phase, env)) };
 }
 
 /** A program's bytes (target.emit's), decoded and validated; `name` names it in errors. */
@@ -110,6 +208,27 @@ export function costModelTiming(module: Module, system: SystemModel, func: strin
     return { op, device, seconds, flops: view.cost.flops, bytes: view.cost.bytes };
   });
   return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
+}
+
+/** A timed call's ops grouped as `pimc bench` shows them: identical layers together, per device, slowest first. */
+export function timingRows(
+  timing: CallTiming,
+): { name: string; device: string; calls: number; seconds: number; bytes: number; flops: number }[] {
+  const rows = new Map<
+    string,
+    { name: string; device: string; calls: number; seconds: number; bytes: number; flops: number }
+  >();
+  for (const o of timing.ops) {
+    const name = layerGroupName(o.op);
+    const key = `${o.device}\u0000${name}`;
+    const r = rows.get(key) ?? { name, device: o.device, calls: 0, seconds: 0, bytes: 0, flops: 0 };
+    r.calls++;
+    r.seconds += o.seconds;
+    r.bytes += o.bytes;
+    r.flops += o.flops;
+    rows.set(key, r);
+  }
+  return [...rows.values()].sort((a, b) => b.seconds - a.seconds);
 }
 
 /** How a target times a call without data: its device model (`timeCall`), else its cost model. */

@@ -42,3 +42,9 @@ export function int(x: number): string {
 /** Seconds as "1.234 s", "12.345 ms" or "98.76 us". */
 export const ms = (s: number): string =>
   s >= 1 ? `${s.toFixed(3)} s` : s >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : `${(s * 1e6).toFixed(2)} us`;
+
+/** The name ops of identical layers share: `L*.q` for every layer's q, `kv.*.k` for their caches. */
+export const layerGroupName = (op: {
+  readonly opcode: string;
+  readonly results: readonly { readonly name: string }[];
+}): string => (op.results[0]?.name ?? op.opcode).replace(/^(L|kv\.)\d+\./, "$1*.");

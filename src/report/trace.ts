@@ -5,6 +5,7 @@
  * microseconds; events are complete events (`ph: "X"`) with their bytes, flops and DPUs as args.
  */
 import type { RunReport } from "../../targets/upmem/machine.js";
+import type { CallTiming } from "../../targets/index.js";
 
 export interface TraceEvent {
   readonly name: string;
@@ -83,4 +84,51 @@ export function traceEvents(reports: readonly RunReport[], dpusPerRank: number):
 
 export function traceJson(reports: readonly RunReport[], dpusPerRank: number): string {
   return JSON.stringify({ traceEvents: traceEvents(reports, dpusPerRank), displayTimeUnit: "ms" });
+}
+
+/**
+ * The trace of calls timed op by op (a device model's or a cost model's CallTiming): one process per
+ * call, one track per device, the ops one after the other as the timing adds them up.
+ */
+export function timingTraceEvents(
+  calls: readonly {
+    readonly phase: string;
+    readonly env: Readonly<Record<string, number>>;
+    readonly timing: CallTiming;
+  }[],
+): TraceEvent[] {
+  const events: TraceEvent[] = [];
+  let offset = 0;
+  calls.forEach(({ phase, env, timing }, i) => {
+    const pid = i + 1;
+    const dims = Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ");
+    events.push({ name: "process_name", ph: "M", pid, tid: 0, args: { name: `${phase} (${dims})` } });
+    const thread = tracks(events, pid);
+    const ids = new Map<string, number>();
+    let t = offset;
+    for (const o of timing.ops) {
+      const id = ids.get(o.device) ?? ids.size + 1;
+      ids.set(o.device, id);
+      const name = o.op.results[0]?.name ?? o.op.opcode;
+      events.push({
+        name,
+        ph: "X",
+        pid,
+        tid: thread(id, o.device),
+        cat: o.op.opcode,
+        ts: t * 1e6,
+        dur: o.seconds * 1e6,
+        args: { bytes: o.bytes, flops: o.flops },
+      });
+      t += o.seconds;
+    }
+    offset += timing.seconds;
+  });
+  return events;
+}
+
+export function timingTraceJson(calls: Parameters<typeof timingTraceEvents>[0]): string {
+  return JSON.stringify({ traceEvents: timingTraceEvents(calls), displayTimeUnit: "ms" });
 }

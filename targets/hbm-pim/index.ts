@@ -9,7 +9,7 @@ import { validateSystem } from "../../src/frontend/system.js";
 import type { LayoutOptions } from "../../passes/layout.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
 import type { PrepareOptions, SystemModel, Target } from "../index.js";
-import { deviceFor } from "../../passes/partition.js";
+import { deviceFor } from "../../src/ir/placement.js";
 import { ATTN_PIM, hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";

@@ -25,7 +25,7 @@ import { f32 } from "../../src/ir/tensor.js";
 import type { TensorType } from "../../src/ir/types.js";
 import type { WeightStore } from "../../src/ir/weights.js";
 import type { FunctionalRunner } from "../index.js";
-import { deviceFor } from "../../passes/partition.js";
+import { deviceFor } from "../../src/ir/placement.js";
 import { runChannel, WR, type Request } from "./controller.js";
 import {
   gemvBurst,

@@ -12,7 +12,7 @@ import { validateSystem } from "../../src/frontend/system.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
 import { UserError } from "../../src/errors.js";
 import { ROW_WEIGHTS } from "../cpu/index.js";
-import { deviceFor } from "../../passes/partition.js";
+import { deviceFor } from "../../src/ir/placement.js";
 import type { SystemModel, Target } from "../index.js";
 import { singleMemory } from "../../src/pipeline/capacity.js";
 import { HOST, hostSeconds, PIM, sramPimCostModel } from "./model.js";

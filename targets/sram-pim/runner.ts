@@ -12,7 +12,7 @@ import { lowbitIntGemm } from "../../src/ir/ops/quant.js";
 import { fdata } from "../../src/ir/ops/util.js";
 import { f32, type Tensor } from "../../src/ir/tensor.js";
 import type { WeightStore } from "../../src/ir/weights.js";
-import { deviceFor } from "../../passes/partition.js";
+import { deviceFor } from "../../src/ir/placement.js";
 import type { FunctionalRunner } from "../index.js";
 import { lutGemv, PIM } from "./model.js";
 import type { SramPimSystem } from "./system.js";

@@ -12,7 +12,7 @@ import type { LayoutOptions } from "../../passes/layout.js";
 import type { SystemModel, SystemOptions, Target } from "../index.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
-import { deviceFor } from "../../passes/partition.js";
+import { deviceFor } from "../../src/ir/placement.js";
 import type { DimEnv } from "../../src/ir/dim.js";
 import { singleMemory } from "../../src/pipeline/capacity.js";
 
