@@ -32,19 +32,6 @@ export interface PlacementNote {
 
 const NOTES = new WeakMap<PassContext, PlacementNote[]>();
 
-/**
- * Where an annotated op runs under `env`: its `device`, or with a dynamic placement its `alt_device`
- * once the tokens per step B x S exceed `switch_above`. Undefined for ops without a placement.
- */
-export function deviceFor(op: Op, env: DimEnv): string | undefined {
-  const d = op.attrs.device;
-  if (typeof d !== "string") return undefined;
-  const alt = op.attrs.alt_device;
-  const above = op.attrs.switch_above;
-  if (typeof alt === "string" && typeof above === "number" && (env.B ?? 1) * (env.S ?? 1) > above) return alt;
-  return d;
-}
-
 /** What the partition pass decided, op by op, in this context. */
 export function placementNotes(ctx: PassContext): readonly PlacementNote[] {
   return NOTES.get(ctx) ?? [];
