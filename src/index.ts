@@ -24,22 +24,18 @@ export { printModule } from "./ir/printer.js";
 export { parseModule } from "./ir/parser.js";
 export type { Module, Op } from "./ir/module.js";
 export { verify, type VerifyOptions, type VerifyResult } from "./driver/verify.js";
-export {
-  breakdown,
-  readProgram,
-  readProgramFile,
-  simulate,
-  simulateIr,
-  type ProgramFile,
-  type SimulateOptions,
-  type Step,
-} from "./driver/run.js";
+export { loadProgram, loadProgramBytes, runProgram, type Step } from "./driver/run.js";
 export type { IrProgram } from "./exec/ir-program.js";
 export { allTargets, getTarget } from "../targets/index.js";
-export type { CallTiming, SystemModel, Target } from "../targets/index.js";
+export type {
+  CallReport,
+  CallTiming,
+  Executable,
+  ReportColumn,
+  SystemModel,
+  Target,
+} from "../targets/index.js";
 export type { MemoryUse } from "./pipeline/capacity.js";
-export type { RunReport } from "../targets/upmem/machine.js";
-export type { Program } from "../targets/upmem/program.js";
 export { poissonRequests, readRequests, requestsFrom } from "./frontend/requests.js";
 export type { Request, RequestResult, ServeMetrics, ServeResult } from "./exec/serve.js";
 

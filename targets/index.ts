@@ -78,6 +78,61 @@ export interface CallTiming {
   }[];
 }
 
+/** How `pimc sim` shows a column of a report's rows. */
+export interface ReportColumn {
+  readonly key: string;
+  readonly head: string;
+  /** text (left-aligned), a count, seconds, bytes, or a number with an SI prefix. */
+  readonly kind: "text" | "int" | "seconds" | "bytes" | "si";
+  /** Dropped first when the terminal is narrow (`--wide` keeps it). */
+  readonly drop?: boolean;
+}
+
+/** One call of a program as every target reports it (`pimc sim`, the library's `loadProgram`). */
+export interface CallReport {
+  readonly phase: string;
+  readonly env: Readonly<Record<string, number>>;
+  readonly seconds: number;
+  /** Busy seconds per engine (the executable's `engines` name them). */
+  readonly busy: Readonly<Record<string, number>>;
+  /** What took the time (kernels, ops), slowest first, keyed by the executable's `columns`. */
+  readonly rows: readonly Readonly<Record<string, string | number>>[];
+  /** The target's own report of the call (UPMEM: its RunReport), for target-specific consumers. */
+  readonly native?: unknown;
+}
+
+/** A program file loaded to run: what `pimc sim` needs of any target's program. */
+export interface Executable {
+  readonly target: string;
+  readonly model: string;
+  /** The sizes it was compiled for (calls default to them). */
+  readonly limits: { readonly B?: number; readonly S?: number; readonly T?: number };
+  /** Its functions (phases) and the steps a call of each takes (for a progress bar). */
+  readonly phases: readonly { readonly name: string; readonly steps: number }[];
+  /** Lines saying what the program is and where it runs. */
+  readonly header: readonly string[];
+  /** Labels of the engines of `busy`, in the order to show them. */
+  readonly engines: Readonly<Record<string, string>>;
+  readonly columns: readonly ReportColumn[];
+  /** Fields `pimc sim --json` adds (e.g. the DPU count). */
+  readonly info: Readonly<Record<string, string | number | boolean>>;
+  /** The target's own decoded program (UPMEM: its Program), for target-specific consumers. */
+  readonly native?: unknown;
+  /** The program as text (`pimc sim --disasm`). */
+  disassemble(): string;
+  /**
+   * Starts running it (timing only, no data): its setup runs once, then each `call` of a function
+   * under `env`. `detailed`: the slower exact mode where a target has one; `onStep` after each step
+   * of a call (its `phases[].steps`, for a progress bar).
+   */
+  open(opts?: { readonly detailed?: boolean; readonly onStep?: () => void }): {
+    readonly setup?: CallReport;
+    call(phase: string, env: DimEnv): CallReport;
+  };
+  /** Some calls (after the setup, when it has one) as a Chrome/Perfetto trace (trace-event JSON). */
+  trace(reports: readonly CallReport[]): string;
+}
+
 export interface Target {
   readonly name: string;
   readonly summary: string;
@@ -100,6 +155,11 @@ export interface Target {
    * Targets without one run the IR directly (compile -o writes the IR).
    */
   emit?(model: LoadedModel, system: SystemModel, opts: EmitOptions): { bytes: Uint8Array; lines: string[] };
+  /**
+   * Loads a program file `emit` wrote, to run it (undefined: the bytes are not this target's
+   * format). Targets without `emit` have the compiled IR as their program (src/exec/ir-program.ts).
+   */
+  load?(bytes: Uint8Array, file: string): Executable | undefined;
   /**
    * Times one call of `func` of a compiled module under `env` from the target's device model, without
    * data. `subBatches` > 1: the batch split into sub-batches whose host and PIM work overlap

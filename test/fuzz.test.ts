@@ -31,7 +31,7 @@ import { mulberry32 } from "../src/rng.js";
 import { getTarget } from "../targets/index.js";
 import { decodeProgram } from "../targets/upmem/codec.js";
 import { decodeIrProgram } from "../src/exec/ir-program.js";
-import { simulateIr } from "../src/driver/run.js";
+import { irExecutable } from "../src/driver/run.js";
 import { disassemble } from "../targets/upmem/disasm.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
 import { tempDir } from "./util.js";
@@ -479,7 +479,8 @@ const surfaces: Surface[] = [
           P: phase === "decode" ? ir.limits.T - 1 : 0,
         },
       }));
-      await simulateIr(ir, calls);
+      const session = (await irExecutable(ir)).open();
+      for (const c of calls) session.call(c.phase, c.env);
     },
   },
   {

@@ -20,7 +20,8 @@ import { DEFAULT_SYSTEM, zUpmemSystem } from "../targets/upmem/system.js";
 import { broadcastTime, pullTime, pushTime } from "../targets/upmem/transfer.js";
 import { decodeProgram, encodeProgram } from "../targets/upmem/codec.js";
 import type { Program } from "../targets/upmem/program.js";
-import { traceJson, type TraceEvent } from "../src/report/trace.js";
+import type { TraceEvent } from "../src/report/trace.js";
+import { traceJson } from "../targets/upmem/report.js";
 import { pimc, tempDir } from "./util.js";
 
 const tmp = tempDir("pimc-upmem-");
@@ -683,12 +684,15 @@ describe("pimc with --target upmem", () => {
     const s = await pimc("sim", prog, "--phase", "decode", "--json");
     expect(s.code, s.stderr).toBe(0);
     const j = JSON.parse(s.stdout) as {
-      phases: { seconds: number; busy: Record<string, number>; kernels: unknown[] }[];
+      target: string;
+      dpus: number;
+      phases: { seconds: number; busy: Record<string, number>; rows: { kernel: string }[] }[];
     };
+    expect(j).toMatchObject({ target: "upmem", dpus: 2048 });
     const ph = j.phases[0]!;
     expect(ph.seconds).toBeGreaterThan(0);
     expect(ph.busy.kernels).toBeGreaterThan(0);
-    expect(ph.kernels.length).toBeGreaterThan(0);
+    expect(ph.rows.some((r) => r.kernel.startsWith("gemm"))).toBe(true);
     const d = await pimc("sim", prog, "--phase", "decode", "--json", "--detailed");
     expect((JSON.parse(d.stdout) as typeof j).phases[0]!.seconds).toBe(ph.seconds);
     const dis = await pimc("sim", prog, "--disasm");

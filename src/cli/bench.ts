@@ -11,7 +11,7 @@ import { bytes, int, opb, si } from "../report/format.js";
 import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
-import { traceJson } from "../report/trace.js";
+import { breakdown, kernelRows, traceJson } from "../../targets/upmem/report.js";
 import { hostFlops } from "../../targets/cpu/index.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
@@ -22,8 +22,8 @@ import { WORKLOAD_LIMITS } from "../limits.js";
 import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo } from "./options.js";
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
-import { kernelRows, ms } from "./sim.js";
-import { breakdown, callTimer, timeStep, timingRows } from "../driver/run.js";
+import { ms } from "./sim.js";
+import { callTimer, timeStep, timingRows } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import { describeWorkload, resolveWorkload } from "./workload-flags.js";
 import type { Module } from "../ir/module.js";
@@ -379,7 +379,11 @@ async function runStep(
 }> {
   const c = await compileModel(model, flags, w, 2, true);
   checkFits(model, c, w, { ...flags, warn });
-  const { seconds, program, report } = timeStep(model, c, w, { subBatches, source: path });
+  // This command's UPMEM views (DPU kernels, rooflines, the trace) read the target's own program and report.
+  const step = timeStep(model, c, w, { subBatches, source: path });
+  const { seconds } = step;
+  const program = step.program?.native as Program | undefined;
+  const report = step.report?.native as RunReport | undefined;
   const { module, ctx, system, target } = c;
   return {
     seconds,

@@ -1,7 +1,8 @@
 /**
- * Running what the compiler made: one step of a workload on a compiled model (the program emulated,
- * for targets that emit one, or the ops timed by the target's device model) and a program file run on
- * the emulator. The CLI's bench and sim and the library API (src/index.ts) call it.
+ * Running what the compiler made: one step of a workload on a compiled model (the target's program
+ * run, for targets that emit one, or the ops timed by the target's device or cost model) and a
+ * program file of any target loaded to run (`Executable`, the Target contract). The CLI's bench, sim
+ * and serve and the library API (src/index.ts) call it.
  */
 import { UserError } from "../errors.js";
 import { readInputFile } from "../fsutil.js";
@@ -10,8 +11,11 @@ import { defaultWorkload, phaseEnvs, phaseMix, workloadEnv, type Workload } from
 import { capacityProblem } from "../pipeline/capacity.js";
 import type { DimEnv } from "../ir/dim.js";
 import {
+  allTargets,
   getTarget,
+  type CallReport,
   type CallTiming,
+  type Executable,
   type PrepareOptions,
   type SystemModel,
   type SystemOptions,
@@ -24,28 +28,24 @@ import { operandTyper } from "../ir/cost.js";
 import { viewOf } from "../pipeline/cost-model.js";
 import { deviceFor } from "../ir/placement.js";
 import { layerGroupName } from "../report/format.js";
-import { decodeProgram } from "../../targets/upmem/codec.js";
-import { UpmemMachine, type RunReport } from "../../targets/upmem/machine.js";
-import type { Program } from "../../targets/upmem/program.js";
+import { timingTraceJson } from "../report/trace.js";
 import type { Compiled } from "./compile.js";
+import { printModule } from "../ir/printer.js";
 
-/** A program file written by `pimc compile -o` (or `emit`), decoded and validated. */
-export function readProgram(path: string): Program {
-  const file = readProgramFile(path);
-  if (file.kind !== "upmem")
-    throw new UserError(`${path}: a ${file.ir.target} program (the compiled IR), not an UPMEM program`);
-  return file.program;
+/** A program file of any target (`pimc compile -o`, `writeProgram`) loaded to run. */
+export async function loadProgram(path: string): Promise<Executable> {
+  const raw = readInputFile(path, "a program file (pimc compile -o)", Infinity);
+  return loadProgramBytes(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), path);
 }
 
-/** A program file of any target: UPMEM's lowered program, or the compiled IR of the others. */
-export type ProgramFile = { kind: "upmem"; program: Program } | { kind: "ir"; ir: IrProgram };
-
-export function readProgramFile(path: string): ProgramFile {
-  const raw = readInputFile(path, "a program file (pimc compile -o)", Infinity);
-  const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
-  return isIrProgram(bytes)
-    ? { kind: "ir", ir: decodeIrProgram(bytes, path) }
-    : { kind: "upmem", program: decodeProgram(bytes, path) };
+/** A program's bytes loaded to run: the compiled IR of a target without code generation, or the format of the target that reads them. */
+export async function loadProgramBytes(bytes: Uint8Array, file: string): Promise<Executable> {
+  if (isIrProgram(bytes)) return irExecutable(decodeIrProgram(bytes, file));
+  for (const target of (await allTargets()).values()) {
+    const exe = target.load?.(bytes, file);
+    if (exe) return exe;
+  }
+  throw new UserError(`${file}: not a pimc program file (pimc compile -o writes them)`);
 }
 
 /** The largest batch, tokens per call and cached tokens of a workload's two phases. */
@@ -91,13 +91,11 @@ export function emitProgram(
 }
 
 /**
- * Times calls of an IR program (`pimc sim` of a target without code generation): the system it
- * carries rebuilt, each call timed by the target's device model or its cost model.
+ * The compiled IR of a target without code generation, loaded to run: the system it carries
+ * rebuilt, each call checked against the system's memories (the program has no memory plan of its
+ * own) and timed by the target's device model, or its cost model, as `pimc bench` times a step.
  */
-export async function simulateIr(
-  ir: IrProgram,
-  calls: readonly { readonly phase: string; readonly env: DimEnv }[],
-): Promise<{ target: Target; system: SystemModel; calls: CallTiming[] }> {
+export async function irExecutable(ir: IrProgram): Promise<Executable> {
   const target = await getTarget(ir.target);
   if (target.emit)
     throw new UserError(`a ${ir.target} program is its lowered program file, not the compiled IR`);
@@ -107,78 +105,82 @@ export async function simulateIr(
       `${ir.system!.file}: system ${decl.name} is for target ${decl.target}, not ${ir.target}`,
     );
   const system = target.system(decl, ir.options as SystemOptions);
-  // Each call against the system's memories (the program has no memory plan of its own).
   const map = target.memories?.(system);
-  for (const { phase, env } of calls) {
-    const w = { ...defaultWorkload(phase === "prefill" ? "prefill" : "decode"), batch: env.B ?? 1 };
-    const call =
-      phase === "prefill"
-        ? { ...w, prompt: env.S ?? 1 }
-        : { ...w, speculation: env.S ?? 1, context: env.P ?? 0 };
-    const problem = map && capacityProblem(system.name, ir.module, map, call);
-    if (problem !== undefined) throw new UserError(problem);
-  }
   const timeCall = callTimer(target);
-  return { target, system, calls: calls.map(({ phase, env }) => timeCall(ir.module, system, phase, env)) };
-}
-
-/** A program's bytes (target.emit's), decoded and validated; `name` names it in errors. */
-export function decodeProgramBytes(bytes: Uint8Array, name: string): Program {
-  return decodeProgram(bytes, name);
-}
-
-export interface SimulateOptions {
-  /** Time every DPU of every launch instead of one per launch (slower; the same result for uniform kernels). */
-  readonly detailed?: boolean;
-  /** Called after each command of the calls (not the setup's) the emulator runs (progress). */
-  readonly onCommand?: () => void;
-  /** Called before each call. */
-  readonly onCall?: (phase: string) => void;
+  const where = ir.system ? `${ir.system.name} (${ir.system.file})` : "its default system";
+  const devices = [...system.costModel.devices.map((d) => d.name), "link"];
+  return {
+    target: target.name,
+    model: ir.model,
+    limits: ir.limits,
+    phases: ir.module.funcs.map((f) => ({ name: f.name, steps: 1 })),
+    header: [`program   ${ir.model} on ${target.name} (${where}): ${target.summary}`],
+    engines: Object.fromEntries(devices.map((d) => [d, d])),
+    columns: [
+      { key: "name", head: "op", kind: "text" },
+      { key: "device", head: "device", kind: "text" },
+      { key: "calls", head: "calls", kind: "int", drop: true },
+      { key: "seconds", head: "time", kind: "seconds" },
+      { key: "flops", head: "flops", kind: "si", drop: true },
+      { key: "bytes", head: "bytes", kind: "bytes", drop: true },
+    ],
+    info: { system: system.name },
+    native: ir,
+    disassemble: () => `// ${ir.model} for ${ir.target} on ${where}\n${printModule(ir.module)}`,
+    open(opts = {}) {
+      if (opts.detailed)
+        throw new UserError(
+          `--detailed times every DPU of an UPMEM program; this is a ${ir.target} program, timed by its ${target.timeCall ? "device" : "cost"} model`,
+        );
+      return {
+        call(phase, env) {
+          const w = { ...defaultWorkload(phase === "prefill" ? "prefill" : "decode"), batch: env.B ?? 1 };
+          const call =
+            phase === "prefill"
+              ? { ...w, prompt: env.S ?? 1 }
+              : { ...w, speculation: env.S ?? 1, context: env.P ?? 0 };
+          const problem = map && capacityProblem(system.name, ir.module, map, call);
+          if (problem !== undefined) throw new UserError(problem);
+          const timing = timeCall(ir.module, system, phase, env);
+          opts.onStep?.();
+          return {
+            phase,
+            env,
+            seconds: timing.seconds,
+            busy: timing.busy,
+            rows: timingRows(timing),
+            native: timing,
+          };
+        },
+      };
+    },
+    trace: (reports) =>
+      timingTraceJson(reports.map((r) => ({ phase: r.phase, env: r.env, timing: r.native as CallTiming }))),
+  };
 }
 
 /**
- * Runs a program's phases on the emulator (timing only, no data): the setup's report and one report
- * per call, each call at `env` (B sequences of S tokens with P already cached).
+ * Runs calls of a loaded program (its setup once first): each call's report, and the setup's.
+ * `onCall` before each call.
  */
-export function simulate(
-  program: Program,
+export function runProgram(
+  exe: Executable,
   calls: readonly { readonly phase: string; readonly env: DimEnv }[],
-  opts: SimulateOptions = {},
-): { setup: RunReport; calls: RunReport[] } {
-  let counting = false;
-  const machine = new UpmemMachine(program, {
-    functional: false,
-    detailed: opts.detailed === true,
-    onCommand: () => void (counting && opts.onCommand?.()),
+  opts: {
+    readonly detailed?: boolean;
+    readonly onStep?: () => void;
+    readonly onCall?: (phase: string) => void;
+  } = {},
+): { setup?: CallReport; calls: CallReport[] } {
+  const session = exe.open({
+    ...(opts.detailed !== undefined ? { detailed: opts.detailed } : {}),
+    ...(opts.onStep ? { onStep: opts.onStep } : {}),
   });
-  const setup = machine.setup();
-  counting = true;
   const reports = calls.map(({ phase, env }) => {
     opts.onCall?.(phase);
-    machine.reset();
-    return machine.run(phase, undefined, env).report;
+    return session.call(phase, env);
   });
-  return { setup, calls: reports };
-}
-
-/** Busy seconds per category of command. */
-export function breakdown(r: RunReport): Record<string, number> {
-  const out: Record<string, number> = { host: 0, to_pim: 0, from_pim: 0, kernels: 0, setup: 0 };
-  for (const c of r.commands) {
-    const d = c.end - c.start;
-    const k =
-      c.kind === "host"
-        ? "host"
-        : c.kind === "push" || c.kind === "broadcast"
-          ? "to_pim"
-          : c.kind === "pull"
-            ? "from_pim"
-            : c.kind === "launch"
-              ? "kernels"
-              : "setup";
-    out[k]! += d;
-  }
-  return out;
+  return { ...(session.setup ? { setup: session.setup } : {}), calls: reports };
 }
 
 /**
@@ -260,23 +262,24 @@ export function preparedTimer(
     return (func, env) => timeCall(module, system, func, env).seconds;
   }
   const out = target.emit({ ...model, module, weights: ctx.weights }, system, { ...opts, shapeOnly: true });
-  const machine = new UpmemMachine(decodeProgram(out.bytes, `${model.module.name} (compiled)`), {
-    functional: false,
-  });
-  machine.setup();
-  return (func, env) => {
-    machine.reset();
-    return machine.run(func, undefined, env).report.seconds;
-  };
+  const session = loadEmitted(target, out.bytes, `${model.module.name} (compiled)`).open();
+  return (func, env) => session.call(func, env).seconds;
 }
 
-/** One step of a workload: its latency and, by kind of target, the emulator's report or the ops' times. */
+/** The program a target emitted, loaded by the target itself. */
+function loadEmitted(target: Target, bytes: Uint8Array, name: string): Executable {
+  const exe = target.load?.(bytes, name);
+  if (!exe) throw new Error(`internal: target ${target.name} emits programs it does not load`);
+  return exe;
+}
+
+/** One step of a workload: its latency and, by kind of target, its program's report or the ops' times. */
 export interface Step {
   readonly seconds: number;
-  /** Targets that emit a program: the program and the emulator's report of the step. */
-  readonly program?: Program;
-  readonly report?: RunReport;
-  /** Targets timed by a device model: the step op by op. */
+  /** Targets that emit a program: the program run and its report of the step. */
+  readonly program?: Executable;
+  readonly report?: CallReport;
+  /** Targets timed by a device or cost model: the step op by op. */
   readonly timing?: CallTiming;
 }
 
@@ -298,8 +301,8 @@ export function timeStep(
       mix: phaseMix(w),
       shapeOnly: true,
     });
-    const program = decodeProgram(out.bytes, `${opts.source ?? model.module.name} (compiled)`);
-    const report = simulate(program, [{ phase: w.phase, env: workloadEnv(w) }]).calls[0]!;
+    const program = loadEmitted(target, out.bytes, `${opts.source ?? model.module.name} (compiled)`);
+    const report = program.open().call(w.phase, workloadEnv(w));
     return { seconds: report.seconds, program, report };
   }
   const timing = callTimer(target)(module, system, w.phase, workloadEnv(w), {

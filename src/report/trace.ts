@@ -1,10 +1,10 @@
 /**
  * Chrome / Perfetto trace export (the JSON trace-event format: https://docs.google.com/document/d/
  * 1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU): one process per phase call, one track (thread) per
- * engine: the host CPU, the host<->DPU link, and each DPU rank a command occupies. Times in
- * microseconds; events are complete events (`ph: "X"`) with their bytes, flops and DPUs as args.
+ * engine. Times in microseconds; events are complete events (`ph: "X"`) with their bytes and flops
+ * as args. Targets with an emulator trace their own engines (UPMEM: targets/upmem/report.ts); calls
+ * timed op by op (a device or cost model) are traced here, a track per device.
  */
-import type { RunReport } from "../../targets/upmem/machine.js";
 import type { CallTiming } from "../../targets/index.js";
 
 export interface TraceEvent {
@@ -17,10 +17,6 @@ export interface TraceEvent {
   readonly cat?: string;
   readonly args?: Readonly<Record<string, string | number>>;
 }
-
-const HOST = 1;
-const LINK = 2;
-const RANK0 = 100;
 
 /**
  * Names tracks (threads) of process `pid` as they are first used: returns a function that pushes
@@ -36,54 +32,6 @@ export function tracks(events: TraceEvent[], pid: number): (tid: number, name: s
     }
     return tid;
   };
-}
-
-/** The trace of some phase calls, one after the other on the time axis. */
-export function traceEvents(reports: readonly RunReport[], dpusPerRank: number): TraceEvent[] {
-  const events: TraceEvent[] = [];
-  let offset = 0;
-  reports.forEach((r, i) => {
-    const pid = i + 1;
-    const env = Object.entries(r.env)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(" ");
-    events.push({ name: "process_name", ph: "M", pid, tid: 0, args: { name: `${r.phase} (${env})` } });
-    const thread = tracks(events, pid);
-    for (const c of r.commands) {
-      const base = {
-        name: c.label,
-        ph: "X" as const,
-        pid,
-        cat: c.kind,
-        ts: (offset + c.start) * 1e6,
-        dur: (c.end - c.start) * 1e6,
-        args: {
-          id: c.id,
-          bytes: c.bytes,
-          flops: c.flops,
-          ...(c.dpus !== undefined ? { dpus: c.dpus } : {}),
-          ...(c.kernel ? { cycles: c.kernel.cycles, instructions: c.kernel.instructions } : {}),
-        },
-      };
-      if (c.engine === "host") events.push({ ...base, tid: thread(HOST, "host CPU") });
-      else if (c.engine === "link") events.push({ ...base, tid: thread(LINK, "host <-> DPU link") });
-      else {
-        // DPU commands occupy every rank of their range.
-        const first = c.firstDpu ?? 0;
-        const count = Math.max(1, c.dpus ?? 1);
-        const r0 = Math.floor(first / dpusPerRank);
-        const r1 = Math.floor((first + count - 1) / dpusPerRank);
-        for (let rank = r0; rank <= r1; rank++)
-          events.push({ ...base, tid: thread(RANK0 + rank, `DPU rank ${rank}`) });
-      }
-    }
-    offset += r.seconds;
-  });
-  return events;
-}
-
-export function traceJson(reports: readonly RunReport[], dpusPerRank: number): string {
-  return JSON.stringify({ traceEvents: traceEvents(reports, dpusPerRank), displayTimeUnit: "ms" });
 }
 
 /**
