@@ -594,17 +594,52 @@ describe("pimc bench on hbm-pim", () => {
     );
     // Batch 16: a GEMV per row on PIM loses to the host reading the weights once.
     expect(b16!.ops.find((o) => o.name === "L*.o")!.device).toBe("host");
-    for (const flag of [["--plot", "x.svg"], ["--ablation"]]) {
-      const bad = await pimc(
-        "bench",
-        "examples/llama2-7b.pim",
-        "--system",
-        "examples/systems/hbm-pim-64ch.pim",
-        ...flag,
-      );
-      expect(bad.code).toBe(2);
-      expect(bad.stderr).toMatch(/needs a target with a program emulator/);
-    }
+    const bad = await pimc(
+      "bench",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/hbm-pim-64ch.pim",
+      "--ablation",
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--ablation adds PIM-LLM's UPMEM optimizations one by one; hbm-pim has none/);
+  });
+
+  it("bench --trace and --plot: the ops on a track per device, the busy devices stacked", async () => {
+    const tmp = tempDir();
+    const trace = join(tmp, "hbm-trace.json");
+    const plot = join(tmp, "hbm-plot.svg");
+    const r = await pimc(
+      "bench",
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/hbm-pim-64ch.pim",
+      "--batch",
+      "1,4",
+      "--trace",
+      trace,
+      "--plot",
+      plot,
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const steps = (JSON.parse(r.stdout) as { steps: { seconds: number; busy: Record<string, number> }[] })
+      .steps;
+    const events = (
+      JSON.parse(readFileSync(trace, "utf8")) as {
+        traceEvents: { ph: string; pid: number; dur?: number; args?: { name?: string } }[];
+      }
+    ).traceEvents;
+    // One process per step; its ops' durations add up to the step (one op at a time).
+    steps.forEach((s, i) => {
+      const ops = events.filter((e) => e.ph === "X" && e.pid === i + 1);
+      expect(ops.reduce((t, e) => t + e.dur!, 0) / 1e6).toBeCloseTo(s.seconds, 9);
+    });
+    const tracks = events.filter((e) => e.ph === "M" && e.args?.name !== undefined).map((e) => e.args!.name);
+    expect(tracks).toEqual(expect.arrayContaining(["host", "pim"]));
+    const svg = readFileSync(plot, "utf8");
+    for (const label of ["PIM units", "Where the time goes per step"])
+      expect(svg.includes(`>${label}<`), label).toBe(true);
   });
 });
 

@@ -12,6 +12,7 @@ import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { breakdown, kernelRows, traceJson } from "../../targets/upmem/report.js";
+import { timingTraceJson } from "../report/trace.js";
 import { hostFlops } from "../../targets/cpu/index.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
@@ -244,6 +245,9 @@ async function benchTimed(
     readonly compileOnce: boolean;
     readonly subBatches: number;
     readonly baselines: boolean;
+    /** Files to write: the steps' ops as a trace, and the breakdown and rooflines as a plot. */
+    readonly trace?: string;
+    readonly plot?: string;
   },
 ): Promise<void> {
   const { compileOnce, subBatches } = o;
@@ -289,6 +293,33 @@ async function benchTimed(
     bar.stop();
   }
   const first = results[0]!;
+  if (o.trace !== undefined)
+    writeFileAtomic(
+      o.trace,
+      timingTraceJson(results.map(({ w, timing }) => ({ phase: w.phase, env: workloadEnv(w), timing }))),
+    );
+  if (o.plot !== undefined) {
+    const cm = reference.costModel;
+    const used = new Set(results.flatMap((r) => Object.keys(r.timing.busy)));
+    const devices = [
+      ...cm.devices.map((d) => d.name),
+      ...[...used].filter((d) => !cm.devices.some((x) => x.name === d)),
+    ];
+    const data: Plot.BenchPlot = {
+      title: `${model.module.name} on ${first.target} (${first.system})`,
+      subtitle: phaseLine(first.w),
+      engines: devices.filter((d) => used.has(d)).map((d) => ({ key: d, label: deviceLabel(cm, d) })),
+      steps: results.map(({ w, timing, base }) => ({
+        batch: w.batch,
+        seconds: timing.seconds,
+        busy: timing.busy,
+        ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
+      })),
+      points: results.flatMap(({ w, rows }) => rows.map((r) => ({ ...r, batch: w.batch }))),
+      roofs: cm.devices.flatMap((d) => (d.roof ? [{ device: d.name, ...d.roof }] : [])),
+    };
+    await writePlot(o.plot, (p) => p.benchSpec(data));
+  }
   if (o.json) {
     process.stdout.write(
       `${JSON.stringify({
@@ -692,21 +723,18 @@ export function benchCommand() {
       throw new UserError("--baselines does not go with --ablation (it has the CPU alone as a row)");
     const { target } = await chooseTarget(opts);
     if (!target.emit) {
-      for (const [flag, given] of [
-        ["--ablation", opts.ablation],
-        ["--trace", opts.trace],
-        ["--plot", opts.plot],
-      ] as const)
-        if (given !== undefined)
-          throw new UserError(
-            `${flag} needs a target with a program emulator (upmem); ${target.name} times ops`,
-          );
+      if (opts.ablation !== undefined)
+        throw new UserError(
+          `--ablation adds PIM-LLM's UPMEM optimizations one by one; ${target.name} has none of them`,
+        );
       await benchTimed(model, opts, stepWorkloads(model, base, opts, batchSizes), path, {
         rows: opts.rows,
         json: opts.json === true,
         compileOnce: opts.compileOnce === true,
         subBatches: opts.subBatches ?? 1,
         baselines: opts.baselines === true,
+        ...(opts.trace !== undefined ? { trace: opts.trace } : {}),
+        ...(opts.plot !== undefined ? { plot: opts.plot } : {}),
       });
       return;
     }
@@ -772,18 +800,18 @@ export function benchCommand() {
       const data: Plot.BenchPlot = {
         title: machineLine(first.program),
         subtitle: phaseLine(first.w),
-        steps: results.map(({ w, report, base }) => {
-          const b = breakdown(report);
-          return {
-            batch: w.batch,
-            seconds: report.seconds,
-            host: b.host!,
-            to_pim: b.to_pim!,
-            from_pim: b.from_pim!,
-            kernels: b.kernels!,
-            ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
-          };
-        }),
+        engines: [
+          { key: "host", label: "host compute" },
+          { key: "to_pim", label: "transfers to PIM" },
+          { key: "from_pim", label: "transfers from PIM" },
+          { key: "kernels", label: "PIM kernels" },
+        ],
+        steps: results.map(({ w, report, base }) => ({
+          batch: w.batch,
+          seconds: report.seconds,
+          busy: breakdown(report),
+          ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
+        })),
         points: results.flatMap(({ w, rows, report }) => [
           ...rows.filter((r) => r.device === "host").map((r) => ({ ...r, batch: w.batch })),
           ...dpuPoints(report, first.program.system, w.batch),

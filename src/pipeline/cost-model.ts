@@ -15,6 +15,8 @@ export interface Device {
   readonly kind: "host" | "pim" | "xpu";
   /** What reports call it ("DPUs", "PIM units"); default: its name. */
   readonly label?: string;
+  /** Its roofline where the target knows it (peak flop/s, bytes/s): bench --plot draws it. */
+  readonly roof?: { readonly flops: number; readonly bandwidth: number };
 }
 
 /** The name reports give a device of a cost model (its label, else its name). */

@@ -7,15 +7,13 @@ import { Error as ErrorLevel, logger, parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { si } from "./format.js";
 
-/** Busy seconds of each engine during one emulated step, and the step's latency. */
+/** Busy seconds of each engine during one step, and the step's latency. */
 export interface StepBusy {
   batch: number;
   /** The step's latency (first command's start to last command's end). */
   seconds: number;
-  host: number;
-  to_pim: number;
-  from_pim: number;
-  kernels: number;
+  /** Busy seconds per engine (keys of BenchPlot.engines). */
+  busy: Readonly<Record<string, number>>;
   /** `--baselines`: the step with every op on the host, and with every op PIM can run there (null: none). */
   host_only?: number;
   pim_only?: number | null;
@@ -44,9 +42,17 @@ export interface Roof {
   unit?: string;
 }
 
+/** An engine of the breakdown: its key in StepBusy.busy and its label. */
+export interface Engine {
+  key: string;
+  label: string;
+}
+
 export interface BenchPlot {
   title: string;
   subtitle?: string;
+  /** The engines, bottom to top of the stacked bars. */
+  engines: readonly Engine[];
   steps: StepBusy[];
   points: OpPoint[];
   roofs: Roof[];
@@ -62,17 +68,8 @@ export type Spec = TopLevelSpec;
 
 const SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json";
 
-/** The engines of the breakdown, bottom to top, with their colours. */
-const PARTS: readonly {
-  key: keyof Omit<StepBusy, "batch" | "seconds" | "host_only" | "pim_only">;
-  label: string;
-  color: string;
-}[] = [
-  { key: "host", label: "host compute", color: "#4c78a8" },
-  { key: "to_pim", label: "transfers to PIM", color: "#f58518" },
-  { key: "from_pim", label: "transfers from PIM", color: "#e45756" },
-  { key: "kernels", label: "PIM kernels", color: "#54a24b" },
-];
+/** The engines' colours, bottom to top (vega's tableau10 order). */
+const PALETTE = ["#4c78a8", "#f58518", "#e45756", "#54a24b", "#72b7b2", "#eeca3b", "#ff9da6", "#9d755d"];
 
 /** The unit to show `s` seconds in, and its size in seconds. */
 const timeUnit = (s: number): [string, number] =>
@@ -98,7 +95,9 @@ const REFS = [
  * The stacked busy time of each engine per batch size, with the step latency as a tick (and the
  * host-only and PIM-only steps as ticks of their colours, when given).
  */
-export function breakdownSpec(steps: readonly StepBusy[]) {
+export function breakdownSpec(steps: readonly StepBusy[], engines: readonly Engine[]) {
+  const PARTS = engines.map((e, i) => ({ ...e, color: PALETTE[i % PALETTE.length]! }));
+  const busy = (s: StepBusy, key: string): number => s.busy[key] ?? 0;
   const refOf = (s: StepBusy, key: (typeof REFS)[number]["key"]): number | undefined => s[key] ?? undefined;
   // The axis in the unit of the longest step (or busiest engine).
   const [unit, size] = timeUnit(
@@ -106,19 +105,19 @@ export function breakdownSpec(steps: readonly StepBusy[]) {
       0,
       ...steps.flatMap((s) => [
         s.seconds,
-        ...PARTS.map((p) => s[p.key]),
+        ...PARTS.map((p) => busy(s, p.key)),
         ...REFS.map((r) => refOf(s, r.key) ?? 0),
       ]),
     ),
   );
   const refs = REFS.filter((r) => steps.some((s) => refOf(s, r.key) !== undefined));
   const parts = steps.flatMap((s) =>
-    PARTS.map((p, order) => ({ batch: s.batch, engine: p.label, order, t: s[p.key] / size })),
+    PARTS.map((p, order) => ({ batch: s.batch, engine: p.label, order, t: busy(s, p.key) / size })),
   );
   const latency = steps.map((s) => ({
     batch: s.batch,
     t: s.seconds / size,
-    top: Math.max(s.seconds, ...PARTS.map((p) => s[p.key])) / size,
+    top: Math.max(s.seconds, ...PARTS.map((p) => busy(s, p.key))) / size,
     label: seconds(s.seconds),
   }));
   const x = {
@@ -419,7 +418,7 @@ export function benchSpec(d: BenchPlot): TopLevelSpec {
     title: { text: d.title, ...(d.subtitle !== undefined ? { subtitle: d.subtitle } : {}), anchor: "start" },
     background: "white",
     padding: 12,
-    vconcat: [breakdownSpec(d.steps), ...rooflineSpecs(d.points, d.roofs)],
+    vconcat: [breakdownSpec(d.steps, d.engines), ...rooflineSpecs(d.points, d.roofs)],
     spacing: 40,
     resolve: { scale: { color: "independent", shape: "independent" } },
   } as TopLevelSpec;

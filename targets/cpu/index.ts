@@ -200,7 +200,7 @@ const cpu: Target = {
   system(decl) {
     const h = decl ? validateSystem(decl, zHost) : zHost.parse({});
     const costModel: CostModel = {
-      devices: [{ name: "host", kind: "host" }],
+      devices: [{ name: "host", kind: "host", roof: { flops: hostFlops(h), bandwidth: h.memory_bandwidth } }],
       home: "host",
       opTime: (v, device) =>
         device === "host" ? hostSeconds(h, hostWork(v.op.opcode, v.op.attrs, v.ins, v.cost)) : undefined,

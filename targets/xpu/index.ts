@@ -54,10 +54,15 @@ export function xpuCostModel(sys: XpuSystem, opts: SystemOptions = {}): CostMode
     v.op.opcode === "moe" ? moeSeconds(dev, v, env) : xpuSeconds(dev, v, env);
   return {
     devices: [
-      { name: XPU, kind: "xpu", label: "xPU" },
+      { name: XPU, kind: "xpu", label: "xPU", roof: { flops: x.flops, bandwidth: x.bandwidth } },
       ...(p
         ? [
-            { name: LOGIC_PIM, kind: "pim" as const, label: "Logic-PIM" },
+            {
+              name: LOGIC_PIM,
+              kind: "pim" as const,
+              label: "Logic-PIM",
+              roof: { flops: p.flops, bandwidth: p.bandwidth },
+            },
             { name: CO, kind: "xpu" as const, label: "xPU + Logic-PIM" },
           ]
         : []),
