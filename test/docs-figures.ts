@@ -112,13 +112,22 @@ const placed =
 const hostTime = (scale: number) => (g: Group) => g.host_s * scale;
 const pimTime = (scale: number) => (g: Group) => g.pim_s! * scale;
 const faster = (g: Group) => Math.max(g.host_s, g.pim_s!) / Math.min(g.host_s, g.pim_s!);
-/** The numbers of output `i`'s verdict at `batch` (of `compile`'s without a batch), in order. */
-const verdictNumbers = (j: unknown, batch?: number): number[] =>
-  quotedNumbers((batch === undefined ? (j as Placed) : stepOf(j, batch)).verdict ?? "").map((q) => q.value);
+/** The `n`-th number of a line pimc printed. */
+const nthNumber = (line: string, n: number): number => {
+  const q = quotedNumbers(line)[n];
+  if (!q) throw new Error(`no number ${n + 1} in: ${line}`);
+  return q.value;
+};
+/** The `n`-th number of output `i`'s verdict at `batch` (of `compile`'s without a batch). */
 const verdict =
   (i: number, batch: number | undefined, n: number): Get =>
   (js) =>
-    verdictNumbers(js[i], batch)[n]!;
+    nthNumber((batch === undefined ? (js[i] as Placed) : stepOf(js[i], batch)).verdict ?? "", n);
+/** The `n`-th number of the line of `compile`'s program summary that starts with `start`. */
+const programLine =
+  (i: number, start: string, n: number): Get =>
+  (js) =>
+    nthNumber((js[i] as { program: string[] }).program.find((l) => l.startsWith(start)) ?? "", n);
 
 /** a / b. */
 const ratio =
@@ -1145,7 +1154,23 @@ export const FIGURES: Figure[] = [
     cmds: [TINY_COMPILE],
     values: [0, 1, 2, 3].map((n) => verdict(0, undefined, n)),
   },
-  // docs/upmem.md: attention's reduce kernel, chosen by the cost model at batch 16.
+  {
+    doc: "docs/upmem.md",
+    quote: "and at batch 16 `linear layers on the DPUs: 1 of 5, ...`",
+    cmds: [TINY_PIMLLM],
+    values: [null, verdict(0, 16, 0), verdict(0, 16, 1)],
+  },
+  // docs/upmem.md: attention on the DPUs, what compile says and the reduce kernel at batch 16.
+  {
+    doc: "docs/upmem.md",
+    quote:
+      "`attention 32 layers on the DPUs (64 per group); context kernel: prefill no K split; decode ks 16, partials added by the host`",
+    cmds: [
+      "compile examples/llama2-7b.pim --system examples/systems/upmem-2048.pim --weights int8 --attention pim",
+    ],
+    values: [0, 1, 2].map((n) => programLine(0, "attention ", n)),
+    slow: true,
+  },
   {
     doc: "docs/upmem.md",
     quote: "INT8 decode at batch 16 with attention on the DPUs: 1571.0 ms per step with the reduce kernel",
