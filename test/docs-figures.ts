@@ -41,6 +41,8 @@ export function quotedNumbers(quote: string): Quoted[] {
 
 /** An accessor: one number of the figure's outputs. */
 type Get = (js: readonly unknown[]) => number;
+/** Units: seconds to ms or us, bytes to GiB or MiB, flops to G or M. */
+const [MS, US, GIB, MIB, G, M] = [1e3, 1e6, 2 ** 30, 2 ** 20, 1e9, 1e6];
 
 interface Op {
   name: string;
@@ -86,7 +88,7 @@ const groupIn = (p: Placed, group: string): Group => {
   return g;
 };
 const groupOf = (j: unknown, batch: number, group: string): Group => groupIn(stepOf(j, batch), group);
-/** The first batch of a group's crossover from which a device `device` accepts runs it. */
+/** The first batch (above 1) of a group's crossover from which a device that `device` accepts runs it. */
 const fromBatch = (g: Group, device: (d: string) => boolean): number => {
   const c = g.crossover.find((x) => device(x.device) && x.from > 1);
   if (!c) throw new Error(`${g.group}: no crossover`);
@@ -134,14 +136,12 @@ const ratio =
   (a: Get, b: Get): Get =>
   (js) =>
     a(js) / b(js);
-const minOf =
-  (gets: Get[]): Get =>
-  (js) =>
-    Math.min(...gets.map((g) => g(js)));
-const maxOf =
-  (gets: Get[]): Get =>
-  (js) =>
-    Math.max(...gets.map((g) => g(js)));
+/** The smallest and the largest of the numbers `all` gives (a range quoted as "a to b"). */
+const rangeOf = (all: (js: readonly unknown[]) => number[]): [Get, Get] => [
+  (js) => Math.min(...all(js)),
+  (js) => Math.max(...all(js)),
+];
+const range = (gets: Get[]): [Get, Get] => rangeOf((js) => gets.map((g) => g(js)));
 /** The value several things quoted as one number share (an error when they differ). */
 const sameValue = (v: number[]): number => {
   if (v.length === 0 || v.some((x) => x !== v[0]))
@@ -194,7 +194,7 @@ const LINEAR = ["L*.qkv", "L*.o", "L*.gate_up", "L*.down"];
 const LINEAR_LOGITS = [...LINEAR, "logits"];
 /** A step's busy time of an engine (`host`, `pim`, `to_pim`, `kernels`, ...), in ms (or x `scale`). */
 const busy =
-  (i: number, batch: number, engine: string, scale = 1e3): Get =>
+  (i: number, batch: number, engine: string, scale = MS): Get =>
   (js) => {
     const t = stepOf(js[i], batch).busy[engine];
     if (t === undefined) throw new Error(`no busy time ${engine}`);
@@ -233,7 +233,6 @@ const kernelShare =
     if (named.length === 0) throw new Error(`no kernel ${name}`);
     return (named.reduce((t, k) => t + k.seconds, 0) / s.seconds) * 100;
   };
-const [MS, US, GIB, MIB, G, M] = [1e3, 1e6, 2 ** 30, 2 ** 20, 1e9, 1e6];
 
 const NPM_START =
   "bench examples/llama2-7b.pim --system examples/systems/upmem-2048.pim --weights int8 --phase decode --batch 1,4,16 --baselines";
@@ -439,11 +438,9 @@ const verified =
   (i: number, f: (v: Verified) => number): Get =>
   (js) =>
     f(js[i] as Verified);
-/** `f` of every output of the figure (a verify run each), reduced by `agg` (Math.min, Math.max). */
-const overRuns =
-  (f: (v: Verified) => number | number[], agg: (...xs: number[]) => number): Get =>
-  (js) =>
-    agg(...js.flatMap((j) => f(j as Verified)));
+/** The range of `f` over every output of the figure (a verify run each). */
+const overRuns = (f: (v: Verified) => number | number[]): [Get, Get] =>
+  rangeOf((js) => js.flatMap((j) => f(j as Verified)));
 /** README's table: prefill, decode and full-sequence errors of one model, or of two (`a / b`). */
 const errorColumns = (models: number): Get[] =>
   [prefillErr, decodeErr, fullErr].flatMap((f) => [...Array(models).keys()].map((i) => verified(i, f)));
@@ -476,15 +473,23 @@ const sailVsCpu = (cpu: number, x: number): Get[] => [
 const SAIL_STEPS = [sail(W8), SAIL, sail(W2A8), sail(W8, CTX128), sail(W4A8, CTX128), sail(W2A8, CTX128)];
 const sailSteps = (batches: readonly number[]): Get[] =>
   [0, 3].flatMap((cpu) => [1, 2].flatMap((x) => batches.map((b) => speedup(cpu, cpu + x, b))));
+/**
+ * SAIL_STEPS' INT2 against the CPU alone on the linear layers at batch 16: the speedup, (the batch),
+ * INT2's ms, the CPU's ms, and how far below SAIL's published 10.7x it is (%).
+ */
+const sailBest = (): (Get | null)[] => {
+  const x = ratio(linearMs(0, 16), linearMs(2, 16));
+  return [x, null, linearMs(2, 16), linearMs(0, 16), pctBelow(x, 10.7)];
+};
 /** A layer's time per call on the arrays (docs/sram-pim.md's per-layer table), in us. */
 const perCallUs =
   (i: number, batch: number, name: string): Get =>
   (js) => {
     const o = opOf(js[i], batch, name);
-    return (o.seconds / o.calls) * 1e6;
+    return (o.seconds / o.calls) * US;
   };
 
-/** UPMEM on Llama-2-7B decode (docs/lowbit.md): every linear layer on the DPUs, attention on the host. */
+/** UPMEM, Llama-2-7B decode at batch 1 (docs/lowbit.md), with `weights` and `flags`. */
 const upmemDecode = (weights: string, flags: string) =>
   `bench examples/llama2-7b.pim --system examples/systems/upmem-2048.pim ${weights} --phase decode --batch 1${flags}`;
 const DPUS_ALONE = " --no-cooperation --attention host";
@@ -517,7 +522,7 @@ const shapesOf = (j: unknown, phase?: (typeof PHASES)[number]): TunedShape[] =>
   (j as { shapes: TunedShape[] }).shapes.filter(
     (s) => phase === undefined || (s.m === 1) === (phase === "decode"),
   );
-/** The geomeans of oracle / selector of the groups (one model, system, weights and phase) of the runs `which` picks. */
+/** The geomeans of oracle / selector of the groups (model, system, weights, phase) of the runs `which` picks. */
 const groupGeomeans = (
   js: readonly unknown[],
   which: (r: SweepRun) => boolean,
@@ -531,12 +536,7 @@ const groupGeomeans = (
 /** A cell of docs/upmem.md's table (weights and phase, per system): the range over the four models. */
 const geomeanRange = (weights: string, phase: string): Get[] =>
   SYSTEMS.flatMap((system) => {
-    const cell = (js: readonly unknown[]) =>
-      groupGeomeans(js, (r) => r.system === system && r.weights === weights, [phase]);
-    return [
-      (js: readonly unknown[]) => Math.min(...cell(js)),
-      (js: readonly unknown[]) => Math.max(...cell(js)),
-    ];
+    return rangeOf((js) => groupGeomeans(js, (r) => r.system === system && r.weights === weights, [phase]));
   });
 const allShapes = (js: readonly unknown[]) => js.flatMap((j) => shapesOf(j));
 const LLAMA_INT8 = tune("llama2-7b", "upmem-2048", "int8");
@@ -555,22 +555,17 @@ interface Alpha {
   alpha: number;
 }
 const alphas = (j: unknown) => (j as { shapes: Alpha[] }).shapes;
-const alpha =
-  (n: number, k: number): Get =>
+const alphaOf =
+  (which: (s: Alpha) => boolean): Get =>
   (js) =>
     sameValue(
       alphas(js[0])
-        .filter((s) => s.n === n && s.k === k)
+        .filter(which)
         .map((s) => s.alpha),
     );
-const alphaOthers =
-  (...shown: [number, number][]): Get =>
-  (js) =>
-    sameValue(
-      alphas(js[0])
-        .filter((s) => !shown.some(([n, k]) => s.n === n && s.k === k))
-        .map((s) => s.alpha),
-    );
+const alpha = (n: number, k: number) => alphaOf((s) => s.n === n && s.k === k);
+const alphaOthers = (...shown: [number, number][]) =>
+  alphaOf((s) => !shown.some(([n, k]) => s.n === n && s.k === k));
 
 /** `compile --json`'s needs in the system's first memory (bytes). */
 interface Memory {
@@ -836,7 +831,7 @@ export const FIGURES: Figure[] = [
     doc: "README.md",
     quote: "Mixtral-8x7B 2.1x to 3.6x the H100's throughput",
     cmds: DUPLEX,
-    values: [minOf(duplexGains), maxOf(duplexGains)],
+    values: range(duplexGains),
   },
   ...[
     [16, "| 16 | 179.7 | 415.7 | 707.6 | 0.59x |"],
@@ -924,8 +919,7 @@ export const FIGURES: Figure[] = [
       (js) => geomean(papiRatios(js, 2)),
       (js) => Math.max(...papiRatios(js, 2)),
       (js) => geomean(papiRatios(js, 1)),
-      (js) => Math.min(...papiRatios(js, 1)),
-      (js) => Math.max(...papiRatios(js, 1)),
+      ...rangeOf((js) => papiRatios(js, 1)),
     ],
     slow: true,
   },
@@ -1101,8 +1095,7 @@ export const FIGURES: Figure[] = [
       "linear layer (5.2x to 11.2x faster than the host by the cost model: the host streams the INT8 weights at its measured 23.1 GB/s), the cooperative step is 59.6 ms against 313.3 ms on the host alone; attention stays on the host (float arithmetic is emulated in software on the DPUs: 114.5 ms of DPU time against the host's 23.4 ms). From batch 13 to 15",
     cmds: [NPM_START],
     values: [
-      minOf(LINEAR_LOGITS.map((g) => placed(0, 1, g, faster))),
-      maxOf(LINEAR_LOGITS.map((g) => placed(0, 1, g, faster))),
+      ...range(LINEAR_LOGITS.map((g) => placed(0, 1, g, faster))),
       null,
       ms(0, 1),
       hostOnlyMs(0, 1),
@@ -1187,8 +1180,7 @@ export const FIGURES: Figure[] = [
     values: [
       (js) => (js[SWEEP.indexOf(LLAMA_INT8)] as { space_size: number }).space_size / 1e9,
       null,
-      (js) => Math.min(...groupGeomeans(js, () => true)),
-      (js) => Math.max(...groupGeomeans(js, () => true)),
+      ...rangeOf((js) => groupGeomeans(js, () => true)),
     ],
     slow: true,
   },
@@ -1311,7 +1303,7 @@ export const FIGURES: Figure[] = [
     doc: "README.md",
     quote: "software float, gives errors of the same size, 2.1e-7 to 1.4e-6",
     cmds: FIXTURES.map((m) => verify(m, " --target upmem --no-cooperation")),
-    values: [overRuns(errorsOf, Math.min), overRuns(errorsOf, Math.max)],
+    values: overRuns(errorsOf),
     slow: true,
   },
   {
@@ -1327,14 +1319,7 @@ export const FIGURES: Figure[] = [
     quote:
       "logit errors 0.015 to 0.12 (prefill, decode and full sequence) and the reference's greedy tokens on every bundled model but llama-tiny, where 12 of 14 decisions agree; its two disagreements are reference near-ties (top-2 margins 0.0038 and 0.0147, below the INT8 error)",
     cmds: FIXTURES.map((m) => verify(m, " --weights int8")),
-    values: [
-      overRuns(errorsOf, Math.min),
-      overRuns(errorsOf, Math.max),
-      verified(0, agreed),
-      verified(0, total),
-      null,
-      null,
-    ],
+    values: [...overRuns(errorsOf), verified(0, agreed), verified(0, total), null, null],
   },
   {
     doc: "README.md",
@@ -1370,19 +1355,13 @@ export const FIGURES: Figure[] = [
     doc: "README.md",
     quote,
     cmds: LOWBIT_MODELS.map((m) => verify(m, flags)),
-    values: [
-      overRuns(fullErr, Math.min),
-      overRuns(fullErr, Math.max),
-      overRuns(agreed, Math.min),
-      overRuns(agreed, Math.max),
-      overRuns(total, Math.max),
-    ],
+    values: [...overRuns(fullErr), ...overRuns(agreed), overRuns(total)[1]],
   })),
   {
     doc: "README.md",
     quote: "FP16: logit errors 1.1e-3 to 4.7e-3 with every op PIM can run on PIM",
     cmds: FIXTURES.map((m) => verify(m, HBM_ALL_PIM)),
-    values: [overRuns(errorsOf, Math.min), overRuns(errorsOf, Math.max)],
+    values: overRuns(errorsOf),
     slow: true,
   },
   {
@@ -1390,7 +1369,7 @@ export const FIGURES: Figure[] = [
     quote:
       "put the logits within 4.7e-3 of the fp32 reference on the tiny models with every op PIM can run on PIM",
     cmds: FIXTURES.map((m) => verify(m, HBM_ALL_PIM)),
-    values: [overRuns(errorsOf, Math.max)],
+    values: [overRuns(errorsOf)[1]],
     slow: true,
   },
   // README: PIM-LLM's ablation, what the text reads from it.
@@ -1544,20 +1523,7 @@ export const FIGURES: Figure[] = [
     quote:
       "This model reaches 9.0x on the linear layers (INT2, batch 16: 9.20 ms against 82.72 ms), the closest configuration, i.e. 16 % below the published maximum, but only 2.1x to 5.5x per decode step at batch 16, because attention over the KV cache stays on the host (43.7 ms of the 61.0 ms step at batch 16, context 1024)",
     cmds: SAIL_STEPS,
-    values: [
-      ratio(linearMs(0, 16), linearMs(2, 16)),
-      null,
-      linearMs(2, 16),
-      linearMs(0, 16),
-      pctBelow(ratio(linearMs(0, 16), linearMs(2, 16)), 10.7),
-      minOf(sailSteps([16])),
-      maxOf(sailSteps([16])),
-      null,
-      busy(1, 16, "host"),
-      ms(1, 16),
-      null,
-      null,
-    ],
+    values: [...sailBest(), ...range(sailSteps([16])), null, busy(1, 16, "host"), ms(1, 16), null, null],
   },
   {
     doc: "docs/sram-pim.md",
@@ -1677,15 +1643,7 @@ export const FIGURES: Figure[] = [
     quote:
       "Here the arrays reach 9.0x on the linear layers (INT2, batch 16: 9.20 ms against the CPU's 82.7 ms), 16 % below that maximum, and 1.5x to 5.5x per decode step",
     cmds: SAIL_STEPS,
-    values: [
-      ratio(linearMs(0, 16), linearMs(2, 16)),
-      null,
-      linearMs(2, 16),
-      linearMs(0, 16),
-      pctBelow(ratio(linearMs(0, 16), linearMs(2, 16)), 10.7),
-      minOf(sailSteps(BATCHES)),
-      maxOf(sailSteps(BATCHES)),
-    ],
+    values: [...sailBest(), ...range(sailSteps(BATCHES))],
   },
   {
     doc: "docs/lowbit.md",
@@ -1806,8 +1764,7 @@ export const FIGURES: Figure[] = [
       null,
       null,
       null,
-      minOf(PAPI_MODELS.flatMap((m) => ([1, 2] as const).map((spec) => papiVs(1, m, spec, 64)))),
-      maxOf(PAPI_MODELS.flatMap((m) => ([1, 2] as const).map((spec) => papiVs(1, m, spec, 64)))),
+      ...range(PAPI_MODELS.flatMap((m) => ([1, 2] as const).map((spec) => papiVs(1, m, spec, 64)))),
     ],
     slow: true,
   },
@@ -1815,10 +1772,7 @@ export const FIGURES: Figure[] = [
     doc: "docs/heterogeneous.md",
     quote: "both then equal GPU-only, PAPI's FC placement adding 1.00x to 1.01x",
     cmds: PAPI_ALL,
-    values: [
-      minOf(PAPI_MODELS.flatMap((m) => [4, 16, 64].map((b) => papiVs(1, m, 4, b)))),
-      maxOf(PAPI_MODELS.flatMap((m) => [4, 16, 64].map((b) => papiVs(1, m, 4, b)))),
-    ],
+    values: [...range(PAPI_MODELS.flatMap((m) => [4, 16, 64].map((b) => papiVs(1, m, 4, b))))],
     slow: true,
   },
   // NeuPIMs (docs/heterogeneous.md, README).
