@@ -95,7 +95,9 @@ describe("every command the docs show runs", () => {
 describe("figures quoted in the docs match the emulator", () => {
   const json = async (cmd: string): Promise<unknown> => {
     const r = await withJson(cmd);
-    expect(r.code, `pimc ${cmd} --json\n${r.stderr}`).toBe(0);
+    // `verify` exits 1 when an error or a greedy token is off its tolerance: it still reports them.
+    const ok = cmd.startsWith("verify ") ? [0, 1] : [0];
+    expect(ok, `pimc ${cmd} --json\n${r.stderr}`).toContain(r.code);
     return JSON.parse(r.stdout) as unknown;
   };
   const check = async (f: Figure) => {
