@@ -1,6 +1,8 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  // docs/api.md's example imports the package by name: here, its sources (test/api.test.ts).
+  resolve: { alias: { pimc: new URL("./src/index.ts", import.meta.url).pathname } },
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,

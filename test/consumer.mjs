@@ -10,19 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { URL, fileURLToPath } from "node:url";
+import { apiExample } from "./api-example.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const source = process.argv.includes("--source");
 
-/** The doc's first ```js block and the ```text block after it. */
-export function apiExample(doc = readFileSync(join(root, "docs/api.md"), "utf8")) {
-  const js = /```js\n([\s\S]*?)```/.exec(doc);
-  const out = js && /```text\n([\s\S]*?)```/.exec(doc.slice(js.index + js[0].length));
-  if (!js || !out) throw new Error("docs/api.md: no ```js example followed by a ```text output block");
-  return { code: js[1], output: out[1] };
-}
-
-const { code, output } = apiExample();
+const { code, output } = apiExample(readFileSync(join(root, "docs/api.md"), "utf8"));
 const dir = mkdtempSync(join(tmpdir(), "pimc-consumer-"));
 try {
   mkdirSync(join(dir, "node_modules"));

@@ -4,7 +4,7 @@
  * model's choice against what the emulator measures, per call and in Llama-2-7B's decode. (Whole
  * programs forced either way, verified and bit-identical: upmem.test.ts.)
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { evalOp } from "../src/exec/interpreter.js";
@@ -30,7 +30,7 @@ import { UpmemMachine } from "../targets/upmem/machine.js";
 import { DEFAULT_SYSTEM, type UpmemSystem } from "../targets/upmem/system.js";
 import { zHost } from "../targets/cpu/index.js";
 import { pullTime } from "../targets/upmem/transfer.js";
-import { tempDir } from "./util.js";
+import { llama7bLayers, tempDir } from "./util.js";
 
 const sys = DEFAULT_SYSTEM;
 const tmp = tempDir("pimc-reduce-");
@@ -186,8 +186,7 @@ describe("host or DPUs: the cost model's choice", () => {
    * layers (each layer's attention makes the same choice; compiling and emulating all 32 costs 16x).
    */
   async function decode16(system: string) {
-    const path = join(tmp, "llama2-7b-2layers.pim");
-    writeFileSync(path, readFileSync("examples/llama2-7b.pim", "utf8").replace("layers = 32", "layers = 2"));
+    const path = llama7bLayers(2);
     const model = loadForCli(path, undefined);
     const w: Workload = { ...defaultWorkload("decode"), batch: 16, context: 1024 };
     const flags: PipelineFlags = {

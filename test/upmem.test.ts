@@ -22,7 +22,7 @@ import { decodeProgram, encodeProgram } from "../targets/upmem/codec.js";
 import type { Program } from "../targets/upmem/program.js";
 import type { TraceEvent } from "../src/report/trace.js";
 import { traceJson } from "../targets/upmem/report.js";
-import { pimc, tempDir } from "./util.js";
+import { llama7bLayers, pimc, tempDir } from "./util.js";
 
 const tmp = tempDir("pimc-upmem-");
 
@@ -666,8 +666,7 @@ describe("pimc with --target upmem", () => {
   test("compile -o writes a program; sim times it, --detailed agrees, --disasm lists it", async () => {
     // Llama-2-7B's shapes with one layer: the same kernels as the full model (--detailed times each
     // of the 2048 DPUs of every launch, about 1.7 s of CPU per layer), 4 weights per layer + logits.
-    const model = join(tmp, "llama2-7b-1layer.pim");
-    writeFileSync(model, readFileSync("examples/llama2-7b.pim", "utf8").replace("layers = 32", "layers = 1"));
+    const model = llama7bLayers(1);
     const prog = join(tmp, "l7.pimx");
     const c = await pimc(
       "compile",

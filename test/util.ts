@@ -1,6 +1,6 @@
 /** Shared test helpers: temporary folders, safetensors files, one-line user errors, running pimc. */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect } from "vitest";
@@ -131,8 +131,12 @@ export async function pimc(...args: string[]): Promise<PimcResult> {
   process.exitCode = undefined;
   process.stdout.write = capture(out);
   process.stderr.write = capture(err);
+  const t0 = performance.now();
   try {
     const code = await main(args);
+    // PIMC_TEST_LOG=FILE: one JSON line per command (argv, milliseconds), to find the suite's costly ones.
+    if (process.env.PIMC_TEST_LOG)
+      appendFileSync(process.env.PIMC_TEST_LOG, `${JSON.stringify({ ms: performance.now() - t0, args })}\n`);
     return { code, stdout: out.join(""), stderr: err.join("") };
   } finally {
     process.stdout.write = outWrite;
@@ -189,4 +193,18 @@ export async function whatIf(model: string, system: string, batch: string, ...ex
   const args = ["--phase", "decode", "--no-capacity-check", "--context", "2047", "--batch", batch];
   return (await benchJson(`examples/${model}.pim`, `examples/systems/${system}.pim`, ...args, ...extra))
     .steps;
+}
+
+/**
+ * Llama-2-7B (examples/llama2-7b.pim) with `layers` of its 32 layers, written to a temporary file:
+ * the same shapes, kernels and per-layer placements at a fraction of the work (tests that check how
+ * a step is made, not the full model's figures, which the docs' figures check).
+ */
+export function llama7bLayers(layers: number): string {
+  const path = join(tempDir("pimc-llama7b-"), `llama2-7b-${layers}layers.pim`);
+  writeFileSync(
+    path,
+    readFileSync("examples/llama2-7b.pim", "utf8").replace("layers = 32", `layers = ${layers}`),
+  );
+  return path;
 }
