@@ -14,6 +14,8 @@ import type { DimEnv } from "../src/ir/dim.js";
 import type { Module, Op } from "../src/ir/module.js";
 import type { PassOptions } from "../src/pipeline/pass.js";
 import type { MemoryMap } from "../src/pipeline/capacity.js";
+import type { Workload } from "../src/frontend/workload.js";
+import type { CompileFlags } from "../src/driver/compile.js";
 
 /** Runs a compiled model function by function, keeping the KV cache between calls. */
 export interface FunctionalRunner {
@@ -133,6 +135,24 @@ export interface Executable {
   trace(reports: readonly CallReport[]): string;
 }
 
+/** What `pimc tune` asks of a target's tuner. */
+export interface TuneOptions {
+  /** Also search the whole space of choices (the oracle), not only the target's pick. */
+  readonly exhaustive: boolean;
+  /** With `exhaustive`: prune the search (branch-and-bound). */
+  readonly prune: boolean;
+  /** The functions whose ops to tune (default: every one). */
+  readonly phases?: readonly ("prefill" | "decode")[];
+  /** Progress: before each of `count` items (`label` says which). */
+  readonly onItem?: (i: number, count: number, label: string) => void;
+}
+
+/** What `pimc tune` prints: its text lines and its JSON object. */
+export interface TuneReport {
+  readonly lines: readonly string[];
+  readonly json: Readonly<Record<string, unknown>>;
+}
+
 export interface Target {
   readonly name: string;
   readonly summary: string;
@@ -160,6 +180,12 @@ export interface Target {
    * format). Targets without `emit` have the compiled IR as their program (src/exec/ir-program.ts).
    */
   load?(bytes: Uint8Array, file: string): Executable | undefined;
+  /**
+   * `pimc tune`: the target's own tuner (UPMEM: the Tile-Selector against the emulator). Without
+   * one, tune reports where each linear layer moves between the host and the PIM device by tokens
+   * per step (PAPI's alpha, src/driver/tune.ts), for systems that have both.
+   */
+  tune?(model: LoadedModel, flags: CompileFlags, w: Workload, opts: TuneOptions): Promise<TuneReport>;
   /**
    * Times one call of `func` of a compiled module under `env` from the target's device model, without
    * data. `subBatches` > 1: the batch split into sub-batches whose host and PIM work overlap

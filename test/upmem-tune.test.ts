@@ -281,7 +281,7 @@ describe("Tile-Selector", () => {
 
 describe("pimc tune", () => {
   test("--exhaustive --json on tiny-llama", async () => {
-    const r = await pimc("tune", "examples/tiny-llama.pim", "--exhaustive", "--json");
+    const r = await pimc("tune", "examples/tiny-llama.pim", "--target", "upmem", "--exhaustive", "--json");
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, unknown> & { shapes: Record<string, unknown>[] };
     expect(j).toMatchObject({ model: "llama_tiny", system: "upmem_default" });
@@ -315,7 +315,25 @@ describe("pimc tune", () => {
     const cpu = await run("examples/tiny-llama.pim", "--system", "examples/systems/host-cpu.pim");
     expect(cpu.code).toBe(2);
     expect(cpu.stderr.trim().split("\n")).toHaveLength(1);
-    expect(cpu.stderr).toContain("needs an upmem system");
+    expect(cpu.stderr).toMatch(/target cpu has no tuner and host_cpu no host and PIM device/);
+    // The xPU alone has no PIM device either; an --exhaustive search is the UPMEM tuner's.
+    const gpu = await run("examples/tiny-llama.pim", "--system", "examples/systems/h100.pim");
+    expect(gpu.stderr).toMatch(/target xpu has no tuner/);
+    const alpha = await run(
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/sail-n1-64.pim",
+      "--json",
+    );
+    expect(alpha.code, alpha.stderr).toBe(0);
+    expect((JSON.parse(alpha.stdout) as { alpha: number }).alpha).toBeGreaterThanOrEqual(0);
+    const ex = await run(
+      "examples/tiny-llama.pim",
+      "--system",
+      "examples/systems/hbm-pim-64ch.pim",
+      "--exhaustive",
+    );
+    expect(ex.stderr).toMatch(/--exhaustive searches a target's own tilings; on hbm-pim, tune reports alpha/);
     const noPrune = await run("examples/tiny-llama.pim", "--no-prune");
     expect(noPrune.code).toBe(2);
     expect(noPrune.stderr).toContain("--no-prune needs --exhaustive");

@@ -26,7 +26,8 @@ import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../dr
 import { ms } from "./sim.js";
 import { callTimer, timeStep, timingRows } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
-import { describeWorkload, resolveWorkload } from "./workload-flags.js";
+import { resolveWorkload } from "./workload-flags.js";
+import { describeWorkload } from "../frontend/workload.js";
 import type { Module } from "../ir/module.js";
 import type { CallTiming, SystemModel } from "../../targets/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";

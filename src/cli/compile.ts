@@ -13,12 +13,8 @@ import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { emitProgram } from "../driver/run.js";
 import { checkPositions, describeUse, footprint } from "../pipeline/capacity.js";
-import {
-  describeWorkload,
-  resolveWorkload,
-  withWorkloadFlags,
-  type WorkloadFlags,
-} from "./workload-flags.js";
+import { resolveWorkload, withWorkloadFlags, type WorkloadFlags } from "./workload-flags.js";
+import { describeWorkload } from "../frontend/workload.js";
 import { funcCosts } from "../ir/cost.js";
 import { dimEval } from "../ir/dim.js";
 import { findFunc, type Module } from "../ir/module.js";

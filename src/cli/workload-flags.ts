@@ -65,9 +65,3 @@ export function resolveWorkload(modelPath: string, o: WorkloadFlags, maxPosition
     ...(o.outputTokens !== undefined ? { output: o.outputTokens } : {}),
   };
 }
-
-export function describeWorkload(w: Workload): string {
-  return w.phase === "prefill"
-    ? `${w.name}: prefill, batch ${w.batch}, prompt ${w.prompt} tokens`
-    : `${w.name}: decode, batch ${w.batch}, context ${w.context}, ${w.speculation} token(s) per step`;
-}

@@ -130,3 +130,10 @@ export function phaseEnvs(w: Workload): Record<"prefill" | "decode", Record<stri
     decode: workloadEnv({ ...w, phase: "decode" }),
   };
 }
+
+/** One line naming a workload: `decode_b1: decode, batch 1, context 1024, 1 token(s) per step`. */
+export function describeWorkload(w: Workload): string {
+  return w.phase === "prefill"
+    ? `${w.name}: prefill, batch ${w.batch}, prompt ${w.prompt} tokens`
+    : `${w.name}: decode, batch ${w.batch}, context ${w.context}, ${w.speculation} token(s) per step`;
+}

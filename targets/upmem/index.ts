@@ -4,6 +4,7 @@
  * Tile-Selector, everything else on the host CPU; each GEMM goes where the two cost models say it is
  * faster (CPU/PIM cooperation). Programs are command streams run by the bundled emulator.
  */
+import { tuneUpmem } from "./tune.js";
 import { loadUpmem } from "./executable.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
@@ -365,6 +366,7 @@ const upmem: Target = {
   },
   memories: memoryMap,
   load: loadUpmem,
+  tune: (model, flags, w, opts) => tuneUpmem(model, flags, w, opts),
   prepare(model, system, opts?: PrepareOptions) {
     const envs = opts?.envs ?? { prefill: { B: 1, S: 16, P: 0 }, decode: { B: 1, S: 1, P: 16 } };
     const limits = opts?.limits ?? limitsOf(envs);

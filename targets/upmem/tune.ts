@@ -8,8 +8,11 @@
 import { UserError } from "../../src/errors.js";
 import { operandTyper, opCost } from "../../src/ir/cost.js";
 import type { LoadedModel } from "../../src/frontend/hf/import.js";
-import { phaseEnvs, type Workload } from "../../src/frontend/workload.js";
-import { compileModel, type PipelineFlags } from "../../src/driver/compile.js";
+import { describeWorkload, phaseEnvs, type Workload } from "../../src/frontend/workload.js";
+import { allFlags, compileModel, type CompileFlags, type PipelineFlags } from "../../src/driver/compile.js";
+import { int, ms } from "../../src/report/format.js";
+import { table } from "../../src/report/table.js";
+import type { TuneOptions as TargetTuneOptions, TuneReport } from "../index.js";
 import { timeKernel, type KernelTiming } from "./dpu.js";
 import {
   blockBytes,
@@ -382,4 +385,109 @@ export async function gemmShapes(
     }
   }
   return { shapes: [...seen.values()], system: systemOf(system), systemName: system.name };
+}
+
+const sameTiling = (a: object, b: object): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * `pimc tune` on an UPMEM system (the Target contract's `tune`): the Tile-Selector on every distinct
+ * GEMM of the model's phases under the workload, its tiling, estimate and emulated time; with
+ * `exhaustive` also the best legal tiling measured on the emulator and the selector's ratio to it.
+ */
+export async function tuneUpmem(
+  model: LoadedModel,
+  flags: CompileFlags,
+  w: Workload,
+  opts: TargetTuneOptions,
+): Promise<TuneReport> {
+  const phases = opts.phases ?? (["prefill", "decode"] as const);
+  const { shapes, system, systemName } = await gemmShapes(model, allFlags(flags), w, phases);
+  if (shapes.length === 0)
+    throw new UserError(`${model.module.name}: the model has no GEMM with a constant weight`);
+  const t0 = performance.now();
+  const ex = opts.exhaustive;
+  const results = tuneShapes(shapes, system, {
+    exhaustive: ex,
+    prune: opts.prune,
+    onShape: (i, n, s) =>
+      opts.onItem?.(i, n, `${ex ? "searching the tilings of" : "timing"} ${s.m}x${s.n}x${s.k} ${s.dtype}`),
+  });
+  const seconds = (performance.now() - t0) / 1e3;
+  const sum = summarize(results);
+  const json = {
+    model: model.module.name,
+    system: systemName,
+    workload: w,
+    shapes: results,
+    ...(sum.geomean_ratio !== undefined
+      ? {
+          geomean_ratio: sum.geomean_ratio,
+          within_5pct_fraction: sum.within_5pct_fraction,
+          space_size: sum.space_size,
+        }
+      : {}),
+    mean_select_ms: sum.mean_select_ms,
+    max_select_ms: sum.max_select_ms,
+  };
+  const t = table(
+    [
+      "M",
+      "N",
+      "K",
+      "dtype",
+      "selector tiling",
+      "estimate",
+      "emulated",
+      ...(ex ? ["oracle tiling", "oracle", "ratio", "timed / space"] : []),
+      "select ms",
+    ],
+    [
+      "right",
+      "right",
+      "right",
+      "left",
+      "left",
+      "right",
+      "right",
+      ...(ex ? (["left", "right", "right", "right"] as const) : []),
+      "right",
+    ],
+    { drop: ["select ms", "estimate", "dtype", "timed / space"] },
+  );
+  for (const r of results)
+    t.push([
+      String(r.m),
+      String(r.n),
+      String(r.k),
+      r.dtype,
+      tilingName(r.selector.tiling),
+      ms(r.selector.estimate_s),
+      ms(r.selector.emulated_s),
+      ...(ex && r.oracle
+        ? [
+            sameTiling(r.oracle.tiling, r.selector.tiling) ? "(same)" : tilingName(r.oracle.tiling),
+            ms(r.oracle.emulated_s),
+            r.ratio!.toFixed(4),
+            `${int(r.oracle.timed)} / ${int(r.oracle.candidates)}`,
+          ]
+        : ex
+          ? ["", "", "", ""]
+          : []),
+      r.selector.select_ms.toFixed(3),
+    ]);
+  const lines = [
+    `model     ${model.module.name} on ${systemName}: ${system.dpus} DPUs at ${system.frequency / 1e6} MHz`,
+    `workload  ${describeWorkload(w)}; ${phases.join(" and ")} GEMMs (every GEMM on the DPUs)`,
+    t.toString(),
+    `selector  ${results.length} shapes: ${sum.mean_select_ms.toFixed(3)} ms mean, ${sum.max_select_ms.toFixed(3)} ms max per shape (median of 7 runs after warm-up)`,
+  ];
+  if (ex) {
+    const timed = results.reduce((s, r) => s + (r.oracle?.timed ?? 0), 0);
+    const cands = results.reduce((s, r) => s + (r.oracle?.candidates ?? 0), 0);
+    lines.push(
+      `oracle    ${int(timed)} of ${int(cands)} legal tilings (the full space: docs/upmem.md) timed on the emulator${opts.prune ? " (branch-and-bound)" : ""}, ${seconds.toFixed(1)} s`,
+      `accuracy  geomean ratio ${sum.geomean_ratio!.toFixed(4)}, within 5% of the best: ${(100 * sum.within_5pct_fraction!).toFixed(1)}% of shapes`,
+    );
+  }
+  return { lines, json };
 }

@@ -1,20 +1,20 @@
 /**
- * `pimc tune <model> --system <hbm-pim system>`: PAPI's alpha per linear layer. For every distinct
- * weight shape of the model, the largest number of tokens per step (RLP x TLP: batch x speculation)
- * at which the PIM units are still faster than the host (the xPU), both timed by the device models:
- * above it the layer belongs on the xPU. The partition's dynamic placement switches at the same
- * point (`switch_above`).
+ * `pimc tune`: the target's own tuner (the Target contract's `tune`), or for the systems with a host
+ * and a PIM device and no tuner of their own (hbm-pim, sram-pim, roofline), PAPI's alpha per linear
+ * layer: for every distinct weight shape of the model, the largest number of tokens per step (RLP x
+ * TLP: batch x speculation) at which the PIM device is still faster than the host (an xPU, a CPU),
+ * both timed by the cost model: above it the layer belongs on the host. The partition's dynamic
+ * placement switches at the same point (`switch_above`).
  */
 import { UserError } from "../errors.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
-import { defaultWorkload } from "../frontend/workload.js";
+import { defaultWorkload, type Workload } from "../frontend/workload.js";
 import { dimEval } from "../ir/dim.js";
-import { int } from "../report/format.js";
+import { int, ms } from "../report/format.js";
 import { table } from "../report/table.js";
 import type { OpView } from "../pipeline/cost-model.js";
-import type { SystemModel } from "../../targets/index.js";
-import { compileModel, type PipelineFlags } from "../driver/compile.js";
-import { ms } from "./sim.js";
+import type { SystemModel, Target, TuneOptions, TuneReport } from "../../targets/index.js";
+import { allFlags, chooseTarget, compileModel, type CompileFlags } from "./compile.js";
 
 export interface AlphaRow {
   readonly n: number;
@@ -63,7 +63,8 @@ export function alphaOf(system: SystemModel, n: number, k: number): AlphaRow {
   return { n, k, alpha, pim_at_1: time(1, "pim"), host_at_1: time(1, "host") };
 }
 
-export async function tuneAlpha(model: LoadedModel, flags: PipelineFlags, json: boolean): Promise<void> {
+/** PAPI's alpha of every distinct linear-layer weight shape of the model, and their median. */
+export async function tuneAlpha(model: LoadedModel, flags: CompileFlags): Promise<TuneReport> {
   const { module, system } = await compileModel(model, flags, defaultWorkload("decode"), 2);
   const shapes = new Map<string, [number, number]>();
   for (const c of module.consts) {
@@ -79,23 +80,44 @@ export async function tuneAlpha(model: LoadedModel, flags: PipelineFlags, json: 
   const rows = [...shapes.values()].map(([n, k]) => alphaOf(system, n, k));
   const alphas = rows.map((r) => r.alpha).sort((a, b) => a - b);
   const median = alphas[Math.floor(alphas.length / 2)]!;
-  if (json) {
-    process.stdout.write(
-      `${JSON.stringify({ model: module.name, system: system.name, shapes: rows, alpha: median })}\n`,
-    );
-    return;
-  }
   const t = table(
     ["N", "K", "alpha (tokens)", "PIM at 1", "host at 1"],
     ["right", "right", "right", "right", "right"],
   );
   for (const r of rows) t.push([String(r.n), String(r.k), int(r.alpha), ms(r.pim_at_1), ms(r.host_at_1)]);
-  process.stdout.write(
-    [
+  return {
+    json: { model: module.name, system: system.name, shapes: rows, alpha: median },
+    lines: [
       `model     ${module.name} on ${system.name}: where each linear layer belongs, by tokens per step (PAPI's alpha)`,
       t.toString(),
       `alpha     ${int(median)} tokens per step (median over shapes): at most that many, the PIM units; more, the host`,
-      "",
-    ].join("\n"),
-  );
+    ],
+  };
+}
+
+/** Whether a target's systems have the host and the PIM device PAPI's alpha compares. */
+const hasHostAndPim = (system: SystemModel): boolean =>
+  ["host", "pim"].every((d) => system.costModel.devices.some((x) => x.name === d));
+
+/**
+ * `pimc tune` on the system the flags name: the target's own tuner, else PAPI's alpha where the
+ * system has a host and a PIM device; anything else has nothing to tune (a UserError saying so).
+ */
+export async function tuneModel(
+  model: LoadedModel,
+  flags: CompileFlags,
+  w: Workload,
+  opts: TuneOptions,
+): Promise<{ target: Target; report: TuneReport }> {
+  const { target, system } = await chooseTarget(allFlags(flags));
+  if (target.tune) return { target, report: await target.tune(model, flags, w, opts) };
+  if (!hasHostAndPim(system))
+    throw new UserError(
+      `pimc tune: target ${target.name} has no tuner and ${system.name} no host and PIM device to place layers between (tune a PIM system: --system FILE.pim)`,
+    );
+  if (opts.exhaustive)
+    throw new UserError(
+      `--exhaustive searches a target's own tilings; on ${target.name}, tune reports alpha`,
+    );
+  return { target, report: await tuneAlpha(model, flags) };
 }
