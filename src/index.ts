@@ -13,6 +13,8 @@ import { writeFileAtomic } from "./fsutil.js";
 import { requestsFrom } from "./frontend/requests.js";
 import type { Request, ServeMetrics, ServeResult } from "./exec/serve.js";
 import { serveTrace } from "./driver/serve.js";
+import { tuneModel } from "./driver/tune.js";
+import type { TuneReport } from "../targets/index.js";
 import { WORKLOAD_LIMITS } from "./limits.js";
 import { UserError } from "./errors.js";
 
@@ -34,6 +36,7 @@ export type {
   ReportColumn,
   SystemModel,
   Target,
+  TuneReport,
 } from "../targets/index.js";
 export type { MemoryUse } from "./pipeline/capacity.js";
 export { poissonRequests, readRequests, requestsFrom } from "./frontend/requests.js";
@@ -144,4 +147,27 @@ export async function serve(
     );
   const flags = allFlags({ ...rest, ...(system !== undefined ? { system } : {}) });
   return serveTrace(m, flags, requestsFrom(trace, "the trace"), { batching, maxBatch });
+}
+
+/**
+ * Tunes `model` for `system` as `pimc tune` does: the target's own tuner (UPMEM: the Tile-Selector
+ * on every GEMM shape against the emulator; `exhaustive`: against the best legal tiling too), else
+ * PAPI's alpha per linear layer on a system with a host and a PIM device. Its report's `json` is
+ * `pimc tune --json`'s object, `lines` its text.
+ */
+export async function tune(
+  model: LoadedModel | string,
+  system: string | undefined,
+  options: CompileOptions & {
+    readonly exhaustive?: boolean;
+    readonly prune?: boolean;
+    readonly phases?: readonly ("prefill" | "decode")[];
+  } = {},
+): Promise<TuneReport> {
+  const m = typeof model === "string" ? loadModel(model) : model;
+  const { workload, exhaustive = false, prune = true, phases, ...rest } = options;
+  const w = workloadFrom(workload ?? {}, m.config?.max_positions);
+  const flags = allFlags({ ...rest, ...(system !== undefined ? { system } : {}) });
+  const opts = { exhaustive, prune, ...(phases ? { phases } : {}) };
+  return (await tuneModel(m, flags, w, opts)).report;
 }

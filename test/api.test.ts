@@ -15,6 +15,7 @@ import {
   requestsFrom,
   serve,
   time,
+  tune,
   workloadFrom,
   writeProgram,
 } from "../src/index.js";
@@ -143,6 +144,16 @@ describe("serve", () => {
     await expect(serve("examples/llama2-7b.pim", undefined, trace, { maxBatch: 0 })).rejects.toThrow(
       /maxBatch/,
     );
+  });
+});
+
+describe("tune", () => {
+  test("gives pimc tune --json's object", async () => {
+    const args = ["examples/tiny-llama.pim", "--system", "examples/systems/hbm-pim-64ch.pim", "--json"];
+    const cli = await pimc("tune", ...args);
+    expect(cli.code, cli.stderr).toBe(0);
+    const api = await tune("examples/tiny-llama.pim", "examples/systems/hbm-pim-64ch.pim");
+    expect(api.json).toEqual(JSON.parse(cli.stdout));
   });
 });
 
