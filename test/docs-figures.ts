@@ -1808,13 +1808,13 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/hbm-pim.md",
     quote:
-      "`hbm_pim_64ch: weights 325 GiB + KV cache 4.50 GiB + activations 48.1 MiB = 330 GiB at batch 1 and 1025 cached tokens per sequence exceed the PIM banks (16.0 GiB)`",
+      "`hbm_pim_64ch: weights 325 GiB + KV cache 4.50 GiB = 330 GiB at batch 1 and 1025 cached tokens per sequence exceed the PIM banks (16.0 GiB)`",
     cmds: [GPT3_HBM],
+    // The bound before placement: weights and KV cache against all the memories (no activations).
     values: [
       memory(0, (m) => m.weights / GIB),
       memory(0, (m) => m.kv_cache / GIB),
-      memory(0, (m) => m.activations / MIB),
-      memory(0, (m) => (m.weights + m.kv_cache + m.activations) / GIB),
+      memory(0, (m) => (m.weights + m.kv_cache) / GIB),
       null,
       null,
       memory(0, (m) => m.capacity / GIB),
