@@ -57,6 +57,8 @@ export interface CompiledModel extends Compiled {
   readonly workload: Workload;
   /** What the model needs in each memory of the system under the workload (empty: not checked). */
   readonly memories: readonly MemoryUse[];
+  /** The options it was compiled with (`time` checks other workloads against the memories as they say). */
+  readonly options: CompileFlags;
 }
 
 /**
@@ -79,7 +81,7 @@ export async function compile(
   const c = await compileModel(m, flags, w, 2, true);
   checkFits(m, c, w, flags);
   const map = c.target.memories?.(c.system);
-  return { ...c, model: m, workload: w, memories: map ? footprint(c.module, map, w) : [] };
+  return { ...c, model: m, workload: w, memories: map ? footprint(c.module, map, w) : [], options: flags };
 }
 
 /**
@@ -94,6 +96,7 @@ export function time(
 ): Step {
   const w = workloadFrom({ ...c.workload, ...workload });
   checkPositions(c.model, w);
+  checkFits(c.model, c, w, c.options);
   return timeStep(c.model, c, w, opts);
 }
 

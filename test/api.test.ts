@@ -177,6 +177,9 @@ describe("bad input is a UserError naming the field", () => {
     await expect(compile("examples/tiny-llama.pim", small)).rejects.toThrow(
       /exceed the xPU's HBM \(64\.0 KiB\)/,
     );
+    // time() checks the steps it is asked for as compile checked its own.
+    const gpu = await compile("examples/llama2-7b.pim", "examples/systems/h100.pim");
+    expect(() => time(gpu, { batch: 512, context: 4000 })).toThrow(/exceed the xPU's HBM \(74\.5 GiB\)/);
     const warnings: string[] = [];
     const c = await compile("examples/tiny-llama.pim", small, {
       capacityCheck: false,
