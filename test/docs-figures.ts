@@ -5,6 +5,7 @@
  * (half a unit of its last digit). Editing a figure in a doc means editing it here too.
  */
 import { MODELS, SYSTEMS } from "../bench/tile-selector.js";
+import type { OpRow } from "../src/driver/run.js";
 
 export interface Figure {
   doc: string;
@@ -44,14 +45,8 @@ type Get = (js: readonly unknown[]) => number;
 /** Units: seconds to ms or us, bytes to GiB or MiB, flops to G or M. */
 const [MS, US, GIB, MIB, G, M] = [1e3, 1e6, 2 ** 30, 2 ** 20, 1e9, 1e6];
 
-interface Op {
-  name: string;
-  device: string;
-  calls: number;
-  seconds: number;
-  bytes: number;
-  flops: number;
-}
+/** A row of `bench --json`'s ops. */
+type Op = OpRow;
 interface Group {
   group: string;
   ops: number;

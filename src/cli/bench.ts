@@ -24,7 +24,7 @@ import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo 
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
-import { callTimer, timeStep, timingRows } from "../driver/run.js";
+import { callTimer, timeStep, timingRows, type OpRow } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import { resolveWorkload } from "./workload-flags.js";
 import { describeWorkload } from "../frontend/workload.js";
@@ -50,13 +50,7 @@ const batches = (v: string): number[] => {
   return out.map(Number);
 };
 
-export interface BenchRow {
-  name: string;
-  device: string;
-  calls: number;
-  seconds: number;
-  bytes: number;
-  flops: number;
+export interface BenchRow extends OpRow {
   /** Fraction of the device's peak (host: flop/s or bytes/s roofline; DPUs: pipeline or DMA engine). */
   peak_fraction: number;
 }

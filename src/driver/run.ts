@@ -7,7 +7,14 @@
 import { UserError } from "../errors.js";
 import { readInputFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
-import { defaultWorkload, phaseEnvs, phaseMix, workloadEnv, type Workload } from "../frontend/workload.js";
+import {
+  defaultWorkload,
+  envLimits,
+  phaseEnvs,
+  phaseMix,
+  workloadEnv,
+  type Workload,
+} from "../frontend/workload.js";
 import { capacityProblem } from "../pipeline/capacity.js";
 import type { DimEnv } from "../ir/dim.js";
 import {
@@ -48,13 +55,6 @@ export async function loadProgramBytes(bytes: Uint8Array, file: string): Promise
   throw new UserError(`${file}: not a pimc program file (pimc compile -o writes them)`);
 }
 
-/** The largest batch, tokens per call and cached tokens of a workload's two phases. */
-export function workloadLimits(w: Workload): { B: number; S: number; T: number } {
-  const envs = Object.values(phaseEnvs(w));
-  const max = (f: (e: DimEnv) => number): number => Math.max(1, ...envs.map(f));
-  return { B: max((e) => e.B ?? 1), S: max((e) => e.S ?? 1), T: max((e) => (e.P ?? 0) + (e.S ?? 1)) };
-}
-
 /**
  * The program file of a compiled model for workload `w`: the target's own (code generation), or
  * the compiled IR with its system for the targets without one (src/exec/ir-program.ts). `lines`
@@ -73,7 +73,7 @@ export function emitProgram(
       mix: phaseMix(w),
       shapeOnly: opts.shapeOnly === true || model.weights.names().length === 0,
     });
-  const limits = workloadLimits(w);
+  const limits = envLimits(phaseEnvs(w));
   const bytes = encodeIrProgram({
     target: target.name,
     model: module.name,
@@ -212,14 +212,19 @@ export function costModelTiming(module: Module, system: SystemModel, func: strin
   return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
 }
 
+/** Ops of identical layers on one device, added up over a step (a row of bench's and sim's tables). */
+export type OpRow = {
+  name: string;
+  device: string;
+  calls: number;
+  seconds: number;
+  bytes: number;
+  flops: number;
+};
+
 /** A timed call's ops grouped as `pimc bench` shows them: identical layers together, per device, slowest first. */
-export function timingRows(
-  timing: CallTiming,
-): { name: string; device: string; calls: number; seconds: number; bytes: number; flops: number }[] {
-  const rows = new Map<
-    string,
-    { name: string; device: string; calls: number; seconds: number; bytes: number; flops: number }
-  >();
+export function timingRows(timing: CallTiming): OpRow[] {
+  const rows = new Map<string, OpRow>();
   for (const o of timing.ops) {
     const name = layerGroupName(o.op);
     const key = `${o.device}\u0000${name}`;

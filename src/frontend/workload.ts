@@ -137,3 +137,14 @@ export function describeWorkload(w: Workload): string {
     ? `${w.name}: prefill, batch ${w.batch}, prompt ${w.prompt} tokens`
     : `${w.name}: decode, batch ${w.batch}, context ${w.context}, ${w.speculation} token(s) per step`;
 }
+
+/** The sizes a program serves for some calls: their largest batch, tokens per call and cached tokens after a call. */
+export function envLimits(envs: Readonly<Record<string, Readonly<Record<string, number>>>>): {
+  B: number;
+  S: number;
+  T: number;
+} {
+  const vs = Object.values(envs);
+  const max = (f: (e: Readonly<Record<string, number>>) => number): number => Math.max(1, ...vs.map(f));
+  return { B: max((e) => e.B ?? 1), S: max((e) => e.S ?? 1), T: max((e) => (e.P ?? 0) + (e.S ?? 1)) };
+}

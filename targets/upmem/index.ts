@@ -4,6 +4,7 @@
  * Tile-Selector, everything else on the host CPU; each GEMM goes where the two cost models say it is
  * faster (CPU/PIM cooperation). Programs are command streams run by the bundled emulator.
  */
+import { envLimits } from "../../src/frontend/workload.js";
 import { tuneUpmem } from "./tune.js";
 import { loadUpmem } from "./executable.js";
 import { validateSystem } from "../../src/frontend/system.js";
@@ -204,15 +205,7 @@ const mapping = (
 };
 
 /** Limits of a program when none are given: the envs' largest dims. */
-export function limitsOf(envs: Readonly<Record<string, Record<string, number>>>): Limits {
-  const vs = Object.values(envs);
-  const max = (f: (e: Record<string, number>) => number): number => Math.max(1, ...vs.map(f));
-  return {
-    B: max((e) => e.B ?? 1),
-    S: max((e) => e.S ?? 1),
-    T: max((e) => (e.P ?? 0) + (e.S ?? 1)),
-  };
-}
+export const limitsOf = (envs: Readonly<Record<string, Record<string, number>>>): Limits => envLimits(envs);
 
 /**
  * A line on attention on the DPUs: layers, DPUs per group, and per phase the context kernel's K
