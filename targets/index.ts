@@ -41,14 +41,37 @@ export interface SystemModel {
 export interface SystemOptions {
   /** Place each GEMM on the host or the PIM device by comparing both (default); false: PIM whenever it can. */
   readonly cooperation?: boolean;
-  /** Keep weights resident in device memory and allocate devices once (default); false: per call. */
-  readonly pooling?: boolean;
   /** Where attention runs: by the cost model (default), or forced to the PIM device or the host. */
   readonly attention?: "auto" | "pim" | "host";
-  /** Weights kept in their imported layout and transposed by the host at every call (no build-time layout adjustment). */
-  readonly runtimeTranspose?: boolean;
-  /** GEMM mapping: the target's selector (default) or the naive baseline (PIM-LLM's BaseGEMM). */
-  readonly gemm?: "selected" | "base";
+  /** Values of the target's own flags (Target.flags), by key; checked by checkTargetFlags. */
+  readonly targetFlags?: TargetFlagValues;
+}
+
+/** Values of a target's flags by key: a switch's boolean, or one of an option's choices. */
+export type TargetFlagValues = Readonly<Record<string, string | boolean>>;
+
+/**
+ * A command-line flag a target declares (its lowering's choices, e.g. UPMEM's `--no-pooling`): the
+ * compiling commands accept it, `--help` lists it when the command names that target (--target or
+ * --system), and its value reaches the target's `system()` as `SystemOptions.targetFlags[key]`.
+ */
+export interface TargetFlag {
+  /** Its key in targetFlags (the flag in camelCase without `no-`: `pooling`, `attentionReduce`). */
+  readonly key: string;
+  /** As commander declares it: a switch (`--base-gemm`, `--no-pooling`: false) or `--name <value>`. */
+  readonly flags: string;
+  readonly description: string;
+  /** The values of a `--name <value>` flag. */
+  readonly choices?: readonly string[];
+}
+
+/** One configuration of a target's ablation (`pimc bench --ablation`): a label and what it changes. */
+export interface AblationStep {
+  readonly label: string;
+  /** Flags over the command's own: CPU/PIM cooperation and the target's flags. */
+  readonly flags: Pick<CompileFlags, "cooperation" | "targetFlags">;
+  /** Passes disabled on top of the command's. */
+  readonly disable?: readonly string[];
 }
 
 export interface EmitOptions extends PrepareOptions {
@@ -156,6 +179,13 @@ export interface TuneReport {
 export interface Target {
   readonly name: string;
   readonly summary: string;
+  /** Flags of this target's own (its lowering's choices); absent: none. */
+  readonly flags?: readonly TargetFlag[];
+  /**
+   * `pimc bench --ablation`: the published optimizations added to a naive mapping one at a time
+   * (UPMEM: PIM-LLM's), each step timed on the device model beside the host alone.
+   */
+  readonly ablation?: { readonly title: string; readonly steps: readonly AblationStep[] };
   /** `pimc verify`'s default accepted logit error for targets that compute in reduced precision (FP16). */
   readonly tolerance?: number;
   /** The default pass pipeline (pass names, in order). */
@@ -218,6 +248,31 @@ export async function allTargets(): Promise<Map<string, Target>> {
   }
   cache = found;
   return found;
+}
+
+/** A flag's name as typed: `--no-pooling`, `--attention-reduce`. */
+export const flagName = (f: TargetFlag): string => f.flags.split(/[ =]/)[0]!;
+
+/**
+ * Checks the values of target flags against `target`'s declarations. A flag of another target, or
+ * a value a flag does not take, fails with one line naming the flag.
+ */
+export async function checkTargetFlags(target: Target, values: TargetFlagValues | undefined): Promise<void> {
+  for (const [key, v] of Object.entries(values ?? {})) {
+    const f = target.flags?.find((x) => x.key === key);
+    if (!f) {
+      const owners = [...(await allTargets()).values()].filter((t) => t.flags?.some((x) => x.key === key));
+      const name = owners[0] ? flagName(owners[0].flags!.find((x) => x.key === key)!) : `"${key}"`;
+      throw new UserError(
+        `${name} is not an option of target ${target.name}` +
+          (owners.length > 0 ? ` (only of ${owners.map((t) => t.name).join(", ")})` : ""),
+      );
+    }
+    if (f.choices ? typeof v !== "string" || !f.choices.includes(v) : typeof v !== "boolean")
+      throw new UserError(
+        `${flagName(f)}: expected ${f.choices ? f.choices.join(", ") : "true or false"}, got ${JSON.stringify(v)}`,
+      );
+  }
 }
 
 export async function getTarget(name: string): Promise<Target> {

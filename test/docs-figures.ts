@@ -510,6 +510,7 @@ interface TunedShape {
   ratio: number;
   space_size: number;
   oracle: { timed: number };
+  selector: { estimate_s: number; emulated_s: number };
 }
 const PHASES = ["prefill", "decode"] as const;
 /** A run's GEMM shapes of one phase (decode: one row, the workload's batch 1), or all of them. */
@@ -534,6 +535,13 @@ const geomeanRange = (weights: string, phase: string): Get[] =>
     return rangeOf((js) => groupGeomeans(js, (r) => r.system === system && r.weights === weights, [phase]));
   });
 const allShapes = (js: readonly unknown[]) => js.flatMap((j) => shapesOf(j));
+/** The analytical model's relative error (|estimate / emulated - 1|, in %) on the selector's picks of a phase. */
+const modelErrors = (js: readonly unknown[], phase: (typeof PHASES)[number]) =>
+  js.flatMap((j) =>
+    shapesOf(j, phase).map((s) => Math.abs(s.selector.estimate_s / s.selector.emulated_s - 1) * 100),
+  );
+const meanOf = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sdOf = (xs: readonly number[]) => Math.sqrt(meanOf(xs.map((x) => (x - meanOf(xs)) ** 2)));
 const LLAMA_INT8 = tune("llama2-7b", "upmem-2048", "int8");
 const shapeSpace =
   (m: number, n: number, k: number): Get =>
@@ -739,9 +747,9 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/hbm-pim.md",
     quote:
-      "Llama-2-7B decode at batch 1: 6.36 -> 6.22 ms per step on `hbm-pim-64ch.pim`, 4.0 ms with a unit per bank (`hbm-pim-64ch-bank.pim`)",
-    cmds: [HBM, HBM_BANK],
-    values: [null, null, ms(0, 1), ms(1, 1)],
+      "Llama-2-7B decode at batch 1: 6.22 ms per step on `hbm-pim-64ch.pim` (6.35 ms with `--no-k-split`, which keeps K whole), 4.0 ms with a unit per bank (`hbm-pim-64ch-bank.pim`)",
+    cmds: [HBM, HBM_BANK, `${HBM} --no-k-split`],
+    values: [null, ms(0, 1), ms(2, 1), ms(1, 1)],
     slow: true,
   },
   {
@@ -1175,9 +1183,13 @@ export const FIGURES: Figure[] = [
   },
   {
     doc: "docs/upmem.md",
-    quote: "INT8 decode at batch 16 with attention on the DPUs: 1571.0 ms per step with the reduce kernel",
-    cmds: [ATTENTION_PIM.replace("--batch 1", "--batch 16")],
-    values: [null, ms(0, 16)],
+    quote:
+      "INT8 decode at batch 16 with attention on the DPUs: 1571.0 ms per step with the reduce kernel, 1571.4 ms with `--attention-reduce host`",
+    cmds: [
+      ATTENTION_PIM.replace("--batch 1", "--batch 16"),
+      `${ATTENTION_PIM.replace("--batch 1", "--batch 16")} --attention-reduce host`,
+    ],
+    values: [null, ms(0, 16), ms(1, 16)],
     slow: true,
   },
   // The Tile-Selector against the whole tiling space (README, docs/upmem.md).
@@ -1191,6 +1203,27 @@ export const FIGURES: Figure[] = [
       null,
       ...rangeOf((js) => groupGeomeans(js, () => true)),
     ],
+    slow: true,
+  },
+  {
+    doc: "docs/upmem.md",
+    quote:
+      "is off by 0.15 % +- 0.14 % in decode (largest 0.50 %) and 0.04 % +- 0.06 % in prefill (largest 0.30 %)",
+    cmds: SWEEP,
+    values: PHASES.slice()
+      .reverse()
+      .flatMap((p): Get[] => [
+        (js) => meanOf(modelErrors(js, p)),
+        (js) => sdOf(modelErrors(js, p)),
+        (js) => Math.max(...modelErrors(js, p)),
+      ]),
+    slow: true,
+  },
+  {
+    doc: "docs/upmem.md",
+    quote: "on the call the selector picks for each of the 160 GEMMs of the sweep below",
+    cmds: SWEEP,
+    values: [(js) => allShapes(js).length],
     slow: true,
   },
   {

@@ -602,7 +602,9 @@ describe("pimc bench on hbm-pim", () => {
       "--ablation",
     );
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/--ablation adds PIM-LLM's UPMEM optimizations one by one; hbm-pim has none/);
+    expect(bad.stderr).toMatch(
+      /--ablation: target hbm-pim has no ablation \(upmem: PIM-LLM's optimizations added to BaseGEMM one by one/,
+    );
   });
 
   it("bench --trace and --plot: the ops on a track per device, the busy devices stacked", async () => {

@@ -132,9 +132,6 @@ describe("system numbers are finite and in range", () => {
     return (await getTarget(decl.target)).system(decl, {
       cooperation: true,
       attention: "auto",
-      runtimeTranspose: false,
-      pooling: true,
-      gemm: "selected",
     });
   };
 
@@ -197,9 +194,6 @@ describe("system numbers are finite and in range", () => {
           target.system(s, {
             cooperation: true,
             attention: "auto",
-            runtimeTranspose: false,
-            pooling: true,
-            gemm: "selected",
           }),
         ).not.toThrow();
       }

@@ -68,7 +68,7 @@ async function compiled(
     system: DEFAULT_SYSTEM,
     limits: { B: ref.prompt.length, S: seq, T: seq + 4 },
     envs: { prefill: { B: ref.prompt.length, S: seq, P: 0 }, decode: { B: ref.prompt.length, S: 1, P: seq } },
-    ...(extra.pooling === false ? { pooling: false } : {}),
+    ...(extra.targetFlags?.pooling === false ? { pooling: false } : {}),
     ...lowering,
   });
   return { ...c, ref, program: lowered.program, gemms: lowered.gemms, attention: lowered.attention };
@@ -250,7 +250,9 @@ describe("lowering and the emulator", () => {
         .reduce((s, r) => s + r.bytes, 0);
     };
     const pushed = async (pooling: boolean) => {
-      const { module, ctx, ref, program } = await compiled("test/fixtures/qwen2-tiny", { pooling });
+      const { module, ctx, ref, program } = await compiled("test/fixtures/qwen2-tiny", {
+        targetFlags: { pooling },
+      });
       const interp = new Interpreter(module, ctx.weights);
       const machine = new UpmemMachine(program);
       machine.run("prefill", [tokenTensor(ref.prompt)]);

@@ -29,7 +29,7 @@ import { checkPositions } from "../pipeline/capacity.js";
 import { resolveWorkload } from "./workload-flags.js";
 import { describeWorkload } from "../frontend/workload.js";
 import type { Module } from "../ir/module.js";
-import type { CallTiming, SystemModel } from "../../targets/index.js";
+import { allTargets, type AblationStep, type CallTiming, type SystemModel } from "../../targets/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import type { PassContext } from "../pipeline/pass.js";
 import {
@@ -151,35 +151,40 @@ type Emulate = (
   label: string,
 ) => Promise<{ module: Module; system: SystemModel; program: Program; report: RunReport }>;
 
-/** The PIM-LLM ablation: each optimization added to the naive mapping in turn, against the host CPU. */
-async function ablation(w: Workload, flags: PipelineFlags, emulate: Emulate, json: boolean, bar: Progress) {
+/**
+ * The target's ablation (UPMEM: PIM-LLM's): each optimization added to the naive mapping in turn,
+ * against the host CPU. The steps replace the command's cooperation and target flags.
+ */
+async function ablation(
+  w: Workload,
+  flags: PipelineFlags,
+  steps: readonly AblationStep[],
+  emulate: Emulate,
+  json: boolean,
+  bar: Progress,
+) {
   // PIM-LLM's setting is INT8 (W8A8); fp32 weights only when asked for.
   const opts: PipelineFlags = { ...flags, weights: flags.weights ?? "int8" };
-  const fusion = ["fuse-qkv", "fuse-gate-up"];
-  const naive = { cooperation: false, pooling: false, disablePass: [...opts.disablePass, ...fusion] };
-  const steps: [string, Partial<PipelineFlags>][] = [
-    [
-      "BaseGEMM (rows of X per DPU, W transposed and sent per call, DPUs allocated per call)",
-      { ...naive, baseGemm: true, runtimeTranspose: true },
-    ],
-    ["+ Tile-Selector (PGEMMlib kernels)", { ...naive, runtimeTranspose: true }],
-    ["+ build-time layout adjustment", naive],
-    ["+ QKV and gate/up fusion", { ...naive, disablePass: opts.disablePass }],
-    ["+ CPU/PIM cooperation", { pooling: false }],
-    ["+ resource pooling (pimc's default)", {}],
-  ];
   const rows: { config: string; seconds: number }[] = [];
   let cpu = 0;
+  // The command's own target flags stay, but for those the steps set.
+  const stepKeys = new Set(steps.flatMap((s) => Object.keys(s.flags.targetFlags ?? {})));
+  const kept = Object.fromEntries(Object.entries(opts.targetFlags ?? {}).filter(([k]) => !stepKeys.has(k)));
   bar.start(steps.length);
-  for (const [config, over] of steps) {
+  for (const [i, step] of steps.entries()) {
     const r = await emulate(
-      { ...opts, baseGemm: false, runtimeTranspose: false, cooperation: true, pooling: true, ...over },
+      {
+        ...opts,
+        cooperation: step.flags.cooperation ?? true,
+        targetFlags: { ...kept, ...step.flags.targetFlags },
+        disablePass: [...opts.disablePass, ...(step.disable ?? [])],
+      },
       w,
-      config,
+      step.label,
     );
-    rows.push({ config, seconds: r.report.seconds });
+    rows.push({ config: step.label, seconds: r.report.seconds });
     // The host CPU alone: every op of the phase timed as the emulator times host ops (--baselines' host only).
-    if (over === steps[steps.length - 1]![1]) cpu = hostAlone(r.module, await referenceSystem(opts), w);
+    if (i === steps.length - 1) cpu = hostAlone(r.module, await referenceSystem(opts), w);
   }
   const base = rows[0]!.seconds;
   const out = [{ config: "CPU only (host model)", seconds: cpu }, ...rows].map((r) => ({
@@ -656,7 +661,7 @@ export function benchCommand() {
     )
     .option(
       "--ablation",
-      "PIM-LLM's ablation: BaseGEMM, then + Tile-Selector, + layout, + fusion, + CPU/PIM cooperation, + pooling, and the CPU",
+      "the target's ablation: its optimizations added one by one to a naive mapping (upmem: PIM-LLM's), beside the CPU alone",
     )
     .option(
       "--compare <systems>",
@@ -717,11 +722,13 @@ export function benchCommand() {
     if (opts.ablation && opts.baselines)
       throw new UserError("--baselines does not go with --ablation (it has the CPU alone as a row)");
     const { target } = await chooseTarget(opts);
+    if (opts.ablation !== undefined && !(target.ablation && target.load)) {
+      const have = [...(await allTargets()).values()].filter((t) => t.ablation && t.load);
+      throw new UserError(
+        `--ablation: target ${target.name} has no ablation (${have.map((t) => `${t.name}: ${t.ablation!.title}`).join("; ")})`,
+      );
+    }
     if (!target.emit) {
-      if (opts.ablation !== undefined)
-        throw new UserError(
-          `--ablation adds PIM-LLM's UPMEM optimizations one by one; ${target.name} has none of them`,
-        );
       await benchTimed(model, opts, stepWorkloads(model, base, opts, batchSizes), path, {
         rows: opts.rows,
         json: opts.json === true,
@@ -765,7 +772,7 @@ export function benchCommand() {
       for (const w of stepWorkloads(model, base, opts, batchSizes)) {
         const b = w.batch;
         if (opts.ablation) {
-          const rows = await ablation(w, opts, emulate, opts.json === true, bar);
+          const rows = await ablation(w, opts, target.ablation!.steps, emulate, opts.json === true, bar);
           if (opts.plot !== undefined)
             await writePlot(opts.plot, (p) =>
               p.ablationSpec(rows, `Ablation: ${model.module.name}`, describeWorkload(w)),

@@ -4,7 +4,7 @@ import { Argument, Command } from "@commander-js/extra-typings";
 import { FAMILIES } from "../frontend/config.js";
 import { allOps } from "../ir/registry.js";
 import "../ir/ops/index.js";
-import { allTargets } from "../../targets/index.js";
+import { allTargets, flagName } from "../../targets/index.js";
 
 export function listCommand() {
   return new Command("list")
@@ -16,8 +16,9 @@ export function listCommand() {
         t = table(["op", "operands", "summary"]);
         for (const d of allOps()) t.push([d.name, d.operands.join(", "), d.summary]);
       } else if (what === "targets") {
-        t = table(["target", "summary"]);
-        for (const x of (await allTargets()).values()) t.push([x.name, x.summary]);
+        t = table(["target", "summary", "own flags"]);
+        for (const x of (await allTargets()).values())
+          t.push([x.name, x.summary, (x.flags ?? []).map(flagName).join(" ")]);
       } else {
         t = table(["family"]);
         for (const f of FAMILIES) t.push([f]);

@@ -14,6 +14,9 @@ import { simCommand } from "./sim.js";
 import { benchCommand } from "./bench.js";
 import { tuneCommand } from "./tune.js";
 import { verifyCommand } from "./verify-cmd.js";
+import { targetFlagValues, useTargetFlags } from "./pipeline.js";
+import { allTargets } from "../../targets/index.js";
+import type { Command as PlainCommand } from "commander";
 
 export function makeProgram(): Command {
   const program = new Command()
@@ -39,6 +42,8 @@ export function makeProgram(): Command {
     c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });
   // Output paths are checked before the command loads anything (no work lost to a misspelt folder).
   program.hook("preAction", (_program, cmd) => {
+    // The target flags given, by key (PipelineFlags.targetFlags).
+    cmd.setOptionValue("targetFlags", targetFlagValues(cmd as unknown as PlainCommand));
     const values = cmd.opts();
     for (const o of outputOptions(cmd)) {
       const v = values[o.attributeName()];
@@ -60,6 +65,7 @@ export function outputOptions(cmd: { readonly options: readonly Option[] }): Opt
 export async function main(argv: readonly string[]): Promise<number> {
   setWide(false);
   try {
+    useTargetFlags(await allTargets(), argv);
     await makeProgram().parseAsync([...argv], { from: "user" });
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {

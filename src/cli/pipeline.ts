@@ -4,7 +4,89 @@
  */
 import { Option, type Command as PlainCommand } from "commander";
 import { UserError } from "../errors.js";
+import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
+import type { Target, TargetFlag, TargetFlagValues } from "../../targets/index.js";
 import { positiveInt } from "./options.js";
+
+/** A flag some targets declare, with their names. */
+interface DeclaredFlag {
+  readonly flag: TargetFlag;
+  readonly targets: readonly string[];
+}
+
+/**
+ * The targets' flags the compiling commands accept (useTargetFlags, before the program is made),
+ * and the target `--help` shows them for (none: help lists no target's flags).
+ */
+let declared: readonly DeclaredFlag[] = [];
+let helpTarget: string | undefined;
+/** The options made from target flags, with their keys. */
+const fromTarget = new WeakMap<Option, string>();
+
+/**
+ * The target flags of `targets` become options of the compiling commands made after this call;
+ * `argv` (a help request naming --target or --system) chooses whose `--help` lists.
+ */
+export function useTargetFlags(targets: ReadonlyMap<string, Target>, argv: readonly string[]): void {
+  const byKey = new Map<string, { flag: TargetFlag; targets: string[] }>();
+  for (const t of targets.values())
+    for (const f of t.flags ?? []) {
+      const d = byKey.get(f.key) ?? { flag: f, targets: [] };
+      d.targets.push(t.name);
+      byKey.set(f.key, d);
+    }
+  declared = [...byKey.values()];
+  helpTarget = argv.some((a) => a === "-h" || a === "--help" || a === "help") ? targetNamed(argv) : undefined;
+}
+
+/** The target a command line names (--target, or --system's file), if it can tell. */
+function targetNamed(argv: readonly string[]): string | undefined {
+  const value = (flag: string): string | undefined => {
+    const i = argv.findIndex((a) => a === flag || a.startsWith(`${flag}=`));
+    if (i < 0) return undefined;
+    return argv[i]!.includes("=") ? argv[i]!.slice(flag.length + 1) : argv[i + 1];
+  };
+  const t = value("--target");
+  if (t !== undefined) return t;
+  const s = value("--system");
+  if (s === undefined) return undefined;
+  try {
+    const m = /^(.*?)(?::(\w+))?$/.exec(s)!;
+    return selectSystem(loadDescription(m[1]!), m[2]).target;
+  } catch {
+    return undefined; // the command itself reports a bad system file
+  }
+}
+
+/** The values of the target flags given on the command line (not their defaults), by key. */
+export function targetFlagValues(cmd: PlainCommand): TargetFlagValues {
+  const out: Record<string, string | boolean> = {};
+  for (const o of cmd.options) {
+    const key = fromTarget.get(o as Option);
+    if (key === undefined || cmd.getOptionValueSource(o.attributeName()) !== "cli") continue;
+    out[key] = cmd.getOptionValue(o.attributeName()) as string | boolean;
+  }
+  return out;
+}
+
+/** Adds the targets' flags (useTargetFlags) to a command, listed in --help for its target only. */
+function withTargetFlags(cmd: PlainCommand): PlainCommand {
+  for (const d of declared) {
+    const o = new Option(d.flag.flags, `${d.targets.join(", ")}: ${d.flag.description}`);
+    if (d.flag.choices) o.choices(d.flag.choices);
+    if (helpTarget === undefined || !d.targets.includes(helpTarget)) o.hideHelp();
+    fromTarget.set(o, d.flag.key);
+    cmd.addOption(o);
+  }
+  if (declared.length > 0 && helpTarget === undefined) {
+    const owners = [...new Set(declared.flatMap((d) => d.targets))].sort();
+    cmd.addHelpText(
+      "after",
+      `\nTargets' own flags (${owners.join(", ")}) are listed with --target NAME or --system FILE.`,
+    );
+  }
+  return cmd;
+}
 
 const list = (v: string, prev: string[]): string[] => [
   ...prev,
@@ -19,9 +101,9 @@ function optLevel(v: string): number {
   return Number(v);
 }
 
-/** Adds the target, system and pass flags to a command. */
+/** Adds the target, system and pass flags, and the targets' own flags, to a command. */
 export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
-  return (cmd as unknown as PlainCommand)
+  const c = (cmd as unknown as PlainCommand)
     .option("--target <name>", "target (default: the system's, else cpu)")
     .option("--system <file>", "system description FILE.pim[:NAME] (its target is used)")
     .option("-O, --opt-level <n>", `optimisation level 0-3 (default ${defaultOpt})`, optLevel)
@@ -62,17 +144,8 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .addOption(
       new Option(
         "--attention <where>",
-        "UPMEM: attention on the DPUs, the host, or auto (cost model)",
+        "attention on the PIM device, the host, or auto (cost model)",
       ).choices(["auto", "pim", "host"]),
-    )
-    .option(
-      "--runtime-transpose",
-      "UPMEM: no build-time layout adjustment: the host transposes each weight at every call (needs --no-pooling)",
-    )
-    .option("--no-pooling", "UPMEM: send weights and allocate DPUs at every call (no resource pooling)")
-    .option(
-      "--base-gemm",
-      "UPMEM: PIM-LLM's naive BaseGEMM mapping (rows of X over DPUs, all of W on each, fixed tile)",
     )
     .option(
       "--no-cooperation",
@@ -81,5 +154,6 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .option(
       "--no-capacity-check",
       "what-if: compile and time a model whose weights, KV cache and activations overflow the system's memories (one warning line)",
-    ) as unknown as C;
+    );
+  return withTargetFlags(c) as unknown as C;
 }

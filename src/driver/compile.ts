@@ -14,7 +14,13 @@ import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipe
 import { PassContext, runPipeline, type Instrument, type PassOptions } from "../pipeline/pass.js";
 import { getPass, pipelineOf } from "../../passes/index.js";
 import type { Progress } from "../report/progress.js";
-import { getTarget, type SystemModel, type Target } from "../../targets/index.js";
+import {
+  checkTargetFlags,
+  getTarget,
+  type SystemModel,
+  type Target,
+  type TargetFlagValues,
+} from "../../targets/index.js";
 import { capacityProblem, totalCapacityProblem } from "../pipeline/capacity.js";
 
 /** How to compile: the target and system, the pass options and the what-ifs (the CLI's flags). */
@@ -40,12 +46,9 @@ export interface PipelineFlags {
   activations?: "f32" | "int8" | "int16";
   /** false: every op a PIM device can run goes there (no CPU/PIM cost comparison). */
   cooperation?: boolean;
-  /** false: weights sent and DPUs allocated at every call (no resource pooling). */
-  pooling?: boolean;
-  /** Map GEMMs as PIM-LLM's naive BaseGEMM instead of the Tile-Selector's choice. */
-  baseGemm?: boolean;
   attention?: "auto" | "pim" | "host";
-  runtimeTranspose?: boolean;
+  /** Values of the target's own flags (Target.flags) by key, e.g. UPMEM's `{ pooling: false }`. */
+  targetFlags?: TargetFlagValues;
   /** false (--no-capacity-check): a model or workload that overflows a memory is timed anyway, with a warning. */
   capacityCheck?: boolean;
   /** Where warnings go (one line each; default: stderr, as `pimc: warning: ...`). */
@@ -73,17 +76,12 @@ export const allFlags = (f: CompileFlags): PipelineFlags => ({
 
 /** Resolves --system and --target. */
 export async function chooseTarget(
-  f: Pick<
-    PipelineFlags,
-    "target" | "system" | "cooperation" | "pooling" | "baseGemm" | "attention" | "runtimeTranspose"
-  >,
+  f: Pick<PipelineFlags, "target" | "system" | "cooperation" | "attention" | "targetFlags">,
 ): Promise<{ target: Target; system: SystemModel }> {
   const opts = {
     cooperation: f.cooperation ?? true,
     attention: f.attention ?? ("auto" as const),
-    runtimeTranspose: f.runtimeTranspose === true,
-    pooling: f.pooling ?? true,
-    gemm: f.baseGemm === true ? ("base" as const) : ("selected" as const),
+    ...(f.targetFlags && Object.keys(f.targetFlags).length > 0 ? { targetFlags: f.targetFlags } : {}),
   };
   if (f.system !== undefined) {
     const m = /^(.*?)(?::(\w+))?$/.exec(f.system)!;
@@ -94,9 +92,11 @@ export async function chooseTarget(
     if (f.target !== undefined && f.target !== decl.target)
       throw new UserError(`--target ${f.target} does not match the system's target ${decl.target} (${file})`);
     const target = await getTarget(decl.target);
+    await checkTargetFlags(target, f.targetFlags);
     return { target, system: { ...target.system(decl, opts), source: { file, name: decl.name, text } } };
   }
   const target = await getTarget(f.target ?? "cpu");
+  await checkTargetFlags(target, f.targetFlags);
   return { target, system: target.system(undefined, opts) };
 }
 
@@ -116,9 +116,7 @@ export function wantsPipeline(f: PipelineFlags): boolean {
     (f.layerWeights ?? []).length > 0 ||
     f.cooperation === false ||
     f.attention !== undefined ||
-    f.runtimeTranspose === true ||
-    f.pooling === false ||
-    f.baseGemm === true ||
+    Object.keys(f.targetFlags ?? {}).length > 0 ||
     f.activations !== undefined ||
     f.disablePass.length > 0
   );

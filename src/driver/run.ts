@@ -19,13 +19,13 @@ import { capacityProblem } from "../pipeline/capacity.js";
 import type { DimEnv } from "../ir/dim.js";
 import {
   allTargets,
+  checkTargetFlags,
   getTarget,
   type CallReport,
   type CallTiming,
   type Executable,
   type PrepareOptions,
   type SystemModel,
-  type SystemOptions,
   type Target,
 } from "../../targets/index.js";
 import { decodeIrProgram, encodeIrProgram, isIrProgram, type IrProgram } from "../exec/ir-program.js";
@@ -47,7 +47,7 @@ export async function loadProgram(path: string): Promise<Executable> {
 
 /** A program's bytes loaded to run: the compiled IR of a target without code generation, or the format of the target that reads them. */
 export async function loadProgramBytes(bytes: Uint8Array, file: string): Promise<Executable> {
-  if (isIrProgram(bytes)) return irExecutable(decodeIrProgram(bytes, file));
+  if (isIrProgram(bytes)) return irExecutable(decodeIrProgram(bytes, file), file);
   for (const target of (await allTargets()).values()) {
     const exe = target.load?.(bytes, file);
     if (exe) return exe;
@@ -95,7 +95,7 @@ export function emitProgram(
  * rebuilt, each call checked against the system's memories (the program has no memory plan of its
  * own) and timed by the target's device model, or its cost model, as `pimc bench` times a step.
  */
-export async function irExecutable(ir: IrProgram): Promise<Executable> {
+export async function irExecutable(ir: IrProgram, file = "the program"): Promise<Executable> {
   const target = await getTarget(ir.target);
   if (target.emit)
     throw new UserError(`a ${ir.target} program is its lowered program file, not the compiled IR`);
@@ -104,7 +104,10 @@ export async function irExecutable(ir: IrProgram): Promise<Executable> {
     throw new UserError(
       `${ir.system!.file}: system ${decl.name} is for target ${decl.target}, not ${ir.target}`,
     );
-  const system = target.system(decl, ir.options as SystemOptions);
+  await checkTargetFlags(target, ir.options.targetFlags).catch((e: unknown) => {
+    throw e instanceof UserError ? new UserError(`${file}: options: ${e.message}`) : e;
+  });
+  const system = target.system(decl, ir.options);
   const map = target.memories?.(system);
   const timeCall = callTimer(target);
   const where = ir.system ? `${ir.system.name} (${ir.system.file})` : "its default system";

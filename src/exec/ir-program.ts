@@ -7,7 +7,7 @@
  * A JSON document (docs/api.md, "Program files"):
  *   { "pimc_program": 1, "target": "xpu", "model": "llama2_7b",
  *     "system": { "file": "examples/systems/h100.pim", "name": "h100", "text": "<the .pim file>" } | null,
- *     "options": { ...SystemOptions }, "limits": { "B": 1, "S": 128, "T": 1025 },
+ *     "options": { "cooperation": true, "attention": "auto", "targetFlags": { "kSplit": false } }, "limits": { "B": 1, "S": 128, "T": 1025 },
  *     "module": "<the module as printed IR>" }
  * `system` null: the target's default system. Decoding checks every field, re-parses the system and
  * the module (their errors name the file) and verifies the module.
@@ -21,6 +21,7 @@ import { parseModule } from "../ir/parser.js";
 import { printModule } from "../ir/printer.js";
 import { assertValid } from "../ir/verifier.js";
 import { WORKLOAD_LIMITS as W } from "../limits.js";
+import type { SystemOptions } from "../../targets/index.js";
 
 /** The format's version; a file of another version is refused. */
 export const IR_PROGRAM_VERSION = 1;
@@ -30,8 +31,8 @@ export interface IrProgram {
   readonly model: string;
   /** The description file the system came from, and the system block's name; absent: the default. */
   readonly system?: { readonly file: string; readonly name: string; readonly text: string };
-  /** How the system is used (SystemOptions: cooperation, attention, ...). */
-  readonly options: Readonly<Record<string, unknown>>;
+  /** How the system is used (cooperation, attention, the target's flags). */
+  readonly options: SystemOptions;
   /** The largest batch, tokens per call and cached tokens the program was compiled for. */
   readonly limits: { readonly B: number; readonly S: number; readonly T: number };
   readonly module: Module;
@@ -45,7 +46,14 @@ const zIrProgram = z.strictObject({
   system: z
     .strictObject({ file: z.string().max(4096), name: z.string().max(256), text: z.string() })
     .nullable(),
-  options: z.record(z.string(), z.union([z.string().max(64), z.boolean(), z.number()])),
+  options: z.strictObject({
+    cooperation: z.boolean().optional(),
+    attention: z.enum(["auto", "pim", "host"]).optional(),
+    targetFlags: z
+      .record(z.string().max(64), z.union([z.string().max(64), z.boolean()]))
+      .refine((r) => Object.keys(r).length <= 64, "at most 64 target flags")
+      .optional(),
+  }),
   limits: z.strictObject({
     B: z.number().int().positive().max(W.batch),
     S: z.number().int().positive().max(Math.max(W.prompt, W.speculation)),

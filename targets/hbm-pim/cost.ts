@@ -90,6 +90,7 @@ export function gemvRowsSeconds(sys: HbmPimSystem, rows: number, n: number, k: n
  * units use them all. The s of least kernel time, each slice at least one input tile.
  */
 export function linearSplit(sys: HbmPimSystem, n: number, k: number): number {
+  if (sys.k_split === false) return 1;
   return remember(sys, `split ${n} ${k}`, () => {
     const tile = sys.pim.lanes * sys.pim.grf;
     let best = 1;

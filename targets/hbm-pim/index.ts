@@ -69,8 +69,18 @@ const hbmPim: Target = {
   // FP16 weights, activations and accumulation: logits within 2e-2 (measured: 4e-3 on the tiny models).
   tolerance: 2e-2,
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  flags: [
+    {
+      key: "kSplit",
+      flags: "--no-k-split",
+      description:
+        "linear layers keep K whole: no split over groups of pseudo-channels for layers whose outputs do not fill the units",
+    },
+  ],
   system(decl, opts) {
-    const sys = decl ? validateSystem(decl, zHbmPimSystem) : DEFAULT_SYSTEM;
+    const described = decl ? validateSystem(decl, zHbmPimSystem) : DEFAULT_SYSTEM;
+    const sys: HbmPimSystem =
+      opts?.targetFlags?.kSplit === false ? { ...described, k_split: false } : described;
     return {
       name: decl?.name ?? "hbm_pim_default",
       costModel: hbmPimCostModel(sys, opts),

@@ -256,7 +256,10 @@ export const zHbmPimSystem = organised(
   }),
 );
 
-export type HbmPimSystem = z.infer<typeof zHbmPimSystem>;
+export type HbmPimSystem = z.infer<typeof zHbmPimSystem> & {
+  /** `--no-k-split` (a flag, not a description key): linear layers keep K whole (linearSplit). */
+  readonly k_split?: false;
+};
 
 /** Rows no data may use: park, mode changes, and the register rows (one per input vector). */
 export function reservedRows(sys: HbmPimSystem): number[] {

@@ -12,7 +12,8 @@ import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import { hostAndPim, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { LayoutOptions } from "../../passes/layout.js";
-import type { FunctionalRunner, PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
+import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
+import { PIMLLM_ABLATION, UPMEM_FLAGS, upmemOptions, type UpmemOptions } from "./flags.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { mramLine } from "./disasm.js";
 import { ms } from "../../src/report/format.js";
@@ -24,7 +25,7 @@ import { selectLut, type LutChoice, type LutShape } from "./lut.js";
 import { baseTiling, hostTime, perCallFor } from "./base.js";
 import { hostWork } from "../cpu/index.js";
 
-export { hostTime };
+export { hostTime, type UpmemOptions };
 import { planAttention, type ReduceSite } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
@@ -51,18 +52,6 @@ export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape |
     k: dimEval(w.shape[1]!, env),
     dtype: op.opcode === "qlinear" ? "i8" : "f32",
   };
-}
-
-/**
- * The upmem target's options: SystemOptions, and choices reachable from code only (tests), not from
- * the command line.
- */
-export interface UpmemOptions extends SystemOptions {
-  /**
-   * Where attention's context partials (a K split inside the DPUs) are added: by the cost model
-   * (default), or forced to the host's reduce_sum or the DPUs' reduce kernel.
-   */
-  readonly attentionReduce?: "auto" | ReduceSite;
 }
 
 const forcedReduce = (o: UpmemOptions | undefined): ReduceSite | undefined =>
@@ -195,11 +184,12 @@ const mapping = (
   runtimeTranspose: boolean;
   attentionReduce?: ReduceSite;
 } => {
-  const reduce = forcedReduce(s.options);
+  const o = s.options as UpmemOptions | undefined;
+  const reduce = forcedReduce(o);
   return {
-    pooling: s.options?.pooling ?? true,
-    gemm: s.options?.gemm ?? "selected",
-    runtimeTranspose: s.options?.runtimeTranspose ?? false,
+    pooling: o?.pooling ?? true,
+    gemm: o?.gemm ?? "selected",
+    runtimeTranspose: o?.runtimeTranspose ?? false,
     ...(reduce ? { attentionReduce: reduce } : {}),
   };
 };
@@ -315,8 +305,11 @@ const upmem: Target = {
   name: "upmem",
   summary: "UPMEM-class DIMM-PIM (PIM-LLM): PGEMMlib kernels on DPUs, host CPU for the rest; emulated",
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition"],
-  system(decl, opts) {
+  flags: UPMEM_FLAGS,
+  ablation: PIMLLM_ABLATION,
+  system(decl, given) {
     const sys = decl ? validateSystem(decl, zUpmemSystem) : DEFAULT_SYSTEM;
+    const opts = upmemOptions(given);
     return {
       name: decl?.name ?? "upmem_default",
       costModel: upmemCostModel(sys, opts),
