@@ -16,6 +16,8 @@ import type { PassOptions } from "../src/pipeline/pass.js";
 import type { MemoryMap } from "../src/pipeline/capacity.js";
 import type { Workload } from "../src/frontend/workload.js";
 import type { CompileFlags } from "../src/driver/compile.js";
+import type { OpRow } from "../src/driver/run.js";
+import type { OpPoint, Roof } from "../src/report/plot.js";
 
 /** Runs a compiled model function by function, keeping the KV cache between calls. */
 export interface FunctionalRunner {
@@ -113,6 +115,15 @@ export interface ReportColumn {
   readonly drop?: boolean;
 }
 
+/** An op (kernel, transfer) of a step as `pimc bench` tables it: its calls, time and work on a device. */
+export interface StepOp extends OpRow {
+  /** Fraction of its device's peak it reached (against the executable's `roofs`), where known. */
+  readonly peak_fraction?: number;
+}
+
+/** A point of the roofline plot (its batch added by bench): work in the unit of its device's roof. */
+export type StepPoint = Omit<OpPoint, "batch">;
+
 /** One call of a program as every target reports it (`pimc sim`, the library's `loadProgram`). */
 export interface CallReport {
   readonly phase: string;
@@ -122,6 +133,10 @@ export interface CallReport {
   readonly busy: Readonly<Record<string, number>>;
   /** What took the time (kernels, ops), slowest first, keyed by the executable's `columns`. */
   readonly rows: readonly Readonly<Record<string, string | number>>[];
+  /** The call's ops, kernels and transfers grouped by name and device, slowest first (`pimc bench`). */
+  readonly ops?: readonly StepOp[];
+  /** The roofline plot's points of the call (on the executable's `roofs`). */
+  readonly points?: readonly StepPoint[];
   /** The target's own report of the call (UPMEM: its RunReport), for target-specific consumers. */
   readonly native?: unknown;
 }
@@ -136,6 +151,10 @@ export interface Executable {
   readonly phases: readonly { readonly name: string; readonly steps: number }[];
   /** Lines saying what the program is and where it runs. */
   readonly header: readonly string[];
+  /** One line naming the model and the machine (bench's model line, the plot's title). */
+  readonly title: string;
+  /** The roofs of its devices, for the roofline plot and the ops' `peak_fraction`. */
+  readonly roofs?: readonly Roof[];
   /** Labels of the engines of `busy`, in the order to show them. */
   readonly engines: Readonly<Record<string, string>>;
   readonly columns: readonly ReportColumn[];
@@ -148,9 +167,14 @@ export interface Executable {
   /**
    * Starts running it (timing only, no data): its setup runs once, then each `call` of a function
    * under `env`. `detailed`: the slower exact mode where a target has one; `onStep` after each step
-   * of a call (its `phases[].steps`, for a progress bar).
+   * of a call (its `phases[].steps`, for a progress bar). Options a target lacks are a UserError.
    */
-  open(opts?: { readonly detailed?: boolean; readonly onStep?: () => void }): {
+  open(opts?: {
+    readonly detailed?: boolean;
+    readonly onStep?: () => void;
+    /** Calls split into sub-batches whose host and PIM work overlap (NeuPIMs), where the target can. */
+    readonly subBatches?: number;
+  }): {
     readonly setup?: CallReport;
     call(phase: string, env: DimEnv): CallReport;
   };

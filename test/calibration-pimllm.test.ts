@@ -64,9 +64,9 @@ describe("PIM-LLM's ablation with the calibrated host", () => {
     );
     expect(r.code, r.stderr).toBe(0);
     const step = (
-      JSON.parse(r.stdout) as { steps: { seconds: number; kernels: { name: string; seconds: number }[] }[] }
+      JSON.parse(r.stdout) as { steps: { seconds: number; ops: { name: string; seconds: number }[] }[] }
     ).steps[0]!;
-    const transposes = step.kernels.filter((k) => k.name === "transpose").reduce((s, k) => s + k.seconds, 0);
+    const transposes = step.ops.filter((k) => k.name === "transpose").reduce((s, k) => s + k.seconds, 0);
     expect(Math.abs(transposes / step.seconds - 0.27)).toBeLessThan(0.02);
   });
 });

@@ -66,9 +66,8 @@ interface Step extends Placed {
   host_only_s?: number;
   pim_only_s?: number | null;
   busy: Record<string, number>;
+  /** The step's ops (UPMEM: host ops by opcode, DPU kernels, transfers). */
   ops?: Op[];
-  /** The UPMEM target's ops and kernels (host ops by opcode, DPU kernels, transfers). */
-  kernels?: Op[];
   placement_other?: { ops: number };
 }
 
@@ -219,12 +218,12 @@ const opRow = (i: number, batch: number, name: string, [time, bytes, flops]: rea
     (js) => op(js).flops / op(js).bytes,
   ];
 };
-/** The share of the step (%) of the UPMEM target's kernels (or host ops) named `name`. */
+/** The share of the step (%) of the ops (UPMEM: kernels, host ops) named `name`. */
 const kernelShare =
   (i: number, batch: number, name: string): Get =>
   (js) => {
     const s = stepOf(js[i], batch);
-    const named = (s.kernels ?? []).filter((k) => k.name === name);
+    const named = (s.ops ?? []).filter((k) => k.name === name);
     if (named.length === 0) throw new Error(`no kernel ${name}`);
     return (named.reduce((t, k) => t + k.seconds, 0) / s.seconds) * 100;
   };

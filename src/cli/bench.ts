@@ -11,27 +11,28 @@ import { bytes, int, opb, si } from "../report/format.js";
 import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
-import { breakdown, kernelRows, traceJson } from "../../targets/upmem/report.js";
-import { timingTraceJson } from "../report/trace.js";
-import { hostFlops } from "../../targets/cpu/index.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
-import type { RunReport } from "../../targets/upmem/machine.js";
-import type { Program } from "../../targets/upmem/program.js";
 import { loadForCli, warn, writeFileAtomic } from "./io.js";
 import { WORKLOAD_LIMITS } from "../limits.js";
 import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo } from "./options.js";
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
-import { callTimer, timeStep, timingRows, type OpRow } from "../driver/run.js";
+import { timeStep } from "../driver/run.js";
 import { checkPositions } from "../pipeline/capacity.js";
 import { resolveWorkload } from "./workload-flags.js";
 import { describeWorkload } from "../frontend/workload.js";
 import type { Module } from "../ir/module.js";
-import { allTargets, type AblationStep, type CallTiming, type SystemModel } from "../../targets/index.js";
+import {
+  allTargets,
+  type AblationStep,
+  type CallReport,
+  type Executable,
+  type StepOp,
+  type SystemModel,
+} from "../../targets/index.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
-import type { PassContext } from "../pipeline/pass.js";
 import {
   explainStep,
   placementJson,
@@ -50,89 +51,8 @@ const batches = (v: string): number[] => {
   return out.map(Number);
 };
 
-export interface BenchRow extends OpRow {
-  /** Fraction of the device's peak (host: flop/s or bytes/s roofline; DPUs: pipeline or DMA engine). */
-  peak_fraction: number;
-}
-
-/** Commands of a report grouped into rows: host ops by opcode, transfers by kind, kernels by name. */
-export function benchRows(r: RunReport, p: Program): BenchRow[] {
-  const rows = new Map<string, BenchRow & { atPeak: number }>();
-  const h = p.system.host;
-  for (const c of r.commands) {
-    let name: string;
-    let device: string;
-    // Seconds the command would take at the device's peak (its roofline).
-    let atPeak = 0;
-    if (c.kind === "host") {
-      name = c.label.replace(/^host /, "");
-      device = "host";
-      atPeak = Math.max(c.flops / hostFlops(h), c.bytes / h.memory_bandwidth);
-    } else if (c.kind === "launch") {
-      name = c.label.replace(/^launch /, "");
-      device = `${c.dpus ?? 0} DPUs`;
-      // A DPU's peak: one instruction per cycle, or its DMA engine streaming at 1 / beta bytes per cycle.
-      const k = c.kernel!;
-      atPeak = Math.max(k.instructions, k.dmaBytes * p.system.dma.beta) / p.system.frequency;
-    } else if (c.kind === "alloc" || c.kind === "load") {
-      // dpu_alloc / dpu_load: synchronous runtime calls on the host.
-      name = c.kind;
-      device = "host";
-    } else {
-      name = c.kind === "pull" ? "from PIM" : c.kind === "push" || c.kind === "broadcast" ? "to PIM" : c.kind;
-      device = "link";
-    }
-    const key = `${device}\u0000${name}`;
-    const row = rows.get(key) ?? {
-      name,
-      device,
-      calls: 0,
-      seconds: 0,
-      bytes: 0,
-      flops: 0,
-      peak_fraction: 0,
-      atPeak: 0,
-    };
-    row.calls++;
-    row.seconds += c.end - c.start;
-    row.bytes += c.bytes;
-    row.flops += c.flops;
-    row.atPeak += atPeak;
-    rows.set(key, row);
-  }
-  return [...rows.values()]
-    .map(({ atPeak, ...row }) => ({ ...row, peak_fraction: row.seconds > 0 ? atPeak / row.seconds : 0 }))
-    .sort((a, b) => b.seconds - a.seconds);
-}
-
-/** The roofs of the roofline plot, with the peaks `benchRows` measures `peak_fraction` against. */
-export function benchRoofs(sys: Program["system"]): Plot.Roof[] {
-  const dpuCycles = sys.dpus * sys.frequency;
-  return [
-    { device: "host", flops: hostFlops(sys.host), bandwidth: sys.host.memory_bandwidth },
-    // Every DPU retiring one instruction per cycle, or its DMA engine streaming 1 / beta bytes per cycle.
-    { device: `${sys.dpus} DPUs`, flops: dpuCycles, bandwidth: dpuCycles / sys.dma.beta, unit: "instr/s" },
-  ];
-}
-
-/**
- * The DPU kernels of a step for the roofline in instructions: instructions and DMA bytes of every
- * DPU the kernel ran on, on the roof of the whole device (`benchRoofs`).
- */
-export function dpuPoints(r: RunReport, sys: Program["system"], batch: number): Plot.OpPoint[] {
-  return kernelRows(r).map((k) => ({
-    name: k.kernel,
-    device: `${sys.dpus} DPUs`,
-    batch,
-    seconds: k.seconds,
-    bytes: k.dma_bytes * k.dpus,
-    flops: k.instructions * k.dpus,
-  }));
-}
-
-/** "llama2_7b on upmem (2048 DPUs at 350 MHz)" */
-const machineLine = (p: Program): string =>
-  `${p.model} on upmem (${p.system.dpus} DPUs at ${p.system.frequency / 1e6} MHz)`;
+/** A row of bench's table: an op (or kernel, or transfer) and, where known, the share of its device's peak. */
+export type BenchRow = StepOp;
 
 /** "decode, context 1024, 1 token(s) per step" (the batch size aside) */
 const phaseLine = (w: Workload): string =>
@@ -145,11 +65,12 @@ async function writePlot(file: string, spec: (p: typeof Plot) => Plot.Spec): Pro
   writeFileAtomic(file, plotFormat(file) === "png" ? await p.renderPng(svg) : svg);
 }
 
-type Emulate = (
+/** Compiles under `flags` for `w` and runs one step (`label`: for the progress bar). */
+type RunStep = (
   flags: PipelineFlags,
   w: Workload,
   label: string,
-) => Promise<{ module: Module; system: SystemModel; program: Program; report: RunReport }>;
+) => Promise<{ module: Module; seconds: number }>;
 
 /**
  * The target's ablation (UPMEM: PIM-LLM's): each optimization added to the naive mapping in turn,
@@ -159,7 +80,7 @@ async function ablation(
   w: Workload,
   flags: PipelineFlags,
   steps: readonly AblationStep[],
-  emulate: Emulate,
+  emulate: RunStep,
   json: boolean,
   bar: Progress,
 ) {
@@ -182,7 +103,7 @@ async function ablation(
       w,
       step.label,
     );
-    rows.push({ config: step.label, seconds: r.report.seconds });
+    rows.push({ config: step.label, seconds: r.seconds });
     // The host CPU alone: every op of the phase timed as the emulator times host ops (--baselines' host only).
     if (i === steps.length - 1) cpu = hostAlone(r.module, await referenceSystem(opts), w);
   }
@@ -230,11 +151,22 @@ function stepWorkloads(
 
 const stepTokens = (w: Workload): number => w.batch * (w.phase === "prefill" ? w.prompt : w.speculation);
 
+/** One batch size's step: the program run, its report, and why each layer group went where it did. */
+interface StepResult {
+  readonly w: Workload;
+  readonly exe: Executable;
+  readonly report: CallReport;
+  readonly rows: readonly BenchRow[];
+  readonly placement: Placement;
+  readonly base?: Baselines | undefined;
+}
+
 /**
- * Bench on a target that times ops from its device model (hbm-pim): per batch size the step's
- * latency and where it goes, ops of identical layers grouped.
+ * `pimc bench` on any target: per batch size the step run through the Target contract (the
+ * target's program on its emulator, or the compiled IR on its device or cost model), its latency,
+ * where the time goes per engine and per op, with a trace, a plot and JSON of the same report.
  */
-async function benchTimed(
+async function benchSteps(
   model: LoadedModel,
   flags: PipelineFlags,
   steps: readonly Workload[],
@@ -250,116 +182,104 @@ async function benchTimed(
     readonly plot?: string;
   },
 ): Promise<void> {
-  const { compileOnce, subBatches } = o;
   const bar = progress();
   bar.start(steps.length * (o.baselines ? 2 : 1));
-  const results: {
-    w: Workload;
-    timing: CallTiming;
-    rows: BenchRow[];
-    system: string;
-    target: string;
-    summary: string;
-    placement: Placement;
-    base?: Baselines | undefined;
-  }[] = [];
-  // With compileOnce every step is timed on the program compiled for the first one.
-  const once = compileOnce ? await compileModel(model, flags, steps[0]!, 2, true) : undefined;
+  const results: StepResult[] = [];
+  // With compileOnce every step runs on the program compiled for the first one.
+  const once = o.compileOnce ? await compileModel(model, flags, steps[0]!, 2, true) : undefined;
+  const onceStep = once && timeStep(model, once, steps[0]!, { subBatches: o.subBatches, source: path });
   const reference = await referenceSystem(flags);
   const placed: PlacementFlags = { ...flags, ...(once ? { compiledFor: steps[0]!.batch } : {}) };
   try {
     for (const w of steps) {
-      bar.label(`${once ? "" : "compiling and "}timing batch ${w.batch}`);
-      const { module, target, system, ctx } = once ?? (await compileModel(model, flags, w, 2, true));
-      checkFits(model, { module, target, system }, w, { ...flags, warn });
-      const timing = callTimer(target)(module, system, w.phase, workloadEnv(w), { subBatches });
-      const placement = explainStep({ module, ctx }, w, reference.costModel, placed);
+      bar.label(`${once ? "" : "compiling and "}running batch ${w.batch}`);
+      const c = once ?? (await compileModel(model, flags, w, 2, true));
+      checkFits(model, c, w, { ...flags, warn });
+      const { program: exe, report } = onceStep
+        ? {
+            program: onceStep.program,
+            report: onceStep.program.open({ subBatches: o.subBatches }).call(w.phase, workloadEnv(w)),
+          }
+        : timeStep(model, c, w, { subBatches: o.subBatches, source: path });
+      const placement = explainStep(c, w, reference.costModel, placed);
       bar.tick();
       const base = o.baselines
-        ? await baselines(model, flags, reference, module, w, path, subBatches, bar)
+        ? await baselines(model, flags, reference, c.module, w, path, o.subBatches, bar)
         : undefined;
-      results.push({
-        w,
-        timing,
-        rows: timingRows(timing).map((r) => ({ ...r, peak_fraction: 0 })),
-        system: system.name,
-        target: target.name,
-        summary: target.summary,
-        placement,
-        base,
-      });
+      results.push({ w, exe, report, rows: report.ops ?? [], placement, base });
     }
   } finally {
     bar.stop();
   }
   const first = results[0]!;
-  if (o.trace !== undefined)
-    writeFileAtomic(
-      o.trace,
-      timingTraceJson(results.map(({ w, timing }) => ({ phase: w.phase, env: workloadEnv(w), timing }))),
-    );
+  const exe = first.exe;
+  // The engines busy in some step, in the executable's order.
+  const engines = Object.entries<string>(exe.engines).filter(([k]) =>
+    results.some((r) => k in r.report.busy),
+  );
+  if (o.trace !== undefined) writeFileAtomic(o.trace, exe.trace(results.map((r) => r.report)));
   if (o.plot !== undefined) {
-    const cm = reference.costModel;
-    const used = new Set(results.flatMap((r) => Object.keys(r.timing.busy)));
-    const devices = [
-      ...cm.devices.map((d) => d.name),
-      ...[...used].filter((d) => !cm.devices.some((x) => x.name === d)),
-    ];
     const data: Plot.BenchPlot = {
-      title: `${model.module.name} on ${first.target} (${first.system})`,
+      title: exe.title,
       subtitle: phaseLine(first.w),
-      engines: devices.filter((d) => used.has(d)).map((d) => ({ key: d, label: deviceLabel(cm, d) })),
-      steps: results.map(({ w, timing, base }) => ({
+      engines: engines.map(([key, label]) => ({ key, label })),
+      steps: results.map(({ w, report, base }) => ({
         batch: w.batch,
-        seconds: timing.seconds,
-        busy: timing.busy,
+        seconds: report.seconds,
+        busy: report.busy,
         ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
       })),
-      points: results.flatMap(({ w, rows }) => rows.map((r) => ({ ...r, batch: w.batch }))),
-      roofs: cm.devices.flatMap((d) => (d.roof ? [{ device: d.name, ...d.roof }] : [])),
+      points: results.flatMap(({ w, report }) =>
+        (report.points ?? []).map((p) => ({ ...p, batch: w.batch })),
+      ),
+      roofs: [...(exe.roofs ?? [])],
     };
     await writePlot(o.plot, (p) => p.benchSpec(data));
   }
   if (o.json) {
     process.stdout.write(
       `${JSON.stringify({
-        model: model.module.name,
-        target: first.target,
-        system: first.system,
+        model: exe.model,
+        target: exe.target,
+        system: reference.name,
         phase: first.w.phase,
-        steps: results.map(({ w, timing, rows, placement, base }) => ({
+        steps: results.map(({ w, report, rows, placement, base }) => ({
           batch: w.batch,
-          seconds: timing.seconds,
-          tokens_per_second: stepTokens(w) / timing.seconds,
+          env: report.env,
+          seconds: report.seconds,
+          tokens_per_second: stepTokens(w) / report.seconds,
           ...(base ?? {}),
-          busy: timing.busy,
-          ops: rows.map(({ peak_fraction: _, ...r }) => r),
+          busy: report.busy,
+          ops: rows,
           ...placementJson(placement),
         })),
       })}\n`,
     );
     return;
   }
-  const devices = Object.keys(first.timing.busy);
   const heads = ["batch", "tokens/step", "latency", ...baselineHead(o.baselines, reference.costModel)];
+  const labels = engines.map(([, label]) => label);
   const summary = table(
-    [...heads, "tokens/s", ...devices],
-    [...heads, "tokens/s", ...devices].map(() => "right" as const),
-    { drop: ["tokens/step", "tokens/s"] },
+    [...heads, "tokens/s", ...labels],
+    [...heads, "tokens/s", ...labels].map(() => "right" as const),
+    // On a narrow terminal the engines between the host and the PIM device (transfers) go first.
+    { drop: ["tokens/step", "tokens/s", ...labels.slice(1, -1)] },
   );
-  for (const { w, timing, base } of results)
+  for (const { w, report, base } of results)
     summary.push([
       String(w.batch),
       int(stepTokens(w)),
-      ms(timing.seconds),
+      ms(report.seconds),
       ...baselineCells(base),
-      int(Math.round(stepTokens(w) / timing.seconds)),
-      ...devices.map((d) => ms(timing.busy[d] ?? 0)),
+      int(Math.round(stepTokens(w) / report.seconds)),
+      ...engines.map(([k]) => ms(report.busy[k] ?? 0)),
     ]);
+  // Shares of the device's peak, where the executable knows its devices' roofs.
+  const peaks = first.rows.some((r) => r.peak_fraction !== undefined);
   const detail = table(
-    ["op", "device", "calls", "time", "share", "bytes", "flops", "Op/B"],
-    ["left", "left", "right", "right", "right", "right", "right", "right"],
-    { drop: ["calls", "flops", "bytes"] },
+    ["op", "device", "calls", "time", "share", "bytes", "flops", "Op/B", ...(peaks ? ["% of peak"] : [])],
+    ["left", "left", "right", "right", "right", "right", "right", "right", "right"],
+    { drop: ["calls", "flops", "bytes", "Op/B"] },
   );
   for (const r of first.rows.slice(0, o.rows))
     detail.push([
@@ -367,18 +287,19 @@ async function benchTimed(
       r.device,
       int(r.calls),
       ms(r.seconds),
-      `${((100 * r.seconds) / first.timing.seconds).toFixed(1)}%`,
+      `${((100 * r.seconds) / first.report.seconds).toFixed(1)}%`,
       bytes(r.bytes),
       si(r.flops),
       opb(r.flops, r.bytes),
+      ...(peaks ? [r.peak_fraction === undefined ? "" : `${(100 * r.peak_fraction).toFixed(1)}%`] : []),
     ]);
   process.stdout.write(
     [
-      `model     ${model.module.name} on ${first.target} (${first.system}): ${first.summary}`,
+      `model     ${exe.title}`,
       `phase     ${phaseLine(first.w)}`,
       summary.toString(),
       ...baselineNotes(results),
-      `where the time goes at batch ${first.w.batch}:`,
+      `where the time goes at batch ${first.w.batch} (busy time per op; engines overlap, so shares may exceed the latency):`,
       detail.toString(),
       ...placementLines(
         results.map((r) => r.placement),
@@ -389,42 +310,18 @@ async function benchTimed(
   );
 }
 
-/**
- * One step under `flags`: the program emulated (targets with a program emulator: its report) or the
- * ops timed by the target's device model.
- */
+/** One step under `flags`, compiled and run through the Target contract (timeStep). */
 async function runStep(
   model: LoadedModel,
   flags: PipelineFlags,
   w: Workload,
   path: string,
   subBatches = 1,
-): Promise<{
-  seconds: number;
-  module: Module;
-  ctx: PassContext;
-  system: SystemModel;
-  target: string;
-  program?: Program;
-  report?: RunReport;
-}> {
+): Promise<{ seconds: number; module: Module; system: SystemModel; target: string }> {
   const c = await compileModel(model, flags, w, 2, true);
   checkFits(model, c, w, { ...flags, warn });
-  // This command's UPMEM views (DPU kernels, rooflines, the trace) read the target's own program and report.
-  const step = timeStep(model, c, w, { subBatches, source: path });
-  const { seconds } = step;
-  const program = step.program?.native as Program | undefined;
-  const report = step.report?.native as RunReport | undefined;
-  const { module, ctx, system, target } = c;
-  return {
-    seconds,
-    module,
-    ctx,
-    system,
-    target: target.name,
-    ...(program ? { program } : {}),
-    ...(report ? { report } : {}),
-  };
+  const { seconds } = timeStep(model, c, w, { subBatches, source: path });
+  return { seconds, module: c.module, system: c.system, target: c.target.name };
 }
 
 /**
@@ -728,180 +625,44 @@ export function benchCommand() {
         `--ablation: target ${target.name} has no ablation (${have.map((t) => `${t.name}: ${t.ablation!.title}`).join("; ")})`,
       );
     }
-    if (!target.emit) {
-      await benchTimed(model, opts, stepWorkloads(model, base, opts, batchSizes), path, {
-        rows: opts.rows,
-        json: opts.json === true,
-        compileOnce: opts.compileOnce === true,
-        subBatches: opts.subBatches ?? 1,
-        baselines: opts.baselines === true,
-        ...(opts.trace !== undefined ? { trace: opts.trace } : {}),
-        ...(opts.plot !== undefined ? { plot: opts.plot } : {}),
-      });
-      return;
-    }
-    if (opts.subBatches !== undefined)
+    const steps = stepWorkloads(model, base, opts, batchSizes);
+    if (opts.compileOnce && target.emit)
       throw new UserError(
-        `--sub-batches needs a target that times ops from its device model (hbm-pim); ${target.name} emulates programs`,
+        `--compile-once: a ${target.name} program is lowered for the workload it is compiled for (tiles, memory plan); compile each batch size (leave out --compile-once)`,
       );
-    if (opts.compileOnce)
-      throw new UserError(
-        `--compile-once needs a target that times ops from its device model (hbm-pim, xpu); ${target.name} emulates programs`,
-      );
-    const results: {
-      w: Workload;
-      report: RunReport;
-      program: Program;
-      rows: BenchRow[];
-      placement: Placement;
-      base?: Baselines | undefined;
-    }[] = [];
-    const reference = await referenceSystem(opts);
-    const bar = progress();
-    /** Compiles the model under `flags` for workload `w` and emulates one step (`label`: for the bar). */
-    const emulate = async (flags: PipelineFlags, w: Workload, label: string) => {
-      bar.label(label);
-      const r = await runStep(model, flags, w, path);
-      if (!r.program || !r.report)
-        throw new UserError(`pimc bench needs a target with an emulator (upmem); ${r.target} has none`);
-      bar.tick();
-      return { module: r.module, ctx: r.ctx, system: r.system, program: r.program, report: r.report };
-    };
-    if (!opts.ablation) bar.start(batchSizes.length * (opts.baselines ? 2 : 1));
-    try {
-      for (const w of stepWorkloads(model, base, opts, batchSizes)) {
-        const b = w.batch;
-        if (opts.ablation) {
-          const rows = await ablation(w, opts, target.ablation!.steps, emulate, opts.json === true, bar);
-          if (opts.plot !== undefined)
-            await writePlot(opts.plot, (p) =>
-              p.ablationSpec(rows, `Ablation: ${model.module.name}`, describeWorkload(w)),
-            );
-          return;
-        }
-        const { report, program, module, ctx } = await emulate(opts, w, `compiling and emulating batch ${b}`);
-        const placement = explainStep({ module, ctx }, w, reference.costModel, opts);
-        const baseRow = opts.baselines
-          ? await baselines(model, opts, reference, module, w, path, 1, bar)
-          : undefined;
-        results.push({ w, report, program, rows: benchRows(report, program), placement, base: baseRow });
-      }
-    } finally {
-      bar.stop();
-    }
-    if (opts.trace !== undefined)
-      writeFileAtomic(
-        opts.trace,
-        traceJson(
-          results.map((r) => r.report),
-          results[0]!.program.system.dpus_per_rank,
-        ),
-      );
-    if (opts.plot !== undefined) {
-      const first = results[0]!;
-      const data: Plot.BenchPlot = {
-        title: machineLine(first.program),
-        subtitle: phaseLine(first.w),
-        engines: [
-          { key: "host", label: "host compute" },
-          { key: "to_pim", label: "transfers to PIM" },
-          { key: "from_pim", label: "transfers from PIM" },
-          { key: "kernels", label: "PIM kernels" },
-        ],
-        steps: results.map(({ w, report, base }) => ({
-          batch: w.batch,
-          seconds: report.seconds,
-          busy: breakdown(report),
-          ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
-        })),
-        points: results.flatMap(({ w, rows, report }) => [
-          ...rows.filter((r) => r.device === "host").map((r) => ({ ...r, batch: w.batch })),
-          ...dpuPoints(report, first.program.system, w.batch),
-        ]),
-        roofs: benchRoofs(first.program.system),
+    if (opts.ablation) {
+      if (opts.compileOnce || opts.subBatches !== undefined)
+        throw new UserError(
+          "--ablation compiles each configuration: it does not go with --compile-once or --sub-batches",
+        );
+      const bar = progress();
+      const w = steps[0]!;
+      /** Compiles the model under `flags` for workload `w` and runs one step (`label`: for the bar). */
+      const run = async (flags: PipelineFlags, w: Workload, label: string) => {
+        bar.label(label);
+        const r = await runStep(model, flags, w, path);
+        bar.tick();
+        return r;
       };
-      await writePlot(opts.plot, (p) => p.benchSpec(data));
-    }
-    const tokens = stepTokens;
-    if (opts.json) {
-      process.stdout.write(
-        `${JSON.stringify({
-          model: results[0]!.program.model,
-          target: "upmem",
-          phase: base.phase,
-          steps: results.map(({ w, report, rows, placement, base }) => ({
-            batch: w.batch,
-            env: report.env,
-            seconds: report.seconds,
-            tokens_per_second: tokens(w) / report.seconds,
-            ...(base ?? {}),
-            busy: breakdown(report),
-            kernels: rows,
-            ...placementJson(placement),
-          })),
-        })}\n`,
-      );
+      try {
+        const rows = await ablation(w, opts, target.ablation!.steps, run, opts.json === true, bar);
+        if (opts.plot !== undefined)
+          await writePlot(opts.plot, (p) =>
+            p.ablationSpec(rows, `Ablation: ${model.module.name}`, describeWorkload(w)),
+          );
+      } finally {
+        bar.stop();
+      }
       return;
     }
-    const heads = [
-      "batch",
-      "tokens/step",
-      "latency",
-      ...baselineHead(opts.baselines === true, reference.costModel),
-      "tokens/s",
-    ];
-    const summary = table(
-      [...heads, "host", "to PIM", "from PIM", "PIM kernels"],
-      [...heads, 1, 2, 3, 4].map(() => "right" as const),
-      { drop: ["tokens/step", "from PIM", "to PIM", "tokens/s"] },
-    );
-    for (const { w, report, base } of results) {
-      const b = breakdown(report);
-      summary.push([
-        String(w.batch),
-        int(tokens(w)),
-        ms(report.seconds),
-        ...baselineCells(base),
-        int(Math.round(tokens(w) / report.seconds)),
-        ms(b.host!),
-        ms(b.to_pim!),
-        ms(b.from_pim!),
-        ms(b.kernels!),
-      ]);
-    }
-    const last = results[0]!; // the per-op table of the first batch size
-    const detail = table(
-      ["op / kernel", "device", "calls", "time", "share", "bytes", "flops", "Op/B", "% of peak"],
-      ["left", "left", "right", "right", "right", "right", "right", "right", "right"],
-      { drop: ["calls", "flops", "bytes", "Op/B"] },
-    );
-    for (const r of last.rows.slice(0, opts.rows))
-      detail.push([
-        r.name,
-        r.device,
-        int(r.calls),
-        ms(r.seconds),
-        `${((100 * r.seconds) / last.report.seconds).toFixed(1)}%`,
-        bytes(r.bytes),
-        si(r.flops),
-        opb(r.flops, r.bytes),
-        r.device === "link" ? "" : `${(100 * r.peak_fraction).toFixed(1)}%`,
-      ]);
-    const e = last.report.env;
-    process.stdout.write(
-      [
-        `model     ${machineLine(last.program)}`,
-        `phase     ${phaseLine(last.w)}`,
-        summary.toString(),
-        ...baselineNotes(results),
-        `where the time goes at batch ${e.B} (busy time per op; engines overlap, so shares may exceed the latency):`,
-        detail.toString(),
-        ...placementLines(
-          results.map((r) => r.placement),
-          reference.costModel,
-        ),
-        "",
-      ].join("\n"),
-    );
+    await benchSteps(model, opts, steps, path, {
+      rows: opts.rows,
+      json: opts.json === true,
+      compileOnce: opts.compileOnce === true,
+      subBatches: opts.subBatches ?? 1,
+      baselines: opts.baselines === true,
+      ...(opts.trace !== undefined ? { trace: opts.trace } : {}),
+      ...(opts.plot !== undefined ? { plot: opts.plot } : {}),
+    });
   });
 }

@@ -35,7 +35,10 @@ export function simCommand() {
       "decode: tokens already cached (default: as many as the program allows)",
       nonNegativeIntUpTo(W.context),
     )
-    .option("--detailed", "time every DPU of every launch instead of one per launch")
+    .option(
+      "--detailed",
+      "the target's slower exact mode, where it has one (upmem: every DPU of every launch, not one per launch)",
+    )
     .option("--json", "print one JSON object")
     .option("--trace <file>", "write a Chrome/Perfetto trace (trace-event JSON) of the calls to FILE")
     .action(async (path, o) => {

@@ -32,7 +32,7 @@ import { decodeIrProgram, encodeIrProgram, isIrProgram, type IrProgram } from ".
 import { parseDescription, selectSystem } from "../frontend/dsl/index.js";
 import type { Module } from "../ir/module.js";
 import { operandTyper } from "../ir/cost.js";
-import { viewOf } from "../pipeline/cost-model.js";
+import { deviceLabel, viewOf } from "../pipeline/cost-model.js";
 import { deviceFor } from "../ir/placement.js";
 import { layerGroupName } from "../report/format.js";
 import { timingTraceJson } from "../report/trace.js";
@@ -108,17 +108,47 @@ export async function irExecutable(ir: IrProgram, file = "the program"): Promise
     throw e instanceof UserError ? new UserError(`${file}: options: ${e.message}`) : e;
   });
   const system = target.system(decl, ir.options);
-  const map = target.memories?.(system);
-  const timeCall = callTimer(target);
   const where = ir.system ? `${ir.system.name} (${ir.system.file})` : "its default system";
-  const devices = [...system.costModel.devices.map((d) => d.name), "link"];
+  return moduleExecutable(target, system, ir.module, {
+    model: ir.model,
+    where,
+    limits: ir.limits,
+    native: ir,
+  });
+}
+
+/**
+ * A compiled module of a target without code generation as an Executable: each call timed by the
+ * target's device model, or its cost model, as `pimc bench` times a step. `capacity`: each call is
+ * checked against the system's memories first (program files; the compiler driver checks its own).
+ */
+export function moduleExecutable(
+  target: Target,
+  system: SystemModel,
+  module: Module,
+  o: {
+    readonly model: string;
+    /** Where it runs, for its header: the system's name and file. */
+    readonly where: string;
+    readonly limits: Executable["limits"];
+    readonly capacity?: boolean;
+    readonly native?: unknown;
+  },
+): Executable {
+  const map = o.capacity === false ? undefined : target.memories?.(system);
+  const timeCall = callTimer(target);
+  const cm = system.costModel;
+  const devices = [...cm.devices.map((d) => d.name), "link"];
+  const roofs = cm.devices.flatMap((d) => (d.roof ? [{ device: d.name, ...d.roof }] : []));
   return {
     target: target.name,
-    model: ir.model,
-    limits: ir.limits,
-    phases: ir.module.funcs.map((f) => ({ name: f.name, steps: 1 })),
-    header: [`program   ${ir.model} on ${target.name} (${where}): ${target.summary}`],
-    engines: Object.fromEntries(devices.map((d) => [d, d])),
+    model: o.model,
+    limits: o.limits,
+    phases: module.funcs.map((f) => ({ name: f.name, steps: 1 })),
+    header: [`program   ${o.model} on ${target.name} (${o.where}): ${target.summary}`],
+    title: `${o.model} on ${target.name} (${system.name})`,
+    engines: Object.fromEntries(devices.map((d) => [d, deviceLabel(cm, d)])),
+    ...(roofs.length > 0 ? { roofs } : {}),
     columns: [
       { key: "name", head: "op", kind: "text" },
       { key: "device", head: "device", kind: "text" },
@@ -128,13 +158,14 @@ export async function irExecutable(ir: IrProgram, file = "the program"): Promise
       { key: "bytes", head: "bytes", kind: "bytes", drop: true },
     ],
     info: { system: system.name },
-    native: ir,
-    disassemble: () => `// ${ir.model} for ${ir.target} on ${where}\n${printModule(ir.module)}`,
+    native: o.native ?? module,
+    disassemble: () => `// ${o.model} for ${target.name} on ${o.where}\n${printModule(module)}`,
     open(opts = {}) {
       if (opts.detailed)
         throw new UserError(
-          `--detailed times every DPU of an UPMEM program; this is a ${ir.target} program, timed by its ${target.timeCall ? "device" : "cost"} model`,
+          `--detailed: a ${target.name} program has no slower exact mode (its calls are timed by the target's ${target.timeCall ? "device" : "cost"} model)`,
         );
+      const subBatches = opts.subBatches ?? 1;
       return {
         call(phase, env) {
           const w = { ...defaultWorkload(phase === "prefill" ? "prefill" : "decode"), batch: env.B ?? 1 };
@@ -142,16 +173,19 @@ export async function irExecutable(ir: IrProgram, file = "the program"): Promise
             phase === "prefill"
               ? { ...w, prompt: env.S ?? 1 }
               : { ...w, speculation: env.S ?? 1, context: env.P ?? 0 };
-          const problem = map && capacityProblem(system.name, ir.module, map, call);
+          const problem = map && capacityProblem(system.name, module, map, call);
           if (problem !== undefined) throw new UserError(problem);
-          const timing = timeCall(ir.module, system, phase, env);
+          const timing = timeCall(module, system, phase, env, { subBatches });
           opts.onStep?.();
+          const ops = timingRows(timing);
           return {
             phase,
             env,
             seconds: timing.seconds,
             busy: timing.busy,
-            rows: timingRows(timing),
+            rows: ops,
+            ops,
+            points: ops,
             native: timing,
           };
         },
@@ -247,7 +281,7 @@ export function callTimer(target: Target): NonNullable<Target["timeCall"]> {
   return (module, system, func, env, opts) => {
     if ((opts?.subBatches ?? 1) > 1)
       throw new UserError(
-        `sub-batch interleaving needs a host beside PIM units that work at once (target hbm-pim); ${target.name} times ops one at a time`,
+        `sub-batch interleaving needs a device model whose host and PIM work overlap; ${target.name} times ops one at a time`,
       );
     return costModelTiming(module, system, func, env);
   };
@@ -284,9 +318,10 @@ function loadEmitted(target: Target, bytes: Uint8Array, name: string): Executabl
 /** One step of a workload: its latency and, by kind of target, its program's report or the ops' times. */
 export interface Step {
   readonly seconds: number;
-  /** Targets that emit a program: the program run and its report of the step. */
-  readonly program?: Executable;
-  readonly report?: CallReport;
+  /** The program run (the target's own, or the compiled IR timed by its device or cost model). */
+  readonly program: Executable;
+  /** Its report of the step. */
+  readonly report: CallReport;
   /** Targets timed by a device or cost model: the step op by op. */
   readonly timing?: CallTiming;
 }
@@ -310,11 +345,15 @@ export function timeStep(
       shapeOnly: true,
     });
     const program = loadEmitted(target, out.bytes, `${opts.source ?? model.module.name} (compiled)`);
-    const report = program.open().call(w.phase, workloadEnv(w));
+    const report = program.open({ subBatches: opts.subBatches ?? 1 }).call(w.phase, workloadEnv(w));
     return { seconds: report.seconds, program, report };
   }
-  const timing = callTimer(target)(module, system, w.phase, workloadEnv(w), {
-    subBatches: opts.subBatches ?? 1,
+  const program = moduleExecutable(target, system, module, {
+    model: module.name,
+    where: system.source ? `${system.name} (${system.source.file})` : system.name,
+    limits: envLimits(phaseEnvs(w)),
+    capacity: false,
   });
-  return { seconds: timing.seconds, timing };
+  const report = program.open({ subBatches: opts.subBatches ?? 1 }).call(w.phase, workloadEnv(w));
+  return { seconds: report.seconds, program, report, timing: report.native as CallTiming };
 }

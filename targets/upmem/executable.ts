@@ -9,19 +9,26 @@ import { decodeProgram, MAGIC } from "./codec.js";
 import { disassemble } from "./disasm.js";
 import { ProgramError } from "./errors.js";
 import { UpmemMachine, type RunReport } from "./machine.js";
-import { breakdown, kernelRows, traceJson } from "./report.js";
+import { benchRoofs, benchRows, breakdown, dpuPoints, kernelRows, traceJson } from "./report.js";
+import type { Program } from "./program.js";
 
 const isUpmem = (bytes: Uint8Array): boolean =>
   bytes.length >= MAGIC.length && [...MAGIC].every((ch, i) => bytes[i] === ch.charCodeAt(0));
 
-const report = (r: RunReport): CallReport => ({
-  phase: r.phase,
-  env: r.env,
-  seconds: r.seconds,
-  busy: breakdown(r),
-  rows: kernelRows(r).map((k) => ({ ...k })),
-  native: r,
-});
+const report = (r: RunReport, p: Program): CallReport => {
+  const ops = benchRows(r, p);
+  return {
+    phase: r.phase,
+    env: r.env,
+    seconds: r.seconds,
+    busy: breakdown(r),
+    rows: kernelRows(r).map((k) => ({ ...k })),
+    ops,
+    // Host ops on the host's roof, the kernels in DPU instructions on the DPUs' (benchRoofs).
+    points: [...ops.filter((o) => o.device === "host"), ...dpuPoints(r, p.system)],
+    native: r,
+  };
+};
 
 /**
  * What the program does wrong while it runs (decoding checked its fields), or a call beyond its
@@ -49,6 +56,8 @@ export function loadUpmem(bytes: Uint8Array, file: string): Executable | undefin
     header: [
       `program   ${p.model} on upmem: ${p.system.dpus} DPUs at ${p.system.frequency / 1e6} MHz, ${p.kernels.length} kernels`,
     ],
+    title: `${p.model} on upmem (${p.system.dpus} DPUs at ${p.system.frequency / 1e6} MHz)`,
+    roofs: benchRoofs(p.system),
     engines: { host: "host", to_pim: "to PIM", from_pim: "from PIM", kernels: "DPU kernels" },
     columns: [
       { key: "kernel", head: "kernel", kind: "text" },
@@ -62,20 +71,24 @@ export function loadUpmem(bytes: Uint8Array, file: string): Executable | undefin
     native: p,
     disassemble: () => disassemble(p),
     open(opts = {}) {
+      if ((opts.subBatches ?? 1) > 1)
+        throw new UserError(
+          "sub-batch interleaving needs a target that times ops from its device model (hbm-pim); an upmem program runs its commands as emitted",
+        );
       let counting = false;
       const machine = new UpmemMachine(p, {
         functional: false,
         detailed: opts.detailed === true,
         onCommand: () => void (counting && opts.onStep?.()),
       });
-      const setup = named(file, () => report(machine.setup()));
+      const setup = named(file, () => report(machine.setup(), p));
       counting = true;
       return {
         setup,
         call: (phase, env) =>
           named(file, () => {
             machine.reset();
-            return report(machine.run(phase, undefined, env).report);
+            return report(machine.run(phase, undefined, env).report, p);
           }),
       };
     },

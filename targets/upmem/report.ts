@@ -4,7 +4,11 @@
  * CPU, the host<->DPU link, and each DPU rank a command occupies).
  */
 import { tracks, type TraceEvent } from "../../src/report/trace.js";
+import type { Roof } from "../../src/report/plot.js";
+import { hostFlops } from "../cpu/index.js";
+import type { StepOp, StepPoint } from "../index.js";
 import type { RunReport } from "./machine.js";
+import type { Program } from "./program.js";
 
 /** Busy seconds per category of command. */
 export function breakdown(r: RunReport): Record<string, number> {
@@ -109,4 +113,83 @@ export function traceEvents(reports: readonly RunReport[], dpusPerRank: number):
 
 export function traceJson(reports: readonly RunReport[], dpusPerRank: number): string {
   return JSON.stringify({ traceEvents: traceEvents(reports, dpusPerRank), displayTimeUnit: "ms" });
+}
+
+/** Commands of a report grouped into rows: host ops by opcode, transfers by kind, kernels by name. */
+export function benchRows(r: RunReport, p: Program): StepOp[] {
+  const rows = new Map<string, StepOp & { peak_fraction: number; atPeak: number }>();
+  const h = p.system.host;
+  for (const c of r.commands) {
+    let name: string;
+    let device: string;
+    // Seconds the command would take at the device's peak (its roofline).
+    let atPeak = 0;
+    if (c.kind === "host") {
+      name = c.label.replace(/^host /, "");
+      device = "host";
+      atPeak = Math.max(c.flops / hostFlops(h), c.bytes / h.memory_bandwidth);
+    } else if (c.kind === "launch") {
+      name = c.label.replace(/^launch /, "");
+      device = `${c.dpus ?? 0} DPUs`;
+      // A DPU's peak: one instruction per cycle, or its DMA engine streaming at 1 / beta bytes per cycle.
+      const k = c.kernel!;
+      atPeak = Math.max(k.instructions, k.dmaBytes * p.system.dma.beta) / p.system.frequency;
+    } else if (c.kind === "alloc" || c.kind === "load") {
+      // dpu_alloc / dpu_load: synchronous runtime calls on the host.
+      name = c.kind;
+      device = "host";
+    } else {
+      name = c.kind === "pull" ? "from PIM" : c.kind === "push" || c.kind === "broadcast" ? "to PIM" : c.kind;
+      device = "link";
+    }
+    const key = `${device}\u0000${name}`;
+    const row = rows.get(key) ?? {
+      name,
+      device,
+      calls: 0,
+      seconds: 0,
+      bytes: 0,
+      flops: 0,
+      peak_fraction: 0,
+      atPeak: 0,
+    };
+    row.calls++;
+    row.seconds += c.end - c.start;
+    row.bytes += c.bytes;
+    row.flops += c.flops;
+    row.atPeak += atPeak;
+    rows.set(key, row);
+  }
+  return (
+    [...rows.values()]
+      // Transfers have no roof of their own (the link).
+      .map(({ atPeak, peak_fraction: _, ...row }) =>
+        row.device === "link" ? row : { ...row, peak_fraction: row.seconds > 0 ? atPeak / row.seconds : 0 },
+      )
+      .sort((a, b) => b.seconds - a.seconds)
+  );
+}
+
+/** The roofs of the roofline plot, with the peaks `benchRows` measures `peak_fraction` against. */
+export function benchRoofs(sys: Program["system"]): Roof[] {
+  const dpuCycles = sys.dpus * sys.frequency;
+  return [
+    { device: "host", flops: hostFlops(sys.host), bandwidth: sys.host.memory_bandwidth },
+    // Every DPU retiring one instruction per cycle, or its DMA engine streaming 1 / beta bytes per cycle.
+    { device: `${sys.dpus} DPUs`, flops: dpuCycles, bandwidth: dpuCycles / sys.dma.beta, unit: "instr/s" },
+  ];
+}
+
+/**
+ * The DPU kernels of a step for the roofline in instructions: instructions and DMA bytes of every
+ * DPU the kernel ran on, on the roof of the whole device (`benchRoofs`).
+ */
+export function dpuPoints(r: RunReport, sys: Program["system"]): StepPoint[] {
+  return kernelRows(r).map((k) => ({
+    name: k.kernel,
+    device: `${sys.dpus} DPUs`,
+    seconds: k.seconds,
+    bytes: k.dma_bytes * k.dpus,
+    flops: k.instructions * k.dpus,
+  }));
 }

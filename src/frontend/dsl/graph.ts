@@ -243,6 +243,13 @@ class Evaluator {
   }
 
   private binary(op: "+" | "-" | "*" | "/", a: GVal, b: GVal, loc: Loc, hint?: string): GVal {
+    const r = this.binaryOf(op, a, b, loc, hint);
+    if (r.kind === "number" && !Number.isFinite(r.value))
+      throw new SourceError(loc, `'${op}' overflows: the result is not a finite number`);
+    return r;
+  }
+
+  private binaryOf(op: "+" | "-" | "*" | "/", a: GVal, b: GVal, loc: Loc, hint?: string): GVal {
     const opcode = { "+": "add", "-": "sub", "*": "mul", "/": "div" }[op];
     if (a.kind === "tensor" && b.kind === "tensor") return this.emit(opcode, [a.val, b.val], {}, loc, hint);
     // A tensor times (or divided by) a number is the `scale` op.

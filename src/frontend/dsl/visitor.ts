@@ -55,6 +55,13 @@ export const applyUnit = (value: number, unit: string): number =>
 
 const isToken = (e: CstElement): e is IToken => "image" in e;
 
+/** A finite number, or one line at `loc` (`1e999` would be Infinity). */
+function finite(value: number, text: string, loc: Loc): number {
+  if (!Number.isFinite(value))
+    throw new SourceError(loc, `${text} is out of range (numbers must be finite, at most about 1.8e308)`);
+  return value;
+}
+
 class Walker {
   /** The depth of each expression built (leaves 0): evaluating an expression recurses this deep. */
   private readonly depths = new WeakMap<Expr, number>();
@@ -180,9 +187,9 @@ class Walker {
   number(n: CstNode): ValueNode {
     const lit = this.tok(n, "NumberLit")!;
     const minus = this.tok(n, "Minus");
-    let value = Number(lit.image) * (minus ? -1 : 1);
-    const unitTok = this.tok(n, "unit");
     const loc = this.loc(minus ?? lit);
+    let value = finite(Number(lit.image), lit.image, loc) * (minus ? -1 : 1);
+    const unitTok = this.tok(n, "unit");
     if (!unitTok) return { kind: "number", value, loc };
     const per = this.tok(n, "per");
     const unit = per ? `${unitTok.image}/${per.image}` : unitTok.image;
@@ -191,7 +198,7 @@ class Walker {
         this.loc(unitTok),
         `unknown unit '${unit}' (units: ${Object.keys(UNITS).join(", ")})`,
       );
-    value = applyUnit(value, unit);
+    value = finite(applyUnit(value, unit), `${lit.image} ${unit}`, loc);
     return { kind: "number", value, unit, loc };
   }
 
@@ -259,7 +266,8 @@ class Walker {
 
   primary(n: CstNode): Expr {
     const num = this.tok(n, "NumberLit");
-    if (num) return { kind: "num", value: Number(num.image), loc: this.loc(num) };
+    if (num)
+      return { kind: "num", value: finite(Number(num.image), num.image, this.loc(num)), loc: this.loc(num) };
     const str = this.tok(n, "StringLit");
     if (str) {
       const parts = this.interpolate(str);
