@@ -182,6 +182,40 @@ export interface Executable {
   trace(reports: readonly CallReport[]): string;
 }
 
+/** How `pimc kernel` runs one kernel: the exact mode, the reference run, a progress bar. */
+export interface KernelOptions {
+  /** The slower exact mode (HBM-PIM: every pseudo-channel's controller timed). */
+  readonly detailed: boolean;
+  /** Also the same data moved without PIM (the device's plain read and write path). */
+  readonly baseline: boolean;
+  /** Channels overriding the system's (HBM-PIM: pseudo-channels); targets without channels refuse it. */
+  readonly channels?: number;
+  /** Progress: `start(steps)` when it knows them, a tick per step, a label per run. */
+  readonly progress: {
+    start(total: number): void;
+    tick(): void;
+    label(text: string): void;
+  };
+}
+
+/** What `pimc kernel` prints: its lines, its JSON object, and a trace of the runs on request. */
+export interface KernelReport {
+  readonly lines: readonly string[];
+  readonly json: Readonly<Record<string, unknown>>;
+  /** The runs as a Chrome / Perfetto trace (trace-event JSON). */
+  trace(): string;
+}
+
+/** `pimc kernel`: one of the target's PIM kernels run alone on its device model (PIMSimulator's benchmark). */
+export interface KernelRunner {
+  /** The kernels by name. */
+  readonly ops: readonly string[];
+  /** How a size is written, for `<size>`'s help (e.g. `gemv: NxK; element-wise: N`). */
+  readonly sizes: string;
+  /** Runs `op` of `size` on the system. Bad ops, sizes or options are a UserError. */
+  run(system: SystemModel, op: string, size: string, opts: KernelOptions): KernelReport;
+}
+
 /** What `pimc tune` asks of a target's tuner. */
 export interface TuneOptions {
   /** Also search the whole space of choices (the oracle), not only the target's pick. */
@@ -240,6 +274,8 @@ export interface Target {
    * per step (PAPI's alpha, src/driver/tune.ts), for systems that have both.
    */
   tune?(model: LoadedModel, flags: CompileFlags, w: Workload, opts: TuneOptions): Promise<TuneReport>;
+  /** `pimc kernel`: its PIM kernels run one at a time (absent: the target has none to run alone). */
+  readonly kernel?: KernelRunner;
   /**
    * Times one call of `func` of a compiled module under `env` from the target's device model, without
    * data. `subBatches` > 1: the batch split into sub-batches whose host and PIM work overlap

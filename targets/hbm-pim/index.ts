@@ -14,6 +14,7 @@ import { ATTN_PIM, hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
+import { hbmPimKernels } from "./kernel-runner.js";
 
 /** Linear weights [out, in] row-major (the runner lays them out in the banks itself). */
 const ROW_WEIGHTS: LayoutOptions = {
@@ -68,6 +69,7 @@ const hbmPim: Target = {
     "bank-level HBM-PIM (Aquabolt-XL class): FP16 PIM units driven by DRAM commands; emulated at command level",
   // FP16 weights, activations and accumulation: logits within 2e-2 (measured: 4e-3 on the tiny models).
   tolerance: 2e-2,
+  kernel: hbmPimKernels,
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
   flags: [
     {

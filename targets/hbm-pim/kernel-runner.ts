@@ -1,0 +1,165 @@
+/**
+ * `pimc kernel` on HBM-PIM (the Target contract's `kernel`): one kernel at DRAM-command level, in PIM
+ * mode and streamed through the normal read path without PIM (the PIMSimulator benchmark): cycles,
+ * time, commands per pseudo-channel and the speedup. `gemv NxK` (FP16 weights [N, K]), `add|mul N`,
+ * `relu N` (N elements; K and M suffixes are powers of two: 1M = 1,048,576).
+ */
+import { UserError } from "../../src/errors.js";
+import { int, ms } from "../../src/report/format.js";
+import { table } from "../../src/report/table.js";
+import type { KernelRunner } from "../index.js";
+import { RD, WR } from "./controller.js";
+import { runPimKernel, runStream, type KernelResult } from "./device.js";
+import {
+  eltwiseKernel,
+  eltwiseLayout,
+  gemvKernel,
+  gemvLayout,
+  type PimKernel,
+  type StreamPhase,
+} from "./kernels.js";
+import { COMMANDS, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
+import { commandTrace } from "./trace.js";
+import { systemOf } from "./index.js";
+
+const OPS = ["gemv", "add", "mul", "relu"] as const;
+type Op = (typeof OPS)[number];
+
+/** 4096, 4K, 1M (powers of two). */
+function count(v: string, what: string): number {
+  const m = /^(\d+)([KkMm]?)$/.exec(v.trim());
+  const x = m ? Number(m[1]) * (m[2] === "" ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 * 1024) : NaN;
+  if (!m || !Number.isSafeInteger(x) || x <= 0)
+    throw new UserError(`${what}: expected a positive integer (K and M suffixes allowed), got "${v}"`);
+  return x;
+}
+
+/** Rows below the lowest reserved row (park, mode and register rows). */
+const dataRows = (sys: HbmPimSystem): number => Math.min(...reservedRows(sys), sys.rows);
+
+interface Plan {
+  readonly what: string;
+  readonly kernel: PimKernel;
+  /** The same data through the normal path: phases of reads, then the result's writes. */
+  readonly stream: StreamPhase[];
+  /** FP16 operations of the kernel (for the rate). */
+  readonly flops: number;
+}
+
+function plan(sys: HbmPimSystem, op: Op, size: string): Plan {
+  if (op === "gemv") {
+    const m = /^(\w+)x(\w+)$/i.exec(size.trim());
+    if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);
+    const n = count(m[1]!, "gemv N");
+    const k = count(m[2]!, "gemv K");
+    const l = gemvLayout(sys, n, k);
+    if (l.row0 + l.rows > dataRows(sys))
+      throw new UserError(
+        `gemv ${n}x${k}: needs ${l.rows} rows per bank, more than the ${dataRows(sys)} below the reserved rows`,
+      );
+    const w = 2 * n * k;
+    return {
+      what: `gemv ${n}x${k} fp16`,
+      kernel: gemvKernel(sys, l),
+      stream: [
+        { kind: RD, bytes: w, at: 0 },
+        { kind: RD, bytes: 2 * k, at: w },
+        { kind: WR, bytes: 2 * n, at: w + 2 * k, fence: true },
+      ],
+      flops: 2 * n * k,
+    };
+  }
+  const n = count(size, op);
+  const l = eltwiseLayout(sys, n);
+  if (l.rows[2] + l.rowsPerOperand > dataRows(sys))
+    throw new UserError(
+      `${op} ${n}: needs ${3 * l.rowsPerOperand} rows per bank, more than the ${dataRows(sys)} below the reserved rows`,
+    );
+  const b = 2 * n;
+  const inputs = op === "relu" ? 1 : 2;
+  return {
+    what: `${op} ${n} fp16`,
+    kernel: eltwiseKernel(sys, op, l),
+    stream: [
+      { kind: RD, bytes: inputs * b, at: 0 },
+      { kind: WR, bytes: b, at: inputs * b, fence: true },
+    ],
+    flops: op === "relu" ? 0 : n,
+  };
+}
+
+export const hbmPimKernels: KernelRunner = {
+  ops: OPS,
+  sizes: "gemv: NxK (outputs x inputs); element-wise: N (e.g. 1M = 2^20)",
+  run(system, opArg, size, o) {
+    if (!(OPS as readonly string[]).includes(opArg))
+      throw new UserError(`unknown kernel "${opArg}" (available: ${OPS.join(", ")})`);
+    const op = opArg as Op;
+    const described = systemOf(system);
+    const sys =
+      o.channels === undefined
+        ? described
+        : zHbmPimSystem.parse({ ...described, pseudo_channels: o.channels });
+    const name = o.channels === undefined ? system.name : `${system.name} with ${o.channels} pseudo-channels`;
+    const p = plan(sys, op, size);
+    const t0 = performance.now();
+    // Every pseudo-channel's controller is timed with --detailed (one step each); else one or a few.
+    const bar = o.progress;
+    const run = { detailed: o.detailed, onChannel: () => bar.tick() };
+    if (o.detailed) bar.start(sys.pseudo_channels * (o.baseline ? 2 : 1));
+    bar.label(`timing ${p.what} with PIM`);
+    const pim = runPimKernel(sys, p.kernel, run);
+    bar.label(`timing ${p.what} without PIM`);
+    const base = o.baseline ? runStream(sys, p.stream, run) : undefined;
+    const wall = (performance.now() - t0) / 1e3;
+    const row = (r: KernelResult) => ({
+      cycles: r.cycles,
+      seconds: r.seconds,
+      commands: r.counts,
+      controllers_timed: r.timed,
+      ...(r.perChannel ? { per_channel: r.perChannel } : {}),
+    });
+    const json = {
+      kernel: p.what,
+      system: name,
+      pseudo_channels: sys.pseudo_channels,
+      pim: row(pim),
+      ...(base ? { non_pim: row(base), speedup: base.cycles / pim.cycles } : {}),
+      emulation_seconds: wall,
+    };
+    const units = sys.pseudo_channels * sys.pim.units;
+    const lines = [
+      `kernel   ${p.what} on ${name}: ${sys.pseudo_channels} pseudo-channels, ${units} PIM units, tCK ${sys.timing.tCK * 1e9} ns`,
+      `         ${p.kernel.summary}; CRF ${p.kernel.crf.length} instructions`,
+    ];
+    const t = table(
+      ["mode", "cycles", "time", ...COMMANDS, "GFLOP/s"],
+      ["left", ...new Array<"right">(8).fill("right")],
+      { drop: ["GFLOP/s", ...COMMANDS] },
+    );
+    const add = (label: string, r: KernelResult, flops: number) =>
+      t.push([
+        label,
+        int(r.cycles),
+        ms(r.seconds),
+        ...COMMANDS.map((c) => int(r.counts[c])),
+        flops > 0 ? (flops / r.seconds / 1e9).toFixed(1) : "-",
+      ]);
+    add("PIM", pim, p.flops);
+    if (base) add("non-PIM", base, 0);
+    lines.push(t.toString());
+    if (base) lines.push(`speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with PIM`);
+    lines.push(
+      `emulated in ${ms(wall)} (${pim.timed + (base?.timed ?? 0)} controllers timed${o.detailed ? ", detailed" : ""}); commands per pseudo-channel`,
+    );
+    const runs = [
+      { name: `${p.what}, PIM`, log: pim.log },
+      ...(base ? [{ name: `${p.what}, non-PIM`, log: base.log }] : []),
+    ];
+    return {
+      lines,
+      json,
+      trace: () => JSON.stringify({ traceEvents: commandTrace(sys, runs), displayTimeUnit: "ns" }),
+    };
+  },
+};
