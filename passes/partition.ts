@@ -13,6 +13,7 @@
 import type { DimEnv } from "../src/ir/dim.js";
 import { dimEval } from "../src/ir/dim.js";
 import { funcCosts, operandTyper, ssaTypeMap } from "../src/ir/cost.js";
+import { weightGemm } from "../src/ir/registry.js";
 import type { Attrs, Func, Module, Op } from "../src/ir/module.js";
 import { typeBytes } from "../src/ir/types.js";
 import { viewOf, type CostModel, type OpView } from "../src/pipeline/cost-model.js";
@@ -120,7 +121,7 @@ function plan(
     p.device.push(names[b]!);
     // An op only one device can run goes there; otherwise the fastest (devices that cannot run it left out).
     p.reason.push(able.length === 1 ? `only ${names[b]} runs it` : `fastest (${able.join(", ")})`);
-    if (dynamic && op.opcode === "linear" && op.operands[1]?.startsWith("@")) {
+    if (dynamic && op.opcode === "linear" && weightGemm(op)) {
       const at = (t: number) => {
         const e = { ...env, B: t, S: 1 };
         const tt = names.map((d) => cm.opTime(viewAt(op, e), d, e) ?? Infinity);

@@ -4,7 +4,8 @@ import { sym } from "../src/ir/dim.js";
 import { erf } from "../src/ir/ops/elementwise.js";
 import { ropeInvFreq } from "../src/ir/ops/attention.js";
 import "../src/ir/ops/index.js";
-import { checkOp, getOp } from "../src/ir/registry.js";
+import { allOps, checkOp, getOp, weightGemm } from "../src/ir/registry.js";
+import { DEFAULT_SYSTEM, taskletsThatFit, wramNeeded } from "../targets/upmem/system.js";
 import type { Attrs } from "../src/ir/module.js";
 import { f32, i32, type Tensor } from "../src/ir/tensor.js";
 import { tensor, typeToString, type TensorType } from "../src/ir/types.js";
@@ -34,6 +35,36 @@ const rand = (n: number, seed: number): number[] => {
   let s = seed;
   return Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
 };
+
+describe("op traits", () => {
+  const op = (opcode: string, operands: string[]) => ({
+    opcode,
+    operands,
+    attrs: {},
+    results: [],
+    loc: undefined,
+  });
+  test("weightGemm: a linear layer whose weight is a module constant, not one computed at run time", () => {
+    expect(
+      allOps()
+        .filter((d) => d.traits?.gemm)
+        .map((d) => d.name),
+    ).toEqual(["linear", "lowbit_linear", "qlinear"]);
+    expect(weightGemm(op("linear", ["%x", "@w"]) as never)).toEqual({ input: 0, weight: 1 });
+    expect(weightGemm(op("qlinear", ["%x", "@wq", "@ws"]) as never)).toEqual({ input: 0, weight: 1 });
+    expect(weightGemm(op("linear", ["%x", "%w"]) as never)).toBeUndefined();
+    expect(weightGemm(op("matmul", ["%a", "@b"]) as never)).toBeUndefined();
+  });
+
+  test("one WRAM budget: buffers and a stack per tasklet, shared buffers once", () => {
+    const s = DEFAULT_SYSTEM;
+    expect(wramNeeded(s, 4, 100, 10)).toBe(4 * (100 + s.stack_per_tasklet) + 10);
+    const most = taskletsThatFit(s, 1024);
+    expect(wramNeeded(s, most, 1024)).toBeLessThanOrEqual(s.wram);
+    expect(most === s.max_tasklets || wramNeeded(s, most + 1, 1024) > s.wram).toBe(true);
+    expect(taskletsThatFit(s, s.wram)).toBe(0);
+  });
+});
 
 describe("shape rules", () => {
   const B = sym("B");

@@ -4,6 +4,7 @@
  * from which batch size another device becomes faster, and a one-line verdict. Target-agnostic: it
  * asks only the system's CostModel, under the same workload dims the partition pass placed for.
  */
+import { getOp } from "../ir/registry.js";
 import { operandTyper } from "../ir/cost.js";
 import type { DimEnv } from "../ir/dim.js";
 import { findFunc, type Module, type Op } from "../ir/module.js";
@@ -116,7 +117,7 @@ export interface PlacementFlags {
 const KINDS = ["linear layers", "experts", "attention", "other ops"] as const;
 
 const kindOf = (opcode: string): (typeof KINDS)[number] =>
-  opcode === "linear" || opcode === "qlinear" || opcode === "lowbit_linear"
+  getOp(opcode)?.traits?.gemm
     ? "linear layers"
     : opcode === "moe"
       ? "experts"

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { zodMessage } from "./attrs.js";
 import type { DimEnv } from "./dim.js";
-import type { Attrs } from "./module.js";
+import { isGlobal, type Attrs, type Op } from "./module.js";
 import type { Tensor } from "./tensor.js";
 import type { TensorType } from "./types.js";
 
@@ -24,11 +24,18 @@ export interface EvalCtx {
   readonly outTypes: readonly TensorType[];
 }
 
+/** What passes and targets ask of an op, declared with it instead of re-derived from opcodes. */
+export interface OpTraits {
+  /** A linear layer `x W^T`: the operand indices of its input rows and its weight [out, in]. */
+  readonly gemm?: { readonly input: number; readonly weight: number };
+}
+
 export interface OpDef<A extends Attrs = Attrs> {
   readonly name: string;
   readonly summary: string;
   /** Operand names, for messages; a trailing `?` marks optional ones, `...` variadic. */
   readonly operands: readonly string[];
+  readonly traits?: OpTraits;
   readonly attrs: z.ZodType<A>;
   /** Index of an operand that names a state: it is read, and replaced by result 0. */
   readonly stateOperand?: number;
@@ -50,6 +57,16 @@ export function registerOp<A extends Attrs>(def: OpDef<A>): OpDef<A> {
 
 export function getOp(name: string): OpDef | undefined {
   return REGISTRY.get(name);
+}
+
+/**
+ * The weight GEMM an op is: its `gemm` trait when the weight operand is a constant of the module
+ * (what PIM devices keep resident), else undefined (another op, or a weight computed at run time).
+ */
+export function weightGemm(op: Op): OpTraits["gemm"] {
+  const g = REGISTRY.get(op.opcode)?.traits?.gemm;
+  const w = g && op.operands[g.weight];
+  return w !== undefined && isGlobal(w) ? g : undefined;
 }
 
 export function allOps(): OpDef[] {

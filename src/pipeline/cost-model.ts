@@ -7,7 +7,7 @@ import type { LowbitShape } from "../ir/ops/quant.js";
 import type { Module, Op } from "../ir/module.js";
 import { opCost, operandTyper } from "../ir/cost.js";
 import { UserError } from "../errors.js";
-import type { Cost } from "../ir/registry.js";
+import { weightGemm, type Cost } from "../ir/registry.js";
 import type { TensorType } from "../ir/types.js";
 
 export interface Device {
@@ -101,8 +101,7 @@ export function viewOf(op: Op, typeOf: (ref: string) => TensorType, env: DimEnv)
  */
 export function lowbitA8ShapeOf(v: OpView, env: DimEnv): LowbitShape | undefined {
   const { op, ins } = v;
-  if (op.opcode !== "lowbit_linear" || op.attrs.act_bits !== 8 || !op.operands[1]?.startsWith("@"))
-    return undefined;
+  if (op.opcode !== "lowbit_linear" || op.attrs.act_bits !== 8 || !weightGemm(op)) return undefined;
   return {
     m: dimEval(dimProd(ins[0]!.shape.slice(0, -1)), env),
     n: dimEval(ins[1]!.shape[0]!, env),

@@ -19,7 +19,7 @@ import { UserError } from "../../src/errors.js";
 import { evalOp, Interpreter } from "../../src/exec/interpreter.js";
 import type { DimEnv } from "../../src/ir/dim.js";
 import { refName, type Func, type Module, type Op } from "../../src/ir/module.js";
-import { getOp } from "../../src/ir/registry.js";
+import { getOp, weightGemm } from "../../src/ir/registry.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import { f32 } from "../../src/ir/tensor.js";
 import type { TensorType } from "../../src/ir/types.js";
@@ -312,7 +312,7 @@ export class HbmPimRunner implements FunctionalRunner {
   private onPim(op: Op, ins: readonly Tensor[], env: DimEnv, site: string): Tensor[] | undefined {
     switch (op.opcode) {
       case "linear":
-        return op.operands[1]!.startsWith("@") ? [this.linear(op, ins)] : undefined;
+        return weightGemm(op) ? [this.linear(op, ins)] : undefined;
       case "add":
       case "mul":
         return sameShape(ins[0]!, ins[1]!) ? [this.elementwise(op.opcode, ins)] : undefined;

@@ -42,7 +42,7 @@ import {
 } from "./gemm.js";
 import { hostTime } from "./base.js";
 import type { BlockMap, IntExpr, Kernel, MramAddr } from "./program.js";
-import type { UpmemSystem } from "./system.js";
+import { wramNeeded, type UpmemSystem } from "./system.js";
 import { dpusPerRank, pullTime, pushTime } from "./transfer.js";
 
 export interface AttentionDims {
@@ -178,7 +178,7 @@ export function reduceTiles(ks: number, nbPad: number, sys: UpmemSystem): Reduce
     const bytes = cw * 4;
     if (nbPad % cw !== 0 || bytes % align !== 0 || bytes < min_bytes || bytes > max_bytes) continue;
     for (const tasklets of REDUCE_TASKLETS)
-      if (tasklets <= sys.max_tasklets && tasklets * (ks * bytes + sys.stack_per_tasklet) <= sys.wram)
+      if (tasklets <= sys.max_tasklets && wramNeeded(sys, tasklets, ks * bytes) <= sys.wram)
         out.push({ tasklets, cw });
   }
   return out;

@@ -11,7 +11,7 @@
 import { ProgramError } from "./errors.js";
 import { ExprError, checkExpr, evalExpr, exprVars, type Env } from "./expr.js";
 import type { ElemType, IntExpr, Kernel, KernelStmt, MramAddr, WramBuffer } from "./program.js";
-import type { UpmemSystem } from "./system.js";
+import { wramNeeded, type UpmemSystem } from "./system.js";
 
 export interface KernelTiming {
   /** Cycles from launch until the last tasklet ends. */
@@ -376,7 +376,7 @@ export function checkKernel(k: Kernel, sys: UpmemSystem, env: Env): void {
     else private_ += b.elems * elemBytes(b.dtype);
   }
   const stack = sys.stack_per_tasklet;
-  const wram = T * (private_ + stack) + shared;
+  const wram = wramNeeded(sys, T, private_, shared);
   if (wram > sys.wram)
     bad(
       `WRAM overflow: ${T} tasklets x (${private_} B buffers + ${stack} B stack) + ${shared} B shared = ${wram} B > ${sys.wram} B`,

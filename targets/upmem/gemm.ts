@@ -13,7 +13,7 @@
  * `double`) and multiply-accumulates into an int32 (i8) or fp32 tile, written back to MRAM at the end.
  */
 import type { IntExpr, Kernel, KernelStmt, MramAddr, WramBuffer } from "./program.js";
-import type { UpmemSystem } from "./system.js";
+import { taskletsThatFit, wramNeeded, type UpmemSystem } from "./system.js";
 import { broadcastTime, hostTime, pullTime, pushTime } from "./transfer.js";
 
 export type GemmDtype = "i8" | "f32";
@@ -91,8 +91,7 @@ export function blockBytes(shape: GemmShape, t: Tiling, m = shape.m): { w: numbe
 /** WRAM bytes the kernel takes (buffers of every tasklet and their stacks). */
 export function wramBytes(shape: GemmShape, t: Tile, sys: UpmemSystem): number {
   const e = elemBytesOf(shape.dtype);
-  const per = (t.double ? 2 : 1) * (t.tm + t.tn) * t.tk * e + t.tm * t.tn * 4;
-  return t.tasklets * (per + sys.stack_per_tasklet);
+  return wramNeeded(sys, t.tasklets, (t.double ? 2 : 1) * (t.tm + t.tn) * t.tk * e + t.tm * t.tn * 4);
 }
 
 /** Whether `bytes` is a legal DMA row: a multiple of dma.align, from dma.min_bytes to dma.max_bytes. */
@@ -118,8 +117,7 @@ export function maxTasklets(
   double: boolean,
   sys: UpmemSystem,
 ): number {
-  const per = (double ? 2 : 1) * (tm + tn) * tk * e + tm * tn * 4 + sys.stack_per_tasklet;
-  return Math.min(sys.max_tasklets, Math.floor(sys.wram / per));
+  return taskletsThatFit(sys, (double ? 2 : 1) * (tm + tn) * tk * e + tm * tn * 4);
 }
 
 /** Whether a K split of `kc` chunks into `ks` work items gives every item at least one chunk. */

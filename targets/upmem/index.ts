@@ -4,6 +4,7 @@
  * Tile-Selector, everything else on the host CPU; each GEMM goes where the two cost models say it is
  * faster (CPU/PIM cooperation). Programs are command streams run by the bundled emulator.
  */
+import { weightGemm } from "../../src/ir/registry.js";
 import { envLimits } from "../../src/frontend/workload.js";
 import { tuneUpmem } from "./tune.js";
 import { loadUpmem } from "./executable.js";
@@ -42,8 +43,8 @@ const PIM_LAYOUT: LayoutOptions = {
 /** The GEMM shape of a linear layer with a constant weight, or undefined. */
 export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape | undefined {
   const { op } = v;
-  if ((op.opcode !== "linear" && op.opcode !== "qlinear") || !op.operands[1]?.startsWith("@"))
-    return undefined;
+  // Dense and INT8 weight GEMMs (low-bit ones are LUT kernels: lowbitA8ShapeOf).
+  if (op.opcode === "lowbit_linear" || !weightGemm(op)) return undefined;
   const x = v.ins[0]!;
   const w = v.ins[1]!;
   return {

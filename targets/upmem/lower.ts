@@ -12,7 +12,7 @@
 import { dimAdd, dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
 import { layoutOf, toLogical } from "../../src/ir/layout.js";
 import { refName, type Attrs, type Func, type Module, type Op } from "../../src/ir/module.js";
-import { ANNOTATIONS, getOp } from "../../src/ir/registry.js";
+import { ANNOTATIONS, getOp, weightGemm } from "../../src/ir/registry.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { isFloat } from "../../src/ir/dtype.js";
@@ -178,17 +178,12 @@ const expr = (d: Dim): IntExpr => (typeof d === "number" ? d : dimToString(d));
 const isPimAttention = (op: Op): boolean => op.attrs.device === PIM && op.opcode === "attention";
 /** A W4A8 / W2A8 linear layer on the DPUs: a LUT-GEMV kernel. */
 const isPimLut = (op: Op): boolean =>
-  op.attrs.device === PIM &&
-  op.opcode === "lowbit_linear" &&
-  op.attrs.act_bits === 8 &&
-  op.operands[1]!.startsWith("@");
+  op.attrs.device === PIM && op.opcode === "lowbit_linear" && op.attrs.act_bits === 8 && !!weightGemm(op);
 
 /** A LUT-GEMV weight. */
 export type LutPlan = WeightPlan<Omit<LutShape, "m">, LutTiling>;
 const isPimGemm = (op: Op): boolean =>
-  op.attrs.device === PIM &&
-  (op.opcode === "linear" || op.opcode === "qlinear") &&
-  op.operands[1]!.startsWith("@");
+  op.attrs.device === PIM && op.opcode !== "lowbit_linear" && !!weightGemm(op);
 
 function stripAnnotations(attrs: Attrs): Attrs {
   const out: Record<string, Attrs[string]> = {};

@@ -24,7 +24,7 @@ import type { Tensor } from "../../src/ir/tensor.js";
 import { lutBuildInstr, lutEntries, lutLookupInstr } from "./dpu.js";
 import { cdiv, dmaN, mbExpr, roundUp, type Distribution, type GemmEstimate } from "./gemm.js";
 import type { IntExpr, Kernel, KernelStmt } from "./program.js";
-import type { UpmemSystem } from "./system.js";
+import { wramNeeded, type UpmemSystem } from "./system.js";
 import { bestLayout, byLayout, layoutFloor } from "./selector.js";
 import { broadcastTime, pullTime, pushTime } from "./transfer.js";
 
@@ -129,7 +129,7 @@ export function lutWram(shape: Omit<LutShape, "m">, t: LutTile, sys: UpmemSystem
     (t.tn * tk * shape.bits) / 8 +
     t.tm * t.tv * lutEntries(shape.bits, t.width) * 4 +
     t.tm * t.tn * 4;
-  return t.tasklets * (per + sys.stack_per_tasklet);
+  return wramNeeded(sys, t.tasklets, per);
 }
 
 /** Fewer tasklets than the pipeline's 11 leave it idle, but give big tables (256 entries) WRAM. */

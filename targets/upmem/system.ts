@@ -122,3 +122,22 @@ export const zUpmemSystem = z.strictObject({
 export type UpmemSystem = z.infer<typeof zUpmemSystem>;
 
 export const DEFAULT_SYSTEM: UpmemSystem = zUpmemSystem.parse({});
+
+/**
+ * WRAM a kernel of `tasklets` takes: each tasklet's private buffers and its stack, plus the buffers
+ * all tasklets share. The one budget every kernel, tile rating and validation checks against
+ * `sys.wram`.
+ */
+export const wramNeeded = (
+  sys: UpmemSystem,
+  tasklets: number,
+  privateBytes: number,
+  sharedBytes = 0,
+): number => tasklets * (privateBytes + sys.stack_per_tasklet) + sharedBytes;
+
+/** The most tasklets (up to the system's) whose private buffers and stacks fit WRAM; 0 when none does. */
+export const taskletsThatFit = (sys: UpmemSystem, privateBytes: number, sharedBytes = 0): number =>
+  Math.max(
+    0,
+    Math.min(sys.max_tasklets, Math.floor((sys.wram - sharedBytes) / (privateBytes + sys.stack_per_tasklet))),
+  );

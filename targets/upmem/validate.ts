@@ -31,7 +31,7 @@ import type {
   StateBuffer,
   WramBuffer,
 } from "./program.js";
-import { zUpmemSystem, type UpmemSystem } from "./system.js";
+import { wramNeeded, zUpmemSystem, type UpmemSystem } from "./system.js";
 
 // ---------------------------------------------------------------------------------------------
 // The schema.
@@ -307,7 +307,7 @@ export function kernelWramBytes(k: Kernel, sys: UpmemSystem): number {
     if (b.shared) shared += b.elems * ELEM_BYTES[b.dtype];
     else priv += b.elems * ELEM_BYTES[b.dtype];
   }
-  return k.tasklets * (priv + sys.stack_per_tasklet) + shared;
+  return wramNeeded(sys, k.tasklets, priv, shared);
 }
 
 type Fail = (where: string, what: string) => never;

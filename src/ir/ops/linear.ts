@@ -23,6 +23,7 @@ registerOp({
   name: "linear",
   summary: "y = x W^T + b, with W stored [out, in] (PyTorch layout)",
   operands: ["x", "weight", "bias?"],
+  traits: { gemm: { input: 0, weight: 1 } },
   attrs: z.strictObject({}),
   infer([x, w, b]) {
     needFloat(x!, "x");

@@ -104,6 +104,7 @@ registerOp({
   summary:
     "INT8 linear: x quantized per row, int8 weights [out, in] with per-channel scales, int32 accumulation",
   operands: ["x", "weight_q", "weight_scale", "bias?"],
+  traits: { gemm: { input: 0, weight: 1 } },
   attrs: z.strictObject({ act_bits: z.union([z.literal(8), z.literal(16)]).optional() }),
   infer([x, w, s, b]) {
     needRank(w!, 2, "weight_q");
@@ -259,6 +260,7 @@ registerOp({
   summary:
     "weight-only low-bit linear: y = x . (q x scale)^T + bias, q [out, in] of `bits` bits (held as i8), one scale per `group` inputs of a row",
   operands: ["x", "weight_q", "weight_scale", "bias?"],
+  traits: { gemm: { input: 0, weight: 1 } },
   attrs: z.strictObject({
     bits: z.union([z.literal(2), z.literal(4), z.literal(8)]),
     group: z.number().int().positive(),
