@@ -46,6 +46,44 @@ describe("compile -o and sim on every example system", () => {
   });
 });
 
+describe("bench --trace --plot, serve and tune on every example system", () => {
+  test.each(SYSTEMS)("%s: each runs and reports the same shape as on every system", async (file) => {
+    const system = join("examples/systems", file);
+    const [trace, plot] = [join(tmp, `${file}.trace.json`), join(tmp, `${file}.svg`)];
+    const tiny = ["examples/tiny-llama.pim", "--system", system];
+    const b = await pimc("bench", ...tiny, "--batch", "1,2", "--trace", trace, "--plot", plot, "--json");
+    expect(b.code, b.stderr).toBe(0);
+    const steps = (JSON.parse(b.stdout) as { steps: Record<string, unknown>[] }).steps;
+    for (const s of steps) expect(Object.keys(s)).toEqual(expect.arrayContaining(["seconds", "busy", "ops"]));
+    expect(
+      (JSON.parse(readFileSync(trace, "utf8")) as { traceEvents: unknown[] }).traceEvents.length,
+    ).toBeGreaterThan(0);
+    expect(readFileSync(plot, "utf8").startsWith("<svg")).toBe(true);
+    const s = await pimc(
+      "serve",
+      ...tiny,
+      "--rate",
+      "5",
+      "--count",
+      "4",
+      "--prompt",
+      "8",
+      "--output",
+      "4",
+      "--json",
+    );
+    expect(s.code, s.stderr).toBe(0);
+    expect(Object.keys(JSON.parse(s.stdout) as object)).toEqual(
+      expect.arrayContaining(["requests", "tokens_per_second", "ttft", "tbt"]),
+    );
+    const t = await pimc("tune", ...tiny, "--json");
+    expect(t.code, t.stderr).toBe(0);
+    expect(Object.keys(JSON.parse(t.stdout) as object)).toEqual(
+      expect.arrayContaining(["model", "system", "shapes"]),
+    );
+  });
+});
+
 describe("the compiled IR as a program file", () => {
   test("round-trips, lists its module with --disasm, traces its calls, and checks the memory", async () => {
     const prog = join(tmp, "h100.pimx");

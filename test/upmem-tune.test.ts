@@ -312,13 +312,17 @@ describe("pimc tune", () => {
 
   test("errors are one line with exit code 2", async () => {
     const run = (...args: string[]) => pimc("tune", ...args);
+    // One device (the CPU, the xPU alone): nothing to place, a report without shapes.
     const cpu = await run("examples/tiny-llama.pim", "--system", "examples/systems/host-cpu.pim");
-    expect(cpu.code).toBe(2);
-    expect(cpu.stderr.trim().split("\n")).toHaveLength(1);
-    expect(cpu.stderr).toMatch(/target cpu has no tuner and host_cpu no host and PIM device/);
-    // The xPU alone has no PIM device either; an --exhaustive search is the UPMEM tuner's.
-    const gpu = await run("examples/tiny-llama.pim", "--system", "examples/systems/h100.pim");
-    expect(gpu.stderr).toMatch(/target xpu has no tuner/);
+    expect(cpu.code, cpu.stderr).toBe(0);
+    expect(cpu.stdout).toMatch(/on host_cpu: one device \(host\), no PIM device beside it: nothing to place/);
+    const gpu = await run("examples/tiny-llama.pim", "--system", "examples/systems/h100.pim", "--json");
+    expect(gpu.code, gpu.stderr).toBe(0);
+    expect(JSON.parse(gpu.stdout)).toMatchObject({ system: "h100", shapes: [], alpha: null });
+    // Duplex: the xPU against its Logic-PIM.
+    const duplex = await run("examples/tiny-llama.pim", "--system", "examples/systems/duplex.pim");
+    expect(duplex.code, duplex.stderr).toBe(0);
+    expect(duplex.stdout).toMatch(/Logic-PIM at 1 .* xPU at 1/);
     const alpha = await run(
       "examples/tiny-llama.pim",
       "--system",

@@ -1,10 +1,10 @@
 /**
- * `pimc tune`: the target's own tuner (the Target contract's `tune`), or for the systems with a host
- * and a PIM device and no tuner of their own (hbm-pim, sram-pim, roofline), PAPI's alpha per linear
- * layer: for every distinct weight shape of the model, the largest number of tokens per step (RLP x
- * TLP: batch x speculation) at which the PIM device is still faster than the host (an xPU, a CPU),
- * both timed by the cost model: above it the layer belongs on the host. The partition's dynamic
- * placement switches at the same point (`switch_above`).
+ * `pimc tune`: the target's own tuner (the Target contract's `tune`), or for the systems without one
+ * PAPI's alpha per linear layer: for every distinct weight shape of the model, the largest number of
+ * tokens per step (RLP x TLP: batch x speculation) at which the system's PIM device is still faster
+ * than its home device (the host: a CPU or an xPU), both timed by the cost model: above it the layer
+ * belongs on the host. The partition's dynamic placement switches at the same point
+ * (`switch_above`). A system of one device has nothing to place: its report says so, with no shapes.
  */
 import { UserError } from "../errors.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
@@ -12,7 +12,7 @@ import { defaultWorkload, type Workload } from "../frontend/workload.js";
 import { dimEval } from "../ir/dim.js";
 import { int, ms } from "../report/format.js";
 import { table } from "../report/table.js";
-import type { OpView } from "../pipeline/cost-model.js";
+import { deviceLabel, type OpView } from "../pipeline/cost-model.js";
 import type { SystemModel, Target, TuneOptions, TuneReport } from "../../targets/index.js";
 import { allFlags, chooseTarget, compileModel, type CompileFlags } from "./compile.js";
 
@@ -40,13 +40,22 @@ function linearView(n: number, k: number, t: number): OpView {
   };
 }
 
+/** The devices alpha compares: the system's home (host) and its first PIM device, if it has one. */
+function alphaDevices(system: SystemModel): { host: string; pim: string } | undefined {
+  const cm = system.costModel;
+  const pim = cm.devices.find((d) => d.kind === "pim" && d.name !== cm.home);
+  return pim && { host: cm.home, pim: pim.name };
+}
+
 export function alphaOf(system: SystemModel, n: number, k: number): AlphaRow {
   const cm = system.costModel;
+  const devices = alphaDevices(system);
+  if (!devices) throw new UserError(`${system.name} has no PIM device beside its host`);
   const time = (t: number, device: string): number => {
     const env = { B: t, S: 1, P: 0 };
     return cm.opTime(linearView(n, k, t), device, env) ?? Infinity;
   };
-  const pimWins = (t: number) => time(t, "pim") <= time(t, "host");
+  const pimWins = (t: number) => time(t, devices.pim) <= time(t, devices.host);
   let alpha = 0;
   if (pimWins(1)) {
     let lo = 1;
@@ -60,7 +69,7 @@ export function alphaOf(system: SystemModel, n: number, k: number): AlphaRow {
       }
     alpha = lo;
   }
-  return { n, k, alpha, pim_at_1: time(1, "pim"), host_at_1: time(1, "host") };
+  return { n, k, alpha, pim_at_1: time(1, devices.pim), host_at_1: time(1, devices.host) };
 }
 
 /** PAPI's alpha of every distinct linear-layer weight shape of the model, and their median. */
@@ -77,11 +86,21 @@ export async function tuneAlpha(model: LoadedModel, flags: CompileFlags): Promis
   }
   if (shapes.size === 0)
     throw new UserError(`${module.name}: the model has no linear layer with a constant weight`);
+  const devices = alphaDevices(system);
+  const cm = system.costModel;
+  if (!devices)
+    return {
+      json: { model: module.name, system: system.name, shapes: [], alpha: null },
+      lines: [
+        `model     ${module.name} on ${system.name}: one device (${cm.devices.map((d) => deviceLabel(cm, d.name)).join(", ")}), no PIM device beside it: nothing to place, nothing to tune`,
+      ],
+    };
+  const [hostLabel, pimLabel] = [deviceLabel(cm, devices.host), deviceLabel(cm, devices.pim)];
   const rows = [...shapes.values()].map(([n, k]) => alphaOf(system, n, k));
   const alphas = rows.map((r) => r.alpha).sort((a, b) => a - b);
   const median = alphas[Math.floor(alphas.length / 2)]!;
   const t = table(
-    ["N", "K", "alpha (tokens)", "PIM at 1", "host at 1"],
+    ["N", "K", "alpha (tokens)", `${pimLabel} at 1`, `${hostLabel} at 1`],
     ["right", "right", "right", "right", "right"],
   );
   for (const r of rows) t.push([String(r.n), String(r.k), int(r.alpha), ms(r.pim_at_1), ms(r.host_at_1)]);
@@ -90,18 +109,14 @@ export async function tuneAlpha(model: LoadedModel, flags: CompileFlags): Promis
     lines: [
       `model     ${module.name} on ${system.name}: where each linear layer belongs, by tokens per step (PAPI's alpha)`,
       t.toString(),
-      `alpha     ${int(median)} tokens per step (median over shapes): at most that many, the PIM units; more, the host`,
+      `alpha     ${int(median)} tokens per step (median over shapes): at most that many, the ${pimLabel}; more, the ${hostLabel}`,
     ],
   };
 }
 
-/** Whether a target's systems have the host and the PIM device PAPI's alpha compares. */
-const hasHostAndPim = (system: SystemModel): boolean =>
-  ["host", "pim"].every((d) => system.costModel.devices.some((x) => x.name === d));
-
 /**
- * `pimc tune` on the system the flags name: the target's own tuner, else PAPI's alpha where the
- * system has a host and a PIM device; anything else has nothing to tune (a UserError saying so).
+ * `pimc tune` on the system the flags name: the target's own tuner, else PAPI's alpha (a report of
+ * no shapes on a system of one device).
  */
 export async function tuneModel(
   model: LoadedModel,
@@ -109,12 +124,8 @@ export async function tuneModel(
   w: Workload,
   opts: TuneOptions,
 ): Promise<{ target: Target; report: TuneReport }> {
-  const { target, system } = await chooseTarget(allFlags(flags));
+  const { target } = await chooseTarget(allFlags(flags));
   if (target.tune) return { target, report: await target.tune(model, flags, w, opts) };
-  if (!hasHostAndPim(system))
-    throw new UserError(
-      `pimc tune: target ${target.name} has no tuner and ${system.name} no host and PIM device to place layers between (tune a PIM system: --system FILE.pim)`,
-    );
   if (opts.exhaustive)
     throw new UserError(
       `--exhaustive searches a target's own tilings; on ${target.name}, tune reports alpha`,
