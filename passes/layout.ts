@@ -17,20 +17,14 @@ import {
   parseLayout,
   toPhysical,
   type Layout,
+  type LayoutOptions,
 } from "../src/ir/layout.js";
 import type { Attrs, ConstDecl, Module, Op } from "../src/ir/module.js";
 import type { WeightStore } from "../src/ir/weights.js";
 import type { Pass, PassContext } from "../src/pipeline/pass.js";
 import { mapFuncs, rewriteFunc, type Rule } from "../src/pipeline/rewrite.js";
 
-/** What a target says: the layout it wants for operand `operand` of `op`, if it cares. */
-export type WeightLayoutFn = (op: Op, operand: number) => string | undefined;
-
-export interface LayoutOptions {
-  weightLayout?: WeightLayoutFn;
-  /** Duplicate constants wanted in several layouts (default) instead of converting at run time. */
-  duplicate?: boolean;
-}
+export type { LayoutOptions, WeightLayoutFn } from "../src/ir/layout.js";
 
 const NAME = "layout";
 

@@ -7,10 +7,20 @@
  */
 import { permute } from "./ops/shape.js";
 import type { Tensor } from "./tensor.js";
-import type { Attrs } from "./module.js";
+import type { Attrs, Op } from "./module.js";
 import type { WeightStore } from "./weights.js";
 
 export type Layout = { kind: "row" } | { kind: "col" } | { kind: "tiled"; rows: number; cols: number };
+
+/** What a target says: the layout it wants for operand `operand` of `op`, if it cares. */
+export type WeightLayoutFn = (op: Op, operand: number) => string | undefined;
+
+/** The layout rules a target gives the `layout` pass (its SystemModel's passOptions.layout). */
+export interface LayoutOptions {
+  weightLayout?: WeightLayoutFn;
+  /** Duplicate constants wanted in several layouts (default) instead of converting at run time. */
+  duplicate?: boolean;
+}
 
 export function parseLayout(s: string): Layout | undefined {
   if (s === "row" || s === "col") return { kind: s };

@@ -7,7 +7,7 @@ import { Interpreter } from "../../src/exec/interpreter.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import type { CostModel } from "../../src/pipeline/cost-model.js";
 import type { Target } from "../index.js";
-import type { LayoutOptions } from "../../passes/layout.js";
+import type { LayoutOptions } from "../../src/ir/layout.js";
 import { singleMemory } from "../../src/pipeline/capacity.js";
 
 const pos = z.number().positive();

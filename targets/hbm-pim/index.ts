@@ -6,7 +6,7 @@
  * kernels' measured time with the host's roofline.
  */
 import { validateSystem } from "../../src/frontend/system.js";
-import type { LayoutOptions } from "../../passes/layout.js";
+import type { LayoutOptions } from "../../src/ir/layout.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
 import type { PrepareOptions, SystemModel, Target } from "../index.js";
 import { deviceFor } from "../../src/ir/placement.js";

@@ -12,7 +12,7 @@ import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import { hostAndPim, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
-import type { LayoutOptions } from "../../passes/layout.js";
+import type { LayoutOptions } from "../../src/ir/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
 import { PIMLLM_ABLATION, UPMEM_FLAGS, upmemOptions, type UpmemOptions } from "./flags.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";

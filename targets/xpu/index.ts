@@ -8,7 +8,7 @@ import { Interpreter } from "../../src/exec/interpreter.js";
 import { UserError } from "../../src/errors.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { callViews, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
-import type { LayoutOptions } from "../../passes/layout.js";
+import type { LayoutOptions } from "../../src/ir/layout.js";
 import type { SystemModel, SystemOptions, Target } from "../index.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
