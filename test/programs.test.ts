@@ -18,7 +18,7 @@ interface SimJson {
   phases: { phase: string; seconds: number; busy: Record<string, number> }[];
 }
 
-describe("compile -o and sim on every example system", () => {
+describe("compile -o and sim, bench --trace --plot on every example system", () => {
   test.each(SYSTEMS)("%s: sim of the program gives bench's decode step", async (file) => {
     const system = join("examples/systems", file);
     const prog = join(tmp, `${file}.pimx`);
@@ -28,6 +28,7 @@ describe("compile -o and sim on every example system", () => {
     expect(c.stdout).toMatch(/written to /);
     const s = await pimc("sim", prog, "--phase", "decode", "--batch", "1", "--context", "16", "--json");
     expect(s.code, s.stderr).toBe(0);
+    const [trace, plot] = [join(tmp, `${file}.trace.json`), join(tmp, `${file}.svg`)];
     const b = await pimc(
       "bench",
       "examples/tiny-llama.pim",
@@ -35,9 +36,20 @@ describe("compile -o and sim on every example system", () => {
       system,
       "--phase",
       "decode",
+      "--trace",
+      trace,
+      "--plot",
+      plot,
       "--json",
     );
     expect(b.code, b.stderr).toBe(0);
+    // The same report shape on every target, with a trace and a plot.
+    const step = (JSON.parse(b.stdout) as { steps: Record<string, unknown>[] }).steps[0]!;
+    expect(Object.keys(step)).toEqual(expect.arrayContaining(["seconds", "busy", "ops"]));
+    expect(
+      (JSON.parse(readFileSync(trace, "utf8")) as { traceEvents: unknown[] }).traceEvents.length,
+    ).toBeGreaterThan(0);
+    expect(readFileSync(plot, "utf8").startsWith("<svg")).toBe(true);
     const sim = (JSON.parse(s.stdout) as SimJson).phases[0]!;
     const bench = (JSON.parse(b.stdout) as { steps: { seconds: number; busy: Record<string, number> }[] })
       .steps[0]!;
@@ -46,19 +58,9 @@ describe("compile -o and sim on every example system", () => {
   });
 });
 
-describe("bench --trace --plot, serve and tune on every example system", () => {
+describe("serve and tune on every example system", () => {
   test.each(SYSTEMS)("%s: each runs and reports the same shape as on every system", async (file) => {
-    const system = join("examples/systems", file);
-    const [trace, plot] = [join(tmp, `${file}.trace.json`), join(tmp, `${file}.svg`)];
-    const tiny = ["examples/tiny-llama.pim", "--system", system];
-    const b = await pimc("bench", ...tiny, "--batch", "1,2", "--trace", trace, "--plot", plot, "--json");
-    expect(b.code, b.stderr).toBe(0);
-    const steps = (JSON.parse(b.stdout) as { steps: Record<string, unknown>[] }).steps;
-    for (const s of steps) expect(Object.keys(s)).toEqual(expect.arrayContaining(["seconds", "busy", "ops"]));
-    expect(
-      (JSON.parse(readFileSync(trace, "utf8")) as { traceEvents: unknown[] }).traceEvents.length,
-    ).toBeGreaterThan(0);
-    expect(readFileSync(plot, "utf8").startsWith("<svg")).toBe(true);
+    const tiny = ["examples/tiny-llama.pim", "--system", join("examples/systems", file)];
     const s = await pimc(
       "serve",
       ...tiny,

@@ -44,6 +44,17 @@ describe("target flags", () => {
     expect((await pimc("compile", "--help", "--target", "upmem")).stdout).toMatch(/--base-gemm/);
   });
 
+  test("pimc list targets says what runs each target's programs, its capabilities and flags", async () => {
+    const r = await pimc("--wide", "list", "targets");
+    expect(r.code, r.stderr).toBe(0);
+    const row = (t: string) => r.stdout.split("\n").find((l) => l.startsWith(`│ ${t} `))!;
+    expect(row("upmem")).toMatch(
+      /its emulator .*own tuner, ablation, capacity checks .*--no-pooling --base-gemm/,
+    );
+    expect(row("hbm-pim")).toMatch(/its device model .*kernels, capacity checks .*--no-k-split/);
+    expect(row("cpu")).toMatch(/the cost model/);
+  });
+
   test("a flag of another target is one line naming it (exit 2)", async () => {
     const r = await pimc("compile", TINY, "--system", HBM, "--no-pooling");
     expect(r.code).toBe(2);

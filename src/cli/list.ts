@@ -16,9 +16,25 @@ export function listCommand() {
         t = table(["op", "operands", "summary"]);
         for (const d of allOps()) t.push([d.name, d.operands.join(", "), d.summary]);
       } else if (what === "targets") {
-        t = table(["target", "summary", "own flags"]);
+        t = table(["target", "summary", "runs programs on", "capabilities", "own flags"], undefined, {
+          drop: ["capabilities", "own flags"],
+        });
         for (const x of (await allTargets()).values())
-          t.push([x.name, x.summary, (x.flags ?? []).map(flagName).join(" ")]);
+          t.push([
+            x.name,
+            x.summary,
+            // What executes a compiled model (the Target contract): its program emulator, its device model, or the cost model.
+            x.emit ? "its emulator" : x.timeCall ? "its device model" : "the cost model",
+            [
+              x.tune ? "own tuner" : "",
+              x.kernel ? "kernels" : "",
+              x.ablation ? "ablation" : "",
+              x.memories ? "capacity checks" : "",
+            ]
+              .filter(Boolean)
+              .join(", "),
+            (x.flags ?? []).map(flagName).join(" "),
+          ]);
       } else {
         t = table(["family"]);
         for (const f of FAMILIES) t.push([f]);
