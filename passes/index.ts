@@ -13,16 +13,22 @@ export const PASSES: ReadonlyMap<string, Pass> = new Map(
   [simplifyShapes, fuseQkv, fuseGateUp, layout, quantize, partition, dce].map((p) => [p.name, p]),
 );
 
-export function getPass(name: string): Pass {
-  const p = PASSES.get(name);
-  if (!p)
+/** A pass by name: one of passes/, or of `own` (a target's own passes). */
+export function getPass(name: string, own: readonly Pass[] = []): Pass {
+  const p = own.find((x) => x.name === name) ?? PASSES.get(name);
+  if (!p) {
+    const names = [...PASSES.keys(), ...own.map((x) => x.name)];
     throw new UserError(
-      `unknown pass "${name}"${didYouMean(name, PASSES.keys()) || ` (passes: ${[...PASSES.keys()].join(", ")})`}`,
+      `unknown pass "${name}"${didYouMean(name, names) || ` (passes: ${names.join(", ")})`}`,
     );
+  }
   return p;
 }
 
-/** A Sequential of the named passes. */
-export function pipelineOf(name: string, passes: readonly string[]): Sequential {
-  return new Sequential(name, passes.map(getPass));
+/** A Sequential of the named passes (`own`: the target's passes besides passes/). */
+export function pipelineOf(name: string, passes: readonly string[], own: readonly Pass[] = []): Sequential {
+  return new Sequential(
+    name,
+    passes.map((p) => getPass(p, own)),
+  );
 }

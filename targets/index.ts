@@ -12,7 +12,7 @@ import type { Tensor } from "../src/ir/tensor.js";
 import type { CostModel } from "../src/pipeline/cost-model.js";
 import type { DimEnv } from "../src/ir/dim.js";
 import type { Module, Op } from "../src/ir/module.js";
-import type { PassOptions } from "../src/pipeline/pass.js";
+import type { Pass, PassOptions } from "../src/pipeline/pass.js";
 import type { MemoryMap } from "../src/pipeline/capacity.js";
 import type { Workload } from "../src/frontend/workload.js";
 import type { CompileFlags } from "../src/driver/compile.js";
@@ -246,8 +246,10 @@ export interface Target {
   readonly ablation?: { readonly title: string; readonly steps: readonly AblationStep[] };
   /** `pimc verify`'s default accepted logit error for targets that compute in reduced precision (FP16). */
   readonly tolerance?: number;
-  /** The default pass pipeline (pass names, in order). */
+  /** The default pass pipeline (pass names, in order: the shared passes/ and the target's own). */
   readonly pipeline: readonly string[];
+  /** The target's own passes (its lowering's stages), named in its pipeline. */
+  readonly passes?: readonly Pass[];
   /** Validates a `system` block of this target; without one, the target's default system. */
   system(decl?: SystemDecl, opts?: SystemOptions): SystemModel;
   /** Compiles `model` (after the pipeline) and returns a runner that executes it functionally. */

@@ -35,7 +35,7 @@ export function dumpCommand() {
         drop: ["opt level"],
       });
       for (const n of target.pipeline) {
-        const p = getPass(n);
+        const p = getPass(n, target.passes);
         t.push([
           n,
           String(p.optLevel),

@@ -7,7 +7,7 @@ import { UserError } from "../errors.js";
 import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
 import { readTextFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
-import { phaseEnvs, type Workload } from "../frontend/workload.js";
+import { phaseEnvs, phaseMix, type Workload } from "../frontend/workload.js";
 import type { Attr, Module } from "../ir/module.js";
 import type { Precision, QuantizeOptions } from "../../passes/quantize.js";
 import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipeline/instruments.js";
@@ -137,7 +137,8 @@ export async function compileModel(
 ): Promise<Compiled> {
   const f = allFlags(flags);
   const { target, system } = await chooseTarget(f);
-  for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n); // unknown names are errors
+  // Unknown names are errors (the target's own passes count).
+  for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n, target.passes);
   const quantize = quantizeOptions(f, model.module.attrs);
   const quantized = quantize.weights !== "f32" || (quantize.layers ?? []).some((l) => l.weights !== "f32");
   if (quantized && !target.pipeline.includes("quantize"))
@@ -168,6 +169,12 @@ export async function compileModel(
         const problem = totalCapacityProblem(system.name, m, map, w);
         if (problem !== undefined) throw new UserError(`${problem}${ANYWAY}`);
       },
+      // The placed module against each memory before a target's lowering passes plan it.
+      after: (p, m) => {
+        if (p.name !== "partition" || !map) return;
+        const problem = capacityProblem(system.name, m, map, w);
+        if (problem !== undefined) throw new UserError(`${problem}${ANYWAY}`);
+      },
     });
   }
   const bar = f.progress;
@@ -182,6 +189,7 @@ export async function compileModel(
   const options: PassOptions = {
     ...system.passOptions,
     envs: phaseEnvs(w),
+    mix: phaseMix(w),
     placement: f.dynamicPlacement ? "dynamic" : "static",
     quantize,
   };
@@ -194,7 +202,7 @@ export async function compileModel(
     options,
     instruments,
   });
-  const module = runPipeline(pipelineOf(target.name, target.pipeline), model.module, ctx);
+  const module = runPipeline(pipelineOf(target.name, target.pipeline, target.passes), model.module, ctx);
   return { module, ctx, target, system };
 }
 

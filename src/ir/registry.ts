@@ -97,13 +97,21 @@ export const zAnnotations = z.strictObject({
 });
 export const ANNOTATIONS: ReadonlySet<string> = new Set(Object.keys(zAnnotations.shape));
 
-function splitAnnotations(attrs: Attrs): [Attrs, Attrs] {
+/**
+ * A target's annotation: `<target>.<key>` (e.g. `upmem.tiling`), a string or number its lowering
+ * passes record on an op for the stages after them and for people reading the IR.
+ */
+export const isTargetAnnotation = (key: string): boolean => /^[a-z][a-z0-9-]*\.[a-z_][a-z0-9_]*$/.test(key);
+
+function splitAnnotations(attrs: Attrs): [Attrs, Attrs, Attrs] {
   let own: Record<string, Attrs[string]> | undefined;
   let ann: Record<string, Attrs[string]> | undefined;
+  let tgt: Record<string, Attrs[string]> | undefined;
   for (const [k, v] of Object.entries(attrs))
     if (ANNOTATIONS.has(k)) (ann ??= {})[k] = v;
+    else if (isTargetAnnotation(k)) (tgt ??= {})[k] = v;
     else (own ??= {})[k] = v;
-  return [ann ? (own ?? {}) : attrs, ann ?? {}];
+  return [ann || tgt ? (own ?? {}) : attrs, ann ?? {}, tgt ?? {}];
 }
 
 /**
@@ -123,13 +131,16 @@ export function checkOp(
       message: `${def.name} takes ${want} operand${max === 1 ? "" : "s"} (${def.operands.join(", ")}), got ${ins.length}`,
     };
   }
-  const [own, ann] = splitAnnotations(attrs);
+  const [own, ann, tgt] = splitAnnotations(attrs);
   const parsed = def.attrs.safeParse(own);
   if (!parsed.success) return { ok: false, message: `${def.name}: ${zodMessage(parsed.error)}` };
   const annotations = zAnnotations.safeParse(ann);
   if (!annotations.success) return { ok: false, message: `${def.name}: ${zodMessage(annotations.error)}` };
+  for (const [k, v] of Object.entries(tgt))
+    if (typeof v !== "string" && typeof v !== "number")
+      return { ok: false, message: `${def.name}: ${k}: a target annotation is a string or a number` };
   try {
-    return { ok: true, types: def.infer(ins, parsed.data), attrs: { ...parsed.data, ...ann } };
+    return { ok: true, types: def.infer(ins, parsed.data), attrs: { ...parsed.data, ...ann, ...tgt } };
   } catch (e) {
     if (e instanceof ShapeError) return { ok: false, message: `${def.name}: ${e.message}` };
     throw e;

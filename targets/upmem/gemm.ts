@@ -998,3 +998,8 @@ export function transfersByKs(
     pull: ks === 1 ? pull : latency + ks * (pull - latency) + partialsTime(sys, m, shape.n, ks),
   });
 }
+
+/** Tilings as people read them: `MixedGEMM 1x64x32 t16 1x4x128 db`, `NtileGEMM 1x2048x1 t12 1x2x128 ks4`. */
+export function tilingName(t: Tiling): string {
+  return `${variantName(t)} ${t.dm}x${t.dn}x${t.dk} t${t.tasklets} ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}${(t.ks ?? 1) > 1 ? ` ks${t.ks}` : ""}`;
+}

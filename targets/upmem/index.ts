@@ -15,6 +15,7 @@ import { hostAndPim, lowbitA8ShapeOf, type CostModel, type OpView } from "../../
 import type { LayoutOptions } from "../../src/ir/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
 import { PIMLLM_ABLATION, UPMEM_FLAGS, upmemOptions, type UpmemOptions } from "./flags.js";
+import { PLAN, planFor, planInputs, upmemPlan, type PlanOptions } from "./passes/plan.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { mramLine } from "./disasm.js";
 import { ms } from "../../src/report/format.js";
@@ -177,15 +178,17 @@ export const systemOf = (s: SystemModel): UpmemSystem =>
   (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
 
 /** The lowering choices a system was created with (pooling, GEMM mapping, attention's reduction). */
-const mapping = (
-  s: SystemModel,
+const mapping = (s: SystemModel) => loweringOf(s.options as UpmemOptions | undefined);
+
+/** The lowering choices of some options (the plan pass gets them from system(), emit from the system). */
+const loweringOf = (
+  o: UpmemOptions | undefined,
 ): {
   pooling: boolean;
   gemm: "selected" | "base";
   runtimeTranspose: boolean;
   attentionReduce?: ReduceSite;
 } => {
-  const o = s.options as UpmemOptions | undefined;
   const reduce = forcedReduce(o);
   return {
     pooling: o?.pooling ?? true,
@@ -305,7 +308,8 @@ function memoryMap(system: SystemModel): MemoryMap {
 const upmem: Target = {
   name: "upmem",
   summary: "UPMEM-class DIMM-PIM (PIM-LLM): PGEMMlib kernels on DPUs, host CPU for the rest; emulated",
-  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition"],
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition", PLAN],
+  passes: [upmemPlan],
   flags: UPMEM_FLAGS,
   ablation: PIMLLM_ABLATION,
   system(decl, given) {
@@ -315,7 +319,10 @@ const upmem: Target = {
       name: decl?.name ?? "upmem_default",
       costModel: upmemCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
-      passOptions: { layout: PIM_LAYOUT },
+      passOptions: {
+        layout: PIM_LAYOUT,
+        [PLAN]: { system: sys, lowering: loweringOf(opts) } satisfies PlanOptions,
+      },
       config: sys,
     };
   },
@@ -323,14 +330,14 @@ const upmem: Target = {
     const envs = opts.envs ?? { prefill: { B: 1, S: 128, P: 0 }, decode: { B: 1, S: 1, P: 1024 } };
     const limits = opts.limits ?? limitsOf(envs);
     const sys = systemOf(system);
-    const { program, gemms, luts, attention } = lowerModule(model.module, model.weights, {
-      system: sys,
-      limits,
-      envs,
-      shapeOnly: opts.shapeOnly,
-      ...(opts.mix ? { mix: opts.mix } : {}),
-      ...mapping(system),
-    });
+    // The plan the upmem-plan pass recorded on the module, when it was made for these inputs.
+    const inputs = { ...planInputs({ system: sys, lowering: mapping(system) }, envs, opts.mix), limits };
+    const { program, gemms, luts, attention } = lowerModule(
+      model.module,
+      model.weights,
+      { ...inputs, shapeOnly: opts.shapeOnly },
+      planFor(model.module, inputs),
+    );
     const bytes = encodeProgram(program);
     // DPUs the program launches kernels on (GEMMs and attention).
     const dpus = Math.max(

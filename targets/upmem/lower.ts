@@ -12,7 +12,7 @@
 import { dimAdd, dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
 import { layoutOf, toLogical } from "../../src/ir/layout.js";
 import { refName, type Attrs, type Func, type Module, type Op } from "../../src/ir/module.js";
-import { ANNOTATIONS, getOp, weightGemm } from "../../src/ir/registry.js";
+import { ANNOTATIONS, getOp, isTargetAnnotation, weightGemm } from "../../src/ir/registry.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { isFloat } from "../../src/ir/dtype.js";
@@ -187,7 +187,7 @@ const isPimGemm = (op: Op): boolean =>
 
 function stripAnnotations(attrs: Attrs): Attrs {
   const out: Record<string, Attrs[string]> = {};
-  for (const [k, v] of Object.entries(attrs)) if (!ANNOTATIONS.has(k)) out[k] = v;
+  for (const [k, v] of Object.entries(attrs)) if (!ANNOTATIONS.has(k) && !isTargetAnnotation(k)) out[k] = v;
   return out;
 }
 
@@ -287,7 +287,7 @@ class Emitter {
   }
 }
 
-interface AttentionUse {
+export interface AttentionUse {
   readonly phase: string;
   readonly layout: AttentionLayout;
   readonly tiling: AttentionTiling;
@@ -304,7 +304,7 @@ interface AttentionUse {
 }
 
 /** A KV-cache state resident in MRAM: appends to it also go to its blocks on the DPUs. */
-interface CacheUse {
+export interface CacheUse {
   readonly layout: AttentionLayout;
   readonly role: "k" | "v";
   readonly region: string;
@@ -324,7 +324,42 @@ export interface Lowered {
   readonly attention: readonly AttentionPlan[];
 }
 
-export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions): Lowered {
+/**
+ * What lowering decides before it builds anything: per DPU-resident weight its layouts, MRAM regions
+ * and per-phase tiling and kernel (GEMMs and LUT-GEMVs), attention's layouts, tilings and KV-cache
+ * regions, the deduplicated kernels, the MRAM map with the X and Y buffers, and the DPUs used.
+ */
+export interface LoweringPlan {
+  readonly plans: Map<string, GemmPlan>;
+  readonly luts: Map<string, LutPlan>;
+  readonly attn: Map<string, AttentionUse>;
+  readonly caches: Map<string, CacheUse>;
+  readonly kernels: readonly Kernel[];
+  readonly regions: readonly MramRegion[];
+  readonly xRegion: string;
+  readonly yRegion: string;
+  readonly dpusUsed: number;
+}
+
+/**
+ * Lowers a placed module to an UPMEM program: its plan (`plan`, made for `opts`: the upmem-plan
+ * pass's; else planLowering), then the program built from it.
+ */
+export function lowerModule(
+  m: Module,
+  weights: WeightStore,
+  opts: LowerOptions,
+  plan?: LoweringPlan,
+): Lowered {
+  return buildProgram(m, weights, opts, plan ?? planLowering(m, opts));
+}
+
+/**
+ * The plan of a placed module's lowering (no weight data needed): 1. the GEMM weights on the DPUs
+ * and their rows per phase, 2. the Tile-Selector per weight and phase, LUT-GEMV weights, attention
+ * layers, the layouts fitted to MRAM and the kernels.
+ */
+export function planLowering(m: Module, opts: Omit<LowerOptions, "shapeOnly">): LoweringPlan {
   const sys = opts.system;
   const { limits } = opts;
   const funcs = m.funcs;
@@ -776,6 +811,17 @@ export function lowerModule(m: Module, weights: WeightStore, opts: LowerOptions)
     ...[...attn.values()].map((a) => layoutDpus(a.layout)),
   );
 
+  return { plans, luts, attn, caches, kernels, regions, xRegion, yRegion, dpusUsed };
+}
+
+/** 3. The weight images and host constants, 4. the setup and the phases' commands, from the plan. */
+function buildProgram(m: Module, weights: WeightStore, opts: LowerOptions, plan: LoweringPlan): Lowered {
+  const sys = opts.system;
+  const { limits } = opts;
+  const funcs = m.funcs;
+  const pooling = opts.pooling ?? true;
+  const { plans, luts, attn, caches, kernels, regions, xRegion, yRegion, dpusUsed } = plan;
+  const dpusOf = (d: Distribution): number => d.dm * d.dn * d.dk;
   // 3. Images (one per layout of a resident weight) and constants.
   const images: MramImage[] = [];
   const image = (

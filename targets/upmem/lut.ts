@@ -458,3 +458,7 @@ export function selectLut(
     opts.weights,
   );
 }
+
+/** A LUT-GEMV tiling as people read it: `LUT 1x64x32 t16 1x4 w2 tv8` (grid, tasklets, tm x tn, table width, tables per chunk). */
+export const lutTilingName = (t: LutTiling): string =>
+  `LUT ${t.dm}x${t.dn}x${t.dk} t${t.tasklets} ${t.tm}x${t.tn} w${t.width} tv${t.tv}`;

@@ -22,6 +22,7 @@ import {
   kernelLowerBound,
   kSplitFloor,
   roundUp,
+  tilingName,
   transferEstimate,
   variantName,
   type Distribution,
@@ -29,6 +30,7 @@ import {
   type Tile,
   type Tiling,
 } from "./gemm.js";
+import { PLAN } from "./passes/plan.js";
 import {
   byBlock,
   compareTilings,
@@ -334,10 +336,7 @@ export function summarize(rs: readonly ShapeTune[]): TuneSummary {
   };
 }
 
-/** Tilings as people read them: `MixedGEMM 1x64x32 t16 1x4x128 db`, `NtileGEMM 1x2048x1 t12 1x2x128 ks4`. */
-export function tilingName(t: Tiling): string {
-  return `${variantName(t)} ${t.dm}x${t.dn}x${t.dk} t${t.tasklets} ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}${(t.ks ?? 1) > 1 ? ` ks${t.ks}` : ""}`;
-}
+export { tilingName };
 
 /**
  * The distinct GEMM shapes of a model on the UPMEM target: the target's pipeline without CPU/PIM
@@ -358,6 +357,8 @@ export async function gemmShapes(
       ...flags,
       target: flags.system === undefined ? (flags.target ?? "upmem") : flags.target,
       cooperation: false,
+      // The shapes are read off the placed module: no lowering plan (tune selects each shape itself).
+      disablePass: [...flags.disablePass, PLAN],
     },
     w,
     2,
