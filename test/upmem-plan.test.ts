@@ -89,6 +89,44 @@ describe("upmem-plan", () => {
     );
   });
 
+  test("verify --verify-each interprets the IR after every pass: quantize moves the logits, the program matches the last stage", async () => {
+    const r = await pimc(
+      "verify",
+      "test/fixtures/llama-tiny",
+      "--target",
+      "upmem",
+      "--weights",
+      "int8",
+      "--verify-each",
+      "--json",
+    );
+    expect(r.code).toBe(1); // llama-tiny's two INT8 near-ties (README)
+    const j = JSON.parse(r.stdout) as {
+      prefill_max_abs_err: number;
+      passes: { pass: string; prefill_max_abs_err: number }[];
+    };
+    expect(j.passes.map((p) => p.pass)).toEqual([
+      "(imported)",
+      "simplify-shapes",
+      "fuse-qkv",
+      "fuse-gate-up",
+      "layout",
+      "quantize",
+      "dce",
+      "partition",
+      "upmem-plan",
+    ]);
+    const err = Object.fromEntries(j.passes.map((p) => [p.pass, p.prefill_max_abs_err]));
+    expect(err.layout).toBeLessThan(1e-5);
+    expect(err.quantize).toBeGreaterThan(1e-2);
+    // The DPUs' INT8 kernels compute what the planned IR means, to the bit.
+    expect(j.prefill_max_abs_err).toBe(err["upmem-plan"]);
+    const text = await pimc("verify", "test/fixtures/llama-tiny", "--target", "upmem", "--verify-each");
+    expect(text.stdout).toMatch(
+      /passes\s+\(imported\)\s+prefill max \|logit error\| [\d.e-]+ \(the IR interpreted\)\n\s+simplify-shapes/,
+    );
+  });
+
   test("pimc dump --print-after upmem-plan shows the plan; -O0 and --disable-pass partition still compile", async () => {
     const r = await pimc(
       "dump",

@@ -113,7 +113,10 @@ export function withPipelineFlags<C>(cmd: C, defaultOpt: number): C {
     .option("--print-after-all", "print the IR after every pass")
     .option("--dump-ir <dir>", "write the IR before and after every pass to DIR/NNN_<pass>.pimir")
     .option("--time-passes", "print the time spent in each pass (on stderr)")
-    .option("--verify-each", "run the IR verifier after every pass")
+    .option(
+      "--verify-each",
+      "run the IR verifier after every pass (pimc verify: also interpret the IR after each pass, its logit error)",
+    )
     .addOption(
       new Option(
         "--weights <type>",

@@ -49,6 +49,11 @@ export function verifyCommand() {
           `decode   max |logit error| ${mark(r.decode_max_abs_err)}`,
           `full     max |logit error| ${mark(r.full_max_abs_err)}`,
           `tokens   ${r.tokens_match ? pc.green("greedy tokens match") : pc.red("greedy tokens differ")}: ${r.tokens_agreed}/${r.tokens_total} agree; ${r.near_ties} reference decision(s) within twice the error, ${r.disagreements_beyond_near_ties} disagreement(s) beyond them`,
+          // --verify-each: the IR interpreted after every pass (the reference semantics of each stage).
+          ...(r.passes ?? []).map(
+            (p, i) =>
+              `${i === 0 ? "passes  " : "        "} ${p.pass.padEnd(16)} prefill max |logit error| ${mark(p.prefill_max_abs_err)} (the IR interpreted)`,
+          ),
           r.report_only
             ? `REPORTED (${opts.weights} weights: nothing checked; give --tolerance to check)`
             : r.passed

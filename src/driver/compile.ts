@@ -39,6 +39,8 @@ export interface PipelineFlags {
   weights?: "f32" | "int8" | "int4" | "int2";
   /** A progress bar to show the passes on (not a command-line flag). */
   progress?: Progress;
+  /** More instruments around the passes (not a command-line flag; e.g. verify's per-pass logits). */
+  instruments?: readonly Instrument[];
   /** Weights per scale of int4 / int2. */
   groupSize?: number;
   /** Per-layer precision, `PATTERN=PRECISION` (op names, `*` any text). */
@@ -161,6 +163,7 @@ export async function compileModel(
   else if (f.printAfter.length > 0) instruments.push(printAfter(new Set(f.printAfter), out));
   if (f.dumpIr !== undefined) instruments.push(dumpIr(f.dumpIr));
   if (f.timePasses) instruments.push(timePasses((s) => void process.stderr.write(s)));
+  instruments.push(...(f.instruments ?? []));
   if (fits && f.capacityCheck !== false) {
     const map = target.memories?.(system);
     instruments.push({

@@ -8,7 +8,10 @@ import { z } from "zod";
 import { UserError } from "../errors.js";
 import { readTextFile } from "../fsutil.js";
 import { parseJson } from "../guards.js";
-import { greedyNext, tokenTensor } from "../exec/interpreter.js";
+import { greedyNext, Interpreter, tokenTensor } from "../exec/interpreter.js";
+import type { Module } from "../ir/module.js";
+import type { WeightStore } from "../ir/weights.js";
+import type { Instrument } from "../pipeline/pass.js";
 import { importHf } from "../frontend/hf/import.js";
 import { zodMessage } from "../ir/attrs.js";
 import type { Tensor } from "../ir/tensor.js";
@@ -53,6 +56,14 @@ export interface VerifyResult {
   near_ties: number;
   /** Disagreements on decisions that were not near-ties: these would be real errors. */
   disagreements_beyond_near_ties: number;
+  /** --verify-each: the prompt's logits interpreted on the IR before the passes and after each one. */
+  passes?: PassError[];
+}
+
+/** The reference interpreter's prefill logits on the IR after a pass, against the reference's. */
+export interface PassError {
+  readonly pass: string;
+  readonly prefill_max_abs_err: number;
 }
 
 const argmax = (row: readonly number[]): number => row.indexOf(Math.max(...row));
@@ -117,7 +128,25 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
   const bar = opts.progress;
   bar?.start(3 + ref.decode.length);
   bar?.label("compiling");
-  const { module, target, ctx, system } = await compileModel(model, opts.flags, defaultWorkload("decode"), 2);
+  const seq0 = ref.prompt[0]!.length;
+  // --verify-each: the reference interpreter runs the prompt on the IR before the passes and after
+  // each one, its logits against the reference's (which pass moved them, and how far).
+  const passes: PassError[] = [];
+  const interpret = (name: string, m: Module, weights: WeightStore): void => {
+    const out = new Interpreter(m, weights).run("prefill", [tokenTensor(ref.prompt)])[0]!;
+    passes.push({
+      pass: name,
+      prefill_max_abs_err: maxErr(out, (b, s) => ref.prefill_logits[b]?.[s], range(seq0)),
+    });
+  };
+  const perPass: Instrument = {
+    start: (m, ctx) => interpret("(imported)", m, ctx.weights),
+    after: (p, m, ctx) => interpret(p.name, m, ctx.weights),
+  };
+  const flags = opts.flags.verifyEach
+    ? { ...opts.flags, instruments: [...(opts.flags.instruments ?? []), perPass] }
+    : opts.flags;
+  const { module, target, ctx, system } = await compileModel(model, flags, defaultWorkload("decode"), 2);
   bar?.tick();
   const seq = ref.prompt[0]!.length;
   const fullLen = ref.full_sequence[0]!.length;
@@ -192,5 +221,6 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
     near_ties: decisions.filter((d) => d.margin < 2 * worst).length,
     disagreements_beyond_near_ties: decisions.filter((d) => d.ours !== d.theirs && d.margin >= 2 * worst)
       .length,
+    ...(opts.flags.verifyEach ? { passes } : {}),
   };
 }
