@@ -17,6 +17,7 @@ import type { Progress } from "../report/progress.js";
 import {
   checkTargetFlags,
   getTarget,
+  type PrepareOptions,
   type SystemModel,
   type Target,
   type TargetFlagValues,
@@ -41,6 +42,11 @@ export interface PipelineFlags {
   progress?: Progress;
   /** More instruments around the passes (not a command-line flag; e.g. verify's per-pass logits). */
   instruments?: readonly Instrument[];
+  /**
+   * The sizes the program will be emitted for when they are not the workload's (serve: the largest
+   * steps, the requests' mix): passes that plan the lowering plan for them (not a command-line flag).
+   */
+  emitFor?: Pick<PrepareOptions, "limits" | "mix">;
   /** Weights per scale of int4 / int2. */
   groupSize?: number;
   /** Per-layer precision, `PATTERN=PRECISION` (op names, `*` any text). */
@@ -192,7 +198,8 @@ export async function compileModel(
   const options: PassOptions = {
     ...system.passOptions,
     envs: phaseEnvs(w),
-    mix: phaseMix(w),
+    mix: f.emitFor?.mix ?? phaseMix(w),
+    ...(f.emitFor?.limits ? { limits: f.emitFor.limits } : {}),
     placement: f.dynamicPlacement ? "dynamic" : "static",
     quantize,
   };

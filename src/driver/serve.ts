@@ -56,7 +56,16 @@ export async function stepTiming(
   // Targets that emit programs run them as compiled (static placement: their lowering keeps one
   // device per op); the others move each linear layer with the tokens per step (dynamic placement).
   const { target } = await chooseTarget(allFlags(flags));
-  const placement = { ...flags, dynamicPlacement: target.emit === undefined };
+  // Programs are laid out for the largest steps: the most sequences, the longest prompt, the longest
+  // sequence; their tiles are chosen for the mean request.
+  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
+  const longestSequence = served.reduce((m, r) => Math.max(m, r.prompt + r.output), 1);
+  const limits = { B: maxBatch, S: longest, T: longestSequence + CONTEXT_STEP };
+  const placement = {
+    ...flags,
+    dynamicPlacement: target.emit === undefined,
+    emitFor: { limits, mix: phaseMix(base) },
+  };
   bar?.label("compiling prefill");
   const prefill = await compileModel(model, placement, phases.prefill, 2, true);
   bar?.tick();
@@ -65,11 +74,6 @@ export async function stepTiming(
   bar?.tick();
   const compiled = { prefill, decode };
   for (const phase of ["prefill", "decode"] as const) checkFits(model, compiled[phase], phases[phase], flags);
-  // Programs are laid out for the largest steps: the most sequences, the longest prompt, the longest
-  // sequence; their tiles are chosen for the mean request.
-  const longest = served.reduce((m, r) => Math.max(m, r.prompt), 1);
-  const longestSequence = served.reduce((m, r) => Math.max(m, r.prompt + r.output), 1);
-  const limits = { B: maxBatch, S: longest, T: longestSequence + CONTEXT_STEP };
   const timers = {
     prefill: preparedTimer(model, prefill, { limits, envs: phaseEnvs(phases.prefill), mix: phaseMix(base) }),
     decode: preparedTimer(model, decode, { limits, envs: phaseEnvs(phases.decode), mix: phaseMix(base) }),

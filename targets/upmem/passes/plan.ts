@@ -90,7 +90,12 @@ export const upmemPlan: Pass = {
     const o = ctx.options[PLAN] as PlanOptions | undefined;
     const envs = ctx.options.envs as Readonly<Record<string, DimEnv>> | undefined;
     if (!o || !envs) return m;
-    const inputs = planInputs(o, envs, ctx.options.mix as Readonly<Record<string, number>> | undefined);
+    // The program's sizes: the envs' largest, unless the compile names the ones it will emit for.
+    const limits = ctx.options.limits as LowerOptions["limits"] | undefined;
+    const inputs = {
+      ...planInputs(o, envs, ctx.options.mix as Readonly<Record<string, number>> | undefined),
+      ...(limits ? { limits } : {}),
+    };
     const plan = planLowering(m, inputs);
     const out = mapFuncs(m, (f) => ({
       ...f,
