@@ -43,10 +43,11 @@ export interface PipelineFlags {
   /** More instruments around the passes (not a command-line flag; e.g. verify's per-pass logits). */
   instruments?: readonly Instrument[];
   /**
-   * The sizes the program will be emitted for when they are not the workload's (serve: the largest
-   * steps, the requests' mix): passes that plan the lowering plan for them (not a command-line flag).
+   * What the program will be emitted or prepared for when it is not the workload (serve: the largest
+   * steps and the requests' mix; verify: the reference's batch and lengths): passes that plan the
+   * lowering plan for it, and placement still follows the workload (not a command-line flag).
    */
-  emitFor?: Pick<PrepareOptions, "limits" | "mix">;
+  emitFor?: PrepareOptions;
   /** Weights per scale of int4 / int2. */
   groupSize?: number;
   /** Per-layer precision, `PATTERN=PRECISION` (op names, `*` any text). */
@@ -198,8 +199,13 @@ export async function compileModel(
   const options: PassOptions = {
     ...system.passOptions,
     envs: phaseEnvs(w),
-    mix: f.emitFor?.mix ?? phaseMix(w),
-    ...(f.emitFor?.limits ? { limits: f.emitFor.limits } : {}),
+    ...(f.emitFor
+      ? {
+          ...(f.emitFor.mix ? { mix: f.emitFor.mix } : {}),
+          ...(f.emitFor.limits ? { limits: f.emitFor.limits } : {}),
+          ...(f.emitFor.envs ? { emitEnvs: f.emitFor.envs } : {}),
+        }
+      : { mix: phaseMix(w) }),
     placement: f.dynamicPlacement ? "dynamic" : "static",
     quantize,
   };

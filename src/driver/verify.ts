@@ -128,7 +128,14 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
   const bar = opts.progress;
   bar?.start(3 + ref.decode.length);
   bar?.label("compiling");
-  const seq0 = ref.prompt[0]!.length;
+  const seq = ref.prompt[0]!.length;
+  const fullLen = ref.full_sequence[0]!.length;
+  const batch = Math.max(ref.prompt.length, ref.full_sequence.length);
+  // The runner is prepared for the reference's batch and lengths: the compile plans the lowering for them.
+  const prepared = {
+    limits: { B: batch, S: Math.max(seq, fullLen), T: Math.max(fullLen, seq + ref.decode.length) },
+    envs: { prefill: { B: batch, S: seq, P: 0 }, decode: { B: batch, S: 1, P: seq } },
+  };
   // --verify-each: the reference interpreter runs the prompt on the IR before the passes and after
   // each one, its logits against the reference's (which pass moved them, and how far).
   const passes: PassError[] = [];
@@ -136,25 +143,21 @@ export async function verify(dir: string, opts: VerifyOptions): Promise<VerifyRe
     const out = new Interpreter(m, weights).run("prefill", [tokenTensor(ref.prompt)])[0]!;
     passes.push({
       pass: name,
-      prefill_max_abs_err: maxErr(out, (b, s) => ref.prefill_logits[b]?.[s], range(seq0)),
+      prefill_max_abs_err: maxErr(out, (b, s) => ref.prefill_logits[b]?.[s], range(seq)),
     });
   };
   const perPass: Instrument = {
     start: (m, ctx) => interpret("(imported)", m, ctx.weights),
     after: (p, m, ctx) => interpret(p.name, m, ctx.weights),
   };
-  const flags = opts.flags.verifyEach
-    ? { ...opts.flags, instruments: [...(opts.flags.instruments ?? []), perPass] }
-    : opts.flags;
+  const flags = {
+    ...opts.flags,
+    emitFor: prepared,
+    ...(opts.flags.verifyEach ? { instruments: [...(opts.flags.instruments ?? []), perPass] } : {}),
+  };
   const { module, target, ctx, system } = await compileModel(model, flags, defaultWorkload("decode"), 2);
   bar?.tick();
-  const seq = ref.prompt[0]!.length;
-  const fullLen = ref.full_sequence[0]!.length;
-  const batch = Math.max(ref.prompt.length, ref.full_sequence.length);
-  const runner = target.prepare({ ...model, module, weights: ctx.weights }, system, {
-    limits: { B: batch, S: Math.max(seq, fullLen), T: Math.max(fullLen, seq + ref.decode.length) },
-    envs: { prefill: { B: batch, S: seq, P: 0 }, decode: { B: batch, S: 1, P: seq } },
-  });
+  const runner = target.prepare({ ...model, module, weights: ctx.weights }, system, prepared);
 
   runner.reset();
   bar?.label("prefill");

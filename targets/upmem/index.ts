@@ -364,12 +364,12 @@ const upmem: Target = {
   prepare(model, system, opts?: PrepareOptions) {
     const envs = opts?.envs ?? { prefill: { B: 1, S: 16, P: 0 }, decode: { B: 1, S: 1, P: 16 } };
     const limits = opts?.limits ?? limitsOf(envs);
-    const { program } = lowerModule(model.module, model.weights, {
-      system: systemOf(system),
+    // The upmem-plan pass's plan when the compile was told these sizes (verify's emitFor).
+    const inputs = {
+      ...planInputs({ system: systemOf(system), lowering: mapping(system) }, envs, opts?.mix),
       limits,
-      envs,
-      ...mapping(system),
-    });
+    };
+    const { program } = lowerModule(model.module, model.weights, inputs, planFor(model.module, inputs));
     return new UpmemRunner(new UpmemMachine(program));
   },
 };

@@ -88,7 +88,8 @@ export const upmemPlan: Pass = {
     "plan the UPMEM lowering for the workload: tiles, MRAM layouts and kernels of the ops on the DPUs, recorded on them",
   run(m, ctx) {
     const o = ctx.options[PLAN] as PlanOptions | undefined;
-    const envs = ctx.options.envs as Readonly<Record<string, DimEnv>> | undefined;
+    // The envs the program is emitted for: the compile's, unless it names others (emitEnvs).
+    const envs = (ctx.options.emitEnvs ?? ctx.options.envs) as Readonly<Record<string, DimEnv>> | undefined;
     if (!o || !envs) return m;
     // The program's sizes: the envs' largest, unless the compile names the ones it will emit for.
     const limits = ctx.options.limits as LowerOptions["limits"] | undefined;
