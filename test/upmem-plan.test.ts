@@ -27,12 +27,16 @@ async function compiled(dir = "test/fixtures/llama-tiny", flags: CompileFlags = 
   return { model, c: await compileModel(model, flags, w, 2) };
 }
 
+/** llama-tiny with everything on the DPUs, compiled once for the tests that only read it. */
+let tiny: ReturnType<typeof compiled> | undefined;
+const tinyCompiled = () => (tiny ??= compiled());
+
 const onDpus = (m: Module) =>
   m.funcs.flatMap((f) => f.body.filter((op) => op.attrs.device === "pim").map((op) => ({ f: f.name, op })));
 
 describe("upmem-plan", () => {
   test("every op on the DPUs carries its kernel, tiling and MRAM region; the program runs those kernels", async () => {
-    const { model, c } = await compiled();
+    const { model, c } = await tinyCompiled();
     const ops = onDpus(c.module).filter(({ op }) => op.opcode !== "transfer");
     expect(new Set(ops.map(({ op }) => op.opcode))).toEqual(new Set(["linear", "attention"]));
     for (const { op } of ops) {
@@ -63,7 +67,7 @@ describe("upmem-plan", () => {
   });
 
   test("emit builds the program from the pass's plan (the same object), for the same workload only", async () => {
-    const { c } = await compiled();
+    const { c } = await tinyCompiled();
     const o = c.system.passOptions[PLAN] as PlanOptions;
     const inputs = planInputs(o, phaseEnvs(w), phaseMix(w));
     expect(planFor(c.module, inputs)).toBe(planFor(c.module, inputs));
@@ -72,7 +76,7 @@ describe("upmem-plan", () => {
   });
 
   test("an op placed on the DPUs that no kernel runs is one error naming it", async () => {
-    const { c } = await compiled();
+    const { c } = await tinyCompiled();
     const bad: Module = {
       ...c.module,
       funcs: c.module.funcs.map((f) => ({
