@@ -18,7 +18,7 @@ import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, phaseEnvs } from "../src/frontend/workload.js";
 import { PassContext, runPipeline } from "../src/pipeline/pass.js";
 import { pipelineOf } from "../passes/index.js";
-import { getTarget } from "../targets/index.js";
+import { getTarget, type SystemOptions } from "../targets/index.js";
 
 const DIR = fileURLToPath(new URL("golden", import.meta.url));
 const update = process.env.UPDATE_GOLDEN === "1";
@@ -76,26 +76,31 @@ describe("golden front-end output", () => {
     });
 });
 
-/** Models whose IR after a target's whole default pipeline is kept as a golden dump. */
-const PIPELINES: [string, string, string][] = [
+/**
+ * Models whose IR after a target's whole default pipeline is kept as a golden dump (upmem: every GEMM
+ * and attention on the DPUs, so the upmem-plan stage's kernels, tilings and MRAM regions show).
+ */
+const PIPELINES: [string, string, string, SystemOptions?][] = [
   ["llama-tiny", "test/fixtures/llama-tiny", "cpu"],
   ["gpt2-tiny-bias", "test/fixtures/gpt2-tiny-bias", "cpu"],
   ["qwen2-tiny", "test/fixtures/qwen2-tiny", "roofline"],
+  ["llama-tiny", "test/fixtures/llama-tiny", "upmem", { cooperation: false, attention: "pim" }],
 ];
 
 describe("golden pipeline output", () => {
-  for (const [name, source, targetName] of PIPELINES)
+  for (const [name, source, targetName, options] of PIPELINES)
     test(`${name} on ${targetName}`, async () => {
       const path = join(DIR, "pipeline", `${name}.${targetName}.pimir`);
       const target = await getTarget(targetName);
-      const system = target.system();
+      const system = target.system(undefined, options);
       const model = loadModel(source);
       const ctx = new PassContext({
         costModel: system.costModel,
         weights: model.weights,
         options: { ...system.passOptions, envs: phaseEnvs(defaultWorkload("decode")) },
       });
-      const printed = printModule(runPipeline(pipelineOf(targetName, target.pipeline), model.module, ctx));
+      const pipeline = pipelineOf(targetName, target.pipeline, target.passes);
+      const printed = printModule(runPipeline(pipeline, model.module, ctx));
       if (update) writeFileSync(path, printed);
       else expect(printed).toBe(readFileSync(path, "utf8"));
     });
