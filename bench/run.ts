@@ -28,7 +28,8 @@ import { pipelineOf } from "../passes/index.js";
 import { getTarget } from "../targets/index.js";
 import { lowerModule } from "../targets/upmem/lower.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
-import { limitsOf, systemOf } from "../targets/upmem/index.js";
+import { limitsOf } from "../targets/upmem/index.js";
+import { PLAN, planFor, planInputs, type PlanOptions } from "../targets/upmem/passes/plan.js";
 import type { Program } from "../targets/upmem/program.js";
 import { resolveWorkload } from "../src/cli/workload-flags.js";
 import { summarize } from "../targets/upmem/tune.js";
@@ -164,9 +165,14 @@ function upmemPasses(path: string) {
     weights: model.weights,
     options: { ...upmemSystem.passOptions, envs, quantize: { weights: "int8" } },
   });
-  const module = runPipeline(pipelineOf("upmem", upmem.pipeline), model.module, ctx);
-  const lowering = { system: systemOf(upmemSystem), limits: limitsOf(envs), envs, shapeOnly: true };
-  return { module, weights: ctx.weights, lowering };
+  const module = runPipeline(pipelineOf("upmem", upmem.pipeline, upmem.passes), model.module, ctx);
+  // The plan upmem-plan made (it ends the pipeline), as emit reuses it.
+  const inputs = {
+    ...planInputs(upmemSystem.passOptions[PLAN] as PlanOptions, envs, undefined),
+    limits: limitsOf(envs),
+  };
+  const lowering = { ...inputs, shapeOnly: true };
+  return { module, weights: ctx.weights, lowering, plan: planFor(module, inputs) };
 }
 
 // Compiling Llama-2-70B (shape-only): front end, pass pipeline, lowering.
@@ -174,7 +180,7 @@ rows.push([
   "compile Llama-2-70B INT8 for 2048 UPMEM DPUs (shape-only: front end, passes, lowering)",
   median(() => {
     const c = upmemPasses(llama70b);
-    lowerModule(c.module, c.weights, c.lowering);
+    lowerModule(c.module, c.weights, c.lowering, c.plan);
   }, 3),
   "< 5000 ms",
 ]);

@@ -87,7 +87,7 @@ describe("pass manager", () => {
         instruments: [verifyEach()],
       });
       const out = runPipeline(
-        pipelineOf(name, target.pipeline),
+        pipelineOf(name, target.pipeline, target.passes),
         loadModel("examples/llama2-70b.pim").module,
         ctx,
       );
@@ -135,7 +135,7 @@ describe("numerics are unchanged by every pass", () => {
         options: { ...system.passOptions, envs: phaseEnvs(defaultWorkload("decode")) },
         instruments: [verifyEach(), check],
       });
-      runPipeline(pipelineOf(name, target.pipeline), model.module, ctx);
+      runPipeline(pipelineOf(name, target.pipeline, target.passes), model.module, ctx);
       expect(errs).toEqual([]);
       expect(ctx.ran.length).toBe(target.pipeline.length);
     }
