@@ -128,10 +128,10 @@ describe("the compiled IR as a program file", () => {
     expect((await pimc("compile", "examples/tiny-llama.pim", "--target", "cpu", "-o", prog)).code).toBe(0);
     const doc = JSON.parse(readFileSync(prog, "utf8")) as Record<string, unknown>;
     const bad = join(tmp, "bad.pimx");
-    writeFileSync(bad, JSON.stringify({ ...doc, pimc_program: 2 }));
+    writeFileSync(bad, JSON.stringify({ ...doc, pimc_program: 1 }));
     const v = await pimc("sim", bad);
     expect(v.code).toBe(2);
-    expect(v.stderr).toMatch(/format version 2; this pimc reads version 1/);
+    expect(v.stderr).toMatch(/format version 1; this pimc reads version 2 \(compile it again\)/);
     const system = { file: "s.pim", name: "s", text: "system s {\n  target = xpu\n}\n" };
     writeFileSync(bad, JSON.stringify({ ...doc, system }));
     const w = await pimc("sim", bad);

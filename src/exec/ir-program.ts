@@ -5,7 +5,7 @@
  * programs are lowered further and have their own format (targets/upmem/codec.ts).
  *
  * A JSON document (docs/api.md, "Program files"):
- *   { "pimc_program": 1, "target": "xpu", "model": "llama2_7b",
+ *   { "pimc_program": 2, "target": "xpu", "model": "llama2_7b",
  *     "system": { "file": "examples/systems/h100.pim", "name": "h100", "text": "<the .pim file>" } | null,
  *     "options": { "cooperation": true, "attention": "auto", "targetFlags": { "kSplit": false } }, "limits": { "B": 1, "S": 128, "T": 1025 },
  *     "module": "<the module as printed IR>" }
@@ -23,8 +23,11 @@ import { assertValid } from "../ir/verifier.js";
 import { WORKLOAD_LIMITS as W } from "../limits.js";
 import type { SystemOptions } from "../../targets/index.js";
 
-/** The format's version; a file of another version is refused. */
-export const IR_PROGRAM_VERSION = 1;
+/**
+ * The format's version; a file of another version is refused. 2: `options` holds the target's own
+ * flags under `targetFlags` (version 1 had UPMEM's pooling, gemm and runtimeTranspose at top level).
+ */
+export const IR_PROGRAM_VERSION = 2;
 
 export interface IrProgram {
   readonly target: string;
