@@ -1,8 +1,10 @@
 /**
- * `pimc bench <model> --system <sys>`: compiles the model for each batch size and emulates one step
- * of the phase: latency per step, tokens/s, where the time goes (host compute, transfers to and from
- * the PIM device, PIM kernels), and a per-kernel table with device, time, bytes, flops, Op/B and the
- * share of the device's peak it reached. `--plot` draws the breakdown and a roofline of the ops as SVG.
+ * `pimc bench <model> --system <sys>`: compiles the model for each batch size and runs one step of
+ * the phase through the Target contract (the target's program on its emulator, or the compiled IR on
+ * its device or cost model): latency per step, tokens/s, busy time per engine, and a table of the ops
+ * (kernels, transfers) with device, time, bytes, flops, Op/B and, where the executable knows its
+ * devices' roofs, the share of the peak reached. `--plot` draws the breakdown and a roofline of the
+ * ops (SVG or PNG), `--trace` writes the steps as a Chrome/Perfetto trace.
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors.js";
