@@ -28,7 +28,6 @@ import { pipelineOf } from "../passes/index.js";
 import { getTarget } from "../targets/index.js";
 import { lowerModule } from "../targets/upmem/lower.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
-import { limitsOf } from "../targets/upmem/index.js";
 import { PLAN, planFor, planInputs, type PlanOptions } from "../targets/upmem/passes/plan.js";
 import type { Program } from "../targets/upmem/program.js";
 import { resolveWorkload } from "../src/cli/workload-flags.js";
@@ -167,10 +166,7 @@ function upmemPasses(path: string) {
   });
   const module = runPipeline(pipelineOf("upmem", upmem.pipeline, upmem.passes), model.module, ctx);
   // The plan upmem-plan made (it ends the pipeline), as emit reuses it.
-  const inputs = {
-    ...planInputs(upmemSystem.passOptions[PLAN] as PlanOptions, envs, undefined),
-    limits: limitsOf(envs),
-  };
+  const inputs = planInputs(upmemSystem.passOptions[PLAN] as PlanOptions, envs, undefined);
   const lowering = { ...inputs, shapeOnly: true };
   return { module, weights: ctx.weights, lowering, plan: planFor(module, inputs) };
 }

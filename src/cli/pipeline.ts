@@ -4,7 +4,7 @@
  */
 import { Option, type Command as PlainCommand } from "commander";
 import { UserError } from "../errors.js";
-import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
+import { systemSpec } from "../driver/compile.js";
 import type { Target, TargetFlag, TargetFlagValues } from "../../targets/index.js";
 import { positiveInt } from "./options.js";
 
@@ -51,8 +51,7 @@ function targetNamed(argv: readonly string[]): string | undefined {
   const s = value("--system");
   if (s === undefined) return undefined;
   try {
-    const m = /^(.*?)(?::(\w+))?$/.exec(s)!;
-    return selectSystem(loadDescription(m[1]!), m[2]).target;
+    return systemSpec(s).decl.target;
   } catch {
     return undefined; // the command itself reports a bad system file
   }

@@ -4,7 +4,7 @@
  * against the system's memories. The CLI's commands and the library API (src/index.ts) call it.
  */
 import { UserError } from "../errors.js";
-import { loadDescription, selectSystem } from "../frontend/dsl/index.js";
+import { loadDescription, selectSystem, type SystemDecl } from "../frontend/dsl/index.js";
 import { readTextFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { phaseEnvs, phaseMix, type Workload } from "../frontend/workload.js";
@@ -83,6 +83,12 @@ export const allFlags = (f: CompileFlags): PipelineFlags => ({
   printAfter: f.printAfter ?? [],
 });
 
+/** A `--system FILE.pim[:NAME]` argument: its file and the system block it selects. */
+export function systemSpec(spec: string): { file: string; decl: SystemDecl } {
+  const m = /^(.*?)(?::(\w+))?$/.exec(spec)!;
+  return { file: m[1]!, decl: selectSystem(loadDescription(m[1]!), m[2]) };
+}
+
 /** Resolves --system and --target. */
 export async function chooseTarget(
   f: Pick<PipelineFlags, "target" | "system" | "cooperation" | "attention" | "targetFlags">,
@@ -93,9 +99,7 @@ export async function chooseTarget(
     ...(f.targetFlags && Object.keys(f.targetFlags).length > 0 ? { targetFlags: f.targetFlags } : {}),
   };
   if (f.system !== undefined) {
-    const m = /^(.*?)(?::(\w+))?$/.exec(f.system)!;
-    const file = m[1]!;
-    const decl = selectSystem(loadDescription(file), m[2]);
+    const { file, decl } = systemSpec(f.system);
     // The text too: program files carry the system they were compiled for.
     const text = readTextFile(file, "a description file (.pim)");
     if (f.target !== undefined && f.target !== decl.target)

@@ -5,7 +5,6 @@
  * faster (CPU/PIM cooperation). Programs are command streams run by the bundled emulator.
  */
 import { weightGemm } from "../../src/ir/registry.js";
-import { envLimits } from "../../src/frontend/workload.js";
 import { tuneUpmem } from "./tune.js";
 import { loadUpmem } from "./executable.js";
 import { validateSystem } from "../../src/frontend/system.js";
@@ -20,7 +19,7 @@ import { estimateGemm, variantName, type Distribution, type GemmShape } from "./
 import { mramLine } from "./disasm.js";
 import { ms } from "../../src/report/format.js";
 import { encodeProgram } from "./codec.js";
-import { lowerModule, PIM, type AttentionPlan, type Limits, type LutPlan, type WeightPlan } from "./lower.js";
+import { lowerModule, PIM, type AttentionPlan, type LutPlan, type WeightPlan } from "./lower.js";
 import { UpmemMachine } from "./machine.js";
 import { select, type Choice } from "./selector.js";
 import { selectLut, type LutChoice, type LutShape } from "./lut.js";
@@ -198,9 +197,6 @@ const loweringOf = (
   };
 };
 
-/** Limits of a program when none are given: the envs' largest dims. */
-export const limitsOf = (envs: Readonly<Record<string, Record<string, number>>>): Limits => envLimits(envs);
-
 /**
  * A line on attention on the DPUs: layers, DPUs per group, and per phase the context kernel's K
  * split and where its partials are added (the host's reduce_sum or the DPUs' reduce kernel).
@@ -328,10 +324,10 @@ const upmem: Target = {
   },
   emit(model, system, opts) {
     const envs = opts.envs ?? { prefill: { B: 1, S: 128, P: 0 }, decode: { B: 1, S: 1, P: 1024 } };
-    const limits = opts.limits ?? limitsOf(envs);
     const sys = systemOf(system);
     // The plan the upmem-plan pass recorded on the module, when it was made for these inputs.
-    const inputs = { ...planInputs({ system: sys, lowering: mapping(system) }, envs, opts.mix), limits };
+    const inputs = planInputs({ system: sys, lowering: mapping(system) }, envs, opts.mix, opts.limits);
+    const { limits } = inputs;
     const { program, gemms, luts, attention } = lowerModule(
       model.module,
       model.weights,
@@ -363,12 +359,13 @@ const upmem: Target = {
   tune: (model, flags, w, opts) => tuneUpmem(model, flags, w, opts),
   prepare(model, system, opts?: PrepareOptions) {
     const envs = opts?.envs ?? { prefill: { B: 1, S: 16, P: 0 }, decode: { B: 1, S: 1, P: 16 } };
-    const limits = opts?.limits ?? limitsOf(envs);
     // The upmem-plan pass's plan when the compile was told these sizes (verify's emitFor).
-    const inputs = {
-      ...planInputs({ system: systemOf(system), lowering: mapping(system) }, envs, opts?.mix),
-      limits,
-    };
+    const inputs = planInputs(
+      { system: systemOf(system), lowering: mapping(system) },
+      envs,
+      opts?.mix,
+      opts?.limits,
+    );
     const { program } = lowerModule(model.module, model.weights, inputs, planFor(model.module, inputs));
     return new UpmemRunner(new UpmemMachine(program));
   },

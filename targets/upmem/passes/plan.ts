@@ -30,14 +30,18 @@ export interface PlanOptions {
 
 export const PLAN = "upmem-plan";
 
-/** The options planLowering takes for a workload's envs (and mix), as emit and the pass build them. */
+/**
+ * The options planLowering takes for a workload's envs, mix and limits (default: the envs' largest),
+ * built the same way by the pass, emit and prepare: planFor's key depends on it.
+ */
 export const planInputs = (
   o: PlanOptions,
   envs: Readonly<Record<string, DimEnv>>,
   mix: Readonly<Record<string, number>> | undefined,
+  limits?: LowerOptions["limits"],
 ): Omit<LowerOptions, "shapeOnly"> => ({
   system: o.system,
-  limits: envLimits(envs as Record<string, Record<string, number>>),
+  limits: limits ?? envLimits(envs as Record<string, Record<string, number>>),
   envs: envs as Record<string, Record<string, number>>,
   ...(mix ? { mix } : {}),
   ...o.lowering,
@@ -93,10 +97,12 @@ export const upmemPlan: Pass = {
     if (!o || !envs) return m;
     // The program's sizes: the envs' largest, unless the compile names the ones it will emit for.
     const limits = ctx.options.limits as LowerOptions["limits"] | undefined;
-    const inputs = {
-      ...planInputs(o, envs, ctx.options.mix as Readonly<Record<string, number>> | undefined),
-      ...(limits ? { limits } : {}),
-    };
+    const inputs = planInputs(
+      o,
+      envs,
+      ctx.options.mix as Readonly<Record<string, number>> | undefined,
+      limits,
+    );
     const plan = planLowering(m, inputs);
     const out = mapFuncs(m, (f) => ({
       ...f,
