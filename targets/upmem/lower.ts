@@ -1066,11 +1066,11 @@ function lowerFunc(
       );
     }
     const [bq, hq, sq] = qt.shape;
-    const scores = addBuffer(`${base}.scores`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
-    const probs = addBuffer(`${base}.probs`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
     const pq = move("push", q, r.xRegion, maps.q, range, after);
     const l1 = launch(use.scores, range, use.kRegion, [pq, ...after]);
+    const scores = addBuffer(`${base}.scores`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
     move("pull", scores, r.yRegion, maps.scores, range, [l1], { reduce: l.dt > 1 });
+    const probs = addBuffer(`${base}.probs`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
     host("masked_softmax", stripAnnotations(op.attrs), [scores], [probs]);
     const pp = move("push", probs, r.xRegion, maps.probs, range, []);
     const l2 = launch(use.context, range, use.vRegion, [pp, ...after]);
@@ -1248,18 +1248,19 @@ function lowerFunc(
       dtype: int8 ? "i32" : "f32",
       shape: planes === 2 ? [2, ...res.type.shape] : res.type.shape,
     } as const;
-    const acc = addBuffer(int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base, accType);
+    const accName = int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base;
     // With a K split inside the DPUs a Y row holds ks partial tiles of nbPad columns: viewed as ks
     // rows of nbPad, they come home as [..., ks, N] and the host adds them up.
     const ks = t.ks ?? 1;
     const times = (x: IntExpr): IntExpr => (ks === 1 ? x : typeof x === "number" ? x * ks : `(${x})*${ks}`);
     const parts =
       ks === 1
-        ? acc
+        ? addBuffer(accName, accType)
         : addBuffer(`${base}.parts`, {
             ...accType,
             shape: [...accType.shape.slice(0, -1), ks, accType.shape[accType.shape.length - 1]!],
           });
+    const acc = ks === 1 ? parts : addBuffer(accName, accType);
     const yMap: BlockMap = {
       rows: times(mExpr),
       cols: plan.shape.n,
