@@ -248,8 +248,15 @@ export interface Target {
   readonly tolerance?: number;
   /** The default pass pipeline (pass names, in order: the shared passes/ and the target's own). */
   readonly pipeline: readonly string[];
-  /** The target's own passes (its lowering's stages), named in its pipeline. */
+  /** The target's own passes (its lowering's stages), named in its pipeline or lowering. */
   readonly passes?: readonly Pass[];
+  /**
+   * Passes after the pipeline that lower the placed module to the target's dialect, the module its
+   * `emit` encodes op by op. compile runs them under the same instruments (--print-after-all,
+   * --verify-each, --dump-ir see every stage) and returns their result as `lowered`; what analyses
+   * read (placement, capacity, baselines) is the placed `module` before them.
+   */
+  readonly lowering?: readonly string[];
   /** Validates a `system` block of this target; without one, the target's default system. */
   system(decl?: SystemDecl, opts?: SystemOptions): SystemModel;
   /** Compiles `model` (after the pipeline) and returns a runner that executes it functionally. */

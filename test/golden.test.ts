@@ -19,6 +19,7 @@ import { defaultWorkload, phaseEnvs } from "../src/frontend/workload.js";
 import { PassContext, runPipeline } from "../src/pipeline/pass.js";
 import { pipelineOf } from "../passes/index.js";
 import { getTarget, type SystemOptions } from "../targets/index.js";
+import type { Module } from "../src/ir/module.js";
 
 const DIR = fileURLToPath(new URL("golden", import.meta.url));
 const update = process.env.UPDATE_GOLDEN === "1";
@@ -29,9 +30,13 @@ const files = readdirSync(DIR)
 describe("golden IR", () => {
   test("there are golden files", () => expect(files).toContain("ops.pimir"));
 
-  test("ops.pimir uses every registered op", () => {
-    const m = parseModule(readFileSync(join(DIR, "ops.pimir"), "utf8"));
-    const used = new Set(m.funcs.flatMap((f) => f.body.map((op) => op.opcode)));
+  test("ops.pimir uses every core op, the lowered pipeline goldens every op of a target's dialect", () => {
+    const opsIn = (path: string) =>
+      parseModule(readFileSync(path, "utf8")).funcs.flatMap((f) => f.body.map((op) => op.opcode));
+    const used = new Set(opsIn(join(DIR, "ops.pimir")));
+    const lowered = readdirSync(join(DIR, "pipeline")).filter((f) => f.endsWith(".lowered.pimir"));
+    expect(lowered.length).toBeGreaterThan(0);
+    for (const f of lowered) for (const op of opsIn(join(DIR, "pipeline", f))) used.add(op);
     expect(
       allOps()
         .filter((d) => !used.has(d.name))
@@ -78,19 +83,27 @@ describe("golden front-end output", () => {
 
 /**
  * Models whose IR after a target's whole default pipeline is kept as a golden dump (upmem: every GEMM
- * and attention on the DPUs, so the upmem-plan stage's kernels, tilings and MRAM regions show).
+ * and attention on the DPUs, so the upmem-plan stage's kernels, tilings and MRAM regions show), and
+ * for targets with lowering passes the lowered module too (`<name>.<target>[.<variant>].lowered.pimir`).
  */
-const PIPELINES: [string, string, string, SystemOptions?][] = [
+const PIPELINES: [string, string, string, SystemOptions?, string?][] = [
   ["llama-tiny", "test/fixtures/llama-tiny", "cpu"],
   ["gpt2-tiny-bias", "test/fixtures/gpt2-tiny-bias", "cpu"],
   ["qwen2-tiny", "test/fixtures/qwen2-tiny", "roofline"],
   ["llama-tiny", "test/fixtures/llama-tiny", "upmem", { cooperation: false, attention: "pim" }],
+  [
+    "llama-tiny",
+    "test/fixtures/llama-tiny",
+    "upmem",
+    { cooperation: false, attention: "pim", targetFlags: { pooling: false } },
+    "no-pooling",
+  ],
 ];
 
 describe("golden pipeline output", () => {
-  for (const [name, source, targetName, options] of PIPELINES)
-    test(`${name} on ${targetName}`, async () => {
-      const path = join(DIR, "pipeline", `${name}.${targetName}.pimir`);
+  for (const [name, source, targetName, options, variant] of PIPELINES)
+    test(`${name} on ${targetName}${variant ? ` (${variant})` : ""}`, async () => {
+      const stem = join(DIR, "pipeline", `${name}.${targetName}${variant ? `.${variant}` : ""}`);
       const target = await getTarget(targetName);
       const system = target.system(undefined, options);
       const model = loadModel(source);
@@ -99,9 +112,19 @@ describe("golden pipeline output", () => {
         weights: model.weights,
         options: { ...system.passOptions, envs: phaseEnvs(defaultWorkload("decode")) },
       });
-      const pipeline = pipelineOf(targetName, target.pipeline, target.passes);
-      const printed = printModule(runPipeline(pipeline, model.module, ctx));
-      if (update) writeFileSync(path, printed);
-      else expect(printed).toBe(readFileSync(path, "utf8"));
+      const placed = runPipeline(pipelineOf(targetName, target.pipeline, target.passes), model.module, ctx);
+      const stages: [string, Module][] = [[`${stem}.pimir`, placed]];
+      if (target.lowering)
+        stages.push([
+          `${stem}.lowered.pimir`,
+          runPipeline(pipelineOf(targetName, target.lowering, target.passes), placed, ctx),
+        ]);
+      for (const [path, m] of stages) {
+        const printed = printModule(m);
+        if (update) writeFileSync(path, printed);
+        else expect(printed).toBe(readFileSync(path, "utf8"));
+        // Every stage parses back to the module printed.
+        expect(stripLocs(parseModule(printed))).toEqual(stripLocs(m));
+      }
     });
 });

@@ -119,12 +119,15 @@ describe("upmem-plan", () => {
       "dce",
       "partition",
       "upmem-plan",
+      "upmem-lower",
     ]);
     const err = Object.fromEntries(j.passes.map((p) => [p.pass, p.prefill_max_abs_err]));
     expect(err.layout).toBeLessThan(1e-5);
     expect(err.quantize).toBeGreaterThan(1e-2);
-    // The DPUs' INT8 kernels compute what the planned IR means, to the bit.
-    expect(j.prefill_max_abs_err).toBe(err["upmem-plan"]);
+    // The lowered IR (pushes, launches, pulls) means what the planned IR means, and the DPUs' INT8
+    // kernels compute it, to the bit.
+    expect(err["upmem-lower"]).toBe(err["upmem-plan"]);
+    expect(j.prefill_max_abs_err).toBe(err["upmem-lower"]);
     const text = await pimc("verify", "test/fixtures/llama-tiny", "--target", "upmem", "--verify-each");
     expect(text.stdout).toMatch(
       /passes\s+\(imported\)\s+prefill max \|logit error\| [\d.e-]+ \(the IR interpreted\)\n\s+simplify-shapes/,

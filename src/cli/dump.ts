@@ -34,7 +34,7 @@ export function dumpCommand() {
       const t = table(["pass", "opt level", `runs at -O${level}`, "summary"], undefined, {
         drop: ["opt level"],
       });
-      for (const n of target.pipeline) {
+      for (const n of [...target.pipeline, ...(target.lowering ?? [])]) {
         const p = getPass(n, target.passes);
         t.push([
           n,
@@ -52,7 +52,8 @@ export function dumpCommand() {
     const w = resolveWorkload(path, opts, model.config?.max_positions);
     if (wantsPipeline(opts) || opts.placement) {
       const c = await compileModel(model, opts, w, 2);
-      module = c.module;
+      // The IR after every pass the target runs: its dialect when it has lowering passes.
+      module = c.lowered ?? c.module;
       if (opts.placement) {
         const notes = placementNotes(c.ctx).filter((n) => n.func === (opts.func ?? w.phase));
         const t = table(

@@ -11,7 +11,7 @@ import { phaseEnvs, phaseMix, type Workload } from "../frontend/workload.js";
 import type { Attr, Module } from "../ir/module.js";
 import type { Precision, QuantizeOptions } from "../../passes/quantize.js";
 import { dumpIr, printAfter, printBefore, timePasses, verifyEach } from "../pipeline/instruments.js";
-import { PassContext, runPipeline, type Instrument, type PassOptions } from "../pipeline/pass.js";
+import { PassContext, type Instrument, type PassOptions } from "../pipeline/pass.js";
 import { getPass, pipelineOf } from "../../passes/index.js";
 import type { Progress } from "../report/progress.js";
 import {
@@ -65,7 +65,10 @@ export interface PipelineFlags {
 }
 
 export interface Compiled {
+  /** The placed module: the pipeline's result. */
   readonly module: Module;
+  /** The module in the target's dialect (its lowering passes' result), for targets with some. */
+  readonly lowered?: Module;
   readonly ctx: PassContext;
   readonly target: Target;
   readonly system: SystemModel;
@@ -152,6 +155,7 @@ export async function compileModel(
   const { target, system } = await chooseTarget(f);
   // Unknown names are errors (the target's own passes count).
   for (const n of [...f.disablePass, ...f.printBefore, ...f.printAfter]) getPass(n, target.passes);
+  const lowering = target.lowering ?? [];
   const quantize = quantizeOptions(f, model.module.attrs);
   const quantized = quantize.weights !== "f32" || (quantize.layers ?? []).some((l) => l.weights !== "f32");
   if (quantized && !target.pipeline.includes("quantize"))
@@ -193,7 +197,7 @@ export async function compileModel(
   }
   const bar = f.progress;
   if (bar) {
-    const passes = new Set(target.pipeline);
+    const passes = new Set([...target.pipeline, ...lowering]);
     instruments.push({
       start: () => bar.start(passes.size),
       before: (p) => void (passes.has(p.name) && bar.label(`pass ${p.name}`)),
@@ -222,8 +226,14 @@ export async function compileModel(
     options,
     instruments,
   });
-  const module = runPipeline(pipelineOf(target.name, target.pipeline, target.passes), model.module, ctx);
-  return { module, ctx, target, system };
+  for (const i of ctx.instruments) i.start?.(model.module, ctx);
+  const module = pipelineOf(target.name, target.pipeline, target.passes).run(model.module, ctx);
+  const lowered =
+    lowering.length > 0
+      ? pipelineOf(`${target.name}-lowering`, lowering, target.passes).run(module, ctx)
+      : undefined;
+  for (const i of ctx.instruments) i.finish?.(lowered ?? module, ctx);
+  return { module, ...(lowered ? { lowered } : {}), ctx, target, system };
 }
 
 /** Where warnings go when the flags name no `warn`: stderr, one line each. */

@@ -15,6 +15,7 @@ import type { LayoutOptions } from "../../src/ir/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
 import { PIMLLM_ABLATION, UPMEM_FLAGS, upmemOptions, type UpmemOptions } from "./flags.js";
 import { PLAN, planFor, planInputs, upmemPlan, type PlanOptions } from "./passes/plan.js";
+import { dialectFor, LOWER, upmemLower } from "./passes/lower.js";
 import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { mramLine } from "./disasm.js";
 import { ms } from "../../src/report/format.js";
@@ -305,7 +306,8 @@ const upmem: Target = {
   name: "upmem",
   summary: "UPMEM-class DIMM-PIM (PIM-LLM): PGEMMlib kernels on DPUs, host CPU for the rest; emulated",
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "quantize", "dce", "partition", PLAN],
-  passes: [upmemPlan],
+  passes: [upmemPlan, upmemLower],
+  lowering: [LOWER],
   flags: UPMEM_FLAGS,
   ablation: PIMLLM_ABLATION,
   system(decl, given) {
@@ -333,6 +335,7 @@ const upmem: Target = {
       model.weights,
       { ...inputs, shapeOnly: opts.shapeOnly },
       planFor(model.module, inputs),
+      dialectFor(model.module, inputs),
     );
     const bytes = encodeProgram(program);
     // DPUs the program launches kernels on (GEMMs and attention).
@@ -366,7 +369,13 @@ const upmem: Target = {
       opts?.mix,
       opts?.limits,
     );
-    const { program } = lowerModule(model.module, model.weights, inputs, planFor(model.module, inputs));
+    const { program } = lowerModule(
+      model.module,
+      model.weights,
+      inputs,
+      planFor(model.module, inputs),
+      dialectFor(model.module, inputs),
+    );
     return new UpmemRunner(new UpmemMachine(program));
   },
 };

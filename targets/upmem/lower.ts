@@ -9,12 +9,11 @@
  * Everything else runs on the host as the IR op it is. DPUs are allocated and kernels loaded once, in
  * the program's setup.
  */
-import { dimAdd, dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
+import { dimEval, dimMul, dimProd, dimToString, type Dim, type DimEnv } from "../../src/ir/dim.js";
 import { layoutOf, toLogical } from "../../src/ir/layout.js";
-import { refName, type Attrs, type Func, type Module, type Op } from "../../src/ir/module.js";
+import { refName, type Attrs, type Func, type Module, type Op, type Value } from "../../src/ir/module.js";
 import { ANNOTATIONS, getOp, isTargetAnnotation, weightGemm } from "../../src/ir/registry.js";
 import type { Tensor } from "../../src/ir/tensor.js";
-import type { TensorType } from "../../src/ir/types.js";
 import { isFloat } from "../../src/ir/dtype.js";
 import type { WeightStore } from "../../src/ir/weights.js";
 import { toRuntime } from "../../src/exec/interpreter.js";
@@ -25,7 +24,6 @@ import {
   cdiv,
   elemBytesOf,
   gemmKernel,
-  mbExpr,
   roundUp,
   weightBlock,
   type Distribution,
@@ -62,12 +60,9 @@ import {
 import { lutBlock, lutKernel, lutWeightImage, selectLut, type LutShape, type LutTiling } from "./lut.js";
 import { baseTiling, perCallFor } from "./base.js";
 import {
-  appendOffsets,
   attentionBytes,
   attentionKernels,
-  attentionMaps,
   cacheBytes,
-  cacheMaps,
   layoutDpus,
   planAttention,
   type AttentionCall,
@@ -77,6 +72,8 @@ import {
   type ReduceSite,
 } from "./attention.js";
 import type { UpmemSystem } from "./system.js";
+import { dialectOptions, lowerToDialect } from "./passes/lower.js";
+import { mapOf, rangeOf } from "./dialect.js";
 
 /** The name of the DPU device in the target's cost model. */
 export const PIM = "pim";
@@ -175,17 +172,30 @@ const lutBlockBytes = (shape: Omit<LutShape, "m">, d: Distribution): number => {
 export type GemmPlan = WeightPlan<Omit<GemmShape, "m">, Tiling>;
 
 const expr = (d: Dim): IntExpr => (typeof d === "number" ? d : dimToString(d));
-const isPimAttention = (op: Op): boolean => op.attrs.device === PIM && op.opcode === "attention";
+export const isPimAttention = (op: Op): boolean => op.attrs.device === PIM && op.opcode === "attention";
 /** A W4A8 / W2A8 linear layer on the DPUs: a LUT-GEMV kernel. */
-const isPimLut = (op: Op): boolean =>
+export const isPimLut = (op: Op): boolean =>
   op.attrs.device === PIM && op.opcode === "lowbit_linear" && op.attrs.act_bits === 8 && !!weightGemm(op);
 
 /** A LUT-GEMV weight. */
 export type LutPlan = WeightPlan<Omit<LutShape, "m">, LutTiling>;
-const isPimGemm = (op: Op): boolean =>
+export const isPimGemm = (op: Op): boolean =>
   op.attrs.device === PIM && op.opcode !== "lowbit_linear" && !!weightGemm(op);
 
-function stripAnnotations(attrs: Attrs): Attrs {
+/**
+ * A host command's attributes: the op's own. A dequantizing op's `dtype` (the model's float type of
+ * its result, for the IR's types) stays out: the host computes in f32 and the emulator times these
+ * ops' results as f32, as it did before the dialect existed (so its figures are unchanged).
+ */
+function hostAttrs(op: Op): Attrs {
+  const attrs = stripAnnotations(op.attrs);
+  if ((op.opcode !== "dequantize" && op.opcode !== "group_dequantize") || attrs.dtype === undefined)
+    return attrs;
+  const { dtype: _, ...rest } = attrs;
+  return rest;
+}
+
+export function stripAnnotations(attrs: Attrs): Attrs {
   const out: Record<string, Attrs[string]> = {};
   for (const [k, v] of Object.entries(attrs)) if (!ANNOTATIONS.has(k) && !isTargetAnnotation(k)) out[k] = v;
   return out;
@@ -229,7 +239,7 @@ function weightImage(w: Tensor, shape: Omit<GemmShape, "m">, d: Distribution): U
 }
 
 /** The activation X [m, k] over a GEMM's DPUs: DPU (im, in, ik) holds row block im, column block ik. */
-function activationMap(m: IntExpr, k: number, mb: IntExpr, kb: number, d: Distribution): BlockMap {
+export function activationMap(m: IntExpr, k: number, mb: IntExpr, kb: number, d: Distribution): BlockMap {
   return {
     rows: m,
     cols: k,
@@ -343,15 +353,18 @@ export interface LoweringPlan {
 
 /**
  * Lowers a placed module to an UPMEM program: its plan (`plan`, made for `opts`: the upmem-plan
- * pass's; else planLowering), then the program built from it.
+ * pass's; else planLowering), the module in the UPMEM dialect (`dialect`: the upmem-lower pass's;
+ * else lowered from the plan), then the program: the manifest from the plan, a command per op.
  */
 export function lowerModule(
   m: Module,
   weights: WeightStore,
   opts: LowerOptions,
   plan?: LoweringPlan,
+  dialect?: Module,
 ): Lowered {
-  return buildProgram(m, weights, opts, plan ?? planLowering(m, opts));
+  const p = plan ?? planLowering(m, opts);
+  return buildProgram(m, weights, opts, p, dialect ?? lowerToDialect(m, p, dialectOptions(opts)));
 }
 
 /**
@@ -815,12 +828,18 @@ export function planLowering(m: Module, opts: Omit<LowerOptions, "shapeOnly">): 
 }
 
 /** 3. The weight images and host constants, 4. the setup and the phases' commands, from the plan. */
-function buildProgram(m: Module, weights: WeightStore, opts: LowerOptions, plan: LoweringPlan): Lowered {
+function buildProgram(
+  m: Module,
+  weights: WeightStore,
+  opts: LowerOptions,
+  plan: LoweringPlan,
+  dialect: Module,
+): Lowered {
   const sys = opts.system;
   const { limits } = opts;
   const funcs = m.funcs;
   const pooling = opts.pooling ?? true;
-  const { plans, luts, attn, caches, kernels, regions, xRegion, yRegion, dpusUsed } = plan;
+  const { plans, luts, attn, kernels, regions, dpusUsed } = plan;
   const dpusOf = (d: Distribution): number => d.dm * d.dn * d.dk;
   // 3. Images (one per layout of a resident weight) and constants.
   const images: MramImage[] = [];
@@ -905,15 +924,7 @@ function buildProgram(m: Module, weights: WeightStore, opts: LowerOptions, plan:
 
   const buffers: HostBuffer[] = [];
   const offsets = new Map(regions.map((x) => [x.name, x.offset]));
-  const phases: Phase[] = funcs.map((f) =>
-    lowerFunc(m, f, plans, luts, attn, caches, buffers, {
-      xRegion,
-      yRegion,
-      offsets,
-      pooling,
-      runtimeTranspose: runtimeT,
-    }),
-  );
+  const phases: Phase[] = dialect.funcs.map((f) => encodePhase(f, buffers, offsets));
   const program: Program = {
     version: 1,
     target: "upmem",
@@ -933,371 +944,122 @@ function buildProgram(m: Module, weights: WeightStore, opts: LowerOptions, plan:
   return { program, gemms: [...plans.values()], luts: [...luts.values()], attention };
 }
 
-function lowerFunc(
-  m: Module,
-  f: Func,
-  plans: Map<string, GemmPlan>,
-  luts: ReadonlyMap<string, LutPlan>,
-  attn: ReadonlyMap<string, AttentionUse>,
-  caches: ReadonlyMap<string, CacheUse>,
-  buffers: HostBuffer[],
-  r: {
-    xRegion: string;
-    yRegion: string;
-    offsets: ReadonlyMap<string, number>;
-    pooling: boolean;
-    runtimeTranspose: boolean;
-  },
-): Phase {
+/**
+ * The phase of one function of the lowered module: each op its command (docs/upmem.md), in order,
+ * with the dependencies its values and MRAM regions give: a host op or push follows the writers of the
+ * host buffers it reads, a launch or pull the DPU values it takes (pushes, launches, allocations), and
+ * every region is written only after its last reader and writer and read after its last writer.
+ */
+function encodePhase(f: Func, buffers: HostBuffer[], offsets: ReadonlyMap<string, number>): Phase {
   const em = new Emitter();
-  const typeOf = operandTyper(m, f);
-  const alias = new Map<string, string>();
-  const bufName = (ref: string): string => {
-    if (ref.startsWith("@")) return refName(ref);
-    const a = alias.get(ref);
-    return a ?? `${f.name}/${refName(ref)}`;
-  };
+  const buf = (ref: string): string => (ref.startsWith("@") ? refName(ref) : `${f.name}/${refName(ref)}`);
+  /** The commands that made the DPU-side values (push, launch, alloc and load results). */
+  const dpu = new Map<string, number>();
+  const onDpus = (ref: string): number | undefined => dpu.get(ref);
   // The host computes in fp32 (f16/bf16 activations are held as f32), integers as i32 or i8.
-  const addBuffer = (name: string, t: TensorType): string => {
+  const addBuffer = (v: Value, attrs: Attrs = {}): string => {
+    const name = `${f.name}/${v.name}`;
+    const t = v.type;
     const dtype = isFloat(t.dtype) ? "f32" : t.dtype === "i8" ? "i8" : "i32";
-    buffers.push({ name, dtype, shape: t.shape.map(expr), ...storageOf(t.dtype) });
+    const held = attrs["upmem.storage"];
+    const storage = held === undefined ? storageOf(t.dtype) : held === "f32" ? {} : storageOf(String(held));
+    buffers.push({ name, dtype, shape: t.shape.map(expr), ...storage });
     return name;
   };
-  f.params.forEach((p) => addBuffer(`${f.name}/${p.name}`, p.type));
-  const host = (opcode: string, attrs: Attrs, ins: string[], outs: string[]): number => {
-    const deps = ins.map((b) => em.writerOf(b));
-    const def = getOp(opcode);
-    if (def?.stateOperand !== undefined) deps.push(em.writerOf(ins[def.stateOperand]!));
-    const id = em.emit({ kind: "host", opcode, attrs, inputs: ins, outputs: outs }, deps);
-    outs.forEach((o) => em.written(o, id));
-    if (def?.stateOperand !== undefined) em.written(ins[def.stateOperand]!, id);
-    return id;
-  };
-  /** A transfer between a host buffer and an MRAM region, ordered against the region's other users. */
-  const move = (
-    kind: "push" | "pull",
-    buffer: string,
-    region: string,
-    map: BlockMap,
-    range: DpuRange,
-    after: (number | undefined)[],
-    opts: { reduce?: boolean; at?: IntExpr } = {},
-  ): number => {
-    const at = opts.at ?? 0;
-    if (kind === "push") {
-      const id = em.emit({ kind, buffer, range, region, at, map }, [
-        em.writerOf(buffer),
-        ...em.beforeWrite(region),
-        ...after,
-      ]);
-      em.wrote(region, id);
-      return id;
-    }
-    const id = em.emit({ kind, buffer, range, region, at, map, ...(opts.reduce ? { reduce: true } : {}) }, [
-      em.beforeRead(region),
-      ...after,
-    ]);
-    em.read(region, id);
-    em.written(buffer, id);
-    return id;
-  };
-  const launch = (kernel: string, range: DpuRange, w: string, after: number[]): number => {
-    const id = em.emit({ kind: "launch", kernel, range, args: { w: r.offsets.get(w)! } }, [
-      ...after,
-      em.beforeRead(w),
-      ...em.beforeWrite(r.yRegion),
-    ]);
-    em.read(r.xRegion, id);
-    em.read(w, id);
-    em.wrote(r.yRegion, id);
-    return id;
-  };
-  /** An append to a cache resident in MRAM: the new tokens also go to its blocks on the DPUs. */
-  const appendToDpus = (op: Op, cache: CacheUse): void => {
-    const l = cache.layout;
-    const x = bufName(op.operands[1]!);
-    const xt = typeOf(op.operands[1]!);
-    const whole = op.results[0]!;
-    const maps = cacheMaps(l, {
-      B: expr(xt.shape[0]!),
-      S: expr(xt.shape[2]!),
-      T: expr(whole.type.shape[2]!),
-    });
-    const at = appendOffsets(l, expr(op.attrs.past as Dim));
-    const range: DpuRange = { first: 0, count: layoutDpus(l) };
-    if (cache.role === "k") {
-      move("push", x, cache.region, maps.kNew, range, [], { at: at.k });
-      return;
-    }
-    const [b, h, s, d] = xt.shape as [Dim, Dim, Dim, Dim];
-    const win = addBuffer(`${f.name}/${whole.name}.window`, { dtype: "f32", shape: [b, h, d, dimAdd(s, 2)] });
-    host("kv_window", { align: 2 }, [bufName(`%${whole.name}`), x], [win]);
-    move("push", win, cache.region, maps.vWindow, range, [], { at: at.v });
-  };
-  const lowerAttention = (op: Op): void => {
-    const res = op.results[0]!;
-    const use = attn.get(`${f.name}/${res.name}`)!;
-    const l = use.layout;
-    const [q, k, v] = op.operands.map(bufName) as [string, string, string];
-    const qt = typeOf(op.operands[0]!);
-    const kt = typeOf(op.operands[1]!);
-    const T = expr(kt.shape[2]!);
-    const dims = { B: expr(qt.shape[0]!), S: expr(qt.shape[2]!), T };
-    const maps = {
-      ...attentionMaps(l, use.tiling, dims),
-      ...cacheMaps(l, { ...dims, B: expr(kt.shape[0]!) }),
-    };
-    const range: DpuRange = { first: 0, count: layoutDpus(l) };
-    const base = `${f.name}/${res.name}`;
-    const after: number[] = [];
-    if (!r.pooling) {
-      // No residency: the call's DPUs get the whole cache.
-      const a = em.emit({ kind: "alloc", dpus: range.count }, []);
-      const kernels = [use.scores, use.context, ...(use.reduce ? [use.reduce] : [])];
-      const ld = em.emit({ kind: "load", kernels, range }, [a]);
-      const vt = addBuffer(`${base}.vt`, {
-        dtype: "f32",
-        shape: [kt.shape[0]!, kt.shape[1]!, kt.shape[3]!, kt.shape[2]!],
-      });
-      host("transpose", { perm: [0, 1, 3, 2] }, [v], [vt]);
-      after.push(
-        move("push", k, use.kRegion, maps.kAll, range, [ld]),
-        move("push", vt, use.vRegion, maps.vtAll, range, [ld]),
-      );
-    }
-    const [bq, hq, sq] = qt.shape;
-    const pq = move("push", q, r.xRegion, maps.q, range, after);
-    const l1 = launch(use.scores, range, use.kRegion, [pq, ...after]);
-    const scores = addBuffer(`${base}.scores`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
-    move("pull", scores, r.yRegion, maps.scores, range, [l1], { reduce: l.dt > 1 });
-    const probs = addBuffer(`${base}.probs`, { dtype: "f32", shape: [bq!, hq!, sq!, kt.shape[2]!] });
-    host("masked_softmax", stripAnnotations(op.attrs), [scores], [probs]);
-    const pp = move("push", probs, r.xRegion, maps.probs, range, []);
-    const l2 = launch(use.context, range, use.vRegion, [pp, ...after]);
-    const ks = use.tiling.context.ks ?? 1;
-    if (ks === 1) {
-      move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l2]);
-      return;
-    }
-    if (use.reduce) {
-      // The tasklets split the tokens: the reduce kernel adds their partial tiles in place.
-      const l3 = em.emit({ kind: "launch", kernel: use.reduce, range }, [l2, ...em.beforeWrite(r.yRegion)]);
-      em.read(r.yRegion, l3);
-      em.wrote(r.yRegion, l3);
-      move("pull", addBuffer(base, res.type), r.yRegion, maps.out, range, [l3]);
-      return;
-    }
-    // The tasklets split the tokens: the host adds their partial rows.
-    const dt = l.dt;
-    const dd = l.dd;
-    const parts = addBuffer(`${base}.parts`, { dtype: "f32", shape: [bq!, hq!, sq!, dt, ks, dd] });
-    move("pull", parts, r.yRegion, maps.out, range, [l2]);
-    const sum = addBuffer(`${base}.sum`, { dtype: "f32", shape: [bq!, hq!, sq!, dt, dd] });
-    host("reduce_sum", { axis: 4 }, [parts], [sum]);
-    host("reshape", { shape: res.type.shape }, [sum], [addBuffer(base, res.type)]);
-  };
-  /**
-   * A LUT-GEMV layer: INT8 activations pushed, the kernel's per-segment integer dot products pulled
-   * into [lead..., dn, groups, nbPad] (the parts of a group split over DPUs added by the pull), folded
-   * with the scales by the host.
-   */
-  const lowerLut = (op: Op): void => {
-    const plan = luts.get(refName(op.operands[1]!))!;
-    const ph = plan.phases.get(f.name)!;
-    const t = ph.tiling;
-    const kernel = ph.kernel;
-    const b = lutBlock(plan.shape, t);
-    const xType = typeOf(op.operands[0]!);
-    const lead = xType.shape.slice(0, -1);
-    const res = op.results[0]!;
-    const base = `${f.name}/${res.name}`;
-    const xq = addBuffer(`${base}.xq`, { dtype: "i8", shape: xType.shape });
-    const xs = addBuffer(`${base}.xs`, { dtype: "f32", shape: lead });
-    host("quantize", {}, [bufName(op.operands[0]!)], [xq, xs]);
-    const mExpr = expr(dimProd(lead));
-    const count = t.dm * t.dn * t.dk;
-    const range: DpuRange = { first: 0, count };
-    const mb = mbExpr(mExpr, t.dm);
-    const xMap = activationMap(mExpr, plan.shape.k, mb, b.kb, t);
-    const broadcast = t.dm === 1 && t.dk === 1;
-    const push = em.emit(
-      { kind: broadcast ? "broadcast" : "push", buffer: xq, range, region: r.xRegion, at: 0, map: xMap },
-      [em.writerOf(xq), ...em.beforeWrite(r.xRegion)],
-    );
-    em.wrote(r.xRegion, push);
-    const l = launch(kernel, range, plan.layouts[ph.layout]!.region, [push]);
-    const groups = plan.shape.k / plan.shape.group;
-    const dots = addBuffer(`${base}.dots`, {
-      dtype: "i32",
-      shape: [...lead, t.dn, groups, b.nbPad],
-    });
-    const yMap: BlockMap = {
-      rows: mExpr,
-      cols: t.dn * groups * b.nbPad,
-      blockRows: mb,
-      blockCols: b.segments * b.nbPad,
-      ld: b.segments * b.nbPad,
-      rowEvery: t.dn * t.dk,
-      rowBlocks: t.dm,
-      colEvery: b.split,
-      colBlocks: (t.dn * t.dk) / b.split,
-    };
-    move("pull", dots, r.yRegion, yMap, range, [l], { reduce: b.split > 1 });
-    const ins = [dots, xs, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
-    host("group_dequantize", { block: b.nb }, ins, [addBuffer(base, res.type)]);
-  };
+  f.params.forEach((p) => addBuffer(p));
+  const range = (op: Op): DpuRange => rangeOf(op.attrs.dpus as number[]);
   for (const op of f.body) {
-    if (op.opcode === "transfer") {
-      alias.set(`%${op.results[0]!.name}`, bufName(op.operands[0]!));
-      continue;
-    }
-    if (isPimAttention(op)) {
-      lowerAttention(op);
-      continue;
-    }
-    if (isPimLut(op)) {
-      lowerLut(op);
-      continue;
-    }
-    if (!isPimGemm(op)) {
-      const outs = op.results.map((v) => addBuffer(`${f.name}/${v.name}`, v.type));
-      host(op.opcode, stripAnnotations(op.attrs), op.operands.map(bufName), outs);
-      const cache = op.opcode === "kv_append" ? caches.get(refName(op.operands[0]!)) : undefined;
-      if (cache) appendToDpus(op, cache);
-      continue;
-    }
-    // A GEMM on the DPUs.
-    const plan = plans.get(refName(op.operands[1]!))!;
-    const ph = plan.phases.get(f.name)!;
-    const t = ph.tiling;
-    const { nb, nbPad, kb } = weightBlock({ ...plan.shape, m: 1 }, t);
-    const xType = typeOf(op.operands[0]!);
-    const lead = xType.shape.slice(0, -1);
-    const res = op.results[0]!;
-    const base = `${f.name}/${res.name}`;
-    let x = bufName(op.operands[0]!);
-    let xs: string | undefined;
-    const int8 = plan.shape.dtype === "i8";
-    // 16-bit activations travel as two INT8 planes: twice the rows, combined on the host after.
-    const planes = int8 && op.attrs.act_bits === 16 ? 2 : 1;
-    const bits: Attrs = planes === 2 ? { bits: 16 } : {};
-    if (int8) {
-      const xq = addBuffer(`${base}.xq`, {
-        dtype: "i8",
-        shape: planes === 2 ? [2, ...xType.shape] : xType.shape,
-      });
-      xs = addBuffer(`${base}.xs`, { dtype: "f32", shape: lead });
-      host("quantize", bits, [x], [xq, xs]);
-      x = xq;
-    }
-    const mExpr = expr(dimProd(planes === 2 ? [2, ...lead] : lead));
-    const count = t.dm * t.dn * t.dk;
-    const range: DpuRange = { first: 0, count };
-    const mb = mbExpr(mExpr, t.dm);
-    const xMap = activationMap(mExpr, plan.shape.k, mb, kb, t);
-    // Without pooling, the call allocates its DPUs, loads its kernel and sends the weight first.
-    const before: number[] = [];
-    if (!r.pooling) {
-      const a = em.emit({ kind: "alloc", dpus: count }, []);
-      const l = em.emit({ kind: "load", kernels: [ph.kernel], range }, [a]);
-      const wMap: BlockMap = {
-        rows: plan.shape.n,
-        cols: plan.shape.k,
-        blockRows: nb,
-        blockCols: kb,
-        ld: kb,
-        rowEvery: t.dk,
-        rowBlocks: t.dn,
-        colEvery: 1,
-        colBlocks: t.dk,
-      };
-      const kind = t.dn === 1 && t.dk === 1 ? "broadcast" : "push";
-      let wBuf = plan.weight;
-      if (r.runtimeTranspose) {
-        const dtype = plan.shape.dtype === "i8" ? "i8" : "f32";
-        wBuf = addBuffer(`${base}.w`, { dtype, shape: [plan.shape.n, plan.shape.k] });
-        host("transpose", { perm: [1, 0] }, [`${plan.weight}.T`], [wBuf]);
+    const res = op.results[0];
+    switch (op.opcode) {
+      case "upmem.alloc":
+        dpu.set(`%${res!.name}`, em.emit({ kind: "alloc", dpus: op.attrs.dpus as number }, []));
+        break;
+      case "upmem.load": {
+        const kernels = op.attrs.kernels as string[];
+        dpu.set(
+          `%${res!.name}`,
+          em.emit({ kind: "load", kernels, range: range(op) }, [onDpus(op.operands[0]!)]),
+        );
+        break;
       }
-      const pw = em.emit({ kind, buffer: wBuf, range, region: "w", at: 0, map: wMap }, [
-        em.writerOf(wBuf),
-        l,
-        ...em.beforeWrite("w"),
-      ]);
-      em.wrote("w", pw);
-      before.push(pw);
-    }
-    const broadcast = t.dm === 1 && t.dk === 1;
-    const push = em.emit(
-      { kind: broadcast ? "broadcast" : "push", buffer: x, range, region: r.xRegion, at: 0, map: xMap },
-      [em.writerOf(x), ...em.beforeWrite(r.xRegion)],
-    );
-    em.wrote(r.xRegion, push);
-    const launch = em.emit(
-      {
-        kind: "launch",
-        kernel: ph.kernel,
-        range,
-        args: { w: r.offsets.get(plan.layouts[ph.layout]!.region)! },
-      },
-      [push, ...before, ...em.beforeWrite(r.yRegion)],
-    );
-    if (!r.pooling) em.read("w", launch);
-    em.read(r.xRegion, launch);
-    em.wrote(r.yRegion, launch);
-    const accType = {
-      dtype: int8 ? "i32" : "f32",
-      shape: planes === 2 ? [2, ...res.type.shape] : res.type.shape,
-    } as const;
-    const accName = int8 ? `${base}.acc` : op.operands.length > 2 ? `${base}.raw` : base;
-    // With a K split inside the DPUs a Y row holds ks partial tiles of nbPad columns: viewed as ks
-    // rows of nbPad, they come home as [..., ks, N] and the host adds them up.
-    const ks = t.ks ?? 1;
-    const times = (x: IntExpr): IntExpr => (ks === 1 ? x : typeof x === "number" ? x * ks : `(${x})*${ks}`);
-    const parts =
-      ks === 1
-        ? addBuffer(accName, accType)
-        : addBuffer(`${base}.parts`, {
-            ...accType,
-            shape: [...accType.shape.slice(0, -1), ks, accType.shape[accType.shape.length - 1]!],
-          });
-    const acc = ks === 1 ? parts : addBuffer(accName, accType);
-    const yMap: BlockMap = {
-      rows: times(mExpr),
-      cols: plan.shape.n,
-      blockRows: times(mb),
-      blockCols: nb,
-      ld: nbPad,
-      rowEvery: t.dn * t.dk,
-      rowBlocks: t.dm,
-      colEvery: t.dk,
-      colBlocks: t.dn,
-    };
-    const pull = em.emit(
-      {
-        kind: "pull",
-        buffer: parts,
-        range,
-        region: r.yRegion,
-        at: 0,
-        map: yMap,
-        ...(t.dk > 1 ? { reduce: true } : {}),
-      },
-      [launch, em.beforeRead(r.yRegion)],
-    );
-    em.read(r.yRegion, pull);
-    em.written(parts, pull);
-    if (ks > 1) host("reduce_sum", { axis: -2 }, [parts], [acc]);
-    if (int8) {
-      const ins = [acc, xs!, bufName(op.operands[2]!), ...(op.operands[3] ? [bufName(op.operands[3])] : [])];
-      host("dequantize", bits, ins, [addBuffer(base, res.type)]);
-    } else if (op.operands.length > 2) {
-      host("add", {}, [acc, bufName(op.operands[2]!)], [addBuffer(base, res.type)]);
+      case "upmem.push": {
+        const buffer = buf(op.operands[0]!);
+        const region = op.attrs.region as string;
+        const kind = op.attrs.broadcast === true ? "broadcast" : "push";
+        const body = {
+          kind,
+          buffer,
+          range: range(op),
+          region,
+          at: op.attrs.at as IntExpr,
+          map: mapOf(op.attrs.map as IntExpr[]),
+        } as const;
+        const id = em.emit(body, [
+          em.writerOf(buffer),
+          ...em.beforeWrite(region),
+          ...op.operands.slice(1).map(onDpus),
+        ]);
+        em.wrote(region, id);
+        dpu.set(`%${res!.name}`, id);
+        break;
+      }
+      case "upmem.launch": {
+        const reads = op.attrs.reads as string[];
+        const writes = op.attrs.writes as string;
+        const w = op.attrs.w as string | undefined;
+        const id = em.emit(
+          {
+            kind: "launch",
+            kernel: op.attrs.kernel as string,
+            range: range(op),
+            ...(w !== undefined ? { args: { w: offsets.get(w)! } } : {}),
+          },
+          [...op.operands.map(onDpus), ...reads.map((r) => em.beforeRead(r)), ...em.beforeWrite(writes)],
+        );
+        for (const r of reads) em.read(r, id);
+        em.wrote(writes, id);
+        dpu.set(`%${res!.name}`, id);
+        break;
+      }
+      case "upmem.pull": {
+        const buffer = addBuffer(res!, op.attrs);
+        const region = op.attrs.region as string;
+        const id = em.emit(
+          {
+            kind: "pull",
+            buffer,
+            range: range(op),
+            region,
+            at: op.attrs.at as IntExpr,
+            map: mapOf(op.attrs.map as IntExpr[]),
+            ...(op.attrs.reduce === true ? { reduce: true } : {}),
+          },
+          [onDpus(op.operands[0]!), em.beforeRead(region)],
+        );
+        em.read(region, id);
+        em.written(buffer, id);
+        break;
+      }
+      default: {
+        // A host computation.
+        const ins = op.operands.map(buf);
+        const outs = op.results.map((v) => addBuffer(v, op.attrs));
+        const deps = ins.map((b) => em.writerOf(b));
+        const def = getOp(op.opcode);
+        if (def?.stateOperand !== undefined) deps.push(em.writerOf(ins[def.stateOperand]!));
+        const id = em.emit(
+          { kind: "host", opcode: op.opcode, attrs: hostAttrs(op), inputs: ins, outputs: outs },
+          deps,
+        );
+        outs.forEach((o) => em.written(o, id));
+        if (def?.stateOperand !== undefined) em.written(ins[def.stateOperand]!, id);
+      }
     }
   }
   return {
     name: f.name,
     inputs: f.params.map((p) => `${f.name}/${p.name}`),
-    outputs: f.results.map(bufName),
+    outputs: f.results.map(buf),
     commands: em.commands,
   };
 }

@@ -167,12 +167,15 @@ registerOp({
   },
 });
 
+/** The float type a dequantizing op's result has in the model (default f32; computed in f32). */
+const zFloatType = z.enum(["f32", "f16", "bf16"]).optional();
+
 registerOp({
   name: "dequantize",
   summary:
     "y[..., n] = acc[..., n] * scale[...] * weight_scale[n] + bias[n] (int32 GEMM result to float); bits 16 combines planes [2, ...] as hi * 256 + lo",
   operands: ["acc", "scale", "weight_scale", "bias?"],
-  attrs: z.strictObject({ bits: z.union([z.literal(8), z.literal(16)]).optional() }),
+  attrs: z.strictObject({ bits: z.union([z.literal(8), z.literal(16)]).optional(), dtype: zFloatType }),
   infer([acc, s, ws], a) {
     need(acc!.dtype === "i32", `acc must be i32, got ${acc!.dtype}`);
     needDimEq(lastDim(acc!), ws!.shape[0]!, `weight_scale ${show(ws!)} does not match acc ${show(acc!)}`);
@@ -183,7 +186,7 @@ registerOp({
       s!.shape.length === shape.length - 1,
       `scale ${show(s!)} must have one scale per row of acc ${show(acc!)}`,
     );
-    return [tensor("f32", shape)];
+    return [tensor(a.dtype ?? "f32", shape)];
   },
   cost: (ins, outs, _a, env) => ({
     flops: 3 * nelem(outs[0]!, env),
@@ -400,7 +403,7 @@ registerOp({
   summary:
     "the float fold of a W(low-bit) x A8 layer: dots [..., blocks, groups, ld] (int32 group dot products, output o at block o / block, column o % block) times sa[...] x weight_scale[n, groups], summed over groups in order, + bias",
   operands: ["dots", "scale", "weight_scale", "bias?"],
-  attrs: z.strictObject({ block: z.number().int().positive() }),
+  attrs: z.strictObject({ block: z.number().int().positive(), dtype: zFloatType }),
   infer([d, s, ws, b], a) {
     need(d!.dtype === "i32", `dots must be i32, got ${d!.dtype}`);
     need(d!.shape.length >= 3, `dots ${show(d!)} must be [..., blocks, groups, ld]`);
@@ -422,7 +425,7 @@ registerOp({
         `blocks of ${a.block} outputs in ${show(d!)} do not hold the ${n} outputs of weight_scale ${show(ws!)}`,
       );
     if (b) needDimEq(b.shape[0]!, ws!.shape[0]!, `bias ${show(b)} does not match weight_scale ${show(ws!)}`);
-    return [tensor("f32", [...lead, ws!.shape[0]!])];
+    return [tensor(a.dtype ?? "f32", [...lead, ws!.shape[0]!])];
   },
   cost: (ins, outs, _a, env) => ({
     flops: 3 * nelem(ins[0]!, env),

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { zDim, zDims } from "../attrs.js";
 import { dimAdd, dimEq, dimEval, dimProd, dimToString, type Dim } from "../dim.js";
 import { registerOp } from "../registry.js";
+import { isFloat } from "../dtype.js";
 import { i32, strides, type Tensor } from "../tensor.js";
 import { normAxis, tensor } from "../types.js";
 import { concreteShape, fdata, idata, need, nelem, show, sumBytes } from "./util.js";
@@ -186,13 +187,16 @@ registerOp({
 
 registerOp({
   name: "reduce_sum",
-  summary: "sum over one axis (fp32 in order, or int32 wrapping), which the result drops",
+  summary: "sum over one axis (floats in fp32 in order, int32 wrapping), which the result drops",
   operands: ["x"],
   attrs: z.strictObject({ axis: z.number().int() }),
   infer([x], { axis }) {
     const ax = normAxis(axis, x!.shape.length);
     need(ax !== undefined, `axis ${axis} out of range for ${show(x!)}`);
-    need(x!.dtype === "f32" || x!.dtype === "i32", `reduce_sum needs f32 or i32, got ${show(x!)}`);
+    need(
+      isFloat(x!.dtype) || x!.dtype === "i32",
+      `reduce_sum needs a float or i32, got ${x!.dtype}${show(x!)}`,
+    );
     return [
       tensor(
         x!.dtype,

@@ -12,7 +12,7 @@
  */
 import type { DimEnv } from "../../../src/ir/dim.js";
 import type { Attrs, Module, Op } from "../../../src/ir/module.js";
-import type { Pass } from "../../../src/pipeline/pass.js";
+import type { Pass, PassContext } from "../../../src/pipeline/pass.js";
 import { UserError } from "../../../src/errors.js";
 import { mapFuncs } from "../../../src/pipeline/rewrite.js";
 import { envLimits } from "../../../src/frontend/workload.js";
@@ -46,6 +46,21 @@ export const planInputs = (
   ...(mix ? { mix } : {}),
   ...o.lowering,
 });
+
+/**
+ * The plan's inputs a compile gives its UPMEM passes: the system and lowering choices, the envs the
+ * program is emitted for (the compile's, unless it names others: emitEnvs), the mix, and the
+ * program's sizes (the envs' largest, unless the compile names the ones it will emit for).
+ */
+export function passInputs(
+  ctx: PassContext,
+): { o: PlanOptions; inputs: Omit<LowerOptions, "shapeOnly"> } | undefined {
+  const o = ctx.options[PLAN] as PlanOptions | undefined;
+  const envs = (ctx.options.emitEnvs ?? ctx.options.envs) as Readonly<Record<string, DimEnv>> | undefined;
+  if (!o || !envs) return undefined;
+  const mix = ctx.options.mix as Readonly<Record<string, number>> | undefined;
+  return { o, inputs: planInputs(o, envs, mix, ctx.options.limits as LowerOptions["limits"] | undefined) };
+}
 
 /** Plans kept for the modules the pass returned, with the inputs they were made for. */
 const kept = new WeakMap<Module, { key: string; plan: LoweringPlan }>();
@@ -91,18 +106,9 @@ export const upmemPlan: Pass = {
   summary:
     "plan the UPMEM lowering for the workload: tiles, MRAM layouts and kernels of the ops on the DPUs, recorded on them",
   run(m, ctx) {
-    const o = ctx.options[PLAN] as PlanOptions | undefined;
-    // The envs the program is emitted for: the compile's, unless it names others (emitEnvs).
-    const envs = (ctx.options.emitEnvs ?? ctx.options.envs) as Readonly<Record<string, DimEnv>> | undefined;
-    if (!o || !envs) return m;
-    // The program's sizes: the envs' largest, unless the compile names the ones it will emit for.
-    const limits = ctx.options.limits as LowerOptions["limits"] | undefined;
-    const inputs = planInputs(
-      o,
-      envs,
-      ctx.options.mix as Readonly<Record<string, number>> | undefined,
-      limits,
-    );
+    const given = passInputs(ctx);
+    if (!given) return m;
+    const { inputs } = given;
     const plan = planLowering(m, inputs);
     const out = mapFuncs(m, (f) => ({
       ...f,
