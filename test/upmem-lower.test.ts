@@ -15,12 +15,14 @@ import { printModule } from "../src/ir/printer.js";
 import { assertValid } from "../src/ir/verifier.js";
 import { Interpreter } from "../src/exec/interpreter.js";
 import { PassContext } from "../src/pipeline/pass.js";
-import { i32 } from "../src/ir/tensor.js";
+import { f32, i32 } from "../src/ir/tensor.js";
 import { WeightStore } from "../src/ir/weights.js";
 import { UserError } from "../src/errors.js";
+import type { Func } from "../src/ir/module.js";
 import { decodeProgram } from "../targets/upmem/codec.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
-import { upmemPlan } from "../targets/upmem/passes/plan.js";
+import { passInputs, upmemPlan } from "../targets/upmem/passes/plan.js";
+import { lowerModule } from "../targets/upmem/lower.js";
 import { upmemLower } from "../targets/upmem/passes/lower.js";
 
 const w = { ...defaultWorkload("decode"), batch: 2, context: 16 };
@@ -103,7 +105,7 @@ describe("upmem-lower", () => {
   });
 
   for (const [what, flags] of [
-    ["INT8, attention and K splits on the DPUs", { ...ALL_ON_DPUS, weights: "int8" }],
+    ["INT8 and attention on the DPUs", { ...ALL_ON_DPUS, weights: "int8" }],
     [
       "without resource pooling (alloc, load and weight pushes per call)",
       { ...ALL_ON_DPUS, targetFlags: { pooling: false } },
@@ -122,24 +124,138 @@ describe("upmem-lower", () => {
       for (const f of lowered.funcs)
         expect(program.phases.find((p) => p.name === f.name)!.commands.length, f.name).toBe(f.body.length);
     });
+});
 
-  test("the interpreter runs the lowered module to the emulator's logits (INT8: to the bit)", async () => {
+describe("upmem dialect values", () => {
+  test("the interpreter computes every value the emulator's DPUs pull (K-split partials in their places) and the logits", async () => {
     const model = importHf("test/fixtures/llama-tiny");
-    for (const [flags, tol] of [
-      [{ target: "upmem", cooperation: false, weights: "int8" }, 0],
-      [ALL_ON_DPUS, 1e-5],
-    ] as [CompileFlags, number][]) {
-      const c = await compileModel(model, flags, w, 2);
-      const program = decodeProgram(emitProgram(model, c, w).bytes, "tiny.pimx");
-      const machine = new UpmemMachine(program);
-      const interp = new Interpreter(c.lowered!, c.ctx.weights);
-      const tokens = i32([2, 5], [1, 7, 3, 9, 4, 2, 8, 6, 5, 11]);
-      const want = machine.run("prefill", [tokens]).outputs![0]!;
-      const got = interp.run("prefill", [tokens], { P: 0 })[0]!;
-      let err = 0;
-      for (let i = 0; i < want.data.length; i++)
-        err = Math.max(err, Math.abs((want.data[i] as number) - (got.data[i] as number)));
-      expect(err, JSON.stringify(flags)).toBeLessThanOrEqual(tol);
+    const split = new Set<string>();
+    // FP32 planned for a longer context: the context kernel splits the tokens.
+    const long = { ...defaultWorkload("decode"), batch: 2, context: 128 };
+    // One rank of 64 DPUs: the emulator runs every DPU of every launch.
+    const rank: CompileFlags = { system: RANK, cooperation: false, attention: "pim" };
+    for (const [flags, wl] of [
+      [{ ...rank, weights: "int8" }, w],
+      [rank, long],
+      [{ ...rank, weights: "int4", activations: "int8" }, w],
+    ] as [CompileFlags, typeof w][]) {
+      const c = await compileModel(model, flags, wl, 2);
+      const program = decodeProgram(emitProgram(model, c, wl).bytes, "tiny.pimx");
+      const pullsOf = (f: Func) =>
+        f.body.filter((op) => op.opcode === "upmem.pull").map((op) => op.results[0]!.name);
+      // Each phase returns every value it pulls, in the program and in the lowered module.
+      const machine = new UpmemMachine({
+        ...program,
+        phases: program.phases.map((p) => ({
+          ...p,
+          outputs: [
+            ...pullsOf(c.lowered!.funcs.find((f) => f.name === p.name)!).map((n) => `${p.name}/${n}`),
+            ...p.outputs,
+          ],
+        })),
+      });
+      const interp = new Interpreter(
+        {
+          ...c.lowered!,
+          funcs: c.lowered!.funcs.map((f) => ({
+            ...f,
+            results: [...pullsOf(f).map((n) => `%${n}`), ...f.results],
+          })),
+        },
+        c.ctx.weights,
+      );
+      for (const [phase, tokens, env] of [
+        ["prefill", i32([2, 5], [1, 7, 3, 9, 4, 2, 8, 6, 5, 11]), { P: 0 }],
+        ["decode", i32([2, 1], [12, 13]), { P: 5 }],
+      ] as const) {
+        const f = c.lowered!.funcs.find((x) => x.name === phase)!;
+        for (const op of f.body)
+          if (op.opcode === "upmem.launch" && op.attrs.ks !== undefined) split.add(String(op.attrs.computes));
+        const want = machine.run(phase, [tokens]).outputs!;
+        const got = interp.run(phase, [tokens], env);
+        [...pullsOf(f), "logits"].forEach((name, k) => {
+          const a = want[k]!.data;
+          const b = got[k]!.data;
+          expect(b.length, name).toBe(a.length);
+          let err = 0;
+          let scale = 0;
+          for (let i = 0; i < a.length; i++) {
+            err = Math.max(err, Math.abs((a[i] as number) - (b[i] as number)));
+            scale = Math.max(scale, Math.abs(a[i] as number));
+          }
+          // Integers to the bit; floats up to the order of their additions.
+          const tol = a instanceof Int32Array ? 0 : 1e-5 * Math.max(1, scale);
+          expect(err, `${phase} ${name} ${JSON.stringify(flags)}`).toBeLessThanOrEqual(tol);
+        });
+      }
     }
+    // The cases include K splits of both kernels that have them (GEMMs' also below, on their own).
+    expect([...split].sort()).toEqual(["context", "gemm"]);
+  });
+
+  test("a GEMM's K-split partials (FP32 and INT8) are the DPUs' to the bit (INT8) or the order of additions (FP32)", async () => {
+    const text = `module @split attributes {dtype = "f32"}
+
+const @w : f32[8, 16384]
+const @q : i8[8, 16384]
+const @s : f32[8]
+
+func @decode(%x: f32[B, S, 16384]) -> (f32[B, S, 8], f32[B, S, 8]) attributes {phase = "decode"} {
+  %x.to_pim = transfer(%x) {from = "host", to = "pim"} : f32[B, S, 16384]
+  %y = linear(%x.to_pim, @w) {device = "pim"} : f32[B, S, 8]
+  %z = qlinear(%x.to_pim, @q, @s) {device = "pim"} : f32[B, S, 8]
+  %y.to_host = transfer(%y) {from = "pim", to = "host"} : f32[B, S, 8]
+  %z.to_host = transfer(%z) {from = "pim", to = "host"} : f32[B, S, 8]
+  return %y.to_host, %z.to_host
+}
+`;
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+    const weights = new WeightStore();
+    weights.set("w", f32([8, 16384], Float32Array.from({ length: 8 * 16384 }, rand)));
+    weights.set("q", {
+      dtype: "i8",
+      shape: [8, 16384],
+      data: Int8Array.from({ length: 8 * 16384 }, () => Math.round(rand() * 127)),
+    });
+    weights.set(
+      "s",
+      f32(
+        [8],
+        Float32Array.from({ length: 8 }, () => 0.01),
+      ),
+    );
+    const { system } = await chooseTarget({ system: RANK, cooperation: false });
+    const ctx = new PassContext({
+      options: { ...system.passOptions, envs: phaseEnvs({ ...defaultWorkload("decode"), batch: 1 }) },
+      weights,
+    });
+    const placed = upmemPlan.run(parseModule(text), ctx);
+    const lowered = upmemLower.run(placed, ctx);
+    const f = lowered.funcs[0]!;
+    const ks = f.body.filter((op) => op.opcode === "upmem.launch").map((op) => op.attrs.ks);
+    expect(ks).toEqual([4, 4]);
+    const parts = f.body.filter((op) => op.opcode === "upmem.pull").map((op) => op.results[0]!.name);
+    expect(parts).toEqual(["y.parts", "z.parts"]);
+    const { program } = lowerModule(placed, weights, passInputs(ctx)!.inputs, undefined, lowered);
+    const machine = new UpmemMachine({
+      ...program,
+      phases: program.phases.map((p) => ({ ...p, outputs: parts.map((n) => `decode/${n}`) })),
+    });
+    const interp = new Interpreter(
+      { ...lowered, funcs: [{ ...f, results: parts.map((n) => `%${n}`) }] },
+      weights,
+    );
+    const x = f32([1, 1, 16384], Float32Array.from({ length: 16384 }, rand));
+    const want = machine.run("decode", [x]).outputs!;
+    const got = interp.run("decode", [x], { P: 0 });
+    // FP32: [1, 1, 4, 8] partial sums of 4096 products each.
+    const a = want[0]!.data as Float32Array;
+    const b = got[0]!.data as Float32Array;
+    expect(b.length).toBe(32);
+    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!), `y.parts[${i}]`).toBeLessThan(1e-3);
+    // The partials differ from one another (a misplaced K range would not match).
+    expect(new Set(Array.from(b.slice(0, 4 * 8))).size).toBe(32);
+    expect(Array.from(got[1]!.data as Int32Array)).toEqual(Array.from(want[1]!.data as Int32Array));
   });
 });

@@ -18,7 +18,8 @@
  *             the DPU (ks > 1) the ks partial sums [..., ks, N]: K index k goes to item
  *             floor((k mod kb) / (per * tk)), per = cdiv(kb / tk, ks) chunks of tk per item;
  *  - lut:     the integer dot products of every weight group with the INT8 activations, laid out as
- *             [..., blocks, groups, ld] (output o at block o / block, column o % block; zeros past N);
+ *             [..., blocks, groups, ld] (output o at block o / block, column o % block; the padding's
+ *             weights are the digits 0, i.e. -2^(bits-1));
  *  - scores:  q [B, H, S, D] . k [B, KVH, T, D]^T -> [B, H, S, T] (unscaled; GQA: head h reads h / rep);
  *  - context: p [B, H, S, T] . v [B, KVH, T, D] (or V^T [B, KVH, D, T] with vt) -> [B, H, S, D], or
  *             with ks > 1 the partials over token chunks [B, H, S, dt, ks, D / dt] (per = cdiv(cdiv(T,
@@ -164,7 +165,8 @@ const zLaunch = z.strictObject({
   /** context: the V operand is V^T [B, KVH, D, T]; dt DPUs split the head dim (partials' layout). */
   vt: z.boolean().optional(),
   dt: z.number().int().positive().optional(),
-  /** lut: inputs per scale group, outputs per block, blocks, and the padded block width. */
+  /** lut: weight bits, inputs per scale group, outputs per block, blocks, and the padded block width. */
+  bits: z.number().int().min(1).max(8).optional(),
   group: z.number().int().positive().optional(),
   block: z.number().int().positive().optional(),
   blocks: z.number().int().positive().optional(),
@@ -190,7 +192,7 @@ function launchType(ins: readonly TensorType[], a: LaunchAttrs): TensorType {
     }
     case "lut": {
       need(x!.dtype === "i8" && w!.dtype === "i8", "lut takes i8 activations and weights");
-      need(a.group && a.block && a.blocks && a.ld, "lut needs group, block, blocks and ld");
+      need(a.bits && a.group && a.block && a.blocks && a.ld, "lut needs bits, group, block, blocks and ld");
       const k = w!.shape[1]!;
       need(
         typeof k === "number" && k % a.group === 0,
@@ -258,6 +260,16 @@ function evalLaunch(ins: readonly Tensor[], a: LaunchAttrs, out: TensorType): Te
       const rows = x.data.length / k;
       const per = a.blocks! * groups * a.ld!;
       const y = new Int32Array(rows * per);
+      // Padding (columns past `block`, outputs past N) holds zero bytes, the offset-binary digits of
+      // -2^(bits-1): its dot products are that times the group's sum of activations.
+      const low = -(2 ** (a.bits! - 1));
+      for (let r = 0; r < rows; r++)
+        for (let q = 0; q < groups; q++) {
+          let sum = 0;
+          for (let t = q * g; t < (q + 1) * g; t++) sum += x.data[r * k + t] as number;
+          for (let b = 0; b < a.blocks!; b++)
+            for (let c = 0; c < a.ld!; c++) y[r * per + (b * groups + q) * a.ld! + c] = low * sum;
+        }
       for (let r = 0; r < rows; r++)
         for (let o = 0; o < n; o++)
           for (let q = 0; q < groups; q++) {

@@ -280,6 +280,7 @@ export function lowerFunc(
         reads: [xRegion, region],
         writes: yRegion,
         w: region,
+        bits: lp.shape.bits,
         group: lp.shape.group,
         block: b.nb,
         blocks: t.dn,
