@@ -21,6 +21,7 @@ import { UserError } from "../src/errors.js";
 import type { Func } from "../src/ir/module.js";
 import { decodeProgram } from "../targets/upmem/codec.js";
 import { UpmemMachine } from "../targets/upmem/machine.js";
+import { pimc } from "./util.js";
 import { passInputs, upmemPlan } from "../targets/upmem/passes/plan.js";
 import { lowerModule } from "../targets/upmem/lower.js";
 import { upmemLower } from "../targets/upmem/passes/lower.js";
@@ -102,6 +103,30 @@ describe("upmem-lower", () => {
     const placed = parseModule(bad);
     expect(() => upmemLower.run(placed, ctx)).toThrow(UserError);
     expect(() => upmemLower.run(placed, ctx)).toThrow(/%n \(rms_norm, decode\) is placed on the DPUs/);
+  });
+
+  test("pimc dump --print-after-all shows every stage of Llama-2-7B's UPMEM lowering; each parses back", async () => {
+    const r = await pimc(
+      "dump",
+      "examples/llama2-7b.pim",
+      "--system",
+      "examples/systems/upmem-2048.pim",
+      "--weights",
+      "int8",
+      "--print-after-all",
+    );
+    expect(r.code).toBe(0);
+    const stages = r.stdout.split(/^\/\/ ----- IR after (\S+) -----\n/m).slice(1);
+    const names = stages.filter((_, i) => i % 2 === 0);
+    expect(names.slice(-3)).toEqual(["partition", "upmem-plan", "upmem-lower"]);
+    for (let i = 0; i < stages.length; i += 2) {
+      const text = stages[i + 1]!.trimEnd() + "\n";
+      // Printed IR is canonical: parse(print(m)) prints the same text.
+      expect(printModule(parseModule(text)), stages[i]).toBe(text);
+    }
+    const lowered = stages[stages.length - 1]!;
+    expect(lowered).toMatch(/upmem\.launch\(/);
+    expect(lowered).not.toMatch(/ = transfer\(/);
   });
 
   for (const [what, flags] of [
