@@ -7,6 +7,7 @@ import {
   toLogical,
   toPhysical,
   type Layout,
+  ROW_MAJOR_WEIGHTS,
 } from "../src/ir/layout.js";
 import { f32 } from "../src/ir/tensor.js";
 
@@ -56,5 +57,18 @@ describe("verifier", () => {
     expect(verifyModule(m('"zigzag"'))).toEqual([
       'const @w: unknown layout "zigzag" (row, col or tiled:RxC)',
     ]);
+  });
+});
+
+describe("ROW_MAJOR_WEIGHTS", () => {
+  test("asks rows for a GEMM's weight and an embedding's table, from the ops' traits, and nothing else", () => {
+    const op = (opcode: string, operands: string[]) => ({ opcode, operands, attrs: {}, results: [] });
+    const want = (o: ReturnType<typeof op>) =>
+      o.operands.map((_, i) => ROW_MAJOR_WEIGHTS.weightLayout!(o, i));
+    expect(want(op("linear", ["%x", "@w", "@b"]))).toEqual([undefined, "row", undefined]);
+    expect(want(op("qlinear", ["%x", "@q", "@s"]))).toEqual([undefined, "row", undefined]);
+    expect(want(op("lowbit_linear", ["%x", "@q", "@s"]))).toEqual([undefined, "row", undefined]);
+    expect(want(op("embedding", ["%ids", "@table"]))).toEqual([undefined, "row"]);
+    expect(want(op("rms_norm", ["%x", "@g"]))).toEqual([undefined, undefined]);
   });
 });

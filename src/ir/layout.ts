@@ -9,11 +9,24 @@ import { permute } from "./ops/shape.js";
 import type { Tensor } from "./tensor.js";
 import type { Attrs, Op } from "./module.js";
 import type { WeightStore } from "./weights.js";
+import { getOp } from "./registry.js";
 
 export type Layout = { kind: "row" } | { kind: "col" } | { kind: "tiled"; rows: number; cols: number };
 
 /** What a target says: the layout it wants for operand `operand` of `op`, if it cares. */
 export type WeightLayoutFn = (op: Op, operand: number) => string | undefined;
+
+/**
+ * Weights row-major: a GEMM's weight [out, in] (each output's K contiguous, as dot products and the
+ * PIM devices' per-row blocks read it) and an embedding's table (each gathered row contiguous).
+ * What every bundled target asks of the `layout` pass (GPT-2's Conv1D weights come back to rows).
+ */
+export const ROW_MAJOR_WEIGHTS: LayoutOptions = {
+  weightLayout: (op, i) => {
+    const t = getOp(op.opcode)?.traits;
+    return t?.gemm?.weight === i || t?.lookup?.table === i ? "row" : undefined;
+  },
+};
 
 /** The layout rules a target gives the `layout` pass (its SystemModel's passOptions.layout). */
 export interface LayoutOptions {

@@ -28,6 +28,8 @@ export interface EvalCtx {
 export interface OpTraits {
   /** A linear layer `x W^T`: the operand indices of its input rows and its weight [out, in]. */
   readonly gemm?: { readonly input: number; readonly weight: number };
+  /** A table lookup (embedding): the operand indices of its integer ids and of its table [V, D]. */
+  readonly lookup?: { readonly ids: number; readonly table: number };
 }
 
 export interface OpDef<A extends Attrs = Attrs> {

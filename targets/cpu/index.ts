@@ -7,7 +7,7 @@ import { Interpreter } from "../../src/exec/interpreter.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import type { CostModel } from "../../src/pipeline/cost-model.js";
 import type { Target } from "../index.js";
-import type { LayoutOptions } from "../../src/ir/layout.js";
+import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import { singleMemory } from "../../src/pipeline/capacity.js";
 
 const pos = z.number().positive();
@@ -187,12 +187,6 @@ export function hostRoofline(
   return Math.max(flops / (hostFlops(h) * (h.efficiency ?? 1)), bytes / bandwidth) + h.overhead;
 }
 
-/** Linear weights [out, in] and embedding tables row-major: dot products over contiguous rows. */
-export const ROW_WEIGHTS: LayoutOptions = {
-  weightLayout: (op, i) =>
-    (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
-};
-
 const cpu: Target = {
   name: "cpu",
   summary: "host CPU (roofline model), fp32 reference execution",
@@ -210,7 +204,7 @@ const cpu: Target = {
       name: decl?.name ?? "host_cpu",
       costModel,
       // Dot products over rows: linear weights [out, in] and embedding tables row-major.
-      passOptions: { layout: ROW_WEIGHTS },
+      passOptions: { layout: ROW_MAJOR_WEIGHTS },
       config: h,
     };
   },

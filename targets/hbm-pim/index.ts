@@ -6,7 +6,7 @@
  * kernels' measured time with the host's roofline.
  */
 import { validateSystem } from "../../src/frontend/system.js";
-import type { LayoutOptions } from "../../src/ir/layout.js";
+import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
 import type { PrepareOptions, SystemModel, Target } from "../index.js";
 import { deviceFor } from "../../src/ir/placement.js";
@@ -15,12 +15,6 @@ import { HbmPimRunner, type Limits } from "./runner.js";
 import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
 import { hbmPimKernels } from "./kernel-runner.js";
-
-/** Linear weights [out, in] row-major (the runner lays them out in the banks itself). */
-const ROW_WEIGHTS: LayoutOptions = {
-  weightLayout: (op, i) =>
-    (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
-};
 
 export const systemOf = (s: SystemModel): HbmPimSystem =>
   (s.config as HbmPimSystem | undefined) ?? DEFAULT_SYSTEM;
@@ -87,7 +81,7 @@ const hbmPim: Target = {
       name: decl?.name ?? "hbm_pim_default",
       costModel: hbmPimCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
-      passOptions: { layout: ROW_WEIGHTS },
+      passOptions: { layout: ROW_MAJOR_WEIGHTS },
       config: sys,
     };
   },

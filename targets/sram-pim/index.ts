@@ -8,10 +8,10 @@
  * host by its roofline. Values: the reference interpreter with LUT-GEMV for the arrays' layers
  * (runner.ts), bit-identical to `--target cpu`.
  */
+import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
 import { UserError } from "../../src/errors.js";
-import { ROW_WEIGHTS } from "../cpu/index.js";
 import { deviceFor } from "../../src/ir/placement.js";
 import type { SystemModel, Target } from "../index.js";
 import { singleMemory } from "../../src/pipeline/capacity.js";
@@ -34,7 +34,7 @@ const sramPim: Target = {
       costModel: sramPimCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
       // Linear weights row-major: a weight index is `width` consecutive inputs of an output.
-      passOptions: { layout: ROW_WEIGHTS },
+      passOptions: { layout: ROW_MAJOR_WEIGHTS },
       config: sys,
     };
   },

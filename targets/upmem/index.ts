@@ -11,7 +11,7 @@ import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval, dimProd } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import { hostAndPim, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
-import type { LayoutOptions } from "../../src/ir/layout.js";
+import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../index.js";
 import { PIMLLM_ABLATION, UPMEM_FLAGS, upmemOptions, type UpmemOptions } from "./flags.js";
 import { PLAN, planFor, planInputs, upmemPlan, type PlanOptions } from "./passes/plan.js";
@@ -32,14 +32,6 @@ import { planAttention, type ReduceSite } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
 import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
-
-/** Linear weights [out, in] row-major: each DPU's rows of W are contiguous along K. */
-const PIM_LAYOUT: LayoutOptions = {
-  weightLayout: (op, i) =>
-    (op.opcode === "linear" || op.opcode === "qlinear" || op.opcode === "embedding") && i === 1
-      ? "row"
-      : undefined,
-};
 
 /** The GEMM shape of a linear layer with a constant weight, or undefined. */
 export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape | undefined {
@@ -318,7 +310,7 @@ const upmem: Target = {
       costModel: upmemCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
       passOptions: {
-        layout: PIM_LAYOUT,
+        layout: ROW_MAJOR_WEIGHTS,
         [PLAN]: { system: sys, lowering: loweringOf(opts) } satisfies PlanOptions,
       },
       config: sys,

@@ -8,7 +8,7 @@ import { Interpreter } from "../../src/exec/interpreter.js";
 import { UserError } from "../../src/errors.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { callViews, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
-import type { LayoutOptions } from "../../src/ir/layout.js";
+import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import type { SystemModel, SystemOptions, Target } from "../index.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
@@ -32,11 +32,6 @@ export const DEFAULT_SYSTEM: XpuSystem = zXpuSystem.parse({
   // 80 GB of HBM2e (NVIDIA A100 Tensor Core GPU datasheet, SXM4 80GB).
   xpu: { kind: "gpu", flops: 312e12, bandwidth: 2.039e12, units: 108, overhead: 4e-6, memory: 80e9 },
 });
-
-const ROW_WEIGHTS: LayoutOptions = {
-  weightLayout: (op, i) =>
-    (op.opcode === "linear" || op.opcode === "embedding") && i === 1 ? "row" : undefined,
-};
 
 export const systemOf = (s: SystemModel): XpuSystem => (s.config as XpuSystem | undefined) ?? DEFAULT_SYSTEM;
 
@@ -93,7 +88,7 @@ const xpu: Target = {
       name: decl?.name ?? "xpu_default",
       costModel: xpuCostModel(sys, opts),
       ...(opts ? { options: opts } : {}),
-      passOptions: { layout: ROW_WEIGHTS },
+      passOptions: { layout: ROW_MAJOR_WEIGHTS },
       config: sys,
     };
   },

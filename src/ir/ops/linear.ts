@@ -140,6 +140,7 @@ registerOp({
   name: "embedding",
   summary: "rows of table[V, D] gathered by integer ids",
   operands: ["ids", "table"],
+  traits: { lookup: { ids: 0, table: 1 } },
   attrs: z.strictObject({}),
   infer([ids, table]) {
     need(!isFloat(ids!.dtype), `ids must be integers, got ${ids!.dtype}`);
