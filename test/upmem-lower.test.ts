@@ -80,7 +80,23 @@ async function lowerText(text: string): Promise<string> {
 
 const ALL_ON_DPUS: CompileFlags = { target: "upmem", cooperation: false, attention: "pim" };
 
+/** BEFORE after upmem-plan: each op on the DPUs carries its kernel, MRAM region and tiling. */
+const PLANNED = BEFORE.replace(
+  '{device = "pim"} : f32[B, S, 64]',
+  '{device = "pim", upmem.kernel = "gemm0", upmem.mram = "w:w", upmem.tiling = "BatchedGEMM 2x2x16 t16 1x2x8"} : f32[B, S, 64]',
+).replace(
+  '{device = "pim"} : f32[B, S, 128]',
+  '{device = "pim", upmem.kernel = "gemm1", upmem.mram = "w:q", upmem.tiling = "BatchedGEMM 2x16x2 t8 1x2x32"} : f32[B, S, 128]',
+);
+
 describe("upmem-lower", () => {
+  test("upmem-plan Before/Expected: the plan recorded on the ops it lowers", async () => {
+    const { system } = await chooseTarget({ system: RANK, cooperation: false });
+    const ctx = new PassContext({ options: { ...system.passOptions, envs: phaseEnvs(w) } });
+    expect(PLANNED).not.toBe(BEFORE);
+    expect(printModule(upmemPlan.run(parseModule(BEFORE), ctx))).toBe(PLANNED);
+  });
+
   test("Before/Expected: a GEMM is a push, a launch and a pull; the host adds the bias, quantizes and dequantizes", async () => {
     expect(await lowerText(BEFORE)).toBe(EXPECTED);
     // The expected module is valid IR: every dialect op type-checks against its operands.
