@@ -15,14 +15,34 @@ import {
   eltwiseLayout,
   gemvKernel,
   gemvLayout,
+  type Payload,
   type PimKernel,
   type StreamPhase,
 } from "./kernels.js";
 import { COMMANDS, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import { commandTrace } from "./trace.js";
+import {
+  channelActivity,
+  channelEnergy,
+  commandEvents,
+  ENERGY_PARTS,
+  scaled,
+  type Energy,
+} from "./energy.js";
 import { systemOf } from "./index.js";
 
 const OPS = ["gemv", "add", "mul", "relu"] as const;
+
+/** "1.23 mJ" */
+const joules = (j: number): string =>
+  j >= 1 ? `${j.toFixed(3)} J` : j >= 1e-3 ? `${(j * 1e3).toFixed(3)} mJ` : `${(j * 1e6).toFixed(3)} uJ`;
+
+/** The parts of an energy over 0.5 % of it, largest first: "array 61 %, background 20 %, ...". */
+const parts = (e: Energy): string =>
+  ENERGY_PARTS.filter((k) => e.breakdown[k] >= 0.005 * e.joules)
+    .sort((a, b) => e.breakdown[b] - e.breakdown[a])
+    .map((k) => `${k} ${((100 * e.breakdown[k]) / e.joules).toFixed(0)} %`)
+    .join(", ");
 type Op = (typeof OPS)[number];
 
 /** 4096, 4K, 1M (powers of two). */
@@ -112,19 +132,43 @@ export const hbmPimKernels: KernelRunner = {
     bar.label(`timing ${p.what} without PIM`);
     const base = o.baseline ? runStream(sys, p.stream, run) : undefined;
     const wall = (performance.now() - t0) / 1e3;
-    const row = (r: KernelResult) => ({
+    // Energy: the timed pseudo-channel's commands replayed and priced, times the pseudo-channels.
+    const channel = p.kernel.active[0] ?? 0;
+    const energyOf = (r: KernelResult, payload?: (req: number) => Payload | undefined) => {
+      const a = channelActivity(sys, r.log, r.cycles, payload);
+      return { energy: scaled(channelEnergy(sys, a), sys.pseudo_channels), events: commandEvents(a.events) };
+    };
+    // The bytes the kernel reads and writes (what the non-PIM path streams), for energy per bit.
+    const bytes = p.stream.reduce((n, x) => n + x.bytes, 0);
+    const pimEnergy = energyOf(pim, (req) => p.kernel.payload(channel, req));
+    const baseEnergy = base ? energyOf(base) : undefined;
+    const row = (r: KernelResult, e: ReturnType<typeof energyOf>, flops: number) => ({
       cycles: r.cycles,
       seconds: r.seconds,
       commands: r.counts,
       controllers_timed: r.timed,
       ...(r.perChannel ? { per_channel: r.perChannel } : {}),
+      energy: {
+        joules: e.energy.joules,
+        watts: e.energy.joules / r.seconds,
+        ...(flops > 0 ? { flops_per_joule: flops / e.energy.joules } : {}),
+        pj_per_bit: (e.energy.joules / (8 * bytes)) * 1e12,
+        breakdown: e.energy.breakdown,
+        events: e.events,
+      },
     });
     const json = {
       kernel: p.what,
       system: name,
       pseudo_channels: sys.pseudo_channels,
-      pim: row(pim),
-      ...(base ? { non_pim: row(base), speedup: base.cycles / pim.cycles } : {}),
+      pim: row(pim, pimEnergy, p.flops),
+      ...(base && baseEnergy
+        ? {
+            non_pim: row(base, baseEnergy, p.flops),
+            speedup: base.cycles / pim.cycles,
+            energy_ratio: baseEnergy.energy.joules / pimEnergy.energy.joules,
+          }
+        : {}),
       emulation_seconds: wall,
     };
     const units = sys.pseudo_channels * sys.pim.units;
@@ -133,22 +177,30 @@ export const hbmPimKernels: KernelRunner = {
       `         ${p.kernel.summary}; CRF ${p.kernel.crf.length} instructions`,
     ];
     const t = table(
-      ["mode", "cycles", "time", ...COMMANDS, "GFLOP/s"],
-      ["left", ...new Array<"right">(8).fill("right")],
-      { drop: ["GFLOP/s", ...COMMANDS] },
+      ["mode", "cycles", "time", ...COMMANDS, "GFLOP/s", "energy", "power", "pJ/bit"],
+      ["left", ...new Array<"right">(11).fill("right")],
+      { drop: ["GFLOP/s", ...COMMANDS, "pJ/bit"] },
     );
-    const add = (label: string, r: KernelResult, flops: number) =>
+    const add = (label: string, r: KernelResult, flops: number, e: ReturnType<typeof energyOf>) =>
       t.push([
         label,
         int(r.cycles),
         ms(r.seconds),
         ...COMMANDS.map((c) => int(r.counts[c])),
         flops > 0 ? (flops / r.seconds / 1e9).toFixed(1) : "-",
+        joules(e.energy.joules),
+        `${(e.energy.joules / r.seconds).toFixed(1)} W`,
+        ((e.energy.joules / (8 * bytes)) * 1e12).toFixed(2),
       ]);
-    add("PIM", pim, p.flops);
-    if (base) add("non-PIM", base, 0);
+    add("PIM", pim, p.flops, pimEnergy);
+    if (base && baseEnergy) add("non-PIM", base, 0, baseEnergy);
     lines.push(t.toString());
-    if (base) lines.push(`speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with PIM`);
+    if (base && baseEnergy)
+      lines.push(
+        `speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with PIM; energy ${(baseEnergy.energy.joules / pimEnergy.energy.joules).toFixed(2)}x less`,
+      );
+    lines.push(`energy   PIM: ${parts(pimEnergy.energy)}`);
+    if (baseEnergy) lines.push(`         non-PIM: ${parts(baseEnergy.energy)}`);
     lines.push(
       `emulated in ${ms(wall)} (${pim.timed + (base?.timed ?? 0)} controllers timed${o.detailed ? ", detailed" : ""}); commands per pseudo-channel`,
     );

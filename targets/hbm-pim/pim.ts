@@ -24,6 +24,57 @@ const isBank = (o: OperandName | undefined): boolean => o === "EVEN_BANK" || o =
 
 const ABMR_BANKS: Readonly<Record<string, number>> = { "0,0": 1, "0,1": 2, "2,0": 4, "2,1": 8 };
 
+/** Commands by the mode of rank 0 when they were issued: [SB, AB, AB-PIM]. */
+export type ByMode = [sb: number, ab: number, abPim: number];
+
+/**
+ * What one pseudo-channel did, counted for the energy model (targets/hbm-pim/energy.ts): DRAM
+ * commands by mode, the bank rows they opened, the bursts that moved through a bank's array and
+ * through the external I/O, and the PIM units' work.
+ */
+export interface PimEvents {
+  readonly act: ByMode;
+  readonly pre: ByMode;
+  readonly prea: ByMode;
+  readonly rd: ByMode;
+  readonly wr: ByMode;
+  ref: number;
+  /** Bank rows opened: one per single-bank ACT, every bank an all-bank ACT reaches. */
+  bankActs: number;
+  /** Bursts read from / written to a bank's array (an all-bank write: one per bank it reaches). */
+  arrayReads: number;
+  arrayWrites: number;
+  /** Bursts between the stack and the host (single-bank data, all-bank and register writes). */
+  ioReads: number;
+  ioWrites: number;
+  /** Instructions the units executed (per unit and vector), their FP16 lane operations, and the
+   * register-file (GRF, SRF) vectors they read and wrote. */
+  pimInstrs: number;
+  laneOps: number;
+  regAccesses: number;
+}
+
+export const noEvents = (): PimEvents => ({
+  act: [0, 0, 0],
+  pre: [0, 0, 0],
+  prea: [0, 0, 0],
+  rd: [0, 0, 0],
+  wr: [0, 0, 0],
+  ref: 0,
+  bankActs: 0,
+  arrayReads: 0,
+  arrayWrites: 0,
+  ioReads: 0,
+  ioWrites: 0,
+  pimInstrs: 0,
+  laneOps: 0,
+  regAccesses: 0,
+});
+
+/** Banks of a rank an all-bank command reaches: all of them with a unit per bank, else one parity. */
+export const allBankReach = (sys: HbmPimSystem): number =>
+  (sys.bank_groups * sys.banks_per_group) / (sys.pim.banks_per_unit === 1 ? 1 : 2);
+
 /** Tracks the mode of rank 0 from the command stream (enough for timing). */
 export class ModeTracker implements ModeWatcher {
   mode = SB;
@@ -89,6 +140,8 @@ export class PimChannel extends ModeTracker {
   /** Column commands that stepped the microprogram, and the units' FP16 operations. */
   steps = 0;
   flops = 0;
+  /** Commands and accesses for the energy model. */
+  readonly events: PimEvents = noEvents();
   payload: (req: number) => Payload | undefined = () => undefined;
   onRead: (req: number, data: Float32Array) => void = () => undefined;
 
@@ -119,6 +172,49 @@ export class PimChannel extends ModeTracker {
     for (let i = 0; i < this.lanes; i++) b[i] = f16round(values[i] ?? 0);
   }
 
+  override onCommand(
+    cmd: Cmd,
+    rank: number,
+    bg: number,
+    bank: number,
+    row: number,
+    col: number,
+    req: number,
+  ): void {
+    const e = this.events;
+    const m = (rank === 0 ? this.mode : SB) as 0 | 1 | 2;
+    switch (cmd) {
+      case "ACT":
+        e.act[m]++;
+        e.bankActs += m === SB ? 1 : allBankReach(this.sys);
+        break;
+      case "PRE":
+        e.pre[m]++;
+        break;
+      case "PREA":
+        e.prea[m]++;
+        break;
+      case "REF":
+        e.ref++;
+        break;
+      case "RD":
+        e.rd[m]++;
+        if (m === SB) {
+          e.arrayReads++;
+          e.ioReads++;
+        }
+        break;
+      case "WR":
+        e.wr[m]++;
+        if (m === SB) {
+          e.arrayWrites++;
+          e.ioWrites++;
+        }
+        break;
+    }
+    super.onCommand(cmd, rank, bg, bank, row, col, req);
+  }
+
   protected override column(
     cmd: "RD" | "WR",
     bg: number,
@@ -132,7 +228,10 @@ export class PimChannel extends ModeTracker {
     // The register rows: the register row itself (vector 0, mode word, CRF) and one per further vector below it.
     const vector = sys.pim.register_row - row;
     if (this.mode !== SB && vector >= 0 && vector < sys.pim.vectors) {
-      if (cmd === "WR") this.writeRegister(vector, col, req);
+      if (cmd === "WR") {
+        this.events.ioWrites++;
+        this.writeRegister(vector, col, req);
+      }
       return;
     }
     if (this.mode === SB) {
@@ -143,6 +242,9 @@ export class PimChannel extends ModeTracker {
     }
     if (this.mode === AB) {
       // All-bank writes broadcast to every bank of the parity; reads return nothing to the host.
+      this.events.ioWrites += cmd === "WR" ? 1 : 0;
+      if (cmd === "RD") this.events.arrayReads += allBankReach(sys);
+      else this.events.arrayWrites += allBankReach(sys);
       if (cmd === "WR") {
         const step = sys.pim.banks_per_unit === 1 ? 1 : 2;
         for (let g = 0; g < sys.bank_groups; g++)
@@ -364,5 +466,14 @@ export class PimChannel extends ModeTracker {
         }
       }
     this.flops += vecs * p.units * (mac ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes);
+    // Energy events: one bank burst per unit for a bank operand (a MAC's weight burst serves every
+    // vector), the register vectors read and written, and the lane operations.
+    const e = this.events;
+    if (bankDst) e.arrayWrites += p.units;
+    else if (isBank(i.src0) || isBank(i.src1)) e.arrayReads += p.units;
+    const regs = [i.src0, i.src1, i.dst].filter((o) => o !== undefined && !isBank(o)).length + (mac ? 1 : 0);
+    e.regAccesses += vecs * p.units * regs;
+    e.pimInstrs += vecs * p.units;
+    e.laneOps += i.op === "MOV" || i.op === "FILL" ? 0 : vecs * p.units * lanes;
   }
 }
