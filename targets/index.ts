@@ -92,6 +92,12 @@ export interface PrepareOptions {
 }
 
 /** The time of one call of a function, op by op (targets that time without a program emulator). */
+/** Joules, in all and per part (the target's parts: DRAM array, I/O, PIM units, host, ...). */
+export interface Energy {
+  readonly joules: number;
+  readonly breakdown: Readonly<Record<string, number>>;
+}
+
 export interface CallTiming {
   readonly seconds: number;
   /** Seconds per device. */
@@ -102,7 +108,11 @@ export interface CallTiming {
     readonly seconds: number;
     readonly flops: number;
     readonly bytes: number;
+    /** Its energy, where the target models energy. */
+    readonly joules?: number;
   }[];
+  /** The call's energy, where the target models energy (docs/energy.md). */
+  readonly energy?: Energy;
 }
 
 /** How `pimc sim` shows a column of a report's rows. */
@@ -137,6 +147,8 @@ export interface CallReport {
   readonly ops?: readonly StepOp[];
   /** The roofline plot's points of the call (on the executable's `roofs`). */
   readonly points?: readonly StepPoint[];
+  /** The call's energy, where the target models energy (docs/energy.md). */
+  readonly energy?: Energy;
   /** The target's own report of the call (UPMEM: its RunReport), for target-specific consumers. */
   readonly native?: unknown;
 }

@@ -13,6 +13,7 @@ import { bytes, int, opb, si } from "../report/format.js";
 import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
+import { energyJson, energyLine } from "../report/energy.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
 import { loadForCli, warn, writeFileAtomic } from "./io.js";
@@ -250,6 +251,7 @@ async function benchSteps(
           env: report.env,
           seconds: report.seconds,
           tokens_per_second: stepTokens(w) / report.seconds,
+          ...(report.energy ? { energy: energyJson(report.energy, stepTokens(w), report.seconds) } : {}),
           ...(base ?? {}),
           busy: report.busy,
           ops: rows,
@@ -300,6 +302,11 @@ async function benchSteps(
       `model     ${exe.title}`,
       `phase     ${phaseLine(first.w)}`,
       summary.toString(),
+      ...results.flatMap(({ w, report }) =>
+        report.energy
+          ? [`energy    batch ${w.batch}: ${energyLine(report.energy, stepTokens(w), report.seconds)}`]
+          : [],
+      ),
       ...baselineNotes(results),
       `where the time goes at batch ${first.w.batch} (busy time per op; engines overlap, so shares may exceed the latency):`,
       detail.toString(),

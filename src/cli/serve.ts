@@ -15,6 +15,7 @@ import { positiveInt, positiveIntUpTo, positiveNumber } from "./options.js";
 import { withPipelineFlags } from "./pipeline.js";
 import type { PipelineFlags } from "../driver/compile.js";
 import { serveTrace } from "../driver/serve.js";
+import { energyJson, energyLine, joules } from "../report/energy.js";
 import { ms } from "./sim.js";
 
 export function serveCommand() {
@@ -79,14 +80,14 @@ export function serveCommand() {
     } finally {
       bar.stop();
     }
-    const { result, metrics: m, kvTokens } = served;
+    const { result, metrics: m, kvTokens, energy } = served;
     if (m.requests === 0)
       throw new UserError(
         `${generated ? "the generated trace (--prompt, --output)" : opts.requests!}: none of its ${trace.length} requests can be served: ${m.rejected_positions} past the model's ${positions ?? "?"} positions, ${m.rejected_memory} too long for the memory${Number.isFinite(kvTokens) ? ` (KV cache room for ${int(kvTokens)} tokens)` : ""}`,
       );
     if (opts.json) {
       process.stdout.write(
-        `${JSON.stringify({ model: model.module.name, batching: opts.batching, max_batch: opts.maxBatch, kv_tokens: Number.isFinite(kvTokens) ? kvTokens : null, ...m, rejected: result.rejected, per_request: result.requests })}\n`,
+        `${JSON.stringify({ model: model.module.name, batching: opts.batching, max_batch: opts.maxBatch, kv_tokens: Number.isFinite(kvTokens) ? kvTokens : null, ...m, ...(energy ? { energy: energyJson(energy, m.tokens, m.makespan) } : {}), rejected: result.rejected, per_request: result.requests })}\n`,
       );
       return;
     }
@@ -98,6 +99,9 @@ export function serveCommand() {
         `model     ${model.module.name}; ${opts.batching} batching, at most ${opts.maxBatch} sequences per step`,
         `trace     ${int(trace.length)} requests${m.requests < trace.length ? ` (${int(m.requests)} admitted)` : ""}, ${int(m.tokens)} output tokens${generated ? ` (Poisson, ${opts.rate} req/s, seed ${opts.seed ?? 1})` : ` from ${opts.requests}`}`,
         `served    in ${ms(m.makespan)}: ${m.tokens_per_second.toFixed(1)} tokens/s, ${m.requests_per_second.toFixed(2)} requests/s; ${int(m.prefill_steps)} prefill and ${int(m.decode_steps)} decode steps, ${m.mean_batch.toFixed(1)} sequences per decode step`,
+        ...(energy
+          ? [`energy    ${joules(energy.joules)} in all: ${energyLine(energy, m.tokens, m.makespan)}`]
+          : []),
         `admission ${Number.isFinite(kvTokens) ? `KV cache room for ${int(kvTokens)} tokens` : "KV cache not checked"}: ${int(m.waited)} requests waited for memory, ${int(m.rejected_memory)} rejected (too long for the memory), ${int(m.rejected_positions)} rejected (past the model's ${positions ?? "?"} positions)`,
         t.toString(),
         "",

@@ -9,6 +9,7 @@ import type { CallReport, ReportColumn } from "../../targets/index.js";
 import { loadProgram, runProgram } from "../driver/run.js";
 import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
+import { energyJson, energyLine } from "../report/energy.js";
 import { writeFileAtomic } from "./io.js";
 import { bytes, int, ms, si } from "../report/format.js";
 import { WORKLOAD_LIMITS as W } from "../limits.js";
@@ -84,6 +85,7 @@ export function simCommand() {
               env: c.env,
               seconds: c.seconds,
               tokens_per_second: tokens(c) / c.seconds,
+              ...(c.energy ? { energy: energyJson(c.energy, tokens(c), c.seconds) } : {}),
               busy: c.busy,
               rows: c.rows,
             })),
@@ -108,6 +110,7 @@ export function simCommand() {
         lines.push(
           `${c.phase.padEnd(9)} B=${e.B} S=${e.S} P=${e.P}: ${ms(c.seconds)} per call, ${int(Math.round(tokens(c) / c.seconds))} tokens/s`,
           `          busy: ${busy.join(", ")}`,
+          ...(c.energy ? [`          energy: ${energyLine(c.energy, tokens(c), c.seconds)}`] : []),
         );
         const t = table(
           exe.columns.map((col) => col.head),

@@ -23,6 +23,7 @@ import {
   getTarget,
   type CallReport,
   type CallTiming,
+  type Energy,
   type Executable,
   type PrepareOptions,
   type SystemModel,
@@ -186,6 +187,7 @@ export function moduleExecutable(
             rows: ops,
             ops,
             points: ops,
+            ...(timing.energy ? { energy: timing.energy } : {}),
             native: timing,
           };
         },
@@ -257,6 +259,8 @@ export type OpRow = {
   seconds: number;
   bytes: number;
   flops: number;
+  /** Its energy, where the target models energy. */
+  joules?: number;
 };
 
 /** A timed call's ops grouped as `pimc bench` shows them: identical layers together, per device, slowest first. */
@@ -270,6 +274,7 @@ export function timingRows(timing: CallTiming): OpRow[] {
     r.seconds += o.seconds;
     r.bytes += o.bytes;
     r.flops += o.flops;
+    if (o.joules !== undefined) r.joules = (r.joules ?? 0) + o.joules;
     rows.set(key, r);
   }
   return [...rows.values()].sort((a, b) => b.seconds - a.seconds);
@@ -297,15 +302,21 @@ export function preparedTimer(
   model: LoadedModel,
   c: Pick<Compiled, "module" | "ctx" | "target" | "system">,
   opts: PrepareOptions,
-): (func: string, env: DimEnv) => number {
+): (func: string, env: DimEnv) => { readonly seconds: number; readonly energy?: Energy } {
   const { module, ctx, target, system } = c;
   if (!target.emit) {
     const timeCall = callTimer(target);
-    return (func, env) => timeCall(module, system, func, env).seconds;
+    return (func, env) => {
+      const t = timeCall(module, system, func, env);
+      return { seconds: t.seconds, ...(t.energy ? { energy: t.energy } : {}) };
+    };
   }
   const out = target.emit({ ...model, module, weights: ctx.weights }, system, { ...opts, shapeOnly: true });
   const session = loadEmitted(target, out.bytes, `${model.module.name} (compiled)`).open();
-  return (func, env) => session.call(func, env).seconds;
+  return (func, env) => {
+    const r = session.call(func, env);
+    return { seconds: r.seconds, ...(r.energy ? { energy: r.energy } : {}) };
+  };
 }
 
 /** The program a target emitted, loaded by the target itself. */

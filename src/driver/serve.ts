@@ -26,6 +26,7 @@ import {
   type CompileFlags,
 } from "./compile.js";
 import { preparedTimer } from "./run.js";
+import type { Energy } from "../../targets/index.js";
 
 /** Context lengths are timed at multiples of this (attention grows slowly with it). */
 const CONTEXT_STEP = 16;
@@ -41,7 +42,13 @@ export async function stepTiming(
   trace: readonly Request[],
   maxBatch = 32,
   bar?: Progress,
-): Promise<StepTiming & { readonly kvTokens: number }> {
+): Promise<
+  StepTiming & {
+    readonly kvTokens: number;
+    /** The energy of the steps timed so far (one per step served); undefined where not modeled. */
+    readonly energy: () => Energy | undefined;
+  }
+> {
   // The phases are compiled for the mean request of those within the model's positions (the others
   // are rejected at admission).
   const max = model.config?.max_positions ?? Infinity;
@@ -78,7 +85,11 @@ export async function stepTiming(
     prefill: preparedTimer(model, prefill, { limits, envs: phaseEnvs(phases.prefill), mix: phaseMix(base) }),
     decode: preparedTimer(model, decode, { limits, envs: phaseEnvs(phases.decode), mix: phaseMix(base) }),
   };
-  const memo = new Map<string, number>();
+  const memo = new Map<string, { readonly seconds: number; readonly energy?: Energy }>();
+  // The energy of the steps served (each timing call is one step), where the target models it.
+  const used: Record<string, number> = {};
+  let joules = 0;
+  let modeled = true;
   const time = (phase: "prefill" | "decode", B: number, S: number, P: number): number => {
     const key = `${phase} ${B} ${S} ${P}`;
     let v = memo.get(key);
@@ -86,7 +97,11 @@ export async function stepTiming(
       v = timers[phase](phase, workloadEnv({ ...phases[phase], batch: B, prompt: S, context: P }));
       memo.set(key, v);
     }
-    return v;
+    if (v.energy) {
+      joules += v.energy.joules;
+      for (const [k, j] of Object.entries(v.energy.breakdown)) used[k] = (used[k] ?? 0) + j;
+    } else modeled = false;
+    return v.seconds;
   };
   // Room for the KV cache beside the weights and the activations of a full decode step and of the
   // longest prompt's prefill.
@@ -108,6 +123,7 @@ export async function stepTiming(
     prefill: (b, prompt) => time("prefill", b, prompt, 0),
     decode: (b, context) => time("decode", b, 1, Math.ceil(context / CONTEXT_STEP) * CONTEXT_STEP),
     kvTokens,
+    energy: () => (modeled && joules > 0 ? { joules, breakdown: { ...used } } : undefined),
   };
 }
 
@@ -129,7 +145,7 @@ export async function serveTrace(
   flags: CompileFlags,
   trace: readonly Request[],
   opts: ServeTraceOptions,
-): Promise<{ result: ServeResult; metrics: ServeMetrics; kvTokens: number }> {
+): Promise<{ result: ServeResult; metrics: ServeMetrics; kvTokens: number; energy?: Energy }> {
   const bar = opts.progress;
   bar?.start(2 + trace.length);
   const timing = await stepTiming(model, flags, trace, opts.maxBatch, bar);
@@ -141,5 +157,11 @@ export async function serveTrace(
     capacity: { tokens: timing.kvTokens, ...(positions !== undefined ? { positions } : {}) },
     ...(bar ? { onFinish: () => bar.tick() } : {}),
   });
-  return { result, metrics: metrics(trace, result), kvTokens: timing.kvTokens };
+  const energy = timing.energy();
+  return {
+    result,
+    metrics: metrics(trace, result),
+    kvTokens: timing.kvTokens,
+    ...(energy ? { energy } : {}),
+  };
 }

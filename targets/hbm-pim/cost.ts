@@ -11,7 +11,15 @@ import type { Cost } from "../../src/ir/registry.js";
 import { hostAndPim, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import type { SystemOptions } from "../index.js";
 import { runPimKernel } from "./device.js";
-import { eltwiseKernel, eltwiseLayout, gemvKernel, gemvLayout, type EltwiseOp } from "./kernels.js";
+import {
+  eltwiseKernel,
+  eltwiseLayout,
+  gemvKernel,
+  gemvLayout,
+  type EltwiseOp,
+  type PimKernel,
+} from "./kernels.js";
+import { hostEnergy, kernelEnergy, NO_ENERGY, plus, scaled, type Energy } from "./energy.js";
 import { attnSystem, type HbmPimSystem } from "./standard.js";
 
 /** Attention groups one kernel serves: the largest divisor of the pseudo-channels up to `groups`. */
@@ -40,48 +48,82 @@ export function syntheticView(opcode: string, shape: readonly number[], cost: Co
   return { op: { opcode, operands: [], results: [], attrs: {} }, ins: [t], outs: [t], cost };
 }
 
+/** A kernel's (or an op's) seconds and energy on the device model. */
+export interface KernelCost {
+  readonly seconds: number;
+  readonly energy: Energy;
+}
+
+const plusCost = (...cs: readonly KernelCost[]): KernelCost => ({
+  seconds: cs.reduce((t, c) => t + c.seconds, 0),
+  energy: plus(...cs.map((c) => c.energy)),
+});
+const timesCost = (c: KernelCost, n: number): KernelCost => ({
+  seconds: n * c.seconds,
+  energy: scaled(c.energy, n),
+});
+const NO_COST: KernelCost = { seconds: 0, energy: NO_ENERGY };
+
+/** Seconds and energy of host work (the host's time model; its bytes through the HBM). */
+export function hostCost(sys: HbmPimSystem, v: OpView, env: DimEnv): KernelCost {
+  const seconds = hostSeconds(sys, v, env);
+  return { seconds, energy: hostEnergy(sys, v.cost.flops, v.cost.bytes, seconds) };
+}
+
 /**
- * Kernel times by system, shared by equal systems (every compile validates its own copy of the
+ * Kernel costs by system, shared by equal systems (every compile validates its own copy of the
  * description: bench compiles once per batch size and reference).
  */
-const memo = new WeakMap<HbmPimSystem, Map<string, number>>();
-const byContent = new Map<string, Map<string, number>>();
+const memo = new WeakMap<HbmPimSystem, Map<string, unknown>>();
+const byContent = new Map<string, Map<string, unknown>>();
 
-function remember(sys: HbmPimSystem, key: string, f: () => number): number {
+function remember<T>(sys: HbmPimSystem, key: string, f: () => T): T {
   let m = memo.get(sys);
   if (!m) {
     const id = JSON.stringify(sys);
     if (byContent.size >= 64 && !byContent.has(id)) byContent.clear(); // bounded in a long-lived process
-    m = byContent.get(id) ?? new Map<string, number>();
+    m = byContent.get(id) ?? new Map<string, unknown>();
     byContent.set(id, m);
     memo.set(sys, m);
   }
-  let v = m.get(key);
+  let v = m.get(key) as T | undefined;
   if (v === undefined) m.set(key, (v = f()));
   return v;
 }
 
+/** A kernel timed at DRAM-command level, and its energy from the commands it issued. */
+function kernelCost(sys: HbmPimSystem, k: PimKernel): KernelCost {
+  const r = runPimKernel(sys, k);
+  return { seconds: r.seconds, energy: kernelEnergy(sys, r, k) };
+}
+
 /**
- * Seconds of one GEMV kernel of an [n, k] FP16 weight, or of `groups` of them side by side (input
- * register writes and result read-back included).
+ * One GEMV kernel of an [n, k] FP16 weight, or `groups` of them side by side (input register writes
+ * and result read-back included).
  */
-export function gemvSeconds(sys: HbmPimSystem, n: number, k: number, groups = 1, vectors = 1): number {
+export function gemvCost(sys: HbmPimSystem, n: number, k: number, groups = 1, vectors = 1): KernelCost {
   return remember(sys, `gemv ${n} ${k} ${groups} ${vectors}`, () => {
     const l = gemvLayout(sys, n, k, 0, groups);
-    return runPimKernel(sys, gemvKernel(sys, l, undefined, { readback: true, vectors })).seconds;
+    return kernelCost(sys, gemvKernel(sys, l, undefined, { readback: true, vectors }));
   });
 }
 
-/** Seconds of `rows` GEMVs of one weight, in passes of as many rows as the units have input vectors. */
-export function gemvRowsSeconds(sys: HbmPimSystem, rows: number, n: number, k: number, groups = 1): number {
+export const gemvSeconds = (sys: HbmPimSystem, n: number, k: number, groups = 1, vectors = 1): number =>
+  gemvCost(sys, n, k, groups, vectors).seconds;
+
+/** `rows` GEMVs of one weight, in passes of as many rows as the units have input vectors. */
+export function gemvRowsCost(sys: HbmPimSystem, rows: number, n: number, k: number, groups = 1): KernelCost {
   const v = sys.pim.vectors;
   const full = Math.floor(rows / v);
   const left = rows - full * v;
-  return (
-    (full > 0 ? full * gemvSeconds(sys, n, k, groups, v) : 0) +
-    (left > 0 ? gemvSeconds(sys, n, k, groups, left) : 0)
+  return plusCost(
+    full > 0 ? timesCost(gemvCost(sys, n, k, groups, v), full) : NO_COST,
+    left > 0 ? gemvCost(sys, n, k, groups, left) : NO_COST,
   );
 }
+
+export const gemvRowsSeconds = (sys: HbmPimSystem, rows: number, n: number, k: number, groups = 1): number =>
+  gemvRowsCost(sys, rows, n, k, groups).seconds;
 
 /**
  * The K split of a linear layer [n, k]: s groups of pseudo-channels (s divides P), group g holding
@@ -104,42 +146,54 @@ export function linearSplit(sys: HbmPimSystem, n: number, k: number): number {
   });
 }
 
-/** Seconds of a linear layer over `rows` rows on the PIM units, K split as linearSplit says. */
-export function linearSeconds(sys: HbmPimSystem, rows: number, n: number, k: number, env: DimEnv): number {
+/** A linear layer over `rows` rows on the PIM units, K split as linearSplit says. */
+export function linearCost(sys: HbmPimSystem, rows: number, n: number, k: number, env: DimEnv): KernelCost {
   const split = linearSplit(sys, n, k);
-  const kernels = gemvRowsSeconds(sys, rows, n, Math.ceil(k / split), split);
+  const kernels = gemvRowsCost(sys, rows, n, Math.ceil(k / split), split);
   if (split === 1) return kernels;
   const adds = rows * n * (split - 1);
-  return kernels + hostSeconds(sys, syntheticView("add", [rows, n], { flops: adds, bytes: 8 * adds }), env);
+  return plusCost(
+    kernels,
+    hostCost(sys, syntheticView("add", [rows, n], { flops: adds, bytes: 8 * adds }), env),
+  );
 }
 
-/** Seconds of an element-wise kernel over n elements, the host writing the operands and reading the result. */
-export function eltwiseSeconds(sys: HbmPimSystem, op: EltwiseOp, n: number): number {
+export const linearSeconds = (sys: HbmPimSystem, rows: number, n: number, k: number, env: DimEnv): number =>
+  linearCost(sys, rows, n, k, env).seconds;
+
+/** An element-wise kernel over n elements, the host writing the operands and reading the result. */
+export function eltwiseCost(sys: HbmPimSystem, op: EltwiseOp, n: number): KernelCost {
   return remember(sys, `${op} ${n}`, () => {
     const zero = new Float32Array(sys.pim.lanes);
-    const k = eltwiseKernel(sys, op, eltwiseLayout(sys, n), { operand: () => zero });
-    return runPimKernel(sys, k).seconds;
+    return kernelCost(sys, eltwiseKernel(sys, op, eltwiseLayout(sys, n), { operand: () => zero }));
   });
 }
+
+export const eltwiseSeconds = (sys: HbmPimSystem, op: EltwiseOp, n: number): number =>
+  eltwiseCost(sys, op, n).seconds;
 
 const numel = (shape: readonly (number | object)[], env: Record<string, number>): number =>
   shape.reduce<number>((a, d) => a * dimEval(d as never, env), 1);
 
 /**
- * Seconds of attention over a KV cache in the banks of `sys` (runner.ts): the new tokens' bursts
- * written, a GEMV kernel per round of (batch, kv head) groups and pass of query rows for the scores
- * and again for the context, the softmax on the host.
+ * Attention over a KV cache in the banks of `sys` (runner.ts): the new tokens' bursts written, a GEMV
+ * kernel per round of (batch, kv head) groups and pass of query rows for the scores and again for
+ * the context, the softmax on the host.
  */
-export function attentionSeconds(sys: HbmPimSystem, v: OpView, env: DimEnv): number {
+export function attentionCost(sys: HbmPimSystem, v: OpView, env: DimEnv): KernelCost {
   const [b, h, s, d] = v.ins[0]!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
   const kvh = dimEval(v.ins[1]!.shape[1]!, env);
   const t = dimEval(v.ins[1]!.shape[2]!, env);
   const dv = dimEval(v.ins[2]!.shape[3]!, env);
   const rows = b * h * s;
-  // The new tokens' K and V^T bursts, spread over the pseudo-channels.
+  // The new tokens' K and V^T bursts, spread over the pseudo-channels, written like host data.
   const bursts = b * kvh * s * (Math.ceil(d / sys.pim.lanes) + dv);
-  const writes = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
-  const softmax = hostSeconds(
+  const writeSeconds = Math.ceil(bursts / sys.pseudo_channels) * sys.timing.tCCDL * sys.timing.tCK;
+  const writes = {
+    seconds: writeSeconds,
+    energy: hostEnergy(sys, 0, bursts * 2 * sys.pim.lanes, writeSeconds),
+  };
+  const softmax = hostCost(
     sys,
     syntheticView("masked_softmax", [b, h, s, t], { flops: 5 * rows * t, bytes: 8 * rows * t }),
     env,
@@ -148,57 +202,70 @@ export function attentionSeconds(sys: HbmPimSystem, v: OpView, env: DimEnv): num
   const per = groupsPerRound(sys, b * kvh);
   const rounds = Math.ceil((b * kvh) / per);
   const queries = (h / kvh) * s;
-  return (
-    rounds * (gemvRowsSeconds(sys, queries, t, d, per) + gemvRowsSeconds(sys, queries, dv, t, per)) +
-    softmax +
-    writes
-  );
+  const round = plusCost(gemvRowsCost(sys, queries, t, d, per), gemvRowsCost(sys, queries, dv, t, per));
+  return plusCost(timesCost(round, rounds), softmax, writes);
 }
+
+export const attentionSeconds = (sys: HbmPimSystem, v: OpView, env: DimEnv): number =>
+  attentionCost(sys, v, env).seconds;
 
 /** The host (CPU or xPU) and the PIM units of the HBM (device "pim"). */
 const DEVICES = hostAndPim("PIM units");
 
+/**
+ * An op's seconds and energy on `device` (the PIM units, the Attn-PIM stacks or the host), or
+ * undefined where it cannot run there: what the cost model's opTime and timeCall's energy read.
+ */
+export function opCost(
+  sys: HbmPimSystem,
+  opts: SystemOptions,
+  v: OpView,
+  device: string,
+  env: Record<string, number>,
+): KernelCost | undefined {
+  const op = v.op;
+  if (device === ATTN_PIM) {
+    const attn = attnSystem(sys);
+    return attn && op.opcode === "attention" && opts.attention !== "host"
+      ? attentionCost(attn, v, env)
+      : undefined;
+  }
+  if (device !== PIM) return device === "host" ? hostCost(sys, v, env) : undefined;
+  const role = op.opcode === "linear" ? "linear" : op.opcode === "attention" ? "attention" : "elementwise";
+  if (!sys.pim.ops.includes(role)) return undefined;
+  switch (op.opcode) {
+    case "linear": {
+      if (!op.operands[1]!.startsWith("@")) return undefined;
+      const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
+      const rows = numel(v.ins[0]!.shape, env) / k;
+      return linearCost(sys, rows, n, k, env);
+    }
+    case "add":
+    case "mul":
+    case "relu": {
+      const n = numel(v.outs[0]!.shape, env);
+      if (v.ins.some((t) => numel(t.shape, env) !== n)) return undefined;
+      return eltwiseCost(sys, op.opcode, n);
+    }
+    case "attention":
+      return opts.attention === "host" ? undefined : attentionCost(sys, v, env);
+    default:
+      return undefined;
+  }
+}
+
 export function hbmPimCostModel(sys: HbmPimSystem, opts: SystemOptions = {}): CostModel {
   const cooperation = opts.cooperation !== false;
-  const roles = new Set(sys.pim.ops);
-  const pimTime = (v: OpView, env: Record<string, number>): number | undefined => {
-    const op = v.op;
-    const role = op.opcode === "linear" ? "linear" : op.opcode === "attention" ? "attention" : "elementwise";
-    if (!roles.has(role)) return undefined;
-    switch (op.opcode) {
-      case "linear": {
-        if (!op.operands[1]!.startsWith("@")) return undefined;
-        const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
-        const rows = numel(v.ins[0]!.shape, env) / k;
-        return linearSeconds(sys, rows, n, k, env);
-      }
-      case "add":
-      case "mul":
-      case "relu": {
-        const n = numel(v.outs[0]!.shape, env);
-        if (v.ins.some((t) => numel(t.shape, env) !== n)) return undefined;
-        return eltwiseSeconds(sys, op.opcode, n);
-      }
-      case "attention":
-        return opts.attention === "host" ? undefined : attentionSeconds(sys, v, env);
-      default:
-        return undefined;
-    }
-  };
   const attn = attnSystem(sys);
   return {
     devices: attn ? [...DEVICES, { name: ATTN_PIM, kind: "pim", label: "Attn-PIM" }] : DEVICES,
     home: "host",
     opTime(v, device, env) {
-      if (device === PIM) return pimTime(v, env);
-      if (device === ATTN_PIM)
-        return attn && v.op.opcode === "attention" && opts.attention !== "host"
-          ? attentionSeconds(attn, v, env)
-          : undefined;
+      if (device === PIM || device === ATTN_PIM) return opCost(sys, opts, v, device, env)?.seconds;
       if (device !== "host") return undefined;
       const attention = v.op.opcode === "attention";
       if (attention && opts.attention === "pim") return undefined;
-      if (!cooperation && !attention && pimTime(v, env) !== undefined) return undefined;
+      if (!cooperation && !attention && opCost(sys, opts, v, PIM, env) !== undefined) return undefined;
       return hostSeconds(sys, v, env);
     },
     // The host and the PIM units share the HBM: activations do not move.

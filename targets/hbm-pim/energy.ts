@@ -15,9 +15,17 @@
  *              of a 128-bit channel's currents)
  *   pim_alu    FP16 lane operations of the units (MAC, MAD, ADD, MUL) x energy per lane operation
  *   pim_regs   register-file vectors (GRF, SRF) read and written x 32 bytes x energy per byte
+ *   host_alu   the host's multiply-adds (flops / 2) x energy per MAC
+ *
+ * Host work (hostEnergy) reads and writes its bytes in the HBM as full rows (ACT, array, datapath and
+ * I/O per bit, AttAcc's GPU memory energy of 28.72 pJ/byte) and pays its multiply-adds; the PIM
+ * stacks idle in precharge standby meanwhile. A GPU's static power is not counted, as in AttAcc's model.
  */
 import { COMMANDS, HBM2_ENERGY, type HbmPimSystem } from "./standard.js";
+import { MAC_ENERGY } from "../../src/pipeline/energy.js";
 import type { CommandLog } from "./controller.js";
+import type { KernelResult } from "./device.js";
+import type { PimKernel } from "./kernels.js";
 import { PimChannel, type ByMode, type PimEvents } from "./pim.js";
 import type { Payload } from "./kernels.js";
 import { SB } from "./controller.js";
@@ -31,6 +39,7 @@ export const ENERGY_PARTS = [
   "background",
   "pim_alu",
   "pim_regs",
+  "host_alu",
 ] as const;
 export type EnergyPart = (typeof ENERGY_PARTS)[number];
 
@@ -126,11 +135,50 @@ export function channelEnergy(sys: HbmPimSystem, a: ChannelActivity): Energy {
     background: E.vdd * (amps(E.idd3n) * a.activeCycles + amps(E.idd2n) * (a.cycles - a.activeCycles)) * tCK,
     pim_alu: e.laneOps * E.laneOp,
     pim_regs: e.regAccesses * (burstBits / 8) * E.regPerByte,
+    host_alu: 0,
   };
   return { joules: sum(breakdown), breakdown };
 }
 
 const sum = (b: Readonly<Record<EnergyPart, number>>): number => ENERGY_PARTS.reduce((s, k) => s + b[k], 0);
+
+const part = (k: EnergyPart, j: number): Record<EnergyPart, number> =>
+  Object.fromEntries(ENERGY_PARTS.map((x) => [x, x === k ? j : 0])) as Record<EnergyPart, number>;
+
+export const NO_ENERGY: Energy = { joules: 0, breakdown: part("host_alu", 0) };
+
+/** The sum of energies, part by part. */
+export function plus(...es: readonly Energy[]): Energy {
+  const breakdown = Object.fromEntries(
+    ENERGY_PARTS.map((k) => [k, es.reduce((s, e) => s + e.breakdown[k], 0)]),
+  ) as Record<EnergyPart, number>;
+  return { joules: sum(breakdown), breakdown };
+}
+
+/** Every pseudo-channel's energy of a kernel run (all run the timed one's commands). */
+export function kernelEnergy(sys: HbmPimSystem, r: KernelResult, kernel?: PimKernel): Energy {
+  const ch = kernel?.active[0] ?? 0;
+  const a = channelActivity(sys, r.log, r.cycles, kernel && ((req) => kernel.payload(ch, req)));
+  return scaled(channelEnergy(sys, a), sys.pseudo_channels);
+}
+
+/**
+ * Host work of `flops` and `bytes` taking `seconds`: its bytes through the HBM as full rows, its
+ * multiply-adds, and the PIM stacks' precharge standby meanwhile.
+ */
+export function hostEnergy(sys: HbmPimSystem, flops: number, bytes: number, seconds: number): Energy {
+  const E = HBM2_ENERGY;
+  const bits = 8 * bytes;
+  const breakdown = {
+    ...part("host_alu", (flops / 2) * MAC_ENERGY),
+    activate: bits * E.actPerBit,
+    array: bits * E.arrayPerBit,
+    datapath: bits * E.datapathPerBit,
+    io: bits * E.ioPerBit,
+    background: sys.pseudo_channels * E.vdd * (E.idd2n / E.perChannel) * seconds,
+  };
+  return { joules: sum(breakdown), breakdown };
+}
 
 /** `n` times an energy (every pseudo-channel running the same commands). */
 export function scaled(e: Energy, n: number): Energy {

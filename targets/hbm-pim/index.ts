@@ -8,9 +8,10 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
-import type { PrepareOptions, SystemModel, Target } from "../index.js";
+import type { PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { deviceFor } from "../../src/ir/placement.js";
-import { ATTN_PIM, hbmPimCostModel, hostSeconds, PIM } from "./cost.js";
+import { ATTN_PIM, hbmPimCostModel, hostCost, opCost, PIM } from "./cost.js";
+import { plus, scaled, type Energy } from "./energy.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
@@ -92,21 +93,37 @@ const hbmPim: Target = {
     const n = Math.max(1, Math.min(opts?.subBatches ?? 1, env.B ?? 1));
     const subEnv = n > 1 ? { ...env, B: Math.ceil((env.B ?? 1) / n) } : env;
     const busy: Record<string, number> = Object.fromEntries(system.costModel.devices.map((d) => [d.name, 0]));
+    const given = (system.options ?? {}) as SystemOptions;
+    const energies: Energy[] = [];
     const ops = callViews(module, func, subEnv).map((view) => {
       const placed = deviceFor(view.op, subEnv);
       const device = placed === PIM || placed === ATTN_PIM ? placed : "host";
-      // The device model's time of the op's kernels where it is placed (the host's otherwise).
+      // The device model's time and energy of the op's kernels where it is placed (the host's otherwise).
       const one =
-        (device !== "host" ? system.costModel.opTime(view, device, subEnv) : undefined) ??
-        hostSeconds(sys, view, subEnv);
-      const seconds = n * one;
+        (device !== "host" ? opCost(sys, given, view, device, subEnv) : undefined) ??
+        hostCost(sys, view, subEnv);
+      const seconds = n * one.seconds;
+      const energy = scaled(one.energy, n);
+      energies.push(energy);
       busy[device] = (busy[device] ?? 0) + seconds;
-      return { op: view.op, device, seconds, flops: n * view.cost.flops, bytes: n * view.cost.bytes };
+      return {
+        op: view.op,
+        device,
+        seconds,
+        flops: n * view.cost.flops,
+        bytes: n * view.cost.bytes,
+        joules: energy.joules,
+      };
     });
     // The host drives the PIM units with its memory commands: one at a time, unless sub-batches
     // overlap them (then the busier device sets the pace; the pipeline's fill is neglected).
     const total = ops.reduce((s, o) => s + o.seconds, 0);
-    return { seconds: n > 1 ? Math.max(...Object.values(busy)) : total, busy, ops };
+    return {
+      seconds: n > 1 ? Math.max(...Object.values(busy)) : total,
+      busy,
+      ops,
+      energy: plus(...energies),
+    };
   },
   memories: (system) => memoryMap(systemOf(system)),
   prepare(model, system, opts) {

@@ -21,28 +21,12 @@ import {
 } from "./kernels.js";
 import { COMMANDS, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import { commandTrace } from "./trace.js";
-import {
-  channelActivity,
-  channelEnergy,
-  commandEvents,
-  ENERGY_PARTS,
-  scaled,
-  type Energy,
-} from "./energy.js";
+import { channelActivity, channelEnergy, commandEvents, scaled } from "./energy.js";
+import { energyParts, joules } from "../../src/report/energy.js";
 import { systemOf } from "./index.js";
 
 const OPS = ["gemv", "add", "mul", "relu"] as const;
 
-/** "1.23 mJ" */
-const joules = (j: number): string =>
-  j >= 1 ? `${j.toFixed(3)} J` : j >= 1e-3 ? `${(j * 1e3).toFixed(3)} mJ` : `${(j * 1e6).toFixed(3)} uJ`;
-
-/** The parts of an energy over 0.5 % of it, largest first: "array 61 %, background 20 %, ...". */
-const parts = (e: Energy): string =>
-  ENERGY_PARTS.filter((k) => e.breakdown[k] >= 0.005 * e.joules)
-    .sort((a, b) => e.breakdown[b] - e.breakdown[a])
-    .map((k) => `${k} ${((100 * e.breakdown[k]) / e.joules).toFixed(0)} %`)
-    .join(", ");
 type Op = (typeof OPS)[number];
 
 /** 4096, 4K, 1M (powers of two). */
@@ -199,8 +183,8 @@ export const hbmPimKernels: KernelRunner = {
       lines.push(
         `speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with PIM; energy ${(baseEnergy.energy.joules / pimEnergy.energy.joules).toFixed(2)}x less`,
       );
-    lines.push(`energy   PIM: ${parts(pimEnergy.energy)}`);
-    if (baseEnergy) lines.push(`         non-PIM: ${parts(baseEnergy.energy)}`);
+    lines.push(`energy   PIM: ${energyParts(pimEnergy.energy)}`);
+    if (baseEnergy) lines.push(`         non-PIM: ${energyParts(baseEnergy.energy)}`);
     lines.push(
       `emulated in ${ms(wall)} (${pim.timed + (base?.timed ?? 0)} controllers timed${o.detailed ? ", detailed" : ""}); commands per pseudo-channel`,
     );

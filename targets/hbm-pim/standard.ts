@@ -6,6 +6,7 @@
  * any parameter (`timing = { tRCDRD = 16 }`). The controller (controller.ts) only reads this table.
  */
 import { z } from "zod";
+import { HBM_PATH, MAC_ENERGY } from "../../src/pipeline/energy.js";
 import { zHost } from "../cpu/index.js";
 import { zXpu } from "../xpu/model.js";
 
@@ -98,25 +99,14 @@ const HBM2_TIMING = {
 };
 
 /**
- * HBM2 energy, per pseudo-channel (docs/energy.md). Per-bit energies of the access path from
- * O'Connor et al., "Fine-Grained DRAM", MICRO 2017, as tabulated in the AttAcc simulator
- * (scale-snu/attacc_simulator, src/config.py, ENERGY_TABLE, comment "2017 MICRO FGDRAM"); currents
- * from DRAMsim3's HBM2 configuration (umd-memsys/DRAMsim3, configs/HBM2_8Gb_x128.ini, [power]),
- * which are per 128-bit channel: a pseudo-channel, half of one, draws half. The PIM units' figures
- * are AttAcc's for its bank-level PIM (the same ENERGY_TABLE): no public source gives Aquabolt-XL's.
+ * HBM2 energy, per pseudo-channel (docs/energy.md): the access path's per-bit energies (HBM_PATH:
+ * O'Connor et al. MICRO 2017 as the AttAcc simulator tabulates them) and currents from DRAMsim3's
+ * HBM2 configuration (umd-memsys/DRAMsim3, configs/HBM2_8Gb_x128.ini, [power]), which are per
+ * 128-bit channel: a pseudo-channel, half of one, draws half. The PIM units' figures are AttAcc's for
+ * its bank-level PIM (ENERGY_TABLE): no public source gives Aquabolt-XL's.
  */
 export const HBM2_ENERGY = {
-  /** Opening and closing a row (ACT + PRE), joules per bit of the 1 KB row: "Cell (ACT/PRE) 0.11 pJ/b". */
-  actPerBit: 0.11e-12,
-  /** A burst read or written in the cell array (bank sense amplifiers): "Cell (RD/WRT) 0.44 pJ/b". */
-  arrayPerBit: 0.44e-12,
-  /**
-   * From the bank to the stack's TSVs: column decoder to bank-group mux 1.01, bank-group mux to
-   * global I/O mux 1.23, TSV 0.5 pJ/b: what a burst crosses on its way out of (or into) the stack.
-   */
-  datapathPerBit: (1.01 + 1.23 + 0.5) * 1e-12,
-  /** The silicon interposer between the stack and the processor: "Silicon interposer IO 0.3 pJ/b". */
-  ioPerBit: 0.3e-12,
+  ...HBM_PATH,
   /** Supply and currents (DRAMsim3 HBM2_8Gb_x128.ini: VDD 1.2 V, IDD2N 40, IDD3N 55, IDD5AB 250 mA). */
   vdd: 1.2,
   idd2n: 0.04,
@@ -124,8 +114,8 @@ export const HBM2_ENERGY = {
   idd5ab: 0.25,
   /** Pseudo-channels sharing one channel's currents. */
   perChannel: 2,
-  /** A PIM unit's FP16 lane operation (AttAcc's ALU energy, per MAC: 0.32 pJ). */
-  laneOp: 0.32e-12,
+  /** A PIM unit's FP16 lane operation (AttAcc's ALU energy per MAC). */
+  laneOp: MAC_ENERGY,
   /** A PIM unit's register-file vector (32 bytes) read or written (AttAcc's PIM SRAM, 0.0034 pJ/byte). */
   regPerByte: 0.0034e-12,
 } as const;

@@ -9,7 +9,8 @@ import { UserError } from "../../src/errors.js";
 import { validateSystem } from "../../src/frontend/system.js";
 import { callViews, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
-import type { SystemModel, SystemOptions, Target } from "../index.js";
+import type { Energy, SystemModel, SystemOptions, Target } from "../index.js";
+import { sumEnergy, xpuOpEnergy } from "./energy.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
 import { deviceFor } from "../../src/ir/placement.js";
@@ -103,15 +104,35 @@ const xpu: Target = {
         "sub-batch interleaving needs a host beside PIM units that work at once (target hbm-pim)",
       );
     const cm = system.costModel;
+    const sys = systemOf(system);
     const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
+    const energies: Energy[] = [];
     const ops = callViews(module, func, env).map((view) => {
       const device = deviceFor(view.op, env) ?? XPU;
-      const seconds = cm.opTime(view, device, env) ?? cm.opTime(view, XPU, env)!;
+      const own = cm.opTime(view, device, env);
+      const seconds = own ?? cm.opTime(view, XPU, env)!;
       busy[device] = (busy[device] ?? 0) + seconds;
-      return { op: view.op, device, seconds, flops: view.cost.flops, bytes: view.cost.bytes };
+      // Where the work ran (the xPU when the placed device cannot run it); co-processed, each device
+      // takes the share of the work that makes both finish together.
+      const ran = own === undefined ? XPU : device;
+      const pimShare =
+        ran === CO && sys.logic_pim
+          ? xpuSeconds(sys.xpu, view, env) /
+            (xpuSeconds(sys.xpu, view, env) + xpuSeconds(sys.logic_pim, view, env))
+          : 0;
+      const energy = xpuOpEnergy(view, ran === LOGIC_PIM ? "pim" : ran === CO ? "co" : "xpu", pimShare);
+      energies.push(energy);
+      return {
+        op: view.op,
+        device,
+        seconds,
+        flops: view.cost.flops,
+        bytes: view.cost.bytes,
+        joules: energy.joules,
+      };
     });
     // One op at a time (co-processed ops use both devices at once).
-    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
+    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops, energy: sumEnergy(energies) };
   },
 };
 
