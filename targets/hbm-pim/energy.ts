@@ -84,6 +84,7 @@ export function channelActivity(
   payload?: (req: number) => Payload | undefined,
 ): ChannelActivity {
   const dev = new PimChannel(sys);
+  dev.countOnly = true;
   if (payload) dev.payload = payload;
   const banks = sys.bank_groups * sys.banks_per_group;
   const open = new Uint8Array(sys.ranks * banks);

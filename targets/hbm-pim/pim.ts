@@ -142,6 +142,8 @@ export class PimChannel extends ModeTracker {
   flops = 0;
   /** Commands and accesses for the energy model. */
   readonly events: PimEvents = noEvents();
+  /** Counts commands and instructions without moving or computing data (the energy model's replay). */
+  countOnly = false;
   payload: (req: number) => Payload | undefined = () => undefined;
   onRead: (req: number, data: Float32Array) => void = () => undefined;
 
@@ -235,6 +237,7 @@ export class PimChannel extends ModeTracker {
       return;
     }
     if (this.mode === SB) {
+      if (this.countOnly) return;
       const id = bg * bpg + bank;
       if (cmd === "RD") this.onRead(req, this.burst(id, row, col));
       else this.writeBurst(id, row, col, req);
@@ -245,7 +248,7 @@ export class PimChannel extends ModeTracker {
       this.events.ioWrites += cmd === "WR" ? 1 : 0;
       if (cmd === "RD") this.events.arrayReads += allBankReach(sys);
       else this.events.arrayWrites += allBankReach(sys);
-      if (cmd === "WR") {
+      if (cmd === "WR" && !this.countOnly) {
         const step = sys.pim.banks_per_unit === 1 ? 1 : 2;
         for (let g = 0; g < sys.bank_groups; g++)
           for (let b = step === 1 ? 0 : bank % 2; b < bpg; b += step)
@@ -431,6 +434,8 @@ export class PimChannel extends ModeTracker {
     // inputs); other auto instructions address the vector floor(col / grf) mod vectors.
     const vecs = mac ? p.vectors : 1;
     const first = mac || !auto ? 0 : Math.floor(col / g) % p.vectors;
+    this.count(i, vecs, mac, bankDst);
+    if (this.countOnly) return;
     for (let k = first; k < first + vecs; k++)
       for (let u = 0; u < p.units; u++) {
         const regOff = k * g;
@@ -465,15 +470,25 @@ export class PimChannel extends ModeTracker {
           d[off + l] = relu && v < 0 ? 0 : v;
         }
       }
-    this.flops += vecs * p.units * (mac ? 2 * lanes : i.op === "MOV" || i.op === "FILL" ? 0 : lanes);
-    // Energy events: one bank burst per unit for a bank operand (a MAC's weight burst serves every
-    // vector), the register vectors read and written, and the lane operations.
+  }
+
+  /**
+   * The flops and energy events of an instruction on every unit: one bank burst per unit for a bank
+   * operand (a MAC's weight burst serves every vector), the register vectors read and written, and
+   * the lane operations.
+   */
+  private count(i: Instr, vecs: number, mac: boolean, bankDst: boolean): void {
+    const p = this.sys.pim;
+    const lanes = p.lanes;
+    const moves = i.op === "MOV" || i.op === "FILL";
+    this.flops += vecs * p.units * (mac ? 2 * lanes : moves ? 0 : lanes);
     const e = this.events;
     if (bankDst) e.arrayWrites += p.units;
     else if (isBank(i.src0) || isBank(i.src1)) e.arrayReads += p.units;
-    const regs = [i.src0, i.src1, i.dst].filter((o) => o !== undefined && !isBank(o)).length + (mac ? 1 : 0);
+    const reg = (o: OperandName | undefined): number => (o !== undefined && !isBank(o) ? 1 : 0);
+    const regs = (mac ? 1 : 0) + reg(i.src0) + reg(i.src1) + reg(i.dst);
     e.regAccesses += vecs * p.units * regs;
     e.pimInstrs += vecs * p.units;
-    e.laneOps += i.op === "MOV" || i.op === "FILL" ? 0 : vecs * p.units * lanes;
+    e.laneOps += moves ? 0 : vecs * p.units * lanes;
   }
 }
