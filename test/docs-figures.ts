@@ -611,7 +611,52 @@ const laneOpFor35 = (js: readonly unknown[]): number => {
   return ((j.non_pim.energy.joules / 3.5 - (j.pim.energy.joules - alu)) / ops) * 1e12;
 };
 
+/** Output `a`'s tokens per joule over output `b`'s at `batch`. */
+const perJoule =
+  (a: number, b: number, batch: number) =>
+  (js: readonly unknown[]): number => {
+    const tpj = (i: number) =>
+      (stepOf(js[i], batch) as unknown as { energy: { tokens_per_j: number } }).energy.tokens_per_j;
+    return tpj(a) / tpj(b);
+  };
+/** A part of a bench step's energy, or all of it, in J. */
+const stepJoules =
+  (i: number, batch: number, part?: string) =>
+  (js: readonly unknown[]): number => {
+    const e = (
+      stepOf(js[i], batch) as unknown as { energy: { joules: number; breakdown: Record<string, number> } }
+    ).energy;
+    return part === undefined ? e.joules : e.breakdown[part]!;
+  };
+const GPT3_ENERGY = ["a100", "a100-attacc"].map(
+  (s) =>
+    `bench examples/gpt3-175b.pim --system examples/systems/${s}.pim --phase decode --context 2047 --batch 1,16,64 --no-capacity-check`,
+);
+
 export const FIGURES: Figure[] = [
+  {
+    doc: "docs/energy.md",
+    quote:
+      "GPT-3 175B decode with 2048 positions gives 0.96x the GPU's tokens per joule at batch 1, 1.19x at\nbatch 16 and 1.58x at batch 64",
+    cmds: GPT3_ENERGY,
+    values: [null, perJoule(1, 0, 1), null, perJoule(1, 0, 16), null, perJoule(1, 0, 64), null],
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote:
+      "standby and refresh are counted while the GPU's HBM's are not (0.853 J of a batch-64 step's 20.1 J)",
+    cmds: GPT3_ENERGY,
+    values: [stepJoules(1, 64, "background"), stepJoules(1, 64)],
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote: "| 1.58x at batch 64 (GPT-3 175B, 2048 positions) |",
+    cmds: GPT3_ENERGY,
+    values: [perJoule(1, 0, 64), null, null],
+    slow: true,
+  },
   // docs/energy.md: the GEMV kernel's energy, and Llama-2-7B per token.
   {
     doc: "docs/energy.md",
