@@ -70,6 +70,27 @@ const layers = (spec: unknown): Layer[] => (spec as { layer: Layer[] }).layer;
 const markType = (l: Layer) => (typeof l.mark === "string" ? l.mark : l.mark.type);
 
 describe("plot specs", () => {
+  test("an energy panel, per token and stacked by part, only where the steps have energy", () => {
+    const without = benchSpec(data) as unknown as { vconcat: { title?: { text: string } }[] };
+    expect(without.vconcat.some((v) => v.title?.text === "Energy per token")).toBe(false);
+    const energy = [
+      { batch: 1, perToken: { array: 2e-3, datapath: 1e-3, tiny: 1e-6 } },
+      { batch: 4, perToken: { array: 1e-3, datapath: 3e-3, tiny: 1e-6 } },
+    ];
+    const spec = benchSpec({ ...data, energy }) as unknown as {
+      vconcat: {
+        title?: { text: string };
+        data?: { values: { batch: number; part: string; j: number }[] };
+      }[];
+    };
+    const panel = spec.vconcat.find((v) => v.title?.text === "Energy per token")!;
+    expect(spec.vconcat.indexOf(panel)).toBe(1);
+    // Parts under 1 % of every step's energy are left out; millijoules, the unit of the largest step.
+    const values = panel.data!.values;
+    expect(new Set(values.map((v) => v.part))).toEqual(new Set(["array", "datapath"]));
+    expect(values.find((v) => v.batch === 4 && v.part === "datapath")!.j).toBeCloseTo(3, 12);
+  });
+
   test("the breakdown stacks the four engines per batch size, with the latency as a tick", () => {
     const spec = benchSpec(data) as unknown as { vconcat: unknown[] };
     const [bars, tick, text] = layers(spec.vconcat[0]);

@@ -232,6 +232,18 @@ async function benchSteps(
         busy: report.busy,
         ...(base ? { host_only: base.host_only_s, pim_only: base.pim_only_s } : {}),
       })),
+      energy: results.flatMap(({ w, report }) =>
+        report.energy
+          ? [
+              {
+                batch: w.batch,
+                perToken: Object.fromEntries(
+                  Object.entries(report.energy.breakdown).map(([k, j]) => [k, j / stepTokens(w)]),
+                ),
+              },
+            ]
+          : [],
+      ),
       points: results.flatMap(({ w, report }) =>
         (report.points ?? []).map((p) => ({ ...p, batch: w.batch })),
       ),

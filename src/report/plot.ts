@@ -19,6 +19,12 @@ export interface StepBusy {
   pim_only?: number | null;
 }
 
+/** A step's energy per token, joules by part. */
+export interface StepEnergy {
+  batch: number;
+  perToken: Readonly<Record<string, number>>;
+}
+
 /** One op or kernel of one step (a row of the bench table). */
 export interface OpPoint {
   name: string;
@@ -54,6 +60,8 @@ export interface BenchPlot {
   /** The engines, bottom to top of the stacked bars. */
   engines: readonly Engine[];
   steps: StepBusy[];
+  /** Energy per token of each step by part (targets that model energy: docs/energy.md). */
+  energy?: readonly StepEnergy[];
   points: OpPoint[];
   roofs: Roof[];
 }
@@ -412,13 +420,66 @@ export function rooflineSpecs(points: readonly OpPoint[], roofs: readonly Roof[]
 }
 
 /** The breakdown above the rooflines (one per unit). */
+/** Energy per token per step, stacked by part (the parts over 1 % of some step's, largest first). */
+export function energySpec(steps: readonly StepEnergy[]) {
+  const total = (s: StepEnergy) => Object.values(s.perToken).reduce((a, j) => a + j, 0);
+  const keys = [...new Set(steps.flatMap((s) => Object.keys(s.perToken)))]
+    .filter((k) => steps.some((s) => (s.perToken[k] ?? 0) >= 0.01 * total(s)))
+    .sort(
+      (a, b) =>
+        Math.max(...steps.map((s) => s.perToken[b] ?? 0)) - Math.max(...steps.map((s) => s.perToken[a] ?? 0)),
+    );
+  const max = Math.max(0, ...steps.map(total));
+  const [unit, size] = max >= 1 ? ["J", 1] : max >= 1e-3 ? ["mJ", 1e-3] : ["uJ", 1e-6];
+  const values = steps.flatMap((s) =>
+    keys.map((k, order) => ({ batch: s.batch, part: k, order, j: (s.perToken[k] ?? 0) / size })),
+  );
+  return {
+    title: {
+      text: "Energy per token",
+      subtitle: "by part (docs/energy.md); dynamic energy, no static power",
+    },
+    width: 320,
+    height: 200,
+    data: { values },
+    mark: { type: "bar" as const },
+    encoding: {
+      x: {
+        field: "batch",
+        type: "ordinal" as const,
+        title: "batch size",
+        sort: steps.map((s) => s.batch),
+        axis: { labelAngle: 0 },
+      },
+      y: {
+        field: "j",
+        type: "quantitative" as const,
+        stack: "zero" as const,
+        title: `energy per token (${unit})`,
+      },
+      color: {
+        field: "part",
+        type: "nominal" as const,
+        title: "part",
+        scale: { domain: keys, range: keys.map((_, i) => PALETTE[i % PALETTE.length]!) },
+        sort: keys,
+      },
+      order: { field: "order", type: "quantitative" as const },
+    },
+  };
+}
+
 export function benchSpec(d: BenchPlot): TopLevelSpec {
   return {
     $schema: SCHEMA,
     title: { text: d.title, ...(d.subtitle !== undefined ? { subtitle: d.subtitle } : {}), anchor: "start" },
     background: "white",
     padding: 12,
-    vconcat: [breakdownSpec(d.steps, d.engines), ...rooflineSpecs(d.points, d.roofs)],
+    vconcat: [
+      breakdownSpec(d.steps, d.engines),
+      ...(d.energy && d.energy.length > 0 ? [energySpec(d.energy)] : []),
+      ...rooflineSpecs(d.points, d.roofs),
+    ],
     spacing: 40,
     resolve: { scale: { color: "independent", shape: "independent" } },
   } as TopLevelSpec;
