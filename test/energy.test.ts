@@ -3,6 +3,7 @@
  * joules per token, tokens per joule, power and a breakdown that add up; the ops' rows carry their
  * joules; the targets that do not model it carry none.
  */
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pimc, tempDir } from "./util.js";
@@ -16,6 +17,12 @@ interface EnergyJson {
   tokens_per_j: number;
   watts: number;
   breakdown: Record<string, number>;
+}
+interface TraceEvent {
+  ph: string;
+  pid: number;
+  ts: number;
+  args: { watts?: number; joules?: number };
 }
 interface Step {
   batch: number;
@@ -67,6 +74,40 @@ describe("energy in reports", () => {
       steps: Step[];
     };
     expect(u.steps[0]!.energy).toBeUndefined();
+  });
+
+  it("bench --trace: each op's joules in its args and a power counter whose integral is the step's energy", async () => {
+    const dir = tempDir();
+    const file = join(dir, "t.json");
+    const r = await pimc(
+      "bench",
+      TINY,
+      "--system",
+      HBM,
+      "--phase",
+      "decode",
+      "--batch",
+      "2",
+      "--trace",
+      file,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const events = (JSON.parse(readFileSync(file, "utf8")) as { traceEvents: TraceEvent[] }).traceEvents;
+    const power = events.filter((e) => e.ph === "C" && e.pid === 1);
+    expect(power.at(-1)!.args.watts).toBe(0);
+    let joules = 0;
+    for (let i = 1; i < power.length; i++)
+      joules += power[i - 1]!.args.watts! * (power[i]!.ts - power[i - 1]!.ts) * 1e-6;
+    const ops = events.filter((e) => e.ph === "X" && e.pid === 1);
+    const sum = ops.reduce((s, e) => s + (e.args.joules ?? 0), 0);
+    const step = (
+      (await json("bench", TINY, "--system", HBM, "--phase", "decode", "--batch", "2")) as {
+        steps: Step[];
+      }
+    ).steps[0]!;
+    expect(sum).toBeCloseTo(step.energy!.joules, 12);
+    // Ops of no duration carry joules but no power: the integral covers the others.
+    expect(joules).toBeCloseTo(step.energy!.joules, 9);
   });
 
   it("sim of a compiled hbm-pim program reports the energy bench does; serve adds up its steps'", async () => {

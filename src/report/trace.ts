@@ -3,13 +3,14 @@
  * 1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU): one process per phase call, one track (thread) per
  * engine. Times in microseconds; events are complete events (`ph: "X"`) with their bytes and flops
  * as args. Targets with an emulator trace their own engines (UPMEM: targets/upmem/report.ts); calls
- * timed op by op (a device or cost model) are traced here, a track per device.
+ * timed op by op (a device or cost model) are traced here, a track per device, and where the target
+ * models energy each op's joules in its args and a power counter (`ph: "C"`, watts) per call.
  */
 import type { CallTiming } from "../../targets/index.js";
 
 export interface TraceEvent {
   readonly name: string;
-  readonly ph: "X" | "M";
+  readonly ph: "X" | "M" | "C";
   readonly pid: number;
   readonly tid: number;
   readonly ts?: number;
@@ -68,10 +69,21 @@ export function timingTraceEvents(
         cat: o.op.opcode,
         ts: t * 1e6,
         dur: o.seconds * 1e6,
-        args: { bytes: o.bytes, flops: o.flops },
+        args: { bytes: o.bytes, flops: o.flops, ...(o.joules !== undefined ? { joules: o.joules } : {}) },
       });
+      // The power of each op while it runs (ops run one after the other), back to 0 after the call.
+      if (o.joules !== undefined && o.seconds > 0)
+        events.push({
+          name: "power",
+          ph: "C",
+          pid,
+          tid: 0,
+          ts: t * 1e6,
+          args: { watts: o.joules / o.seconds },
+        });
       t += o.seconds;
     }
+    if (timing.energy) events.push({ name: "power", ph: "C", pid, tid: 0, ts: t * 1e6, args: { watts: 0 } });
     offset += timing.seconds;
   });
   return events;
