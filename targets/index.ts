@@ -256,6 +256,11 @@ export interface Target {
    * (UPMEM: PIM-LLM's), each step timed on the device model beside the host alone.
    */
   readonly ablation?: { readonly title: string; readonly steps: readonly AblationStep[] };
+  /**
+   * How the target prices energy, when its calls report it (CallTiming / CallReport `energy`): one
+   * line for `pimc list targets` and people (docs/energy.md).
+   */
+  readonly energy?: string;
   /** `pimc verify`'s default accepted logit error for targets that compute in reduced precision (FP16). */
   readonly tolerance?: number;
   /** The default pass pipeline (pass names, in order: the shared passes/ and the target's own). */

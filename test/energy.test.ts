@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pimc, tempDir } from "./util.js";
+import { allTargets } from "../targets/index.js";
 
 const TINY = "test/fixtures/llama-tiny";
 const HBM = "examples/systems/hbm-pim-64ch.pim";
@@ -74,6 +75,11 @@ describe("energy in reports", () => {
       steps: Step[];
     };
     expect(u.steps[0]!.energy).toBeUndefined();
+    // The contract says which targets price energy (pimc list targets shows it).
+    const priced = [...(await allTargets()).values()]
+      .filter((t) => t.energy !== undefined)
+      .map((t) => t.name);
+    expect(priced.sort()).toEqual(["hbm-pim", "xpu"]);
   });
 
   it("bench --trace: each op's joules in its args and a power counter whose integral is the step's energy", async () => {

@@ -30,6 +30,7 @@ export function listCommand() {
               x.kernel ? "kernels" : "",
               x.ablation ? "ablation" : "",
               x.memories ? "capacity checks" : "",
+              x.energy ? "energy" : "",
             ]
               .filter(Boolean)
               .join(", "),

@@ -65,6 +65,8 @@ const hbmPim: Target = {
   // FP16 weights, activations and accumulation: logits within 2e-2 (measured: 4e-3 on the tiny models).
   tolerance: 2e-2,
   kernel: hbmPimKernels,
+  energy:
+    "PIM kernels from their DRAM commands (HBM2 IDDs, per-bit path energies); host work by its HBM bytes and MACs",
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
   flags: [
     {

@@ -83,6 +83,7 @@ const xpu: Target = {
   summary:
     "a GPU or NPU (roofline with utilization caps, occupancy in waves, or systolic arrays); fp32 reference execution",
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  energy: "AttAcc's GPU model: HBM bytes and multiply-adds (a Logic-PIM on the logic die)",
   system(decl, opts) {
     const sys = decl ? validateSystem(decl, zXpuSystem) : DEFAULT_SYSTEM;
     return {
