@@ -30,6 +30,7 @@ describe("HBM-PIM energy", () => {
     e.ref = 1;
     e.laneOps = 100;
     e.regAccesses = 10;
+    e.crfReads = 7;
     const j = channelEnergy(sys, { events: e, cycles: 1000, activeCycles: 600 });
     const b = j.breakdown;
     // A 1 KB row (32 bursts of 32 bytes): 8192 bits x 0.11 pJ; a burst: 256 bits.
@@ -41,7 +42,7 @@ describe("HBM-PIM energy", () => {
     expect(b.refresh).toBeCloseTo(1.2 * 0.0975 * 350e-9, 15);
     expect(b.background).toBeCloseTo(1.2 * (0.0275 * 600 + 0.02 * 400) * 1e-9, 15);
     expect(b.pim_alu).toBeCloseTo(100 * 0.32e-12, 20);
-    expect(b.pim_regs).toBeCloseTo(10 * 32 * 0.0034e-12, 22);
+    expect(b.pim_regs).toBeCloseTo((10 * 32 + 7 * 4) * 0.0034e-12, 22);
     expect(j.joules).toBeCloseTo(
       ENERGY_PARTS.reduce((s, k) => s + b[k], 0),
       18,

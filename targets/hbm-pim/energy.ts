@@ -14,7 +14,8 @@
  *   background cycles with a row open x VDD x IDD3N, the rest x VDD x IDD2N (per pseudo-channel: half
  *              of a 128-bit channel's currents)
  *   pim_alu    FP16 lane operations of the units (MAC, MAD, ADD, MUL) x energy per lane operation
- *   pim_regs   register-file vectors (GRF, SRF) read and written x 32 bytes x energy per byte
+ *   pim_regs   register-file vectors (GRF, SRF) read and written x 32 bytes, and CRF instruction
+ *              words read x 4 bytes, x energy per byte
  *   host_alu   the host's multiply-adds (flops / 2) x energy per MAC
  *
  * Host work (hostEnergy) reads and writes its bytes in the HBM as full rows (ACT, array, datapath and
@@ -135,7 +136,7 @@ export function channelEnergy(sys: HbmPimSystem, a: ChannelActivity): Energy {
     refresh: e.ref * E.vdd * amps(E.idd5ab - E.idd3n) * sys.timing.tRFC * tCK,
     background: E.vdd * (amps(E.idd3n) * a.activeCycles + amps(E.idd2n) * (a.cycles - a.activeCycles)) * tCK,
     pim_alu: e.laneOps * E.laneOp,
-    pim_regs: e.regAccesses * (burstBits / 8) * E.regPerByte,
+    pim_regs: (e.regAccesses * (burstBits / 8) + e.crfReads * 4) * E.regPerByte,
     host_alu: 0,
   };
   return { joules: sum(breakdown), breakdown };

@@ -52,6 +52,8 @@ export interface PimEvents {
   pimInstrs: number;
   laneOps: number;
   regAccesses: number;
+  /** Instructions the sequencer read from the CRF (32-bit words, JUMPs and EXIT included). */
+  crfReads: number;
 }
 
 export const noEvents = (): PimEvents => ({
@@ -69,6 +71,7 @@ export const noEvents = (): PimEvents => ({
   pimInstrs: 0,
   laneOps: 0,
   regAccesses: 0,
+  crfReads: 0,
 });
 
 /** Banks of a rank an all-bank command reaches: all of them with a unit per bank, else one parity. */
@@ -321,8 +324,9 @@ export class PimChannel extends ModeTracker {
 
   /** One column command in AB-PIM mode: the instruction at the program counter on every unit. */
   private step(cmd: "RD" | "WR", row: number, col: number): void {
-    // JUMPs take no command.
+    // JUMPs take no command. Every instruction the sequencer reads is a CRF read (energy).
     let d = this.instr(this.pc);
+    this.events.crfReads++;
     while (d.op === "JUMP") {
       const left = this.jumps[this.pc]!;
       const n = left < 0 ? (d.i.count ?? 0) : left;
@@ -334,6 +338,7 @@ export class PimChannel extends ModeTracker {
         this.pc++;
       }
       d = this.instr(this.pc);
+      this.events.crfReads++;
     }
     if (d.op === "EXIT") return;
     this.steps++;
