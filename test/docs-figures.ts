@@ -661,7 +661,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "takes 232.158 uJ with PIM against 1.095 mJ\nstreamed to the host without it, 4.71x less: the PIM units read the weights in the banks (array 51 %\nof the PIM run, activations 22 %) where the streamed run pays the datapath and the interposer for\nevery bit (datapath 67 %). The streamed run costs 4.08 pJ per bit read.",
+      "takes 232.160 uJ with PIM against 1.095 mJ\nstreamed to the host without it, 4.71x less: the PIM units read the weights in the banks (array 51 %\nof the PIM run, activations 22 %) where the streamed run pays the datapath and the interposer for\nevery bit (datapath 67 %). The streamed run costs 4.08 pJ per bit read.",
     cmds: [GEMV],
     values: [
       kernelEnergy(0, "pim", (e) => e.joules * 1e6),
