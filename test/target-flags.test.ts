@@ -51,7 +51,7 @@ describe("target flags", () => {
     expect(row("upmem")).toMatch(
       /its emulator .*own tuner, ablation, capacity checks .*--no-pooling --base-gemm/,
     );
-    expect(row("hbm-pim")).toMatch(/its device model .*kernels, capacity checks .*--no-k-split/);
+    expect(row("hbm-pim")).toMatch(/its device model .*kernels, capacity checks, energy .*--no-k-split/);
     expect(row("cpu")).toMatch(/the cost model/);
   });
 

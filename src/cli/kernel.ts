@@ -35,15 +35,17 @@ export function kernelCommand() {
     .option("--json", "print one JSON object")
     .action(async (op, size, o) => {
       const withKernels = [...(await allTargets()).values()].filter((t) => t.kernel);
+      // Without a system or target: the one target that has this kernel.
+      const offering = withKernels.filter((t) => t.kernel!.ops.includes(op));
       const named =
         o.system === undefined && o.target === undefined
-          ? withKernels.length === 1
-            ? withKernels[0]!.name
+          ? offering.length === 1
+            ? offering[0]!.name
             : undefined
           : o.target;
       if (o.system === undefined && named === undefined)
         throw new UserError(
-          `pimc kernel: name a system (--system) or target (--target) with kernels: ${withKernels.map((t) => t.name).join(", ")}`,
+          `pimc kernel ${op}: name a system (--system) or target (--target) with kernels: ${withKernels.map((t) => `${t.name} (${t.kernel!.ops.join(", ")})`).join(", ")}`,
         );
       const { target, system } = await chooseTarget({
         ...(o.system !== undefined ? { system: o.system } : {}),

@@ -1,0 +1,110 @@
+/**
+ * The GDDR6-AiM target (SK hynix Accelerator-in-Memory, docs/aim.md): a processing unit beside every
+ * bank of GDDR6 channels, driven by AiM commands, and a host that runs what the units do not. Linear
+ * layers run as GEMVs at command level (targets/aim/device.ts: the AiM simulator's timing rules as
+ * data), one per row of activations; the partition pass places each op by comparing that time with the
+ * host's roofline. First stage: timing by the command model; the functional runner is the fp32
+ * reference (the units' 16-bit arithmetic is not modelled yet).
+ */
+import { Interpreter } from "../../src/exec/interpreter.js";
+import { validateSystem } from "../../src/frontend/system.js";
+import { dimEval } from "../../src/ir/dim.js";
+import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
+import { weightGemm } from "../../src/ir/registry.js";
+import { hostAndPim, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
+import { hostRoofline } from "../cpu/index.js";
+import type { SystemOptions, Target } from "../index.js";
+import { runChannel } from "./device.js";
+import { expand, gemvPlan } from "./kernels.js";
+import { aimKernels } from "./kernel-runner.js";
+import { banksOf, DEFAULT_SYSTEM, zAimSystem, type AimSystem } from "./standard.js";
+import { systemOf } from "./system.js";
+
+const PIM = "pim";
+const DEVICES = hostAndPim("AiM units");
+
+/** Seconds of one GEMV of W [n, k] (memoized per system and shape); undefined when W does not fit. */
+function gemvSeconds(
+  sys: AimSystem,
+  memo: Map<string, number | undefined>,
+  n: number,
+  k: number,
+): number | undefined {
+  const key = `${n} ${k}`;
+  if (!memo.has(key)) {
+    const plan = gemvPlan(sys, n, k);
+    memo.set(
+      key,
+      plan.perBank * plan.chunks > sys.rows
+        ? undefined
+        : runChannel(sys, expand(plan.instrs)).cycles * sys.timing.tCK,
+    );
+  }
+  return memo.get(key);
+}
+
+export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostModel {
+  const memo = new Map<string, number | undefined>();
+  /** A linear layer with a constant 16-bit weight: a GEMV per row of activations. */
+  const pimTime = (v: OpView, env: Record<string, number>): number | undefined => {
+    if (v.op.opcode !== "linear" || !weightGemm(v.op)) return undefined;
+    const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
+    const rows = v.ins[0]!.shape.reduce<number>((a, d) => a * dimEval(d, env), 1) / k;
+    const one = gemvSeconds(sys, memo, n, k);
+    // A bias is added by the host.
+    const bias = v.op.operands.length > 2 ? hostRoofline(sys.host, rows * n, 12 * rows * n) : 0;
+    return one === undefined ? undefined : rows * one + bias;
+  };
+  return {
+    devices: DEVICES,
+    home: "host",
+    opTime(v, device, env) {
+      if (device === PIM) return pimTime(v, env);
+      if (device !== "host") return undefined;
+      if (opts.cooperation === false && pimTime(v, env) !== undefined) return undefined;
+      return hostRoofline(sys.host, v.cost.flops, v.cost.bytes);
+    },
+    // The units read the input from the global buffer and the host the results: both in the kernel.
+    transferTime: () => 0,
+  };
+}
+
+/** The channels' memory holds the weights of the ops on the units; host DRAM (when given) the rest. */
+function memoryMap(sys: AimSystem): MemoryMap {
+  const aim: Memory = {
+    name: "the AiM channels",
+    bytes: sys.channels * banksOf(sys) * sys.rows * sys.columns * sys.burst_bytes,
+  };
+  const host: Memory | undefined =
+    sys.host.memory !== undefined ? { name: "host DRAM", bytes: sys.host.memory } : undefined;
+  return {
+    memories: [aim, ...(host ? [host] : [])],
+    place: (kind, devices) => (devices.has(PIM) && kind === "weights" ? aim.name : (host ?? aim).name),
+    holdsAll: true,
+  };
+}
+
+const aimTarget: Target = {
+  name: "aim",
+  summary:
+    "GDDR6-AiM (SK hynix Accelerator-in-Memory): a unit per bank driven by AiM commands, GEMVs at command level; fp32 reference execution",
+  pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
+  kernel: aimKernels,
+  system(decl, opts) {
+    const sys = decl ? validateSystem(decl, zAimSystem) : DEFAULT_SYSTEM;
+    return {
+      name: decl?.name ?? "aim_default",
+      costModel: aimCostModel(sys, opts),
+      ...(opts ? { options: opts } : {}),
+      passOptions: { layout: ROW_MAJOR_WEIGHTS },
+      config: sys,
+    };
+  },
+  memories: (system) => memoryMap(systemOf(system)),
+  prepare(model) {
+    return new Interpreter(model.module, model.weights);
+  },
+};
+
+export default aimTarget;

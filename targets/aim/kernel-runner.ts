@@ -1,0 +1,114 @@
+/**
+ * `pimc kernel` on GDDR6-AiM: a GEMV at command level with the AiM units (MAC_ABK over the weights'
+ * rows) and streamed through the channel's pins without them (the conventional read): cycles, time,
+ * commands per channel, the rate and the speedup.
+ */
+import { UserError } from "../../src/errors.js";
+import { int, ms } from "../../src/report/format.js";
+import { table } from "../../src/report/table.js";
+import type { KernelRunner } from "../index.js";
+import { runChannel, type ChannelRun } from "./device.js";
+import { expand, gemvPlan, streamRead } from "./kernels.js";
+import { AIM_COMMANDS, banksOf, type AimSystem } from "./standard.js";
+import { systemOf } from "./system.js";
+import { tracks, type TraceEvent } from "../../src/report/trace.js";
+
+/** 4096, 4K (powers of two). */
+function count(v: string, what: string): number {
+  const m = /^(\d+)([Kk]?)$/.exec(v.trim());
+  const x = m ? Number(m[1]) * (m[2] === "" ? 1 : 1024) : NaN;
+  if (!m || !Number.isSafeInteger(x) || x <= 0 || x > 1 << 20)
+    throw new UserError(`${what}: expected a positive integer up to 1M (K suffix allowed), got "${v}"`);
+  return x;
+}
+
+export const aimKernels: KernelRunner = {
+  ops: ["gemv"],
+  sizes: "gemv: NxK (outputs x inputs, 16-bit weights)",
+  run(system, op, size, o) {
+    if (op !== "gemv") throw new UserError(`unknown kernel "${op}" (available: gemv)`);
+    if (o.detailed)
+      throw new UserError("--detailed: every AiM channel runs the same commands (one is timed)");
+    const m = /^(\w+)x(\w+)$/i.exec(size.trim());
+    if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);
+    const n = count(m[1]!, "gemv N");
+    const k = count(m[2]!, "gemv K");
+    const described = systemOf(system);
+    const sys: AimSystem = o.channels === undefined ? described : { ...described, channels: o.channels };
+    const name = o.channels === undefined ? system.name : `${system.name} with ${o.channels} channels`;
+    const plan = gemvPlan(sys, n, k);
+    if (plan.perBank * plan.chunks > sys.rows)
+      throw new UserError(
+        `gemv ${n}x${k}: needs ${plan.perBank * plan.chunks} rows per bank, more than ${sys.rows}`,
+      );
+    const t0 = performance.now();
+    const pim = runChannel(sys, expand(plan.instrs), true);
+    // Without the units the host reads every byte of W through the channels' pins.
+    const bytes = 2 * n * k;
+    const base = o.baseline
+      ? runChannel(sys, streamRead(sys, Math.ceil(bytes / sys.channels)), true)
+      : undefined;
+    const wall = (performance.now() - t0) / 1e3;
+    const tCK = sys.timing.tCK;
+    const flops = 2 * n * k;
+    const row = (r: ChannelRun) => ({ cycles: r.cycles, seconds: r.cycles * tCK, commands: r.counts });
+    const json = {
+      kernel: `gemv ${n}x${k} 16-bit`,
+      system: name,
+      channels: sys.channels,
+      channels_used: plan.channels,
+      pim: row(pim),
+      ...(base ? { non_pim: row(base), speedup: base.cycles / pim.cycles } : {}),
+      emulation_seconds: wall,
+    };
+    const t = table(
+      ["mode", "cycles", "time", ...AIM_COMMANDS, "GFLOP/s"],
+      ["left", ...new Array<"right">(AIM_COMMANDS.length + 3).fill("right")],
+      { drop: ["GFLOP/s", ...AIM_COMMANDS] },
+    );
+    const add = (label: string, r: ChannelRun, rate: boolean) =>
+      t.push([
+        label,
+        int(r.cycles),
+        ms(r.cycles * tCK),
+        ...AIM_COMMANDS.map((c) => int(r.counts[c])),
+        rate ? (flops / (r.cycles * tCK) / 1e9).toFixed(1) : "-",
+      ]);
+    add("AiM", pim, true);
+    if (base) add("non-PIM", base, false);
+    const lines = [
+      `kernel   gemv ${n}x${k} 16-bit on ${name}: ${sys.channels} channels x ${banksOf(sys)} banks (${plan.channels} with data), tCK ${sys.timing.tCK * 1e9} ns`,
+      `         ${plan.perBank} outputs per bank, ${plan.chunks} rows each; ${plan.instrs.length} AiM instructions per channel`,
+      t.toString(),
+      ...(base ? [`speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with the AiM units`] : []),
+      `emulated in ${ms(wall)}; commands per channel`,
+    ];
+    // A process per run, a track per command kind; times in microseconds.
+    const trace = (): string => {
+      const events: TraceEvent[] = [];
+      [pim, ...(base ? [base] : [])].forEach((r, i) => {
+        const pid = i + 1;
+        events.push({
+          name: "process_name",
+          ph: "M",
+          pid,
+          tid: 0,
+          args: { name: i === 0 ? "AiM" : "non-PIM" },
+        });
+        const thread = tracks(events, pid);
+        for (const c of r.log ?? [])
+          events.push({
+            name: c.cmd,
+            ph: "X",
+            pid,
+            tid: thread(AIM_COMMANDS.indexOf(c.cmd) + 1, c.cmd),
+            ts: c.at * tCK * 1e6,
+            dur: tCK * 1e6,
+            ...(c.bank !== undefined ? { args: { bank: c.bank } } : {}),
+          });
+      });
+      return JSON.stringify({ traceEvents: events, displayTimeUnit: "ns" });
+    };
+    return { lines, json, trace };
+  },
+};

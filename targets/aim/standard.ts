@@ -1,0 +1,152 @@
+/**
+ * The GDDR6-AiM standard as data (SK hynix Accelerator-in-Memory, ISSCC 2022 / JSSC 2023): the
+ * organisation of a channel, its timing in command-clock cycles and the rules between commands, as
+ * the public AiM simulator models them (github.com/arkhadem/aim_simulator, a Ramulator 2.0 fork,
+ * file src/dram/impl/GDDR6.cpp: the `GDDR6_AiM_org` and `GDDR6_AiM_timing` presets and the timing
+ * constraints; read, not copied). docs/aim.md lists every value with its line.
+ *
+ * A channel has 16 banks (4 bank groups x 4), each with a processing unit beside it; a MAC16
+ * command multiplies one 32-byte column of every bank (16 16-bit values each) by 32 bytes of the
+ * channel's global buffer and accumulates per bank (a MAC_ABK instruction is `opsize` of them over
+ * a row, after an all-bank activate ACT16).
+ */
+import { z } from "zod";
+import { zHost } from "../cpu/index.js";
+
+/** The commands the device model issues: AiM's all-bank and register commands, and normal DRAM ones. */
+export const AIM_COMMANDS = [
+  "ACT16", // all-bank activate (every bank of the channel opens the row)
+  "PREA", // precharge all banks
+  "MAC16", // all-bank MAC: one column of every bank x 32 bytes of the global buffer
+  "WRGB", // 32 bytes into the global buffer
+  "WRMAC16", // the 16 banks' accumulators seeded (WR_BIAS)
+  "RDMAC16", // the 16 accumulators read out (RD_MAC)
+  "TMOD", // the switch between register read/write mode and bank mode
+  "ACT", // single-bank activate
+  "RD", // single-bank read burst to the host
+  "PRE", // single-bank precharge
+] as const;
+export type AimCmd = (typeof AIM_COMMANDS)[number];
+
+/** The AiM timing preset, command-clock cycles (GDDR6.cpp `GDDR6_AiM_timing`, L183-218). */
+export const AIM_TIMING = {
+  /** Command clock period: 0.5 ns (2 GHz), as the preset's ns comments and CENT's model take it. */
+  tCK: 0.5e-9,
+  nBL: 2,
+  nCL: 50,
+  nRCDRD: 36,
+  /** ACT / ACT16 to MAC / MAC16 (the read delay plus 10 ns). */
+  nRCDRDMAC: 56,
+  nRCDWR: 28,
+  nRP: 32,
+  nRAS: 54,
+  nRC: 89,
+  nWR: 33,
+  nRTP: 12,
+  nCWL: 6,
+  nCCDS: 2,
+  nCCDL: 2,
+  nRRDS: 11,
+  nRRDL: 11,
+  /** After a register-mode switch (TMOD), before any command. */
+  nMODCH: 32,
+  /** Latencies of the register and global-buffer paths (GDDR6.cpp L699-714). */
+  nCLREG: 0,
+  nCWLGB: 1,
+  nCWLREG: 1,
+};
+
+export type AimTiming = typeof AIM_TIMING;
+
+/**
+ * A rule between commands: `to` issues at least `latency` cycles after the last `from` of the same
+ * channel, or of the same bank with `bank`.
+ */
+export interface AimRule {
+  readonly from: readonly AimCmd[];
+  readonly to: readonly AimCmd[];
+  readonly latency: (t: AimTiming) => number;
+  readonly bank?: true;
+}
+
+const ALL = AIM_COMMANDS;
+const BUS: readonly AimCmd[] = ["WRGB", "WRMAC16", "RDMAC16", "RD"];
+
+/** The rules the device model applies (GDDR6.cpp L774-999; the prerequisites of preq.h L94-130). */
+export const AIM_RULES: readonly AimRule[] = [
+  // All-bank operation.
+  { from: ["ACT16"], to: ["MAC16"], latency: (t) => t.nRCDRDMAC },
+  { from: ["MAC16"], to: ["MAC16", "RDMAC16"], latency: (t) => t.nCCDL },
+  { from: ["MAC16"], to: ["PREA"], latency: (t) => t.nRTP },
+  { from: ["ACT16"], to: ["PREA"], latency: (t) => t.nRAS },
+  { from: ["PREA"], to: ["ACT16", "ACT"], latency: (t) => t.nRP },
+  { from: ["ACT16"], to: ["ACT16"], latency: (t) => Math.max(t.nRRDL, t.nRC) },
+  // A register-mode switch holds every command for nMODCH.
+  { from: ["TMOD"], to: ALL, latency: (t) => t.nMODCH },
+  // The channel's data bus: one burst per nBL.
+  { from: BUS, to: BUS, latency: (t) => t.nBL },
+  // Single-bank commands (the normal read path).
+  { from: ["ACT"], to: ["ACT"], latency: (t) => t.nRRDS },
+  { from: ["RD"], to: ["RD"], latency: (t) => t.nCCDS },
+  { from: ["ACT"], to: ["RD"], latency: (t) => t.nRCDRD, bank: true },
+  { from: ["RD"], to: ["PRE"], latency: (t) => t.nRTP, bank: true },
+  { from: ["ACT"], to: ["PRE"], latency: (t) => t.nRAS, bank: true },
+  { from: ["PRE"], to: ["ACT"], latency: (t) => t.nRP, bank: true },
+  { from: ["ACT"], to: ["ACT"], latency: (t) => t.nRC, bank: true },
+];
+
+/** Cycles from a command's issue to its completion (GDDR6.cpp `m_command_latencies`, L754-770). */
+export const completion = (cmd: AimCmd, t: AimTiming): number => {
+  switch (cmd) {
+    case "RD":
+      return t.nCL + t.nBL;
+    case "WRGB":
+      return t.nCWLGB + t.nBL;
+    case "WRMAC16":
+      return t.nCWLREG + t.nBL;
+    case "RDMAC16":
+      return t.nCLREG + t.nBL;
+    case "MAC16":
+      return 1;
+    default:
+      return 0;
+  }
+};
+
+const posInt = z.number().int().positive();
+const cycles = z.number().int().nonnegative();
+
+export const zAimTiming = z.strictObject(
+  Object.fromEntries(
+    Object.entries(AIM_TIMING).map(([k, v]) => [
+      k,
+      k === "tCK" ? z.number().positive().default(v) : cycles.default(v),
+    ]),
+  ) as { [K in keyof typeof AIM_TIMING]: z.ZodDefault<z.ZodNumber> },
+);
+
+/**
+ * A GDDR6-AiM system: `channels` channels (two per 8 Gb AiM chip), each of 16 banks of `rows` rows of
+ * `columns` 32-byte columns (2 KB rows), a global buffer of `global_buffer` bytes, and the host that
+ * runs what the AiM units do not. Defaults: the AiM simulator's 32-channel system (16 chips, 16 GB).
+ */
+export const zAimSystem = z.strictObject({
+  channels: posInt.max(1 << 12).default(32),
+  bank_groups: posInt.max(64).default(4),
+  banks_per_group: posInt.max(64).default(4),
+  rows: posInt.max(1 << 24).default(16384),
+  columns: posInt.max(1 << 16).default(64),
+  burst_bytes: posInt.max(1024).default(32),
+  /** Bytes of the global buffer of a channel (the input slice a MAC_ABK multiplies). */
+  global_buffer: posInt.max(1 << 20).default(2048),
+  timing: zAimTiming.default(zAimTiming.parse({})),
+  host: zHost.default(zHost.parse({})),
+});
+export type AimSystem = z.infer<typeof zAimSystem>;
+
+export const DEFAULT_SYSTEM: AimSystem = zAimSystem.parse({});
+
+export const banksOf = (s: AimSystem): number => s.bank_groups * s.banks_per_group;
+/** 16-bit elements of a burst and of a row. */
+export const laneCount = (s: AimSystem): number => s.burst_bytes / 2;
+export const rowElements = (s: AimSystem): number => s.columns * laneCount(s);

@@ -1,0 +1,98 @@
+/**
+ * The GDDR6-AiM target (docs/aim.md): the standard's rules against the public AiM simulator's cycle
+ * counts (measured by running github.com/arkhadem/aim_simulator at commit 0f28a07 on the same
+ * instructions), the GEMV kernel, and the target through the contract.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { runChannel } from "../targets/aim/device.js";
+import { expand, gemvPlan, type AimInstr } from "../targets/aim/kernels.js";
+import { DEFAULT_SYSTEM as S } from "../targets/aim/standard.js";
+import { pimc } from "./util.js";
+
+const macs = (rows: number[]): AimInstr[] => rows.map((row) => ({ op: "MAC_ABK", opsize: 64, row }));
+const range = (n: number): number[] => [...Array(n).keys()];
+
+/** [docs/aim.md's label, instructions, the simulator's cycles, pimc's]. */
+const MICRO: [string, AimInstr[], number, number][] = [
+  ["one MAC_ABK 64, row closed", macs([0]), 185, 183],
+  ["2 MAC_ABK 64 on different rows", macs([0, 1]), 411, 409],
+  ["100 MAC_ABK 64 on different rows", macs(range(100)), 22559, 22557],
+  ["10 MAC_ABK 64 on the same row", macs(new Array<number>(10).fill(0)), 1337, 1335],
+  ["WR_GB 64", [{ op: "WR_GB", opsize: 64 }], 163, 161],
+];
+
+const fmt = (n: number): string => n.toLocaleString("en-US");
+
+describe("GDDR6-AiM device model", () => {
+  it("gives the AiM simulator's cycles on its micro-benchmarks (less its ~2-cycle end-of-trace command), as docs/aim.md shows", () => {
+    const doc = readFileSync("docs/aim.md", "utf8");
+    for (const [label, instrs, sim, mine] of MICRO) {
+      const cycles = runChannel(S, expand(instrs)).cycles;
+      expect(cycles, label).toBe(mine);
+      expect(sim - cycles, label).toBeGreaterThanOrEqual(0);
+      expect(sim - cycles, label).toBeLessThanOrEqual(3);
+      expect(doc).toContain(`| ${label} | ${fmt(sim)} | ${fmt(mine)} |`);
+    }
+  });
+
+  it("issues CENT's GEMV 4096x4096 as the simulator does: the same commands, its cycles within 1 %", () => {
+    const r = runChannel(S, expand(gemvPlan(S, 4096, 4096).instrs));
+    expect(r.counts).toMatchObject({
+      ACT16: 32,
+      PREA: 31,
+      MAC16: 2048,
+      WRGB: 256,
+      WRMAC16: 32,
+      RDMAC16: 32,
+      TMOD: 9,
+    });
+    expect(Math.abs(r.cycles - 8124) / 8124).toBeLessThan(0.01);
+    // Register-mode switches: one into register mode, then per K chunk to MAC_ABK and back.
+    expect(r.counts.TMOD).toBe(1 + 2 * 4);
+  });
+
+  it("a MAC_ABK stream over new rows pays activation and precharge: 226 cycles each, 128 on an open row", () => {
+    const t = (n: number, rows: (i: number) => number) =>
+      runChannel(S, expand(macs(range(n).map(rows)))).cycles;
+    expect(t(11, (i) => i) - t(10, (i) => i)).toBe(56 + 63 * 2 + 12 + 32);
+    expect(t(11, () => 0) - t(10, () => 0)).toBe(64 * 2);
+  });
+});
+
+describe("pimc on the aim target", () => {
+  it("kernel gemv: the AiM run and the conventional read, per channel, within JSSC 2023's 7.5-10.5x", async () => {
+    const r = await pimc("kernel", "gemv", "4096x4096", "--system", "examples/systems/aimx.pim", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      pim: { cycles: number; commands: Record<string, number> };
+      non_pim: { cycles: number; commands: Record<string, number> };
+      speedup: number;
+    };
+    expect(j.pim.cycles).toBe(8080);
+    // The conventional read moves every byte of W: 32 MiB over 32 channels of 32-byte bursts.
+    expect(j.non_pim.commands.RD! * 32 * 32).toBe(2 * 4096 * 4096);
+    expect(j.speedup).toBeGreaterThan(7.5);
+    expect(j.speedup).toBeLessThan(10.5);
+    const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv\)/);
+  });
+
+  it("bench runs a model end to end: linear layers on the AiM units, the rest on the host", async () => {
+    const r = await pimc(
+      "bench",
+      "test/fixtures/llama-tiny",
+      "--system",
+      "examples/systems/aimx.pim",
+      "--phase",
+      "decode",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const step = (JSON.parse(r.stdout) as { steps: { ops: { name: string; device: string }[] }[] }).steps[0]!;
+    const on = (name: string) => step.ops.find((o) => o.name === name)?.device;
+    expect(on("L*.qkv")).toBe("pim");
+    expect(on("L*.attn")).toBe("host");
+  });
+});
