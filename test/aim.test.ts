@@ -74,6 +74,17 @@ describe("pimc on the aim target", () => {
     expect(j.non_pim.commands.RD! * 32 * 32).toBe(2 * 4096 * 4096);
     expect(j.speedup).toBeGreaterThan(7.5);
     expect(j.speedup).toBeLessThan(10.5);
+    // Energy (CENT's power model): its parts add up; the units read in the banks, the stream pays the pins.
+    const e = (m: "pim" | "non_pim") =>
+      (j as unknown as Record<string, { energy: { joules: number; breakdown: Record<string, number> } }>)[m]!
+        .energy;
+    for (const m of ["pim", "non_pim"] as const)
+      expect(Object.values(e(m).breakdown).reduce((s, x) => s + x, 0)).toBeCloseTo(e(m).joules, 15);
+    expect(e("pim").breakdown.pim_mac).toBeGreaterThan(0);
+    expect(e("non_pim").breakdown.pim_mac).toBe(0);
+    expect(e("pim").breakdown.io).toBeLessThan(0.1 * e("pim").joules);
+    expect(e("non_pim").breakdown.io).toBeGreaterThan(0.5 * e("non_pim").joules);
+    expect(e("non_pim").joules).toBeGreaterThan(e("pim").joules);
     const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv\)/);

@@ -15,6 +15,8 @@ export interface AimCommand {
 export interface ChannelRun {
   readonly cycles: number;
   readonly counts: Readonly<Record<AimCmd, number>>;
+  /** Cycles with a row open in some bank of the channel (active standby), of `cycles`. */
+  readonly activeCycles: number;
   /** With `log`: every command and its issue cycle, in order. */
   readonly log?: readonly { readonly cmd: AimCmd; readonly at: number; readonly bank?: number }[];
 }
@@ -42,6 +44,17 @@ export function runChannel(sys: AimSystem, commands: Iterable<AimCommand>, log =
   let at = -1;
   let done = 0;
   const issued: { cmd: AimCmd; at: number; bank?: number }[] = [];
+  // Open banks, for the active-standby cycles.
+  const open = new Uint8Array(banks);
+  let openCount = 0;
+  let active = 0;
+  let lastAt = 0;
+  const set = (b: number, v: 0 | 1): void => {
+    if (open[b] !== v) {
+      openCount += v === 1 ? 1 : -1;
+      open[b] = v;
+    }
+  };
   for (const c of commands) {
     const k = INDEX[c.cmd];
     let t = at + 1;
@@ -49,6 +62,12 @@ export function runChannel(sys: AimSystem, commands: Iterable<AimCommand>, log =
       const prev = bank ? (c.bank === undefined ? -Infinity : lastBank[from * banks + c.bank]!) : last[from]!;
       if (prev + lat > t) t = prev + lat;
     }
+    if (openCount > 0) active += t - lastAt;
+    lastAt = t;
+    if (c.cmd === "ACT16" || c.cmd === "PREA")
+      for (let b = 0; b < banks; b++) set(b, c.cmd === "ACT16" ? 1 : 0);
+    else if ((c.cmd === "ACT" || c.cmd === "PRE") && c.bank !== undefined)
+      set(c.bank, c.cmd === "ACT" ? 1 : 0);
     at = t;
     last[k] = t;
     if (c.bank !== undefined) lastBank[k * banks + c.bank] = t;
@@ -56,5 +75,6 @@ export function runChannel(sys: AimSystem, commands: Iterable<AimCommand>, log =
     if (log) issued.push({ cmd: c.cmd, at: t, ...(c.bank !== undefined ? { bank: c.bank } : {}) });
     done = Math.max(done, t + completion(c.cmd, sys.timing));
   }
-  return { cycles: done, counts, ...(log ? { log: issued } : {}) };
+  if (openCount > 0) active += done - lastAt;
+  return { cycles: done, counts, activeCycles: active, ...(log ? { log: issued } : {}) };
 }

@@ -11,6 +11,8 @@ import { runChannel, type ChannelRun } from "./device.js";
 import { expand, gemvPlan, streamRead } from "./kernels.js";
 import { AIM_COMMANDS, banksOf, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
+import { aimEnergy, type AimEnergy } from "./energy.js";
+import { energyParts, joules } from "../../src/report/energy.js";
 import { tracks, type TraceEvent } from "../../src/report/trace.js";
 
 /** 4096, 4K (powers of two). */
@@ -51,36 +53,63 @@ export const aimKernels: KernelRunner = {
     const wall = (performance.now() - t0) / 1e3;
     const tCK = sys.timing.tCK;
     const flops = 2 * n * k;
-    const row = (r: ChannelRun) => ({ cycles: r.cycles, seconds: r.cycles * tCK, commands: r.counts });
+    // Energy: CENT's power model on the commands (the conventional read uses every channel).
+    const pimEnergy = aimEnergy(sys, pim, plan.channels);
+    const baseEnergy = base && aimEnergy(sys, base, sys.channels);
+    const row = (r: ChannelRun, e: AimEnergy) => ({
+      cycles: r.cycles,
+      seconds: r.cycles * tCK,
+      commands: r.counts,
+      energy: {
+        joules: e.joules,
+        watts: e.joules / (r.cycles * tCK),
+        pj_per_bit: (e.joules / (8 * bytes)) * 1e12,
+        breakdown: e.breakdown,
+      },
+    });
     const json = {
       kernel: `gemv ${n}x${k} 16-bit`,
       system: name,
       channels: sys.channels,
       channels_used: plan.channels,
-      pim: row(pim),
-      ...(base ? { non_pim: row(base), speedup: base.cycles / pim.cycles } : {}),
+      pim: row(pim, pimEnergy),
+      ...(base && baseEnergy
+        ? {
+            non_pim: row(base, baseEnergy),
+            speedup: base.cycles / pim.cycles,
+            energy_ratio: baseEnergy.joules / pimEnergy.joules,
+          }
+        : {}),
       emulation_seconds: wall,
     };
     const t = table(
-      ["mode", "cycles", "time", ...AIM_COMMANDS, "GFLOP/s"],
-      ["left", ...new Array<"right">(AIM_COMMANDS.length + 3).fill("right")],
+      ["mode", "cycles", "time", ...AIM_COMMANDS, "GFLOP/s", "energy", "power"],
+      ["left", ...new Array<"right">(AIM_COMMANDS.length + 5).fill("right")],
       { drop: ["GFLOP/s", ...AIM_COMMANDS] },
     );
-    const add = (label: string, r: ChannelRun, rate: boolean) =>
+    const add = (label: string, r: ChannelRun, rate: boolean, e: AimEnergy) =>
       t.push([
         label,
         int(r.cycles),
         ms(r.cycles * tCK),
         ...AIM_COMMANDS.map((c) => int(r.counts[c])),
         rate ? (flops / (r.cycles * tCK) / 1e9).toFixed(1) : "-",
+        joules(e.joules),
+        `${(e.joules / (r.cycles * tCK)).toFixed(1)} W`,
       ]);
-    add("AiM", pim, true);
-    if (base) add("non-PIM", base, false);
+    add("AiM", pim, true, pimEnergy);
+    if (base && baseEnergy) add("non-PIM", base, false, baseEnergy);
     const lines = [
       `kernel   gemv ${n}x${k} 16-bit on ${name}: ${sys.channels} channels x ${banksOf(sys)} banks (${plan.channels} with data), tCK ${sys.timing.tCK * 1e9} ns`,
       `         ${plan.perBank} outputs per bank, ${plan.chunks} rows each; ${plan.instrs.length} AiM instructions per channel`,
       t.toString(),
-      ...(base ? [`speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with the AiM units`] : []),
+      ...(base && baseEnergy
+        ? [
+            `speedup  ${(base.cycles / pim.cycles).toFixed(2)}x with the AiM units; energy ${(baseEnergy.joules / pimEnergy.joules).toFixed(2)}x less`,
+          ]
+        : []),
+      `energy   AiM: ${energyParts(pimEnergy)}`,
+      ...(baseEnergy ? [`         non-PIM: ${energyParts(baseEnergy)}`] : []),
       `emulated in ${ms(wall)}; commands per channel`,
     ];
     // A process per run, a track per command kind; times in microseconds.
