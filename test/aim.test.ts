@@ -90,6 +90,34 @@ describe("pimc on the aim target", () => {
     expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv\)/);
   });
 
+  it("bench --compare sets AiM beside UPMEM and HBM-PIM: quantizing targets at each precision, the others at f32", async () => {
+    const systems = ["upmem-rank", "hbm-pim-64ch", "aimx"].map((s) => `examples/systems/${s}.pim`).join(",");
+    const r = await pimc(
+      "bench",
+      "test/fixtures/llama-tiny",
+      "--compare",
+      systems,
+      "--precisions",
+      "int8,f32",
+      "--phase",
+      "decode",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const rows = (
+      JSON.parse(r.stdout) as { steps: { rows: { system: string; target: string; weights: string }[] }[] }
+    ).steps[0]!.rows.map((x) => `${x.system} ${x.target} ${x.weights}`);
+    expect(rows).toEqual([
+      "upmem_rank host CPU alone int8",
+      "upmem_rank upmem int8",
+      "upmem_rank upmem f32",
+      "hbm_pim_64ch host CPU alone f32",
+      "hbm_pim_64ch hbm-pim f32",
+      "aimx host CPU alone f32",
+      "aimx aim f32",
+    ]);
+  });
+
   it("bench runs a model end to end: linear layers on the AiM units, the rest on the host", async () => {
     const r = await pimc(
       "bench",

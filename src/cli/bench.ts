@@ -453,20 +453,28 @@ async function compare(
           weights: p,
           activations: p === "int8" || p === "f32" ? flags.activations : "int8",
         });
+        // A target whose pipeline does not quantize runs the imported weights only (--precisions f32).
+        const { target } = await chooseTarget({ system: sys });
+        const quantizes = target.pipeline.includes("quantize");
+        const runs = precisions.filter((p) => quantizes || p === "f32");
         bar.label(`${sys} host CPU batch ${w.batch}`);
-        const base = await compileModel(model, of("int8"), w, 2);
+        const base = await compileModel(model, of(quantizes ? "int8" : "f32"), w, 2);
         const host = hostAlone(base.module, base.system, w);
         bar.tick();
         const mine: CompareRow[] = [
           {
             system: base.system.name,
             target: "host CPU alone",
-            weights: "int8",
+            weights: quantizes ? "int8" : "f32",
             seconds: host,
             speedup_vs_host: 1,
           },
         ];
         for (const p of precisions) {
+          if (!runs.includes(p)) {
+            bar.tick();
+            continue;
+          }
           bar.label(`${sys} ${p} batch ${w.batch}`);
           const r = await runStep(model, of(p), w, path);
           mine.push({
@@ -588,7 +596,7 @@ export function benchCommand() {
     )
     .option(
       "--precisions <list>",
-      "with --compare: weight precisions (default int8,int4,int2; int4 / int2 with INT8 activations, the LUT-GEMV formats)",
+      "with --compare: weight precisions (default int8,int4,int2; int4 / int2 with INT8 activations, the LUT-GEMV formats; targets that do not quantize run f32 only)",
       precisionList,
     )
     .option(
