@@ -9,6 +9,8 @@ import { runChannel } from "../targets/aim/device.js";
 import { expand, gemvPlan, type AimInstr } from "../targets/aim/kernels.js";
 import { DEFAULT_SYSTEM as S } from "../targets/aim/standard.js";
 import { pimc } from "./util.js";
+import { aimCostModel } from "../targets/aim/index.js";
+import { hostRoofline } from "../targets/cpu/index.js";
 
 const macs = (rows: number[]): AimInstr[] => rows.map((row) => ({ op: "MAC_ABK", opsize: 64, row }));
 const range = (n: number): number[] => [...Array(n).keys()];
@@ -57,6 +59,32 @@ describe("GDDR6-AiM device model", () => {
       runChannel(S, expand(macs(range(n).map(rows)))).cycles;
     expect(t(11, (i) => i) - t(10, (i) => i)).toBe(56 + 63 * 2 + 12 + 32);
     expect(t(11, () => 0) - t(10, () => 0)).toBe(64 * 2);
+  });
+});
+
+describe("the AiM cost model", () => {
+  const f16 = (shape: number[]) => ({ dtype: "f16" as const, shape });
+  // Llama-2-7B decode attention at batch 1 with 1024 cached tokens: q [1, 32, 1, 128], K and V [1, 32, 1024, 128].
+  const view = {
+    op: { opcode: "attention", operands: ["%q", "%k", "%v"], results: [], attrs: {} },
+    ins: [f16([1, 32, 1, 128]), f16([1, 32, 1024, 128]), f16([1, 32, 1024, 128])],
+    outs: [f16([1, 32, 1, 128])],
+    cost: { flops: 4 * 32 * 1024 * 128, bytes: 2 * 2 * 32 * 1024 * 128 },
+  };
+  it("times attention over the KV cache as two GEMVs per query row, beside the host's roofline", () => {
+    const cm = aimCostModel(S);
+    const gemv = (n: number, k: number) =>
+      runChannel(S, expand(gemvPlan(S, n, k).instrs)).cycles * S.timing.tCK;
+    const pim = cm.opTime(view, "pim", {})!;
+    // 32 query rows (one per head) x (scores over 1024 tokens + context over 128 dims), plus the softmax and the writes.
+    const kernels = 32 * (gemv(1024, 128) + gemv(128, 1024));
+    const softmax = hostRoofline(S.host, 5 * 32 * 1024, 8 * 32 * 1024);
+    // The new token's K and V: 32 heads x 256 values x 2 bytes in 32-byte bursts over 32 channels.
+    const writes = Math.ceil((32 * 256 * 2) / 32 / 32) * S.timing.nBL * S.timing.tCK;
+    expect(pim).toBeCloseTo(kernels + softmax + writes, 15);
+    expect(pim).toBeLessThan(cm.opTime(view, "host", {})!);
+    expect(aimCostModel(S, { attention: "host" }).opTime(view, "pim", {})).toBeUndefined();
+    expect(aimCostModel(S, { attention: "pim" }).opTime(view, "host", {})).toBeUndefined();
   });
 });
 

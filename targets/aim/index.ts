@@ -56,13 +56,39 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
     const bias = v.op.operands.length > 2 ? hostRoofline(sys.host, rows * n, 12 * rows * n) : 0;
     return one === undefined ? undefined : rows * one + bias;
   };
+  /**
+   * Attention over a KV cache in the banks: per (batch, kv head) and query row, a GEMV of the scores
+   * (K [T, D] as the weight) and one of the context (V^T [Dv, T]), each over every channel; the
+   * softmax on the host; the new tokens' K and V written into the banks over the pins.
+   */
+  const attentionTime = (v: OpView, env: Record<string, number>): number | undefined => {
+    const [b, h, s, d] = v.ins[0]!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
+    const kvh = dimEval(v.ins[1]!.shape[1]!, env);
+    const t = dimEval(v.ins[1]!.shape[2]!, env);
+    const dv = dimEval(v.ins[2]!.shape[3]!, env);
+    const scores = gemvSeconds(sys, memo, t, d);
+    const context = gemvSeconds(sys, memo, dv, t);
+    if (scores === undefined || context === undefined) return undefined;
+    const rows = b * h * s;
+    const softmax = hostRoofline(sys.host, 5 * rows * t, 8 * rows * t);
+    const bursts = Math.ceil((b * kvh * s * (d + dv) * 2) / sys.burst_bytes);
+    const writes = Math.ceil(bursts / sys.channels) * sys.timing.nBL * sys.timing.tCK;
+    return rows * (scores + context) + softmax + writes;
+  };
   return {
     devices: DEVICES,
     home: "host",
     opTime(v, device, env) {
-      if (device === PIM) return pimTime(v, env);
+      if (device === PIM)
+        return v.op.opcode === "attention"
+          ? opts.attention === "host"
+            ? undefined
+            : attentionTime(v, env)
+          : pimTime(v, env);
       if (device !== "host") return undefined;
-      if (opts.cooperation === false && pimTime(v, env) !== undefined) return undefined;
+      const attention = v.op.opcode === "attention";
+      if (attention && opts.attention === "pim") return undefined;
+      if (opts.cooperation === false && !attention && pimTime(v, env) !== undefined) return undefined;
       return hostRoofline(sys.host, v.cost.flops, v.cost.bytes);
     },
     // The units read the input from the global buffer and the host the results: both in the kernel.
@@ -70,7 +96,7 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
   };
 }
 
-/** The channels' memory holds the weights of the ops on the units; host DRAM (when given) the rest. */
+/** The channels' memory holds the weights and KV caches of the ops on the units; host DRAM (when given) the rest. */
 function memoryMap(sys: AimSystem): MemoryMap {
   const aim: Memory = {
     name: "the AiM channels",
@@ -80,7 +106,7 @@ function memoryMap(sys: AimSystem): MemoryMap {
     sys.host.memory !== undefined ? { name: "host DRAM", bytes: sys.host.memory } : undefined;
   return {
     memories: [aim, ...(host ? [host] : [])],
-    place: (kind, devices) => (devices.has(PIM) && kind === "weights" ? aim.name : (host ?? aim).name),
+    place: (kind, devices) => (devices.has(PIM) && kind !== "activations" ? aim.name : (host ?? aim).name),
     holdsAll: true,
   };
 }
