@@ -357,6 +357,8 @@ describe("pimc kernel", () => {
       "kernel",
       "gemv",
       "1024x1024",
+      "--target",
+      "hbm-pim",
       "--channels",
       "16",
       "--no-baseline",
@@ -382,11 +384,13 @@ describe("pimc kernel", () => {
 
   it("rejects bad sizes, kernels and systems in one line", async () => {
     for (const args of [
-      ["gemv", "4096"],
+      ["gemv", "4096", "--target", "hbm-pim"],
       ["conv", "12"],
       ["add", "0"],
       ["gemv", "4096x4096", "--system", "examples/systems/upmem-2048.pim"],
-      ["gemv", "1000000x1000000"],
+      ["gemv", "1000000x1000000", "--target", "hbm-pim"],
+      // Two targets have a gemv kernel: which one must be named.
+      ["gemv", "4096x4096"],
     ]) {
       const r = await pimc("kernel", ...args);
       expect(r.code, args.join(" ")).toBe(2);
