@@ -10,6 +10,7 @@ import { expand, gemvPlan, type AimInstr } from "../targets/aim/kernels.js";
 import { DEFAULT_SYSTEM as S } from "../targets/aim/standard.js";
 import { pimc } from "./util.js";
 import { aimCostModel } from "../targets/aim/index.js";
+import { bf16 } from "../targets/aim/functional.js";
 import { hostRoofline } from "../targets/cpu/index.js";
 
 const macs = (rows: number[]): AimInstr[] => rows.map((row) => ({ op: "MAC_ABK", opsize: 64, row }));
@@ -59,6 +60,41 @@ describe("GDDR6-AiM device model", () => {
       runChannel(S, expand(macs(range(n).map(rows)))).cycles;
     expect(t(11, (i) => i) - t(10, (i) => i)).toBe(56 + 63 * 2 + 12 + 32);
     expect(t(11, () => 0) - t(10, () => 0)).toBe(64 * 2);
+  });
+});
+
+describe("the AiM units' arithmetic", () => {
+  it("rounds operands to BF16, to nearest even", () => {
+    expect(bf16(1 + 2 ** -8)).toBe(1); // a tie: to the even mantissa
+    expect(bf16(1 + 3 * 2 ** -8)).toBe(1 + 2 ** -6);
+    expect(bf16(1 + 2 ** -7)).toBe(1 + 2 ** -7);
+    expect(bf16(-3.14159)).toBe(-3.140625);
+    expect(bf16(Infinity)).toBe(Infinity);
+    expect(Number.isNaN(bf16(NaN))).toBe(true);
+  });
+
+  it("pimc verify: gpt2-tiny with every op the units run on them passes at the BF16 tolerance; the error is BF16's", async () => {
+    const r = await pimc(
+      "verify",
+      "test/fixtures/gpt2-tiny",
+      "--target",
+      "aim",
+      "--no-cooperation",
+      "--attention",
+      "pim",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      prefill_max_abs_err: number;
+      decode_max_abs_err: number;
+      tokens_match: boolean;
+    };
+    expect(j.tokens_match).toBe(true);
+    for (const e of [j.prefill_max_abs_err, j.decode_max_abs_err]) {
+      expect(e).toBeGreaterThan(1e-3); // not the fp32 reference's 1e-6
+      expect(e).toBeLessThan(5e-2);
+    }
   });
 });
 

@@ -86,7 +86,7 @@ describe("pimc verify", () => {
     expect(q).toMatchObject({ tokens_match: true, tokens_agreed: 14 });
   });
   // The HuggingFace gpt2-tiny (transformers 5.17 reference logits), with its c_attn biases restored.
-  test.each(["cpu", "upmem", "hbm-pim", "xpu", "sram-pim"])(
+  test.each(["cpu", "upmem", "hbm-pim", "xpu", "sram-pim", "aim"])(
     "gpt2-tiny verifies on --target %s at the target's tolerance",
     async (target) => {
       const r = await pimc("verify", "test/fixtures/gpt2-tiny", "--target", target, "--json");
