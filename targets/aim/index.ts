@@ -2,9 +2,9 @@
  * The GDDR6-AiM target (SK hynix Accelerator-in-Memory, docs/aim.md): a processing unit beside every
  * bank of GDDR6 channels, driven by AiM commands, and a host that runs what the units do not. Linear
  * layers run as GEMVs at command level (targets/aim/device.ts: the AiM simulator's timing rules as
- * data), one per row of activations; the partition pass places each op by comparing that time with the
- * host's roofline. First stage: timing by the command model; the functional runner is the fp32
- * reference (the units' 16-bit arithmetic is not modelled yet).
+ * data), one per row of activations, and attention as GEMVs over a KV cache in the banks; the
+ * partition pass places each op by comparing that time with the host's roofline. Functional runs
+ * compute the units' ops with BF16 operands (functional.ts).
  */
 import { validateSystem } from "../../src/frontend/system.js";
 import { dimEval } from "../../src/ir/dim.js";
@@ -114,7 +114,7 @@ function memoryMap(sys: AimSystem): MemoryMap {
 const aimTarget: Target = {
   name: "aim",
   summary:
-    "GDDR6-AiM (SK hynix Accelerator-in-Memory): a unit per bank driven by AiM commands, GEMVs at command level; fp32 reference execution",
+    "GDDR6-AiM (SK hynix Accelerator-in-Memory): a unit per bank driven by AiM commands; GEMVs and attention at command level, BF16 units",
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
   kernel: aimKernels,
   system(decl, opts) {
