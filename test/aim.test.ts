@@ -152,6 +152,20 @@ describe("pimc on the aim target", () => {
     const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv\)/);
+    // A weight the banks cannot hold fails before its instructions are built.
+    const big = await pimc(
+      "kernel",
+      "gemv",
+      "1024Kx1024K",
+      "--system",
+      "examples/systems/aimx.pim",
+      "--channels",
+      "1",
+    );
+    expect(big.code).toBe(2);
+    expect(big.stderr.trim()).toBe(
+      "pimc: error: gemv 1048576x1048576: needs 67108864 rows per bank, more than 16384",
+    );
   });
 
   it("bench --compare sets AiM beside UPMEM and HBM-PIM: quantizing targets at each precision, the others at f32", async () => {

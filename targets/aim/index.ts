@@ -15,7 +15,7 @@ import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
 import { hostRoofline } from "../cpu/index.js";
 import type { SystemOptions, Target } from "../index.js";
 import { runChannel } from "./device.js";
-import { expand, gemvPlan } from "./kernels.js";
+import { expand, gemvFits, gemvPlan } from "./kernels.js";
 import { aimKernels } from "./kernel-runner.js";
 import { banksOf, DEFAULT_SYSTEM, zAimSystem, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
@@ -32,15 +32,13 @@ function gemvSeconds(
   k: number,
 ): number | undefined {
   const key = `${n} ${k}`;
-  if (!memo.has(key)) {
-    const plan = gemvPlan(sys, n, k);
+  if (!memo.has(key))
     memo.set(
       key,
-      plan.perBank * plan.chunks > sys.rows
-        ? undefined
-        : runChannel(sys, expand(plan.instrs)).cycles * sys.timing.tCK,
+      gemvFits(sys, n, k)
+        ? runChannel(sys, expand(gemvPlan(sys, n, k).instrs)).cycles * sys.timing.tCK
+        : undefined,
     );
-  }
   return memo.get(key);
 }
 

@@ -8,7 +8,7 @@ import { int, ms } from "../../src/report/format.js";
 import { table } from "../../src/report/table.js";
 import type { KernelRunner } from "../index.js";
 import { runChannel, type ChannelRun } from "./device.js";
-import { expand, gemvPlan, streamRead } from "./kernels.js";
+import { expand, gemvFits, gemvPlan, gemvShape, streamRead } from "./kernels.js";
 import { AIM_COMMANDS, banksOf, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
 import { aimEnergy, type AimEnergy } from "./energy.js";
@@ -38,11 +38,14 @@ export const aimKernels: KernelRunner = {
     const described = systemOf(system);
     const sys: AimSystem = o.channels === undefined ? described : { ...described, channels: o.channels };
     const name = o.channels === undefined ? system.name : `${system.name} with ${o.channels} channels`;
-    const plan = gemvPlan(sys, n, k);
-    if (plan.perBank * plan.chunks > sys.rows)
+    // Checked before the instructions are built (a large W on few channels would be many).
+    if (!gemvFits(sys, n, k)) {
+      const s = gemvShape(sys, n, k);
       throw new UserError(
-        `gemv ${n}x${k}: needs ${plan.perBank * plan.chunks} rows per bank, more than ${sys.rows}`,
+        `gemv ${n}x${k}: needs ${s.perBank * s.chunks} rows per bank, more than ${sys.rows}`,
       );
+    }
+    const plan = gemvPlan(sys, n, k);
     const t0 = performance.now();
     const pim = runChannel(sys, expand(plan.instrs), true);
     // Without the units the host reads every byte of W through the channels' pins.

@@ -36,13 +36,26 @@ export interface GemvPlan {
   readonly instrs: readonly AimInstr[];
 }
 
-/** The instructions of a GEMV of W [n, k] on one channel. */
-export function gemvPlan(sys: AimSystem, n: number, k: number): GemvPlan {
+/** How a GEMV of W [n, k] spreads: outputs per bank, rows per output, channels with data. */
+export function gemvShape(sys: AimSystem, n: number, k: number): Omit<GemvPlan, "instrs"> {
   const banks = banksOf(sys);
-  const perBank = Math.ceil(n / (sys.channels * banks));
-  const channels = Math.min(sys.channels, Math.ceil(n / banks));
+  return {
+    perBank: Math.ceil(n / (sys.channels * banks)),
+    chunks: Math.ceil(k / rowElements(sys)),
+    channels: Math.min(sys.channels, Math.ceil(n / banks)),
+  };
+}
+
+/** Whether W [n, k] fits the banks' rows (checked before its instructions are built). */
+export const gemvFits = (sys: AimSystem, n: number, k: number): boolean => {
+  const s = gemvShape(sys, n, k);
+  return s.perBank * s.chunks <= sys.rows;
+};
+
+/** The instructions of a GEMV of W [n, k] on one channel (W must fit: gemvFits). */
+export function gemvPlan(sys: AimSystem, n: number, k: number): GemvPlan {
+  const { perBank, chunks, channels } = gemvShape(sys, n, k);
   const per = rowElements(sys);
-  const chunks = Math.ceil(k / per);
   const lanes = laneCount(sys);
   const instrs: AimInstr[] = [];
   for (let r = 0; r < chunks; r++) {
