@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { runChannel } from "../targets/aim/device.js";
 import { expand, gemvPlan, type AimInstr } from "../targets/aim/kernels.js";
-import { DEFAULT_SYSTEM as S } from "../targets/aim/standard.js";
+import { cxlSeconds, DEFAULT_SYSTEM as S, poolOf, type AimSystem } from "../targets/aim/standard.js";
+import { chooseTarget } from "../src/driver/compile.js";
 import { pimc } from "./util.js";
 import { aimCostModel } from "../targets/aim/index.js";
 import { bf16 } from "../targets/aim/functional.js";
@@ -121,6 +122,35 @@ describe("the AiM cost model", () => {
     expect(pim).toBeLessThan(cm.opTime(view, "host", {})!);
     expect(aimCostModel(S, { attention: "host" }).opTime(view, "pim", {})).toBeUndefined();
     expect(aimCostModel(S, { attention: "pim" }).opTime(view, "host", {})).toBeUndefined();
+  });
+});
+
+describe("CENT's devices", () => {
+  it("share a GEMV over the CXL network as cent_simulation/cxl_latency.py prices it", async () => {
+    const { system } = await chooseTarget({ system: "examples/systems/cent.pim" });
+    const cent = system.config as AimSystem;
+    expect(cent.devices).toBe(8);
+    // One-hop round trip 4 x 25 + 2 x 30 + 20 = 180 ns; 18 lanes x 4 GB/s; 2-byte values, 3 x 64-byte
+    // messages per 256-byte flit: the input (4096 values: 43 flits) broadcast, 7 devices' 512 outputs
+    // (6 flits each) gathered.
+    const bw = 18 * 4e9;
+    expect(cxlSeconds(cent, 4096, 4096)).toBeCloseTo(180e-9 + (43 * 256) / bw + 180e-9 + (42 * 256) / bw, 18);
+    expect(cxlSeconds(S, 4096, 4096)).toBe(0);
+    // A GEMV runs on every device's channels.
+    expect(poolOf(cent).channels).toBe(256);
+  });
+
+  it("bench runs a model on them end to end", async () => {
+    const r = await pimc(
+      "bench",
+      "test/fixtures/llama-tiny",
+      "--system",
+      "examples/systems/cent.pim",
+      "--phase",
+      "decode",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
   });
 });
 

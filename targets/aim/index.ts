@@ -17,7 +17,7 @@ import type { SystemOptions, Target } from "../index.js";
 import { runChannel } from "./device.js";
 import { expand, gemvFits, gemvPlan } from "./kernels.js";
 import { aimKernels } from "./kernel-runner.js";
-import { banksOf, DEFAULT_SYSTEM, zAimSystem, type AimSystem } from "./standard.js";
+import { banksOf, cxlSeconds, DEFAULT_SYSTEM, poolOf, zAimSystem, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
 import { aimRunner } from "./functional.js";
 
@@ -50,9 +50,10 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
     const [n, k] = v.ins[1]!.shape.map((d) => dimEval(d, env)) as [number, number];
     const rows = v.ins[0]!.shape.reduce<number>((a, d) => a * dimEval(d, env), 1) / k;
     const one = gemvSeconds(sys, memo, n, k);
+    const net = cxlSeconds(sys, n, k);
     // A bias is added by the host.
     const bias = v.op.operands.length > 2 ? hostRoofline(sys.host, rows * n, 12 * rows * n) : 0;
-    return one === undefined ? undefined : rows * one + bias;
+    return one === undefined ? undefined : rows * (one + net) + bias;
   };
   /**
    * Attention over a KV cache in the banks: per (batch, kv head) and query row, a GEMV of the scores
@@ -66,12 +67,13 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
     const dv = dimEval(v.ins[2]!.shape[3]!, env);
     const scores = gemvSeconds(sys, memo, t, d);
     const context = gemvSeconds(sys, memo, dv, t);
+    const net = cxlSeconds(sys, t, d) + cxlSeconds(sys, dv, t);
     if (scores === undefined || context === undefined) return undefined;
     const rows = b * h * s;
     const softmax = hostRoofline(sys.host, 5 * rows * t, 8 * rows * t);
     const bursts = Math.ceil((b * kvh * s * (d + dv) * 2) / sys.burst_bytes);
-    const writes = Math.ceil(bursts / sys.channels) * sys.timing.nBL * sys.timing.tCK;
-    return rows * (scores + context) + softmax + writes;
+    const writes = Math.ceil(bursts / poolOf(sys).channels) * sys.timing.nBL * sys.timing.tCK;
+    return rows * (scores + context + net) + softmax + writes;
   };
   return {
     devices: DEVICES,
@@ -98,7 +100,7 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
 function memoryMap(sys: AimSystem): MemoryMap {
   const aim: Memory = {
     name: "the AiM channels",
-    bytes: sys.channels * banksOf(sys) * sys.rows * sys.columns * sys.burst_bytes,
+    bytes: sys.devices * sys.channels * banksOf(sys) * sys.rows * sys.columns * sys.burst_bytes,
   };
   const host: Memory | undefined =
     sys.host.memory !== undefined ? { name: "host DRAM", bytes: sys.host.memory } : undefined;

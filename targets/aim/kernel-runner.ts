@@ -9,7 +9,7 @@ import { table } from "../../src/report/table.js";
 import type { KernelRunner } from "../index.js";
 import { runChannel, type ChannelRun } from "./device.js";
 import { expand, gemvFits, gemvPlan, gemvShape, streamRead } from "./kernels.js";
-import { AIM_COMMANDS, banksOf, type AimSystem } from "./standard.js";
+import { AIM_COMMANDS, banksOf, poolOf, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
 import { aimEnergy, type AimEnergy } from "./energy.js";
 import { energyParts, joules } from "../../src/report/energy.js";
@@ -35,7 +35,8 @@ export const aimKernels: KernelRunner = {
     if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);
     const n = count(m[1]!, "gemv N");
     const k = count(m[2]!, "gemv K");
-    const described = systemOf(system);
+    // Every device's channels (CENT's devices share a GEMV; the CXL network is not in a kernel run).
+    const described = poolOf(systemOf(system));
     const sys: AimSystem = o.channels === undefined ? described : { ...described, channels: o.channels };
     const name = o.channels === undefined ? system.name : `${system.name} with ${o.channels} channels`;
     // Checked before the instructions are built (a large W on few channels would be many).

@@ -130,7 +130,28 @@ export const zAimTiming = z.strictObject(
  * `columns` 32-byte columns (2 KB rows), a global buffer of `global_buffer` bytes, and the host that
  * runs what the AiM units do not. Defaults: the AiM simulator's 32-channel system (16 chips, 16 GB).
  */
+/**
+ * The CXL network of CENT's GPU-free system (the CENT artifact, github.com/Morteza1814/CENT, file
+ * cent_simulation/cxl_latency.py, L4-13): 8 GB/s per PCIe lane, halved with multicast; a one-hop round
+ * trip of 4 CXL ports (25 ns), 2 PCIe links (5 + 20 + 5 ns) and a switch (20 ns).
+ */
+export const zCxl = z.strictObject({
+  lanes_per_device: posInt.max(1024).default(18),
+  lane_bandwidth: z.number().positive().default(4e9),
+  port_latency: z.number().nonnegative().default(25e-9),
+  pcie_latency: z.number().nonnegative().default(30e-9),
+  switch_latency: z.number().nonnegative().default(20e-9),
+});
+export type Cxl = z.infer<typeof zCxl>;
+
 export const zAimSystem = z.strictObject({
+  /**
+   * AiM devices (CENT: CXL memory expanders of 32 channels each) sharing every linear layer's outputs
+   * (tensor parallelism over the CXL network); 1: one board, no network.
+   */
+  devices: posInt.max(1024).default(1),
+  cxl: zCxl.default(zCxl.parse({})),
+  /** Channels of a device. */
   channels: posInt.max(1 << 12).default(32),
   bank_groups: posInt.max(64).default(4),
   banks_per_group: posInt.max(64).default(4),
@@ -147,6 +168,27 @@ export type AimSystem = z.infer<typeof zAimSystem>;
 export const DEFAULT_SYSTEM: AimSystem = zAimSystem.parse({});
 
 export const banksOf = (s: AimSystem): number => s.bank_groups * s.banks_per_group;
+
+/** Every device's channels as one pool (what a GEMV split over the devices runs on). */
+export const poolOf = (s: AimSystem): AimSystem =>
+  s.devices === 1 ? s : { ...s, channels: s.channels * s.devices, devices: 1 };
+
+/**
+ * Seconds to share a GEMV of W [n, k] over the devices (CENT's cxl_latency.py): the input broadcast
+ * (k values) and the outputs gathered (n / devices from each of the others), each a one-hop round
+ * trip plus its PBR flits (3 messages of 64 bytes of 2-byte values per 256-byte flit) at the device's
+ * lanes. 0 on one device.
+ */
+export function cxlSeconds(s: AimSystem, n: number, k: number): number {
+  if (s.devices === 1) return 0;
+  const c = s.cxl;
+  const rt = 4 * c.port_latency + 2 * c.pcie_latency + c.switch_latency;
+  const bw = c.lanes_per_device * c.lane_bandwidth;
+  const flits = (values: number): number => Math.ceil((values * 2) / 64 / 3);
+  const broadcast = rt + (flits(k) * 256) / bw;
+  const gather = rt + (flits(Math.ceil(n / s.devices)) * (s.devices - 1) * 256) / bw;
+  return broadcast + gather;
+}
 /** 16-bit elements of a burst and of a row. */
 export const laneCount = (s: AimSystem): number => s.burst_bytes / 2;
 export const rowElements = (s: AimSystem): number => s.columns * laneCount(s);
