@@ -136,8 +136,21 @@ describe("CENT's devices", () => {
     const bw = 18 * 4e9;
     expect(cxlSeconds(cent, 4096, 4096)).toBeCloseTo(180e-9 + (43 * 256) / bw + 180e-9 + (42 * 256) / bw, 18);
     expect(cxlSeconds(S, 4096, 4096)).toBe(0);
-    // A GEMV runs on every device's channels.
-    expect(poolOf(cent).channels).toBe(256);
+    // A GEMV runs on every device's channels, then crosses the network.
+    const pool = poolOf(cent);
+    expect(pool.channels).toBe(256);
+    const f16 = (shape: number[]) => ({ dtype: "f16" as const, shape });
+    const linear = {
+      op: { opcode: "linear", operands: ["%x", "@w"], results: [], attrs: {} },
+      ins: [f16([1, 1, 4096]), f16([4096, 4096])],
+      outs: [f16([1, 1, 4096])],
+      cost: { flops: 2 * 4096 * 4096, bytes: 2 * 4096 * 4096 },
+    };
+    const kernel = runChannel(pool, expand(gemvPlan(pool, 4096, 4096).instrs)).cycles * pool.timing.tCK;
+    expect(aimCostModel(cent).opTime(linear, "pim", {})).toBeCloseTo(
+      kernel + cxlSeconds(cent, 4096, 4096),
+      18,
+    );
   });
 
   it("bench runs a model on them end to end", async () => {

@@ -24,13 +24,17 @@ import { aimRunner } from "./functional.js";
 const PIM = "pim";
 const DEVICES = hostAndPim("AiM units");
 
-/** Seconds of one GEMV of W [n, k] (memoized per system and shape); undefined when W does not fit. */
+/**
+ * Seconds of one GEMV of W [n, k] on every device's channels (memoized per system and shape);
+ * undefined when W does not fit.
+ */
 function gemvSeconds(
-  sys: AimSystem,
+  system: AimSystem,
   memo: Map<string, number | undefined>,
   n: number,
   k: number,
 ): number | undefined {
+  const sys = poolOf(system);
   const key = `${n} ${k}`;
   if (!memo.has(key))
     memo.set(
