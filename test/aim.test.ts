@@ -225,9 +225,16 @@ describe("pimc on the aim target", () => {
       "--json",
     );
     expect(r.code, r.stderr).toBe(0);
-    const rows = (
-      JSON.parse(r.stdout) as { steps: { rows: { system: string; target: string; weights: string }[] }[] }
-    ).steps[0]!.rows.map((x) => `${x.system} ${x.target} ${x.weights}`);
+    const all = (
+      JSON.parse(r.stdout) as {
+        steps: {
+          rows: { system: string; target: string; weights: string; energy?: { per_token_j: number } }[];
+        }[];
+      }
+    ).steps[0]!.rows;
+    const rows = all.map((x) => `${x.system} ${x.target} ${x.weights}`);
+    // Energy per token where the target models it (hbm-pim), none elsewhere.
+    expect(all.map((x) => x.energy !== undefined)).toEqual([false, false, false, false, true, false, false]);
     expect(rows).toEqual([
       "upmem_rank host CPU alone int8",
       "upmem_rank upmem int8",

@@ -13,7 +13,7 @@ import { bytes, int, opb, si } from "../report/format.js";
 import type * as Plot from "../report/plot.js";
 import { progress, type Progress } from "../report/progress.js";
 import { table } from "../report/table.js";
-import { energyJson, energyLine } from "../report/energy.js";
+import { energyJson, energyLine, joules, type EnergyJson } from "../report/energy.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
 import { loadForCli, warn, writeFileAtomic } from "./io.js";
@@ -31,6 +31,7 @@ import {
   allTargets,
   type AblationStep,
   type CallReport,
+  type Energy,
   type Executable,
   type StepOp,
   type SystemModel,
@@ -338,11 +339,17 @@ async function runStep(
   w: Workload,
   path: string,
   subBatches = 1,
-): Promise<{ seconds: number; module: Module; system: SystemModel; target: string }> {
+): Promise<{ seconds: number; module: Module; system: SystemModel; target: string; energy?: Energy }> {
   const c = await compileModel(model, flags, w, 2, true);
   checkFits(model, c, w, { ...flags, warn });
-  const { seconds } = timeStep(model, c, w, { subBatches, source: path });
-  return { seconds, module: c.module, system: c.system, target: c.target.name };
+  const { seconds, report } = timeStep(model, c, w, { subBatches, source: path });
+  return {
+    seconds,
+    module: c.module,
+    system: c.system,
+    target: c.target.name,
+    ...(report.energy ? { energy: report.energy } : {}),
+  };
 }
 
 /**
@@ -422,6 +429,8 @@ interface CompareRow {
   /** Against this system's host CPU alone, and against its INT8 configuration. */
   readonly speedup_vs_host: number;
   readonly speedup_vs_int8?: number;
+  /** Where the target models energy. */
+  readonly energy?: EnergyJson;
 }
 
 /**
@@ -483,6 +492,7 @@ async function compare(
             weights: p === "int8" || p === "f32" ? p : `${p} (a8)`,
             seconds: r.seconds,
             speedup_vs_host: host / r.seconds,
+            ...(r.energy ? { energy: energyJson(r.energy, stepTokens(w), r.seconds) } : {}),
           });
           bar.tick();
         }
@@ -503,10 +513,21 @@ async function compare(
     return;
   }
   const lines = [`model     ${model.module.name}`, `phase     ${phaseLine(steps[0]!)}`];
+  // Energy per token where some configuration's target models it (docs/energy.md).
+  const energy = out.some((o) => o.rows.some((r) => r.energy !== undefined));
   for (const o of out) {
     const t = table(
-      ["system", "runs on", "weights", "latency", "tokens/s", "vs its host", "vs its int8"],
-      ["left", "left", "left", "right", "right", "right", "right"],
+      [
+        "system",
+        "runs on",
+        "weights",
+        "latency",
+        "tokens/s",
+        "vs its host",
+        "vs its int8",
+        ...(energy ? ["J/token"] : []),
+      ],
+      ["left", "left", "left", "right", "right", "right", "right", "right"],
       { drop: ["tokens/s", "vs its int8"] },
     );
     const tokens = stepTokens({ ...steps[0]!, batch: o.batch });
@@ -519,6 +540,7 @@ async function compare(
         int(Math.round(tokens / r.seconds)),
         `${r.speedup_vs_host.toFixed(2)}x`,
         r.speedup_vs_int8 === undefined ? "" : `${r.speedup_vs_int8.toFixed(2)}x`,
+        ...(energy ? [r.energy ? joules(r.energy.per_token_j) : "-"] : []),
       ]);
     lines.push(`batch ${o.batch}`, t.toString());
   }
