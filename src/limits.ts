@@ -1,3 +1,5 @@
+import { UserError } from "./errors.js";
+
 /**
  * Hard caps on the sizes that come from input (model descriptions, config.json, workloads, request
  * traces, command-line flags, system descriptions), checked where each enters. They are far above any
@@ -95,3 +97,17 @@ export const SYSTEM_KEY_LIMITS: Readonly<Record<string, number>> = {
 
 /** Files pimc reads whole as text (descriptions, config.json, traces, references). */
 export const MAX_TEXT_FILE = 256 * 1024 * 1024;
+
+/**
+ * A kernel size as `pimc kernel` takes it: 4096, 4K or 1M (K and M are powers of two), a positive
+ * integer up to `max`. Bad input is a UserError naming `what`.
+ */
+export function kernelSize(v: string, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  const m = /^(\d+)([KkMm]?)$/.exec(v.trim());
+  const x = m ? Number(m[1]) * (m[2] === "" ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 * 1024) : NaN;
+  if (!m || !Number.isSafeInteger(x) || x <= 0 || x > max)
+    throw new UserError(
+      `${what}: expected a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ""} (K and M suffixes allowed), got "${v}"`,
+    );
+  return x;
+}

@@ -27,6 +27,7 @@ import {
 } from "./compile.js";
 import { preparedTimer } from "./run.js";
 import type { Energy } from "../../targets/index.js";
+import { sumEnergies } from "../report/energy.js";
 
 /** Context lengths are timed at multiples of this (attention grows slowly with it). */
 const CONTEXT_STEP = 16;
@@ -87,8 +88,7 @@ export async function stepTiming(
   };
   const memo = new Map<string, { readonly seconds: number; readonly energy?: Energy }>();
   // The energy of the steps served (each timing call is one step), where the target models it.
-  const used: Record<string, number> = {};
-  let joules = 0;
+  const used: Energy[] = [];
   let modeled = true;
   const time = (phase: "prefill" | "decode", B: number, S: number, P: number): number => {
     const key = `${phase} ${B} ${S} ${P}`;
@@ -97,10 +97,8 @@ export async function stepTiming(
       v = timers[phase](phase, workloadEnv({ ...phases[phase], batch: B, prompt: S, context: P }));
       memo.set(key, v);
     }
-    if (v.energy) {
-      joules += v.energy.joules;
-      for (const [k, j] of Object.entries(v.energy.breakdown)) used[k] = (used[k] ?? 0) + j;
-    } else modeled = false;
+    if (v.energy) used.push(v.energy);
+    else modeled = false;
     return v.seconds;
   };
   // Room for the KV cache beside the weights and the activations of a full decode step and of the
@@ -123,7 +121,7 @@ export async function stepTiming(
     prefill: (b, prompt) => time("prefill", b, prompt, 0),
     decode: (b, context) => time("decode", b, 1, Math.ceil(context / CONTEXT_STEP) * CONTEXT_STEP),
     kvTokens,
-    energy: () => (modeled && joules > 0 ? { joules, breakdown: { ...used } } : undefined),
+    energy: () => (modeled && used.length > 0 ? sumEnergies(used) : undefined),
   };
 }
 

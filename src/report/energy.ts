@@ -46,3 +46,14 @@ export function energyLine(e: Energy, tokens: number, seconds: number): string {
   const perJ = j.tokens_per_j >= 1000 ? int(Math.round(j.tokens_per_j)) : j.tokens_per_j.toFixed(1);
   return `${joules(j.per_token_j)} per token, ${perJ} tokens/J, ${j.watts.toFixed(1)} W: ${energyParts(e)}`;
 }
+
+/** The sum of energies, part by part (a call's ops, a trace's steps). */
+export function sumEnergies(es: readonly Energy[]): Energy {
+  const breakdown: Record<string, number> = {};
+  let joules = 0;
+  for (const e of es) {
+    joules += e.joules;
+    for (const [k, j] of Object.entries(e.breakdown)) breakdown[k] = (breakdown[k] ?? 0) + j;
+  }
+  return { joules, breakdown };
+}

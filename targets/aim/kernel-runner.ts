@@ -4,6 +4,7 @@
  * commands per channel, the rate and the speedup.
  */
 import { UserError } from "../../src/errors.js";
+import { kernelSize } from "../../src/limits.js";
 import { int, ms } from "../../src/report/format.js";
 import { table } from "../../src/report/table.js";
 import type { KernelRunner } from "../index.js";
@@ -15,15 +16,6 @@ import { aimEnergy, type AimEnergy } from "./energy.js";
 import { energyParts, joules } from "../../src/report/energy.js";
 import { tracks, type TraceEvent } from "../../src/report/trace.js";
 
-/** 4096, 4K (powers of two). */
-function count(v: string, what: string): number {
-  const m = /^(\d+)([Kk]?)$/.exec(v.trim());
-  const x = m ? Number(m[1]) * (m[2] === "" ? 1 : 1024) : NaN;
-  if (!m || !Number.isSafeInteger(x) || x <= 0 || x > 1 << 20)
-    throw new UserError(`${what}: expected a positive integer up to 1M (K suffix allowed), got "${v}"`);
-  return x;
-}
-
 export const aimKernels: KernelRunner = {
   ops: ["gemv"],
   sizes: "gemv: NxK (outputs x inputs, 16-bit weights)",
@@ -33,8 +25,8 @@ export const aimKernels: KernelRunner = {
       throw new UserError("--detailed: every AiM channel runs the same commands (one is timed)");
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());
     if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);
-    const n = count(m[1]!, "gemv N");
-    const k = count(m[2]!, "gemv K");
+    const n = kernelSize(m[1]!, "gemv N", 1 << 20);
+    const k = kernelSize(m[2]!, "gemv K", 1 << 20);
     // Every device's channels (CENT's devices share a GEMV; the CXL network is not in a kernel run).
     const described = poolOf(systemOf(system));
     const sys: AimSystem = o.channels === undefined ? described : { ...described, channels: o.channels };

@@ -5,6 +5,7 @@
  * `relu N` (N elements; K and M suffixes are powers of two: 1M = 1,048,576).
  */
 import { UserError } from "../../src/errors.js";
+import { kernelSize } from "../../src/limits.js";
 import { int, ms } from "../../src/report/format.js";
 import { table } from "../../src/report/table.js";
 import type { KernelRunner } from "../index.js";
@@ -29,15 +30,6 @@ const OPS = ["gemv", "add", "mul", "relu"] as const;
 
 type Op = (typeof OPS)[number];
 
-/** 4096, 4K, 1M (powers of two). */
-function count(v: string, what: string): number {
-  const m = /^(\d+)([KkMm]?)$/.exec(v.trim());
-  const x = m ? Number(m[1]) * (m[2] === "" ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 * 1024) : NaN;
-  if (!m || !Number.isSafeInteger(x) || x <= 0)
-    throw new UserError(`${what}: expected a positive integer (K and M suffixes allowed), got "${v}"`);
-  return x;
-}
-
 /** Rows below the lowest reserved row (park, mode and register rows). */
 const dataRows = (sys: HbmPimSystem): number => Math.min(...reservedRows(sys), sys.rows);
 
@@ -54,8 +46,8 @@ function plan(sys: HbmPimSystem, op: Op, size: string): Plan {
   if (op === "gemv") {
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());
     if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);
-    const n = count(m[1]!, "gemv N");
-    const k = count(m[2]!, "gemv K");
+    const n = kernelSize(m[1]!, "gemv N");
+    const k = kernelSize(m[2]!, "gemv K");
     const l = gemvLayout(sys, n, k);
     if (l.row0 + l.rows > dataRows(sys))
       throw new UserError(
@@ -73,7 +65,7 @@ function plan(sys: HbmPimSystem, op: Op, size: string): Plan {
       flops: 2 * n * k,
     };
   }
-  const n = count(size, op);
+  const n = kernelSize(size, op);
   const l = eltwiseLayout(sys, n);
   if (l.rows[2] + l.rowsPerOperand > dataRows(sys))
     throw new UserError(

@@ -4,7 +4,6 @@
  * byte to the xPU, 26.32 pJ on the logic die, which skips the interposer) and its multiply-adds
  * (0.32 pJ each). A GPU's static and idle power is not in it.
  */
-import type { DimEnv } from "../../src/ir/dim.js";
 import type { OpView } from "../../src/pipeline/cost-model.js";
 import { HBM_LOGIC_DIE_PER_BYTE, HBM_STREAM_PER_BYTE, MAC_ENERGY } from "../../src/pipeline/energy.js";
 import type { Energy } from "../index.js";
@@ -31,13 +30,3 @@ export function xpuOpEnergy(v: OpView, where: "xpu" | "pim" | "co", pimShare = 0
     ...on("pim_mem", "pim_alu", v, HBM_LOGIC_DIE_PER_BYTE, pimShare),
   });
 }
-
-/** The sum of energies, part by part. */
-export function sumEnergy(es: readonly Energy[]): Energy {
-  const breakdown: Record<string, number> = {};
-  for (const e of es)
-    for (const [k, j] of Object.entries(e.breakdown)) breakdown[k] = (breakdown[k] ?? 0) + j;
-  return total(breakdown);
-}
-
-export type { DimEnv };

@@ -10,7 +10,8 @@ import { validateSystem } from "../../src/frontend/system.js";
 import { callViews, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import type { Energy, SystemModel, SystemOptions, Target } from "../index.js";
-import { sumEnergy, xpuOpEnergy } from "./energy.js";
+import { xpuOpEnergy } from "./energy.js";
+import { sumEnergies } from "../../src/report/energy.js";
 import { xpuSeconds, zXpu, type Xpu } from "./model.js";
 import { moeCoSeconds, moeSeconds, splitSeconds } from "./duplex.js";
 import { deviceFor } from "../../src/ir/placement.js";
@@ -133,7 +134,7 @@ const xpu: Target = {
       };
     });
     // One op at a time (co-processed ops use both devices at once).
-    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops, energy: sumEnergy(energies) };
+    return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops, energy: sumEnergies(energies) };
   },
 };
 
