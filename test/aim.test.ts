@@ -40,20 +40,26 @@ describe("GDDR6-AiM device model", () => {
     }
   });
 
-  it("issues CENT's GEMV 4096x4096 as the simulator does: the same commands, its cycles within 1 %", () => {
-    const r = runChannel(S, expand(gemvPlan(S, 4096, 4096).instrs));
-    expect(r.counts).toMatchObject({
-      ACT16: 32,
-      PREA: 31,
-      MAC16: 2048,
-      WRGB: 256,
-      WRMAC16: 32,
-      RDMAC16: 32,
-      TMOD: 9,
-    });
-    expect(Math.abs(r.cycles - 8124) / 8124).toBeLessThan(0.01);
+  it("issues CENT's GEMVs as the simulator does (test/fixtures/peers): its instructions and commands, its cycles within 1 %", () => {
+    const lines = readFileSync("test/fixtures/peers/aim-simulator-points.csv", "utf8").trim().split(/\r?\n/);
+    const head = lines[0]!.split(",");
+    const points = lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
+    expect(points.length).toBe(4);
+    for (const p of points) {
+      const label = `gemv ${p.rows}x${p.cols} on ${p.channels} channels`;
+      const sys: AimSystem = { ...S, channels: Number(p.channels) };
+      const plan = gemvPlan(sys, Number(p.rows), Number(p.cols));
+      // Every channel with data runs the same instructions (the host broadcasts them).
+      for (const op of ["WR_GB", "WR_BIAS", "MAC_ABK", "RD_MAC"])
+        expect(plan.instrs.filter((i) => i.op === op).length, `${label} ${op}`).toBe(Number(p[`isr_${op}`]));
+      const r = runChannel(sys, expand(plan.instrs));
+      for (const c of ["ACT16", "PREA", "MAC16", "WRGB", "WRMAC16", "RDMAC16", "TMOD"] as const)
+        expect(r.counts[c] * plan.channels, `${label} ${c}`).toBe(Number(p[`cmd_${c}`]));
+      const sim = Number(p.cycles);
+      expect(Math.abs(r.cycles - sim) / sim, label).toBeLessThan(0.01);
+    }
     // Register-mode switches: one into register mode, then per K chunk to MAC_ABK and back.
-    expect(r.counts.TMOD).toBe(1 + 2 * 4);
+    expect(runChannel(S, expand(gemvPlan(S, 4096, 4096).instrs)).counts.TMOD).toBe(1 + 2 * 4);
   });
 
   it("a MAC_ABK stream over new rows pays activation and precharge: 226 cycles each, 128 on an open row", () => {
@@ -233,8 +239,8 @@ describe("pimc on the aim target", () => {
       }
     ).steps[0]!.rows;
     const rows = all.map((x) => `${x.system} ${x.target} ${x.weights}`);
-    // Energy per token where the target models it (hbm-pim), none elsewhere.
-    expect(all.map((x) => x.energy !== undefined)).toEqual([false, false, false, false, true, false, false]);
+    // Energy per token where the target models it (hbm-pim, aim), none elsewhere.
+    expect(all.map((x) => x.energy !== undefined)).toEqual([false, false, false, false, true, false, true]);
     expect(rows).toEqual([
       "upmem_rank host CPU alone int8",
       "upmem_rank upmem int8",
@@ -257,9 +263,35 @@ describe("pimc on the aim target", () => {
       "--json",
     );
     expect(r.code, r.stderr).toBe(0);
-    const step = (JSON.parse(r.stdout) as { steps: { ops: { name: string; device: string }[] }[] }).steps[0]!;
-    const on = (name: string) => step.ops.find((o) => o.name === name)?.device;
-    expect(on("L*.qkv")).toBe("pim");
-    expect(on("L*.attn")).toBe("host");
+    type Row = { name: string; device: string; calls: number; seconds: number; joules?: number };
+    const step = (
+      JSON.parse(r.stdout) as {
+        steps: {
+          seconds: number;
+          energy: { joules: number; breakdown: Record<string, number> };
+          ops: Row[];
+        }[];
+      }
+    ).steps[0]!;
+    const row = (name: string) => step.ops.find((o) => o.name === name)!;
+    expect(row("L*.qkv").device).toBe("pim");
+    expect(row("L*.attn").device).toBe("host");
+    // Energy (CENT's power model): the step's is its ops'; the down projection's (W [64, 176], no
+    // bias) is its GEMV kernel's, once per layer, as `pimc kernel` prices it.
+    expect(step.ops.reduce((s, o) => s + (o.joules ?? 0), 0)).toBeCloseTo(step.energy.joules, 12);
+    const k = await pimc("kernel", "gemv", "64x176", "--system", "examples/systems/aimx.pim", "--json");
+    const kj = JSON.parse(k.stdout) as { pim: { seconds: number; energy: { joules: number } } };
+    const down = row("L*.down");
+    expect(down.device).toBe("pim");
+    expect(down.seconds / down.calls).toBeCloseTo(kj.pim.seconds, 15);
+    expect(down.joules! / down.calls).toBeCloseTo(kj.pim.energy.joules, 15);
+    // Every channel draws standby power all the step long: at least precharge standby (CENT's
+    // 366.3 / 2 mW per channel) over the step's time, 32 channels.
+    expect(step.energy.breakdown.background).toBeGreaterThanOrEqual(
+      32 * (0.3663 / 2) * step.seconds * (1 - 1e-12),
+    );
+    // The host's ops: its multiply-adds and its bursts through the pins.
+    expect(step.energy.breakdown.host).toBeGreaterThan(0);
+    expect(row("L*.attn").joules!).toBeGreaterThan(32 * (0.3663 / 2) * row("L*.attn").seconds);
   });
 });

@@ -49,8 +49,14 @@ function consistent(e: EnergyJson, tokens: number, seconds: number): void {
 }
 
 describe("energy in reports", () => {
-  it("bench on hbm-pim and xpu: per step, per op row; more tokens per joule at a larger batch on the xPU", async () => {
-    for (const system of [HBM, "examples/systems/a100.pim", "examples/systems/duplex.pim"]) {
+  it("bench on hbm-pim, xpu and aim: per step, per op row; more tokens per joule at a larger batch on the xPU", async () => {
+    const systems = [
+      HBM,
+      "examples/systems/a100.pim",
+      "examples/systems/duplex.pim",
+      "examples/systems/cent.pim",
+    ];
+    for (const system of systems) {
       const j = (await json("bench", TINY, "--system", system, "--phase", "decode", "--batch", "1,8")) as {
         steps: Step[];
       };
@@ -79,7 +85,7 @@ describe("energy in reports", () => {
     const priced = [...(await allTargets()).values()]
       .filter((t) => t.energy !== undefined)
       .map((t) => t.name);
-    expect(priced.sort()).toEqual(["hbm-pim", "xpu"]);
+    expect(priced.sort()).toEqual(["aim", "hbm-pim", "xpu"]);
   });
 
   it("bench --trace: each op's joules in its args and a power counter whose integral is the step's energy", async () => {

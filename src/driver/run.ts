@@ -37,6 +37,7 @@ import { deviceLabel, viewOf } from "../pipeline/cost-model.js";
 import { deviceFor } from "../ir/placement.js";
 import { layerGroupName } from "../report/format.js";
 import { timingTraceJson } from "../report/trace.js";
+import { sumEnergies } from "../report/energy.js";
 import type { Compiled } from "./compile.js";
 import { printModule } from "../ir/printer.js";
 
@@ -233,22 +234,42 @@ export function costModelTiming(module: Module, system: SystemModel, func: strin
   if (!f) throw new UserError(`module has no ${func} function`);
   const typeOf = operandTyper(module, f);
   const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
+  const energies: Energy[] = [];
   const ops = f.body.map((op) => {
     const view = viewOf(op, typeOf, env);
     let device: string;
     let seconds: number;
+    let energy: Energy | undefined;
     if (op.opcode === "transfer") {
       const [from, to] = [String(op.attrs.from), String(op.attrs.to)];
       device = "link";
       seconds = cm.transferTime(view.cost.bytes, from, to);
     } else {
-      device = deviceFor(op, env) ?? cm.home;
-      seconds = cm.opTime(view, device, env) ?? cm.opTime(view, cm.home, env) ?? 0;
+      const placed = deviceFor(op, env) ?? cm.home;
+      const there = cm.opTime(view, placed, env);
+      // An op its device cannot run at this size runs at home.
+      const ran = there === undefined ? cm.home : placed;
+      device = placed;
+      seconds = there ?? cm.opTime(view, cm.home, env) ?? 0;
+      energy = cm.opEnergy?.(view, ran, env);
+      if (energy) energies.push(energy);
     }
     busy[device] = (busy[device] ?? 0) + seconds;
-    return { op, device, seconds, flops: view.cost.flops, bytes: view.cost.bytes };
+    return {
+      op,
+      device,
+      seconds,
+      flops: view.cost.flops,
+      bytes: view.cost.bytes,
+      ...(energy ? { joules: energy.joules } : {}),
+    };
   });
-  return { seconds: ops.reduce((s, o) => s + o.seconds, 0), busy, ops };
+  return {
+    seconds: ops.reduce((s, o) => s + o.seconds, 0),
+    busy,
+    ops,
+    ...(cm.opEnergy ? { energy: sumEnergies(energies) } : {}),
+  };
 }
 
 /** Ops of identical layers on one device, added up over a step (a row of bench's and sim's tables). */

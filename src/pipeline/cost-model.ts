@@ -9,6 +9,7 @@ import { opCost, operandTyper } from "../ir/cost.js";
 import { UserError } from "../errors.js";
 import { weightGemm, type Cost } from "../ir/registry.js";
 import type { TensorType } from "../ir/types.js";
+import type { Energy } from "../../targets/index.js";
 
 export interface Device {
   readonly name: string;
@@ -46,6 +47,11 @@ export interface CostModel {
   readonly home: string;
   /** Seconds `op` takes on `device` (undefined: the device cannot run it). */
   opTime(op: OpView, device: string, env: DimEnv): number | undefined;
+  /**
+   * Joules `op` takes on `device`, where the target models energy (docs/energy.md): what a call timed
+   * by the cost model reports beside its seconds (CallTiming `energy`). Absent: no energy.
+   */
+  opEnergy?(op: OpView, device: string, env: DimEnv): Energy | undefined;
   /** Seconds to move `bytes` of activations between devices. */
   transferTime(bytes: number, from: string, to: string): number;
 }

@@ -47,6 +47,14 @@ export function energyLine(e: Energy, tokens: number, seconds: number): string {
   return `${joules(j.per_token_j)} per token, ${perJ} tokens/J, ${j.watts.toFixed(1)} W: ${energyParts(e)}`;
 }
 
+/** An energy n times over, part by part (n identical runs). */
+export function scaleEnergy(e: Energy, n: number): Energy {
+  return {
+    joules: e.joules * n,
+    breakdown: Object.fromEntries(Object.entries(e.breakdown).map(([k, j]) => [k, j * n])),
+  };
+}
+
 /** The sum of energies, part by part (a call's ops, a trace's steps). */
 export function sumEnergies(es: readonly Energy[]): Energy {
   const breakdown: Record<string, number> = {};

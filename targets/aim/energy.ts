@@ -12,6 +12,11 @@
  *   controller  (column commands x the transaction engine's power + every command x the PHY's) / 2
  *               channels per controller / 2 GHz
  *   buffer      WRGB x the global buffer's write power / 2 GHz, and its static power
+ *
+ * Beyond the channels' commands (a call of a model, targets/aim/cost.ts): bytes the host reads or
+ * writes through the pins as such bursts (`pinEnergy`), its multiply-adds at AttAcc's ALU energy
+ * (`host`), values between CENT's devices at its PCIe energy (`cxl`), and every channel's standby
+ * power while it waits (`standbyEnergy`).
  */
 import type { ChannelRun } from "./device.js";
 import type { AimSystem } from "./standard.js";
@@ -42,6 +47,8 @@ export const CENT_POWER = {
   /** SRAM_POWER GB: static 0.067, write 0.325 mW. */
   gbStatic: 0.06702101898e-3,
   gbWrite: 0.3254884575e-3,
+  /** PCIE_ENERGY 4.4 pJ per bit between CXL devices. */
+  pciePerBit: 4.4e-12,
 } as const;
 
 export const AIM_ENERGY_PARTS = [
@@ -94,4 +101,43 @@ export function aimEnergy(sys: AimSystem, r: ChannelRun, used: number): AimEnerg
     ]),
   ) as Record<AimEnergyPart, number>;
   return { joules: AIM_ENERGY_PARTS.reduce((s, k) => s + breakdown[k], 0), breakdown };
+}
+
+/**
+ * The dynamic energy of `reads` and `writes` bursts through the pins, rows opened whole (a row of
+ * `columns` bursts per activation): array, pins and controller, as the kernels' conventional read
+ * is priced. No standby (standbyEnergy).
+ */
+export function pinEnergy(sys: AimSystem, reads: number, writes: number): AimEnergy {
+  const P = CENT_POWER;
+  const bursts = reads + writes;
+  const rows = Math.ceil(bursts / sys.columns);
+  const breakdown: Record<AimEnergyPart, number> = {
+    activate: P.act * rows * P.tRC,
+    read: P.rd * reads * P.tBL,
+    write: P.wr * writes * P.tBL,
+    pim_mac: 0,
+    background: 0,
+    io: P.dqPerBit * P.wordBits * bursts,
+    // Column commands, and every command: the bursts, an ACT and a PRE per row.
+    controller: (P.trx * bursts + P.phy * (bursts + 2 * rows)) / P.channelsPerController / P.freq,
+    buffer: 0,
+  };
+  return { joules: AIM_ENERGY_PARTS.reduce((s, k) => s + breakdown[k], 0), breakdown };
+}
+
+/** Every channel of `sys` precharged for `seconds` (precharge standby and the buffers' static power). */
+export function standbyEnergy(sys: AimSystem, seconds: number): AimEnergy {
+  const P = CENT_POWER;
+  const breakdown: Record<AimEnergyPart, number> = {
+    activate: 0,
+    read: 0,
+    write: 0,
+    pim_mac: 0,
+    background: sys.channels * P.preStandby * seconds,
+    io: 0,
+    controller: 0,
+    buffer: sys.channels * P.gbStatic * seconds,
+  };
+  return { joules: breakdown.background + breakdown.buffer, breakdown };
 }
