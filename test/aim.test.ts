@@ -3,44 +3,71 @@
  * counts (measured by running github.com/arkhadem/aim_simulator at commit 0f28a07 on the same
  * instructions), the GEMV kernel, and the target through the contract.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { runChannel } from "../targets/aim/device.js";
-import { expand, gemvPlan, type AimInstr } from "../targets/aim/kernels.js";
+import { expand, gemvPlan } from "../targets/aim/kernels.js";
+import { parseAimTrace, runAimTrace } from "../targets/aim/trace.js";
 import { cxlSeconds, DEFAULT_SYSTEM as S, poolOf, type AimSystem } from "../targets/aim/standard.js";
 import { chooseTarget } from "../src/driver/compile.js";
-import { pimc } from "./util.js";
+import { pimc, tempDir } from "./util.js";
 import { aimCostModel } from "../targets/aim/index.js";
 import { bf16 } from "../targets/aim/functional.js";
 import { hostRoofline } from "../targets/cpu/index.js";
 
-const macs = (rows: number[]): AimInstr[] => rows.map((row) => ({ op: "MAC_ABK", opsize: 64, row }));
-const range = (n: number): number[] => [...Array(n).keys()];
+const M = "0x80000000"; // channel 0
+const lines = (n: number, f: (i: number) => string): string => [...Array(n).keys()].map(f).join("\n");
 
-/** [docs/aim.md's label, instructions, the simulator's cycles, pimc's]. */
-const MICRO: [string, AimInstr[], number, number][] = [
-  ["one MAC_ABK 64, row closed", macs([0]), 185, 183],
-  ["2 MAC_ABK 64 on different rows", macs([0, 1]), 411, 409],
-  ["100 MAC_ABK 64 on different rows", macs(range(100)), 22559, 22557],
-  ["10 MAC_ABK 64 on the same row", macs(new Array<number>(10).fill(0)), 1337, 1335],
-  ["WR_GB 64", [{ op: "WR_GB", opsize: 64 }], 163, 161],
+/**
+ * [docs/aim.md's label, a trace on channel 0, the AiM simulator's memory_system_cycles] (commit
+ * 0f28a07, built and run on each trace with its test/example.yaml).
+ */
+const MICRO: [string, string, number][] = [
+  ["one MAC_ABK 64, row closed", `AiM MAC_ABK 64 ${M} 0`, 185],
+  ["MAC_ABK 1", `AiM MAC_ABK 1 ${M} 0`, 59],
+  ["2 MAC_ABK 64 on different rows", lines(2, (r) => `AiM MAC_ABK 64 ${M} ${r}`), 411],
+  ["100 MAC_ABK 64 on different rows", lines(100, (r) => `AiM MAC_ABK 64 ${M} ${r}`), 22559],
+  ["10 MAC_ABK 64 on the same row", lines(10, () => `AiM MAC_ABK 64 ${M} 0`), 1337],
+  ["MAC_ABK 64 on all 32 channels", "AiM MAC_ABK 64 0xffffffff 0", 185],
+  ["WR_GB 64", `AiM WR_GB 64 0 ${M}`, 163],
+  ["WR_BIAS", `AiM WR_BIAS 0 ${M}`, 37],
+  ["RD_MAC", `AiM RD_MAC 0 ${M}`, 37],
+  ["RD_MAC, RD_MAC", `AiM RD_MAC 0 ${M}\nAiM RD_MAC 0 ${M}`, 40],
+  ["RD_MAC, WR_BIAS", `AiM RD_MAC 0 ${M}\nAiM WR_BIAS 0 ${M}`, 42],
+  ["RD_MAC, WR_GB 64", `AiM RD_MAC 0 ${M}\nAiM WR_GB 64 0 ${M}`, 168],
+  ["MAC_ABK 64, RD_MAC", `AiM MAC_ABK 64 ${M} 0\nAiM RD_MAC 0 ${M}`, 221],
+  ["WR_BIAS, MAC_ABK 64", `AiM WR_BIAS 0 ${M}\nAiM MAC_ABK 64 ${M} 0`, 250],
+  ["WR_BIAS, MAC_ABK 64, RD_MAC", `AiM WR_BIAS 0 ${M}\nAiM MAC_ABK 64 ${M} 0\nAiM RD_MAC 0 ${M}`, 286],
+  [
+    "WR_BIAS, MAC_ABK 64, AF, RD_AF",
+    `AiM WR_BIAS 0 ${M}\nAiM MAC_ABK 64 ${M} 0\nAiM AF ${M}\nAiM RD_AF 0 ${M}`,
+    415,
+  ],
+  ["AF", `AiM AF ${M}`, 89],
+  ["EWMUL 64", `AiM EWMUL 64 ${M} 0`, 154],
+  ["COPY_BKGB 64", `AiM COPY_BKGB 64 ${M} 0 0`, 195],
+  ["COPY_GBBK 64", `AiM COPY_GBBK 64 ${M} 0 0`, 177],
+  ["WR_ABK", `AiM WR_ABK 0 ${M} 0`, 70],
 ];
 
 const fmt = (n: number): string => n.toLocaleString("en-US");
+const trace = (body: string, sys: AimSystem = S) =>
+  runAimTrace(sys, parseAimTrace(`${body}\nAiM EOC\n`, "t", 32));
 
 describe("GDDR6-AiM device model", () => {
-  it("gives the AiM simulator's cycles on its micro-benchmarks (less its ~2-cycle end-of-trace command), as docs/aim.md shows", () => {
+  it("gives the AiM simulator's cycles on its micro-benchmarks, each instruction kind, as docs/aim.md shows", () => {
     const doc = readFileSync("docs/aim.md", "utf8");
-    for (const [label, instrs, sim, mine] of MICRO) {
-      const cycles = runChannel(S, expand(instrs)).cycles;
-      expect(cycles, label).toBe(mine);
-      expect(sim - cycles, label).toBeGreaterThanOrEqual(0);
-      expect(sim - cycles, label).toBeLessThanOrEqual(3);
-      expect(doc).toContain(`| ${label} | ${fmt(sim)} | ${fmt(mine)} |`);
+    for (const [label, body, sim] of MICRO) {
+      expect(trace(body).cycles, label).toBe(sim);
+      expect(doc).toContain(`| ${label} | ${fmt(sim)} | ${fmt(sim)} |`);
     }
+    // A kernel's time is its last command's completion: the trace's end (EOC) is 2 cycles more.
+    expect(runChannel(S, expand([{ op: "MAC_ABK", opsize: 64, row: 0 }])).cycles).toBe(183);
   });
 
-  it("issues CENT's GEMVs as the simulator does (test/fixtures/peers): its instructions and commands, its cycles within 1 %", () => {
+  it("issues CENT's GEMVs as the simulator does (test/fixtures/peers): its instructions, commands and cycles", () => {
     const lines = readFileSync("test/fixtures/peers/aim-simulator-points.csv", "utf8").trim().split(/\r?\n/);
     const head = lines[0]!.split(",");
     const points = lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
@@ -52,19 +79,52 @@ describe("GDDR6-AiM device model", () => {
       // Every channel with data runs the same instructions (the host broadcasts them).
       for (const op of ["WR_GB", "WR_BIAS", "MAC_ABK", "RD_MAC"])
         expect(plan.instrs.filter((i) => i.op === op).length, `${label} ${op}`).toBe(Number(p[`isr_${op}`]));
-      const r = runChannel(sys, expand(plan.instrs));
+      // The same instructions as a trace on the first `channels` channels (CENT's masks).
+      const mask = `0x${(2 ** 32 - 2 ** (32 - sys.channels)).toString(16)}`;
+      const text = plan.instrs
+        .map((i) =>
+          i.op === "WR_GB"
+            ? `AiM WR_GB ${i.opsize} 0 ${mask}`
+            : i.op === "MAC_ABK"
+              ? `AiM MAC_ABK ${i.opsize} ${mask} ${i.row}`
+              : `AiM ${i.op} 0 ${mask}`,
+        )
+        .join("\n");
+      const r = trace(text);
       for (const c of ["ACT16", "PREA", "MAC16", "WRGB", "WRMAC16", "RDMAC16", "TMOD"] as const)
-        expect(r.counts[c] * plan.channels, `${label} ${c}`).toBe(Number(p[`cmd_${c}`]));
-      const sim = Number(p.cycles);
-      expect(Math.abs(r.cycles - sim) / sim, label).toBeLessThan(0.01);
+        expect(r.counts[c], `${label} ${c}`).toBe(Number(p[`cmd_${c}`]));
+      expect(r.cycles, label).toBe(Number(p.cycles));
+      // The kernel's own run is the same until its last command completes: the trace's last RD_MAC
+      // then holds the host a cycle, its EOC two more.
+      expect(runChannel(sys, expand(plan.instrs)).cycles, label).toBe(r.cycles - 3);
     }
     // Register-mode switches: one into register mode, then per K chunk to MAC_ABK and back.
     expect(runChannel(S, expand(gemvPlan(S, 4096, 4096).instrs)).counts.TMOD).toBe(1 + 2 * 4);
   });
 
+  it("times CENT's whole Llama-2-7B decoder blocks as the simulator does (test/fixtures/peers): pipeline traces to the cycle", () => {
+    const run = (t: string) => {
+      const file = `test/fixtures/peers/cent-llama2-7b-${t}.trace.gz`;
+      return runAimTrace(S, parseAimTrace(gunzipSync(readFileSync(file)).toString("utf8"), file, 32));
+    };
+    const pp = run("pp8_s128");
+    expect(pp.cycles).toBe(425471);
+    expect(pp.instructions).toMatchObject({ MAC_ABK: 1618, EWMUL: 10, AF: 86, WR_SBK: 29952, RD_SBK: 6912 });
+    // Against CENT's stored PIM latency (its simulator pin): within 0.03 %.
+    expect(Math.abs(pp.cycles * 0.5e-9 - 212.7925e-6) / 212.7925e-6).toBeLessThan(3e-4);
+    // 1024 tokens in the KV cache: the scores, softmax and context grow, to the cycle too.
+    expect(run("pp8_s1024").cycles).toBe(498047);
+    // Tensor parallel: the normal writes of its RMSNorm come in runs of 8 banks per channel, which
+    // the simulator's controller reorders (FR-FCFS) and pimc issues in order: 2.5 % slower.
+    const tp = run("tp8_s128");
+    expect(tp.cycles / 37654).toBeGreaterThan(1);
+    expect(tp.cycles / 37654).toBeLessThan(1.03);
+  });
+
   it("a MAC_ABK stream over new rows pays activation and precharge: 226 cycles each, 128 on an open row", () => {
     const t = (n: number, rows: (i: number) => number) =>
-      runChannel(S, expand(macs(range(n).map(rows)))).cycles;
+      runChannel(S, expand([...Array(n).keys()].map((i) => ({ op: "MAC_ABK", opsize: 64, row: rows(i) }))))
+        .cycles;
     expect(t(11, (i) => i) - t(10, (i) => i)).toBe(56 + 63 * 2 + 12 + 32);
     expect(t(11, () => 0) - t(10, () => 0)).toBe(64 * 2);
   });
@@ -133,7 +193,7 @@ describe("the AiM cost model", () => {
 
 describe("CENT's devices", () => {
   it("share a GEMV over the CXL network as cent_simulation/cxl_latency.py prices it", async () => {
-    const { system } = await chooseTarget({ system: "examples/systems/cent.pim" });
+    const { system } = await chooseTarget({ system: "examples/systems/cent-latency.pim" });
     const cent = system.config as AimSystem;
     expect(cent.devices).toBe(8);
     // One-hop round trip 4 x 25 + 2 x 30 + 20 = 180 ns; 18 lanes x 4 GB/s; 2-byte values, 3 x 64-byte
@@ -182,7 +242,7 @@ describe("pimc on the aim target", () => {
       non_pim: { cycles: number; commands: Record<string, number> };
       speedup: number;
     };
-    expect(j.pim.cycles).toBe(8080);
+    expect(j.pim.cycles).toBe(8121);
     // The conventional read moves every byte of W: 32 MiB over 32 channels of 32-byte bursts.
     expect(j.non_pim.commands.RD! * 32 * 32).toBe(2 * 4096 * 4096);
     expect(j.speedup).toBeGreaterThan(7.5);
@@ -200,7 +260,7 @@ describe("pimc on the aim target", () => {
     expect(e("non_pim").joules).toBeGreaterThan(e("pim").joules);
     const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv\)/);
+    expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv, trace\)/);
     // A weight the banks cannot hold fails before its instructions are built.
     const big = await pimc(
       "kernel",
@@ -215,6 +275,42 @@ describe("pimc on the aim target", () => {
     expect(big.stderr.trim()).toBe(
       "pimc: error: gemv 1048576x1048576: needs 67108864 rows per bank, more than 16384",
     );
+  });
+
+  it("kernel trace: a trace of the AiM simulator's, plain or gzipped, timed over its channels; bad lines name file:line:col", async () => {
+    const file = "test/fixtures/peers/cent-llama2-7b-tp8_s128.trace.gz";
+    const r = await pimc("kernel", "trace", file, "--system", "examples/systems/aimx.pim", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      cycles: number;
+      channels_used: number;
+      instructions: Record<string, number>;
+      commands: Record<string, number>;
+      energy: { joules: number; breakdown: Record<string, number> };
+    };
+    expect(j.channels_used).toBe(32);
+    expect(j.instructions.EOC).toBe(1);
+    expect(j.commands.MAC16).toBeGreaterThan(0);
+    expect(Object.values(j.energy.breakdown).reduce((s, x) => s + x, 0)).toBeCloseTo(j.energy.joules, 15);
+    const dir = tempDir();
+    const bad = join(dir, "bad.trace");
+    writeFileSync(bad, "# a comment\nAiM MAC_ABK 64 0x80000000 0\n  AiM MAC_ABC 64 0x80000000 0\nAiM EOC\n");
+    const e = await pimc("kernel", "trace", bad, "--system", "examples/systems/aimx.pim");
+    expect(e.code).toBe(2);
+    expect(e.stderr.trim()).toBe(
+      `pimc: error: ${bad}:3:7: unknown AiM instruction "MAC_ABC" (known: WR_SBK, WR_ABK, WR_GB, WR_BIAS, RD_MAC, RD_AF, RD_SBK, COPY_BKGB, COPY_GBBK, MAC_SBK, MAC_ABK, AF, EWMUL, EWADD, SYNC, EOC)`,
+    );
+    for (const [text, msg] of [
+      ["AiM MAC_ABK 64 0x80000000\nAiM EOC\n", ":1:1: AiM MAC_ABK takes 3 fields (opsize, mask, row), got 2"],
+      ["AiM MAC_ABK 64 0x80000000 0\n", ": no AiM EOC at the end of the trace"],
+      ["W MEM 40 0 0\nAiM EOC\n", ":1:7: channel 40 out of range 0..31"],
+      ["AiM WR_GB 64 0 zz\nAiM EOC\n", ':1:16: channel mask must be a number, got "zz"'],
+    ] as const) {
+      writeFileSync(bad, text);
+      const x = await pimc("kernel", "trace", bad, "--system", "examples/systems/aimx.pim");
+      expect(x.code, text).toBe(2);
+      expect(x.stderr.trim(), text).toBe(`pimc: error: ${bad}${msg}`);
+    }
   });
 
   it("bench --compare sets AiM beside UPMEM and HBM-PIM: quantizing targets at each precision, the others at f32", async () => {

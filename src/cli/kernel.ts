@@ -18,7 +18,10 @@ export function kernelCommand() {
       "run one PIM kernel of a target alone on its device model (hbm-pim: gemv NxK, add|mul|relu N at DRAM-command level, with PIM and streamed without it)",
     )
     .argument("<op>", "the kernel (pimc kernel --help --system FILE lists a target's)")
-    .argument("<size>", "hbm-pim: gemv NxK (outputs x inputs); element-wise: N (e.g. 1M = 2^20)")
+    .argument(
+      "<size>",
+      "hbm-pim: gemv NxK (outputs x inputs); element-wise: N (e.g. 1M = 2^20); aim: gemv NxK, trace FILE",
+    )
     .option("--system <file>", "system description FILE.pim[:NAME] (default: its target's default system)")
     .option("--target <name>", "target (default: the system's, else the one target with kernels)")
     .option(

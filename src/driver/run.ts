@@ -32,12 +32,9 @@ import {
 import { decodeIrProgram, encodeIrProgram, isIrProgram, type IrProgram } from "../exec/ir-program.js";
 import { parseDescription, selectSystem } from "../frontend/dsl/index.js";
 import type { Module } from "../ir/module.js";
-import { operandTyper } from "../ir/cost.js";
-import { deviceLabel, viewOf } from "../pipeline/cost-model.js";
-import { deviceFor } from "../ir/placement.js";
+import { costModelTiming, deviceLabel } from "../pipeline/cost-model.js";
 import { layerGroupName } from "../report/format.js";
 import { timingTraceJson } from "../report/trace.js";
-import { sumEnergies } from "../report/energy.js";
 import type { Compiled } from "./compile.js";
 import { printModule } from "../ir/printer.js";
 
@@ -223,55 +220,6 @@ export function runProgram(
   return { ...(session.setup ? { setup: session.setup } : {}), calls: reports };
 }
 
-/**
- * A call timed by the system's cost model alone, for targets without a device model of their own
- * (the host CPU, the roofline): the ops one at a time, each on its placed device (else the home
- * device), and the partition's transfers over the link.
- */
-export function costModelTiming(module: Module, system: SystemModel, func: string, env: DimEnv): CallTiming {
-  const cm = system.costModel;
-  const f = module.funcs.find((x) => x.name === func);
-  if (!f) throw new UserError(`module has no ${func} function`);
-  const typeOf = operandTyper(module, f);
-  const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
-  const energies: Energy[] = [];
-  const ops = f.body.map((op) => {
-    const view = viewOf(op, typeOf, env);
-    let device: string;
-    let seconds: number;
-    let energy: Energy | undefined;
-    if (op.opcode === "transfer") {
-      const [from, to] = [String(op.attrs.from), String(op.attrs.to)];
-      device = "link";
-      seconds = cm.transferTime(view.cost.bytes, from, to);
-    } else {
-      const placed = deviceFor(op, env) ?? cm.home;
-      const there = cm.opTime(view, placed, env);
-      // An op its device cannot run at this size runs at home.
-      const ran = there === undefined ? cm.home : placed;
-      device = placed;
-      seconds = there ?? cm.opTime(view, cm.home, env) ?? 0;
-      energy = cm.opEnergy?.(view, ran, env);
-      if (energy) energies.push(energy);
-    }
-    busy[device] = (busy[device] ?? 0) + seconds;
-    return {
-      op,
-      device,
-      seconds,
-      flops: view.cost.flops,
-      bytes: view.cost.bytes,
-      ...(energy ? { joules: energy.joules } : {}),
-    };
-  });
-  return {
-    seconds: ops.reduce((s, o) => s + o.seconds, 0),
-    busy,
-    ops,
-    ...(cm.opEnergy ? { energy: sumEnergies(energies) } : {}),
-  };
-}
-
 /** Ops of identical layers on one device, added up over a step (a row of bench's and sim's tables). */
 export type OpRow = {
   name: string;
@@ -304,13 +252,7 @@ export function timingRows(timing: CallTiming): OpRow[] {
 /** How a target times a call without data: its device model (`timeCall`), else its cost model. */
 export function callTimer(target: Target): NonNullable<Target["timeCall"]> {
   if (target.timeCall) return target.timeCall.bind(target);
-  return (module, system, func, env, opts) => {
-    if ((opts?.subBatches ?? 1) > 1)
-      throw new UserError(
-        `sub-batch interleaving needs a device model whose host and PIM work overlap; ${target.name} times ops one at a time`,
-      );
-    return costModelTiming(module, system, func, env);
-  };
+  return (module, system, func, env, opts) => costModelTiming(module, system, func, env, opts, target.name);
 }
 
 /**

@@ -9,7 +9,9 @@ import { opCost, operandTyper } from "../ir/cost.js";
 import { UserError } from "../errors.js";
 import { weightGemm, type Cost } from "../ir/registry.js";
 import type { TensorType } from "../ir/types.js";
-import type { Energy } from "../../targets/index.js";
+import type { CallTiming, Energy, SystemModel } from "../../targets/index.js";
+import { deviceFor } from "../ir/placement.js";
+import { sumEnergies } from "../report/energy.js";
 
 export interface Device {
   readonly name: string;
@@ -114,5 +116,66 @@ export function lowbitA8ShapeOf(v: OpView, env: DimEnv): LowbitShape | undefined
     k: dimEval(ins[1]!.shape[1]!, env),
     bits: op.attrs.bits as number,
     group: op.attrs.group as number,
+  };
+}
+
+/**
+ * A call timed by the system's cost model alone, for targets without a device model of their own
+ * (the host CPU, the roofline): the ops one at a time, each on its placed device (else the home
+ * device), and the partition's transfers over the link; their energy where the cost model prices it
+ * (`opEnergy`). Sub-batches (`opts.subBatches` > 1) are a UserError naming `target`.
+ */
+export function costModelTiming(
+  module: Module,
+  system: SystemModel,
+  func: string,
+  env: DimEnv,
+  opts?: { readonly subBatches?: number },
+  target = "this target",
+): CallTiming {
+  if ((opts?.subBatches ?? 1) > 1)
+    throw new UserError(
+      `sub-batch interleaving needs a device model whose host and PIM work overlap; ${target} times ops one at a time`,
+    );
+  const cm = system.costModel;
+  const f = module.funcs.find((x) => x.name === func);
+  if (!f) throw new UserError(`module has no ${func} function`);
+  const typeOf = operandTyper(module, f);
+  const busy: Record<string, number> = Object.fromEntries(cm.devices.map((d) => [d.name, 0]));
+  const energies: Energy[] = [];
+  const ops = f.body.map((op) => {
+    const view = viewOf(op, typeOf, env);
+    let device: string;
+    let seconds: number;
+    let energy: Energy | undefined;
+    if (op.opcode === "transfer") {
+      const [from, to] = [String(op.attrs.from), String(op.attrs.to)];
+      device = "link";
+      seconds = cm.transferTime(view.cost.bytes, from, to);
+    } else {
+      const placed = deviceFor(op, env) ?? cm.home;
+      const there = cm.opTime(view, placed, env);
+      // An op its device cannot run at this size runs at home.
+      const ran = there === undefined ? cm.home : placed;
+      device = placed;
+      seconds = there ?? cm.opTime(view, cm.home, env) ?? 0;
+      energy = cm.opEnergy?.(view, ran, env);
+      if (energy) energies.push(energy);
+    }
+    busy[device] = (busy[device] ?? 0) + seconds;
+    return {
+      op,
+      device,
+      seconds,
+      flops: view.cost.flops,
+      bytes: view.cost.bytes,
+      ...(energy ? { joules: energy.joules } : {}),
+    };
+  });
+  return {
+    seconds: ops.reduce((s, o) => s + o.seconds, 0),
+    busy,
+    ops,
+    ...(cm.opEnergy ? { energy: sumEnergies(energies) } : {}),
   };
 }

@@ -4,14 +4,20 @@
  * - a linear layer with a constant 16-bit weight on the units: a GEMV per row of activations, timed
  *   at command level on every device's channels (device.ts) and priced from the commands it issued
  *   (energy.ts, CENT's power model), plus its share of the CXL network between CENT's devices;
- * - attention over a KV cache in the banks: per (batch, kv head) and query row, a GEMV of the scores
- *   (K [T, D] as the weight) and one of the context (V^T [Dv, T]), each over every channel; the
- *   softmax on the host; the new tokens' K and V written into the banks over the pins;
+ * - attention over a KV cache in the banks: per (batch, head) and query row, a GEMV of the scores
+ *   (K [T, D] as the weight) and one of the context (V^T [Dv, T]) on one device's channels, CENT's
+ *   devices each taking their share of the heads (exchanged with them once per layer); the softmax
+ *   on the host; the new tokens' K and V written into the banks over the pins;
  * - the host: its roofline's time; its bytes as bursts through the channels' pins and its
  *   multiply-adds at AttAcc's ALU energy (the host's own memory, where a system gives it one, priced
  *   as the channels' bursts: no source prices it; the CPU's static power is not modelled).
  *
  * Every channel not running a kernel waits in precharge standby meanwhile: the call's background.
+ *
+ * Under CENT's pipeline mapping (`pipeline`), a block's GEMVs and attention run on its own channels
+ * of one device (no CXL per GEMV: CENT's one hop of the hidden vector per block, 0.1 % of its token
+ * time, is left out), and the host's work takes `blocks_per_device` times as long: the device's
+ * near-memory units are shared by its blocks, as CENT's run_sim.py charges them.
  */
 import type { Energy } from "../index.js";
 import { dimEval } from "../../src/ir/dim.js";
@@ -23,7 +29,7 @@ import { hostRoofline } from "../cpu/index.js";
 import { runChannel } from "./device.js";
 import { aimEnergy, CENT_POWER, pinEnergy, standbyEnergy } from "./energy.js";
 import { expand, gemvFits, gemvPlan } from "./kernels.js";
-import { cxlSeconds, poolOf, type AimSystem } from "./standard.js";
+import { banksOf, cxlSeconds, poolOf, type AimSystem } from "./standard.js";
 
 export interface AimCost {
   readonly seconds: number;
@@ -40,38 +46,58 @@ const times = (c: AimCost, n: number): AimCost => ({
   energy: scaleEnergy(c.energy, n),
 });
 
-/** Costs of one system, GEMVs memoized by shape (a model's layers repeat a few shapes). */
+/** Costs of one system, GEMVs memoized by channels and shape (a model's layers repeat a few shapes). */
 export class AimCosts {
   private readonly gemvs = new Map<string, AimCost | undefined>();
-  private readonly pool: AimSystem;
+  /** Every channel of the system. */
+  readonly pool: AimSystem;
+  /** The channels a linear layer's GEMV runs on: every device's, or a pipeline block's. */
+  readonly units: AimSystem;
+  /** The channels an attention head's GEMVs run on, and how many run at once (heads dealt to devices). */
+  readonly heads: { readonly units: AimSystem; readonly copies: number };
+  /** How many blocks share the host's work (the pipeline's blocks per device; 1 otherwise). */
+  private readonly hostShare: number;
 
   constructor(readonly sys: AimSystem) {
     this.pool = poolOf(sys);
+    const p = sys.pipeline;
+    this.units = p ? { ...this.pool, channels: Math.floor(sys.channels / p.blocks_per_device) } : this.pool;
+    this.heads = p
+      ? { units: this.units, copies: 1 }
+      : { units: { ...this.pool, channels: sys.channels }, copies: sys.devices };
+    this.hostShare = p?.blocks_per_device ?? 1;
+  }
+
+  /** The system's channels but `busy` of them wait in standby for `seconds`. */
+  private idle(busy: number, seconds: number): Energy {
+    return standbyEnergy({ ...this.pool, channels: this.pool.channels - busy }, seconds);
   }
 
   /** Work on the host: its roofline's time, its bytes through the pins, its multiply-adds; the channels wait. */
   host(flops: number, bytes: number): AimCost {
-    const seconds = hostRoofline(this.sys.host, flops, bytes);
+    const seconds = hostRoofline(this.sys.host, flops, bytes) * this.hostShare;
     const bursts = Math.ceil(bytes / this.sys.burst_bytes);
     const alu = (MAC_ENERGY * flops) / 2;
     const energy = sumEnergies([
       pinEnergy(this.sys, bursts, 0),
-      standbyEnergy(this.pool, seconds),
+      this.idle(0, seconds),
       { joules: alu, breakdown: { host: alu } },
     ]);
     return { seconds, energy };
   }
 
-  /** One GEMV of W [n, k] on every device's channels; undefined when W does not fit. */
-  gemv(n: number, k: number): AimCost | undefined {
-    const key = `${n} ${k}`;
+  /**
+   * One GEMV of W [n, k] on the channels of `units` (their energy only, standby of those without
+   * data included); undefined when W does not fit.
+   */
+  gemv(n: number, k: number, units: AimSystem = this.units): AimCost | undefined {
+    const key = `${units.channels} ${n} ${k}`;
     if (!this.gemvs.has(key)) {
-      const pool = this.pool;
       let cost: AimCost | undefined;
-      if (gemvFits(pool, n, k)) {
-        const plan = gemvPlan(pool, n, k);
-        const run = runChannel(pool, expand(plan.instrs));
-        cost = { seconds: run.cycles * pool.timing.tCK, energy: aimEnergy(pool, run, plan.channels) };
+      if (gemvFits(units, n, k)) {
+        const plan = gemvPlan(units, n, k);
+        const run = runChannel(units, expand(plan.instrs, banksOf(units)));
+        cost = { seconds: run.cycles * units.timing.tCK, energy: aimEnergy(units, run, plan.channels) };
       }
       this.gemvs.set(key, cost);
     }
@@ -80,17 +106,18 @@ export class AimCosts {
 
   /**
    * Sharing a GEMV of W [n, k] over CENT's devices: the input broadcast to the others and their
-   * outputs gathered (cxlSeconds), each value's 16 bits over a link at CENT's PCIe energy.
+   * outputs gathered (cxlSeconds), each value's 16 bits over a link at CENT's PCIe energy; every
+   * channel waits meanwhile. Nothing on one device or in a pipeline.
    */
   cxl(n: number, k: number): AimCost {
     const d = this.sys.devices;
-    if (d === 1) return { seconds: 0, energy: { joules: 0, breakdown: {} } };
+    if (d === 1 || this.sys.pipeline) return { seconds: 0, energy: { joules: 0, breakdown: {} } };
     const seconds = cxlSeconds(this.sys, n, k);
     const bits = 16 * (k * (d - 1) + Math.ceil(n / d) * (d - 1));
     const link = CENT_POWER.pciePerBit * bits;
     return {
       seconds,
-      energy: sumEnergies([standbyEnergy(this.pool, seconds), { joules: link, breakdown: { cxl: link } }]),
+      energy: sumEnergies([this.idle(0, seconds), { joules: link, breakdown: { cxl: link } }]),
     };
   }
 
@@ -101,31 +128,52 @@ export class AimCosts {
     const rows = v.ins[0]!.shape.reduce<number>((a, d) => a * dimEval(d, env), 1) / k;
     const one = this.gemv(n, k);
     if (one === undefined) return undefined;
+    const kernels = times(one, rows);
+    const busy: AimCost = {
+      seconds: kernels.seconds,
+      energy: sumEnergies([kernels.energy, this.idle(this.units.channels, kernels.seconds)]),
+    };
     // A bias is added by the host.
     const bias = v.op.operands.length > 2 ? [this.host(rows * n, 12 * rows * n)] : [];
-    return plus(times(plus(one, this.cxl(n, k)), rows), ...bias);
+    return plus(busy, times(this.cxl(n, k), rows), ...bias);
   }
 
-  /** Attention with its KV cache in the banks (undefined: K or V^T does not fit). */
+  /**
+   * Attention with its KV cache in the banks (undefined: K or V^T does not fit): per (batch, head)
+   * and query row, a GEMV of the scores and one of the context on a head's channels (a device's,
+   * the heads dealt to the devices and exchanged with them once; a pipeline block's), the softmax on
+   * the host, the new tokens' K and V written over the pins.
+   */
   attention(v: OpView, env: Record<string, number>): AimCost | undefined {
     const [b, h, s, d] = v.ins[0]!.shape.map((x) => dimEval(x, env)) as [number, number, number, number];
     const kvh = dimEval(v.ins[1]!.shape[1]!, env);
     const t = dimEval(v.ins[1]!.shape[2]!, env);
     const dv = dimEval(v.ins[2]!.shape[3]!, env);
-    const scores = this.gemv(t, d);
-    const context = this.gemv(dv, t);
+    const { units, copies } = this.heads;
+    const scores = this.gemv(t, d, units);
+    const context = this.gemv(dv, t, units);
     if (scores === undefined || context === undefined) return undefined;
     const rows = b * h * s;
-    const perRow = plus(scores, context, this.cxl(t, d), this.cxl(dv, t));
+    const perRow = plus(scores, context);
+    const seconds = Math.ceil(rows / copies) * perRow.seconds;
+    const kernels: AimCost = {
+      seconds,
+      energy: sumEnergies([
+        scaleEnergy(perRow.energy, rows),
+        this.idle(Math.min(rows, copies) * units.channels, seconds),
+      ]),
+    };
+    const exchange =
+      copies > 1 ? this.cxl(rows * dv, rows * d) : { seconds: 0, energy: { joules: 0, breakdown: {} } };
     const softmax = this.host(5 * rows * t, 8 * rows * t);
-    // The new tokens' K and V written over the pins, spread over every channel.
+    // The new tokens' K and V written over the pins, spread over the heads' channels.
     const bursts = Math.ceil((b * kvh * s * (d + dv) * 2) / this.sys.burst_bytes);
     const t0 = this.sys.timing;
-    const writeSeconds = Math.ceil(bursts / this.pool.channels) * t0.nBL * t0.tCK;
+    const writeSeconds = Math.ceil(bursts / (copies * units.channels)) * t0.nBL * t0.tCK;
     const writes: AimCost = {
       seconds: writeSeconds,
-      energy: sumEnergies([pinEnergy(this.sys, 0, bursts), standbyEnergy(this.pool, writeSeconds)]),
+      energy: sumEnergies([pinEnergy(this.sys, 0, bursts), this.idle(0, writeSeconds)]),
     };
-    return plus(times(perRow, rows), softmax, writes);
+    return plus(kernels, exchange, softmax, writes);
   }
 }

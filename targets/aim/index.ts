@@ -9,12 +9,17 @@
  */
 import { validateSystem } from "../../src/frontend/system.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
-import { hostAndPim, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import { costModelTiming, hostAndPim, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
+import type { DimEnv } from "../../src/ir/dim.js";
+import type { Module } from "../../src/ir/module.js";
+import { UserError } from "../../src/errors.js";
+import { scaleEnergy, sumEnergies } from "../../src/report/energy.js";
+import { standbyEnergy } from "./energy.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
-import type { SystemOptions, Target } from "../index.js";
+import type { CallTiming, SystemOptions, Target } from "../index.js";
 import { AimCosts, type AimCost } from "./cost.js";
 import { aimKernels } from "./kernel-runner.js";
-import { banksOf, DEFAULT_SYSTEM, zAimSystem, type AimSystem } from "./standard.js";
+import { banksOf, DEFAULT_SYSTEM, poolOf, zAimSystem, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
 import { aimRunner } from "./functional.js";
 
@@ -41,6 +46,45 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
     opEnergy: (v, device, env) => cost(v, device, env)?.energy,
     // The units read the input from the global buffer and the host the results: both in the kernel.
     transferTime: () => 0,
+  };
+}
+
+/**
+ * A call under CENT's pipeline mapping: every block runs on its own channels at once, one query per
+ * block, so a step of B queries takes its ops' time over min(B, blocks) (CENT's run_sim.py:
+ * throughput = blocks / token latency with one query per block); the channels' standby is charged
+ * over that time, not the ops' sum. More blocks than the pipeline holds is a UserError.
+ */
+function pipelined(
+  t: CallTiming,
+  module: Module,
+  sys: AimSystem,
+  name: string,
+  func: string,
+  env: DimEnv,
+): CallTiming {
+  const p = sys.pipeline!;
+  const blocks = module.funcs
+    .find((f) => f.name === func)!
+    .body.filter((op) => op.opcode === "attention").length;
+  const stages = sys.devices * p.blocks_per_device;
+  if (blocks > stages)
+    throw new UserError(
+      `system ${name}: its pipeline holds ${stages} blocks (${sys.devices} devices x ${p.blocks_per_device} blocks_per_device), the model has ${blocks}`,
+    );
+  const m = Math.max(1, Math.min(env.B ?? 1, blocks));
+  const pool = poolOf(sys);
+  const ops = t.ops.map((o) => {
+    const seconds = o.seconds / m;
+    if (o.joules === undefined) return { ...o, seconds };
+    return { ...o, seconds, joules: o.joules - standbyEnergy(pool, o.seconds - seconds).joules };
+  });
+  const energies = t.ops.map((o) => standbyEnergy(pool, o.seconds - o.seconds / m));
+  return {
+    seconds: t.seconds / m,
+    busy: Object.fromEntries(Object.entries(t.busy).map(([d, s]) => [d, s / m])),
+    ops,
+    ...(t.energy ? { energy: sumEnergies([t.energy, scaleEnergy(sumEnergies(energies), -1)]) } : {}),
   };
 }
 
@@ -76,6 +120,11 @@ const aimTarget: Target = {
       passOptions: { layout: ROW_MAJOR_WEIGHTS },
       config: sys,
     };
+  },
+  timeCall(module, system, func, env, opts) {
+    const t = costModelTiming(module, system, func, env, opts, "aim");
+    const sys = systemOf(system);
+    return sys.pipeline ? pipelined(t, module, sys, system.name, func, env) : t;
   },
   memories: (system) => memoryMap(systemOf(system)),
   // BF16 operands (docs/aim.md): logits within 5e-2 of the fp32 reference.

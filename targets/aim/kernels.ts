@@ -16,14 +16,57 @@
  * The conventional read of the same weights (the host streaming W through the channel's pins):
  * every row read burst by burst, bank after bank, the next rows activated while others are read.
  */
-import type { AimCommand } from "./device.js";
-import { banksOf, laneCount, rowElements, type AimSystem } from "./standard.js";
+import { FENCE, type AimCommand, type AimStep } from "./device.js";
+import { banksOf, laneCount, rowElements, type AimCmd, type AimSystem } from "./standard.js";
 
+/**
+ * AiM instructions (the AiM simulator's ISR, src/base/request.h): register transfers (WR_GB,
+ * WR_BIAS, RD_MAC, RD_AF), all-bank operations over a row (MAC_ABK, EWMUL, AF over the activation
+ * table's reserved row, WR_ABK), single-bank ones (MAC_SBK, COPY_BKGB, COPY_GBBK, RD_SBK, WR_SBK),
+ * and SYNC, a barrier. EWADD runs outside the DRAM (no command).
+ */
 export type AimInstr =
   | { readonly op: "WR_GB"; readonly opsize: number }
   | { readonly op: "WR_BIAS" }
+  | { readonly op: "RD_MAC" }
+  | { readonly op: "RD_AF" }
   | { readonly op: "MAC_ABK"; readonly opsize: number; readonly row: number }
-  | { readonly op: "RD_MAC" };
+  | { readonly op: "EWMUL"; readonly opsize: number; readonly row: number }
+  /** `table`: the activation function (CFR 2, 0-7), whose table fills a reserved row. */
+  | { readonly op: "AF"; readonly table?: number }
+  | { readonly op: "WR_ABK"; readonly row: number }
+  | { readonly op: "MAC_SBK"; readonly opsize: number; readonly bank: number; readonly row: number }
+  | { readonly op: "COPY_BKGB"; readonly opsize: number; readonly bank: number; readonly row: number }
+  | { readonly op: "COPY_GBBK"; readonly opsize: number; readonly bank: number; readonly row: number }
+  | { readonly op: "RD_SBK"; readonly bank: number; readonly row: number }
+  | { readonly op: "WR_SBK"; readonly bank: number; readonly row: number }
+  | { readonly op: "EWADD" }
+  | { readonly op: "SYNC" };
+
+export type AimOp = AimInstr["op"];
+
+/** Instructions that run in register read/write mode (a TMOD switches to and from it). */
+const REGISTER: ReadonlySet<AimOp> = new Set(["WR_GB", "WR_BIAS", "RD_MAC", "RD_AF"]);
+/** Instructions the host's DMA waits for on every channel before sending the next. */
+export const BLOCKING: ReadonlySet<AimOp> = new Set(["RD_MAC", "RD_AF", "SYNC"]);
+/** The command each instruction issues per column (after the rows it needs open). */
+const COMMAND: Readonly<Record<Exclude<AimOp, "SYNC" | "EWADD">, AimCmd>> = {
+  WR_GB: "WRGB",
+  WR_BIAS: "WRMAC16",
+  RD_MAC: "RDMAC16",
+  RD_AF: "RDAF16",
+  MAC_ABK: "MAC16",
+  EWMUL: "EWMUL16",
+  AF: "AF16",
+  WR_ABK: "WRA16",
+  MAC_SBK: "MAC",
+  COPY_BKGB: "RDCP",
+  COPY_GBBK: "WRCP",
+  RD_SBK: "RD",
+  WR_SBK: "WR",
+};
+/** The row an AF reads function f's table from (the simulator's (1 << 29) + f): no data row. */
+const afRow = (f = 0): number => -1 - f;
 
 /** Outputs whose MAC_ABKs share a global-buffer load and a register-mode switch (CENT's reuse size). */
 export const REUSE = 32;
@@ -71,36 +114,74 @@ export function gemvPlan(sys: AimSystem, n: number, k: number): GemvPlan {
   return { perBank, chunks, channels, instrs };
 }
 
-/** The commands of a channel's instructions (the controller's expansion). */
-export function* expand(instrs: Iterable<AimInstr>): Generator<AimCommand> {
-  let registerMode = false;
-  let open: number | undefined;
-  for (const i of instrs) {
-    const reg = i.op !== "MAC_ABK";
-    if (reg !== registerMode) {
-      yield { cmd: "TMOD" };
-      registerMode = reg;
+/**
+ * A channel's instructions as its controller expands them: the register-mode switches, the rows
+ * each needs open (all banks: PREA if another row is open, ACT16 if a bank is closed; one bank: PRE
+ * and ACT), the commands themselves, and a fence after each blocking instruction.
+ */
+export class Expander {
+  private registerMode = false;
+  /** The row open in each bank (undefined: closed). */
+  private readonly rows: (number | undefined)[];
+
+  constructor(banks: number) {
+    this.rows = new Array<number | undefined>(banks).fill(undefined);
+  }
+
+  private *allRows(row: number): Generator<AimStep> {
+    if (this.rows.some((r) => r !== undefined && r !== row)) {
+      yield { cmd: "PREA" };
+      this.rows.fill(undefined);
     }
-    switch (i.op) {
-      case "WR_GB":
-        for (let c = 0; c < i.opsize; c++) yield { cmd: "WRGB" };
-        break;
-      case "WR_BIAS":
-        yield { cmd: "WRMAC16" };
-        break;
-      case "RD_MAC":
-        yield { cmd: "RDMAC16" };
-        break;
-      case "MAC_ABK":
-        if (open !== i.row) {
-          if (open !== undefined) yield { cmd: "PREA" };
-          yield { cmd: "ACT16" };
-          open = i.row;
-        }
-        for (let c = 0; c < i.opsize; c++) yield { cmd: "MAC16" };
-        break;
+    if (this.rows.some((r) => r === undefined)) {
+      yield { cmd: "ACT16" };
+      this.rows.fill(row);
     }
   }
+
+  private *oneRow(bank: number, row: number): Generator<AimStep> {
+    const open = this.rows[bank];
+    if (open === row) return;
+    if (open !== undefined) yield { cmd: "PRE", bank };
+    yield { cmd: "ACT", bank };
+    this.rows[bank] = row;
+  }
+
+  *expand(i: AimInstr): Generator<AimStep> {
+    if (i.op === "SYNC") {
+      yield FENCE;
+      return;
+    }
+    if (i.op === "EWADD") return;
+    const reg = REGISTER.has(i.op);
+    const body = [...this.commands(i)];
+    if (reg !== this.registerMode) {
+      // The switch waits for the rules of the command it lets through.
+      const ahead = body[0];
+      yield ahead && !("fence" in ahead) ? { cmd: "TMOD", ahead } : { cmd: "TMOD" };
+      this.registerMode = reg;
+    }
+    yield* body;
+  }
+
+  /** The commands of one instruction, its rows opened first, a fence after a blocking one. */
+  private *commands(i: Exclude<AimInstr, { op: "SYNC" | "EWADD" }>): Generator<AimStep> {
+    if ("bank" in i) yield* this.oneRow(i.bank, i.row);
+    else if (i.op === "AF") yield* this.allRows(afRow(i.table));
+    else if ("row" in i) yield* this.allRows(i.row);
+    const c: AimCommand = { cmd: COMMAND[i.op], ...("bank" in i ? { bank: i.bank } : {}) };
+    // One command per column of `opsize`.
+    yield "opsize" in i && i.opsize > 1 ? { ...c, repeat: i.opsize } : c;
+    // Written with auto-precharge: every bank closes.
+    if (i.op === "WR_ABK") this.rows.fill(undefined);
+    if (BLOCKING.has(i.op)) yield FENCE;
+  }
+}
+
+/** The commands of one channel's instructions (the controller's expansion), fences included. */
+export function* expand(instrs: Iterable<AimInstr>, banks = 16): Generator<AimStep> {
+  const e = new Expander(banks);
+  for (const i of instrs) yield* e.expand(i);
 }
 
 /** The conventional read of `bytes` from one channel: its rows burst by burst, banks in turn. */

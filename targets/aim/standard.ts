@@ -25,6 +25,14 @@ export const AIM_COMMANDS = [
   "ACT", // single-bank activate
   "RD", // single-bank read burst to the host
   "PRE", // single-bank precharge
+  "WR", // single-bank write burst from the host
+  "MAC", // single-bank MAC (MAC_SBK): one column of a bank x 32 bytes of the global buffer
+  "EWMUL16", // all-bank element-wise multiply (EWMUL): one column per bank
+  "AF16", // all-bank activation function of the accumulators (AF), its table in a reserved row
+  "RDAF16", // the 16 activation results read out (RD_AF)
+  "RDCP", // a bank's column copied into the global buffer (COPY_BKGB)
+  "WRCP", // a column of the global buffer copied into a bank (COPY_GBBK)
+  "WRA16", // one burst written to every bank's open row, then all precharged (WR_ABK)
 ] as const;
 export type AimCmd = (typeof AIM_COMMANDS)[number];
 
@@ -37,7 +45,12 @@ export const AIM_TIMING = {
   nRCDRD: 36,
   /** ACT / ACT16 to MAC / MAC16 (the read delay plus 10 ns). */
   nRCDRDMAC: 56,
+  /** ACT16 to EWMUL16, to AF16 (plus 25 ns), ACT to RDCP (plus 15 ns), ACT to WRCP (plus 10 ns). */
+  nRCDEWMUL: 25,
+  nRCDRDAF: 86,
+  nRCDRDCP: 66,
   nRCDWR: 28,
+  nRCDWRCP: 48,
   nRP: 32,
   nRAS: 54,
   nRC: 89,
@@ -48,12 +61,16 @@ export const AIM_TIMING = {
   nCCDL: 2,
   nRRDS: 11,
   nRRDL: 11,
+  nWTRS: 9,
+  nWTRL: 11,
   /** After a register-mode switch (TMOD), before any command. */
   nMODCH: 32,
   /** Latencies of the register and global-buffer paths (GDDR6.cpp L699-714). */
   nCLREG: 0,
   nCWLGB: 1,
   nCWLREG: 1,
+  /** The external bus turning from reads to writes (GDDR6.cpp L712). */
+  nWPRE: 1,
 };
 
 export type AimTiming = typeof AIM_TIMING;
@@ -70,29 +87,84 @@ export interface AimRule {
 }
 
 const ALL = AIM_COMMANDS;
-const BUS: readonly AimCmd[] = ["WRGB", "WRMAC16", "RDMAC16", "RD"];
+type Cmds = readonly AimCmd[];
+const ACTS: Cmds = ["ACT", "ACT16"];
+/** Reads and writes on the channel's external bus. */
+const BUS_RD: Cmds = ["RD", "RDMAC16", "RDAF16"];
+const BUS_WR: Cmds = ["WR", "WRA16", "WRGB", "WRMAC16"];
+/** Column commands on the buses between bank groups (nCCDS) and inside one (nCCDL). */
+const COL_RD: Cmds = ["RD", "MAC", "MAC16", "RDCP", "RDMAC16", "RDAF16"];
+const COL_WR: Cmds = ["WR", "WRA16", "WRGB", "WRCP", "WRMAC16"];
+const UNIT_RD: Cmds = ["RDMAC16", "RDAF16", "MAC16", "EWMUL16"];
+const UNIT_WR: Cmds = ["WRA16", "WRMAC16", "EWMUL16"];
+
+const rule = (from: Cmds, to: Cmds, latency: (t: AimTiming) => number, bank?: true): AimRule => ({
+  from,
+  to,
+  latency,
+  ...(bank ? { bank } : {}),
+});
 
 /** The rules the device model applies (GDDR6.cpp L774-999; the prerequisites of preq.h L94-130). */
 export const AIM_RULES: readonly AimRule[] = [
-  // All-bank operation.
-  { from: ["ACT16"], to: ["MAC16"], latency: (t) => t.nRCDRDMAC },
-  { from: ["MAC16"], to: ["MAC16", "RDMAC16"], latency: (t) => t.nCCDL },
-  { from: ["MAC16"], to: ["PREA"], latency: (t) => t.nRTP },
-  { from: ["ACT16"], to: ["PREA"], latency: (t) => t.nRAS },
-  { from: ["PREA"], to: ["ACT16", "ACT"], latency: (t) => t.nRP },
-  { from: ["ACT16"], to: ["ACT16"], latency: (t) => Math.max(t.nRRDL, t.nRC) },
-  // A register-mode switch holds every command for nMODCH.
-  { from: ["TMOD"], to: ALL, latency: (t) => t.nMODCH },
-  // The channel's data bus: one burst per nBL.
-  { from: BUS, to: BUS, latency: (t) => t.nBL },
-  // Single-bank commands (the normal read path).
-  { from: ["ACT"], to: ["ACT"], latency: (t) => t.nRRDS },
-  { from: ["RD"], to: ["RD"], latency: (t) => t.nCCDS },
-  { from: ["ACT"], to: ["RD"], latency: (t) => t.nRCDRD, bank: true },
-  { from: ["RD"], to: ["PRE"], latency: (t) => t.nRTP, bank: true },
-  { from: ["ACT"], to: ["PRE"], latency: (t) => t.nRAS, bank: true },
-  { from: ["PRE"], to: ["ACT"], latency: (t) => t.nRP, bank: true },
-  { from: ["ACT"], to: ["ACT"], latency: (t) => t.nRC, bank: true },
+  // The external bus: one burst per nBL each way; turning around (L782-825).
+  rule(BUS_RD, BUS_RD, (t) => t.nBL),
+  rule(BUS_WR, BUS_WR, (t) => t.nBL),
+  rule(["RD"], ["WR", "WRA16"], (t) => t.nCL + t.nBL + 3 - t.nCWL + t.nWPRE),
+  rule(["RDMAC16", "RDAF16"], ["WR", "WRA16"], (t) => t.nCLREG + t.nBL + 3 - t.nCWL + t.nWPRE),
+  rule(["RD"], ["WRGB"], (t) => t.nCL + t.nBL + 3 - t.nCWLGB + t.nWPRE),
+  rule(["RD"], ["WRMAC16"], (t) => t.nCL + t.nBL + 3 - t.nCWLREG + t.nWPRE),
+  rule(["RDMAC16", "RDAF16"], ["WRGB"], (t) => t.nCLREG + t.nBL + 3 - t.nCWLGB + t.nWPRE),
+  rule(["RDMAC16", "RDAF16"], ["WRMAC16"], (t) => t.nCLREG + t.nBL + 3 - t.nCWLREG + t.nWPRE),
+  rule(["WR", "WRA16"], BUS_RD, (t) => t.nCWL + t.nBL + Math.max(t.nWTRS, t.nWTRL)),
+  rule(["WR"], ["RD"], (t) => t.nCWL + t.nBL + t.nWTRS),
+  rule(["WRGB"], BUS_RD, (t) => t.nCWLGB + t.nBL + t.nWTRS),
+  rule(["WRMAC16"], BUS_RD, (t) => t.nCWLREG + t.nBL + Math.max(t.nWTRS, t.nWTRL)),
+  // Column to column (L790-801).
+  rule(COL_RD, COL_RD, (t) => t.nCCDS),
+  rule(COL_WR, COL_WR, (t) => t.nCCDS),
+  rule([...COL_RD, "EWMUL16"], UNIT_RD, (t) => t.nCCDL),
+  rule(UNIT_RD, [...COL_RD, "EWMUL16"], (t) => t.nCCDL),
+  rule(["WR", "WRCP", ...UNIT_WR], UNIT_WR, (t) => t.nCCDL),
+  rule(UNIT_WR, ["WR", "WRCP", ...UNIT_WR], (t) => t.nCCDL),
+  // Column to precharge (L843-849).
+  rule(["RD", "RDCP", "MAC", "MAC16", "AF16", "EWMUL16"], ["PREA"], (t) => t.nRTP),
+  rule(["MAC16", "AF16", "EWMUL16"], ["PRE"], (t) => t.nRTP),
+  rule(["WR", "WRCP"], ["PREA"], (t) => t.nCWL + t.nBL + t.nWR),
+  rule(["EWMUL16"], ["PRE", "PREA"], (t) => t.nCWL + t.nWR),
+  // Activate and precharge (L851-880).
+  rule(["ACT"], ["ACT"], (t) => t.nRRDS),
+  rule(ACTS, ["ACT16"], (t) => Math.max(t.nRRDL, t.nRC)),
+  rule(["ACT16"], ACTS, (t) => Math.max(t.nRRDL, t.nRC)),
+  rule(ACTS, ["PREA"], (t) => t.nRAS),
+  rule(["ACT16"], ["PRE"], (t) => t.nRAS),
+  rule(["PRE", "PREA"], ["ACT16"], (t) => t.nRP),
+  rule(["PREA"], ["ACT"], (t) => t.nRP),
+  rule(["PREA"], ["PRE", "PREA"], (t) => t.nRP),
+  rule(["PRE"], ["PREA"], (t) => t.nRP),
+  rule(ACTS, ["MAC16"], (t) => t.nRCDRDMAC),
+  rule(ACTS, ["AF16"], (t) => t.nRCDRDAF),
+  rule(ACTS, ["EWMUL16"], (t) => t.nRCDEWMUL),
+  rule(ACTS, ["WRA16"], (t) => t.nRCDWR),
+  rule(["ACT16"], ["MAC"], (t) => t.nRCDRDMAC),
+  rule(["ACT16"], ["RDCP"], (t) => t.nRCDRDCP),
+  rule(["ACT16"], ["RD"], (t) => t.nRCDRD),
+  rule(["ACT16"], ["WRCP"], (t) => t.nRCDWRCP),
+  rule(["ACT16"], ["WR"], (t) => t.nRCDWR),
+  rule(["WRA16"], ACTS, (t) => t.nCWL + t.nBL + t.nWR + t.nRP),
+  // A register-mode switch holds every command for nMODCH (L905).
+  rule(["TMOD"], ALL, (t) => t.nMODCH),
+  // One bank (L986-1003).
+  rule(["ACT"], ["MAC"], (t) => t.nRCDRDMAC, true),
+  rule(["ACT"], ["RDCP"], (t) => t.nRCDRDCP, true),
+  rule(["ACT"], ["RD"], (t) => t.nRCDRD, true),
+  rule(["ACT"], ["WRCP"], (t) => t.nRCDWRCP, true),
+  rule(["ACT"], ["WR"], (t) => t.nRCDWR, true),
+  rule(["RD", "RDCP", "MAC"], ["PRE"], (t) => t.nRTP, true),
+  rule(["WR", "WRCP"], ["PRE"], (t) => t.nCWL + t.nBL + t.nWR, true),
+  rule(["ACT"], ["ACT"], (t) => t.nRC, true),
+  rule(["ACT"], ["PRE"], (t) => t.nRAS, true),
+  rule(["PRE"], ["ACT", "PRE"], (t) => t.nRP, true),
 ];
 
 /** Cycles from a command's issue to its completion (GDDR6.cpp `m_command_latencies`, L754-770). */
@@ -100,13 +172,23 @@ export const completion = (cmd: AimCmd, t: AimTiming): number => {
   switch (cmd) {
     case "RD":
       return t.nCL + t.nBL;
+    case "WR":
+      return t.nCWL + t.nBL;
     case "WRGB":
       return t.nCWLGB + t.nBL;
     case "WRMAC16":
       return t.nCWLREG + t.nBL;
     case "RDMAC16":
+    case "RDAF16":
       return t.nCLREG + t.nBL;
+    case "WRA16":
+      return t.nCWL + t.nBL + t.nRP;
     case "MAC16":
+    case "MAC":
+    case "EWMUL16":
+    case "AF16":
+    case "RDCP":
+    case "WRCP":
       return 1;
     default:
       return 0;
@@ -144,25 +226,40 @@ export const zCxl = z.strictObject({
 });
 export type Cxl = z.infer<typeof zCxl>;
 
-export const zAimSystem = z.strictObject({
-  /**
-   * AiM devices (CENT: CXL memory expanders of 32 channels each) sharing every linear layer's outputs
-   * (tensor parallelism over the CXL network); 1: one board, no network.
-   */
-  devices: posInt.max(1024).default(1),
-  cxl: zCxl.default(zCxl.parse({})),
-  /** Channels of a device. */
-  channels: posInt.max(1 << 12).default(32),
-  bank_groups: posInt.max(64).default(4),
-  banks_per_group: posInt.max(64).default(4),
-  rows: posInt.max(1 << 24).default(16384),
-  columns: posInt.max(1 << 16).default(64),
-  burst_bytes: posInt.max(1024).default(32),
-  /** Bytes of the global buffer of a channel (the input slice a MAC_ABK multiplies). */
-  global_buffer: posInt.max(1 << 20).default(2048),
-  timing: zAimTiming.default(zAimTiming.parse({})),
-  host: zHost.default(zHost.parse({})),
-});
+export const zAimSystem = z
+  .strictObject({
+    /**
+     * AiM devices (CENT: CXL memory expanders of 32 channels each) sharing every linear layer's outputs
+     * (tensor parallelism over the CXL network); 1: one board, no network.
+     */
+    devices: posInt.max(1024).default(1),
+    cxl: zCxl.default(zCxl.parse({})),
+    /**
+     * CENT's pipeline mapping instead (cent_simulation/run_sim.py: PP = the model's blocks, TP = 1):
+     * `blocks_per_device` decoder blocks on each device, each on its own floor(channels /
+     * blocks_per_device) channels with its weights and KV cache, and one query per block in flight.
+     */
+    pipeline: z.strictObject({ blocks_per_device: posInt.max(1 << 12) }).optional(),
+    /** Channels of a device. */
+    channels: posInt.max(1 << 12).default(32),
+    bank_groups: posInt.max(64).default(4),
+    banks_per_group: posInt.max(64).default(4),
+    rows: posInt.max(1 << 24).default(16384),
+    columns: posInt.max(1 << 16).default(64),
+    burst_bytes: posInt.max(1024).default(32),
+    /** Bytes of the global buffer of a channel (the input slice a MAC_ABK multiplies). */
+    global_buffer: posInt.max(1 << 20).default(2048),
+    timing: zAimTiming.default(zAimTiming.parse({})),
+    host: zHost.default(zHost.parse({})),
+  })
+  .superRefine((s, ctx) => {
+    if (s.pipeline && s.pipeline.blocks_per_device > s.channels)
+      ctx.addIssue({
+        code: "custom",
+        path: ["pipeline", "blocks_per_device"],
+        message: `more blocks than the device's ${s.channels} channels (a block needs one at least)`,
+      });
+  });
 export type AimSystem = z.infer<typeof zAimSystem>;
 
 export const DEFAULT_SYSTEM: AimSystem = zAimSystem.parse({});

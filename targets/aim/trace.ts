@@ -1,0 +1,282 @@
+/**
+ * AiM instruction traces in the public AiM simulator's format (github.com/arkhadem/aim_simulator,
+ * src/frontend/impl/memory_trace/aim_trace.cpp; the fields of each instruction in
+ * src/base/request.h), and their timing on pimc's device model over every channel they address.
+ *
+ *   AiM <OP> <fields>       an instruction; OP with or without its "ISR_" prefix; its fields in the
+ *                           order opsize, GPR_addr_0, GPR_addr_1, channel_mask, bank_index,
+ *                           row_addr (only those OP takes: FIELDS); numbers decimal or 0x-hex
+ *   W|R MEM <ch> <bank> <row>   a normal write / read of one burst on channel ch
+ *   W CFR <addr> <data>     a configuration register (CFR 2: the activation function AF applies)
+ *   W|R GPR <addr>          the host's registers (no DRAM command)
+ *   # ...                   a comment
+ *
+ * A trace ends with `AiM EOC`. Channel masks name channel 31 - i by bit i (channel 0 is the top bit
+ * of 32). SYNC and EOC wait for every command of every channel to complete, and the host resumes two
+ * cycles later; RD_MAC and RD_AF for theirs, a cycle later (device.ts: fences).
+ */
+import { UserError } from "../../src/errors.js";
+import { Channel, type AimCommand, type ChannelRun } from "./device.js";
+import { BLOCKING, Expander, type AimInstr } from "./kernels.js";
+import { AIM_COMMANDS, banksOf, type AimCmd, type AimSystem } from "./standard.js";
+
+type Field = "opsize" | "gpr0" | "gpr1" | "mask" | "bank" | "row";
+
+/** The fields each instruction takes, in the trace's order (request.h, AiMISRInfo). */
+const FIELDS: Readonly<Record<string, readonly Field[]>> = {
+  WR_SBK: ["gpr0", "mask", "bank", "row"],
+  WR_ABK: ["gpr0", "mask", "row"],
+  WR_GB: ["opsize", "gpr0", "mask"],
+  WR_BIAS: ["gpr0", "mask"],
+  RD_MAC: ["gpr0", "mask"],
+  RD_AF: ["gpr0", "mask"],
+  RD_SBK: ["gpr0", "mask", "bank", "row"],
+  COPY_BKGB: ["opsize", "mask", "bank", "row"],
+  COPY_GBBK: ["opsize", "mask", "bank", "row"],
+  MAC_SBK: ["opsize", "mask", "bank", "row"],
+  MAC_ABK: ["opsize", "mask", "row"],
+  AF: ["mask"],
+  EWMUL: ["opsize", "mask", "row"],
+  EWADD: ["opsize", "gpr0", "gpr1"],
+  SYNC: [],
+  EOC: [],
+};
+
+/** Channels a mask names: bit i is channel 31 - i (the simulator's 32 channels). */
+const MASK_CHANNELS = 32;
+
+/** An instruction of a trace, the channels it goes to (all of them for SYNC and EOC). */
+export interface TraceStep {
+  readonly instr: AimInstr | { readonly op: "EOC" };
+  readonly channels: readonly number[];
+  /** Its line in the trace file. */
+  readonly line: number;
+}
+
+/** Largest trace pimc reads: a whole decoder block's is a few hundred thousand lines. */
+const MAX_LINES = 1 << 24;
+export const MAX_TRACE_BYTES = 1 << 28;
+
+/** Parses a trace; bad lines are a UserError naming file:line:col. */
+export function parseAimTrace(text: string, file: string, channels: number): TraceStep[] {
+  const lines = text.split(/\r?\n/);
+  if (lines.length > MAX_LINES) throw new UserError(`${file}: more than ${MAX_LINES} lines`);
+  const steps: TraceStep[] = [];
+  let afm = 0;
+  let ended = false;
+  for (let n = 0; n < lines.length; n++) {
+    const raw = lines[n]!;
+    const tokens = raw
+      .trim()
+      .split(/\s+/)
+      .filter((t) => t.length > 0);
+    if (tokens.length === 0 || tokens[0]!.startsWith("#")) continue;
+    const at = (i: number): string => `${file}:${n + 1}:${raw.indexOf(tokens[i]!) + 1}`;
+    if (ended) throw new UserError(`${at(0)}: after the trace's EOC`);
+    const num = (i: number, what: string): number => {
+      const t = tokens[i];
+      if (t === undefined) throw new UserError(`${file}:${n + 1}: missing ${what}`);
+      const v = /^0x[0-9a-f]+$/i.test(t) ? parseInt(t.slice(2), 16) : /^-?\d+$/.test(t) ? Number(t) : NaN;
+      if (!Number.isSafeInteger(v)) throw new UserError(`${at(i)}: ${what} must be a number, got "${t}"`);
+      return v;
+    };
+    const bounded = (i: number, what: string, max: number): number => {
+      const v = num(i, what);
+      if (v < 0 || v > max) throw new UserError(`${at(i)}: ${what} ${v} out of range 0..${max}`);
+      return v;
+    };
+    const kind = tokens[0]!;
+    if (kind === "W" || kind === "R") {
+      const region = tokens[1];
+      if (region === "CFR") {
+        if (kind === "W" && num(2, "CFR address") === 2) afm = bounded(3, "activation function", 7);
+      } else if (region === "MEM") {
+        const ch = bounded(2, "channel", channels - 1);
+        const bank = bounded(3, "bank", 1 << 12);
+        const row = bounded(4, "row", 1 << 30);
+        steps.push({
+          instr: { op: kind === "W" ? "WR_SBK" : "RD_SBK", bank, row },
+          channels: [ch],
+          line: n + 1,
+        });
+      } else if (region !== "GPR")
+        throw new UserError(`${at(1)}: expected MEM, CFR or GPR after ${kind}, got "${region ?? ""}"`);
+      continue;
+    }
+    if (kind !== "AiM") throw new UserError(`${at(0)}: expected AiM, W, R or #, got "${kind}"`);
+    const op = (tokens[1] ?? "").replace(/^ISR_/, "");
+    const fields = FIELDS[op];
+    if (!fields) {
+      const known = Object.keys(FIELDS).join(", ");
+      throw new UserError(
+        `${tokens[1] ? at(1) : `${file}:${n + 1}`}: unknown AiM instruction "${op}" (known: ${known})`,
+      );
+    }
+    if (tokens.length - 2 !== fields.length)
+      throw new UserError(
+        `${at(0)}: AiM ${op} takes ${fields.length} fields (${fields.join(", ") || "none"}), got ${tokens.length - 2}`,
+      );
+    const f: Partial<Record<Field, number>> = {};
+    fields.forEach((name, i) => {
+      f[name] =
+        name === "mask"
+          ? num(i + 2, "channel mask")
+          : name === "opsize"
+            ? num(i + 2, "opsize")
+            : bounded(i + 2, name, 1 << 30);
+    });
+    let targets: number[] = [];
+    if (f.mask !== undefined) {
+      const mask = BigInt(f.mask);
+      if (f.mask <= 0 || f.mask >= 2 ** MASK_CHANNELS)
+        throw new UserError(`${at(fields.indexOf("mask") + 2)}: channel mask must name channels of 32`);
+      for (let c = 0; c < MASK_CHANNELS; c++)
+        if ((mask >> BigInt(MASK_CHANNELS - 1 - c)) & 1n) targets.push(c);
+      const over = targets.find((c) => c >= channels);
+      if (over !== undefined)
+        throw new UserError(
+          `${at(fields.indexOf("mask") + 2)}: channel ${over} past the system's ${channels}`,
+        );
+    }
+    if (op === "SYNC" || op === "EOC") targets = [...Array(channels).keys()];
+    const opsize = f.opsize === undefined ? 1 : f.opsize === -1 ? 1 : f.opsize;
+    if (opsize < 1 || opsize > 1 << 16)
+      throw new UserError(`${at(2)}: opsize ${opsize} out of range 1..65536`);
+    const bank = f.bank ?? 0;
+    const row = f.row ?? 0;
+    const instr: AimInstr | { op: "EOC" } = ((): AimInstr | { op: "EOC" } => {
+      switch (op) {
+        case "WR_GB":
+          return { op, opsize };
+        case "WR_BIAS":
+        case "RD_MAC":
+        case "RD_AF":
+        case "EWADD":
+        case "SYNC":
+        case "EOC":
+          return { op };
+        case "AF":
+          return { op, table: afm };
+        case "MAC_ABK":
+        case "EWMUL":
+          return { op, opsize, row };
+        case "WR_ABK":
+          return { op, row };
+        case "MAC_SBK":
+        case "COPY_BKGB":
+        case "COPY_GBBK":
+          return { op, opsize, bank, row };
+        default:
+          return { op: op as "RD_SBK" | "WR_SBK", bank, row };
+      }
+    })();
+    if (op === "EOC") ended = true;
+    steps.push({ instr, channels: targets, line: n + 1 });
+  }
+  if (!ended) throw new UserError(`${file}: no AiM EOC at the end of the trace`);
+  return steps;
+}
+
+export interface TraceRun {
+  /** Cycles until every channel finished (the last EOC's barrier). */
+  readonly cycles: number;
+  /** Commands over every channel. */
+  readonly counts: Readonly<Record<AimCmd, number>>;
+  /** Instructions by opcode. */
+  readonly instructions: Readonly<Record<string, number>>;
+  /** Each channel's run (channels the trace addresses). */
+  readonly channels: ReadonlyMap<number, ChannelRun>;
+}
+
+/** Requests a controller's buffer holds (Ramulator 2's ReqBuffer: 32, and one more). */
+const BUFFER = 33;
+/** Commands that open or close rows, or switch modes: a request's steps before its own command. */
+const PREREQUISITE: ReadonlySet<AimCmd> = new Set(["TMOD", "PREA", "ACT16", "ACT", "PRE"]);
+const CONVENTIONAL: ReadonlySet<string> = new Set(["RD_SBK", "WR_SBK"]);
+
+/** A channel's controller: its timing, its expander, and when its buffers' requests left them. */
+interface Controller {
+  readonly ch: Channel;
+  readonly ex: Expander;
+  /** When each AiM request / normal read or write left its buffer (issued), in order. */
+  readonly aimLeft: number[];
+  readonly rwLeft: number[];
+}
+
+/**
+ * Times a trace on `sys` as the AiM simulator's host DMA and controllers serve it: the DMA takes one
+ * instruction (line) per cycle and hands each channel its requests (one per column; a normal read
+ * or write is one); a controller's buffer holds 33 requests, and takes AiM requests only while it
+ * holds no normal reads or writes and the other way round, so the DMA waits for room before the
+ * next line; each channel issues its requests' commands in order. A blocking instruction (RD_MAC,
+ * RD_AF, SYNC, EOC) holds every later line until it completed on all its channels.
+ */
+export function runAimTrace(sys: AimSystem, steps: readonly TraceStep[], log = false): TraceRun {
+  const banks = banksOf(sys);
+  const state = new Map<number, Controller>();
+  const of = (c: number): Controller => {
+    let s = state.get(c);
+    if (!s)
+      state.set(c, (s = { ch: new Channel(sys, log), ex: new Expander(banks), aimLeft: [], rwLeft: [] }));
+    return s;
+  };
+  const instructions: Record<string, number> = {};
+  let fence = 0;
+  // When the DMA may take the next line.
+  let next = 0;
+  for (const { instr, channels } of steps) {
+    instructions[instr.op] = (instructions[instr.op] ?? 0) + 1;
+    const at = Math.max(fence, next);
+    if (instr.op === "EOC" || instr.op === "SYNC") {
+      // Served once every earlier command has completed on every channel; the host hears of it
+      // two cycles later (the simulator's controller and DMA callbacks).
+      fence = Math.max(at, ...[...state.values()].map((s) => s.ch.done)) + 2;
+      next = fence;
+      continue;
+    }
+    const rw = CONVENTIONAL.has(instr.op);
+    let sent = at;
+    for (const c of channels) {
+      const s = of(c);
+      const mine = rw ? s.rwLeft : s.aimLeft;
+      const others = rw ? s.aimLeft : s.rwLeft;
+      let pending: AimCommand[] = [];
+      for (const step of s.ex.expand(instr)) {
+        if ("fence" in step) continue;
+        pending.push(step);
+        if (PREREQUISITE.has(step.cmd)) continue;
+        // A request enters the buffer once it has room, and the other kind's buffer is empty; its
+        // commands issue from then. (A repeated command is as many requests.)
+        const room = (): number => (mine.length >= BUFFER ? mine[mine.length - BUFFER]! + 1 : 0);
+        const clear = others.length > 0 ? others[others.length - 1]! + 1 : 0;
+        const enter = Math.max(at, room(), clear);
+        let first = -1;
+        let own = -1;
+        for (const cmd of pending) {
+          own = s.ch.issue(cmd, enter);
+          if (first < 0) first = own;
+        }
+        const stride = s.ch.stride(step);
+        const n = step.repeat ?? 1;
+        for (let i = 0; i < n; i++) {
+          sent = Math.max(sent, i === 0 ? enter : Math.max(at, room(), clear));
+          // A normal request leaves its buffer with its first command (an activation moves it to
+          // the controller's active buffer); an AiM request with its own command.
+          mine.push(rw ? first : own + i * stride);
+        }
+        pending = [];
+      }
+    }
+    next = sent + 1;
+    if (BLOCKING.has(instr.op)) fence = Math.max(fence, ...channels.map((c) => of(c).ch.done + 1));
+  }
+  const runs = new Map([...state].map(([c, s]) => [c, s.ch.result()]));
+  const counts = Object.fromEntries(AIM_COMMANDS.map((c) => [c, 0])) as Record<AimCmd, number>;
+  for (const r of runs.values()) for (const c of AIM_COMMANDS) counts[c] += r.counts[c];
+  return {
+    cycles: Math.max(fence, ...[...runs.values()].map((r) => r.cycles)),
+    counts,
+    instructions,
+    channels: runs,
+  };
+}
