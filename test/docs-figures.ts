@@ -648,7 +648,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/aim.md",
     quote:
-      "gpt2-tiny passes with errors near 1e-2 (prefill 1.24e-2, decode 9.9e-3); llama-tiny's logits stay within 1.6e-2 but one of its\n14 greedy decisions flips",
+      "gpt2-tiny passes with errors near 1e-2 (prefill 1.24e-2, decode 9.9e-3); llama-tiny's logits stay within 1.6e-2 and one of its\n14 greedy decisions flips",
     cmds: ["gpt2-tiny", "llama-tiny"].map(
       (m) => `verify test/fixtures/${m} --target aim --no-cooperation --attention pim`,
     ),

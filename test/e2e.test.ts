@@ -75,7 +75,9 @@ describe("pimc verify", () => {
   test("INT8 weights: the error is stated and every disagreement is on a reference near-tie", async () => {
     const r = await pimc("verify", "test/fixtures/llama-tiny", "--weights", "int8", "--json");
     const j = JSON.parse(r.stdout) as Record<string, number | boolean>;
-    expect(j.passed).toBe(false); // int8 logits are not within 1e-4
+    // Within INT8's tolerance (0.25), its two disagreements reference near ties: verify passes.
+    expect(j.passed).toBe(true);
+    expect(j.tokens_match).toBe(false);
     expect(j.prefill_max_abs_err).toBeGreaterThan(1e-3);
     expect(j.prefill_max_abs_err).toBeLessThan(0.2);
     expect(j.tokens_agreed).toBeGreaterThanOrEqual(12);

@@ -104,7 +104,7 @@ describe("upmem-plan", () => {
       "--verify-each",
       "--json",
     );
-    expect(r.code).toBe(1); // llama-tiny's two INT8 near-ties (README)
+    expect(r.code).toBe(0); // llama-tiny's two INT8 near ties flip, within the tolerance (README)
     const j = JSON.parse(r.stdout) as {
       prefill_max_abs_err: number;
       passes: { pass: string; prefill_max_abs_err: number }[];

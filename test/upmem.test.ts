@@ -572,9 +572,13 @@ describe("pimc with --target upmem", () => {
       "int8",
       "--json",
     );
-    const j = JSON.parse(r.stdout) as Record<string, number>;
+    const j = JSON.parse(r.stdout) as Record<string, number | boolean>;
     expect(j.disagreements_beyond_near_ties).toBe(0);
     expect(j.full_max_abs_err).toBeLessThan(0.25);
+    // Near ties may flip within the tolerance: verify passes and says how many differ.
+    expect(r.code).toBe(0);
+    expect(j.passed).toBe(true);
+    expect(j.tokens_match).toBe(false);
   });
 
   test.each(["--no-pooling", "--base-gemm --no-pooling", "--base-gemm --no-pooling --runtime-transpose"])(
