@@ -10,8 +10,17 @@ import { describe, expect, it } from "vitest";
 import { runChannel } from "../targets/aim/device.js";
 import { expand, gemvPlan } from "../targets/aim/kernels.js";
 import { parseAimTrace, runAimTrace } from "../targets/aim/trace.js";
-import { cxlSeconds, DEFAULT_SYSTEM as S, poolOf, type AimSystem } from "../targets/aim/standard.js";
-import { chooseTarget } from "../src/driver/compile.js";
+import {
+  cxlSeconds,
+  DEFAULT_SYSTEM as S,
+  pnmCycles,
+  poolOf,
+  type AimSystem,
+} from "../targets/aim/standard.js";
+import { chooseTarget, compileModel } from "../src/driver/compile.js";
+import { loadModel } from "../src/frontend/load.js";
+import { defaultWorkload } from "../src/frontend/workload.js";
+import { costModelTiming } from "../src/pipeline/cost-model.js";
 import { pimc, tempDir } from "./util.js";
 import { aimCostModel } from "../targets/aim/index.js";
 import { bf16 } from "../targets/aim/functional.js";
@@ -227,6 +236,79 @@ describe("CENT's devices", () => {
       kernel + cxlSeconds(cent, 4096, 4096),
       18,
     );
+  });
+
+  it("time their near-memory units as CENT's run_sim.py does: its stored per-block latencies", async () => {
+    const { system } = await chooseTarget({ system: "examples/systems/cent.pim" });
+    const cent = system.config as AimSystem;
+    const c = pnmCycles(cent.pnm!, cent.channels);
+    // Llama-2-7B: two RMSNorms of 4096, RoPE of q and k (4096 each), softmax of 32 heads over s
+    // tokens; a device's 4 blocks share the units (simulation_results.csv: 9.32 and 21.64 us).
+    const block = (s: number) => (4 * (2 * c.rmsNorm(4096) + 2 * c.rope(4096) + 32 * c.softmax(s))) / 2e9;
+    expect(block(128) * 1e6).toBeCloseTo(9.32, 2);
+    expect(block(1024) * 1e6).toBeCloseTo(21.64, 2);
+  });
+
+  it("map blocks to devices in a pipeline: a step's ops over min(batch, blocks); bad pipelines are refused", async () => {
+    const dir = tempDir();
+    const sys = (pipeline: string) => {
+      const f = join(dir, "p.pim");
+      writeFileSync(
+        f,
+        `system p {\n  target = "aim"\n  devices = 1\n  channels = 32\n  pipeline = ${pipeline}\n}\n`,
+      );
+      return f;
+    };
+    // llama-tiny's 2 blocks on one device's 2 x 16 channels: its call's ops timed as the cost model
+    // times them, over min(batch, 2) queries in flight.
+    const f = sys("{ blocks_per_device = 2 }");
+    const model = loadModel("test/fixtures/llama-tiny");
+    for (const batch of [1, 2, 4]) {
+      const env = { B: batch, S: 1, P: 20, T: 21 };
+      const c = await compileModel(
+        model,
+        { system: f, disablePass: [], printBefore: [], printAfter: [] },
+        {
+          ...defaultWorkload("decode"),
+          batch,
+          context: 20,
+        },
+        2,
+      );
+      const plain = costModelTiming(c.module, c.system, "decode", env);
+      const piped = c.target.timeCall!(c.module, c.system, "decode", env);
+      const m = Math.min(batch, 2);
+      expect(piped.seconds * m, `batch ${batch}`).toBeCloseTo(plain.seconds, 15);
+      expect(piped.ops.reduce((t, o) => t + o.seconds, 0)).toBeCloseTo(piped.seconds, 15);
+      // The channels' standby is charged over the step's time, not the ops' sum.
+      const standby = 32 * (0.3663 / 2);
+      expect(plain.energy!.joules - piped.energy!.joules).toBeCloseTo(
+        (standby + 32 * 0.06702101898e-3) * (plain.seconds - piped.seconds),
+        9,
+      );
+    }
+    const small = await pimc(
+      "bench",
+      "test/fixtures/llama-tiny",
+      "--system",
+      sys("{ blocks_per_device = 1 }"),
+      "--phase",
+      "decode",
+    );
+    expect(small.code).toBe(2);
+    expect(small.stderr.trim()).toBe(
+      "pimc: error: system p: its pipeline holds 1 blocks (1 devices x 1 blocks_per_device), the model has 2",
+    );
+    const wide = await pimc(
+      "bench",
+      "test/fixtures/llama-tiny",
+      "--system",
+      sys("{ blocks_per_device = 64 }"),
+      "--phase",
+      "decode",
+    );
+    expect(wide.code).toBe(2);
+    expect(wide.stderr).toMatch(/pipeline\.blocks_per_device.*more blocks than the device's 32 channels/);
   });
 
   it("bench runs a model on them end to end", async () => {

@@ -726,27 +726,27 @@ export const FIGURES: Figure[] = [
   ...(
     [
       [
-        "| pipeline (`cent.pim`), 32 queries, 128 | 7.506 ms per token, 4,263 tokens/s | 6.183 ms, 5,175 tokens/s (+21 %) |",
+        "| pipeline (`cent.pim`), 32 queries, 128 | 7.506 ms per token, 4,263 tokens/s | 6.446 ms, 4,964 tokens/s (+16 %) |",
         "cent",
         32,
         127,
         4263.4,
       ],
       [
-        "| pipeline, 1024 | 9.061 ms, 3,532 tokens/s | 6.753 ms, 4,739 tokens/s (+34 %) |",
+        "| pipeline, 1024 | 9.061 ms, 3,532 tokens/s | 7.404 ms, 4,322 tokens/s (+22 %) |",
         "cent",
         32,
         1023,
         3531.6,
       ],
       [
-        "| tensor parallel (`cent-latency.pim`), 1 query, 128 | 0.981 ms | 0.441 ms (-55 %) |",
+        "| tensor parallel (`cent-latency.pim`), 1 query, 128 | 0.981 ms | 0.509 ms (-48 %) |",
         "cent-latency",
         1,
         127,
         0.9806,
       ],
-      ["| tensor parallel, 1024 | 1.271 ms | 0.470 ms (-63 %) |", "cent-latency", 1, 1023, 1.2709],
+      ["| tensor parallel, 1024 | 1.271 ms | 0.632 ms (-50 %) |", "cent-latency", 1, 1023, 1.2709],
     ] as const
   ).map(([quote, system, batch, context, cent]): Figure => {
     const latency = ms(0, batch);

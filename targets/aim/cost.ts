@@ -8,7 +8,8 @@
  *   (K [T, D] as the weight) and one of the context (V^T [Dv, T]) on one device's channels, CENT's
  *   devices each taking their share of the heads (exchanged with them once per layer); the softmax
  *   on the host; the new tokens' K and V written into the banks over the pins;
- * - the host: its roofline's time; its bytes as bursts through the channels' pins and its
+ * - the host (CENT's near-memory units for RMSNorm, RoPE and softmax where the system gives `pnm`:
+ *   CENT's latencies, standard.ts pnmCycles): its roofline's time; its bytes as bursts through the channels' pins and its
  *   multiply-adds at AttAcc's ALU energy (the host's own memory, where a system gives it one, priced
  *   as the channels' bursts: no source prices it; the CPU's static power is not modelled).
  *
@@ -29,7 +30,7 @@ import { hostRoofline } from "../cpu/index.js";
 import { runChannel } from "./device.js";
 import { aimEnergy, CENT_POWER, pinEnergy, standbyEnergy } from "./energy.js";
 import { expand, gemvFits, gemvPlan } from "./kernels.js";
-import { banksOf, cxlSeconds, poolOf, type AimSystem } from "./standard.js";
+import { banksOf, cxlSeconds, pnmCycles, poolOf, type AimSystem } from "./standard.js";
 
 export interface AimCost {
   readonly seconds: number;
@@ -73,9 +74,12 @@ export class AimCosts {
     return standbyEnergy({ ...this.pool, channels: this.pool.channels - busy }, seconds);
   }
 
-  /** Work on the host: its roofline's time, its bytes through the pins, its multiply-adds; the channels wait. */
-  host(flops: number, bytes: number): AimCost {
-    const seconds = hostRoofline(this.sys.host, flops, bytes) * this.hostShare;
+  /**
+   * Work on the host: `seconds` (default: its roofline's time), its bytes through the pins, its
+   * multiply-adds; the channels wait.
+   */
+  host(flops: number, bytes: number, seconds0?: number): AimCost {
+    const seconds = (seconds0 ?? hostRoofline(this.sys.host, flops, bytes)) * this.hostShare;
     const bursts = Math.ceil(bytes / this.sys.burst_bytes);
     const alu = (MAC_ENERGY * flops) / 2;
     const energy = sumEnergies([
@@ -84,6 +88,19 @@ export class AimCosts {
       { joules: alu, breakdown: { host: alu } },
     ]);
     return { seconds, energy };
+  }
+
+  /** An op the units do not run: on CENT's near-memory units (RMSNorm, RoPE) where given, else the host's roofline. */
+  other(v: OpView, env: Record<string, number>): AimCost {
+    const pnm = this.sys.pnm;
+    const c = pnm && pnmCycles(pnm, this.sys.channels);
+    const numel = (i: number): number => v.ins[i]!.shape.reduce<number>((a, d) => a * dimEval(d, env), 1);
+    let cycles: number | undefined;
+    if (c && v.op.opcode === "rms_norm") {
+      const d = dimEval(v.ins[0]!.shape.at(-1)!, env);
+      cycles = (numel(0) / d) * c.rmsNorm(d);
+    } else if (c && v.op.opcode === "rope") cycles = c.rope(numel(0));
+    return this.host(v.cost.flops, v.cost.bytes, cycles === undefined ? undefined : cycles / pnm!.frequency);
   }
 
   /**
@@ -165,7 +182,12 @@ export class AimCosts {
     };
     const exchange =
       copies > 1 ? this.cxl(rows * dv, rows * d) : { seconds: 0, energy: { joules: 0, breakdown: {} } };
-    const softmax = this.host(5 * rows * t, 8 * rows * t);
+    const pnm = this.sys.pnm;
+    const softmax = this.host(
+      5 * rows * t,
+      8 * rows * t,
+      pnm && (rows * pnmCycles(pnm, this.sys.channels).softmax(t)) / pnm.frequency,
+    );
     // The new tokens' K and V written over the pins, spread over the heads' channels.
     const bursts = Math.ceil((b * kvh * s * (d + dv) * 2) / this.sys.burst_bytes);
     const t0 = this.sys.timing;

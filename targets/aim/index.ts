@@ -37,7 +37,7 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
     if (device !== "host") return undefined;
     if (attention && opts.attention === "pim") return undefined;
     if (opts.cooperation === false && !attention && costs.linear(v, env) !== undefined) return undefined;
-    return costs.host(v.cost.flops, v.cost.bytes);
+    return costs.other(v, env);
   };
   return {
     devices: DEVICES,

@@ -226,6 +226,25 @@ export const zCxl = z.strictObject({
 });
 export type Cxl = z.infer<typeof zCxl>;
 
+/**
+ * CENT's near-memory units (the CENT artifact, github.com/Morteza1814/CENT: constants in
+ * cent_simulation/cent_power_calculator.py L93-106, latencies in run_sim.py
+ * `calculate_acc_latency`): per device, one accelerator of `lanes` SIMD lanes per channel reading a
+ * shared buffer, and `riscv` RISC-V cores, at `frequency`. Given, they time RMSNorm, RoPE and
+ * attention's softmax as CENT does (pnmCycles); the host roofline the rest.
+ */
+export const zPnm = z.strictObject({
+  frequency: z.number().positive().default(2e9),
+  lanes: posInt.max(1 << 12).default(16),
+  riscv: posInt.max(1 << 12).default(8),
+  /** Cycles of a lane's exponential (EXP_LANE_CYCLE). */
+  exp_cycles: cycles.default(11),
+  /** A RISC-V core's cycles per RMSNorm (RV_RMSNorm_CYCLE), per RoPE element (3: RV_ROTEmbed x RV_COUNT). */
+  rmsnorm_cycles: cycles.default(26),
+  rope_cycles: cycles.default(3),
+});
+export type Pnm = z.infer<typeof zPnm>;
+
 export const zAimSystem = z
   .strictObject({
     /**
@@ -251,6 +270,8 @@ export const zAimSystem = z
     global_buffer: posInt.max(1 << 20).default(2048),
     timing: zAimTiming.default(zAimTiming.parse({})),
     host: zHost.default(zHost.parse({})),
+    /** CENT's near-memory units in place of the host roofline for what they run (zPnm). */
+    pnm: zPnm.optional(),
   })
   .superRefine((s, ctx) => {
     if (s.pipeline && s.pipeline.blocks_per_device > s.channels)
@@ -289,3 +310,23 @@ export function cxlSeconds(s: AimSystem, n: number, k: number): number {
 /** 16-bit elements of a burst and of a row. */
 export const laneCount = (s: AimSystem): number => s.burst_bytes / 2;
 export const rowElements = (s: AimSystem): number => s.columns * laneCount(s);
+
+/**
+ * Cycles of CENT's near-memory units (run_sim.py `calculate_acc_latency`), with a shared buffer read
+ * and write of one cycle each and one accelerator per channel: the accelerators' pipelined EXP
+ * (channels + EXP lane + 1) and vector (2 x channels + 2) operations over `lanes`-wide slices.
+ */
+export const pnmCycles = (p: Pnm, channels: number) => {
+  const exp = channels + p.exp_cycles + 1;
+  const vec = 2 * channels + 1 + 1;
+  // RV_SFT_CYCLE_PIPELINE: 16 shared-buffer writes, 2 cycles over the cores, 1 read.
+  const softmaxCore = 16 + 2 / p.riscv + 1;
+  return {
+    /** One row of `d` values: a vector pass, a reduction, the RISC-V's scaling. */
+    rmsNorm: (d: number): number => (d / p.lanes / p.lanes / channels) * vec + 3 + p.rmsnorm_cycles,
+    /** One query row of one head over `t` tokens: exponentials, sums, a reduction, the cores' part. */
+    softmax: (t: number): number => (t / p.lanes / channels) * (exp + vec) + 1 + softmaxCore,
+    /** Rotating `n` values on the RISC-V cores. */
+    rope: (n: number): number => (n * p.rope_cycles) / p.riscv,
+  };
+};
