@@ -63,7 +63,7 @@ const MICRO: [string, string, number][] = [
 
 const fmt = (n: number): string => n.toLocaleString("en-US");
 const trace = (body: string, sys: AimSystem = S) =>
-  runAimTrace(sys, parseAimTrace(`${body}\nAiM EOC\n`, "t", 32));
+  runAimTrace(sys, parseAimTrace(`${body}\nAiM EOC\n`, "t", sys));
 
 describe("GDDR6-AiM device model", () => {
   it("gives the AiM simulator's cycles on its micro-benchmarks, each instruction kind, as docs/aim.md shows", () => {
@@ -114,7 +114,7 @@ describe("GDDR6-AiM device model", () => {
   it("times CENT's whole Llama-2-7B decoder blocks as the simulator does (test/fixtures/peers): pipeline traces to the cycle", () => {
     const run = (t: string) => {
       const file = `test/fixtures/peers/cent-llama2-7b-${t}.trace.gz`;
-      return runAimTrace(S, parseAimTrace(gunzipSync(readFileSync(file)).toString("utf8"), file, 32));
+      return runAimTrace(S, parseAimTrace(gunzipSync(readFileSync(file)).toString("utf8"), file, S));
     };
     const pp = run("pp8_s128");
     expect(pp.cycles).toBe(425471);

@@ -23,6 +23,8 @@ import { buildFamilyModule } from "../src/frontend/families/index.js";
 import { parseHfConfig } from "../src/frontend/hf/config.js";
 import { SafetensorsFile } from "../src/frontend/hf/safetensors.js";
 import { readRequests } from "../src/frontend/requests.js";
+import { parseAimTrace, runAimTrace } from "../targets/aim/trace.js";
+import { DEFAULT_SYSTEM as AIM } from "../targets/aim/standard.js";
 import { workloadFromDecl } from "../src/frontend/workload.js";
 import { parseModule } from "../src/ir/parser.js";
 import { printModule } from "../src/ir/printer.js";
@@ -496,6 +498,27 @@ const surfaces: Surface[] = [
     mutate: textMutator,
     run: (x, name) => readRequests(asFile(x, name.endsWith(".json") ? "t.json" : "t.csv")),
   },
+  {
+    // AiM instruction traces (`pimc kernel trace`): parsed and timed on the default AiM system.
+    name: "aim-trace",
+    ext: "trace",
+    seeds: () => [
+      {
+        name: "gemv.trace",
+        data: enc.encode(
+          "# a GEMV on 2 channels\nAiM WR_GB 64 0 0xc0000000\nAiM WR_BIAS 0 0xc0000000\nAiM MAC_ABK 64 0xc0000000 3\nAiM RD_MAC 0 0xc0000000\nAiM EOC\n",
+        ),
+      },
+      {
+        name: "eltwise.trace",
+        data: enc.encode(
+          "W MEM 0 1 7\nW MEM 1 5 7\nR MEM 0 1 7\nAiM EWMUL 8 0xffffffff 7\nAiM COPY_BKGB 8 0xffffffff 2 7\nAiM COPY_GBBK 8 0xffffffff 3 7\nW CFR 2 1\nAiM AF 0x80000000\nAiM RD_AF 0 0x80000000\nAiM WR_ABK 0 0x80000000 9\nAiM MAC_SBK 4 0x80000000 1 7\nAiM EWADD 256 0 0\nAiM SYNC\nAiM EOC\n",
+        ),
+      },
+    ],
+    mutate: textMutator,
+    run: (x, name) => runAimTrace(AIM, parseAimTrace(dec.decode(x), name, AIM)),
+  },
 ];
 
 // ---- the command line (in-process) ----
@@ -643,7 +666,7 @@ describe("fuzz", () => {
     expect(n).toBeGreaterThanOrEqual(40);
   });
 
-  // Case k goes to surface k mod 10 (the command line is the tenth): one test per surface.
+  // Case k goes to surface k mod (surfaces + 1), the command line last: one test per surface.
   it.each([...surfaces.map((s) => s.name), "cli"].map((name, i) => ({ name, i })))(
     `$name: mutated inputs give a result or a one-line user error (${CASES} cases in all, seed ${SEED})`,
     async ({ i }) => {

@@ -151,7 +151,7 @@ function runTrace(system: SystemModel, file: string, channels?: number): KernelR
   const raw = readInputFile(file, "an AiM trace", MAX_TRACE_BYTES);
   const text = (file.endsWith(".gz") ? gunzipBounded(raw, file) : raw).toString("utf8");
   const t0 = performance.now();
-  const r = runAimTrace(sys, parseAimTrace(text, file, sys.channels), true);
+  const r = runAimTrace(sys, parseAimTrace(text, file, sys), true);
   const wall = (performance.now() - t0) / 1e3;
   const tCK = sys.timing.tCK;
   const seconds = r.cycles * tCK;

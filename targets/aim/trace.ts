@@ -57,8 +57,10 @@ export interface TraceStep {
 const MAX_LINES = 1 << 24;
 export const MAX_TRACE_BYTES = 1 << 28;
 
-/** Parses a trace; bad lines are a UserError naming file:line:col. */
-export function parseAimTrace(text: string, file: string, channels: number): TraceStep[] {
+/** Parses a trace for `sys`'s channels, banks and rows; bad lines are a UserError naming file:line:col. */
+export function parseAimTrace(text: string, file: string, sys: AimSystem): TraceStep[] {
+  const channels = Math.min(sys.channels, MASK_CHANNELS);
+  const banks = banksOf(sys);
   const lines = text.split(/\r?\n/);
   if (lines.length > MAX_LINES) throw new UserError(`${file}: more than ${MAX_LINES} lines`);
   const steps: TraceStep[] = [];
@@ -92,8 +94,8 @@ export function parseAimTrace(text: string, file: string, channels: number): Tra
         if (kind === "W" && num(2, "CFR address") === 2) afm = bounded(3, "activation function", 7);
       } else if (region === "MEM") {
         const ch = bounded(2, "channel", channels - 1);
-        const bank = bounded(3, "bank", 1 << 12);
-        const row = bounded(4, "row", 1 << 30);
+        const bank = bounded(3, "bank", banks - 1);
+        const row = bounded(4, "row", sys.rows - 1);
         steps.push({
           instr: { op: kind === "W" ? "WR_SBK" : "RD_SBK", bank, row },
           channels: [ch],
@@ -117,13 +119,19 @@ export function parseAimTrace(text: string, file: string, channels: number): Tra
         `${at(0)}: AiM ${op} takes ${fields.length} fields (${fields.join(", ") || "none"}), got ${tokens.length - 2}`,
       );
     const f: Partial<Record<Field, number>> = {};
+    const limit: Record<Exclude<Field, "mask" | "opsize">, number> = {
+      gpr0: 1 << 30,
+      gpr1: 1 << 30,
+      bank: banks - 1,
+      row: sys.rows - 1,
+    };
     fields.forEach((name, i) => {
       f[name] =
         name === "mask"
           ? num(i + 2, "channel mask")
           : name === "opsize"
             ? num(i + 2, "opsize")
-            : bounded(i + 2, name, 1 << 30);
+            : bounded(i + 2, name, limit[name]);
     });
     let targets: number[] = [];
     if (f.mask !== undefined) {
