@@ -272,6 +272,8 @@ export function runAimTrace(sys: AimSystem, steps: readonly TraceStep[], log = f
           // the controller's active buffer); an AiM request with its own command.
           mine.push(rw ? first : own + i * stride);
         }
+        // Only the last BUFFER leave times matter: keep memory bounded on long traces.
+        if (mine.length > 8 * BUFFER) mine.splice(0, mine.length - BUFFER);
         pending = [];
       }
     }
