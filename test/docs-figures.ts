@@ -702,7 +702,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/aim.md",
     quote:
-      "| tensor parallel, one of 8 devices, 128 | 10,095 | 37,654 | 38,593 (+2.5 %) | 37,957 (18.98 us) |",
+      "| tensor parallel, one of 8 devices, 128 | 10,095 | 37,654 | 37,644 (-0.03 %) | 37,957 (18.98 us) |",
     cmds: [
       "kernel trace test/fixtures/peers/cent-llama2-7b-tp8_s128.trace.gz --system examples/systems/aimx.pim",
     ],

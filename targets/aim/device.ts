@@ -141,6 +141,13 @@ export class Channel {
     return Math.max(this.rules.again[k]!, c.bank !== undefined ? this.rules.againBank[k]! : 1);
   }
 
+  /** The first cycle from `from` (and after the last command) the rules allow `c` to issue. */
+  earliest(c: AimCommand, from = 0): number {
+    let t = this.ready(INDEX[c.cmd], c.bank, Math.max(this.at + 1, from));
+    if (c.ahead) t = this.ready(INDEX[c.ahead.cmd], c.ahead.bank, t);
+    return t;
+  }
+
   /**
    * Issues `c` (`repeat` times) at the first cycle its rules allow, not before `notBefore`; returns
    * the first issue's cycle (the others follow every `stride(c)` cycles).

@@ -151,7 +151,8 @@ function runTrace(system: SystemModel, file: string, channels?: number): KernelR
   const raw = readInputFile(file, "an AiM trace", MAX_TRACE_BYTES);
   const text = (file.endsWith(".gz") ? gunzipBounded(raw, file) : raw).toString("utf8");
   const t0 = performance.now();
-  const r = runAimTrace(sys, parseAimTrace(text, file, sys), true);
+  const steps = parseAimTrace(text, file, sys);
+  const r = runAimTrace(sys, steps);
   const wall = (performance.now() - t0) / 1e3;
   const tCK = sys.timing.tCK;
   const seconds = r.cycles * tCK;
@@ -195,8 +196,13 @@ function runTrace(system: SystemModel, file: string, channels?: number): KernelR
     energy: { joules: energy.joules, watts: energy.joules / seconds, breakdown: energy.breakdown },
     emulation_seconds: wall,
   };
-  const runs = [...r.channels].map(([c, run]) => ({ name: `channel ${c}`, run }));
-  return { lines, json, trace: () => commandTrace(runs, tCK) };
+  // The command log only when a trace is asked for (a block's trace issues millions of commands).
+  const trace = (): string =>
+    commandTrace(
+      [...runAimTrace(sys, steps, true).channels].map(([c, run]) => ({ name: `channel ${c}`, run })),
+      tCK,
+    );
+  return { lines, json, trace };
 }
 
 /** A gzip-compressed trace, at most MAX_TRACE_BYTES once inflated. */

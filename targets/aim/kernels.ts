@@ -120,9 +120,10 @@ export function gemvPlan(sys: AimSystem, n: number, k: number): GemvPlan {
  * and ACT), the commands themselves, and a fence after each blocking instruction.
  */
 export class Expander {
-  private registerMode = false;
+  /** In register read/write mode (after a TMOD into it). */
+  registerMode = false;
   /** The row open in each bank (undefined: closed). */
-  private readonly rows: (number | undefined)[];
+  readonly rows: (number | undefined)[];
 
   constructor(banks: number) {
     this.rows = new Array<number | undefined>(banks).fill(undefined);

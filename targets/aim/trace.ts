@@ -209,6 +209,101 @@ interface Controller {
   /** When each AiM request / normal read or write left its buffer (issued), in order. */
   readonly aimLeft: number[];
   readonly rwLeft: number[];
+  readonly normal: Normals;
+}
+
+/** A normal read or write in a controller: in its read/write buffer, or active (its row opened). */
+interface NormalRequest {
+  readonly cmd: "RD" | "WR";
+  readonly bank: number;
+  readonly row: number;
+  readonly arrive: number;
+  active: boolean;
+}
+
+/**
+ * A controller's normal reads and writes, scheduled as the simulator's controller does
+ * (AiM_dram_controller.cpp `schedule_request`, the FR-FCFS scheduler): each cycle the oldest request
+ * of the active buffer (its row opened) whose command is ready, else the oldest ready one of the
+ * read/write buffer, a precharge never closing a row an active request waits for. A request leaves
+ * the read/write buffer when its row is opened for it or its command issues.
+ */
+class Normals {
+  private readonly queue: NormalRequest[] = [];
+  /** Requests in the read/write buffer (not yet active). */
+  buffered = 0;
+
+  constructor(
+    private readonly ch: Channel,
+    private readonly ex: Expander,
+    private readonly left: number[],
+  ) {}
+
+  get empty(): boolean {
+    return this.queue.length === 0;
+  }
+
+  add(r: NormalRequest): void {
+    this.queue.push(r);
+    this.buffered++;
+  }
+
+  /** The command `r` needs next, or undefined when it would close a row an active request needs. */
+  private next(r: NormalRequest): AimCommand | undefined {
+    const open = this.ex.rows[r.bank];
+    if (r.active || open === r.row) return { cmd: r.cmd, bank: r.bank };
+    if (open === undefined) return { cmd: "ACT", bank: r.bank };
+    return this.queue.some((q) => q.active && q.bank === r.bank) ? undefined : { cmd: "PRE", bank: r.bank };
+  }
+
+  /**
+   * Issues the commands the controller issues before cycle `until` (`once`: only the first);
+   * returns whether it issued any.
+   */
+  advance(until: number, once = false): boolean {
+    let issued = false;
+    while (this.queue.length > 0) {
+      let best: { r: NormalRequest; cmd: AimCommand; at: number } | undefined;
+      for (const r of this.queue) {
+        if (r.arrive >= until) continue;
+        const cmd = this.next(r);
+        if (!cmd) continue;
+        // A normal command after register mode takes a TMOD first.
+        const c: AimCommand = this.ex.registerMode ? { cmd: "TMOD", ahead: cmd } : cmd;
+        const at = this.ch.earliest(c, r.arrive);
+        // The earliest ready; at the same cycle an active request first, then the oldest.
+        if (
+          !best ||
+          at < best.at ||
+          (at === best.at && r.active && !best.r.active) ||
+          (at === best.at && r.active === best.r.active && r.arrive < best.r.arrive)
+        )
+          best = { r, cmd: c, at };
+      }
+      if (!best || best.at >= until || (once && issued)) return issued;
+      const { r, cmd } = best;
+      const t = this.ch.issue(cmd, best.at);
+      issued = true;
+      if (cmd.cmd === "TMOD") {
+        this.ex.registerMode = false;
+        continue;
+      }
+      if (cmd.cmd === "PRE") this.ex.rows[r.bank] = undefined;
+      else if (cmd.cmd === "ACT") {
+        this.ex.rows[r.bank] = r.row;
+        r.active = true;
+        this.left.push(t);
+        this.buffered--;
+      } else {
+        if (!r.active) {
+          this.left.push(t);
+          this.buffered--;
+        }
+        this.queue.splice(this.queue.indexOf(r), 1);
+      }
+    }
+    return issued;
+  }
 }
 
 /**
@@ -216,16 +311,22 @@ interface Controller {
  * instruction (line) per cycle and hands each channel its requests (one per column; a normal read
  * or write is one); a controller's buffer holds 33 requests, and takes AiM requests only while it
  * holds no normal reads or writes and the other way round, so the DMA waits for room before the
- * next line; each channel issues its requests' commands in order. A blocking instruction (RD_MAC,
- * RD_AF, SYNC, EOC) holds every later line until it completed on all its channels.
+ * next line; each channel issues its AiM requests' commands in order and its normal reads and writes
+ * first-ready first-come-first-served (Normals). A blocking instruction (RD_MAC, RD_AF, SYNC, EOC)
+ * holds every later line until it completed on all its channels.
  */
 export function runAimTrace(sys: AimSystem, steps: readonly TraceStep[], log = false): TraceRun {
   const banks = banksOf(sys);
   const state = new Map<number, Controller>();
   const of = (c: number): Controller => {
     let s = state.get(c);
-    if (!s)
-      state.set(c, (s = { ch: new Channel(sys, log), ex: new Expander(banks), aimLeft: [], rwLeft: [] }));
+    if (!s) {
+      const ch = new Channel(sys, log);
+      const ex = new Expander(banks);
+      const rwLeft: number[] = [];
+      s = { ch, ex, aimLeft: [], rwLeft, normal: new Normals(ch, ex, rwLeft) };
+      state.set(c, s);
+    }
     return s;
   };
   const instructions: Record<string, number> = {};
@@ -238,6 +339,7 @@ export function runAimTrace(sys: AimSystem, steps: readonly TraceStep[], log = f
     if (instr.op === "EOC" || instr.op === "SYNC") {
       // Served once every earlier command has completed on every channel; the host hears of it
       // two cycles later (the simulator's controller and DMA callbacks).
+      for (const s of state.values()) s.normal.advance(Infinity);
       fence = Math.max(at, ...[...state.values()].map((s) => s.ch.done)) + 2;
       next = fence;
       continue;
@@ -246,6 +348,30 @@ export function runAimTrace(sys: AimSystem, steps: readonly TraceStep[], log = f
     let sent = at;
     for (const c of channels) {
       const s = of(c);
+      if (rw) {
+        // A normal request enters when the read/write buffer has room and no AiM request waits.
+        const { normal } = s;
+        let enter = Math.max(at, s.aimLeft.length > 0 ? s.aimLeft[s.aimLeft.length - 1]! + 1 : 0);
+        normal.advance(enter);
+        while (normal.buffered >= BUFFER) {
+          const before = s.rwLeft.length;
+          if (!normal.advance(Infinity, true)) break;
+          if (s.rwLeft.length > before) enter = Math.max(enter, s.rwLeft[s.rwLeft.length - 1]! + 1);
+        }
+        const i = instr as Extract<AimInstr, { op: "RD_SBK" | "WR_SBK" }>;
+        normal.add({
+          cmd: i.op === "RD_SBK" ? "RD" : "WR",
+          bank: i.bank,
+          row: i.row,
+          arrive: enter,
+          active: false,
+        });
+        sent = Math.max(sent, enter);
+        if (s.rwLeft.length > 8 * BUFFER) s.rwLeft.splice(0, s.rwLeft.length - BUFFER);
+        continue;
+      }
+      // AiM requests wait for the normal ones to leave (the controllers never mix them).
+      s.normal.advance(Infinity);
       const mine = rw ? s.rwLeft : s.aimLeft;
       const others = rw ? s.aimLeft : s.rwLeft;
       let pending: AimCommand[] = [];
