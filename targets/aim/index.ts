@@ -3,9 +3,11 @@
  * bank of GDDR6 channels, driven by AiM commands, and a host that runs what the units do not. Linear
  * layers run as GEMVs at command level (targets/aim/device.ts: the AiM simulator's timing rules as
  * data), one per row of activations, and attention as GEMVs over a KV cache in the banks; the
- * partition pass places each op by comparing that time with the host's roofline (cost.ts: seconds and
- * joules). Functional runs
- * compute the units' ops with BF16 operands (functional.ts).
+ * partition pass places each op by comparing that time with the host's roofline or CENT's
+ * near-memory units (cost.ts: seconds and joules). CENT's devices share layers over CXL (tensor
+ * parallel) or hold a pipeline of blocks (timeCall: `pipelined`). Functional runs compute the units'
+ * ops with BF16 operands (functional.ts); traces of the AiM simulator's format run on the device
+ * model (trace.ts, `pimc kernel trace`).
  */
 import { validateSystem } from "../../src/frontend/system.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
