@@ -261,6 +261,11 @@ export interface Target {
    * line for `pimc list targets` and people (docs/energy.md).
    */
   readonly energy?: string;
+  /**
+   * Watts the system draws while it runs nothing (its memories' standby), by the parts of its energy
+   * breakdown: what `serve` charges between steps. Absent: the target models no idle power.
+   */
+  idlePower?(system: SystemModel): Readonly<Record<string, number>>;
   /** `pimc verify`'s default accepted logit error for targets that compute in reduced precision (FP16). */
   readonly tolerance?: number;
   /** The default pass pipeline (pass names, in order: the shared passes/ and the target's own). */

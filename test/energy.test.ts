@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pimc, tempDir } from "./util.js";
 import { allTargets } from "../targets/index.js";
+import { chooseTarget } from "../src/driver/compile.js";
 
 const TINY = "test/fixtures/llama-tiny";
 const HBM = "examples/systems/hbm-pim-64ch.pim";
@@ -147,6 +148,18 @@ describe("energy in reports", () => {
     )) as { tokens: number; makespan: number; energy: EnergyJson };
     consistent(serve.energy, serve.tokens, serve.makespan);
     expect(serve.energy.joules).toBeGreaterThan(0);
+    // Between steps (waiting for requests at 50 per second) the stacks stay in standby: the trace's
+    // average power is at least the idle power (VDD x IDD2N / 2 per pseudo-channel: 64 of them).
+    const idle = 64 * 1.2 * (0.04 / 2);
+    expect(serve.energy.watts).toBeGreaterThanOrEqual(idle);
+    const { system } = await chooseTarget({ system: HBM });
+    const hbm = (await allTargets()).get("hbm-pim")!;
+    expect(hbm.idlePower!(system)).toEqual({ background: idle });
+    // AiM (CENT's power model): every channel's precharge standby and its global buffer's static power.
+    const aimx = await chooseTarget({ system: "examples/systems/aimx.pim" });
+    const w = aimx.target.idlePower!(aimx.system);
+    expect(w.background).toBeCloseTo(32 * (0.3663 / 2), 12);
+    expect(w.buffer).toBeCloseTo(32 * 0.06702101898e-3, 12);
     // Text: one line per step of bench, one for the trace of serve.
     const text = await pimc("bench", TINY, "--system", HBM, "--phase", "decode", "--batch", "1,2");
     expect(

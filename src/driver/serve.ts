@@ -46,8 +46,11 @@ export async function stepTiming(
 ): Promise<
   StepTiming & {
     readonly kvTokens: number;
-    /** The energy of the steps timed so far (one per step served); undefined where not modeled. */
-    readonly energy: () => Energy | undefined;
+    /**
+     * The energy of the steps timed so far (one per step served) and of the system idle for the
+     * rest of `seconds`; undefined where not modeled.
+     */
+    readonly energy: (seconds: number) => Energy | undefined;
   }
 > {
   // The phases are compiled for the mean request of those within the model's positions (the others
@@ -90,6 +93,7 @@ export async function stepTiming(
   // The energy of the steps served (each timing call is one step), where the target models it.
   const used: Energy[] = [];
   let modeled = true;
+  let busy = 0;
   const time = (phase: "prefill" | "decode", B: number, S: number, P: number): number => {
     const key = `${phase} ${B} ${S} ${P}`;
     let v = memo.get(key);
@@ -99,6 +103,7 @@ export async function stepTiming(
     }
     if (v.energy) used.push(v.energy);
     else modeled = false;
+    busy += v.seconds;
     return v.seconds;
   };
   // Room for the KV cache beside the weights and the activations of a full decode step and of the
@@ -121,7 +126,17 @@ export async function stepTiming(
     prefill: (b, prompt) => time("prefill", b, prompt, 0),
     decode: (b, context) => time("decode", b, 1, Math.ceil(context / CONTEXT_STEP) * CONTEXT_STEP),
     kvTokens,
-    energy: () => (modeled && used.length > 0 ? sumEnergies(used) : undefined),
+    energy: (seconds) => {
+      if (!modeled || used.length === 0) return undefined;
+      // Between steps (waiting for requests) the system draws its idle power, where modeled.
+      const idle = target.idlePower?.(compiled.decode.system) ?? {};
+      const wait = Math.max(0, seconds - busy);
+      const between = Object.fromEntries(Object.entries(idle).map(([k, w]) => [k, w * wait]));
+      return sumEnergies([
+        ...used,
+        { joules: Object.values(between).reduce((s, j) => s + j, 0), breakdown: between },
+      ]);
+    },
   };
 }
 
@@ -155,10 +170,11 @@ export async function serveTrace(
     capacity: { tokens: timing.kvTokens, ...(positions !== undefined ? { positions } : {}) },
     ...(bar ? { onFinish: () => bar.tick() } : {}),
   });
-  const energy = timing.energy();
+  const m = metrics(trace, result);
+  const energy = timing.energy(m.makespan);
   return {
     result,
-    metrics: metrics(trace, result),
+    metrics: m,
     kvTokens: timing.kvTokens,
     ...(energy ? { energy } : {}),
   };

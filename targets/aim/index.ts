@@ -113,6 +113,11 @@ const aimTarget: Target = {
   kernel: aimKernels,
   energy:
     "CENT's power model: the units' commands, the host's bursts through the pins and its multiply-adds, CXL links, standby",
+  // Every channel in precharge standby, its global buffer's static power.
+  idlePower: (system) =>
+    Object.fromEntries(
+      Object.entries(standbyEnergy(poolOf(systemOf(system)), 1).breakdown).filter(([, w]) => w > 0),
+    ),
   system(decl, opts) {
     const sys = decl ? validateSystem(decl, zAimSystem) : DEFAULT_SYSTEM;
     return {

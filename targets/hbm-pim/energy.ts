@@ -168,6 +168,10 @@ export function kernelEnergy(sys: HbmPimSystem, r: KernelResult, kernel?: PimKer
  * Host work of `flops` and `bytes` taking `seconds`: its bytes through the HBM as full rows, its
  * multiply-adds, and the PIM stacks' precharge standby meanwhile.
  */
+/** Watts of every pseudo-channel in precharge standby (VDD x IDD2N, a channel's shared by two). */
+export const standbyWatts = (sys: HbmPimSystem): number =>
+  sys.pseudo_channels * HBM2_ENERGY.vdd * (HBM2_ENERGY.idd2n / HBM2_ENERGY.perChannel);
+
 export function hostEnergy(sys: HbmPimSystem, flops: number, bytes: number, seconds: number): Energy {
   const E = HBM2_ENERGY;
   const bits = 8 * bytes;
@@ -177,7 +181,7 @@ export function hostEnergy(sys: HbmPimSystem, flops: number, bytes: number, seco
     array: bits * E.arrayPerBit,
     datapath: bits * E.datapathPerBit,
     io: bits * E.ioPerBit,
-    background: sys.pseudo_channels * E.vdd * (E.idd2n / E.perChannel) * seconds,
+    background: standbyWatts(sys) * seconds,
   };
   return { joules: sum(breakdown), breakdown };
 }

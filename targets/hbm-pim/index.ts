@@ -11,7 +11,7 @@ import { callViews } from "../../src/pipeline/cost-model.js";
 import type { PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
 import { deviceFor } from "../../src/ir/placement.js";
 import { ATTN_PIM, hbmPimCostModel, hostCost, opCost, PIM } from "./cost.js";
-import { plus, scaled, type Energy } from "./energy.js";
+import { plus, scaled, standbyWatts, type Energy } from "./energy.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
@@ -67,6 +67,7 @@ const hbmPim: Target = {
   kernel: hbmPimKernels,
   energy:
     "PIM kernels from their DRAM commands (HBM2 IDDs, per-bit path energies); host work by its HBM bytes and MACs",
+  idlePower: (system) => ({ background: standbyWatts(systemOf(system)) }),
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
   flags: [
     {
