@@ -767,6 +767,21 @@ export const FIGURES: Figure[] = [
       slow: true,
     };
   }),
+  // docs/aim.md and docs/energy.md: the energy of CENT's full pipeline (CENT's power model).
+  {
+    doc: "docs/aim.md",
+    quote: "full, with 32 queries at 1,023 cached tokens, it takes 82.0 mJ per\ntoken at 355 W",
+    cmds: [
+      "bench examples/llama2-7b.pim --system examples/systems/cent.pim --phase decode --batch 32 --context 1023",
+    ],
+    values: [
+      null,
+      null,
+      (js) => (stepOf(js[0], 32) as unknown as { energy: { per_token_j: number } }).energy.per_token_j * 1e3,
+      (js) => (stepOf(js[0], 32) as unknown as { energy: { watts: number } }).energy.watts,
+    ],
+    slow: true,
+  },
   // docs/aim.md: CENT's 13B and 70B in its pipeline, against its stored token times.
   ...(
     [
