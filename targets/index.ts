@@ -202,6 +202,8 @@ export interface KernelOptions {
   readonly baseline: boolean;
   /** Channels overriding the system's (HBM-PIM: pseudo-channels); targets without channels refuse it. */
   readonly channels?: number;
+  /** Ranks overriding the system's (HBM-PIM); targets without ranks refuse it. */
+  readonly ranks?: number;
   /** Progress: `start(steps)` when it knows them, a tick per step, a label per run. */
   readonly progress: {
     start(total: number): void;

@@ -351,6 +351,17 @@ describe("pimc on the aim target", () => {
     const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv, trace\)/);
+    const ranks = await pimc(
+      "kernel",
+      "gemv",
+      "64x64",
+      "--system",
+      "examples/systems/aimx.pim",
+      "--ranks",
+      "1",
+    );
+    expect(ranks.code).toBe(2);
+    expect(ranks.stderr.trim()).toBe("pimc: error: --ranks: GDDR6-AiM channels have no ranks");
     // A weight the banks cannot hold fails before its instructions are built.
     const big = await pimc(
       "kernel",

@@ -25,7 +25,8 @@ import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "..
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchJson, llama7bLayers, pimc, rng, tempDir, whatIf } from "./util.js";
-import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
+import { chooseTarget, compileModel, type PipelineFlags } from "../src/driver/compile.js";
+import { hbmPimKernels } from "../targets/hbm-pim/kernel-runner.js";
 import { verify } from "../src/driver/verify.js";
 import { tokenTensor } from "../src/exec/interpreter.js";
 import { importHf } from "../src/frontend/hf/import.js";
@@ -99,6 +100,39 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
     within(pim.cycles, 13166);
     within(base.cycles, 36082);
     expect(pim.counts.RD).toBe(2048 + 2 * 16); // MACs + the two park passes
+  });
+  it("the 1- and 16-channel points of test/fixtures/peers, with their configuration's one rank: all within 10 %", async () => {
+    const lines = readFileSync("test/fixtures/peers/pimsimulator-points.csv", "utf8").trim().split(/\r?\n/);
+    const head = lines[0]!.split(",");
+    const points = lines
+      .slice(1)
+      .map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])))
+      .filter((p) => Number(p.num_chans) <= 16);
+    expect(points.length).toBe(18);
+    const { system } = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
+    const noop = { start: () => {}, tick: () => {}, label: () => {} };
+    const errors: number[] = [];
+    for (const p of points) {
+      const op = p.kernel!.toLowerCase();
+      const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
+      const r = hbmPimKernels.run(system, op, size, {
+        detailed: false,
+        baseline: true,
+        channels: Number(p.num_chans),
+        ranks: Number(p.num_ranks),
+        progress: noop,
+      }).json as { ranks: number; pim: { cycles: number }; non_pim: { cycles: number } };
+      expect(r.ranks).toBe(1);
+      const label = `${op} ${size} on ${p.num_chans}`;
+      for (const [got, want] of [
+        [r.pim.cycles, Number(p.pim_cycles)],
+        [r.non_pim.cycles, Number(p.nonpim_cycles)],
+      ] as const)
+        expect(Math.abs(got / want - 1), label).toBeLessThan(0.1);
+      errors.push(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1));
+    }
+    // docs/hbm-pim.md: 2.9 % on average over all 27 (these 18 included).
+    expect(errors.reduce((s, e) => s + e, 0) / errors.length).toBeLessThan(0.035);
   });
   it("ADD of 1M FP16 elements: 3,349 cycles with PIM, 6,651 without", () => {
     const pim = runPimKernel(sys, eltwiseKernel(sys, "add", eltwiseLayout(sys, 1 << 20)));

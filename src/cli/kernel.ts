@@ -34,6 +34,11 @@ export function kernelCommand() {
       "channels overriding the system's (hbm-pim: pseudo-channels)",
       positiveIntUpTo(SYSTEM_KEY_LIMITS.pseudo_channels!),
     )
+    .option(
+      "--ranks <n>",
+      "ranks overriding the system's (hbm-pim: PIMSimulator's 1- and 16-channel configurations have 1)",
+      positiveIntUpTo(SYSTEM_KEY_LIMITS.ranks!),
+    )
     .option("--trace <file>", "write a Chrome/Perfetto trace of the runs' device commands")
     .option("--json", "print one JSON object")
     .action(async (op, size, o) => {
@@ -65,6 +70,7 @@ export function kernelCommand() {
           detailed: o.detailed === true,
           baseline: o.baseline !== false,
           ...(o.channels !== undefined ? { channels: o.channels } : {}),
+          ...(o.ranks !== undefined ? { ranks: o.ranks } : {}),
           progress: bar,
         });
       } finally {

@@ -28,6 +28,7 @@ export const aimKernels: KernelRunner = {
       throw new UserError(`unknown kernel "${op}" (available: gemv, trace)`);
     if (o.detailed)
       throw new UserError("--detailed: every AiM channel runs the same commands (one is timed)");
+    if (o.ranks !== undefined) throw new UserError("--ranks: GDDR6-AiM channels have no ranks");
     if (op === "trace") return runTrace(system, size, o.channels);
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());
     if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);

@@ -93,10 +93,18 @@ export const hbmPimKernels: KernelRunner = {
     const op = opArg as Op;
     const described = systemOf(system);
     const sys =
-      o.channels === undefined
+      o.channels === undefined && o.ranks === undefined
         ? described
-        : zHbmPimSystem.parse({ ...described, pseudo_channels: o.channels });
-    const name = o.channels === undefined ? system.name : `${system.name} with ${o.channels} pseudo-channels`;
+        : zHbmPimSystem.parse({
+            ...described,
+            ...(o.channels !== undefined ? { pseudo_channels: o.channels } : {}),
+            ...(o.ranks !== undefined ? { ranks: o.ranks } : {}),
+          });
+    const overrides = [
+      ...(o.channels !== undefined ? [`${o.channels} pseudo-channels`] : []),
+      ...(o.ranks !== undefined ? [`${o.ranks} rank${o.ranks === 1 ? "" : "s"}`] : []),
+    ];
+    const name = overrides.length === 0 ? system.name : `${system.name} with ${overrides.join(", ")}`;
     const p = plan(sys, op, size);
     const t0 = performance.now();
     // Every pseudo-channel's controller is timed with --detailed (one step each); else one or a few.
@@ -137,6 +145,7 @@ export const hbmPimKernels: KernelRunner = {
       kernel: p.what,
       system: name,
       pseudo_channels: sys.pseudo_channels,
+      ranks: sys.ranks,
       pim: row(pim, pimEnergy, p.flops),
       ...(base && baseEnergy
         ? {
