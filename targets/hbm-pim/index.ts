@@ -8,17 +8,15 @@
 import { validateSystem } from "../../src/frontend/system.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
 import { callViews } from "../../src/pipeline/cost-model.js";
-import type { PrepareOptions, SystemModel, SystemOptions, Target } from "../index.js";
+import type { PrepareOptions, SystemOptions, Target } from "../index.js";
 import { deviceFor } from "../../src/ir/placement.js";
 import { ATTN_PIM, hbmPimCostModel, hostCost, opCost, PIM } from "./cost.js";
 import { plus, scaled, standbyWatts, type Energy } from "./energy.js";
+import { systemOf } from "./system.js";
 import { HbmPimRunner, type Limits } from "./runner.js";
 import { attnSystem, DEFAULT_SYSTEM, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
 import { hbmPimKernels } from "./kernel-runner.js";
-
-export const systemOf = (s: SystemModel): HbmPimSystem =>
-  (s.config as HbmPimSystem | undefined) ?? DEFAULT_SYSTEM;
 
 function limitsOf(opts: PrepareOptions | undefined): Limits {
   if (opts?.limits) return opts.limits;

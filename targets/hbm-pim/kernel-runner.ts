@@ -24,7 +24,7 @@ import { COMMANDS, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./stan
 import { commandTrace } from "./trace.js";
 import { channelActivity, channelEnergy, commandEvents, scaled } from "./energy.js";
 import { energyParts, joules } from "../../src/report/energy.js";
-import { systemOf } from "./index.js";
+import { systemOf } from "./system.js";
 
 const OPS = ["gemv", "add", "mul", "relu"] as const;
 
