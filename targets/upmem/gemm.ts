@@ -12,6 +12,9 @@
  * in chunks of tk, DMAs an X tile [tm, tk] and a W tile [tn, tk] into WRAM (double-buffered when
  * `double`) and multiply-accumulates into an int32 (i8) or fp32 tile, written back to MRAM at the end.
  */
+import { dimEval, dimProd } from "../../src/ir/dim.js";
+import { weightGemm } from "../../src/ir/registry.js";
+import type { OpView } from "../../src/pipeline/cost-model.js";
 import type { IntExpr, Kernel, KernelStmt, MramAddr, WramBuffer } from "./program.js";
 import { taskletsThatFit, wramNeeded, type UpmemSystem } from "./system.js";
 import { broadcastTime, hostTime, pullTime, pushTime } from "./transfer.js";
@@ -1002,4 +1005,19 @@ export function transfersByKs(
 /** Tilings as people read them: `MixedGEMM 1x64x32 t16 1x4x128 db`, `NtileGEMM 1x2048x1 t12 1x2x128 ks4`. */
 export function tilingName(t: Tiling): string {
   return `${variantName(t)} ${t.dm}x${t.dn}x${t.dk} t${t.tasklets} ${t.tm}x${t.tn}x${t.tk}${t.double ? " db" : ""}${(t.ks ?? 1) > 1 ? ` ks${t.ks}` : ""}`;
+}
+
+/** The GEMM shape of a linear layer with a constant weight, or undefined. */
+export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape | undefined {
+  const { op } = v;
+  // Dense and INT8 weight GEMMs (low-bit ones are LUT kernels: lowbitA8ShapeOf).
+  if (op.opcode === "lowbit_linear" || !weightGemm(op)) return undefined;
+  const x = v.ins[0]!;
+  const w = v.ins[1]!;
+  return {
+    m: (op.attrs.act_bits === 16 ? 2 : 1) * dimEval(dimProd(x.shape.slice(0, -1)), env),
+    n: dimEval(w.shape[0]!, env),
+    k: dimEval(w.shape[1]!, env),
+    dtype: op.opcode === "qlinear" ? "i8" : "f32",
+  };
 }

@@ -4,11 +4,10 @@
  * Tile-Selector, everything else on the host CPU; each GEMM goes where the two cost models say it is
  * faster (CPU/PIM cooperation). Programs are command streams run by the bundled emulator.
  */
-import { weightGemm } from "../../src/ir/registry.js";
 import { tuneUpmem } from "./tune.js";
 import { loadUpmem } from "./executable.js";
 import { validateSystem } from "../../src/frontend/system.js";
-import { dimEval, dimProd } from "../../src/ir/dim.js";
+import { dimEval } from "../../src/ir/dim.js";
 import type { Tensor } from "../../src/ir/tensor.js";
 import { hostAndPim, lowbitA8ShapeOf, type CostModel, type OpView } from "../../src/pipeline/cost-model.js";
 import { ROW_MAJOR_WEIGHTS } from "../../src/ir/layout.js";
@@ -16,7 +15,7 @@ import type { FunctionalRunner, PrepareOptions, SystemModel, Target } from "../i
 import { PIMLLM_ABLATION, UPMEM_FLAGS, upmemOptions, type UpmemOptions } from "./flags.js";
 import { PLAN, planFor, planInputs, upmemPlan, type PlanOptions } from "./passes/plan.js";
 import { dialectFor, LOWER, upmemLower } from "./passes/lower.js";
-import { estimateGemm, variantName, type Distribution, type GemmShape } from "./gemm.js";
+import { estimateGemm, gemmShapeOf, variantName, type Distribution, type GemmShape } from "./gemm.js";
 import { mramLine } from "./disasm.js";
 import { ms } from "../../src/report/format.js";
 import { encodeProgram } from "./codec.js";
@@ -30,23 +29,8 @@ import { hostWork } from "../cpu/index.js";
 export { hostTime, type UpmemOptions };
 import { planAttention, type ReduceSite } from "./attention.js";
 import type { TensorType } from "../../src/ir/types.js";
-import { DEFAULT_SYSTEM, zUpmemSystem, type UpmemSystem } from "./system.js";
+import { DEFAULT_SYSTEM, systemOf, zUpmemSystem, type UpmemSystem } from "./system.js";
 import type { Memory, MemoryMap } from "../../src/pipeline/capacity.js";
-
-/** The GEMM shape of a linear layer with a constant weight, or undefined. */
-export function gemmShapeOf(v: OpView, env: Record<string, number>): GemmShape | undefined {
-  const { op } = v;
-  // Dense and INT8 weight GEMMs (low-bit ones are LUT kernels: lowbitA8ShapeOf).
-  if (op.opcode === "lowbit_linear" || !weightGemm(op)) return undefined;
-  const x = v.ins[0]!;
-  const w = v.ins[1]!;
-  return {
-    m: (op.attrs.act_bits === 16 ? 2 : 1) * dimEval(dimProd(x.shape.slice(0, -1)), env),
-    n: dimEval(w.shape[0]!, env),
-    k: dimEval(w.shape[1]!, env),
-    dtype: op.opcode === "qlinear" ? "i8" : "f32",
-  };
-}
 
 const forcedReduce = (o: UpmemOptions | undefined): ReduceSite | undefined =>
   o?.attentionReduce === "auto" ? undefined : o?.attentionReduce;
@@ -165,9 +149,6 @@ class UpmemRunner implements FunctionalRunner {
     return this.machine.run(func, inputs).outputs!;
   }
 }
-
-export const systemOf = (s: SystemModel): UpmemSystem =>
-  (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
 
 /** The lowering choices a system was created with (pooling, GEMM mapping, attention's reduction). */
 const mapping = (s: SystemModel) => loweringOf(s.options as UpmemOptions | undefined);

@@ -4,6 +4,7 @@
  * (PrIM and PIM-LLM figures); a `system` block of target upmem overrides any of them.
  */
 import { z } from "zod";
+import type { SystemModel } from "../index.js";
 import { zHost } from "../cpu/index.js";
 import { XEON_SILVER_4215_X2 } from "../cpu/measured.js";
 
@@ -122,6 +123,10 @@ export const zUpmemSystem = z.strictObject({
 export type UpmemSystem = z.infer<typeof zUpmemSystem>;
 
 export const DEFAULT_SYSTEM: UpmemSystem = zUpmemSystem.parse({});
+
+/** The UPMEM system of a SystemModel (the target's validated description, else the default). */
+export const systemOf = (s: SystemModel): UpmemSystem =>
+  (s.config as UpmemSystem | undefined) ?? DEFAULT_SYSTEM;
 
 /**
  * WRAM a kernel of `tasklets` takes: each tasklet's private buffers and its stack, plus the buffers

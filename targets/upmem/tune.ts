@@ -40,9 +40,9 @@ import {
   spaceSize,
   tileFamilies,
 } from "./space.js";
-import { gemmShapeOf, systemOf } from "./index.js";
+import { gemmShapeOf } from "./gemm.js";
 import { select } from "./selector.js";
-import type { UpmemSystem } from "./system.js";
+import { systemOf, type UpmemSystem } from "./system.js";
 
 /** MRAM offsets of one GEMM alone on the DPUs: W at 0, X after it, Y after X (8-byte aligned). */
 export function gemmOffsets(
