@@ -14,6 +14,13 @@
  * - the HBM-PIM emulator on PIMSimulator's GEMV 4096x4096 and ADD 1M, with PIM and without
  */
 import { table } from "../src/report/table.js";
+import { readFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { chooseTarget } from "../src/driver/compile.js";
+import { runChannel } from "../targets/aim/device.js";
+import { expand, gemvPlan } from "../targets/aim/kernels.js";
+import type { AimSystem } from "../targets/aim/standard.js";
+import { parseAimTrace, runAimTrace } from "../targets/aim/trace.js";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Interpreter, tokenTensor } from "../src/exec/interpreter.js";
@@ -296,3 +303,73 @@ agreeRow(
 process.stdout.write(
   `\nUPMEM Tile-Selector against ${withOracle ? "the best of every legal tiling on the emulator (pimc tune --exhaustive)" : "nothing (BENCH_ORACLE=0: timing only)"}, ${sweepSeconds.toFixed(0)} s\n${agree.toString()}\n`,
 );
+
+// Fidelity: the model against its peer simulators' measured points (test/fixtures/peers), each rerun
+// as a user would (`pimc kernel` on the peer's configuration, `pimc kernel trace`): peer, pimc, error.
+{
+  const csv = (file: string): Record<string, string>[] => {
+    const [head, ...lines] = readFileSync(file, "utf8").trim().split(/\r?\n/);
+    const keys = head!.split(",");
+    return lines.map((l) => Object.fromEntries(l.split(",").map((v, i) => [keys[i]!, v])));
+  };
+  const fid = table(
+    ["peer", "kernel", "configuration", "peer cycles", "pimc", "error"],
+    ["left", "left", "left", "right", "right", "right"],
+  );
+  const errors: { peer: string; e: number }[] = [];
+  const add = (peer: string, kernel: string, config: string, want: number, got: number): void => {
+    const e = (got / want - 1) * 100;
+    errors.push({ peer, e: Math.abs(e) });
+    fid.push([
+      peer,
+      kernel,
+      config,
+      want.toLocaleString("en-US"),
+      got.toLocaleString("en-US"),
+      `${e >= 0 ? "+" : ""}${e.toFixed(1)} %`,
+    ]);
+  };
+  const noop = { start: () => {}, tick: () => {}, label: () => {} };
+  const hbm = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
+  for (const p of csv("test/fixtures/peers/pimsimulator-points.csv")) {
+    const op = p.kernel!.toLowerCase();
+    const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
+    const j = hbm.target.kernel!.run(hbm.system, op, size, {
+      detailed: false,
+      baseline: true,
+      channels: Number(p.num_chans),
+      ranks: Number(p.num_ranks),
+      progress: noop,
+    }).json as { pim: { cycles: number }; non_pim: { cycles: number } };
+    const config = `${p.num_chans} ch, ${p.num_ranks} rank${p.num_ranks === "1" ? "" : "s"}`;
+    add("PIMSimulator", `${op} ${size}, PIM`, config, Number(p.pim_cycles), j.pim.cycles);
+    add("PIMSimulator", `${op} ${size}, non-PIM`, config, Number(p.nonpim_cycles), j.non_pim.cycles);
+  }
+  const aimx = await chooseTarget({ system: "examples/systems/aimx.pim" });
+  const aimSys = aimx.system.config as AimSystem;
+  for (const p of csv("test/fixtures/peers/aim-simulator-points.csv")) {
+    const sys = { ...aimSys, channels: Number(p.channels) };
+    const cycles = runChannel(sys, expand(gemvPlan(sys, Number(p.rows), Number(p.cols)).instrs)).cycles;
+    // The simulator counts the trace's end too: the last RD_MAC's fence and EOC (3 cycles).
+    add("AiM simulator", `gemv ${p.rows}x${p.cols}`, `${p.channels} ch`, Number(p.cycles), cycles + 3);
+  }
+  for (const [t, want] of [
+    ["pp8_s128", 425471],
+    ["pp8_s1024", 498047],
+    ["tp8_s128", 37654],
+  ] as const) {
+    const file = `test/fixtures/peers/cent-llama2-7b-${t}.trace.gz`;
+    const r = runAimTrace(
+      aimSys,
+      parseAimTrace(gunzipSync(readFileSync(file)).toString("utf8"), file, aimSys),
+    );
+    add("AiM simulator", `CENT Llama-2-7B block, ${t}`, "32 ch", want, r.cycles);
+  }
+  const summary = (peer: string): string => {
+    const es = errors.filter((x) => x.peer === peer).map((x) => x.e);
+    return `${peer}: ${es.length} figures, mean |error| ${(es.reduce((s, e) => s + e, 0) / es.length).toFixed(1)} %, ${es.filter((e) => e <= 5).length} within 5 %, ${es.filter((e) => e <= 10).length} within 10 %, largest ${Math.max(...es).toFixed(1)} %`;
+  };
+  process.stdout.write(
+    `\nFidelity against peer simulators (test/fixtures/peers)\n${fid.toString()}\n${summary("PIMSimulator")}\n${summary("AiM simulator")}\n`,
+  );
+}
