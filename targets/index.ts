@@ -91,13 +91,16 @@ export interface PrepareOptions {
   readonly mix?: Readonly<Record<string, number>>;
 }
 
-/** The time of one call of a function, op by op (targets that time without a program emulator). */
-/** Joules, in all and per part (the target's parts: DRAM array, I/O, PIM units, host, ...). */
-export interface Energy {
+/**
+ * Joules, in all and per part (the target's parts: DRAM array, I/O, PIM units, host, ...); a target
+ * may name its parts (`P`).
+ */
+export interface Energy<P extends string = string> {
   readonly joules: number;
-  readonly breakdown: Readonly<Record<string, number>>;
+  readonly breakdown: Readonly<Record<P, number>>;
 }
 
+/** The time of one call of a function, op by op (targets that time without a program emulator). */
 export interface CallTiming {
   readonly seconds: number;
   /** Seconds per device. */

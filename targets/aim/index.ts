@@ -76,17 +76,19 @@ function pipelined(
     );
   const m = Math.max(1, Math.min(env.B ?? 1, blocks));
   const pool = poolOf(sys);
+  // The standby an op's energy counted over the time the pipeline saves (standby is linear in time).
+  let saved = 0;
   const ops = t.ops.map((o) => {
     const seconds = o.seconds / m;
     if (o.joules === undefined) return { ...o, seconds };
+    saved += o.seconds - seconds;
     return { ...o, seconds, joules: o.joules - standbyEnergy(pool, o.seconds - seconds).joules };
   });
-  const energies = t.ops.map((o) => standbyEnergy(pool, o.seconds - o.seconds / m));
   return {
     seconds: t.seconds / m,
     busy: Object.fromEntries(Object.entries(t.busy).map(([d, s]) => [d, s / m])),
     ops,
-    ...(t.energy ? { energy: sumEnergies([t.energy, scaleEnergy(sumEnergies(energies), -1)]) } : {}),
+    ...(t.energy ? { energy: sumEnergies([t.energy, scaleEnergy(standbyEnergy(pool, saved), -1)]) } : {}),
   };
 }
 

@@ -372,31 +372,25 @@ export function runAimTrace(sys: AimSystem, steps: readonly TraceStep[], log = f
       }
       // AiM requests wait for the normal ones to leave (the controllers never mix them).
       s.normal.advance(Infinity);
-      const mine = rw ? s.rwLeft : s.aimLeft;
-      const others = rw ? s.aimLeft : s.rwLeft;
+      const mine = s.aimLeft;
+      const clear = s.rwLeft.length > 0 ? s.rwLeft[s.rwLeft.length - 1]! + 1 : 0;
       let pending: AimCommand[] = [];
       for (const step of s.ex.expand(instr)) {
         if ("fence" in step) continue;
         pending.push(step);
         if (PREREQUISITE.has(step.cmd)) continue;
-        // A request enters the buffer once it has room, and the other kind's buffer is empty; its
-        // commands issue from then. (A repeated command is as many requests.)
+        // A request enters the buffer once it has room, and the normal requests' buffer is empty;
+        // its commands issue from then. (A repeated command is as many requests.)
         const room = (): number => (mine.length >= BUFFER ? mine[mine.length - BUFFER]! + 1 : 0);
-        const clear = others.length > 0 ? others[others.length - 1]! + 1 : 0;
         const enter = Math.max(at, room(), clear);
-        let first = -1;
         let own = -1;
-        for (const cmd of pending) {
-          own = s.ch.issue(cmd, enter);
-          if (first < 0) first = own;
-        }
+        for (const cmd of pending) own = s.ch.issue(cmd, enter);
         const stride = s.ch.stride(step);
         const n = step.repeat ?? 1;
         for (let i = 0; i < n; i++) {
           sent = Math.max(sent, i === 0 ? enter : Math.max(at, room(), clear));
-          // A normal request leaves its buffer with its first command (an activation moves it to
-          // the controller's active buffer); an AiM request with its own command.
-          mine.push(rw ? first : own + i * stride);
+          // An AiM request leaves its buffer when its own command issues.
+          mine.push(own + i * stride);
         }
         // Only the last BUFFER leave times matter: keep memory bounded on long traces.
         if (mine.length > 8 * BUFFER) mine.splice(0, mine.length - BUFFER);

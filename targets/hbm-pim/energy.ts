@@ -22,6 +22,7 @@
  * I/O per bit, AttAcc's GPU memory energy of 28.72 pJ/byte) and pays its multiply-adds; the PIM
  * stacks idle in precharge standby meanwhile. A GPU's static power is not counted, as in AttAcc's model.
  */
+import type { Energy as TargetEnergy } from "../index.js";
 import { COMMANDS, HBM2_ENERGY, type HbmPimSystem } from "./standard.js";
 import { MAC_ENERGY } from "../../src/pipeline/energy.js";
 import type { CommandLog } from "./controller.js";
@@ -45,10 +46,7 @@ export const ENERGY_PARTS = [
 export type EnergyPart = (typeof ENERGY_PARTS)[number];
 
 /** Joules, in all and per part. */
-export interface Energy {
-  readonly joules: number;
-  readonly breakdown: Readonly<Record<EnergyPart, number>>;
-}
+export type Energy = TargetEnergy<EnergyPart>;
 
 /** DRAM commands by mode, as `--json` reports them. */
 export interface CommandEvents {
