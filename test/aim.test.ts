@@ -393,6 +393,14 @@ describe("pimc on the aim target", () => {
     expect(j.instructions.EOC).toBe(1);
     expect(j.commands.MAC16).toBeGreaterThan(0);
     expect(Object.values(j.energy.breakdown).reduce((s, x) => s + x, 0)).toBeCloseTo(j.energy.joules, 15);
+    // Every command priced as CENT's model does (cent_power_calculator.py): the block's normal
+    // writes and WR_ABKs (a WRA16 writes all 16 banks) beside the accumulator writes.
+    const c = j.commands;
+    expect(c.WR! + c.WRA16!).toBeGreaterThan(0);
+    expect(j.energy.breakdown.write).toBeCloseTo(
+      (1106.3e-3 / 2) * (c.WR! + c.WRCP! + c.WRMAC16! + 16 * c.WRA16!) * 1.25e-9,
+      12,
+    );
     const dir = tempDir();
     const bad = join(dir, "bad.trace");
     writeFileSync(bad, "# a comment\nAiM MAC_ABK 64 0x80000000 0\n  AiM MAC_ABC 64 0x80000000 0\nAiM EOC\n");

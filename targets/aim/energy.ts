@@ -18,8 +18,9 @@
  * (`host`), values between CENT's devices at its PCIe energy (`cxl`), and every channel's standby
  * power while it waits (`standbyEnergy`).
  */
+import type { Energy } from "../index.js";
 import type { ChannelRun } from "./device.js";
-import type { AimSystem } from "./standard.js";
+import { AIM_COMMANDS, type AimCmd, type AimSystem } from "./standard.js";
 
 /** CENT's constants (cent_power_calculator.py): powers in W, times in s, energies in J. */
 export const CENT_POWER = {
@@ -63,81 +64,66 @@ export const AIM_ENERGY_PARTS = [
 ] as const;
 export type AimEnergyPart = (typeof AIM_ENERGY_PARTS)[number];
 
-export interface AimEnergy {
-  readonly joules: number;
-  readonly breakdown: Readonly<Record<AimEnergyPart, number>>;
+export type AimEnergy = Energy<AimEnergyPart>;
+
+/** An energy of some parts (the others 0) and their sum. */
+function energyOf(parts: Partial<Record<AimEnergyPart, number>>): AimEnergy {
+  const breakdown = Object.fromEntries(AIM_ENERGY_PARTS.map((k) => [k, parts[k] ?? 0])) as Record<
+    AimEnergyPart,
+    number
+  >;
+  return { joules: AIM_ENERGY_PARTS.reduce((s, k) => s + breakdown[k], 0), breakdown };
 }
 
-/** The energy of `used` channels each running `r`, the system's other channels precharged meanwhile. */
+/**
+ * The energy of `used` channels each running `r`, the system's other channels precharged meanwhile.
+ * Every command as cent_power_calculator.py `power_calculator` counts it: reads RD, RDCP, RDMAC16,
+ * RDAF16 and an AF16 sixteen times; writes WR, WRCP, WRMAC16 and a WRA16 sixteen times; the units'
+ * MACs a MAC16, a single-bank MAC a sixteenth, an EWMUL16 a quarter; the pins every burst to or from
+ * the host.
+ */
 export function aimEnergy(sys: AimSystem, r: ChannelRun, used: number): AimEnergy {
   const P = CENT_POWER;
   const c = r.counts;
   const seconds = r.cycles * sys.timing.tCK;
   const active = r.activeCycles * sys.timing.tCK;
-  const bursts = c.RD + c.WRGB + c.WRMAC16 + c.RDMAC16;
+  const bursts = c.RD + c.WR + c.WRGB + c.WRMAC16 + c.RDMAC16 + c.RDAF16 + c.WRA16;
   // CENT's ISR_COUNT (column commands) and CMD_COUNT (every command).
-  const columns = c.RD + c.MAC16 + c.WRGB + c.RDMAC16 + c.WRMAC16;
-  const commands = Object.values(c).reduce((s, n) => s + n, 0);
+  const columns = AIM_COMMANDS.filter((k) => !ROW_OR_MODE.has(k)).reduce((s, k) => s + c[k], 0);
+  const commands = AIM_COMMANDS.reduce((s, k) => s + c[k], 0);
+  const idle = standbyEnergy({ ...sys, channels: sys.channels - used }, seconds).breakdown;
   const per: Record<AimEnergyPart, number> = {
     activate: P.act * (c.ACT + 16 * c.ACT16) * P.tRC,
-    read: P.rd * (c.RD + c.RDMAC16) * P.tBL,
-    write: P.wr * c.WRMAC16 * P.tBL,
-    pim_mac: P.macReads * P.rd * c.MAC16 * P.tCCDL,
+    read: P.rd * (c.RD + c.RDCP + c.RDMAC16 + c.RDAF16 + 16 * c.AF16) * P.tBL,
+    write: P.wr * (c.WR + c.WRCP + c.WRMAC16 + 16 * c.WRA16) * P.tBL,
+    pim_mac: P.macReads * P.rd * (c.MAC / 16 + c.MAC16 + c.EWMUL16 / 4) * P.tCCDL,
     background: P.actStandby * active + P.preStandby * (seconds - active),
     io: P.dqPerBit * P.wordBits * bursts,
     controller: (P.trx * columns + P.phy * commands) / P.channelsPerController / P.freq,
     buffer: (P.gbWrite * c.WRGB) / P.freq + P.gbStatic * seconds,
   };
-  const idle = sys.channels - used;
-  const breakdown = Object.fromEntries(
-    AIM_ENERGY_PARTS.map((k) => [
-      k,
-      used * per[k] +
-        (k === "background"
-          ? idle * P.preStandby * seconds
-          : k === "buffer"
-            ? idle * P.gbStatic * seconds
-            : 0),
-    ]),
-  ) as Record<AimEnergyPart, number>;
-  return { joules: AIM_ENERGY_PARTS.reduce((s, k) => s + breakdown[k], 0), breakdown };
+  return energyOf(Object.fromEntries(AIM_ENERGY_PARTS.map((k) => [k, used * per[k] + idle[k]])));
 }
+
+/** Commands that open or close rows or switch modes: not in CENT's count of column commands. */
+const ROW_OR_MODE: ReadonlySet<AimCmd> = new Set(["ACT", "ACT16", "PRE", "PREA", "TMOD"]);
 
 /**
  * The dynamic energy of `reads` and `writes` bursts through the pins, rows opened whole (a row of
- * `columns` bursts per activation): array, pins and controller, as the kernels' conventional read
- * is priced. No standby (standbyEnergy).
+ * `columns` bursts per activation), priced as a channel issuing those commands: array, pins and
+ * controller, as the kernels' conventional read is. No standby (standbyEnergy).
  */
 export function pinEnergy(sys: AimSystem, reads: number, writes: number): AimEnergy {
-  const P = CENT_POWER;
-  const bursts = reads + writes;
-  const rows = Math.ceil(bursts / sys.columns);
-  const breakdown: Record<AimEnergyPart, number> = {
-    activate: P.act * rows * P.tRC,
-    read: P.rd * reads * P.tBL,
-    write: P.wr * writes * P.tBL,
-    pim_mac: 0,
-    background: 0,
-    io: P.dqPerBit * P.wordBits * bursts,
-    // Column commands, and every command: the bursts, an ACT and a PRE per row.
-    controller: (P.trx * bursts + P.phy * (bursts + 2 * rows)) / P.channelsPerController / P.freq,
-    buffer: 0,
-  };
-  return { joules: AIM_ENERGY_PARTS.reduce((s, k) => s + breakdown[k], 0), breakdown };
+  const rows = Math.ceil((reads + writes) / sys.columns);
+  const counts = Object.fromEntries(AIM_COMMANDS.map((k) => [k, 0])) as Record<AimCmd, number>;
+  Object.assign(counts, { RD: reads, WR: writes, ACT: rows, PRE: rows });
+  return aimEnergy({ ...sys, channels: 1 }, { cycles: 0, activeCycles: 0, counts }, 1);
 }
 
 /** Every channel of `sys` precharged for `seconds` (precharge standby and the buffers' static power). */
 export function standbyEnergy(sys: AimSystem, seconds: number): AimEnergy {
-  const P = CENT_POWER;
-  const breakdown: Record<AimEnergyPart, number> = {
-    activate: 0,
-    read: 0,
-    write: 0,
-    pim_mac: 0,
-    background: sys.channels * P.preStandby * seconds,
-    io: 0,
-    controller: 0,
-    buffer: sys.channels * P.gbStatic * seconds,
-  };
-  return { joules: breakdown.background + breakdown.buffer, breakdown };
+  return energyOf({
+    background: sys.channels * CENT_POWER.preStandby * seconds,
+    buffer: sys.channels * CENT_POWER.gbStatic * seconds,
+  });
 }
