@@ -9,7 +9,15 @@ import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { runChannel } from "../targets/aim/device.js";
 import { expand, gemvPlan } from "../targets/aim/kernels.js";
-import { parseAimTrace, runAimTrace } from "../targets/aim/trace.js";
+import { parseAimTrace, runAimTrace, type TraceStep } from "../targets/aim/trace.js";
+import {
+  kvAppendProgram,
+  rmsNormProgram,
+  ropeProgram,
+  softmaxProgram,
+  swigluProgram,
+  type VectorBlock,
+} from "../targets/aim/vectors.js";
 import {
   cxlSeconds,
   DEFAULT_SYSTEM as S,
@@ -126,6 +134,63 @@ describe("GDDR6-AiM device model", () => {
     // Tensor parallel: its RMSNorms' normal writes come in runs over closed banks, reordered by the
     // controller (FR-FCFS); 5 cycles fewer than the simulator after each of the two.
     expect(run("tp8_s128").cycles).toBe(37654 - 10);
+  });
+
+  it("CENT's element-wise work as pimc's programs: the instructions of CENT's own block traces, and their cycles", () => {
+    const cent = (t: string) => {
+      const file = `test/fixtures/peers/cent-llama2-7b-${t}.trace.gz`;
+      return parseAimTrace(gunzipSync(readFileSync(file)).toString("utf8"), file, S);
+    };
+    const ops = (steps: readonly TraceStep[]) => {
+      const h: Record<string, number> = {};
+      for (const s of steps) h[s.instr.op] = (h[s.instr.op] ?? 0) + 1;
+      return h;
+    };
+    const cycles = (steps: readonly TraceStep[]) => runAimTrace(S, steps).cycles;
+    // A block of 8 channels, 4 sharing the device (CENT's pipeline), and a whole device (tensor parallel).
+    const pp: VectorBlock = { sys: S, channels: 8, copies: 4 };
+    const tp: VectorBlock = { sys: S, channels: 32, copies: 1 };
+    const pp128 = cent("pp8_s128");
+    const pp1024 = cent("pp8_s1024");
+    const tp128 = cent("tp8_s128");
+    // [CENT's part (its lines in the trace: found with markers written by CENT's own generator), pimc's program]
+    const same: [string, readonly TraceStep[], TraceStep[]][] = [
+      ["RMSNorm, pipeline", pp128.slice(0, 5134), rmsNormProgram(pp, 4096)],
+      ["RMSNorm, tensor parallel", tp128.slice(0, 1294), rmsNormProgram(tp, 4096)],
+      ["softmax scaling, 128 tokens", pp128.slice(15872, 22020), softmaxProgram(pp, 32, 128)],
+      ["softmax scaling, 1024 tokens", pp1024.slice(16572, 65728), softmaxProgram(pp, 32, 1024)],
+      ["softmax scaling, tensor parallel", tp128.slice(4004, 5544), softmaxProgram(tp, 32, 128)],
+      [
+        "SwiGLU",
+        pp128.slice(29887, 41162),
+        [...swigluProgram(pp, 11008, "silu"), ...swigluProgram(pp, 11008, "mul")],
+      ],
+      ["KV append, tensor parallel", tp128.slice(3392, 3904), kvAppendProgram(tp, 4096, 127)],
+    ];
+    for (const [label, theirs, ours] of same) {
+      expect(ops(ours), label).toEqual(ops(theirs));
+      expect(cycles(ours), label).toBe(cycles(theirs));
+    }
+    expect(cycles(rmsNormProgram(pp, 4096))).toBe(5932);
+    expect(cycles(softmaxProgram(pp, 32, 1024))).toBe(49537);
+    // RoPE: CENT's EWMULs run over dim / 16 = 256 columns where its writes filled 16 of each bank,
+    // and it reads the result back with writes; pimc's multiply the 16 and read with reads.
+    const rope = pp128.slice(6298, 14492);
+    expect(
+      rope.filter((s) => s.instr.op === "EWMUL").map((s) => (s.instr as { opsize: number }).opsize),
+    ).toEqual([256, 256]);
+    expect(ops(rope)).toEqual({ WR_SBK: 8192, EWMUL: 2 });
+    const ours = [...ropeProgram(pp, 4096), ...ropeProgram(pp, 4096)];
+    expect(ops(ours)).toEqual({ WR_SBK: 4096, EWMUL: 2, RD_SBK: 4096 });
+    expect(cycles(ours)).toBe(8326);
+    expect(cycles(rope)).toBe(9369);
+    // The KV append in the pipeline: CENT appends V for the device's first block only (256 WR_ABKs),
+    // pimc for each of the 4.
+    const kv = pp128.slice(14492, 15772);
+    expect(ops(kv)).toEqual({ WR_SBK: 1024, WR_ABK: 256 });
+    expect(ops(kvAppendProgram(pp, 4096, 127))).toEqual({ WR_SBK: 1024, WR_ABK: 1024 });
+    // SiLU's sigmoid: an AF and its read per output of the gate a bank holds (CENT's W1 with activation).
+    expect(ops(swigluProgram(pp, 11008, "silu", 86))).toMatchObject({ AF: 86, RD_AF: 86 });
   });
 
   it("a MAC_ABK stream over new rows pays activation and precharge: 226 cycles each, 128 on an open row", () => {
@@ -247,6 +312,62 @@ describe("CENT's devices", () => {
     expect(block(1024) * 1e6).toBeCloseTo(21.64, 2);
   });
 
+  it("run element-wise work on the AiM units as CENT maps it: its programs, the near-memory units' scalar work", async () => {
+    const { system } = await chooseTarget({ system: "examples/systems/cent.pim" });
+    const cent = system.config as AimSystem;
+    expect(cent.elementwise).toBe("units");
+    const cm = aimCostModel(cent);
+    const f16 = (shape: number[]) => ({ dtype: "f16" as const, shape });
+    const op = (opcode: string, ins: number[][], flops: number, bytes: number) => ({
+      op: { opcode, operands: ins.map((_, i) => `%${i}`), results: [], attrs: {} },
+      ins: ins.map(f16),
+      outs: [f16(ins[0]!)],
+      cost: { flops, bytes },
+    });
+    // A block's 8 channels, the device's 4 blocks sending their vectors too.
+    const block: VectorBlock = { sys: { ...cent, devices: 1 }, channels: 8, copies: 4 };
+    const program = (steps: TraceStep[]) => runAimTrace(block.sys, steps).cycles * cent.timing.tCK;
+    const c = pnmCycles(cent.pnm!, cent.channels);
+    // RMSNorm of 2 rows: the program per row, CENT's near-memory latency for the rows (shared by 4 blocks).
+    const norm = op("rms_norm", [[2, 1, 4096], [4096]], 8 * 4096, 4 * 4096);
+    expect(cm.opTime(norm, "pim", {})).toBeCloseTo(
+      2 * program(rmsNormProgram(block, 4096)) + (4 * 2 * c.rmsNorm(4096)) / 2e9,
+      15,
+    );
+    // CENT's near-memory units do not take the element-wise work: the units must.
+    expect(cm.opTime(norm, "host", {})).toBeUndefined();
+    const rope = op("rope", [[1, 1, 32, 128], [1]], 4096 * 6, 4096 * 4);
+    expect(cm.opTime(rope, "pim", {})).toBeCloseTo(
+      program(ropeProgram(block, 4096)) + (4 * c.rope(4096)) / 2e9,
+      15,
+    );
+    // SiLU: 86 sigmoids per bank of the gate's 11008 outputs over 8 x 16 banks; the gate's product.
+    const silu = op("silu", [[1, 1, 11008]], 4 * 11008, 4 * 11008);
+    expect(cm.opTime(silu, "pim", {})).toBeCloseTo(program(swigluProgram(block, 11008, "silu", 86)), 15);
+    const mul = op(
+      "mul",
+      [
+        [1, 1, 11008],
+        [1, 1, 11008],
+      ],
+      11008,
+      6 * 11008,
+    );
+    expect(cm.opTime(mul, "pim", {})).toBeCloseTo(program(swigluProgram(block, 11008, "mul")), 15);
+    // A broadcast product is not an EWMUL: the host's.
+    expect(cm.opTime(op("mul", [[1, 1, 11008], [1]], 11008, 4 * 11008), "pim", {})).toBeUndefined();
+    // Energy: the commands of a block's share of the device's program, the other channels' standby.
+    expect(cm.opEnergy!(mul, "pim", {})!.breakdown.pim_mac).toBeGreaterThan(0);
+    // Without CENT's mapping the near-memory units run them; "units" needs them.
+    const dir = tempDir();
+    const f = join(dir, "u.pim");
+    writeFileSync(f, `system u {\n  target = "aim"\n  elementwise = "units"\n}\n`);
+    const r = await pimc("bench", "test/fixtures/llama-tiny", "--system", f, "--phase", "decode");
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/elementwise.*needs the near-memory units \(pnm\)/);
+  });
+
   it("map blocks to devices in a pipeline: a step's ops over min(batch, blocks); bad pipelines are refused", async () => {
     const dir = tempDir();
     const sys = (pipeline: string) => {
@@ -324,6 +445,42 @@ describe("CENT's devices", () => {
 });
 
 describe("pimc on the aim target", () => {
+  it("kernel rmsnorm, mul, silu, rope, softmax: CENT's element-wise programs on a device, their commands and energy", async () => {
+    const run = async (...args: string[]) => {
+      const r = await pimc("kernel", ...args, "--system", "examples/systems/aimx.pim", "--json");
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as {
+        kernel: string;
+        cycles: number;
+        instructions: Record<string, number>;
+        energy: { joules: number };
+      };
+    };
+    const device: VectorBlock = { sys: S, channels: 32, copies: 1 };
+    const norm = await run("rmsnorm", "4096");
+    expect(norm.kernel).toBe("rmsnorm 4096");
+    expect(norm.cycles).toBe(runAimTrace(S, rmsNormProgram(device, 4096)).cycles);
+    // 4096 values over 32 x 16 banks: 8 per bank of a pair, written twice (two banks of each pair, 1
+    // burst each: 256 x 2), as EWMUL operands twice (32 per bank of a group: 2 bursts x 128 x 2).
+    expect(norm.instructions).toMatchObject({ WR_SBK: 2 * 256 + 2 * 2 * 128, RD_SBK: 2 * 128, EWMUL: 2 });
+    const mul = await run("mul", "11008");
+    expect(mul.instructions).toMatchObject({ EWMUL: 1, SYNC: 1 });
+    expect(mul.energy.joules).toBeGreaterThan(0);
+    // SiLU: an AF per output a bank holds (11008 over 512 banks: 22).
+    expect((await run("silu", "11008")).instructions).toMatchObject({ AF: 22, RD_AF: 22 });
+    expect((await run("softmax", "32x1024")).cycles).toBe(
+      runAimTrace(S, softmaxProgram(device, 32, 1024)).cycles,
+    );
+    const big = await pimc("kernel", "mul", "1M", "--system", "examples/systems/aimx.pim");
+    expect(big.code).toBe(2);
+    expect(big.stderr).toMatch(
+      /mul 1048576: more values than a row of one bank per bank group holds \(131072/,
+    );
+    const shape = await pimc("kernel", "softmax", "32", "--system", "examples/systems/aimx.pim");
+    expect(shape.code).toBe(2);
+    expect(shape.stderr).toMatch(/softmax: expected a size HxT/);
+  });
+
   it("kernel gemv: the AiM run and the conventional read, per channel, within JSSC 2023's 7.5-10.5x", async () => {
     const r = await pimc("kernel", "gemv", "4096x4096", "--system", "examples/systems/aimx.pim", "--json");
     expect(r.code, r.stderr).toBe(0);
@@ -350,7 +507,9 @@ describe("pimc on the aim target", () => {
     expect(e("non_pim").joules).toBeGreaterThan(e("pim").joules);
     const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/unknown kernel "add" \(available: gemv, trace\)/);
+    expect(bad.stderr).toMatch(
+      /unknown kernel "add" \(available: gemv, mul, silu, rmsnorm, rope, softmax, trace\)/,
+    );
     const ranks = await pimc(
       "kernel",
       "gemv",

@@ -28,9 +28,19 @@ import { MAC_ENERGY } from "../../src/pipeline/energy.js";
 import { scaleEnergy, sumEnergies } from "../../src/report/energy.js";
 import { hostRoofline } from "../cpu/index.js";
 import { runChannel } from "./device.js";
-import { aimEnergy, CENT_POWER, pinEnergy, standbyEnergy } from "./energy.js";
+import { aimEnergy, CENT_POWER, pinEnergy, standbyEnergy, traceEnergy } from "./energy.js";
 import { expand, gemvFits, gemvPlan } from "./kernels.js";
 import { banksOf, cxlSeconds, pnmCycles, poolOf, type AimSystem } from "./standard.js";
+import { runAimTrace, type TraceStep } from "./trace.js";
+import {
+  kvAppendProgram,
+  rmsNormProgram,
+  ropeProgram,
+  softmaxProgram,
+  swigluProgram,
+  vectorFits,
+  type VectorBlock,
+} from "./vectors.js";
 
 export interface AimCost {
   readonly seconds: number;
@@ -47,6 +57,9 @@ const times = (c: AimCost, n: number): AimCost => ({
   energy: scaleEnergy(c.energy, n),
 });
 
+/** The ops CENT's mapping runs on the units (vectors.ts). */
+const ELEMENTWISE: ReadonlySet<string> = new Set(["rms_norm", "rope", "silu", "mul"]);
+
 /** Costs of one system, GEMVs memoized by channels and shape (a model's layers repeat a few shapes). */
 export class AimCosts {
   private readonly gemvs = new Map<string, AimCost | undefined>();
@@ -58,6 +71,13 @@ export class AimCosts {
   readonly heads: { readonly units: AimSystem; readonly copies: number };
   /** How many blocks share the host's work (the pipeline's blocks per device; 1 otherwise). */
   private readonly hostShare: number;
+  /**
+   * Where CENT's element-wise programs run (vectors.ts): a block's channels and the blocks sharing
+   * its device (the pipeline's), or a whole device, and how many devices run one at once (tensor
+   * parallel: each device on the whole vector, as CENT's traces do).
+   */
+  readonly vectors: { readonly block: VectorBlock; readonly devices: number };
+  private readonly programs = new Map<string, AimCost>();
 
   constructor(readonly sys: AimSystem) {
     this.pool = poolOf(sys);
@@ -67,6 +87,10 @@ export class AimCosts {
       ? { units: this.units, copies: 1 }
       : { units: { ...this.pool, channels: sys.channels }, copies: sys.devices };
     this.hostShare = p?.blocks_per_device ?? 1;
+    const device: AimSystem = { ...sys, devices: 1 };
+    this.vectors = p
+      ? { block: { sys: device, channels: this.units.channels, copies: p.blocks_per_device }, devices: 1 }
+      : { block: { sys: device, channels: sys.channels, copies: 1 }, devices: sys.devices };
   }
 
   /** The system's channels but `busy` of them wait in standby for `seconds`. */
@@ -92,15 +116,103 @@ export class AimCosts {
 
   /** An op the units do not run: on CENT's near-memory units (RMSNorm, RoPE) where given, else the host's roofline. */
   other(v: OpView, env: Record<string, number>): AimCost {
+    return this.host(v.cost.flops, v.cost.bytes, this.pnmSeconds(v, env));
+  }
+
+  /** Seconds of CENT's near-memory units for an RMSNorm or a RoPE (undefined: no `pnm`, another op). */
+  private pnmSeconds(v: OpView, env: Record<string, number>): number | undefined {
     const pnm = this.sys.pnm;
-    const c = pnm && pnmCycles(pnm, this.sys.channels);
-    const numel = (i: number): number => v.ins[i]!.shape.reduce<number>((a, d) => a * dimEval(d, env), 1);
-    let cycles: number | undefined;
-    if (c && v.op.opcode === "rms_norm") {
+    if (!pnm || (v.op.opcode !== "rms_norm" && v.op.opcode !== "rope")) return undefined;
+    const c = pnmCycles(pnm, this.sys.channels);
+    const numel = v.ins[0]!.shape.reduce<number>((a, d) => a * dimEval(d, env), 1);
+    if (v.op.opcode === "rms_norm") {
       const d = dimEval(v.ins[0]!.shape.at(-1)!, env);
-      cycles = (numel(0) / d) * c.rmsNorm(d);
-    } else if (c && v.op.opcode === "rope") cycles = c.rope(numel(0));
-    return this.host(v.cost.flops, v.cost.bytes, cycles === undefined ? undefined : cycles / pnm!.frequency);
+      return ((numel / d) * c.rmsNorm(d)) / pnm.frequency;
+    }
+    if (v.op.opcode === "rope") return c.rope(numel) / pnm.frequency;
+    return undefined;
+  }
+
+  /**
+   * A program of CENT's element-wise instructions (vectors.ts) on every device running it, memoized
+   * by `key`: the device's time, its commands' energy (a block's share of the device's, the blocks
+   * sharing it sending theirs too) and the other channels' standby.
+   */
+  program(key: string, make: (b: VectorBlock) => TraceStep[]): AimCost {
+    let cost = this.programs.get(key);
+    if (!cost) {
+      const { block, devices } = this.vectors;
+      const run = runAimTrace(block.sys, make(block));
+      const seconds = run.cycles * block.sys.timing.tCK;
+      cost = {
+        seconds,
+        energy: sumEnergies([
+          scaleEnergy(traceEnergy(block.sys, run), devices / block.copies),
+          this.idle(devices * block.sys.channels, seconds),
+        ]),
+      };
+      this.programs.set(key, cost);
+    }
+    return cost;
+  }
+
+  /**
+   * An element-wise op as CENT runs it on the units (`elementwise = "units"`): RMSNorm, RoPE, SiLU
+   * and a product of two vectors of one shape (the gate's: SiLU's result already in the banks, the
+   * other written), a program per row of values (vectors.ts), RMSNorm's and RoPE's scalar work on the
+   * near-memory units; undefined for other ops and for rows longer than the programs' layout holds.
+   */
+  elementwise(v: OpView, env: Record<string, number>): AimCost | undefined {
+    if (this.sys.elementwise !== "units" || !ELEMENTWISE.has(v.op.opcode)) return undefined;
+    const shape = v.ins[0]!.shape.map((d) => dimEval(d, env));
+    const numel = shape.reduce((a, d) => a * d, 1);
+    // A row's values (a token's heads for RoPE, with their rotation), within a row of each bank.
+    const row = v.op.opcode === "rope" ? 2 * shape.slice(2).reduce((a, d) => a * d, 1) : shape.at(-1)!;
+    if (!vectorFits(this.vectors.block, row)) return undefined;
+    const scalar = (): AimCost => this.host(0, 0, this.pnmSeconds(v, env));
+    switch (v.op.opcode) {
+      case "rms_norm": {
+        const d = shape.at(-1)!;
+        return plus(
+          times(
+            this.program(`rms_norm ${d}`, (b) => rmsNormProgram(b, d)),
+            numel / d,
+          ),
+          scalar(),
+        );
+      }
+      case "rope": {
+        // A row: the token's heads ([B, S, H, D]).
+        const n = shape.slice(2).reduce((a, d) => a * d, 1);
+        return plus(
+          times(
+            this.program(`rope ${n}`, (b) => ropeProgram(b, n)),
+            numel / n,
+          ),
+          scalar(),
+        );
+      }
+      case "silu": {
+        const f = shape.at(-1)!;
+        // The gate's GEMV holds f outputs over the linear layers' channels: an AF per output a bank holds.
+        const af = Math.ceil(f / (this.units.channels * banksOf(this.units)));
+        return times(
+          this.program(`silu ${f} ${af}`, (b) => swigluProgram(b, f, "silu", af)),
+          numel / f,
+        );
+      }
+      case "mul": {
+        const other = v.ins[1]!.shape.map((d) => dimEval(d, env));
+        if (other.length !== shape.length || other.some((d, i) => d !== shape[i])) return undefined;
+        const f = shape.at(-1)!;
+        return times(
+          this.program(`mul ${f}`, (b) => swigluProgram(b, f, "mul")),
+          numel / f,
+        );
+      }
+      default:
+        return undefined;
+    }
   }
 
   /**
@@ -183,11 +295,24 @@ export class AimCosts {
     const exchange =
       copies > 1 ? this.cxl(rows * dv, rows * d) : { seconds: 0, energy: { joules: 0, breakdown: {} } };
     const pnm = this.sys.pnm;
-    const softmax = this.host(
-      5 * rows * t,
-      8 * rows * t,
-      pnm && (rows * pnmCycles(pnm, this.sys.channels).softmax(t)) / pnm.frequency,
-    );
+    const pnmSoftmax = pnm && (rows * pnmCycles(pnm, this.sys.channels).softmax(t)) / pnm.frequency;
+    if (this.sys.elementwise === "units") {
+      // CENT's mapping: the scores scaled and normalised on the units (a program per query row over
+      // a device's heads: every head of a pipeline block, a device's share in tensor parallel),
+      // the exponentials and sums on the near-memory units; the new token's K and V appended.
+      const heads = Math.ceil(h / this.vectors.devices);
+      const kvDim = Math.ceil(kvh / this.vectors.devices) * d;
+      const scaling = times(
+        this.program(`softmax ${heads} ${t}`, (bl) => softmaxProgram(bl, heads, t)),
+        b * s,
+      );
+      const append = times(
+        this.program(`kv ${kvDim} ${t}`, (bl) => kvAppendProgram(bl, kvDim, t - 1)),
+        b * s,
+      );
+      return plus(kernels, exchange, scaling, this.host(0, 0, pnmSoftmax), append);
+    }
+    const softmax = this.host(5 * rows * t, 8 * rows * t, pnmSoftmax);
     // The new tokens' K and V written over the pins, spread over the heads' channels.
     const bursts = Math.ceil((b * kvh * s * (d + dv) * 2) / this.sys.burst_bytes);
     const t0 = this.sys.timing;

@@ -19,7 +19,9 @@
  * power while it waits (`standbyEnergy`).
  */
 import type { Energy } from "../index.js";
+import { sumEnergies } from "../../src/report/energy.js";
 import type { ChannelRun } from "./device.js";
+import type { TraceRun } from "./trace.js";
 import { AIM_COMMANDS, type AimCmd, type AimSystem } from "./standard.js";
 
 /** CENT's constants (cent_power_calculator.py): powers in W, times in s, energies in J. */
@@ -118,6 +120,21 @@ export function pinEnergy(sys: AimSystem, reads: number, writes: number): AimEne
   const counts = Object.fromEntries(AIM_COMMANDS.map((k) => [k, 0])) as Record<AimCmd, number>;
   Object.assign(counts, { RD: reads, WR: writes, ACT: rows, PRE: rows });
   return aimEnergy({ ...sys, channels: 1 }, { cycles: 0, activeCycles: 0, counts }, 1);
+}
+
+/**
+ * The energy of a trace's run on `sys`: each channel's commands priced alone, every channel
+ * precharged while it has nothing to do.
+ */
+export function traceEnergy(sys: AimSystem, r: TraceRun): Energy {
+  const one: AimSystem = { ...sys, channels: 1 };
+  const tCK = sys.timing.tCK;
+  return sumEnergies([
+    ...[...r.channels.values()].map((c) =>
+      sumEnergies([aimEnergy(one, c, 1), standbyEnergy(one, (r.cycles - c.cycles) * tCK)]),
+    ),
+    standbyEnergy({ ...sys, channels: sys.channels - r.channels.size }, r.cycles * tCK),
+  ]);
 }
 
 /** Every channel of `sys` precharged for `seconds` (precharge standby and the buffers' static power). */

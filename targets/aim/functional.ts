@@ -3,10 +3,11 @@
  * attention placed on the units computes with 16-bit BF16 operands (weights, activations, the KV
  * cache), as CENT runs its models, each 32-byte column's 16 products summed in fp32 and accumulated
  * into the bank's accumulator in fp32, the host adding the K chunks' partial sums (the GEMV of
- * kernels.ts) and running the softmax in fp32. BF16 is CENT's format (the AiM simulator's README
+ * kernels.ts) and running the softmax in fp32; element-wise ops on the units (CENT's mapping) take
+ * and give BF16 vectors. BF16 is CENT's format (the AiM simulator's README
  * says 16-bit FP16 values); the accumulator's format is not published: fp32 is an assumption.
  */
-import { Interpreter, type OpHook } from "../../src/exec/interpreter.js";
+import { evalOp, Interpreter, type OpHook } from "../../src/exec/interpreter.js";
 import type { Module } from "../../src/ir/module.js";
 import { f32, type Tensor } from "../../src/ir/tensor.js";
 import type { WeightStore } from "../../src/ir/weights.js";
@@ -62,7 +63,7 @@ function dot(
 export function aimRunner(module: Module, weights: WeightStore, sys: AimSystem): Interpreter {
   const lanes = laneCount(sys);
   const row = rowElements(sys);
-  const hook: OpHook = (op, ins) => {
+  const hook: OpHook = (op, ins, env) => {
     if (op.attrs.device !== "pim") return undefined;
     if (op.opcode === "linear" && weightGemm(op)) {
       const [x, w, b] = ins as [Tensor, Tensor, Tensor | undefined];
@@ -80,7 +81,10 @@ export function aimRunner(module: Module, weights: WeightStore, sys: AimSystem):
       return [f32([...x.shape.slice(0, -1), n], y)];
     }
     if (op.opcode === "attention") return attention(op.attrs, ins as Tensor[], lanes, row);
-    return undefined;
+    // Element-wise work on the units (CENT's mapping, vectors.ts): BF16 vectors in the banks, the
+    // units' products rounded to BF16 (the near-memory units' scalar work in fp32 between).
+    const bf = (t: Tensor): Tensor => (t.dtype === "f32" ? f32(t.shape, rounded(t)) : t);
+    return evalOp(op.opcode, op.attrs, ins.map(bf), env).map(bf);
   };
   return new Interpreter(module, weights, hook);
 }

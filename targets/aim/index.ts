@@ -33,11 +33,13 @@ export function aimCostModel(sys: AimSystem, opts: SystemOptions = {}): CostMode
   const cost = (v: OpView, device: string, env: Record<string, number>): AimCost | undefined => {
     const attention = v.op.opcode === "attention";
     if (device === PIM) {
-      if (!attention) return costs.linear(v, env);
+      if (!attention) return costs.linear(v, env) ?? costs.elementwise(v, env);
       return opts.attention === "host" ? undefined : costs.attention(v, env);
     }
     if (device !== "host") return undefined;
     if (attention && opts.attention === "pim") return undefined;
+    // CENT's mapping: element-wise work the units run does not go to the near-memory units.
+    if (costs.elementwise(v, env) !== undefined) return undefined;
     if (opts.cooperation === false && !attention && costs.linear(v, env) !== undefined) return undefined;
     return costs.other(v, env);
   };

@@ -11,25 +11,44 @@ import { int, ms } from "../../src/report/format.js";
 import { table } from "../../src/report/table.js";
 import type { KernelReport, KernelRunner, SystemModel } from "../index.js";
 import { readInputFile } from "../../src/fsutil.js";
-import { MAX_TRACE_BYTES, parseAimTrace, runAimTrace } from "./trace.js";
+import { MAX_TRACE_BYTES, parseAimTrace, runAimTrace, type TraceStep } from "./trace.js";
+import {
+  ewmulProgram,
+  rmsNormProgram,
+  ropeProgram,
+  softmaxProgram,
+  swigluProgram,
+  vectorFits,
+  type VectorBlock,
+} from "./vectors.js";
 import { runChannel, type ChannelRun } from "./device.js";
 import { expand, gemvFits, gemvPlan, gemvShape, streamRead } from "./kernels.js";
-import { AIM_COMMANDS, banksOf, poolOf, type AimSystem } from "./standard.js";
+import { AIM_COMMANDS, banksOf, poolOf, rowElements, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
-import { aimEnergy, standbyEnergy, type AimEnergy } from "./energy.js";
-import { energyParts, joules, sumEnergies } from "../../src/report/energy.js";
+import { aimEnergy, traceEnergy, type AimEnergy } from "./energy.js";
+import { energyParts, joules } from "../../src/report/energy.js";
 import { tracks, type TraceEvent } from "../../src/report/trace.js";
 
+/** CENT's element-wise programs (vectors.ts) on a whole device, by kernel name. */
+const VECTOR_KERNELS: Readonly<Record<string, (b: VectorBlock, n: number) => TraceStep[]>> = {
+  mul: (b, n) => ewmulProgram(b, n),
+  silu: (b, n) => swigluProgram(b, n, "silu", Math.ceil(n / (b.channels * banksOf(b.sys)))),
+  rmsnorm: (b, n) => rmsNormProgram(b, n),
+  rope: (b, n) => ropeProgram(b, n),
+};
+const OPS = ["gemv", ...Object.keys(VECTOR_KERNELS), "softmax", "trace"];
+
 export const aimKernels: KernelRunner = {
-  ops: ["gemv", "trace"],
-  sizes: "gemv: NxK (outputs x inputs, 16-bit weights); trace: FILE, an AiM simulator trace",
+  ops: OPS,
+  sizes:
+    "gemv: NxK (outputs x inputs, 16-bit weights); mul, silu, rmsnorm, rope: N (a vector's values); softmax: HxT (heads x tokens); trace: FILE, an AiM simulator trace",
   run(system, op, size, o) {
-    if (op !== "gemv" && op !== "trace")
-      throw new UserError(`unknown kernel "${op}" (available: gemv, trace)`);
+    if (!OPS.includes(op)) throw new UserError(`unknown kernel "${op}" (available: ${OPS.join(", ")})`);
     if (o.detailed)
       throw new UserError("--detailed: every AiM channel runs the same commands (one is timed)");
     if (o.ranks !== undefined) throw new UserError("--ranks: GDDR6-AiM channels have no ranks");
     if (op === "trace") return runTrace(system, size, o.channels);
+    if (op !== "gemv") return runVector(system, op, size, o.channels);
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());
     if (!m) throw new UserError(`gemv: expected a size NxK (outputs x inputs), got "${size}"`);
     const n = kernelSize(m[1]!, "gemv N", 1 << 20);
@@ -144,27 +163,70 @@ function commandTrace(runs: readonly { name: string; run: ChannelRun }[], tCK: n
   return JSON.stringify({ traceEvents: events, displayTimeUnit: "ns" });
 }
 
+/** One device of the system (`channels` overriding its channels), and its name. */
+function deviceOf(system: SystemModel, channels?: number): { sys: AimSystem; name: string } {
+  const described = systemOf(system);
+  return {
+    sys: { ...described, devices: 1, channels: channels ?? described.channels },
+    name: channels === undefined ? system.name : `${system.name} with ${channels} channels`,
+  };
+}
+
 /** `pimc kernel trace FILE`: the trace's instructions on the system's channels (of one device). */
 function runTrace(system: SystemModel, file: string, channels?: number): KernelReport {
-  const described = systemOf(system);
-  const sys: AimSystem = { ...described, devices: 1, channels: channels ?? described.channels };
-  const name = channels === undefined ? system.name : `${system.name} with ${channels} channels`;
+  const { sys, name } = deviceOf(system, channels);
   const raw = readInputFile(file, "an AiM trace", MAX_TRACE_BYTES);
   const text = (file.endsWith(".gz") ? gunzipBounded(raw, file) : raw).toString("utf8");
   const t0 = performance.now();
   const steps = parseAimTrace(text, file, sys);
+  return traceReport(sys, steps, t0, { kernel: "trace", file }, `trace ${file} on ${name}`, name);
+}
+
+/**
+ * `pimc kernel mul|silu|rmsnorm|rope N`, `softmax HxT`: CENT's element-wise program (vectors.ts)
+ * on a device's channels, its vectors written and read by the host.
+ */
+function runVector(system: SystemModel, op: string, size: string, channels?: number): KernelReport {
+  const { sys, name } = deviceOf(system, channels);
+  const block: VectorBlock = { sys, channels: sys.channels, copies: 1 };
+  const t0 = performance.now();
+  let steps: TraceStep[];
+  let label: string;
+  if (op === "softmax") {
+    const m = /^(\w+)x(\w+)$/i.exec(size.trim());
+    if (!m) throw new UserError(`softmax: expected a size HxT (heads x tokens), got "${size}"`);
+    const heads = kernelSize(m[1]!, "softmax H", 1 << 12);
+    const t = kernelSize(m[2]!, "softmax T", 1 << 20);
+    if (Math.ceil(heads / (sys.channels * 4)) * Math.ceil(t / rowElements(sys)) > sys.rows - 16)
+      throw new UserError(`softmax ${heads}x${t}: the scores need more rows than a bank has`);
+    steps = softmaxProgram(block, heads, t);
+    label = `softmax ${heads}x${t}`;
+  } else {
+    const n = kernelSize(size, `${op} N`, 1 << 24);
+    if (!vectorFits(block, op === "rope" ? 2 * n : n))
+      throw new UserError(
+        `${op} ${n}: more values than a row of one bank per bank group holds (${((sys.channels * banksOf(sys)) / 4) * rowElements(sys)} on ${sys.channels} channels)`,
+      );
+    steps = VECTOR_KERNELS[op]!(block, n);
+    label = `${op} ${n}`;
+  }
+  return traceReport(sys, steps, t0, { kernel: label }, `${label} on ${name}`, name);
+}
+
+/** The report of instructions timed on `sys` (a trace, a program): cycles, commands, energy. */
+function traceReport(
+  sys: AimSystem,
+  steps: readonly TraceStep[],
+  t0: number,
+  head: Record<string, string>,
+  title: string,
+  name: string,
+): KernelReport {
   const r = runAimTrace(sys, steps);
   const wall = (performance.now() - t0) / 1e3;
   const tCK = sys.timing.tCK;
   const seconds = r.cycles * tCK;
-  // Each channel's commands priced alone; every channel precharged while it has nothing to do.
-  const one: AimSystem = { ...sys, channels: 1 };
-  const energy = sumEnergies([
-    ...[...r.channels.values()].map((c) =>
-      sumEnergies([aimEnergy(one, c, 1), standbyEnergy(one, (r.cycles - c.cycles) * tCK)]),
-    ),
-    standbyEnergy({ ...sys, channels: sys.channels - r.channels.size }, seconds),
-  ]);
+  const energy = traceEnergy(sys, r);
   const shown = AIM_COMMANDS.filter((c) => r.counts[c] > 0);
   const t = table(
     ["cycles", "time", ...shown, "energy"],
@@ -178,15 +240,14 @@ function runTrace(system: SystemModel, file: string, channels?: number): KernelR
     .map(([op, n]) => `${op} ${int(n)}`)
     .join(", ");
   const lines = [
-    `kernel   trace ${file} on ${name}: ${r.channels.size} of ${sys.channels} channels addressed, tCK ${tCK * 1e9} ns`,
+    `kernel   ${title}: ${r.channels.size} of ${sys.channels} channels addressed, tCK ${tCK * 1e9} ns`,
     `         instructions: ${instrs}`,
     t.toString(),
     `energy   ${energyParts(energy)}`,
-    `emulated in ${ms(wall)}; commands over every channel; cycles until the trace's EOC`,
+    `emulated in ${ms(wall)}; commands over every channel; cycles until the last completes`,
   ];
   const json = {
-    kernel: "trace",
-    file,
+    ...head,
     system: name,
     channels: sys.channels,
     channels_used: r.channels.size,

@@ -272,8 +272,21 @@ export const zAimSystem = z
     host: zHost.default(zHost.parse({})),
     /** CENT's near-memory units in place of the host roofline for what they run (zPnm). */
     pnm: zPnm.optional(),
+    /**
+     * Where element-wise work runs: "host" (the host, or the near-memory units where `pnm` is
+     * given, by their roofline), or "units": CENT's mapping (vectors.ts), RMSNorm, RoPE, SiLU, the
+     * gate's product and the softmax's scaling as AiM instructions over vectors written into the
+     * banks, the near-memory units doing only their scalar work (needs `pnm`).
+     */
+    elementwise: z.enum(["host", "units"]).default("host"),
   })
   .superRefine((s, ctx) => {
+    if (s.elementwise === "units" && !s.pnm)
+      ctx.addIssue({
+        code: "custom",
+        path: ["elementwise"],
+        message: `"units" needs the near-memory units (pnm) for the scalar work (sums, square roots, exponentials)`,
+      });
     if (s.pipeline && s.pipeline.blocks_per_device > s.channels)
       ctx.addIssue({
         code: "custom",
