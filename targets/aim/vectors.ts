@@ -85,6 +85,25 @@ class Program {
   sync(): void {
     this.steps.push({ instr: { op: "SYNC" }, channels: this.all, line: 0 });
   }
+
+  /** `len` values of a vector into each of `used` banks of bank group `bg` (EWMUL's operand or result). */
+  group(op: "WR_SBK" | "RD_SBK", bg: number, used: number, row: number, len: number): void {
+    this.transfer(op, used, (i) => i * 4 + bg, row, len);
+  }
+
+  /** Both EWMUL operands written, multiplied into bank 2 of every bank group. */
+  multiplyWritten(used: number, row: number, len: number): void {
+    for (const bg of [0, 1]) this.group("WR_SBK", bg, used, row, len);
+    this.aim({ op: "EWMUL", opsize: this.cols(len), row });
+  }
+
+  /** The product (bank 2 of each group) copied into bank 1 of its group, through the global buffer. */
+  copyProduct(len: number, from: number, to: number): void {
+    for (let bank = 2; bank < this.banks; bank += 4) {
+      this.aim({ op: "COPY_BKGB", opsize: this.cols(len), bank, row: from });
+      this.aim({ op: "COPY_GBBK", opsize: this.cols(len), bank: bank - 1, row: to });
+    }
+  }
 }
 
 /**
@@ -95,8 +114,6 @@ function ewLayout(p: Program, n: number): { len: number; used: number } {
   const len = Math.ceil(n / (p.total / 4));
   return { len, used: Math.ceil(n / len) };
 }
-
-const ew = (p: Program, bg: number) => (i: number) => i * 4 + bg;
 
 /**
  * Whether a vector of `n` values fits the programs' layout: each bank's share (of one bank per bank
@@ -123,14 +140,10 @@ export function rmsNormProgram(b: VectorBlock, d: number): TraceStep[] {
   const { len, used } = ewLayout(p, d);
   const copy = p.row(ROW.copy);
   const norm = p.row(ROW.norm);
-  for (const bg of [0, 1]) p.transfer("WR_SBK", used, ew(p, bg), copy, len);
-  p.aim({ op: "EWMUL", opsize: p.cols(len), row: copy });
-  for (let bank = 2; bank < p.banks; bank += 4) {
-    p.aim({ op: "COPY_BKGB", opsize: p.cols(len), bank, row: copy });
-    p.aim({ op: "COPY_GBBK", opsize: p.cols(len), bank: bank - 1, row: norm });
-  }
+  p.multiplyWritten(used, copy, len);
+  p.copyProduct(len, copy, norm);
   p.aim({ op: "EWMUL", opsize: p.cols(len), row: norm });
-  p.transfer("RD_SBK", used, ew(p, 2), norm, len);
+  p.group("RD_SBK", 2, used, norm, len);
   p.sync();
   return p.steps;
 }
@@ -144,9 +157,9 @@ export function ropeProgram(b: VectorBlock, n: number): TraceStep[] {
   const p = new Program(b);
   const { len, used } = ewLayout(p, n);
   const row = p.row(ROW.rope);
-  p.transfer("WR_SBK", used, ew(p, 1), row, 2 * len);
+  p.group("WR_SBK", 1, used, row, 2 * len);
   p.aim({ op: "EWMUL", opsize: p.cols(2 * len), row });
-  p.transfer("RD_SBK", used, ew(p, 2), row, 2 * len);
+  p.group("RD_SBK", 2, used, row, 2 * len);
   return p.steps;
 }
 
@@ -166,17 +179,13 @@ export function swigluProgram(b: VectorBlock, f: number, part: "silu" | "mul", a
       p.aim({ op: "AF" });
       p.aim({ op: "RD_AF" });
     }
-    for (const bg of [0, 1]) p.transfer("WR_SBK", used, ew(p, bg), row, len);
-    p.aim({ op: "EWMUL", opsize: p.cols(len), row });
-    for (let bank = 2; bank < p.banks; bank += 4) {
-      p.aim({ op: "COPY_BKGB", opsize: p.cols(len), bank, row });
-      p.aim({ op: "COPY_GBBK", opsize: p.cols(len), bank: bank - 1, row });
-    }
+    p.multiplyWritten(used, row, len);
+    p.copyProduct(len, row, row);
     return p.steps;
   }
-  p.transfer("WR_SBK", used, ew(p, 0), row, len);
+  p.group("WR_SBK", 0, used, row, len);
   p.aim({ op: "EWMUL", opsize: p.cols(len), row });
-  p.transfer("RD_SBK", used, ew(p, 2), row, len);
+  p.group("RD_SBK", 2, used, row, len);
   p.sync();
   return p.steps;
 }
@@ -188,9 +197,8 @@ export function ewmulProgram(b: VectorBlock, n: number): TraceStep[] {
   const p = new Program(b);
   const { len, used } = ewLayout(p, n);
   const row = p.row(ROW.ffn);
-  for (const bg of [0, 1]) p.transfer("WR_SBK", used, ew(p, bg), row, len);
-  p.aim({ op: "EWMUL", opsize: p.cols(len), row });
-  p.transfer("RD_SBK", used, ew(p, 2), row, len);
+  p.multiplyWritten(used, row, len);
+  p.group("RD_SBK", 2, used, row, len);
   p.sync();
   return p.steps;
 }
