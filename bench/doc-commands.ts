@@ -135,7 +135,7 @@ export function docCommands(root = "."): DocCommand[] {
 }
 
 /** Options whose value is a file the command writes. */
-export const OUTPUT_OPTIONS = new Set(["-o", "--output", "--trace", "--plot", "--dump-ir"]);
+export const OUTPUT_OPTIONS = new Set(["-o", "--output", "--trace", "--plot", "--dump-ir", "--emit"]);
 
 /**
  * Redirects output files into `dir`: the values of output options, and arguments naming a file an

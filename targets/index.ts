@@ -221,6 +221,11 @@ export interface KernelReport {
   readonly json: Readonly<Record<string, unknown>>;
   /** The runs as a Chrome / Perfetto trace (trace-event JSON). */
   trace(): string;
+  /**
+   * The kernel's program in the device's own input format, for the device's own simulator (aim: an
+   * AiM simulator trace); absent where the target writes none.
+   */
+  program?(): string;
 }
 
 /** `pimc kernel`: one of the target's PIM kernels run alone on its device model (PIMSimulator's benchmark). */

@@ -3,7 +3,7 @@
  * counts (measured by running github.com/arkhadem/aim_simulator at commit 0f28a07 on the same
  * instructions), the GEMV kernel, and the target through the contract.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -471,6 +471,51 @@ describe("pimc on the aim target", () => {
     expect((await run("softmax", "32x1024")).cycles).toBe(
       runAimTrace(S, softmaxProgram(device, 32, 1024)).cycles,
     );
+    // --emit: the program in the AiM simulator's format, which kernel trace reads back to the same cycles.
+    const dir = tempDir();
+    // The AiM simulator (0f28a07) on the emitted files: rmsnorm 2,086 (pimc 5 fewer, as after the
+    // block traces' RMSNorm writes), softmax 12,681 and gemv 8,124 as pimc.
+    const simulator: Record<string, number> = { rmsnorm: 2086 - 5, softmax: 12681, gemv: 8124 };
+    for (const [k, size] of [
+      ["rmsnorm", "4096"],
+      ["silu", "11008"],
+      ["softmax", "32x1024"],
+      ["gemv", "4096x4096"],
+    ] as const) {
+      const file = join(dir, `${k}.trace`);
+      const r = await pimc(
+        "kernel",
+        k,
+        size,
+        "--system",
+        "examples/systems/aimx.pim",
+        "--emit",
+        file,
+        "--json",
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const back = await run("trace", file);
+      const own = JSON.parse(r.stdout) as { cycles?: number; pim?: { cycles: number } };
+      // The trace ends with the EOC's two cycles (a GEMV's also with its last RD_MAC's extra one).
+      expect(back.cycles, k).toBe(own.cycles !== undefined ? own.cycles + 2 : own.pim!.cycles + 3);
+      if (simulator[k] !== undefined) expect(back.cycles, k).toBe(simulator[k]);
+    }
+    expect(readFileSync(join(dir, "gemv.trace"), "utf8").split("\n").slice(0, 2)).toEqual([
+      "AiM WR_GB 64 0 0xffffffff",
+      "AiM WR_BIAS 0 0xffffffff",
+    ]);
+    const refused = await pimc(
+      "kernel",
+      "gemv",
+      "64x64",
+      "--system",
+      "examples/systems/hbm-pim-64ch.pim",
+      "--emit",
+      join(dir, "x"),
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/--emit: target hbm-pim writes no kernel programs/);
+    expect(existsSync(join(dir, "x"))).toBe(false);
     const big = await pimc("kernel", "mul", "1M", "--system", "examples/systems/aimx.pim");
     expect(big.code).toBe(2);
     expect(big.stderr).toMatch(

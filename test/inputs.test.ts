@@ -289,6 +289,7 @@ describe("output paths are checked before any work", () => {
         "dump --dump-ir",
         "dump --output",
         "generate --dump-ir",
+        "kernel --emit",
         "kernel --trace",
         "serve --dump-ir",
         "sim --trace",
@@ -317,6 +318,10 @@ describe("output paths are checked before any work", () => {
     [["bench", "examples/tiny-llama.pim", "--plot", "package.json/out.svg"], "package.json is not a folder"],
     [["sim", "no-such.pimx", "--trace", join(missing, "t.json")], `--trace ${join(missing, "t.json")}`],
     [["kernel", "add", "1M", "--trace", join(missing, "t.json")], `folder ${missing} does not exist`],
+    [
+      ["kernel", "gemv", "64x64", "--target", "aim", "--emit", join(missing, "g.trace")],
+      `folder ${missing} does not exist`,
+    ],
   ])("pimc %j", async (args, part) => {
     await cliRejects(args, part);
     expect(existsSync(missing)).toBe(false);

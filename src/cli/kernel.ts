@@ -40,6 +40,10 @@ export function kernelCommand() {
       positiveIntUpTo(SYSTEM_KEY_LIMITS.ranks!),
     )
     .option("--trace <file>", "write a Chrome/Perfetto trace of the runs' device commands")
+    .option(
+      "--emit <file>",
+      "write the kernel's program in its device's input format (aim: a trace the AiM simulator and pimc kernel trace read)",
+    )
     .option("--json", "print one JSON object")
     .action(async (op, size, o) => {
       const withKernels = [...(await allTargets()).values()].filter((t) => t.kernel);
@@ -76,7 +80,10 @@ export function kernelCommand() {
       } finally {
         bar.stop();
       }
+      if (o.emit !== undefined && !r.program)
+        throw new UserError(`--emit: target ${target.name} writes no kernel programs (aim does)`);
       if (o.trace !== undefined) writeFileAtomic(o.trace, r.trace());
+      if (o.emit !== undefined) writeFileAtomic(o.emit, r.program!());
       process.stdout.write(o.json ? `${JSON.stringify(r.json)}\n` : `${r.lines.join("\n")}\n`);
     });
 }

@@ -11,7 +11,7 @@ import { int, ms } from "../../src/report/format.js";
 import { table } from "../../src/report/table.js";
 import type { KernelReport, KernelRunner, SystemModel } from "../index.js";
 import { readInputFile } from "../../src/fsutil.js";
-import { MAX_TRACE_BYTES, parseAimTrace, runAimTrace, type TraceStep } from "./trace.js";
+import { formatAimTrace, MAX_TRACE_BYTES, parseAimTrace, runAimTrace, type TraceStep } from "./trace.js";
 import {
   ewmulProgram,
   rmsNormProgram,
@@ -138,7 +138,10 @@ export const aimKernels: KernelRunner = {
     ];
     const trace = (): string =>
       commandTrace([{ name: "AiM", run: pim }, ...(base ? [{ name: "non-PIM", run: base }] : [])], tCK);
-    return { lines, json, trace };
+    // Every channel with data runs the same instructions.
+    const channels = [...Array(plan.channels).keys()];
+    const program = (): string => formatAimTrace(plan.instrs.map((instr) => ({ instr, channels, line: 0 })));
+    return { lines, json, trace, program };
   },
 };
 
@@ -264,7 +267,7 @@ function traceReport(
       [...runAimTrace(sys, steps, true).channels].map(([c, run]) => ({ name: `channel ${c}`, run })),
       tCK,
     );
-  return { lines, json, trace };
+  return { lines, json, trace, program: () => formatAimTrace(steps) };
 }
 
 /** A gzip-compressed trace, at most MAX_TRACE_BYTES once inflated. */

@@ -185,6 +185,44 @@ export function parseAimTrace(text: string, file: string, sys: AimSystem): Trace
   return steps;
 }
 
+/**
+ * Steps written in the AiM simulator's trace format (what parseAimTrace reads), ending with `AiM
+ * EOC`: a program pimc built, for the public simulator or `pimc kernel trace`. Channels past the
+ * 32 a mask names are a UserError.
+ */
+export function formatAimTrace(steps: readonly TraceStep[]): string {
+  const out: string[] = [];
+  let afm = 0;
+  for (const { instr, channels } of steps) {
+    if (instr.op === "EOC") break;
+    const over = channels.find((c) => c >= MASK_CHANNELS);
+    if (over !== undefined)
+      throw new UserError(`channel ${over}: an AiM trace's channel masks name ${MASK_CHANNELS} channels`);
+    if (instr.op === "WR_SBK" || instr.op === "RD_SBK") {
+      const kind = instr.op === "WR_SBK" ? "W" : "R";
+      for (const c of channels) out.push(`${kind} MEM ${c} ${instr.bank} ${instr.row}`);
+      continue;
+    }
+    if (instr.op === "AF" && (instr.table ?? 0) !== afm) {
+      afm = instr.table ?? 0;
+      out.push(`W CFR 2 ${afm}`);
+    }
+    let mask = 0n;
+    for (const c of channels) mask |= 1n << BigInt(MASK_CHANNELS - 1 - c);
+    const value: Record<Field, string> = {
+      opsize: "opsize" in instr ? String(instr.opsize) : "1",
+      gpr0: "0",
+      gpr1: "0",
+      mask: `0x${mask.toString(16).padStart(MASK_CHANNELS / 4, "0")}`,
+      bank: "bank" in instr ? String(instr.bank) : "0",
+      row: "row" in instr ? String(instr.row) : "0",
+    };
+    out.push(["AiM", instr.op, ...FIELDS[instr.op]!.map((f) => value[f])].join(" "));
+  }
+  out.push("AiM EOC");
+  return `${out.join("\n")}\n`;
+}
+
 export interface TraceRun {
   /** Cycles until every channel finished (the last EOC's barrier). */
   readonly cycles: number;
