@@ -474,12 +474,18 @@ describe("pimc on the aim target", () => {
     // --emit: the program in the AiM simulator's format, which kernel trace reads back to the same cycles.
     const dir = tempDir();
     // The AiM simulator (0f28a07) on the emitted files: rmsnorm 2,086 (pimc 5 fewer, as after the
-    // block traces' RMSNorm writes), softmax 12,681 and gemv 8,124 as pimc.
-    const simulator: Record<string, number> = { rmsnorm: 2086 - 5, softmax: 12681, gemv: 8124 };
+    // block traces' RMSNorm writes), softmax 12,681, attention 33,165 and gemv 8,124 as pimc.
+    const simulator: Record<string, number> = {
+      rmsnorm: 2086 - 5,
+      softmax: 12681,
+      attention: 33165,
+      gemv: 8124,
+    };
     for (const [k, size] of [
       ["rmsnorm", "4096"],
       ["silu", "11008"],
       ["softmax", "32x1024"],
+      ["attention", "32x1024x128"],
       ["gemv", "4096x4096"],
     ] as const) {
       const file = join(dir, `${k}.trace`);
@@ -524,6 +530,9 @@ describe("pimc on the aim target", () => {
     const shape = await pimc("kernel", "softmax", "32", "--system", "examples/systems/aimx.pim");
     expect(shape.code).toBe(2);
     expect(shape.stderr).toMatch(/softmax: expected a size HxT/);
+    const att = await pimc("kernel", "attention", "32x1024", "--system", "examples/systems/aimx.pim");
+    expect(att.code).toBe(2);
+    expect(att.stderr).toMatch(/attention: expected a size HxTxD/);
   });
 
   it("kernel gemv: the AiM run and the conventional read, per channel, within JSSC 2023's 7.5-10.5x", async () => {
@@ -553,7 +562,7 @@ describe("pimc on the aim target", () => {
     const bad = await pimc("kernel", "add", "1M", "--system", "examples/systems/aimx.pim");
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(
-      /unknown kernel "add" \(available: gemv, mul, silu, rmsnorm, rope, softmax, trace\)/,
+      /unknown kernel "add" \(available: gemv, mul, silu, rmsnorm, rope, softmax, attention, trace\)/,
     );
     const ranks = await pimc(
       "kernel",

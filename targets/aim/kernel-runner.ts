@@ -36,12 +36,12 @@ const VECTOR_KERNELS: Readonly<Record<string, (b: VectorBlock, n: number) => Tra
   rmsnorm: (b, n) => rmsNormProgram(b, n),
   rope: (b, n) => ropeProgram(b, n),
 };
-const OPS = ["gemv", ...Object.keys(VECTOR_KERNELS), "softmax", "trace"];
+const OPS = ["gemv", ...Object.keys(VECTOR_KERNELS), "softmax", "attention", "trace"];
 
 export const aimKernels: KernelRunner = {
   ops: OPS,
   sizes:
-    "gemv: NxK (outputs x inputs, 16-bit weights); mul, silu, rmsnorm, rope: N (a vector's values); softmax: HxT (heads x tokens); trace: FILE, an AiM simulator trace",
+    "gemv: NxK (outputs x inputs, 16-bit weights); mul, silu, rmsnorm, rope: N (a vector's values); softmax: HxT (heads x tokens); attention: HxTxD (heads x cached tokens x head size); trace: FILE, an AiM simulator trace",
   run(system, op, size, o) {
     if (!OPS.includes(op)) throw new UserError(`unknown kernel "${op}" (available: ${OPS.join(", ")})`);
     if (o.detailed)
@@ -195,7 +195,16 @@ function runVector(system: SystemModel, op: string, size: string, channels?: num
   const t0 = performance.now();
   let steps: TraceStep[];
   let label: string;
-  if (op === "softmax") {
+  if (op === "attention") {
+    const m = /^(\w+)x(\w+)x(\w+)$/i.exec(size.trim());
+    if (!m)
+      throw new UserError(`attention: expected a size HxTxD (heads x tokens x head size), got "${size}"`);
+    const heads = kernelSize(m[1]!, "attention H", 1 << 12);
+    const t = kernelSize(m[2]!, "attention T", 1 << 20);
+    const d = kernelSize(m[3]!, "attention D", 1 << 14);
+    steps = attentionProgram(sys, heads, t, d);
+    label = `attention ${heads}x${t}x${d}`;
+  } else if (op === "softmax") {
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());
     if (!m) throw new UserError(`softmax: expected a size HxT (heads x tokens), got "${size}"`);
     const heads = kernelSize(m[1]!, "softmax H", 1 << 12);
@@ -214,6 +223,35 @@ function runVector(system: SystemModel, op: string, size: string, channels?: num
     label = `${op} ${n}`;
   }
   return traceReport(sys, steps, t0, { kernel: label }, `${label} on ${name}`, name);
+}
+
+/**
+ * One query row of attention over a KV cache in a device's banks, as the target maps it: each head's
+ * scores a GEMV with its K [T, D] as the weight, the softmax's scaling passes over every head (CENT's
+ * program: the near-memory units' exponentials are not in a kernel), each head's context a GEMV with
+ * its V^T [D, T].
+ */
+function attentionProgram(sys: AimSystem, heads: number, t: number, d: number): TraceStep[] {
+  const gemv = (n: number, k: number): TraceStep[] => {
+    if (!gemvFits(sys, n, k)) {
+      const s = gemvShape(sys, n, k);
+      throw new UserError(
+        `attention: a head's ${n}x${k} GEMV needs ${s.perBank * s.chunks} rows per bank, more than ${sys.rows}`,
+      );
+    }
+    const plan = gemvPlan(sys, n, k);
+    const channels = [...Array(plan.channels).keys()];
+    return plan.instrs.map((instr) => ({ instr, channels, line: 0 }));
+  };
+  if (Math.ceil(heads / (sys.channels * 4)) * Math.ceil(t / rowElements(sys)) > sys.rows - 16)
+    throw new UserError(`attention ${heads}x${t}x${d}: the scores need more rows than a bank has`);
+  const scores = gemv(t, d);
+  const context = gemv(d, t);
+  const steps: TraceStep[] = [];
+  for (let h = 0; h < heads; h++) steps.push(...scores);
+  steps.push(...softmaxProgram({ sys, channels: sys.channels, copies: 1 }, heads, t));
+  for (let h = 0; h < heads; h++) steps.push(...context);
+  return steps;
 }
 
 /** The report of instructions timed on `sys` (a trace, a program): cycles, commands, energy. */
