@@ -335,7 +335,6 @@ process.stdout.write(
     const op = p.kernel!.toLowerCase();
     const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
     const j = hbm.target.kernel!.run(hbm.system, op, size, {
-      detailed: false,
       baseline: true,
       channels: Number(p.num_chans),
       ranks: Number(p.num_ranks),

@@ -181,11 +181,10 @@ export interface Executable {
   disassemble(): string;
   /**
    * Starts running it (timing only, no data): its setup runs once, then each `call` of a function
-   * under `env`. `detailed`: the slower exact mode where a target has one; `onStep` after each step
-   * of a call (its `phases[].steps`, for a progress bar). Options a target lacks are a UserError.
+   * under `env`. `onStep` after each step of a call (its `phases[].steps`, for a progress bar).
+   * Options a target lacks are a UserError.
    */
   open(opts?: {
-    readonly detailed?: boolean;
     readonly onStep?: () => void;
     /** Calls split into sub-batches whose host and PIM work overlap (NeuPIMs), where the target can. */
     readonly subBatches?: number;
@@ -199,8 +198,6 @@ export interface Executable {
 
 /** How `pimc kernel` runs one kernel: the exact mode, the reference run, a progress bar. */
 export interface KernelOptions {
-  /** The slower exact mode (HBM-PIM: every pseudo-channel's controller timed). */
-  readonly detailed: boolean;
   /** Also the same data moved without PIM (the device's plain read and write path). */
   readonly baseline: boolean;
   /** Channels overriding the system's (HBM-PIM: pseudo-channels); targets without channels refuse it. */

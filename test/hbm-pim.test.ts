@@ -116,7 +116,6 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
       const op = p.kernel!.toLowerCase();
       const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
       const r = hbmPimKernels.run(system, op, size, {
-        detailed: false,
         baseline: true,
         channels: Number(p.num_chans),
         ranks: Number(p.num_ranks),

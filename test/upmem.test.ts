@@ -670,9 +670,8 @@ describe("pimc with --target upmem", () => {
     expect(r.code, r.stderr).toBe(0);
   });
 
-  test("compile -o writes a program; sim times it, --detailed agrees, --disasm lists it", async () => {
-    // Llama-2-7B's shapes with one layer: the same kernels as the full model (--detailed times each
-    // of the 2048 DPUs of every launch, about 1.7 s of CPU per layer), 4 weights per layer + logits.
+  test("compile -o writes a program; sim times it, --disasm lists it", async () => {
+    // Llama-2-7B's shapes with one layer: the same kernels as the full model, 4 weights per layer + logits.
     const model = llama7bLayers(1);
     const prog = join(tmp, "l7.pimx");
     const c = await pimc(
@@ -699,8 +698,6 @@ describe("pimc with --target upmem", () => {
     expect(ph.seconds).toBeGreaterThan(0);
     expect(ph.busy.kernels).toBeGreaterThan(0);
     expect(ph.rows.some((r) => r.kernel.startsWith("gemm"))).toBe(true);
-    const d = await pimc("sim", prog, "--phase", "decode", "--json", "--detailed");
-    expect((JSON.parse(d.stdout) as typeof j).phases[0]!.seconds).toBe(ph.seconds);
     const dis = await pimc("sim", prog, "--disasm");
     expect(dis.code).toBe(0);
     expect(dis.stdout).toMatch(/kernel gemm0/);

@@ -24,10 +24,6 @@ export function kernelCommand() {
     )
     .option("--system <file>", "system description FILE.pim[:NAME] (default: its target's default system)")
     .option("--target <name>", "target (default: the system's, else the one target with kernels)")
-    .option(
-      "--detailed",
-      "the target's slower exact mode (hbm-pim: every pseudo-channel's controller, not one)",
-    )
     .option("--no-baseline", "skip the run without PIM")
     .option(
       "--channels <n>",
@@ -71,7 +67,6 @@ export function kernelCommand() {
       let r;
       try {
         r = target.kernel.run(system, op, size, {
-          detailed: o.detailed === true,
           baseline: o.baseline !== false,
           ...(o.channels !== undefined ? { channels: o.channels } : {}),
           ...(o.ranks !== undefined ? { ranks: o.ranks } : {}),

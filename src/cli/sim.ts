@@ -36,10 +36,6 @@ export function simCommand() {
       "decode: tokens already cached (default: as many as the program allows)",
       nonNegativeIntUpTo(W.context),
     )
-    .option(
-      "--detailed",
-      "the target's slower exact mode, where it has one (upmem: every DPU of every launch, not one per launch)",
-    )
     .option("--json", "print one JSON object")
     .option("--trace <file>", "write a Chrome/Perfetto trace (trace-event JSON) of the calls to FILE")
     .action(async (path, o) => {
@@ -61,9 +57,8 @@ export function simCommand() {
       try {
         bar.start(phases.reduce((n, ph) => n + ph.steps, 0));
         run = runProgram(exe, calls, {
-          detailed: o.detailed === true,
           onStep: () => bar.tick(),
-          onCall: (phase) => bar.label(`running ${phase}${o.detailed ? " (detailed)" : ""}`),
+          onCall: (phase) => bar.label(`running ${phase}`),
         });
       } finally {
         bar.stop();
@@ -78,7 +73,6 @@ export function simCommand() {
             model: exe.model,
             target: exe.target,
             ...exe.info,
-            detailed: o.detailed === true,
             ...(run.setup ? { setup_seconds: run.setup.seconds } : {}),
             phases: run.calls.map((c) => ({
               phase: c.phase,

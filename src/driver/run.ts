@@ -160,10 +160,6 @@ export function moduleExecutable(
     native: o.native ?? module,
     disassemble: () => `// ${o.model} for ${target.name} on ${o.where}\n${printModule(module)}`,
     open(opts = {}) {
-      if (opts.detailed)
-        throw new UserError(
-          `--detailed: a ${target.name} program has no slower exact mode (its calls are timed by the target's ${target.timeCall ? "device" : "cost"} model)`,
-        );
       const subBatches = opts.subBatches ?? 1;
       return {
         call(phase, env) {
@@ -204,13 +200,11 @@ export function runProgram(
   exe: Executable,
   calls: readonly { readonly phase: string; readonly env: DimEnv }[],
   opts: {
-    readonly detailed?: boolean;
     readonly onStep?: () => void;
     readonly onCall?: (phase: string) => void;
   } = {},
 ): { setup?: CallReport; calls: CallReport[] } {
   const session = exe.open({
-    ...(opts.detailed !== undefined ? { detailed: opts.detailed } : {}),
     ...(opts.onStep ? { onStep: opts.onStep } : {}),
   });
   const reports = calls.map(({ phase, env }) => {

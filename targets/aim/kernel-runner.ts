@@ -44,8 +44,6 @@ export const aimKernels: KernelRunner = {
     "gemv: NxK (outputs x inputs, 16-bit weights); mul, silu, rmsnorm, rope: N (a vector's values); softmax: HxT (heads x tokens); attention: HxTxD (heads x cached tokens x head size); trace: FILE, an AiM simulator trace",
   run(system, op, size, o) {
     if (!OPS.includes(op)) throw new UserError(`unknown kernel "${op}" (available: ${OPS.join(", ")})`);
-    if (o.detailed)
-      throw new UserError("--detailed: every AiM channel runs the same commands (one is timed)");
     if (o.ranks !== undefined) throw new UserError("--ranks: GDDR6-AiM channels have no ranks");
     if (op === "trace") return runTrace(system, size, o.channels);
     if (op !== "gemv") return runVector(system, op, size, o.channels);

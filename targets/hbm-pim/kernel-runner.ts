@@ -107,10 +107,9 @@ export const hbmPimKernels: KernelRunner = {
     const name = overrides.length === 0 ? system.name : `${system.name} with ${overrides.join(", ")}`;
     const p = plan(sys, op, size);
     const t0 = performance.now();
-    // Every pseudo-channel's controller is timed with --detailed (one step each); else one or a few.
+    // One controller, or a few where the pseudo-channels' streams differ.
     const bar = o.progress;
-    const run = { detailed: o.detailed, onChannel: () => bar.tick() };
-    if (o.detailed) bar.start(sys.pseudo_channels * (o.baseline ? 2 : 1));
+    const run = { onChannel: () => bar.tick() };
     bar.label(`timing ${p.what} with PIM`);
     const pim = runPimKernel(sys, p.kernel, run);
     bar.label(`timing ${p.what} without PIM`);
@@ -187,7 +186,7 @@ export const hbmPimKernels: KernelRunner = {
     lines.push(`energy   PIM: ${energyParts(pimEnergy.energy)}`);
     if (baseEnergy) lines.push(`         non-PIM: ${energyParts(baseEnergy.energy)}`);
     lines.push(
-      `emulated in ${ms(wall)} (${pim.timed + (base?.timed ?? 0)} controllers timed${o.detailed ? ", detailed" : ""}); commands per pseudo-channel`,
+      `emulated in ${ms(wall)} (${pim.timed + (base?.timed ?? 0)} controllers timed); commands per pseudo-channel`,
     );
     const runs = [
       { name: `${p.what}, PIM`, log: pim.log },

@@ -907,7 +907,7 @@ class Actions {
 
 /**
  * Tasklet t's action list, emptied: the lists are reused from one timeKernel to the next (timing is
- * synchronous), as `--detailed` times thousands of DPUs a launch.
+ * synchronous), as the machine's `detailed` option (tests) times thousands of DPUs a launch.
  */
 const actionPool: Actions[] = [];
 function actionLists(t: number): Actions {
@@ -1179,7 +1179,7 @@ export function timeKernel(k: Kernel, sys: UpmemSystem, env: Env): KernelTiming 
   return kernelTimer(k, sys, env)();
 }
 
-/** timeKernel for every DPU of a launch (`--detailed`): checks and compiles the kernel once. */
+/** timeKernel for every DPU of a launch (the machine's `detailed` option, tests): checks and compiles the kernel once. */
 export function kernelTimer(k: Kernel, sys: UpmemSystem, env: Env): () => KernelTiming {
   checkKernel(k, sys, env);
   const ctx = makeCtx(k, sys, sys.mram);

@@ -78,7 +78,6 @@ export function loadUpmem(bytes: Uint8Array, file: string): Executable | undefin
       let counting = false;
       const machine = new UpmemMachine(p, {
         functional: false,
-        detailed: opts.detailed === true,
         onCommand: () => void (counting && opts.onStep?.()),
       });
       const setup = named(file, () => report(machine.setup(), p));
