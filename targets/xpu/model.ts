@@ -3,7 +3,8 @@
  * parallel units in waves, and a fixed launch overhead per kernel; an NPU may compute GEMMs on
  * weight-stationary systolic arrays (NeuPIMs' 8 x 128 x 128 at 1 GHz) instead.
  *
- *   time = max(flops / (peak x compute cap), bytes / (bandwidth x memory cap)) / occupancy + overhead
+ *   time = max(flops / (peak x compute cap), bytes / bandwidth reached) / occupancy + overhead
+ *   bandwidth reached = min(bandwidth x memory cap, blocks x block bandwidth)
  *
  * Ops are kernels of thread blocks over the device's `units` (SMs): occupancy = blocks / (waves x
  * units) with waves = ceil(blocks / units), so a kernel of 32 blocks on 132 SMs uses a quarter of
@@ -12,7 +13,8 @@
  *  - attention: one block per (sequence, query head) per query_tile query rows (FlashAttention-2,
  *    no split of the keys);
  *  - anything else: one block per `elements_per_block` output elements.
- * The caps are per class (gemm, attention, other): what the device's libraries reach.
+ * The caps are per class (gemm, attention, other): what the device's libraries reach, and how much
+ * a block of the class streams at most (`block_bandwidth`, where given).
  */
 import { z } from "zod";
 import { dimEval, type DimEnv } from "../../src/ir/dim.js";
@@ -22,7 +24,16 @@ const pos = z.number().positive();
 const posInt = z.number().int().positive();
 const cap = z.number().positive().max(1);
 
-const zCaps = z.strictObject({ compute: cap.default(1), memory: cap.default(1) });
+const zCaps = z.strictObject({
+  compute: cap.default(1),
+  memory: cap.default(1),
+  /**
+   * Bytes/s one of the class's thread blocks streams at most (the loads it keeps in flight over the
+   * memory's latency: Little's law), so a kernel of few blocks cannot reach the bandwidth. Absent:
+   * no limit.
+   */
+  block_bandwidth: pos.optional(),
+});
 
 export const zXpu = z.strictObject({
   kind: z.enum(["gpu", "npu"]).default("gpu"),
@@ -39,6 +50,7 @@ export const zXpu = z.strictObject({
   units: posInt.default(1),
   /** Seconds per kernel launch. */
   overhead: z.number().nonnegative().default(0),
+
   utilization: z
     .strictObject({
       gemm: zCaps.default({ compute: 1, memory: 1 }),
@@ -131,7 +143,10 @@ export function xpuSeconds(x: Xpu, v: OpView, env: DimEnv): number {
   if (flops === 0 && bytes === 0) return 0;
   const cls = opClass(v.op.opcode);
   const u = x.utilization[cls];
-  const memory = bytes / (x.bandwidth * u.memory);
+  const reach = x.bandwidth * u.memory;
+  const memory =
+    bytes /
+    (u.block_bandwidth === undefined ? reach : Math.min(reach, blocksOf(x, v, env) * u.block_bandwidth));
   if (cls === "gemm" && x.systolic) {
     const { m, n, k, batch } = gemmDims(v, env);
     return Math.max(systolicSeconds(x.systolic, m, n, k, batch), memory) + x.overhead;
