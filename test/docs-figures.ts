@@ -341,26 +341,26 @@ const geomean = (xs: number[]) => Math.exp(xs.reduce((t, x) => t + Math.log(x), 
 /** The rows of docs/heterogeneous.md's PAPI tables after `| speculation | batch |`, by "S,batch". */
 const PAPI_ROWS: Record<"llama-65b" | "gpt3-175b", Record<string, string>> = {
   "llama-65b": {
-    "1,4": "59.3 | 53.9 | 29.8 | 29.8 | 29.8 | 1.81x | 1.00x | 1.00x",
-    "1,16": "79.4 | 61.5 | 90.1 | 90.1 | 65.8 | 0.93x | 1.37x | 1.37x",
-    "1,64": "161.2 | 92.6 | 332.5 | 332.5 | 110.7 | 0.84x | 3.00x | 3.00x",
-    "2,4": "59.4 | 56.9 | 50.1 | 50.1 | 50.1 | 1.14x | 1.00x | 1.00x",
-    "2,16": "79.7 | 72.5 | 169.0 | 169.0 | 78.9 | 0.92x | 2.14x | 2.14x",
-    "2,64": "204.7 | 175.6 | 647.9 | 647.9 | 204.2 | 0.86x | 3.17x | 3.17x",
-    "4,4": "59.4 | 59.4 | 82.9 | 58.7 | 58.7 | 1.01x | 1.41x | 1.00x",
-    "4,16": "81.5 | 81.5 | 302.5 | 80.7 | 80.7 | 1.01x | 3.75x | 1.00x",
-    "4,64": "292.7 | 292.7 | 1178.8 | 292.4 | 292.4 | 1.00x | 4.03x | 1.00x",
+    "1,4": "59.3 | 53.5 | 28.8 | 28.8 | 28.8 | 1.86x | 1.00x | 1.00x",
+    "1,16": "79.4 | 60.4 | 87.0 | 87.0 | 64.6 | 0.93x | 1.35x | 1.35x",
+    "1,64": "161.2 | 88.3 | 321.0 | 321.0 | 106.4 | 0.83x | 3.02x | 3.02x",
+    "2,4": "59.4 | 56.2 | 48.8 | 48.8 | 48.8 | 1.15x | 1.00x | 1.00x",
+    "2,16": "79.7 | 70.2 | 165.2 | 166.0 | 79.5 | 0.88x | 2.08x | 2.09x",
+    "2,64": "204.7 | 167.0 | 632.9 | 633.5 | 204.5 | 0.82x | 3.10x | 3.10x",
+    "4,4": "59.4 | 59.4 | 80.9 | 58.5 | 58.5 | 1.02x | 1.38x | 1.00x",
+    "4,16": "81.5 | 81.5 | 295.0 | 80.5 | 80.5 | 1.01x | 3.66x | 1.00x",
+    "4,64": "292.7 | 292.7 | 1149.2 | 292.1 | 292.1 | 1.00x | 3.93x | 1.00x",
   },
   "gpt3-175b": {
-    "1,4": "134.7 | 126.5 | 57.8 | 57.8 | 57.8 | 2.19x | 1.00x | 1.00x",
-    "1,16": "172.6 | 139.6 | 199.8 | 199.8 | 147.7 | 0.95x | 1.35x | 1.35x",
-    "1,64": "319.3 | 195.8 | 772.3 | 772.3 | 229.2 | 0.85x | 3.37x | 3.37x",
-    "2,4": "134.8 | 132.0 | 104.2 | 104.2 | 104.2 | 1.27x | 1.00x | 1.00x",
-    "2,16": "172.9 | 158.2 | 388.2 | 388.2 | 172.4 | 0.92x | 2.25x | 2.25x",
-    "2,64": "435.1 | 382.8 | 1521.6 | 1521.6 | 434.7 | 0.88x | 3.50x | 3.50x",
-    "4,4": "135.0 | 135.0 | 186.5 | 134.3 | 134.3 | 1.00x | 1.39x | 1.00x",
-    "4,16": "175.8 | 175.8 | 718.2 | 175.1 | 175.1 | 1.00x | 4.10x | 1.00x",
-    "4,64": "667.9 | 667.9 | 2841.5 | 667.8 | 667.8 | 1.00x | 4.26x | 1.00x",
+    "1,4": "134.7 | 125.9 | 56.6 | 56.6 | 56.6 | 2.23x | 1.00x | 1.00x",
+    "1,16": "172.6 | 137.6 | 195.9 | 195.9 | 145.7 | 0.94x | 1.34x | 1.34x",
+    "1,64": "319.3 | 188.1 | 757.2 | 757.2 | 221.9 | 0.85x | 3.41x | 3.41x",
+    "2,4": "134.8 | 130.8 | 103.1 | 103.1 | 103.1 | 1.27x | 1.00x | 1.00x",
+    "2,16": "172.9 | 154.3 | 383.3 | 384.3 | 172.3 | 0.90x | 2.22x | 2.23x",
+    "2,64": "435.1 | 367.3 | 1505.9 | 1505.9 | 434.4 | 0.85x | 3.47x | 3.47x",
+    "4,4": "135.0 | 135.0 | 184.4 | 134.2 | 134.2 | 1.01x | 1.37x | 1.00x",
+    "4,16": "175.8 | 175.8 | 710.5 | 175.1 | 175.1 | 1.00x | 4.06x | 1.00x",
+    "4,64": "667.9 | 667.9 | 2810.2 | 667.3 | 667.3 | 1.00x | 4.21x | 1.00x",
   },
 };
 
@@ -880,7 +880,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "standby and refresh are counted while the GPU's HBM's are not (0.829 J of a batch-64 step's 20.1 J)",
+      "standby and refresh are counted while the GPU's HBM's are not (0.789 J of a batch-64 step's 20.1 J)",
     cmds: GPT3_ENERGY,
     values: [stepJoules(1, 64, "background"), stepJoules(1, 64)],
     slow: true,
@@ -896,7 +896,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "takes 232.160 uJ with PIM against 1.095 mJ\nstreamed to the host without it, 4.71x less: the PIM units read the weights in the banks (array 51 %\nof the PIM run, activations 22 %) where the streamed run pays the datapath and the interposer for\nevery bit (datapath 67 %). The streamed run costs 4.08 pJ per bit read.",
+      "takes 231.516 uJ with PIM against 1.095 mJ\nstreamed to the host without it, 4.73x less: the PIM units read the weights in the banks (array 51 %\nof the PIM run, activations 21 %) where the streamed run pays the datapath and the interposer for\nevery bit (datapath 67 %). The streamed run costs 4.08 pJ per bit read.",
     cmds: [GEMV],
     values: [
       kernelEnergy(0, "pim", (e) => e.joules * 1e6),
@@ -916,20 +916,20 @@ export const FIGURES: Figure[] = [
   },
   {
     doc: "docs/energy.md",
-    quote: "| 4.71x less on a 4096 x 4096 GEMV |",
+    quote: "| 4.73x less on a 4096 x 4096 GEMV |",
     cmds: [GEMV],
     values: [(js) => (js[0] as { energy_ratio: number }).energy_ratio, null, null],
   },
   {
     doc: "docs/energy.md",
-    quote: "at 5.1 pJ per lane operation (a value derived here from the 3.5x, not used by pimc)",
+    quote: "at 5.2 pJ per lane operation (a value derived here from the 3.5x, not used by pimc)",
     cmds: [GEMV],
     values: [laneOpFor35, null],
   },
   {
     doc: "docs/energy.md",
     quote:
-      "Llama-2-7B decode at batch 1 on `hbm-pim-64ch.pim` (every linear layer on the PIM units) takes\n101.5 mJ per token; on `a100.pim` (the A100's HBM streamed at 28.72 pJ per byte) 397.7 mJ.",
+      "Llama-2-7B decode at batch 1 on `hbm-pim-64ch.pim` (every linear layer on the PIM units) takes\n101.8 mJ per token; on `a100.pim` (the A100's HBM streamed at 28.72 pJ per byte) 397.7 mJ.",
     cmds: [HBM, "bench examples/llama2-7b.pim --system examples/systems/a100.pim --phase decode --batch 1"],
     values: [null, mjPerToken(0, 1), null, mjPerToken(1, 1)],
     slow: true,
@@ -985,17 +985,17 @@ export const FIGURES: Figure[] = [
   // AttAcc: README and docs/heterogeneous.md.
   {
     doc: "README.md",
-    quote: "175B decode 1.63x over GPU-only at batch 64",
+    quote: "175B decode 1.70x over GPU-only at batch 64",
     cmds: [A100_64, ATTACC_64],
     values: [speedup(0, 1, 64), null],
   },
   ...[1, 4, 16, 64].map((b, i): Figure => ({
     doc: "docs/heterogeneous.md",
     quote: [
-      "| 1 | 124.5 ms | 123.8 ms | 1.01x | 3.9 / 3.1 ms |",
-      "| 4 | 134.7 ms | 126.5 ms | 1.07x | 14.1 / 5.9 ms |",
-      "| 16 | 172.6 ms | 139.6 ms | 1.24x | 51.7 / 18.8 ms |",
-      "| 64 | 319.3 ms | 195.8 ms | 1.63x | 195.3 / 71.8 ms |",
+      "| 1 | 124.5 ms | 123.3 ms | 1.01x | 3.9 / 2.7 ms |",
+      "| 4 | 134.7 ms | 125.9 ms | 1.07x | 14.1 / 5.3 ms |",
+      "| 16 | 172.6 ms | 137.6 ms | 1.25x | 51.7 / 16.8 ms |",
+      "| 64 | 319.3 ms | 188.1 ms | 1.70x | 195.3 / 64.1 ms |",
     ][i]!,
     cmds: b === 64 ? [A100_64, ATTACC_64] : [A100, ATTACC],
     values: [null, ms(0, b), ms(1, b), speedup(0, 1, b), opsMs(0, b, ["L*.attn"]), opsMs(1, b, ["L*.attn"])],
@@ -1092,9 +1092,9 @@ export const FIGURES: Figure[] = [
     const nonPim = readme ? "without PIM" : "non-PIM";
     return (
       [
-        [`GEMV 4096x4096${fp16}, PIM | 13,166${readme ? " cycles" : ""} | 13,278 | +0.9 %`, GEMV, "pim"],
+        [`GEMV 4096x4096${fp16}, PIM | 13,166${readme ? " cycles" : ""} | 13,188 | +0.2 %`, GEMV, "pim"],
         [`GEMV 4096x4096${fp16}, ${nonPim} | 36,082 | 36,422 | +0.9 %`, GEMV, "non_pim"],
-        [`ADD 1M${fp16}, PIM | 3,349 | 3,427 | +2.3 %`, ADD, "pim"],
+        [`ADD 1M${fp16}, PIM | 3,349 | 3,380 | +0.9 %`, ADD, "pim"],
         [`ADD 1M${fp16}, ${nonPim} | 6,651 | 7,041 | +5.9 %`, ADD, "non_pim"],
       ] as const
     ).map(([row, cmd, mode]): Figure => ({
@@ -1107,7 +1107,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/hbm-pim.md",
     quote:
-      "Llama-2-7B decode at batch 1: 6.22 ms per step on `hbm-pim-64ch.pim` (6.35 ms with `--no-k-split`, which keeps K whole), 4.0 ms with a unit per bank (`hbm-pim-64ch-bank.pim`)",
+      "Llama-2-7B decode at batch 1: 6.22 ms per step on `hbm-pim-64ch.pim` (6.36 ms with `--no-k-split`, which keeps K whole), 4.0 ms with a unit per bank (`hbm-pim-64ch-bank.pim`)",
     cmds: [HBM, HBM_BANK, `${HBM} --no-k-split`],
     values: [null, ms(0, 1), ms(2, 1), ms(1, 1)],
     slow: true,
@@ -1211,10 +1211,10 @@ export const FIGURES: Figure[] = [
     values: range(duplexGains),
   },
   ...[
-    [16, "| 16 | 172.6 | 415.7 | 707.6 | 0.59x |"],
-    [64, "| 64 | 319.3 | 635.2 | 775.5 | 0.82x |"],
-    [256, "| 256 | 1252.4 | 1513.0 | 1047.2 | 1.44x |"],
-    [512, "| 512 | 2495.3 | 2683.4 | 1616.5 | 1.66x |"],
+    [16, "| 16 | 172.6 | 417.0 | 707.6 | 0.59x |"],
+    [64, "| 64 | 319.3 | 640.0 | 775.5 | 0.83x |"],
+    [256, "| 256 | 1252.4 | 1532.4 | 1047.2 | 1.46x |"],
+    [512, "| 512 | 2495.3 | 2722.2 | 1655.4 | 1.64x |"],
   ].map(([b, quote]): Figure => ({
     doc: "docs/heterogeneous.md",
     quote: quote as string,
@@ -1287,7 +1287,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/heterogeneous.md",
     quote:
-      "Over the 18 points, PAPI's dynamic placement is 1.47x faster than the static placement (up to 3.5x), 2.08x faster than PIM only (up to 4.3x) and 1.05x faster than A100 + AttAcc on geometric mean (from 0.84x to 2.19x).",
+      "Over the 18 points, PAPI's dynamic placement is 1.46x faster than the static placement (up to 3.5x), 2.06x faster than PIM only (up to 4.2x) and 1.04x faster than A100 + AttAcc on geometric mean (from 0.82x to 2.23x).",
     cmds: PAPI_ALL,
     values: [
       null,
@@ -1303,7 +1303,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "README.md",
     quote:
-      "1.47x over static placement and 2.08x over PIM only on geometric mean over batch 4/16/64 x speculation 1/2/4 on LLaMA-65B and GPT-3 175B",
+      "1.46x over static placement and 2.06x over PIM only on geometric mean over batch 4/16/64 x speculation 1/2/4 on LLaMA-65B and GPT-3 175B",
     cmds: PAPI_ALL,
     values: [
       (js) => geomean(papiRatios(js, 3)),
@@ -2088,7 +2088,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/hbm-pim.md",
     quote:
-      "8192 x 4096 takes half the MAC commands of the bank-pair organisation and 1.8x less time; ADD 1M 2,428 cycles instead of 3,427",
+      "8192 x 4096 takes half the MAC commands of the bank-pair organisation and 1.8x less time; ADD 1M 2,370 cycles instead of 3,380",
     cmds: [
       "kernel gemv 8192x4096 --system examples/systems/hbm-pim-64ch.pim",
       `kernel gemv 8192x4096 --system ${HBM_BANK_SYSTEM}`,
@@ -2100,7 +2100,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/hbm-pim.md",
     quote:
-      "at batch 1 and context 2048 the PIM units run attention in 0.78 ms per step where 32 heads keep 32 of the A100's 108 SMs busy for 2.0 ms",
+      "at batch 1 and context 2048 the PIM units run attention in 0.80 ms per step where 32 heads keep 32 of the A100's 108 SMs busy for 2.0 ms",
     cmds: [A100_HBM],
     values: [
       null,
@@ -2124,14 +2124,14 @@ export const FIGURES: Figure[] = [
   // docs/heterogeneous.md: AttAcc's attention, PAPI's alpha and what the text reads from the tables.
   {
     doc: "docs/heterogeneous.md",
-    quote: "but attention on them runs 2.7x faster, not 9.8x",
+    quote: "but attention on them runs 3.0x faster, not 9.8x",
     cmds: [A100_64, ATTACC_64],
     values: [ratio(opsMs(0, 64, ["L*.attn"]), opsMs(1, 64, ["L*.attn"])), null],
   },
   {
     doc: "docs/heterogeneous.md",
     quote:
-      "8 tokens for the 8192 x 8192 weight, 9 for the 8192 x 22016 one, 8 for QKV, gate/up and the LM head",
+      "8 tokens for the 8192 x 8192 weight, 10 for the 8192 x 22016 one, 9 for QKV, 8 for gate/up and the LM head",
     cmds: ["tune examples/llama-65b.pim --system examples/systems/a100-papi.pim"],
     values: [
       alpha(8192, 8192),
@@ -2140,13 +2140,14 @@ export const FIGURES: Figure[] = [
       alpha(8192, 22016),
       null,
       null,
-      alphaOthers([8192, 8192], [8192, 22016]),
+      alpha(24576, 8192),
+      alphaOthers([8192, 8192], [8192, 22016], [24576, 8192]),
     ],
     slow: true,
   },
   {
     doc: "docs/heterogeneous.md",
-    quote: "(batch 4, S = 1: 1.8x / 2.2x over AttAcc's FC on the GPU)",
+    quote: "(batch 4, S = 1: 1.9x / 2.2x over AttAcc's FC on the GPU)",
     cmds: PAPI_ALL,
     values: [null, null, papiVs(1, "llama-65b", 1, 4), papiVs(1, "gpt3-175b", 1, 4)],
     slow: true,
@@ -2160,7 +2161,7 @@ export const FIGURES: Figure[] = [
   },
   {
     doc: "docs/heterogeneous.md",
-    quote: "dominates (batch 64, S = 1 and 2) AttAcc's stronger attention stacks win (0.84x to 0.88x)",
+    quote: "dominates (batch 64, S = 1 and 2) AttAcc's stronger attention stacks win (0.82x to 0.85x)",
     cmds: PAPI_ALL,
     values: [
       null,
@@ -2172,7 +2173,7 @@ export const FIGURES: Figure[] = [
   },
   {
     doc: "docs/heterogeneous.md",
-    quote: "both then equal GPU-only, PAPI's FC placement adding 1.00x to 1.01x",
+    quote: "both then equal GPU-only, PAPI's FC placement adding 1.00x to 1.02x",
     cmds: PAPI_ALL,
     values: [...range(PAPI_MODELS.flatMap((m) => [4, 16, 64].map((b) => papiVs(1, m, 4, b))))],
     slow: true,
@@ -2180,21 +2181,21 @@ export const FIGURES: Figure[] = [
   // NeuPIMs (docs/heterogeneous.md, README).
   {
     doc: "docs/heterogeneous.md",
-    quote: "so overlapping them approaches a halving (1.66x at batch 512)",
+    quote: "so overlapping them approaches a halving (1.64x at batch 512)",
     cmds: neupims(512),
     values: [speedup(1, 2, 512), null],
     slow: true,
   },
   {
     doc: "docs/heterogeneous.md",
-    quote: "so NeuPIMs wins only from batch 256 (1.20x, 1.54x at 512)",
+    quote: "so NeuPIMs wins only from batch 256 (1.20x, 1.51x at 512)",
     cmds: neupims(512),
     values: [null, speedup(0, 2, 256), speedup(0, 2, 512), null],
     slow: true,
   },
   {
     doc: "README.md",
-    quote: "`--sub-batches 2`: 1.66x over naive NPU + PIM at batch 512",
+    quote: "`--sub-batches 2`: 1.64x over naive NPU + PIM at batch 512",
     cmds: neupims(512),
     values: [null, speedup(1, 2, 512), null],
     slow: true,

@@ -21,7 +21,13 @@ import {
   type StreamPhase,
 } from "../targets/hbm-pim/kernels.js";
 import { ModeTracker, PimChannel, PimError } from "../targets/hbm-pim/pim.js";
-import { DEFAULT_SYSTEM, HBM2_CONSTRAINTS, evalLatency, zHbmPimSystem } from "../targets/hbm-pim/standard.js";
+import {
+  COMMANDS,
+  DEFAULT_SYSTEM,
+  HBM2_CONSTRAINTS,
+  evalLatency,
+  zHbmPimSystem,
+} from "../targets/hbm-pim/standard.js";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchJson, llama7bLayers, pimc, rng, tempDir, whatIf } from "./util.js";
@@ -101,7 +107,7 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
     within(base.cycles, 36082);
     expect(pim.counts.RD).toBe(2048 + 2 * 16); // MACs + the two park passes
   });
-  it("the 1- and 16-channel points of test/fixtures/peers, with their configuration's one rank: all within 10 %", async () => {
+  it("the 1- and 16-channel points of test/fixtures/peers, with their configuration's one rank: all within 5 %", async () => {
     const lines = readFileSync("test/fixtures/peers/pimsimulator-points.csv", "utf8").trim().split(/\r?\n/);
     const head = lines[0]!.split(",");
     const points = lines
@@ -127,11 +133,33 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
         [r.pim.cycles, Number(p.pim_cycles)],
         [r.non_pim.cycles, Number(p.nonpim_cycles)],
       ] as const)
-        expect(Math.abs(got / want - 1), label).toBeLessThan(0.1);
+        expect(Math.abs(got / want - 1), label).toBeLessThan(0.05);
       errors.push(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1));
     }
-    // docs/hbm-pim.md: 2.9 % on average over all 27 (these 18 included).
-    expect(errors.reduce((s, e) => s + e, 0) / errors.length).toBeLessThan(0.035);
+    // docs/hbm-pim.md: 0.8 % on average over all 27 (these 18 included).
+    expect(errors.reduce((s, e) => s + e, 0) / errors.length).toBeLessThan(0.012);
+  });
+  it("the frame around a kernel, command by command as PIMSimulator's log (ADD 2048, one pseudo-channel of one rank)", () => {
+    const one = { ...sys, pseudo_channels: 1, ranks: 1 };
+    const r = runPimKernel(one, eltwiseKernel(one, "add", eltwiseLayout(one, 2048)));
+    const log = r.log;
+    const at = (cmd: string, row: number, nth = 0) => {
+      const hits: number[] = [];
+      for (let i = 0; i < log.length; i++)
+        if (COMMANDS[log.cmd[i]!] === cmd && log.row[i] === row) hits.push(log.cycle[i]! + 1);
+      return hits[nth];
+    };
+    // PIMSimulator (issue cycles, its first command at 1): the ABMR row's ACTs at 76, 80, 84, 106,
+    // the fourth bank's write at 116 (the mode changed at 107: it reaches bank 9 alone) and the
+    // four precharges at 127, 129, 131, 142.
+    const abmr = sys.pim.abmr_row;
+    expect([0, 1, 2, 3].map((k) => at("ACT", abmr, k))).toEqual([76, 80, 84, 106]);
+    expect(at("WR", abmr, 3)).toBe(116);
+    expect([0, 1, 2, 3].map((k) => at("PRE", abmr, k))).toEqual([127, 129, 131, 142]);
+    // Its CRF row's ACT through bank 1 comes at 145, 3 cycles after bank 9's precharge; this
+    // controller waits for tRP at every odd bank (156): the 10 cycles every one-tile kernel keeps.
+    expect(at("ACT", sys.pim.register_row)).toBe(142 + sys.timing.tRP);
+    expect(r.cycles).toBe(731 + 10);
   });
   it("ADD of 1M FP16 elements: 3,349 cycles with PIM, 6,651 without", () => {
     const pim = runPimKernel(sys, eltwiseKernel(sys, "add", eltwiseLayout(sys, 1 << 20)));
@@ -747,7 +775,7 @@ describe("PAPI: dynamic FC placement (examples/systems/a100-papi.pim)", () => {
     expect(dynamic.map(fc)).toEqual(["pim", "host"]);
     expect(fixed.map(fc)).toEqual(["pim", "pim"]);
     expect(dynamic[0]!.seconds).toBeCloseTo(fixed[0]!.seconds, 9);
-    expect(fixed[1]!.seconds / dynamic[1]!.seconds).toBeGreaterThan(2.5);
+    expect(fixed[1]!.seconds / dynamic[1]!.seconds).toBeGreaterThan(2); // 2.47x: at batch 64 the GPU is far faster than FC-PIM
     const upmem = await pimc(
       "bench",
       "examples/tiny-llama.pim",

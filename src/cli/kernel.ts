@@ -20,7 +20,7 @@ export function kernelCommand() {
     .argument("<op>", "the kernel (pimc kernel --help --system FILE lists a target's)")
     .argument(
       "<size>",
-      "hbm-pim: gemv NxK (outputs x inputs); element-wise: N (e.g. 1M = 2^20); aim: gemv NxK, trace FILE",
+      "hbm-pim: gemv NxK (outputs x inputs); element-wise: N (e.g. 1M = 2^20); aim: gemv NxK, mul|silu|rmsnorm|rope N, softmax HxT, attention HxTxD, trace FILE",
     )
     .option("--system <file>", "system description FILE.pim[:NAME] (default: its target's default system)")
     .option("--target <name>", "target (default: the system's, else the one target with kernels)")

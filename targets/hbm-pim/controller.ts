@@ -244,14 +244,22 @@ export function runChannel(
     Int32Array.from({ length: banksPerRank }, (_, i) => r * banksPerRank + i),
   );
   const keyAB = (bank: number): number => nBanks + (sys.pim.banks_per_unit === 1 ? 0 : bank % 2);
-  const keyOf = (rank: number, bg: number, bank: number): number =>
-    rank === 0 && mode() !== SB ? keyAB(bank) : (rank * bgs + bg) * bpg + bank;
   let touched = sets[0]!;
   const touchKey = (key: number): number => {
     touched = sets[key]!;
     return touched.length;
   };
-  const touch = (rank: number, bg: number, bank: number): number => touchKey(keyOf(rank, bg, bank));
+  /**
+   * The banks a precharge of bank (rank, bg, bank) reaches: in all-bank modes its set when every
+   * bank of the set has the same row open (a row the set opened), else the bank alone (a row opened
+   * before the mode changed, as the SB -> AB sequence's last ACT leaves one).
+   */
+  const touchPre = (rank: number, bg: number, bank: number): number => {
+    const own = (rank * bgs + bg) * bpg + bank;
+    if (rank !== 0 || mode() === SB) return touchKey(own);
+    const n = touchKey(keyAB(bank));
+    return rowOf(n) === openRow[own] ? n : touchKey(own);
+  };
 
   const [next0, next1, next2, next3] = next as [Float64Array, Float64Array, Float64Array, Float64Array];
   const rankOfId = Int32Array.from({ length: nBanks }, (_, id) => Math.floor(id / banksPerRank));
@@ -372,7 +380,9 @@ export function runChannel(
     rBarrier[i] = q.barrier ? 1 : 0;
     rFence[i] = q.fence ? 1 : 0;
     rKeySB[i] = (q.rank * bgs + q.bg) * bpg + q.bank;
-    rKeyAB[i] = q.rank === 0 ? keyAB(q.bank) : rKeySB[i]!;
+    // In all-bank modes the kernels address bank group 0's banks; a command to another bank group
+    // (the SB -> AB sequence's last write, issued after the mode changed) reaches its bank alone.
+    rKeyAB[i] = q.rank === 0 && q.bg === 0 ? keyAB(q.bank) : rKeySB[i]!;
   });
   // Whether the scan under way is in an all-bank mode (the mode changes only when a command issues,
   // which ends a scan).
@@ -420,7 +430,7 @@ export function runChannel(
       for (let id = r * banksPerRank; id < (r + 1) * banksPerRank; id++) {
         if (openRow[id] === CLOSED) continue;
         const g = bgOfId[id]! % bgs;
-        const n = touch(r, g, id % bpg);
+        const n = touchPre(r, g, id % bpg);
         if (ready(cmdPRE, n, c)) {
           const row = openRow[id]!;
           issue(cmdPRE, n, c);
@@ -587,7 +597,7 @@ export function runChannel(
       if (row === CLOSED || hit[id]) continue;
       const r = rankOfId[id]!;
       const g = bgOfId[id]! % bgs;
-      const n = touch(r, g, id % bpg);
+      const n = touchPre(r, g, id % bpg);
       if (!ready(cmdPRE, n, c)) continue;
       issue(cmdPRE, n, c);
       setRow(n, CLOSED);

@@ -92,10 +92,15 @@ function pimOn(s: Stream, sys: HbmPimSystem): void {
   s.barrier();
 }
 
+/** PIM off: back to AB mode. */
+function pimOff(s: Stream, sys: HbmPimSystem): void {
+  s.wr(0, 0, sys.pim.register_row, REG_COL.mode, () => words([0]));
+  s.barrier();
+}
+
 function epilogue(s: Stream, sys: HbmPimSystem): void {
   const p = sys.pim;
-  s.wr(0, 0, p.register_row, REG_COL.mode, () => words([0]));
-  s.barrier();
+  pimOff(s, sys);
   s.wr(0, 0, p.sbmr_row, sys.columns - 1);
   s.wr(0, 1, p.sbmr_row, sys.columns - 1);
   s.barrier();
@@ -261,15 +266,16 @@ export function gemvKernel(
     (a, b) => inputTile(sys, a).odd - inputTile(sys, b).odd || a - b,
   );
   for (let j = 0; j < l.outTiles; j++) {
+    // Each output tile leaves PIM mode and enters it again (the program counter back to 0), and
+    // writes its inputs into GRF_A even when a single input tile left them there: Samsung's kernel
+    // does both (PIMSimulator, src/tests/PIMKernel.cpp computeGemv).
+    if (j > 0) pimOff(s, sys);
     pimOn(s, sys);
     for (const i of order) {
-      // With a single input tile GRF_A keeps it from one output tile to the next. Vector k's
-      // registers are written through the register row minus k.
-      if (j === 0 || l.inTiles > 1) {
-        for (let k = 0; k < used; k++)
-          for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row - k, REG_COL.grfA + a, chunk(i, a, k));
-        s.barrier();
-      }
+      // Vector k's registers are written through the register row minus k.
+      for (let k = 0; k < used; k++)
+        for (let a = 0; a < g; a++) s.wr(0, 1, sys.pim.register_row - k, REG_COL.grfA + a, chunk(i, a, k));
+      s.barrier();
       const base = j * l.rowsPerTile;
       for (let a = 0; a < g; a++) {
         for (let b = 0; b < g; b++) {
