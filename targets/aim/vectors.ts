@@ -243,8 +243,8 @@ export function softmaxProgram(b: VectorBlock, heads: number, t: number): TraceS
 
 /**
  * The new token's K and V appended to caches in the banks (Llama.py L673-690): K's `kvDim` values
- * written over the pins into the rows of the token's bank (`position`: the token's), V's `kvDim / 16` columns with an all-bank
- * write each (WR_ABK) on the channels holding the heads.
+ * written over the pins into the rows of the token's bank (`position`: the token's), V's
+ * `kvDim / 16` columns with an all-bank write each (WR_ABK) on the channels holding the heads.
  */
 export function kvAppendProgram(b: VectorBlock, kvDim: number, position: number): TraceStep[] {
   const p = new Program(b);
