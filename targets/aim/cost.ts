@@ -36,6 +36,7 @@ import {
   kvAppendProgram,
   rmsNormProgram,
   ropeProgram,
+  softmaxFits,
   softmaxProgram,
   swigluProgram,
   vectorFits,
@@ -164,51 +165,36 @@ export class AimCosts {
    */
   elementwise(v: OpView, env: Record<string, number>): AimCost | undefined {
     if (this.sys.elementwise !== "units" || !ELEMENTWISE.has(v.op.opcode)) return undefined;
+    const op = v.op.opcode;
     const shape = v.ins[0]!.shape.map((d) => dimEval(d, env));
-    const numel = shape.reduce((a, d) => a * d, 1);
-    // A row's values (a token's heads for RoPE, with their rotation), within a row of each bank.
-    const row = v.op.opcode === "rope" ? 2 * shape.slice(2).reduce((a, d) => a * d, 1) : shape.at(-1)!;
-    if (!vectorFits(this.vectors.block, row)) return undefined;
+    // A row's values: a token's heads for RoPE ([B, S, H, D]), else the last dimension; RoPE's
+    // programs hold its rotation beside it. Each must fit a row of each bank.
+    const n = op === "rope" ? shape.slice(2).reduce((a, d) => a * d, 1) : shape.at(-1)!;
+    if (!vectorFits(this.vectors.block, op === "rope" ? 2 * n : n)) return undefined;
+    const rows = shape.reduce((a, d) => a * d, 1) / n;
+    const each = (key: string, make: (b: VectorBlock) => TraceStep[]): AimCost =>
+      times(this.program(`${op} ${key}`, make), rows);
     const scalar = (): AimCost => this.host(0, 0, this.pnmSeconds(v, env));
-    switch (v.op.opcode) {
-      case "rms_norm": {
-        const d = shape.at(-1)!;
+    switch (op) {
+      case "rms_norm":
         return plus(
-          times(
-            this.program(`rms_norm ${d}`, (b) => rmsNormProgram(b, d)),
-            numel / d,
-          ),
+          each(`${n}`, (b) => rmsNormProgram(b, n)),
           scalar(),
         );
-      }
-      case "rope": {
-        // A row: the token's heads ([B, S, H, D]).
-        const n = shape.slice(2).reduce((a, d) => a * d, 1);
+      case "rope":
         return plus(
-          times(
-            this.program(`rope ${n}`, (b) => ropeProgram(b, n)),
-            numel / n,
-          ),
+          each(`${n}`, (b) => ropeProgram(b, n)),
           scalar(),
         );
-      }
       case "silu": {
-        const f = shape.at(-1)!;
-        // The gate's GEMV holds f outputs over the linear layers' channels: an AF per output a bank holds.
-        const af = Math.ceil(f / (this.units.channels * banksOf(this.units)));
-        return times(
-          this.program(`silu ${f} ${af}`, (b) => swigluProgram(b, f, "silu", af)),
-          numel / f,
-        );
+        // The gate's GEMV holds n outputs over the linear layers' channels: an AF per output a bank holds.
+        const af = Math.ceil(n / (this.units.channels * banksOf(this.units)));
+        return each(`${n} ${af}`, (b) => swigluProgram(b, n, "silu", af));
       }
       case "mul": {
         const other = v.ins[1]!.shape.map((d) => dimEval(d, env));
         if (other.length !== shape.length || other.some((d, i) => d !== shape[i])) return undefined;
-        const f = shape.at(-1)!;
-        return times(
-          this.program(`mul ${f}`, (b) => swigluProgram(b, f, "mul")),
-          numel / f,
-        );
+        return each(`${n}`, (b) => swigluProgram(b, n, "mul"));
       }
       default:
         return undefined;
@@ -302,6 +288,7 @@ export class AimCosts {
       // the exponentials and sums on the near-memory units; the new token's K and V appended.
       const heads = Math.ceil(h / this.vectors.devices);
       const kvDim = Math.ceil(kvh / this.vectors.devices) * d;
+      if (!softmaxFits(this.vectors.block, heads, t)) return undefined;
       const scaling = times(
         this.program(`softmax ${heads} ${t}`, (bl) => softmaxProgram(bl, heads, t)),
         b * s,

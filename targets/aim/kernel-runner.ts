@@ -16,13 +16,14 @@ import {
   ewmulProgram,
   rmsNormProgram,
   ropeProgram,
+  softmaxFits,
   softmaxProgram,
   swigluProgram,
   vectorFits,
   type VectorBlock,
 } from "./vectors.js";
 import { runChannel, type ChannelRun } from "./device.js";
-import { expand, gemvFits, gemvPlan, gemvShape, streamRead } from "./kernels.js";
+import { expand, gemvFits, gemvPlan, gemvShape, streamRead, type GemvPlan } from "./kernels.js";
 import { AIM_COMMANDS, banksOf, poolOf, rowElements, type AimSystem } from "./standard.js";
 import { systemOf } from "./system.js";
 import { aimEnergy, traceEnergy, type AimEnergy } from "./energy.js";
@@ -136,10 +137,7 @@ export const aimKernels: KernelRunner = {
     ];
     const trace = (): string =>
       commandTrace([{ name: "AiM", run: pim }, ...(base ? [{ name: "non-PIM", run: base }] : [])], tCK);
-    // Every channel with data runs the same instructions.
-    const channels = [...Array(plan.channels).keys()];
-    const program = (): string => formatAimTrace(plan.instrs.map((instr) => ({ instr, channels, line: 0 })));
-    return { lines, json, trace, program };
+    return { lines, json, trace, program: () => formatAimTrace(gemvSteps(plan)) };
   },
 };
 
@@ -200,14 +198,14 @@ function runVector(system: SystemModel, op: string, size: string, channels?: num
     const heads = kernelSize(m[1]!, "attention H", 1 << 12);
     const t = kernelSize(m[2]!, "attention T", 1 << 20);
     const d = kernelSize(m[3]!, "attention D", 1 << 14);
-    steps = attentionProgram(sys, heads, t, d);
+    steps = attentionProgram(block, heads, t, d);
     label = `attention ${heads}x${t}x${d}`;
   } else if (op === "softmax") {
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());
     if (!m) throw new UserError(`softmax: expected a size HxT (heads x tokens), got "${size}"`);
     const heads = kernelSize(m[1]!, "softmax H", 1 << 12);
     const t = kernelSize(m[2]!, "softmax T", 1 << 20);
-    if (Math.ceil(heads / (sys.channels * 4)) * Math.ceil(t / rowElements(sys)) > sys.rows - 16)
+    if (!softmaxFits(block, heads, t))
       throw new UserError(`softmax ${heads}x${t}: the scores need more rows than a bank has`);
     steps = softmaxProgram(block, heads, t);
     label = `softmax ${heads}x${t}`;
@@ -229,7 +227,8 @@ function runVector(system: SystemModel, op: string, size: string, channels?: num
  * program: the near-memory units' exponentials are not in a kernel), each head's context a GEMV with
  * its V^T [D, T].
  */
-function attentionProgram(sys: AimSystem, heads: number, t: number, d: number): TraceStep[] {
+function attentionProgram(block: VectorBlock, heads: number, t: number, d: number): TraceStep[] {
+  const { sys } = block;
   const gemv = (n: number, k: number): TraceStep[] => {
     if (!gemvFits(sys, n, k)) {
       const s = gemvShape(sys, n, k);
@@ -237,19 +236,23 @@ function attentionProgram(sys: AimSystem, heads: number, t: number, d: number): 
         `attention: a head's ${n}x${k} GEMV needs ${s.perBank * s.chunks} rows per bank, more than ${sys.rows}`,
       );
     }
-    const plan = gemvPlan(sys, n, k);
-    const channels = [...Array(plan.channels).keys()];
-    return plan.instrs.map((instr) => ({ instr, channels, line: 0 }));
+    return gemvSteps(gemvPlan(sys, n, k));
   };
-  if (Math.ceil(heads / (sys.channels * 4)) * Math.ceil(t / rowElements(sys)) > sys.rows - 16)
+  if (!softmaxFits(block, heads, t))
     throw new UserError(`attention ${heads}x${t}x${d}: the scores need more rows than a bank has`);
   const scores = gemv(t, d);
   const context = gemv(d, t);
-  const steps: TraceStep[] = [];
-  for (let h = 0; h < heads; h++) steps.push(...scores);
-  steps.push(...softmaxProgram({ sys, channels: sys.channels, copies: 1 }, heads, t));
-  for (let h = 0; h < heads; h++) steps.push(...context);
-  return steps;
+  return [
+    ...Array<TraceStep[]>(heads).fill(scores),
+    softmaxProgram(block, heads, t),
+    ...Array<TraceStep[]>(heads).fill(context),
+  ].flat();
+}
+
+/** A GEMV's instructions to every channel holding data (they run the same ones). */
+function gemvSteps(plan: GemvPlan): TraceStep[] {
+  const channels = [...Array(plan.channels).keys()];
+  return plan.instrs.map((instr) => ({ instr, channels, line: 0 }));
 }
 
 /** The report of instructions timed on `sys` (a trace, a program): cycles, commands, energy. */

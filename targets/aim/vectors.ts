@@ -203,6 +203,10 @@ export function ewmulProgram(b: VectorBlock, n: number): TraceStep[] {
   return p.steps;
 }
 
+/** Whether `heads` heads' scores of `t` tokens fit the rows below the programs' vectors. */
+export const softmaxFits = (b: VectorBlock, heads: number, t: number): boolean =>
+  Math.ceil(heads / (b.channels * 4)) * Math.ceil(t / rowElements(b.sys)) <= b.sys.rows - ROW.scores;
+
 /**
  * The softmax's element-wise passes over `heads` heads' scores of `t` tokens (Llama.py L773-810):
  * each head's scores in one bank per bank group (rows of 1024 values), the scale written and
@@ -210,6 +214,8 @@ export function ewmulProgram(b: VectorBlock, n: number): TraceStep[] {
  * normalisation written and multiplied in, read back.
  */
 export function softmaxProgram(b: VectorBlock, heads: number, t: number): TraceStep[] {
+  if (!softmaxFits(b, heads, t))
+    throw new Error(`internal: the scores of ${heads} heads over ${t} tokens exceed a bank's rows`);
   const p = new Program(b);
   const per = rowElements(b.sys);
   const rows = Math.ceil(t / per);

@@ -143,14 +143,14 @@ export function xpuSeconds(x: Xpu, v: OpView, env: DimEnv): number {
   if (flops === 0 && bytes === 0) return 0;
   const cls = opClass(v.op.opcode);
   const u = x.utilization[cls];
+  const blocks = blocksOf(x, v, env);
   const reach = x.bandwidth * u.memory;
   const memory =
-    bytes /
-    (u.block_bandwidth === undefined ? reach : Math.min(reach, blocksOf(x, v, env) * u.block_bandwidth));
+    bytes / (u.block_bandwidth === undefined ? reach : Math.min(reach, blocks * u.block_bandwidth));
   if (cls === "gemm" && x.systolic) {
     const { m, n, k, batch } = gemmDims(v, env);
     return Math.max(systolicSeconds(x.systolic, m, n, k, batch), memory) + x.overhead;
   }
   const compute = flops / (x.flops * u.compute);
-  return Math.max(compute, memory) / occupancy(x.units, blocksOf(x, v, env)) + x.overhead;
+  return Math.max(compute, memory) / occupancy(x.units, blocks) + x.overhead;
 }
