@@ -628,6 +628,32 @@ const stepJoules =
     ).energy;
     return part === undefined ? e.joules : e.breakdown[part]!;
   };
+/** Mixtral-8x7B on the H100 and on Duplex at three contexts (docs/energy.md): h100, duplex per context. */
+const DUPLEX_ENERGY = [383, 1535, 6143].flatMap((c) =>
+  ["h100", "duplex"].map(
+    (s) =>
+      `bench examples/mixtral-8x7b.pim --system examples/systems/${s}.pim --phase decode --context ${c} --batch 32,64,128 --no-capacity-check`,
+  ),
+);
+/** NeuPIMs: NPU-only (attention on the NPU), then sub-batch interleaving (docs/energy.md). */
+const NEUPIMS_ENERGY = ["--attention host", "--sub-batches 2"].map(
+  (f) =>
+    `bench examples/gpt3-175b.pim --system examples/systems/neupims.pim --phase decode --context 2047 --batch 256 --no-capacity-check ${f}`,
+);
+/** The HBM's parts of a bench step's energy (not the processors' ALUs), in J. */
+const MEMORY_PARTS = ["activate", "array", "datapath", "io", "refresh", "background", "pim_regs"];
+const memoryJoules =
+  (i: number, batch: number) =>
+  (js: readonly unknown[]): number =>
+    MEMORY_PARTS.reduce((s, p) => s + stepJoules(i, batch, p)(js), 0);
+const stepSeconds =
+  (i: number, batch: number) =>
+  (js: readonly unknown[]): number =>
+    (stepOf(js[i], batch) as unknown as { seconds: number }).seconds;
+const memoryWatts =
+  (i: number, batch: number) =>
+  (js: readonly unknown[]): number =>
+    memoryJoules(i, batch)(js) / stepSeconds(i, batch)(js);
 const GPT3_ENERGY = ["a100", "a100-attacc"].map(
   (s) =>
     `bench examples/gpt3-175b.pim --system examples/systems/${s}.pim --phase decode --context 2047 --batch 1,16,64 --no-capacity-check`,
@@ -872,7 +898,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "GPT-3 175B decode with 2048 positions gives 0.96x the GPU's tokens per joule at batch 1, 1.20x at\nbatch 16 and 1.58x at batch 64",
+      "GPT-3 175B decode with 2048 positions gives 0.97x the GPU's tokens per joule at batch 1, 1.20x at\nbatch 16 and 1.51x at batch 64",
     cmds: GPT3_ENERGY,
     values: [null, perJoule(1, 0, 1), null, perJoule(1, 0, 16), null, perJoule(1, 0, 64), null],
     slow: true,
@@ -880,16 +906,101 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "standby and refresh are counted while the GPU's HBM's are not (0.789 J of a batch-64 step's 20.1 J)",
+      "standby and refresh are counted while the GPU's HBM's are not (0.789 J of a batch-64 step's 27.1 J)",
     cmds: GPT3_ENERGY,
     values: [stepJoules(1, 64, "background"), stepJoules(1, 64)],
     slow: true,
   },
   {
     doc: "docs/energy.md",
-    quote: "| 1.58x at batch 64 (GPT-3 175B, 2048 positions) |",
+    quote: "| 1.51x at batch 64 (GPT-3 175B, 2048 positions) |",
     cmds: GPT3_ENERGY,
     values: [perJoule(1, 0, 64), null, null],
+    slow: true,
+  },
+  // docs/energy.md: Duplex's energy saving over the H100 (Mixtral-8x7B decode).
+  {
+    doc: "docs/energy.md",
+    quote:
+      "| 384 | 32.0 % less | 24.6 % less | 17.6 % less |\n| 1,536 | 32.3 % less | 25.8 % less | 20.2 % less |\n| 6,144 | 33.3 % less | 28.9 % less | 26.4 % less |",
+    cmds: DUPLEX_ENERGY,
+    values: [0, 2, 4].flatMap((i) => [
+      null,
+      ...[32, 64, 128].map((b) => (js: readonly unknown[]) => 100 * (1 - 1 / perJoule(i + 1, i, b)(js))),
+    ]),
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote: "| up to 33.3 % less (batch 32, 6,144 positions), 17.6 to 33.3 % over the grid |",
+    cmds: DUPLEX_ENERGY,
+    values: [
+      (js) => 100 * (1 - 1 / perJoule(5, 4, 32)(js)),
+      null,
+      null,
+      (js) => 100 * (1 - 1 / perJoule(1, 0, 128)(js)),
+      (js) => 100 * (1 - 1 / perJoule(5, 4, 32)(js)),
+    ],
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote: "The largest saving, 33.3 %, is Duplex's 33.28 % for Mixtral",
+    cmds: DUPLEX_ENERGY,
+    values: [(js) => 100 * (1 - 1 / perJoule(5, 4, 32)(js)), null],
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote: "(at batch 32 and 6,144 positions the H100\nspends 130.9 mJ per token, 13 % of it in its caches)",
+    cmds: DUPLEX_ENERGY,
+    values: [
+      null,
+      null,
+      mjPerToken(4, 32),
+      (js) => (100 * stepJoules(4, 32, "xpu_cache")(js)) / stepJoules(4, 32)(js),
+    ],
+    slow: true,
+  },
+  // docs/energy.md: NeuPIMs' memory energy against NPU-only.
+  {
+    doc: "docs/energy.md",
+    quote:
+      "At batch 256 the memory (activations, cells, datapath, I/O, refresh, standby, the units' registers)\ntakes 339.1 mJ per token at 27.8 W for NPU-only and 177.9 mJ at 43.5 W for NeuPIMs with sub-batch\ninterleaving: 1.56x the power at 2.98x the speed, 47.5 % less.",
+    cmds: NEUPIMS_ENERGY,
+    values: [
+      null,
+      (js) => (1e3 * memoryJoules(0, 256)(js)) / 256,
+      (js) => memoryWatts(0, 256)(js),
+      (js) => (1e3 * memoryJoules(1, 256)(js)) / 256,
+      (js) => memoryWatts(1, 256)(js),
+      (js) => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js),
+      (js) => stepSeconds(0, 256)(js) / stepSeconds(1, 256)(js),
+      (js) => 100 * (1 - memoryJoules(1, 256)(js) / memoryJoules(0, 256)(js)),
+    ],
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote: "| 47.5 % less: 1.56x the memory power at 2.98x the speed (GPT-3 175B, batch 256) |",
+    cmds: NEUPIMS_ENERGY,
+    values: [
+      (js) => 100 * (1 - memoryJoules(1, 256)(js) / memoryJoules(0, 256)(js)),
+      (js) => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js),
+      (js) => stepSeconds(0, 256)(js) / stepSeconds(1, 256)(js),
+      null,
+    ],
+    slow: true,
+  },
+  {
+    doc: "docs/energy.md",
+    quote: "at NeuPIMs' 2.4x, 1.56x the power would be 35 % less",
+    cmds: NEUPIMS_ENERGY,
+    values: [
+      null,
+      (js) => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js),
+      (js) => 100 * (1 - memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js) / 2.4),
+    ],
     slow: true,
   },
   // docs/energy.md: the GEMV kernel's energy, and Llama-2-7B per token.
@@ -929,7 +1040,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "Llama-2-7B decode at batch 1 on `hbm-pim-64ch.pim` (every linear layer on the PIM units) takes\n101.8 mJ per token; on `a100.pim` (the A100's HBM streamed at 28.72 pJ per byte) 397.7 mJ.",
+      "Llama-2-7B decode at batch 1 on `hbm-pim-64ch.pim` (every linear layer on the PIM units) takes\n101.8 mJ per token; on `a100.pim` (the A100's HBM streamed at 28.72 pJ per byte, its caches and\nregisters) 453.9 mJ.",
     cmds: [HBM, "bench examples/llama2-7b.pim --system examples/systems/a100.pim --phase decode --batch 1"],
     values: [null, mjPerToken(0, 1), null, mjPerToken(1, 1)],
     slow: true,

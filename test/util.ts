@@ -170,6 +170,8 @@ export interface BenchStep {
   seconds: number;
   busy: Record<string, number>;
   ops: { name: string; device: string; seconds: number }[];
+  /** Where the target models energy (docs/energy.md). */
+  energy?: { joules: number; per_token_j: number; breakdown: Record<string, number> };
 }
 
 /** `pimc bench <model> --system <system> ...extra --json`, which must succeed: its parsed report. */

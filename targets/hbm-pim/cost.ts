@@ -4,6 +4,7 @@
  * command level; their time does not depend on the data).
  */
 import { hostRoofline } from "../cpu/index.js";
+import { gpuOnChipEnergy } from "../xpu/energy.js";
 import { xpuSeconds } from "../xpu/model.js";
 import type { DimEnv } from "../../src/ir/dim.js";
 import { dimEval } from "../../src/ir/dim.js";
@@ -67,7 +68,8 @@ const NO_COST: KernelCost = { seconds: 0, energy: NO_ENERGY };
 /** Seconds and energy of host work (the host's time model; its bytes through the HBM). */
 export function hostCost(sys: HbmPimSystem, v: OpView, env: DimEnv): KernelCost {
   const seconds = hostSeconds(sys, v, env);
-  return { seconds, energy: hostEnergy(sys, v.cost.flops, v.cost.bytes, seconds) };
+  const chip = sys.xpu?.kind === "gpu" ? gpuOnChipEnergy(sys.xpu, v, env) : undefined;
+  return { seconds, energy: hostEnergy(sys, v.cost.flops, v.cost.bytes, seconds, chip) };
 }
 
 /**

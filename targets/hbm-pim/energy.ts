@@ -17,10 +17,13 @@
  *   pim_regs   register-file vectors (GRF, SRF) read and written x 32 bytes, and CRF instruction
  *              words read x 4 bytes, x energy per byte
  *   host_alu   the host's multiply-adds (flops / 2) x energy per MAC
+ *   host_cache a GPU host's bytes through its L2 and L1, host_regs its register accesses (AttAcc's
+ *              GPU model, targets/xpu/energy.ts)
  *
  * Host work (hostEnergy) reads and writes its bytes in the HBM as full rows (ACT, array, datapath and
- * I/O per bit, AttAcc's GPU memory energy of 28.72 pJ/byte) and pays its multiply-adds; the PIM
- * stacks idle in precharge standby meanwhile. A GPU's static power is not counted, as in AttAcc's model.
+ * I/O per bit, AttAcc's GPU memory energy of 28.72 pJ/byte), its multiply-adds and, for a GPU host,
+ * its caches and registers; the PIM stacks idle in precharge standby meanwhile. A GPU's static power
+ * is not counted, as in AttAcc's model.
  */
 import type { Energy as TargetEnergy } from "../index.js";
 import { COMMANDS, HBM2_ENERGY, type HbmPimSystem } from "./standard.js";
@@ -42,6 +45,8 @@ export const ENERGY_PARTS = [
   "pim_alu",
   "pim_regs",
   "host_alu",
+  "host_cache",
+  "host_regs",
 ] as const;
 export type EnergyPart = (typeof ENERGY_PARTS)[number];
 
@@ -136,6 +141,8 @@ export function channelEnergy(sys: HbmPimSystem, a: ChannelActivity): Energy {
     pim_alu: e.laneOps * E.laneOp,
     pim_regs: (e.regAccesses * (burstBits / 8) + e.crfReads * 4) * E.regPerByte,
     host_alu: 0,
+    host_cache: 0,
+    host_regs: 0,
   };
   return { joules: sum(breakdown), breakdown };
 }
@@ -170,11 +177,19 @@ export function kernelEnergy(sys: HbmPimSystem, r: KernelResult, kernel?: PimKer
 export const standbyWatts = (sys: HbmPimSystem): number =>
   sys.pseudo_channels * HBM2_ENERGY.vdd * (HBM2_ENERGY.idd2n / HBM2_ENERGY.perChannel);
 
-export function hostEnergy(sys: HbmPimSystem, flops: number, bytes: number, seconds: number): Energy {
+export function hostEnergy(
+  sys: HbmPimSystem,
+  flops: number,
+  bytes: number,
+  seconds: number,
+  chip?: { readonly cache: number; readonly regs: number },
+): Energy {
   const E = HBM2_ENERGY;
   const bits = 8 * bytes;
   const breakdown = {
     ...part("host_alu", (flops / 2) * MAC_ENERGY),
+    host_cache: chip?.cache ?? 0,
+    host_regs: chip?.regs ?? 0,
     activate: bits * E.actPerBit,
     array: bits * E.arrayPerBit,
     datapath: bits * E.datapathPerBit,

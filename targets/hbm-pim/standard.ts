@@ -6,7 +6,7 @@
  * any parameter (`timing = { tRCDRD = 16 }`). The controller (controller.ts) only reads this table.
  */
 import { z } from "zod";
-import { HBM_PATH, MAC_ENERGY } from "../../src/pipeline/energy.js";
+import { HBM_PATH, MAC_ENERGY, PIM_SRAM_PER_BYTE } from "../../src/pipeline/energy.js";
 import { zHost } from "../cpu/index.js";
 import { zXpu } from "../xpu/model.js";
 
@@ -117,7 +117,7 @@ export const HBM2_ENERGY = {
   /** A PIM unit's FP16 lane operation (AttAcc's ALU energy per MAC). */
   laneOp: MAC_ENERGY,
   /** A PIM unit's register-file vector (32 bytes) read or written (AttAcc's PIM SRAM, 0.0034 pJ/byte). */
-  regPerByte: 0.0034e-12,
+  regPerByte: PIM_SRAM_PER_BYTE,
 } as const;
 
 const cycles = z.number().int().nonnegative();

@@ -68,14 +68,17 @@ function expertView(s: MoeShape, n: number): OpView {
   };
 }
 
-/** Seconds of the router and the experts' FFNs on one device. */
-export function moeSeconds(dev: Xpu, v: OpView, env: DimEnv, seed = 1): number {
+/** An MoE layer's kernels: the router, then each expert that received tokens as a GEMM. */
+export function moeParts(v: OpView, env: DimEnv, seed = 1): OpView[] {
   const s = moeShape(v, env);
   const counts = expertTokens(s.tokens, s.experts, s.topK, seed);
-  const router = 2 * s.tokens * s.experts * s.d;
-  let t = xpuSeconds(dev, { ...v, cost: { flops: router, bytes: s.experts * s.d * s.elem } }, env);
-  for (const n of counts) if (n > 0) t += xpuSeconds(dev, expertView(s, n), env);
-  return t;
+  const router = { ...v, cost: { flops: 2 * s.tokens * s.experts * s.d, bytes: s.experts * s.d * s.elem } };
+  return [router, ...counts.filter((n) => n > 0).map((n) => expertView(s, n))];
+}
+
+/** Seconds of the router and the experts' FFNs on one device. */
+export function moeSeconds(dev: Xpu, v: OpView, env: DimEnv, seed = 1): number {
+  return moeParts(v, env, seed).reduce((t, part) => t + xpuSeconds(dev, part, env), 0);
 }
 
 /**

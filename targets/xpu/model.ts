@@ -48,6 +48,11 @@ export const zXpu = z.strictObject({
   memory: pos.optional(),
   /** Parallel units thread blocks are spread over (SMs). */
   units: posInt.default(1),
+  /**
+   * Bytes of a unit's L1 / shared memory (an SM's): what a GEMM's thread-block tile must fit in the
+   * energy model's tiling (onChipTraffic). Absent: 192 KiB, an A100 SM's.
+   */
+  l1: pos.max(2 ** 30).optional(),
   /** Seconds per kernel launch. */
   overhead: z.number().nonnegative().default(0),
 
@@ -153,4 +158,89 @@ export function xpuSeconds(x: Xpu, v: OpView, env: DimEnv): number {
   }
   const compute = flops / (x.flops * u.compute);
   return Math.max(compute, memory) / occupancy(x.units, blocks) + x.overhead;
+}
+
+/** Bytes an op moves through a GPU's L2 and L1 caches, and the register accesses of its ALUs. */
+export interface OnChipTraffic {
+  readonly l2: number;
+  readonly l1: number;
+  readonly regs: number;
+}
+
+/** AttAcc's register tile (src/devices.py: reg_tm = reg_tn = 16), the L1 level's tile. */
+const REGISTER_TILE = 16;
+/** The tile sizes AttAcc's search tries, and the K depth of a tile it sizes the L1 for. */
+const TILE_SIZES = [8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512];
+const TILE_K = 32;
+const A100_L1 = 192 * 1024;
+
+/**
+ * A GEMM's thread-block tile as AttAcc's model picks it (src/devices.py, _get_optimal_tile): of the
+ * tm x tn that fit the unit's L1 (A and B slices 32 deep and the C tile), the one with the least L2
+ * traffic divided by the square of the units' occupancy over the blocks' waves.
+ */
+export function blockTile(
+  x: Xpu,
+  m: number,
+  n: number,
+  traffic: (tm: number, tn: number) => number,
+  batch: number,
+  perElement: number,
+): [number, number] {
+  const l1 = x.l1 ?? A100_L1;
+  let best: [number, number] = [Math.min(TILE_SIZES[0]!, m), Math.min(TILE_SIZES[0]!, n)];
+  let bestCost = Infinity;
+  for (const tmTry of TILE_SIZES) {
+    for (const tnTry of TILE_SIZES) {
+      const tm = Math.min(tmTry, m);
+      const tn = Math.min(tnTry, n);
+      if (((tm + tn) * TILE_K + tm * tn) * perElement > l1) continue;
+      const util = occupancy(x.units, batch * Math.ceil(m / tm) * Math.ceil(n / tn));
+      const cost = traffic(tm, tn) / (util * util);
+      if (cost < bestCost) {
+        bestCost = cost;
+        best = [tm, tn];
+      }
+    }
+  }
+  return best;
+}
+
+/**
+ * What an op moves on a GPU's chip, the way AttAcc's GPU model counts it (scale-snu/attacc_simulator,
+ * src/devices.py, xPU._get_traffic), at the op's own bytes per element (`cost.bytes` over the elements
+ * it streams, so a precision the cost model applies carries through):
+ *  - a GEMM of A (M x K) by B (K x N) into C read in output tiles of tm x tn moves
+ *    ceil(N / tn) |A| + ceil(M / tm) |B| + |C|: through L2 with the thread-block tile AttAcc's search
+ *    picks (blockTile), through L1 with the 16 x 16 register tile; 3 register accesses per
+ *    multiply-add;
+ *  - attention (FlashAttention-2) streams its keys and values once per query tile through both;
+ *    3 register accesses per multiply-add;
+ *  - any other op moves its bytes once through each level and a register access per byte.
+ */
+export function onChipTraffic(x: Xpu, v: OpView, env: DimEnv): OnChipTraffic {
+  const { bytes, flops } = v.cost;
+  switch (opClass(v.op.opcode)) {
+    case "gemm": {
+      const { m, n, k, batch } = gemmDims(v, env);
+      const a = batch * m * k;
+      const b = (v.op.opcode === "matmul" ? batch : 1) * k * n;
+      const c = batch * m * n;
+      const perElement = bytes / (a + b + c);
+      const tiled = (tm: number, tn: number): number =>
+        perElement * (Math.ceil(n / tn) * a + Math.ceil(m / tm) * b + c);
+      return {
+        l2: tiled(...blockTile(x, m, n, tiled, batch, perElement)),
+        l1: tiled(REGISTER_TILE, REGISTER_TILE),
+        regs: 3 * batch * m * n * k,
+      };
+    }
+    case "attention": {
+      const queries = dimEval(v.ins[0]!.shape[2]!, env);
+      const passes = Math.ceil(queries / x.blocks.query_tile);
+      return { l2: passes * bytes, l1: passes * bytes, regs: (3 * flops) / 2 };
+    }
+    default:
+      return { l2: bytes, l1: bytes, regs: bytes };
+  }
 }
