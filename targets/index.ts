@@ -204,6 +204,11 @@ export interface KernelOptions {
   readonly channels?: number;
   /** Ranks overriding the system's (HBM-PIM); targets without ranks refuse it. */
   readonly ranks?: number;
+  /**
+   * The memory controller's refresh policy overriding the system's (HBM-PIM: "jedec", "deferred" as
+   * PIMSimulator's controller does it, "off"); targets without one refuse it.
+   */
+  readonly refresh?: string;
   /** Progress: `start(steps)` when it knows them, a tick per step, a label per run. */
   readonly progress: {
     start(total: number): void;

@@ -918,6 +918,20 @@ export const FIGURES: Figure[] = [
     values: [perJoule(1, 0, 64), null, null],
     slow: true,
   },
+  // docs/hbm-pim.md: a fixture point in PIMSimulator's refresh policy.
+  {
+    doc: "docs/hbm-pim.md",
+    quote: "all 54 are within 2 % (ADD 2M: 5,936 cycles against 5,926, non-PIM 13,239 against 13,255;",
+    cmds: ["kernel add 2M --system examples/systems/hbm-pim-64ch.pim --refresh deferred"],
+    values: [
+      null,
+      null,
+      (js) => (js[0] as { pim: { cycles: number } }).pim.cycles,
+      null,
+      (js) => (js[0] as { non_pim: { cycles: number } }).non_pim.cycles,
+      null,
+    ],
+  },
   // docs/energy.md: Duplex's energy saving over the H100 (Mixtral-8x7B decode).
   {
     doc: "docs/energy.md",

@@ -35,6 +35,10 @@ export function kernelCommand() {
       "ranks overriding the system's (hbm-pim: PIMSimulator's 1- and 16-channel configurations have 1)",
       positiveIntUpTo(SYSTEM_KEY_LIMITS.ranks!),
     )
+    .option(
+      "--refresh <policy>",
+      "the controller's refresh policy overriding the system's (hbm-pim: jedec, deferred as PIMSimulator's controller does it, off)",
+    )
     .option("--trace <file>", "write a Chrome/Perfetto trace of the runs' device commands")
     .option(
       "--emit <file>",
@@ -70,6 +74,7 @@ export function kernelCommand() {
           baseline: o.baseline !== false,
           ...(o.channels !== undefined ? { channels: o.channels } : {}),
           ...(o.ranks !== undefined ? { ranks: o.ranks } : {}),
+          ...(o.refresh !== undefined ? { refresh: o.refresh } : {}),
           progress: bar,
         });
       } finally {

@@ -46,6 +46,8 @@ export const aimKernels: KernelRunner = {
   run(system, op, size, o) {
     if (!OPS.includes(op)) throw new UserError(`unknown kernel "${op}" (available: ${OPS.join(", ")})`);
     if (o.ranks !== undefined) throw new UserError("--ranks: GDDR6-AiM channels have no ranks");
+    if (o.refresh !== undefined)
+      throw new UserError("--refresh: the AiM model's controller has no refresh policy to choose");
     if (op === "trace") return runTrace(system, size, o.channels);
     if (op !== "gemv") return runVector(system, op, size, o.channels);
     const m = /^(\w+)x(\w+)$/i.exec(size.trim());

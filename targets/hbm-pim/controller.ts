@@ -222,7 +222,11 @@ export function runChannel(
   const nextRefresh = new Float64Array(ranks);
   for (let r = 0; r < ranks; r++) nextRefresh[r] = (t.tREFI * (r + 1)) / ranks;
   const refreshing = new Uint8Array(ranks);
-  const doRefresh = sys.controller.refresh && t.tREFI > 0;
+  const doRefresh = sys.controller.refresh !== false && t.tREFI > 0;
+  // PIMSimulator's refresh (docs/hbm-pim.md): rows keep opening while a refresh waits, the REF goes
+  // out the cycle after the rank's last PRE (no tRP), and one refresh waits at a time: a rank falling
+  // due replaces the one still waiting, whose refresh is lost.
+  const deferred = sys.controller.refresh === "deferred";
   const counts = Object.fromEntries(COMMANDS.map((c) => [c, 0])) as Record<Cmd, number>;
   const log = new LogBuilder();
   const mode = (): number => watcher?.mode ?? SB;
@@ -445,11 +449,11 @@ export function runChannel(
       if (open) continue;
       // REF reaches every bank of the rank.
       touched = refreshSets[r]!;
-      if (ready(cmdREF, banksPerRank, c)) {
+      if (deferred || ready(cmdREF, banksPerRank, c)) {
         issue(cmdREF, banksPerRank, c);
         record(cmdREF, c, r, 0, 0, -1, -1, -1);
         refreshing[r] = 0;
-        nextRefresh[r] = nextRefresh[r]! + t.tREFI;
+        if (!deferred) nextRefresh[r] = nextRefresh[r]! + t.tREFI;
         return true;
       }
     }
@@ -547,8 +551,8 @@ export function runChannel(
     ab = mode() !== SB;
     for (let i = 0; i < limit; i++) {
       const x = queue[i]!;
-      // A rank waiting for its refresh opens no rows.
-      if (refreshing[rRank[x]!]) continue;
+      // A rank waiting for its refresh opens no rows (JEDEC's rule; not PIMSimulator's).
+      if (refreshing[rRank[x]!] && !deferred) continue;
       // Only where every bank the ACT reaches is closed.
       const key = visit(x);
       if (!readyAt(x, key, cmdACT, 2, c)) continue;
@@ -619,7 +623,15 @@ export function runChannel(
       queue.push(admitted++);
     }
     if (doRefresh)
-      for (let r = 0; r < ranks; r++) if (!refreshing[r] && c >= nextRefresh[r]!) refreshing[r] = 1;
+      for (let r = 0; r < ranks; r++) {
+        if (c < nextRefresh[r]!) continue;
+        if (deferred) {
+          // The countdown restarts at the request; the channel's one waiting slot takes this rank.
+          nextRefresh[r] = nextRefresh[r]! + t.tREFI;
+          refreshing.fill(0);
+        }
+        refreshing[r] = 1;
+      }
     if (doRefresh && tryRefresh(c)) continue;
     const limit = barrierLimit();
     if (tryColumn(c) || tryActivate(c, limit) || tryPrecharge(c, limit)) continue;
@@ -630,7 +642,8 @@ export function runChannel(
       if (done === admitted) horizon = Math.min(horizon, Math.max(finish, c + 1));
     }
     if (doRefresh)
-      for (let r = 0; r < ranks; r++) if (!refreshing[r]) horizon = Math.min(horizon, nextRefresh[r]!);
+      for (let r = 0; r < ranks; r++)
+        if (deferred || !refreshing[r]) horizon = Math.min(horizon, nextRefresh[r]!);
     if (horizon === Infinity) {
       if (queue.length === 0 && admitted >= requests.length) break;
       throw new Error(`internal: the controller is stuck at cycle ${c} with ${queue.length} queued requests`);

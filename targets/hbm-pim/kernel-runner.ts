@@ -20,7 +20,7 @@ import {
   type PimKernel,
   type StreamPhase,
 } from "./kernels.js";
-import { COMMANDS, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
+import { COMMANDS, REFRESH_POLICIES, reservedRows, zHbmPimSystem, type HbmPimSystem } from "./standard.js";
 import { commandTrace } from "./trace.js";
 import { channelActivity, channelEnergy, commandEvents, scaled } from "./energy.js";
 import { energyParts, joules } from "../../src/report/energy.js";
@@ -92,17 +92,22 @@ export const hbmPimKernels: KernelRunner = {
       throw new UserError(`unknown kernel "${opArg}" (available: ${OPS.join(", ")})`);
     const op = opArg as Op;
     const described = systemOf(system);
+    if (o.refresh !== undefined && !(REFRESH_POLICIES as readonly string[]).includes(o.refresh))
+      throw new UserError(`--refresh: expected ${REFRESH_POLICIES.join(", ")}, got "${o.refresh}"`);
+    const refresh = o.refresh === undefined ? undefined : o.refresh === "off" ? false : o.refresh;
     const sys =
-      o.channels === undefined && o.ranks === undefined
+      o.channels === undefined && o.ranks === undefined && refresh === undefined
         ? described
         : zHbmPimSystem.parse({
             ...described,
             ...(o.channels !== undefined ? { pseudo_channels: o.channels } : {}),
             ...(o.ranks !== undefined ? { ranks: o.ranks } : {}),
+            ...(refresh !== undefined ? { controller: { ...described.controller, refresh } } : {}),
           });
     const overrides = [
       ...(o.channels !== undefined ? [`${o.channels} pseudo-channels`] : []),
       ...(o.ranks !== undefined ? [`${o.ranks} rank${o.ranks === 1 ? "" : "s"}`] : []),
+      ...(o.refresh !== undefined ? [`refresh ${o.refresh}`] : []),
     ];
     const name = overrides.length === 0 ? system.name : `${system.name} with ${overrides.join(", ")}`;
     const p = plan(sys, op, size);
@@ -145,6 +150,12 @@ export const hbmPimKernels: KernelRunner = {
       system: name,
       pseudo_channels: sys.pseudo_channels,
       ranks: sys.ranks,
+      refresh:
+        sys.controller.refresh === true
+          ? "jedec"
+          : sys.controller.refresh === false
+            ? "off"
+            : sys.controller.refresh,
       pim: row(pim, pimEnergy, p.flops),
       ...(base && baseEnergy
         ? {

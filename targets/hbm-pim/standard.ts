@@ -120,6 +120,9 @@ export const HBM2_ENERGY = {
   regPerByte: PIM_SRAM_PER_BYTE,
 } as const;
 
+/** What `pimc kernel --refresh` takes: the controller's refresh policies, or none. */
+export const REFRESH_POLICIES = ["jedec", "deferred", "off"] as const;
+
 const cycles = z.number().int().nonnegative();
 export const zTiming = z.strictObject(
   Object.fromEntries(
@@ -176,8 +179,12 @@ const STACK_FIELDS = {
     .strictObject({
       /** Requests the scheduler sees at once (transaction + command queue of DRAMSim2). */
       queue_depth: posInt.default(64),
-      /** All-bank refresh of each rank every tREFI, staggered by tREFI / ranks. */
-      refresh: z.boolean().default(true),
+      /**
+       * All-bank refresh of each rank every tREFI, staggered by tREFI / ranks (true or "jedec": a
+       * rank whose refresh is due opens no rows until its REF, which waits tRP after its last PRE;
+       * "deferred": PIMSimulator's DRAMSim2 controller, docs/hbm-pim.md; false: none).
+       */
+      refresh: z.union([z.boolean(), z.enum(["jedec", "deferred"])]).default(true),
     })
     .default({ queue_depth: 64, refresh: true }),
   pim: z
