@@ -84,7 +84,8 @@ const xpu: Target = {
   summary:
     "a GPU or NPU (roofline with utilization caps, occupancy in waves, or systolic arrays); fp32 reference execution",
   pipeline: ["simplify-shapes", "fuse-qkv", "fuse-gate-up", "layout", "dce", "partition"],
-  energy: "AttAcc's GPU model: HBM bytes, a GPU's caches and registers, multiply-adds (Duplex's Logic-PIM path)",
+  energy:
+    "AttAcc's GPU model: HBM bytes, a GPU's caches and registers, multiply-adds (Duplex's Logic-PIM path)",
   system(decl, opts) {
     const sys = decl ? validateSystem(decl, zXpuSystem) : DEFAULT_SYSTEM;
     return {
@@ -122,7 +123,13 @@ const xpu: Target = {
           ? xpuSeconds(sys.xpu, view, env) /
             (xpuSeconds(sys.xpu, view, env) + xpuSeconds(sys.logic_pim, view, env))
           : 0;
-      const energy = xpuOpEnergy(sys.xpu, view, env, ran === LOGIC_PIM ? "pim" : ran === CO ? "co" : "xpu", pimShare);
+      const energy = xpuOpEnergy(
+        sys.xpu,
+        view,
+        env,
+        ran === LOGIC_PIM ? "pim" : ran === CO ? "co" : "xpu",
+        pimShare,
+      );
       energies.push(energy);
       return {
         op: view.op,
