@@ -654,6 +654,16 @@ const memoryWatts =
   (i: number, batch: number) =>
   (js: readonly unknown[]): number =>
     memoryJoules(i, batch)(js) / stepSeconds(i, batch)(js);
+/** Duplex's energy saving over the H100 (%) at DUPLEX_ENERGY's context `k` (0, 1, 2) and `batch`. */
+const duplexSaving =
+  (k: number, batch: number) =>
+  (js: readonly unknown[]): number =>
+    100 * (1 - 1 / perJoule(2 * k + 1, 2 * k, batch)(js));
+/** NeuPIMs against NPU-only at batch 256: memory power ratio, speed-up, memory energy saving (%). */
+const neupimsPower = (js: readonly unknown[]): number => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js);
+const neupimsSpeedup = (js: readonly unknown[]): number => stepSeconds(0, 256)(js) / stepSeconds(1, 256)(js);
+const neupimsSaving = (js: readonly unknown[]): number =>
+  100 * (1 - memoryJoules(1, 256)(js) / memoryJoules(0, 256)(js));
 const GPT3_ENERGY = ["a100", "a100-attacc"].map(
   (s) =>
     `bench examples/gpt3-175b.pim --system examples/systems/${s}.pim --phase decode --context 2047 --batch 1,16,64 --no-capacity-check`,
@@ -938,30 +948,21 @@ export const FIGURES: Figure[] = [
     quote:
       "| 384 | 32.0 % less | 24.6 % less | 17.6 % less |\n| 1,536 | 32.3 % less | 25.8 % less | 20.2 % less |\n| 6,144 | 33.3 % less | 28.9 % less | 26.4 % less |",
     cmds: DUPLEX_ENERGY,
-    values: [0, 2, 4].flatMap((i) => [
-      null,
-      ...[32, 64, 128].map((b) => (js: readonly unknown[]) => 100 * (1 - 1 / perJoule(i + 1, i, b)(js))),
-    ]),
+    values: [0, 1, 2].flatMap((k) => [null, ...[32, 64, 128].map((b) => duplexSaving(k, b))]),
     slow: true,
   },
   {
     doc: "docs/energy.md",
     quote: "| up to 33.3 % less (batch 32, 6,144 positions), 17.6 to 33.3 % over the grid |",
     cmds: DUPLEX_ENERGY,
-    values: [
-      (js) => 100 * (1 - 1 / perJoule(5, 4, 32)(js)),
-      null,
-      null,
-      (js) => 100 * (1 - 1 / perJoule(1, 0, 128)(js)),
-      (js) => 100 * (1 - 1 / perJoule(5, 4, 32)(js)),
-    ],
+    values: [duplexSaving(2, 32), null, null, duplexSaving(0, 128), duplexSaving(2, 32)],
     slow: true,
   },
   {
     doc: "docs/energy.md",
     quote: "The largest saving, 33.3 %, is Duplex's 33.28 % for Mixtral",
     cmds: DUPLEX_ENERGY,
-    values: [(js) => 100 * (1 - 1 / perJoule(5, 4, 32)(js)), null],
+    values: [duplexSaving(2, 32), null],
     slow: true,
   },
   {
@@ -988,9 +989,9 @@ export const FIGURES: Figure[] = [
       (js) => memoryWatts(0, 256)(js),
       (js) => (1e3 * memoryJoules(1, 256)(js)) / 256,
       (js) => memoryWatts(1, 256)(js),
-      (js) => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js),
-      (js) => stepSeconds(0, 256)(js) / stepSeconds(1, 256)(js),
-      (js) => 100 * (1 - memoryJoules(1, 256)(js) / memoryJoules(0, 256)(js)),
+      neupimsPower,
+      neupimsSpeedup,
+      neupimsSaving,
     ],
     slow: true,
   },
@@ -998,23 +999,14 @@ export const FIGURES: Figure[] = [
     doc: "docs/energy.md",
     quote: "| 47.5 % less: 1.56x the memory power at 2.98x the speed (GPT-3 175B, batch 256) |",
     cmds: NEUPIMS_ENERGY,
-    values: [
-      (js) => 100 * (1 - memoryJoules(1, 256)(js) / memoryJoules(0, 256)(js)),
-      (js) => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js),
-      (js) => stepSeconds(0, 256)(js) / stepSeconds(1, 256)(js),
-      null,
-    ],
+    values: [neupimsSaving, neupimsPower, neupimsSpeedup, null],
     slow: true,
   },
   {
     doc: "docs/energy.md",
     quote: "at NeuPIMs' 2.4x, 1.56x the power would be 35 % less",
     cmds: NEUPIMS_ENERGY,
-    values: [
-      null,
-      (js) => memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js),
-      (js) => 100 * (1 - memoryWatts(1, 256)(js) / memoryWatts(0, 256)(js) / 2.4),
-    ],
+    values: [null, neupimsPower, (js) => 100 * (1 - neupimsPower(js) / 2.4)],
     slow: true,
   },
   // docs/energy.md: the GEMV kernel's energy, and Llama-2-7B per token.
