@@ -49,6 +49,12 @@ export const WORKLOAD_LIMITS = {
   output: 1 << 24,
 } as const;
 
+/** Sweeps (`pimc sweep`): values per axis and points per grid (a sweep of 10^5 points takes hours). */
+export const SWEEP_LIMITS = {
+  values: 4096,
+  points: 1 << 20,
+} as const;
+
 /** Request traces of `pimc serve` (files, or the --count, --prompt and --output flags). */
 export const TRACE_LIMITS = {
   requests: 1 << 20,

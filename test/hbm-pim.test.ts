@@ -96,14 +96,17 @@ describe("HBM2 timing table", () => {
     expect(per).toBeLessThan(sys.timing.tRFC + 100);
   });
 
-  it("refresh = jedec opens no rows while a refresh waits; deferred (PIMSimulator's) sends REF the cycle after the last PRE", () => {
+  it("refresh = jedec opens no rows while a refresh waits; deferred (PIMSimulator's) lets a PIM kernel open them and sends REF the cycle after the last PRE", () => {
     const one = (refresh: "jedec" | "deferred") => zHbmPimSystem.parse({ ranks: 1, controller: { refresh } });
     const ACT: number = CMD_INDEX.ACT;
     const PRE: number = CMD_INDEX.PRE;
     const REF: number = CMD_INDEX.REF;
-    const at = (refresh: "jedec" | "deferred") => {
+    const at = (refresh: "jedec" | "deferred", pim = false) => {
       const s = one(refresh);
-      const log = runStream(s, gemvStream(4096, 4096)).log;
+      const ch1 = { ...s, pseudo_channels: 1 };
+      const log = pim
+        ? runPimKernel(ch1, eltwiseKernel(ch1, "add", eltwiseLayout(ch1, 65536))).log
+        : runStream(s, gemvStream(4096, 4096)).log;
       const cmds = [...log.cmd];
       const cycles = [...log.cycle];
       let actsWaiting = 0;
@@ -115,7 +118,7 @@ describe("HBM2 timing table", () => {
         for (let j = i - 1; j >= 0 && cycles[j]! >= due; j--) if (cmds[j] === ACT) actsWaiting++;
         gaps.push(cycles[i]! - cycles[cmds.lastIndexOf(PRE, i)]!);
       });
-      expect(gaps.length).toBeGreaterThan(4);
+      expect(gaps.length).toBeGreaterThan(pim ? 1 : 4);
       return { actsWaiting, gaps };
     };
     const jedec = at("jedec");
@@ -124,6 +127,9 @@ describe("HBM2 timing table", () => {
     expect(Math.min(...jedec.gaps)).toBeGreaterThanOrEqual(one("jedec").timing.tRP);
     // (This stream opens no row in those windows either way; the held-out points below rest on it.)
     expect(deferred.gaps.every((g) => g === 1)).toBe(true);
+    // A PIM kernel keeps opening rows: deferred lets it while the refresh waits, JEDEC does not.
+    expect(at("jedec", true).actsWaiting).toBe(0);
+    expect(at("deferred", true).actsWaiting).toBeGreaterThan(0);
   });
 });
 

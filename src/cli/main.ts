@@ -14,6 +14,7 @@ import { simCommand } from "./sim.js";
 import { benchCommand } from "./bench.js";
 import { tuneCommand } from "./tune.js";
 import { verifyCommand } from "./verify-cmd.js";
+import { sweepCommand } from "./sweep.js";
 import { targetFlagValues, useTargetFlags } from "./pipeline.js";
 import { allTargets } from "../../targets/index.js";
 import type { Command as PlainCommand } from "commander";
@@ -37,6 +38,7 @@ export function makeProgram(): Command {
   program.addCommand(tuneCommand());
   program.addCommand(kernelCommand());
   program.addCommand(serveCommand());
+  program.addCommand(sweepCommand());
   program.addCommand(listCommand());
   for (const c of program.commands)
     c.exitOverride().configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) });

@@ -4,7 +4,8 @@
  * against the system's memories. The CLI's commands and the library API (src/index.ts) call it.
  */
 import { UserError } from "../errors.js";
-import { loadDescription, selectSystem, type SystemDecl } from "../frontend/dsl/index.js";
+import { loadDescription, selectSystem, withSettings, type SystemDecl } from "../frontend/dsl/index.js";
+import type { ValueNode } from "../frontend/dsl/ast.js";
 import { readTextFile } from "../fsutil.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import { phaseEnvs, phaseMix, type Workload } from "../frontend/workload.js";
@@ -62,6 +63,8 @@ export interface PipelineFlags {
   capacityCheck?: boolean;
   /** Where warnings go (one line each; default: stderr, as `pimc: warning: ...`). */
   warn?: (message: string) => void;
+  /** Parameters of the --system block replaced at dotted paths (a sweep's `set`; not a command-line flag). */
+  systemSettings?: readonly { readonly path: readonly string[]; readonly node: ValueNode }[];
 }
 
 export interface Compiled {
@@ -94,7 +97,10 @@ export function systemSpec(spec: string): { file: string; decl: SystemDecl } {
 
 /** Resolves --system and --target. */
 export async function chooseTarget(
-  f: Pick<PipelineFlags, "target" | "system" | "cooperation" | "attention" | "targetFlags">,
+  f: Pick<
+    PipelineFlags,
+    "target" | "system" | "cooperation" | "attention" | "targetFlags" | "systemSettings"
+  >,
 ): Promise<{ target: Target; system: SystemModel }> {
   const opts = {
     cooperation: f.cooperation ?? true,
@@ -102,7 +108,9 @@ export async function chooseTarget(
     ...(f.targetFlags && Object.keys(f.targetFlags).length > 0 ? { targetFlags: f.targetFlags } : {}),
   };
   if (f.system !== undefined) {
-    const { file, decl } = systemSpec(f.system);
+    const spec = systemSpec(f.system);
+    const { file } = spec;
+    const decl = f.systemSettings?.length ? withSettings(spec.decl, f.systemSettings) : spec.decl;
     // The text too: program files carry the system they were compiled for.
     const text = readTextFile(file, "a description file (.pim)");
     if (f.target !== undefined && f.target !== decl.target)

@@ -69,7 +69,7 @@ export interface GraphNode {
   readonly end: Loc;
 }
 
-export type BlockKind = "model" | "system" | "workload";
+export type BlockKind = "model" | "system" | "workload" | "sweep";
 
 /** A top-level block as parsed (before duplicate checks). */
 export interface BlockNode {

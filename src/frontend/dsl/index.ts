@@ -65,15 +65,18 @@ export interface WorkloadDecl extends Decl {
   /** The `phase` entry as written (validated by workloadFromDecl). */
   readonly phase?: string;
 }
+/** A `sweep` block: the axes of a design-space sweep (validated by src/sweep/spec.ts). */
+export type SweepDecl = Decl;
 
 export interface DescriptionFile {
   readonly file: string;
   readonly models: readonly ModelDecl[];
   readonly systems: readonly SystemDecl[];
   readonly workloads: readonly WorkloadDecl[];
+  readonly sweeps: readonly SweepDecl[];
 }
 
-function dslValue(v: ValueNode): DslValue {
+export function dslValue(v: ValueNode): DslValue {
   switch (v.kind) {
     case "number":
     case "string":
@@ -111,6 +114,7 @@ export function parseDescription(text: string, file: string): DescriptionFile {
   const models: ModelDecl[] = [];
   const systems: SystemDecl[] = [];
   const workloads: WorkloadDecl[] = [];
+  const sweeps: SweepDecl[] = [];
   for (const b of ast.blocks) {
     const first = seen.get(`${b.kind} ${b.name}`);
     if (first) throw new SourceError(b.loc, `duplicate ${b.kind} "${b.name}" (first at line ${first.line})`);
@@ -118,9 +122,10 @@ export function parseDescription(text: string, file: string): DescriptionFile {
     const base = { name: b.name, loc: b.loc, file, entries: entryRecord(b.entries) };
     if (b.kind === "model") models.push(b.graphs[0] ? { ...base, graph: b.graphs[0] } : base);
     else if (b.kind === "workload") workloads.push(workloadDecl(b, base));
+    else if (b.kind === "sweep") sweeps.push(base);
     else systems.push(systemDecl(b, base));
   }
-  return { file, models, systems, workloads };
+  return { file, models, systems, workloads, sweeps };
 }
 
 function workloadDecl(b: BlockNode, base: Decl): WorkloadDecl {
@@ -137,6 +142,43 @@ function systemDecl(b: BlockNode, base: Decl): SystemDecl {
   return { ...base, entries, target: t.value, targetLoc: t.node.loc };
 }
 
+/**
+ * A system block with parameters replaced or added at dotted paths (`pim.banks_per_unit`), each with
+ * the value node it was written as (a sweep's: errors then point at the sweep file).
+ */
+export function withSettings(
+  decl: SystemDecl,
+  settings: readonly { readonly path: readonly string[]; readonly node: ValueNode }[],
+): SystemDecl {
+  const setAt = (
+    entries: Readonly<Record<string, DslEntry>>,
+    path: readonly string[],
+    node: ValueNode,
+  ): Record<string, DslEntry> => {
+    const [key, ...rest] = path as [string, ...string[]];
+    if (rest.length === 0) return { ...entries, [key]: { value: dslValue(node), loc: node.loc, node } };
+    const cur = entries[key];
+    const inner =
+      cur && typeof cur.value === "object" && !Array.isArray(cur.value) ? (cur.value as DslRecord) : {};
+    const value = setAt(inner, rest, node);
+    const old = cur?.node.kind === "block" ? cur.node.entries.filter((e) => e.key !== rest[0]) : [];
+    const child = value[rest[0]!]!;
+    const block: ValueNode = {
+      kind: "block",
+      loc: cur?.node.loc ?? node.loc,
+      entries: [...old, { key: rest[0]!, value: child.node, loc: child.loc }],
+    };
+    return { ...entries, [key]: { value, loc: cur?.loc ?? node.loc, node: block } };
+  };
+  let entries = decl.entries;
+  for (const s of settings) {
+    if (s.path[0] === "target")
+      throw new SourceError(s.node.loc, "set.target: a sweep sets a system's parameters, not its target");
+    entries = setAt(entries, s.path, s.node);
+  }
+  return { ...decl, entries };
+}
+
 /** Reads and parses a description file. */
 export function loadDescription(path: string): DescriptionFile {
   const text = readTextFile(path, "a description file (.pim)");
@@ -147,7 +189,7 @@ export function loadDescription(path: string): DescriptionFile {
 
 /** ` (the file has model blocks: a, b)`: what a file given for the wrong purpose holds instead. */
 function blocksOf(d: DescriptionFile): string {
-  const kinds = (["model", "system", "workload"] as const)
+  const kinds = (["model", "system", "workload", "sweep"] as const)
     .map((k) => [k, d[`${k}s`]] as const)
     .filter(([, ds]) => ds.length > 0)
     .map(([k, ds]) => `${k} blocks: ${ds.map((x) => x.name).join(", ")}`);
@@ -181,6 +223,8 @@ export const selectSystem = (d: DescriptionFile, name?: string): SystemDecl =>
   select(d, "system", d.systems, name);
 export const selectWorkload = (d: DescriptionFile, name?: string): WorkloadDecl =>
   select(d, "workload", d.workloads, name);
+export const selectSweep = (d: DescriptionFile, name?: string): SweepDecl =>
+  select(d, "sweep", d.sweeps, name);
 
 // ---- family models ----
 

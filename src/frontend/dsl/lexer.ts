@@ -31,6 +31,7 @@ const keyword = (word: string): TokenType =>
 export const Model = keyword("model");
 export const System = keyword("system");
 export const Workload = keyword("workload");
+export const Sweep = keyword("sweep");
 export const Graph = keyword("graph");
 export const For = keyword("for");
 export const In = keyword("in");
@@ -76,6 +77,7 @@ export const allTokens: TokenType[] = [
   Model,
   System,
   Workload,
+  Sweep,
   Graph,
   For,
   In,

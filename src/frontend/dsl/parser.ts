@@ -48,7 +48,7 @@ const messages: IParserErrorMessageProvider = {
   buildMismatchTokenMessage: ({ expected, actual, previous, ruleName }) =>
     `expected ${expectedIn(ruleName, expected, previous)}, found ${describeToken(actual)}`,
   buildNotAllInputParsedMessage: ({ firstRedundant }) =>
-    `expected 'model', 'system' or 'workload', found ${describeToken(firstRedundant)}`,
+    `expected 'model', 'system', 'workload' or 'sweep', found ${describeToken(firstRedundant)}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) => {
     const what =
       RULE_WHAT[ruleName] ?? oneOf(expectedPathsPerAlt.flatMap((alt) => alt.map((p) => label(p[0]!))));
@@ -73,6 +73,7 @@ class DescParser extends CstParser {
       { ALT: () => this.CONSUME(T.Model, { LABEL: "kind" }) },
       { ALT: () => this.CONSUME(T.System, { LABEL: "kind" }) },
       { ALT: () => this.CONSUME(T.Workload, { LABEL: "kind" }) },
+      { ALT: () => this.CONSUME(T.Sweep, { LABEL: "kind" }) },
     ]);
     this.CONSUME(T.Ident, { LABEL: "name" });
     this.CONSUME(T.LCurly);
