@@ -331,21 +331,25 @@ process.stdout.write(
   };
   const noop = { start: () => {}, tick: () => {}, label: () => {} };
   const hbm = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
-  for (const p of csv("test/fixtures/peers/pimsimulator-points.csv")) {
-    const op = p.kernel!.toLowerCase();
-    const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
-    // In the refresh policy that matches PIMSimulator's controller (docs/hbm-pim.md).
-    const j = hbm.target.kernel!.run(hbm.system, op, size, {
-      baseline: true,
-      channels: Number(p.num_chans),
-      ranks: Number(p.num_ranks),
-      refresh: "deferred",
-      progress: noop,
-    }).json as { pim: { cycles: number }; non_pim: { cycles: number } };
-    const config = `${p.num_chans} ch, ${p.num_ranks} rank${p.num_ranks === "1" ? "" : "s"}, refresh deferred`;
-    add("PIMSimulator", `${op} ${size}, PIM`, config, Number(p.pim_cycles), j.pim.cycles);
-    add("PIMSimulator", `${op} ${size}, non-PIM`, config, Number(p.nonpim_cycles), j.non_pim.cycles);
-  }
+  for (const [file, peer] of [
+    ["pimsimulator-points.csv", "PIMSimulator"],
+    ["pimsimulator-sweep.csv", "PIMSimulator sweep"],
+  ] as const)
+    for (const p of csv(`test/fixtures/peers/${file}`)) {
+      const op = p.kernel!.toLowerCase();
+      const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
+      // In the refresh policy that matches PIMSimulator's controller (docs/hbm-pim.md).
+      const j = hbm.target.kernel!.run(hbm.system, op, size, {
+        baseline: true,
+        channels: Number(p.num_chans),
+        ranks: Number(p.num_ranks),
+        refresh: "deferred",
+        progress: noop,
+      }).json as { pim: { cycles: number }; non_pim: { cycles: number } };
+      const config = `${p.num_chans} ch, ${p.num_ranks} rank${p.num_ranks === "1" ? "" : "s"}, refresh deferred`;
+      add(peer, `${op} ${size}, PIM`, config, Number(p.pim_cycles), j.pim.cycles);
+      add(peer, `${op} ${size}, non-PIM`, config, Number(p.nonpim_cycles), j.non_pim.cycles);
+    }
   const aimx = await chooseTarget({ system: "examples/systems/aimx.pim" });
   const aimSys = aimx.system.config as AimSystem;
   for (const p of csv("test/fixtures/peers/aim-simulator-points.csv")) {
@@ -371,6 +375,6 @@ process.stdout.write(
     return `${peer}: ${es.length} figures, mean |error| ${(es.reduce((s, e) => s + e, 0) / es.length).toFixed(1)} %, ${es.filter((e) => e <= 5).length} within 5 %, ${es.filter((e) => e <= 10).length} within 10 %, largest ${Math.max(...es).toFixed(1)} %`;
   };
   process.stdout.write(
-    `\nFidelity against peer simulators (test/fixtures/peers)\n${fid.toString()}\n${summary("PIMSimulator")}\n${summary("AiM simulator")}\n`,
+    `\nFidelity against peer simulators (test/fixtures/peers)\n${fid.toString()}\n${summary("PIMSimulator")}\n${summary("PIMSimulator sweep")}\n${summary("AiM simulator")}\n`,
   );
 }

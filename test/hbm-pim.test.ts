@@ -215,6 +215,31 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
     ] as const)
       expect(Math.abs(got / want - 1)).toBeLessThan(0.005);
   });
+  it("refresh = deferred on a spread of the 80-point sweep (test/fixtures/peers/pimsimulator-sweep.csv): within 2 %", async () => {
+    const lines = readFileSync("test/fixtures/peers/pimsimulator-sweep.csv", "utf8").trim().split(/\r?\n/);
+    const head = lines[0]!.split(",");
+    const all = lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
+    expect(all.length).toBe(80);
+    // Every fifth point: each kernel, 1, 16 and 64 pseudo-channels, 2K to 4M elements, GEMVs to 16384 x 1024.
+    const points = all.filter((_, i) => i % 5 === 2);
+    expect(new Set(points.map((p) => `${p.kernel} ${p.num_chans}`)).size).toBeGreaterThanOrEqual(8);
+    const { system } = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
+    const noop = { start: () => {}, tick: () => {}, label: () => {} };
+    for (const p of points) {
+      const op = p.kernel!.toLowerCase();
+      const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
+      const r = hbmPimKernels.run(system, op, size, {
+        baseline: true,
+        channels: Number(p.num_chans),
+        ranks: Number(p.num_ranks),
+        refresh: "deferred",
+        progress: noop,
+      }).json as { pim: { cycles: number }; non_pim: { cycles: number } };
+      const label = `${op} ${size} on ${p.num_chans}`;
+      expect(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1), label).toBeLessThan(0.02);
+      expect(Math.abs(r.non_pim.cycles / Number(p.nonpim_cycles) - 1), label).toBeLessThan(0.02);
+    }
+  });
   it("the frame around a kernel, command by command as PIMSimulator's log (ADD 2048, one pseudo-channel of one rank)", () => {
     const one = { ...sys, pseudo_channels: 1, ranks: 1 };
     const r = runPimKernel(one, eltwiseKernel(one, "add", eltwiseLayout(one, 2048)));
