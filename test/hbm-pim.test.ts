@@ -133,6 +133,36 @@ describe("HBM2 timing table", () => {
   });
 });
 
+/** The rows of a PIMSimulator points file of test/fixtures/peers. */
+function peerPoints(file: string): Record<string, string>[] {
+  const lines = readFileSync(`test/fixtures/peers/${file}`, "utf8").trim().split(/\r?\n/);
+  const head = lines[0]!.split(",");
+  return lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
+}
+
+interface PeerRun {
+  readonly label: string;
+  readonly ranks: number;
+  readonly refresh: string;
+  readonly pim: { readonly cycles: number };
+  readonly non_pim: { readonly cycles: number };
+}
+
+/** `pimc kernel` on a peer point's kernel, channels and ranks, PIM and non-PIM. */
+async function runPeer(p: Record<string, string>, refresh?: "deferred"): Promise<PeerRun> {
+  const { system } = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
+  const op = p.kernel!.toLowerCase();
+  const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
+  const r = hbmPimKernels.run(system, op, size, {
+    baseline: true,
+    channels: Number(p.num_chans),
+    ranks: Number(p.num_ranks),
+    ...(refresh ? { refresh } : {}),
+    progress: { start: () => {}, tick: () => {}, label: () => {} },
+  }).json as Omit<PeerRun, "label">;
+  return { ...r, label: `${op} ${size} on ${p.num_chans}` };
+}
+
 describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
   const within = (got: number, want: number) => {
     expect(Math.abs(got / want - 1)).toBeLessThan(0.1);
@@ -145,67 +175,48 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
     expect(pim.counts.RD).toBe(2048 + 2 * 16); // MACs + the two park passes
   });
   it("the 1- and 16-channel points of test/fixtures/peers, with their configuration's one rank: all within 5 %", async () => {
-    const lines = readFileSync("test/fixtures/peers/pimsimulator-points.csv", "utf8").trim().split(/\r?\n/);
-    const head = lines[0]!.split(",");
-    const points = lines
-      .slice(1)
-      .map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])))
-      .filter((p) => Number(p.num_chans) <= 16);
+    const points = peerPoints("pimsimulator-points.csv").filter((p) => Number(p.num_chans) <= 16);
     expect(points.length).toBe(18);
-    const { system } = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
-    const noop = { start: () => {}, tick: () => {}, label: () => {} };
     const errors: number[] = [];
     for (const p of points) {
-      const op = p.kernel!.toLowerCase();
-      const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
-      const r = hbmPimKernels.run(system, op, size, {
-        baseline: true,
-        channels: Number(p.num_chans),
-        ranks: Number(p.num_ranks),
-        progress: noop,
-      }).json as { ranks: number; pim: { cycles: number }; non_pim: { cycles: number } };
+      const r = await runPeer(p);
       expect(r.ranks).toBe(1);
-      const label = `${op} ${size} on ${p.num_chans}`;
       for (const [got, want] of [
         [r.pim.cycles, Number(p.pim_cycles)],
         [r.non_pim.cycles, Number(p.nonpim_cycles)],
       ] as const)
-        expect(Math.abs(got / want - 1), label).toBeLessThan(0.05);
+        expect(Math.abs(got / want - 1), r.label).toBeLessThan(0.05);
       errors.push(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1));
     }
     // docs/hbm-pim.md: 0.8 % on average over all 27 (these 18 included).
     expect(errors.reduce((s, e) => s + e, 0) / errors.length).toBeLessThan(0.012);
   });
   it("refresh = deferred, PIMSimulator's controller: all 27 points within 2 %, and held-out kernels within 0.5 %", async () => {
-    const lines = readFileSync("test/fixtures/peers/pimsimulator-points.csv", "utf8").trim().split(/\r?\n/);
-    const head = lines[0]!.split(",");
-    const points = lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
+    const points = peerPoints("pimsimulator-points.csv");
     expect(points.length).toBe(27);
-    const { system } = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
-    const noop = { start: () => {}, tick: () => {}, label: () => {} };
-    const run = (op: string, size: string, channels: number, ranks: number) =>
-      hbmPimKernels.run(system, op, size, {
-        baseline: true,
-        channels,
-        ranks,
-        refresh: "deferred",
-        progress: noop,
-      }).json as { refresh: string; pim: { cycles: number }; non_pim: { cycles: number } };
     for (const p of points) {
-      const op = p.kernel!.toLowerCase();
-      const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
-      const r = run(op, size, Number(p.num_chans), Number(p.num_ranks));
+      const r = await runPeer(p, "deferred");
       expect(r.refresh).toBe("deferred");
-      const label = `${op} ${size} on ${p.num_chans}`;
-      expect(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1), label).toBeLessThan(0.02);
-      expect(Math.abs(r.non_pim.cycles / Number(p.nonpim_cycles) - 1), label).toBeLessThan(0.02);
+      expect(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1), r.label).toBeLessThan(0.02);
+      expect(Math.abs(r.non_pim.cycles / Number(p.nonpim_cycles) - 1), r.label).toBeLessThan(0.02);
     }
+    const run = (kernel: string, size: string, channels: number, ranks: number) =>
+      runPeer(
+        {
+          kernel,
+          out_dim: size.split("x")[0]!,
+          in_dim: size.split("x").at(-1)!,
+          num_chans: String(channels),
+          num_ranks: String(ranks),
+        },
+        "deferred",
+      );
     // Kept aside (PIMSimulator b464dde's own runs, not in the fixture): its benchmark's RELU 4M and GEMV
     // 4096x4096 on 64 pseudo-channels of 2 ranks; ADD 1M on one pseudo-channel of one rank, 181,767
     // cycles through 46 refreshes (the JEDEC policy gives +0.7 %, the non-PIM RELU +6.2 %).
-    const relu = run("relu", "4M", 64, 2);
-    const gemv = run("gemv", "4096x4096", 64, 2);
-    const long = run("add", "1M", 1, 1);
+    const relu = await run("relu", "4M", 64, 2);
+    const gemv = await run("gemv", "4096x4096", 64, 2);
+    const long = await run("add", "1M", 1, 1);
     for (const [got, want] of [
       [relu.pim.cycles, 7665],
       [relu.non_pim.cycles, 17504],
@@ -216,28 +227,15 @@ describe("calibration against Samsung's PIMSimulator (REFERENCE.md)", () => {
       expect(Math.abs(got / want - 1)).toBeLessThan(0.005);
   });
   it("refresh = deferred on a spread of the 80-point sweep (test/fixtures/peers/pimsimulator-sweep.csv): within 2 %", async () => {
-    const lines = readFileSync("test/fixtures/peers/pimsimulator-sweep.csv", "utf8").trim().split(/\r?\n/);
-    const head = lines[0]!.split(",");
-    const all = lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
+    const all = peerPoints("pimsimulator-sweep.csv");
     expect(all.length).toBe(80);
     // Every fifth point: each kernel, 1, 16 and 64 pseudo-channels, 2K to 4M elements, GEMVs to 16384 x 1024.
     const points = all.filter((_, i) => i % 5 === 2);
     expect(new Set(points.map((p) => `${p.kernel} ${p.num_chans}`)).size).toBeGreaterThanOrEqual(8);
-    const { system } = await chooseTarget({ system: "examples/systems/hbm-pim-64ch.pim" });
-    const noop = { start: () => {}, tick: () => {}, label: () => {} };
     for (const p of points) {
-      const op = p.kernel!.toLowerCase();
-      const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
-      const r = hbmPimKernels.run(system, op, size, {
-        baseline: true,
-        channels: Number(p.num_chans),
-        ranks: Number(p.num_ranks),
-        refresh: "deferred",
-        progress: noop,
-      }).json as { pim: { cycles: number }; non_pim: { cycles: number } };
-      const label = `${op} ${size} on ${p.num_chans}`;
-      expect(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1), label).toBeLessThan(0.02);
-      expect(Math.abs(r.non_pim.cycles / Number(p.nonpim_cycles) - 1), label).toBeLessThan(0.02);
+      const r = await runPeer(p, "deferred");
+      expect(Math.abs(r.pim.cycles / Number(p.pim_cycles) - 1), r.label).toBeLessThan(0.02);
+      expect(Math.abs(r.non_pim.cycles / Number(p.nonpim_cycles) - 1), r.label).toBeLessThan(0.02);
     }
   });
   it("the frame around a kernel, command by command as PIMSimulator's log (ADD 2048, one pseudo-channel of one rank)", () => {
