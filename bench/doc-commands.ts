@@ -14,7 +14,8 @@
  * - An HTML comment on the line before the fence changes how the block runs:
  *   `<!-- docs-test: slow -->` moves it from the suite to `npm run bench`;
  *   `<!-- docs-test: exit N -->` expects exit code N instead of 0.
- * Output options (`-o`, `--trace`, `--plot`, `--dump-ir`) are redirected to a temporary folder, and a
+ * Output options (`-o`, `--trace`, `--plot`, `--dump-ir`, `--emit`; sweeps' `--db`, `--export`,
+ * `--slurm`) are redirected to a temporary folder, and a
  * later command of the same document naming such a file reads it from there.
  */
 import { readdirSync, readFileSync } from "node:fs";
@@ -135,7 +136,17 @@ export function docCommands(root = "."): DocCommand[] {
 }
 
 /** Options whose value is a file the command writes. */
-export const OUTPUT_OPTIONS = new Set(["-o", "--output", "--trace", "--plot", "--dump-ir", "--emit"]);
+export const OUTPUT_OPTIONS = new Set([
+  "-o",
+  "--output",
+  "--trace",
+  "--plot",
+  "--dump-ir",
+  "--emit",
+  "--db",
+  "--export",
+  "--slurm",
+]);
 
 /**
  * Redirects output files into `dir`: the values of output options, and arguments naming a file an

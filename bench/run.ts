@@ -12,9 +12,13 @@
  * - compiling Llama-2-70B INT8 (shape-only) for 2048 UPMEM DPUs, and the UPMEM lowering and
  *   emulator (timing) on Llama-2-7B INT8: a decode step and a 128-token prefill
  * - the HBM-PIM emulator on PIMSimulator's GEMV 4096x4096 and ADD 1M, with PIM and without
+ * - `pimc sweep` on 200 cheap points: points per second on one thread and on two workers
  */
 import { table } from "../src/report/table.js";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runSweep } from "../src/sweep/run.js";
 import { gunzipSync } from "node:zlib";
 import { chooseTarget } from "../src/driver/compile.js";
 import { runChannel } from "../targets/aim/device.js";
@@ -377,4 +381,47 @@ process.stdout.write(
   process.stdout.write(
     `\nFidelity against peer simulators (test/fixtures/peers)\n${fid.toString()}\n${summary("PIMSimulator")}\n${summary("PIMSimulator sweep")}\n${summary("AiM simulator")}\n`,
   );
+}
+
+// Sweeps: points per second of `pimc sweep` on one thread and on two workers, on two grids of 200
+// points: Llama-2-7B decode on two GPU systems (about 0.1 s a point: the goal's grid) and the tiny
+// Llama (under 10 ms a point: there the workers' start-up, about 0.5 s each, and the results'
+// writes on the main thread take most of the time).
+{
+  const dir = mkdtempSync(join(tmpdir(), "pimc-bench-sweep-"));
+  const grid = (model: string, contexts: string) => {
+    const spec = join(dir, `${model}.pim`);
+    writeFileSync(
+      spec,
+      `sweep bench {
+  models = ["${root}examples/${model}.pim"]
+  systems = ["${root}examples/systems/h100.pim", "${root}examples/systems/a100.pim"]
+  batch = [1, 2, 4, 8, 16]
+  context = [${contexts}]
+  set = { xpu = { overhead = [1 us, 2 us, 3 us, 4 us] } }
+}
+`,
+    );
+    return spec;
+  };
+  const rate = async (spec: string, jobs: number): Promise<number> => {
+    const t0 = performance.now();
+    const s = await runSweep(spec, undefined, { db: join(dir, `${s0++}.duckdb`), jobs });
+    return s.ran / ((performance.now() - t0) / 1000);
+  };
+  let s0 = 0;
+  const lines: string[] = [];
+  for (const [model, contexts, goal] of [
+    ["llama2-7b", "128, 256, 512, 1024, 2048", " (goal: 1.8x)"],
+    ["tiny-llama", "8, 16, 32, 64, 96", ""],
+  ] as const) {
+    const spec = grid(model, contexts);
+    const one = await rate(spec, 1);
+    const two = await rate(spec, 2);
+    lines.push(
+      `  ${model}: ${one.toFixed(1)} points/s on one thread, ${two.toFixed(1)} on 2 workers: ${(two / one).toFixed(2)}x${goal}`,
+    );
+  }
+  rmSync(dir, { recursive: true, force: true });
+  process.stdout.write(`\npimc sweep, 200 points:\n${lines.join("\n")}\n`);
 }

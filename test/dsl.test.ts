@@ -13,6 +13,7 @@ import {
   type DescriptionFile,
 } from "../src/frontend/dsl/index.js";
 import { defaultWorkload, workloadEnv, workloadFromDecl } from "../src/frontend/workload.js";
+import { expandSweep } from "../src/sweep/spec.js";
 import type { Tensor } from "../src/ir/tensor.js";
 
 const EX = "examples";
@@ -65,15 +66,16 @@ describe("examples", () => {
       expect(names).toContain(`${m}.pim`);
   });
 
-  test.each(files)("%s parses, and its models, workloads and systems are valid", (f) => {
+  test.each(files)("%s parses, and its models, workloads, systems and sweeps are valid", (f) => {
     const d = loadDescription(f);
-    expect(d.models.length + d.systems.length + d.workloads.length).toBeGreaterThan(0);
+    expect(d.models.length + d.systems.length + d.workloads.length + d.sweeps.length).toBeGreaterThan(0);
+    for (const s of d.sweeps) expect(expandSweep(s).points.length).toBeGreaterThan(0);
     for (const m of d.models) {
       const lm = buildModel(m, d);
       expect(lm.module.funcs.map((x) => x.name)).toEqual(["prefill", "decode"]);
     }
     for (const w of d.workloads) workloadFromDecl(w);
-    if (!f.includes("/workloads/") && !f.includes("/systems/")) expect(d.workloads.length).toBeGreaterThan(0);
+    if (!/\/(workloads|systems|sweeps)\//.test(f)) expect(d.workloads.length).toBeGreaterThan(0);
   });
 
   test("real model values", () => {

@@ -295,6 +295,7 @@ describe("output paths are checked before any work", () => {
         "sim --trace",
         "sweep --db",
         "sweep --export",
+        "sweep --plot",
         "sweep --slurm",
         "tune --dump-ir",
         "verify --dump-ir",

@@ -3,8 +3,9 @@
  * failing points), shards merged against an unsharded run, exports, the Slurm script run with a
  * local stand-in for sbatch, and Ctrl-C.
  */
-import { spawn } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseDescription, selectSweep } from "../src/frontend/dsl/index.js";
@@ -40,6 +41,21 @@ ${extra}
 }
 
 const QUERY = "SELECT * EXCLUDE (key) FROM points ORDER BY ALL";
+
+/**
+ * A single-node Slurm for the --slurm test (test/slurm/start.sh): where sbatch is installed (.ci/run
+ * installs Debian's slurm-wlm and munge) and the tests run as root (the daemons need it). Else why not.
+ */
+const CLUSTER = join(tmpdir(), "pimc-slurm");
+
+function startSlurm(at: string): { conf?: string; why: string } {
+  if (spawnSync("sh", ["-c", "command -v sbatch slurmctld slurmd munged"]).status !== 0)
+    return { why: "Slurm is not installed (Debian's slurm-wlm and munge)" };
+  if (process.getuid?.() !== 0) return { why: "not root: the test starts munge and the Slurm daemons" };
+  const r = spawnSync("bash", ["test/slurm/start.sh", at], { encoding: "utf8", timeout: 30_000 });
+  if (r.status !== 0) return { why: `test/slurm/start.sh failed: ${r.stderr.trim().split("\n")[0]}` };
+  return { conf: r.stdout.trim(), why: "" };
+}
 
 describe("sweep grids", () => {
   it("is the cross product of the axes, zipped axes advancing together, per configuration", () => {
@@ -185,8 +201,19 @@ describe("pimc sweep", () => {
     );
     expect((await pimc("sweep", f, "--db", b, "--shard", "2/2", "-j", "2")).code).toBe(0);
     const merged = join(dir, "merged.duckdb");
-    const m = await pimc("sweep", "merge", merged, a, b);
+    const m = await pimc("sweep", "merge", a, b, "-o", merged);
     expect(m.stderr).toMatch(/12 points added/);
+    // Merging again adds nothing; a missing input or output is one line, exit 2.
+    expect((await pimc("sweep", "merge", a, "-o", merged)).stderr).toMatch(/0 points added/);
+    for (const [args, message] of [
+      [["merge", join(dir, "none.duckdb"), "-o", merged], /none\.duckdb: no such results database/],
+      [["merge", a], /required option '-o, --output <file>' not specified/],
+    ] as const) {
+      const bad = await pimc("sweep", ...args);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+      expect(bad.stderr).toMatch(message);
+    }
     const q = async (db: string) =>
       (await pimc("sweep", "--db", db, "--query", QUERY, "--format", "csv")).stdout;
     const want = await q(one);
@@ -208,60 +235,66 @@ describe("pimc sweep", () => {
     expect(bad.stderr).toMatch(/expected a \.csv, \.parquet or \.json file/);
   });
 
-  it("--slurm writes a job-array script whose commands, run by a local sbatch stand-in, fill the merged database", async () => {
+  it("--slurm writes a job-array script that runs on Slurm (single-node, started here) and fills the merged database", async () => {
     const f = tinySweep("slurm");
     const script = join(dir, "slurm.sh");
+    const db = join(dir, "slurm.duckdb");
     const r = await pimc(
       "sweep",
       f,
       "--slurm",
       script,
       "--shards",
-      "3",
+      "2",
       "--db",
-      join(dir, "slurm.duckdb"),
+      db,
       "--slurm-options",
       "--cpus-per-task=1 --time=00:10:00",
     );
     expect(r.code, r.stderr).toBe(0);
     const text = readFileSync(script, "utf8");
     expect(text).toMatch(
-      /sbatch --parsable --job-name=pimc-slurm --array=1-3 .*--cpus-per-task=1 --time=00:10:00 --wrap=/,
+      /sbatch --parsable --job-name=pimc-slurm --array=1-2 .*--cpus-per-task=1 --time=00:10:00 --wrap=/,
     );
-    expect(text).toMatch(/--dependency="afterok:\$array"/);
-    // A stand-in for sbatch: runs an array's tasks one after another with SLURM_ARRAY_TASK_ID set, then
-    // the dependent job (what a single-node Slurm would do; test/sweep.test.ts says why not Slurm itself).
-    const bin = join(dir, "bin");
-    const { mkdirSync } = await import("node:fs");
-    mkdirSync(bin, { recursive: true });
+    expect(text).toMatch(/--dependency="afterok:\$array" --kill-on-invalid-dep=yes/);
+    // The script runs pimc by the path of the process that wrote it: here, from the sources.
     writeFileSync(
-      join(bin, "sbatch"),
-      `#!/usr/bin/env bash
+      script,
+      text.replaceAll(`${process.execPath} ${process.argv[1]}`, PIMC_BIN.map((a) => `'${a}'`).join(" ")),
+    );
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
+    const slurm = startSlurm(CLUSTER);
+    if (slurm.conf !== undefined) env.SLURM_CONF = slurm.conf;
+    else {
+      // No Slurm here (slurm.why): a stand-in for sbatch runs an array's tasks one after another with
+      // SLURM_ARRAY_TASK_ID set, then the dependent job, so the script's own commands still run.
+      console.warn(`test/sweep.test.ts: no single-node Slurm (${slurm.why}); sbatch stand-in`);
+      const bin = join(dir, "bin");
+      mkdirSync(bin, { recursive: true });
+      writeFileSync(
+        join(bin, "sbatch"),
+        `#!/usr/bin/env bash
 array=""; wrap=""
 for a in "$@"; do case "$a" in --array=*) array="\${a#--array=}";; --wrap=*) wrap="\${a#--wrap=}";; esac; done
 if [ -n "$array" ]; then for i in $(seq \${array%-*} \${array#*-}); do SLURM_ARRAY_TASK_ID=$i SLURM_CPUS_PER_TASK=1 bash -c "$wrap" || exit 1; done; echo 41
 else bash -c "$wrap" || exit 1; echo 42; fi
 `,
-    );
-    chmodSync(join(bin, "sbatch"), 0o755);
-    // The script runs pimc by the path of the process that wrote it: here, from the sources.
-    const fixed = text.replaceAll(
-      `${process.execPath} ${process.argv[1]}`,
-      PIMC_BIN.map((a) => `'${a}'`).join(" "),
-    );
-    writeFileSync(script, fixed);
-    const run = await new Promise<{ code: number | null; out: string }>((done) => {
-      const c = spawn("bash", [script], {
-        env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, NO_COLOR: "1" },
-        cwd: process.cwd(),
-      });
-      let out = "";
-      c.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      c.stderr.on("data", (d: Buffer) => (out += d.toString()));
-      c.on("close", (code) => done({ code, out }));
-    });
-    expect(run.code, run.out).toBe(0);
-    expect(run.out).toMatch(/merged 3 databases into .*slurm\.duckdb: 12 points added/);
+      );
+      chmodSync(join(bin, "sbatch"), 0o755);
+      env.PATH = `${bin}:${process.env.PATH}`;
+    }
+    try {
+      const run = spawnSync("bash", [script], { env, encoding: "utf8", timeout: 100_000 });
+      expect(run.status, `${run.stdout}${run.stderr}`).toBe(0);
+      expect(run.stdout).toMatch(/^shards: job \d+/m);
+      const q = async (file: string) =>
+        (await pimc("sweep", "--db", file, "--query", QUERY, "--format", "csv")).stdout;
+      const one = join(dir, "slurm-one.duckdb");
+      expect((await pimc("sweep", f, "--db", one, "-j", "1")).code).toBe(0);
+      expect(await q(db)).toBe(await q(one));
+    } finally {
+      if (slurm.conf !== undefined) spawnSync("bash", ["test/slurm/start.sh", CLUSTER, "stop"]);
+    }
   }, 120_000);
 
   it("Ctrl-C keeps only complete points and says how to resume", async () => {
@@ -282,8 +315,10 @@ else bash -c "$wrap" || exit 1; echo 42; fi
       c.stderr.on("data", (d: Buffer) => {
         err += d.toString();
       });
-      // Interrupt once the first points are under way.
-      setTimeout(() => c.kill("SIGINT"), 2500);
+      // Interrupt at the first progress line (a tenth of the points done).
+      c.stderr.on("data", (d: Buffer) => {
+        if (/sweep: \d+\/75 points/.test(d.toString())) c.kill("SIGINT");
+      });
       c.on("close", (code) => done({ code, err }));
     });
     const q = await pimc(

@@ -16,9 +16,9 @@ import { table } from "../report/table.js";
 import { energyJson, energyLine, joules, type EnergyJson } from "../report/energy.js";
 import { callViews, deviceLabel, type CostModel } from "../pipeline/cost-model.js";
 import type { Precision } from "../../passes/quantize.js";
-import { loadForCli, warn, writeFileAtomic } from "./io.js";
+import { loadForCli, warn, writeFileAtomic, writePlot } from "./io.js";
 import { WORKLOAD_LIMITS } from "../limits.js";
-import { nonNegativeIntUpTo, plotFile, plotFormat, positiveInt, positiveIntUpTo } from "./options.js";
+import { nonNegativeIntUpTo, plotFile, positiveInt, positiveIntUpTo } from "./options.js";
 import { withPipelineFlags } from "./pipeline.js";
 import { checkFits, chooseTarget, compileModel, type PipelineFlags } from "../driver/compile.js";
 import { ms } from "./sim.js";
@@ -61,13 +61,6 @@ export type BenchRow = StepOp;
 /** "decode, context 1024, 1 token(s) per step" (the batch size aside) */
 const phaseLine = (w: Workload): string =>
   `${w.phase}, ${w.phase === "prefill" ? `prompt ${w.prompt}` : `context ${w.context}, ${w.speculation} token(s) per step`}`;
-
-/** Renders a plot spec (built once the plot module is loaded) to FILE, SVG or PNG by its extension. */
-async function writePlot(file: string, spec: (p: typeof Plot) => Plot.Spec): Promise<void> {
-  const p = await import("../report/plot.js");
-  const svg = await p.renderSvg(spec(p));
-  writeFileAtomic(file, plotFormat(file) === "png" ? await p.renderPng(svg) : svg);
-}
 
 /** Compiles under `flags` for `w` and runs one step (`label`: for the progress bar). */
 type RunStep = (

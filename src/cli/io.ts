@@ -1,9 +1,19 @@
-/** Output helpers of the commands: warnings, model loading. */
+/** Output helpers of the commands: warnings, model loading, plots. */
 import pc from "picocolors";
 import { loadModel } from "../frontend/load.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
+import { writeFileAtomic } from "../fsutil.js";
+import type * as Plot from "../report/plot.js";
+import { plotFormat } from "./options.js";
 
-export { writeFileAtomic } from "../fsutil.js";
+export { writeFileAtomic };
+
+/** Renders a plot spec (built once the plot module is loaded) to FILE, SVG or PNG by its extension. */
+export async function writePlot(file: string, spec: (p: typeof Plot) => Plot.Spec): Promise<void> {
+  const p = await import("../report/plot.js");
+  const svg = await p.renderSvg(spec(p));
+  writeFileAtomic(file, plotFormat(file) === "png" ? await p.renderPng(svg) : svg);
+}
 
 /** A warning on stderr (one line). */
 export function warn(message: string): void {

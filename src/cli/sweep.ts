@@ -8,6 +8,9 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { basename, resolve } from "node:path";
 import { UserError } from "../errors.js";
 import { writeFileAtomic } from "../fsutil.js";
+import type { SweepPlotKind } from "../report/plot.js";
+import { writePlot } from "./io.js";
+import { plotFile } from "./options.js";
 import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
 import { Results } from "../sweep/db.js";
@@ -63,6 +66,22 @@ export function sweepCommand() {
       "--export <file>",
       "write the points table (or --query's result) as CSV, Parquet or JSON, by extension",
     )
+    .option("--plot <file>", "write a figure of the points (or of --query's rows) as SVG or PNG", plotFile)
+    .addOption(
+      new Option(
+        "--plot-kind <kind>",
+        "line: --y against --x per --series; heatmap: --value over --x by --y; pareto: --y against --x with the front",
+      )
+        .choices(["line", "heatmap", "pareto"] as const)
+        .default("line" as const),
+    )
+    .option("--x <column>", "the plot's x (default: batch; pareto: latency_s)")
+    .option(
+      "--y <column>",
+      "the plot's y (default: latency_s; heatmap: config or system; pareto: j_per_token)",
+    )
+    .option("--series <column>", "the plot's colours (default: config, else system)")
+    .option("--value <column>", "a heatmap's cells (default: latency_s)")
     .option(
       "--slurm <file>",
       "write a script that runs the sweep as a Slurm job array of --shards shards, then merges",
@@ -99,13 +118,14 @@ export function sweepCommand() {
       }
       // With a sweep file the sweep runs first (a complete one skips every point).
       if (spec !== undefined) await run(spec, o.sweep, db, o);
-      if (o.query !== undefined || o.export !== undefined) {
+      if (o.query !== undefined || o.export !== undefined || o.plot !== undefined) {
         const results = await Results.open(db, { existing: true });
         try {
           if (o.export !== undefined) {
             await results.export(o.query ?? "SELECT * FROM points ORDER BY ALL", o.export);
             process.stderr.write(`wrote ${o.export}\n`);
           }
+          if (o.plot !== undefined) await plot(results, o.plot, o, name);
           if (o.query !== undefined && o.export === undefined) {
             const { columns, rows } = await results.query(o.query);
             if (o.format === "json")
@@ -131,9 +151,12 @@ export function sweepCommand() {
   cmd
     .command("merge")
     .description("combine results databases (e.g. the shards of a sweep) into one")
-    .argument("<out>", "the database to write (created, or added to)")
     .argument("<inputs...>", "databases to read")
-    .action(async (out, inputs) => {
+    .requiredOption("-o, --output <file>", "write the merged results to this database (created, or added to)")
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`pimc: ${str}`) })
+    .action(async (inputs, o) => {
+      const out = o.output;
       const db = await Results.open(out);
       try {
         let added = 0;
@@ -147,6 +170,55 @@ export function sweepCommand() {
       }
     });
   return cmd;
+}
+
+/** `--plot`: the figure of the points (or of --query's rows), columns checked against the data. */
+async function plot(
+  results: Results,
+  file: string,
+  o: {
+    readonly query?: string;
+    readonly plotKind: SweepPlotKind;
+    readonly x?: string;
+    readonly y?: string;
+    readonly series?: string;
+    readonly value?: string;
+  },
+  name: string | undefined,
+): Promise<void> {
+  const { columns, rows } = await results.query(
+    o.query ?? "SELECT * FROM points WHERE status = 'ok' ORDER BY ALL",
+  );
+  const data = rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i] ?? null])));
+  if (data.length === 0) throw new UserError("--plot: no rows to plot");
+  const varies = (c: string) => columns.includes(c) && new Set(data.map((r) => r[c])).size > 1;
+  const group = varies("config") ? "config" : "system";
+  const pareto = o.plotKind === "pareto";
+  const x = o.x ?? (pareto ? "latency_s" : "batch");
+  const y = o.y ?? (pareto ? "j_per_token" : o.plotKind === "heatmap" ? group : "latency_s");
+  const series =
+    o.plotKind === "heatmap" ? undefined : (o.series ?? (columns.includes(group) ? group : undefined));
+  const value = o.plotKind === "heatmap" ? (o.value ?? "latency_s") : undefined;
+  for (const [flag, c] of [
+    ["--x", x],
+    ["--y", y],
+    ["--series", series],
+    ["--value", value],
+  ] as const)
+    if (c !== undefined && !columns.includes(c))
+      throw new UserError(`${flag} ${c}: no such column (the rows have ${columns.join(", ")})`);
+  await writePlot(file, (p) =>
+    p.sweepSpec({
+      kind: o.plotKind,
+      title: `${name !== undefined ? `sweep ${name}: ` : ""}${value ?? y} ${o.plotKind === "heatmap" ? `over ${x} and ${y}` : `against ${x}`}`,
+      rows: data,
+      x,
+      y,
+      ...(series !== undefined ? { series } : {}),
+      ...(value !== undefined ? { value } : {}),
+    }),
+  );
+  process.stderr.write(`wrote ${file}\n`);
 }
 
 async function run(
@@ -178,11 +250,12 @@ async function run(
       },
       onPoint: (p) => {
         done++;
-        const left = ((performance.now() - t0) / done) * (total - done);
-        bar.label(
-          `${basename(p.model)} on ${basename(p.system)}, batch ${p.batch}; ETA ${Math.round(left / 1000)} s`,
-        );
+        const left = Math.round((((performance.now() - t0) / done) * (total - done)) / 1000);
+        bar.label(`${basename(p.model)} on ${basename(p.system)}, batch ${p.batch}; ETA ${left} s`);
         bar.tick();
+        // Not a terminal (a batch job's log): a line at every tenth of the points instead of the bar.
+        if (!process.stderr.isTTY && Math.floor((10 * done) / total) > Math.floor((10 * (done - 1)) / total))
+          process.stderr.write(`sweep: ${done}/${total} points, ETA ${left} s\n`);
       },
     });
     bar.stop();

@@ -522,6 +522,105 @@ export function ablationSpec(rows: readonly AblationBar[], title: string, subtit
   } as TopLevelSpec;
 }
 
+/** The figures `pimc sweep --plot` draws from a query's rows. */
+export type SweepPlotKind = "line" | "heatmap" | "pareto";
+
+export interface SweepPlot {
+  readonly kind: SweepPlotKind;
+  readonly title: string;
+  readonly rows: readonly Readonly<Record<string, unknown>>[];
+  /** Columns: x and y (line, pareto: quantities; heatmap: the two axes), series (colour), value (heatmap cells). */
+  readonly x: string;
+  readonly y: string;
+  readonly series?: string;
+  readonly value?: string;
+}
+
+/** A log scale for a quantity that spans at least 8x (batch sizes, latencies), else linear. */
+function quantityScale(rows: readonly Readonly<Record<string, unknown>>[], field: string) {
+  const vs = rows.map((r) => r[field]).filter((v): v is number => typeof v === "number" && v > 0);
+  return vs.length > 0 && Math.max(...vs) >= 8 * Math.min(...vs) ? { type: "log" as const } : { zero: false };
+}
+
+/**
+ * The points that no other beats in both x and y (both smaller is better: latency and energy per
+ * token), in order of x: a sweep's Pareto front.
+ */
+export function paretoFront<R extends Readonly<Record<string, unknown>>>(
+  rows: readonly R[],
+  x: string,
+  y: string,
+): R[] {
+  const pts = rows
+    .filter((r) => typeof r[x] === "number" && typeof r[y] === "number")
+    .sort((a, b) => (a[x] as number) - (b[x] as number) || (a[y] as number) - (b[y] as number));
+  const front: R[] = [];
+  for (const r of pts)
+    if (front.length === 0 || (r[y] as number) < (front.at(-1)![y] as number)) front.push(r);
+  return front;
+}
+
+/** A sweep's figure: a metric against an axis per series, a heatmap of two axes, or a Pareto front. */
+export function sweepSpec(p: SweepPlot): TopLevelSpec {
+  const head = {
+    $schema: SCHEMA,
+    title: { text: p.title, anchor: "start" },
+    background: "white",
+    padding: 12,
+  };
+  const color =
+    p.series !== undefined ? { color: { field: p.series, type: "nominal", title: p.series } } : {};
+  const values = p.rows.map((r) => ({
+    ...r,
+    ...(p.series !== undefined ? { [p.series]: String(r[p.series]) } : {}),
+  }));
+  if (p.kind === "heatmap") {
+    const cell = p.value!;
+    const x = { field: p.x, type: "ordinal", title: p.x, sort: "ascending" };
+    const y = { field: p.y, type: "ordinal", title: p.y, sort: "ascending" };
+    return {
+      ...head,
+      width: { step: 56 },
+      height: { step: 28 },
+      data: { values },
+      layer: [
+        { mark: "rect", encoding: { x, y, color: { field: cell, type: "quantitative", title: cell } } },
+        {
+          mark: { type: "text", fontSize: 10 },
+          encoding: { x, y, text: { field: cell, type: "quantitative", format: ".3~g" } },
+        },
+      ],
+    } as TopLevelSpec;
+  }
+  const x = { field: p.x, type: "quantitative", title: p.x, scale: quantityScale(p.rows, p.x) };
+  const y = { field: p.y, type: "quantitative", title: p.y, scale: quantityScale(p.rows, p.y) };
+  const tooltip = Object.keys(p.rows[0] ?? {}).map((k) => ({ field: k }));
+  if (p.kind === "pareto") {
+    const front = paretoFront(p.rows, p.x, p.y);
+    return {
+      ...head,
+      width: 420,
+      height: 300,
+      layer: [
+        { data: { values }, mark: { type: "point", filled: true }, encoding: { x, y, ...color, tooltip } },
+        {
+          data: { values: front },
+          mark: { type: "line", interpolate: "step-after", color: "#555", strokeDash: [4, 3] },
+          encoding: { x, y },
+        },
+      ],
+    } as TopLevelSpec;
+  }
+  return {
+    ...head,
+    width: 420,
+    height: 300,
+    data: { values },
+    mark: { type: "line", point: true },
+    encoding: { x, y, ...color, tooltip },
+  } as TopLevelSpec;
+}
+
 /**
  * An SVG as PNG (white background, twice the SVG's size) with resvg, text in the system's fonts.
  */

@@ -75,6 +75,58 @@ function plain(v: unknown): unknown {
   return String(v);
 }
 
+/** A point to record: its key, sweep, axes and result. */
+export interface Recorded {
+  readonly key: string;
+  readonly sweep: string;
+  readonly point: Point;
+  readonly result: PointResult;
+}
+
+/** A point's values for the key, axis and result columns, in AXIS_COLUMNS / RESULT_COLUMNS order. */
+function pointRow({ key, sweep, point: p, result: r }: Recorded, version: string): DuckDBValue[] {
+  const w = r.workload;
+  const json = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));
+  return [
+    key,
+    sweep,
+    p.config,
+    p.model,
+    p.system,
+    p.phase,
+    p.batch,
+    w?.phase === "prefill" ? w.prompt : p.prompt,
+    w?.phase === "decode" ? w.context : p.context,
+    w?.phase === "decode" ? w.speculation : p.speculation,
+    w ? w.output : p.output,
+    p.compile_batch,
+    p.sub_batches,
+    p.weights,
+    p.activations,
+    p.group_size,
+    p.attention,
+    p.cooperation,
+    p.dynamic_placement,
+    p.capacity_check,
+    JSON.stringify(p.set),
+    r.target,
+    r.status,
+    r.error,
+    r.warnings,
+    r.latency_s,
+    r.tokens_per_step,
+    r.tokens_per_s,
+    r.energy_j,
+    r.j_per_token,
+    r.tokens_per_j,
+    r.watts,
+    json(r.busy),
+    json(r.energy_breakdown),
+    json(r.placement),
+    version,
+  ];
+}
+
 const quote = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 /** An open results database. */
@@ -90,7 +142,7 @@ export class Results {
     if (opts.existing && !existsSync(file)) throw new UserError(`${file}: no such results database`);
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(file);
+      instance = await DuckDBInstance.create(file, { threads: "1" });
     } catch (e) {
       throw new UserError(`${file}: not a results database (${(e as Error).message.split("\n")[0]})`);
     }
@@ -165,73 +217,18 @@ export class Results {
     await this.conn.run("COMMIT");
   }
 
-  /** Records a point and its op rows in one transaction. */
-  async insert(
-    key: string,
-    sweep: string,
-    p: Point,
-    r: PointResult,
-    version: string,
-    ops: boolean,
-  ): Promise<void> {
-    const w = r.workload;
-    const axes: DuckDBValue[] = [
-      sweep,
-      p.config,
-      p.model,
-      p.system,
-      p.phase,
-      p.batch,
-      w?.phase === "prefill" ? w.prompt : p.prompt,
-      w?.phase === "decode" ? w.context : p.context,
-      w?.phase === "decode" ? w.speculation : p.speculation,
-      w ? w.output : p.output,
-      p.compile_batch,
-      p.sub_batches,
-      p.weights,
-      p.activations,
-      p.group_size,
-      p.attention,
-      p.cooperation,
-      p.dynamic_placement,
-      p.capacity_check,
-    ];
-    const json = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));
-    const results: DuckDBValue[] = [
-      JSON.stringify(p.set),
-      r.target,
-      r.status,
-      r.error,
-      r.warnings,
-      r.latency_s,
-      r.tokens_per_step,
-      r.tokens_per_s,
-      r.energy_j,
-      r.j_per_token,
-      r.tokens_per_j,
-      r.watts,
-      json(r.busy),
-      json(r.energy_breakdown),
-      json(r.placement),
-      version,
-    ];
-    const params = Object.entries(p.set);
-    const names = [
-      "key",
-      ...AXIS_COLUMNS.map(([n]) => n),
-      ...RESULT_COLUMNS.map(([n]) => n),
-      ...params.map(([n]) => n),
-    ];
-    const values: DuckDBValue[] = [key, ...axes, ...results, ...params.map(([, v]) => v)];
-    await this.conn.run("BEGIN TRANSACTION");
-    try {
-      await this.conn.run(
-        `INSERT INTO points (${names.map(quote).join(", ")}) VALUES (${values.map((_, i) => `$${i + 1}`).join(", ")})`,
-        values,
-      );
-      if (ops)
-        for (const o of r.ops)
-          await this.conn.run("INSERT INTO ops VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
+  /**
+   * Records points and their op rows in one transaction (a transaction per point costs more than a
+   * cheap point's run): all of them, or none.
+   */
+  async insertMany(items: readonly Recorded[], version: string, ops: boolean): Promise<void> {
+    if (items.length === 0) return;
+    const params = [...new Set(items.flatMap((it) => Object.keys(it.point.set)))];
+    const names = ["key", ...AXIS_COLUMNS.map(([n]) => n), ...RESULT_COLUMNS.map(([n]) => n), ...params];
+    const rows = items.map((it) => [...pointRow(it, version), ...params.map((n) => it.point.set[n] ?? null)]);
+    const opRows = ops
+      ? items.flatMap(({ key, result }) =>
+          result.ops.map((o) => [
             key,
             o.name,
             o.device,
@@ -240,11 +237,29 @@ export class Results {
             o.bytes,
             o.flops,
             o.joules ?? null,
-          ]);
+          ]),
+        )
+      : [];
+    await this.conn.run("BEGIN TRANSACTION");
+    try {
+      await this.insertRows(`points (${names.map(quote).join(", ")})`, rows);
+      await this.insertRows("ops", opRows);
       await this.conn.run("COMMIT");
     } catch (e) {
       await this.conn.run("ROLLBACK");
       throw e;
+    }
+  }
+
+  /** Rows into a table by multi-row INSERTs of at most 4096 values each. */
+  private async insertRows(into: string, rows: readonly (readonly DuckDBValue[])[]): Promise<void> {
+    if (rows.length === 0) return;
+    const per = Math.max(1, Math.floor(4096 / rows[0]!.length));
+    for (let at = 0; at < rows.length; at += per) {
+      const chunk = rows.slice(at, at + per);
+      let n = 0;
+      const tuples = chunk.map((r) => `(${r.map(() => `$${++n}`).join(", ")})`);
+      await this.conn.run(`INSERT INTO ${into} VALUES ${tuples.join(", ")}`, chunk.flat());
     }
   }
 

@@ -9,9 +9,13 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { chooseTarget } from "../driver/compile.js";
 import { UserError } from "../errors.js";
-import { Results } from "./db.js";
+import { Results, type Recorded } from "./db.js";
 import { runPointSafely, type PointResult } from "./point.js";
 import { loadSweep, pointKey, resolvePath, type Point, type Sweep } from "./spec.js";
+
+/** Points per write of results, at most, and the longest a result waits to be written. */
+const FLUSH_POINTS = 64;
+const FLUSH_MS = 500;
 
 /** pimc's version (keys of points include it: a new version recomputes). */
 export const PIMC_VERSION = "0.1.0";
@@ -118,17 +122,31 @@ export async function runSweep(
     o.onStart?.(todo.length, skipped);
     let failed = 0;
     let ran = 0;
-    const record = async (i: number, r: PointResult): Promise<void> => {
-      await db.insert(keys[i]!, sweep.name, stored(sweep.points[i]!), r, PIMC_VERSION, sweep.ops);
+    // Results are written in batches, one transaction each, every FLUSH_POINTS points or FLUSH_MS
+    // (and at the end, or when stopped): a point is in the database whole or not at all.
+    let pending: Recorded[] = [];
+    let since = performance.now();
+    let writing = Promise.resolve();
+    const flush = (): Promise<void> => {
+      const batch = pending;
+      pending = [];
+      since = performance.now();
+      writing = writing.then(() => db.insertMany(batch, PIMC_VERSION, sweep.ops));
+      return writing;
+    };
+    const record = (i: number, r: PointResult): Promise<void> => {
+      pending.push({ key: keys[i]!, sweep: sweep.name, point: stored(sweep.points[i]!), result: r });
       ran++;
       if (r.status === "error") failed++;
       o.onPoint?.(sweep.points[i]!, r);
+      return pending.length >= FLUSH_POINTS || performance.now() - since >= FLUSH_MS ? flush() : writing;
     };
     const jobs = Math.max(1, Math.min(o.jobs ?? availableParallelism(), todo.length));
     const stopped =
       jobs <= 1
         ? await runHere(sweep, todo, record, o.stopped)
         : await runOnWorkers(file, name, todo, jobs, record, o.stopped);
+    await flush();
     return { points: indices.length, skipped, ran, failed, stopped };
   } finally {
     db.close();
@@ -174,13 +192,14 @@ async function runOnWorkers(
     () => new Worker(url, { workerData: { file, name }, execArgv, stdout: true, stderr: true }),
   );
   let next = 0;
-  let writing = Promise.resolve();
   let halted = false;
+  const writes: Promise<void>[] = [];
   try {
     await Promise.all(
       workers.map(
         (w) =>
           new Promise<void>((resolveWorker, reject) => {
+            // One point at a time per worker: the next one goes as a result comes back.
             const give = (): void => {
               if (next >= todo.length || (stopped?.() ?? false)) {
                 if (next < todo.length) halted = true;
@@ -190,9 +209,10 @@ async function runOnWorkers(
               w.postMessage(todo[next++]!);
             };
             w.on("message", (m: { i: number; r: PointResult }) => {
-              // Writes in arrival order, one at a time (one connection).
-              writing = writing.then(() => record(m.i, m.r));
-              writing.then(give, reject);
+              const written = record(m.i, m.r);
+              written.catch(reject);
+              writes.push(written);
+              give();
             });
             w.on("error", reject);
             w.on("exit", (code) => {
@@ -202,7 +222,7 @@ async function runOnWorkers(
           }),
       ),
     );
-    await writing;
+    await Promise.all(writes);
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
