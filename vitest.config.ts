@@ -5,6 +5,7 @@ export default defineConfig({
   resolve: { alias: { pimc: new URL("./src/index.ts", import.meta.url).pathname } },
   test: {
     include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
     testTimeout: 60_000,
     // Forks, one per core by default. Test files share a worker's modules (no re-import per file:
     // about a quarter of the small files' CPU); the tests restore their mocks and the emulators'

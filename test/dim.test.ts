@@ -41,8 +41,15 @@ describe("symbolic dims", () => {
     );
   });
   test("arithmetic agrees with evaluation", () => {
+    // Where every term stays exact in a double: the sum of the terms' magnitudes (of a, b and their
+    // product) under 2^53. Past it the two sides round differently (a found: 9112203038461214 vs ...216).
+    const magnitude = (d: Dim, env: Record<string, number>): number =>
+      typeof d === "number"
+        ? Math.abs(d)
+        : d.terms.reduce((s, t) => s + Math.abs(t.coef) * t.syms.reduce((p, x) => p * env[x]!, 1), 0);
     fc.assert(
       fc.property(arbDim, arbDim, arbEnv, (a, b, env) => {
+        fc.pre(magnitude(a, env) * magnitude(b, env) < 2 ** 53);
         expect(dimEval(dimAdd(a, b), env)).toBe(dimEval(a, env) + dimEval(b, env) + 0);
         expect(dimEval(dimMul(a, b), env)).toBe(dimEval(a, env) * dimEval(b, env) + 0);
         expect(dimEval(dimSub(a, b), env)).toBe(dimEval(a, env) - dimEval(b, env) + 0);

@@ -2,7 +2,8 @@
 // files with TypeScript's transpileModule (types are stripped, not checked: tsc does that) and
 // resolve the sources' `./x.js` imports to `./x.ts`. Transpiling every file costs a few seconds of
 // CPU, so each output is kept in node_modules/.cache/pimc-ts/ under the hash of its input.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { threadId } from "node:worker_threads";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import process from "node:process";
@@ -40,8 +41,10 @@ export async function load(url, context, next) {
   };
   const source = ts.transpileModule(text, { fileName, compilerOptions }).outputText;
   mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${cached}.${process.pid}.tmp`;
+  // A name of its own per process and thread: parallel spawns and worker threads (pimc sweep's) may
+  // write the same entry at once; the rename is atomic.
+  const tmp = `${cached}.${process.pid}.${threadId}.${randomBytes(4).toString("hex")}.tmp`;
   writeFileSync(tmp, source);
-  renameSync(tmp, cached); // atomic: spawns in parallel workers may write the same entry
+  renameSync(tmp, cached);
   return { format: "module", source, shortCircuit: true };
 }
