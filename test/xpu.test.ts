@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import { layerGroupName } from "../src/report/format.js";
@@ -200,5 +203,44 @@ describe("xPU energy: AttAcc's GPU model on the chip, Duplex's Logic-PIM path", 
     expect(Math.abs(saving[0]! / 0.3328 - 1)).toBeLessThan(0.15);
     // Duplex's trend: more tokens per step send more experts to the xPU, the saving shrinks.
     expect(saving[1]!).toBeLessThan(saving[0]!);
+  });
+
+  it("Grok-1 within 15 % of Duplex's 34.59 %; GLaM's 42.03 % between co-processing and one device per op", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pimc-duplex-"));
+    const oneDevice = join(dir, "duplex-one.pim");
+    writeFileSync(
+      oneDevice,
+      readFileSync("examples/systems/duplex.pim", "utf8").replace(
+        "system duplex {",
+        "system duplex_one {\n  co_processing = false",
+      ),
+    );
+    const joules = async (model: string, system: string, context: string) =>
+      (
+        await benchJson(
+          `examples/${model}.pim`,
+          system,
+          "--phase",
+          "decode",
+          "--no-capacity-check",
+          "--context",
+          context,
+          "--batch",
+          "32",
+        )
+      ).steps[0]!.energy!.joules;
+    const [grokGpu, grok] = [
+      await joules("grok-1", "examples/systems/h100.pim", "6143"),
+      await joules("grok-1", "examples/systems/duplex.pim", "6143"),
+    ];
+    expect(Math.abs((1 - grok / grokGpu) / 0.3459 - 1)).toBeLessThan(0.15);
+    const glamGpu = await joules("glam-64e", "examples/systems/h100.pim", "3071");
+    const co = 1 - (await joules("glam-64e", "examples/systems/duplex.pim", "3071")) / glamGpu;
+    const one = 1 - (await joules("glam-64e", oneDevice, "3071")) / glamGpu;
+    // pimc's co-processing sends about a fifth of GLaM's expert bytes through the xPU; Duplex keeps
+    // more on the Logic-PIM, all of them with one device per op (docs/energy.md).
+    expect(co).toBeLessThan(0.4203);
+    expect(one).toBeGreaterThan(0.4203);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -26,6 +26,12 @@ export const zXpuSystem = z.strictObject({
    * mixture-of-experts layers and attention, are co-processed by both (duplex.ts).
    */
   logic_pim: zXpu.optional(),
+  /**
+   * With a Logic-PIM: mixture-of-experts layers and attention may be split between both devices
+   * (Duplex's expert and attention co-processing, "Duplex+PE"); false: each op runs on one of them
+   * (the paper's plain "Duplex").
+   */
+  co_processing: z.boolean().default(true),
 });
 export type XpuSystem = z.infer<typeof zXpuSystem>;
 
@@ -69,7 +75,7 @@ export function xpuCostModel(sys: XpuSystem, opts: SystemOptions = {}): CostMode
       if (device === XPU) return pimOnly ? undefined : on(x, v, env);
       if (!p) return undefined;
       if (device === LOGIC_PIM) return on(p, v, env);
-      if (device !== CO || pimOnly) return undefined;
+      if (device !== CO || pimOnly || !sys.co_processing) return undefined;
       if (v.op.opcode === "moe") return moeCoSeconds(x, p, v, env);
       if (v.op.opcode === "attention") return splitSeconds(xpuSeconds(x, v, env), xpuSeconds(p, v, env));
       return undefined;
