@@ -15,7 +15,7 @@ import { loadSweep, pointKey, resolvePath, type Point, type Sweep } from "./spec
 
 /** Points per write of results, at most, and the longest a result waits to be written. */
 const FLUSH_POINTS = 64;
-const FLUSH_MS = 500;
+const FLUSH_MS = 2000;
 
 /** pimc's version (keys of points include it: a new version recomputes). */
 export const PIMC_VERSION = "0.1.0";
