@@ -13,7 +13,7 @@ import { writePlot } from "./io.js";
 import { plotFile } from "./options.js";
 import { progress } from "../report/progress.js";
 import { table } from "../report/table.js";
-import { Results } from "../sweep/db.js";
+import { AXIS_COLUMNS, Results } from "../sweep/db.js";
 import { loadSweep } from "../sweep/spec.js";
 import { parseShard, runSweep } from "../sweep/run.js";
 import { slurmScript } from "../sweep/slurm.js";
@@ -24,6 +24,9 @@ const posInt = (flag: string, max: number) => (v: string) => {
     throw new UserError(`${flag} ${v}: expected an integer from 1 to ${max}`);
   return n;
 };
+
+/** The points in the order of their axes (not of their keys, which are hashes). */
+const AXIS_ORDER = [...AXIS_COLUMNS.map(([n]) => `"${n}"`), "key"].join(", ");
 
 /** A cell of a query's result as text (JSON values as JSON gives them; null empty). */
 function cell(v: unknown): string {
@@ -122,7 +125,7 @@ export function sweepCommand() {
         const results = await Results.open(db, { existing: true });
         try {
           if (o.export !== undefined) {
-            await results.export(o.query ?? "SELECT * FROM points ORDER BY ALL", o.export);
+            await results.export(o.query ?? `SELECT * FROM points ORDER BY ${AXIS_ORDER}`, o.export);
             process.stderr.write(`wrote ${o.export}\n`);
           }
           if (o.plot !== undefined) await plot(results, o.plot, o, name);
