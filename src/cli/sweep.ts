@@ -56,7 +56,11 @@ export function sweepCommand() {
       "--db <file>",
       "write the results to this DuckDB database, or read them with --query and --export (default: NAME.duckdb in the current folder)",
     )
-    .option("-j, --jobs <n>", "worker threads (default: one per core)", posInt("--jobs", 1024))
+    .option(
+      "-j, --jobs <n>",
+      "worker threads (default: one per core; 1: the main thread)",
+      posInt("--jobs", 1024),
+    )
     .option("--force", "recompute points already in the database")
     .option("--shard <i/n>", "run only every n-th point from the i-th (into NAME.shard-i.duckdb by default)")
     .option("--query <sql>", "print the result of an SQL query on the database (tables: points, ops, meta)")
