@@ -96,7 +96,7 @@ export function sweepCommand() {
     .option("--shards <n>", "with --slurm: how many shards (array tasks)", posInt("--shards", 100_000), 4)
     .option(
       "--slurm-options <text>",
-      'with --slurm: #SBATCH lines\' options for each shard (e.g. "--cpus-per-task=8 --mem=16G --time=02:00:00")',
+      'with --slurm: sbatch options of each shard task (e.g. "--cpus-per-task=8 --mem=16G --time=02:00:00")',
     )
     .action(async (spec, o) => {
       if (spec === undefined && o.db === undefined)
