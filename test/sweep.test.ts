@@ -203,11 +203,15 @@ describe("pimc sweep", () => {
     const merged = join(dir, "merged.duckdb");
     const m = await pimc("sweep", "merge", a, b, "-o", merged);
     expect(m.stderr).toMatch(/12 points added/);
-    // Merging again adds nothing; a missing input or output is one line, exit 2.
+    // Merging again adds nothing; a missing input or output, or a file that is no database, is one
+    // line, exit 2.
+    const garbage = join(dir, "garbage.duckdb");
+    writeFileSync(garbage, "not a database\n");
     expect((await pimc("sweep", "merge", a, "-o", merged)).stderr).toMatch(/0 points added/);
     for (const [args, message] of [
       [["merge", join(dir, "none.duckdb"), "-o", merged], /none\.duckdb: no such results database/],
       [["merge", a], /required option '-o, --output <file>' not specified/],
+      [["--db", garbage, "--query", "SELECT 1"], /garbage\.duckdb: not a results database/],
     ] as const) {
       const bad = await pimc("sweep", ...args);
       expect(bad.code).toBe(2);

@@ -144,7 +144,12 @@ export class Results {
     try {
       instance = await DuckDBInstance.create(file, { threads: "1" });
     } catch (e) {
-      throw new UserError(`${file}: not a results database (${(e as Error).message.split("\n")[0]})`);
+      const why = (e as Error).message.split("\n")[0]!;
+      throw new UserError(
+        /lock/i.test(why)
+          ? `${file}: in use by another process (a sweep writing it?); DuckDB: ${why}`
+          : `${file}: not a results database (${why})`,
+      );
     }
     const conn = await instance.connect();
     const r = new Results(instance, conn, file);
