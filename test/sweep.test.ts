@@ -11,6 +11,7 @@ import { describe, expect, it } from "vitest";
 import { parseDescription, selectSweep } from "../src/frontend/dsl/index.js";
 import { expandSweep } from "../src/sweep/spec.js";
 import { shardOf } from "../src/sweep/run.js";
+import { PIMC_VERSION } from "../src/version.js";
 import { PIMC_BIN, pimc, tempDir } from "./util.js";
 
 const EX = resolve("examples");
@@ -94,6 +95,11 @@ describe("sweep grids", () => {
     expect(s.points).toHaveLength(2 + 4);
     expect(s.points.filter((p) => p.phase === "decode").every((p) => p.prompt === null)).toBe(true);
     expect(s.points.filter((p) => p.phase === "prefill").every((p) => p.context === null)).toBe(true);
+  });
+
+  it("keys carry pimc's version, package.json's", () => {
+    const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { version: string };
+    expect(PIMC_VERSION).toBe(pkg.version);
   });
 
   it("shards are disjoint slices that cover the grid", () => {

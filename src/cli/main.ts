@@ -2,6 +2,7 @@
 import { Command, CommanderError, type Option } from "@commander-js/extra-typings";
 import pc from "picocolors";
 import { UserError } from "../errors.js";
+import { PIMC_VERSION } from "../version.js";
 import { checkOutputPath } from "../fsutil.js";
 import { setWide } from "../report/table.js";
 import { compileCommand } from "./compile.js";
@@ -23,7 +24,7 @@ export function makeProgram(): Command {
   const program = new Command()
     .name("pimc")
     .description("Compile transformer-decoder LLMs to Processing-In-Memory programs and emulate them")
-    .version("0.1.0")
+    .version(PIMC_VERSION)
     .option("--wide", "print tables at full width (default: fit the terminal's, or COLUMNS)")
     .configureHelp({ showGlobalOptions: true })
     .hook("preAction", (root) => setWide(root.opts().wide === true))

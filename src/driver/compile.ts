@@ -89,10 +89,16 @@ export const allFlags = (f: CompileFlags): PipelineFlags => ({
   printAfter: f.printAfter ?? [],
 });
 
+/** `FILE[:NAME]` (a file, and optionally one block of it): the file and the block's name. */
+export function splitSpec(spec: string): { file: string; name?: string } {
+  const m = /^(.*?)(?::(\w+))?$/.exec(spec)!;
+  return m[2] === undefined ? { file: m[1]! } : { file: m[1]!, name: m[2] };
+}
+
 /** A `--system FILE.pim[:NAME]` argument: its file and the system block it selects. */
 export function systemSpec(spec: string): { file: string; decl: SystemDecl } {
-  const m = /^(.*?)(?::(\w+))?$/.exec(spec)!;
-  return { file: m[1]!, decl: selectSystem(loadDescription(m[1]!), m[2]) };
+  const { file, name } = splitSpec(spec);
+  return { file, decl: selectSystem(loadDescription(file), name) };
 }
 
 /** Resolves --system and --target. */

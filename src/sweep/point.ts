@@ -5,6 +5,7 @@
 import { UserError } from "../errors.js";
 import { compile, time, type CompileOptions } from "../index.js";
 import { loadModel } from "../frontend/load.js";
+import { splitSpec } from "../driver/compile.js";
 import type { LoadedModel } from "../frontend/hf/import.js";
 import type { Workload } from "../frontend/workload.js";
 import type { OpRow } from "../driver/run.js";
@@ -55,8 +56,8 @@ const models = new Map<string, LoadedModel>();
 function modelAt(spec: string): LoadedModel {
   const known = models.get(spec);
   if (known) return known;
-  const m = /^(.*?)(?::(\w+))?$/.exec(spec)!;
-  const model = loadModel(m[1]!, m[2] !== undefined ? { model: m[2] } : {});
+  const { file, name } = splitSpec(spec);
+  const model = loadModel(file, name !== undefined ? { model: name } : {});
   if (models.size >= 16) models.delete(models.keys().next().value!);
   models.set(spec, model);
   return model;

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { chooseTarget } from "../driver/compile.js";
 import { UserError } from "../errors.js";
+import { PIMC_VERSION } from "../version.js";
 import { Results, type Recorded } from "./db.js";
 import { runPointSafely, type PointResult } from "./point.js";
 import { loadSweep, pointKey, resolvePath, type Point, type Sweep } from "./spec.js";
@@ -16,9 +17,6 @@ import { loadSweep, pointKey, resolvePath, type Point, type Sweep } from "./spec
 /** Points per write of results, at most, and the longest a result waits to be written. */
 const FLUSH_POINTS = 64;
 const FLUSH_MS = 2000;
-
-/** pimc's version (keys of points include it: a new version recomputes). */
-export const PIMC_VERSION = "0.1.0";
 
 export interface Shard {
   /** 1-based. */

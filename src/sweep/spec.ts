@@ -6,7 +6,8 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { splitSpec } from "../driver/compile.js";
 import { didYouMean, SourceError, UserError, type Loc } from "../errors.js";
 import type { ValueNode } from "../frontend/dsl/ast.js";
 import { loadDescription, selectSweep, type DslEntry, type SweepDecl } from "../frontend/dsl/index.js";
@@ -114,8 +115,7 @@ function axisValue(name: string, node: ValueNode, base: string): number | string
       `${where} expected ${kind === "path" ? "a file path (a string)" : "a name"}`,
     );
   if (kind === "path") {
-    const m = /^(.*?)(:\w+)?$/.exec(text)!;
-    const file = isAbsolute(m[1]!) ? m[1]! : join(base, m[1]!);
+    const { file } = against(base, text);
     if (!existsSync(file)) throw new SourceError(node.loc, `${where} ${file}: no such file or folder`);
     return text;
   }
@@ -428,18 +428,23 @@ export function pointKey(sweep: Pick<Sweep, "file">, p: Point, version: string):
   return h.digest("hex").slice(0, 32);
 }
 
+/** `FILE[:NAME]` against the folder `base`: the file's absolute path, and the spec with it. */
+function against(base: string, spec: string): { file: string; spec: string } {
+  const { file, name } = splitSpec(spec);
+  const abs = resolve(base, file);
+  return { file: abs, spec: name === undefined ? abs : `${abs}:${name}` };
+}
+
 /** A model or system path of a sweep (`FILE[:NAME]`) against its file's folder. */
 export function resolvePath(sweep: Pick<Sweep, "file">, spec: string): string {
-  const m = /^(.*?)(:\w+)?$/.exec(spec)!;
-  const file = isAbsolute(m[1]!) ? m[1]! : join(dirname(sweep.file), m[1]!);
-  return `${resolve(file)}${m[2] ?? ""}`;
+  return against(dirname(sweep.file), spec).spec;
 }
 
 const hashes = new Map<string, string>();
 
 /** The hash of a file, or of a folder's files (a HuggingFace checkpoint: names, sizes and config.json). */
 function contentHash(spec: string): string {
-  const file = /^(.*?)(:\w+)?$/.exec(spec)![1]!;
+  const { file } = splitSpec(spec);
   const known = hashes.get(file);
   if (known !== undefined) return known;
   const h = createHash("sha256");
