@@ -12,6 +12,8 @@
  * - compiling Llama-2-70B INT8 (shape-only) for 2048 UPMEM DPUs, and the UPMEM lowering and
  *   emulator (timing) on Llama-2-7B INT8: a decode step and a 128-token prefill
  * - the HBM-PIM emulator on PIMSimulator's GEMV 4096x4096 and ADD 1M, with PIM and without
+ * - fidelity: every peer simulator's point (test/fixtures/peers) and every hardware measurement
+ *   (test/fixtures/measured) beside pimc's figure, with the error
  * - `pimc sweep` on 200 cheap points: points per second on one thread and on two workers
  */
 import { table } from "../src/report/table.js";
@@ -19,6 +21,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runSweep } from "../src/sweep/run.js";
+import { h100Fidelity, readCsv } from "./fidelity.js";
 import { gunzipSync } from "node:zlib";
 import { chooseTarget } from "../src/driver/compile.js";
 import { runChannel } from "../targets/aim/device.js";
@@ -311,11 +314,6 @@ process.stdout.write(
 // Fidelity: the model against its peer simulators' measured points (test/fixtures/peers), each rerun
 // as a user would (`pimc kernel` on the peer's configuration, `pimc kernel trace`): peer, pimc, error.
 {
-  const csv = (file: string): Record<string, string>[] => {
-    const [head, ...lines] = readFileSync(file, "utf8").trim().split(/\r?\n/);
-    const keys = head!.split(",");
-    return lines.map((l) => Object.fromEntries(l.split(",").map((v, i) => [keys[i]!, v])));
-  };
   const fid = table(
     ["peer", "kernel", "configuration", "peer cycles", "pimc", "error"],
     ["left", "left", "left", "right", "right", "right"],
@@ -339,7 +337,7 @@ process.stdout.write(
     ["pimsimulator-points.csv", "PIMSimulator"],
     ["pimsimulator-sweep.csv", "PIMSimulator sweep"],
   ] as const)
-    for (const p of csv(`test/fixtures/peers/${file}`)) {
+    for (const p of readCsv(`test/fixtures/peers/${file}`)) {
       const op = p.kernel!.toLowerCase();
       const size = op === "gemv" ? `${p.out_dim}x${p.in_dim}` : p.in_dim!;
       // In the refresh policy that matches PIMSimulator's controller (docs/hbm-pim.md).
@@ -356,7 +354,7 @@ process.stdout.write(
     }
   const aimx = await chooseTarget({ system: "examples/systems/aimx.pim" });
   const aimSys = aimx.system.config as AimSystem;
-  for (const p of csv("test/fixtures/peers/aim-simulator-points.csv")) {
+  for (const p of readCsv("test/fixtures/peers/aim-simulator-points.csv")) {
     const sys = { ...aimSys, channels: Number(p.channels) };
     const cycles = runChannel(sys, expand(gemvPlan(sys, Number(p.rows), Number(p.cols)).instrs)).cycles;
     // The simulator counts the trace's end too: the last RD_MAC's fence and EOC (3 cycles).
@@ -380,6 +378,33 @@ process.stdout.write(
   };
   process.stdout.write(
     `\nFidelity against peer simulators (test/fixtures/peers)\n${fid.toString()}\n${summary("PIMSimulator")}\n${summary("PIMSimulator sweep")}\n${summary("AiM simulator")}\n`,
+  );
+
+  // Hardware measured for the project: each figure with the constant fitted to it, if any.
+  const hw = table(
+    ["device", "figure", "batch", "measured", "pimc", "error", "fitted to it"],
+    ["left", "left", "right", "right", "right", "right", "left"],
+  );
+  const figures = await h100Fidelity(root);
+  for (const f of figures) {
+    const what =
+      f.op === "linear"
+        ? `linear layers, ${f.layers} layers`
+        : `${f.op} per layer${f.context !== undefined ? `, context ${f.context}` : ""}`;
+    const e = f.error * 100;
+    hw.push([
+      "H100",
+      what,
+      String(f.batch),
+      `${f.measuredMs.toPrecision(3)} ms`,
+      `${f.modelMs.toFixed(4)} ms`,
+      `${e >= 0 ? "+" : ""}${e.toFixed(1)} %`,
+      f.fitted ?? "",
+    ]);
+  }
+  const predicted = figures.filter((f) => f.fitted === undefined).map((f) => Math.abs(f.error) * 100);
+  process.stdout.write(
+    `\nFidelity against measured hardware (test/fixtures/measured)\n${hw.toString()}\nH100: ${figures.length} figures, ${figures.length - predicted.length} fitted; the ${predicted.length} predicted: ${predicted.filter((e) => e <= 5).length} within 5 %, ${predicted.filter((e) => e <= 10).length} within 10 %, largest ${Math.max(...predicted).toFixed(1)} %\n`,
   );
 }
 

@@ -1,7 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { produce } from "immer";
 import { describe, expect, it } from "vitest";
+import { h100Fidelity, type MeasuredFigure } from "../bench/fidelity.js";
 import { compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import { layerGroupName } from "../src/report/format.js";
 import { loadModel } from "../src/frontend/load.js";
@@ -16,6 +18,7 @@ import {
 } from "../targets/xpu/model.js";
 import { HBM_LOGIC_PIM_PER_BYTE, HBM_STREAM_PER_BYTE } from "../src/pipeline/energy.js";
 import { expertTokens } from "../targets/xpu/duplex.js";
+import { xpuCostModel, type XpuSystem } from "../targets/xpu/index.js";
 import type { OpView } from "../src/pipeline/cost-model.js";
 import { benchJson, pimc, whatIf, type BenchStep } from "./util.js";
 
@@ -26,45 +29,84 @@ const flags: PipelineFlags = {
   printAfter: [],
 };
 
-/** Seconds per op group (`L*.qkv`) of a Llama-2-7B decode step on the H100 system. */
-async function step(batch: number, context: number) {
-  const model = loadModel("examples/llama2-7b.pim");
-  const w = { ...defaultWorkload("decode"), batch, context };
-  const { module, target, system } = await compileModel(model, flags, w, 2);
-  const t = target.timeCall!(module, system, "decode", workloadEnv(w));
-  const by: Record<string, number> = {};
+/** Per op group (`L*.qkv`), one layer of a Llama-2-7B decode step on the H100 system (or its gemm cap). */
+function layer(c: Awaited<ReturnType<typeof compileModel>>, batch: number, compute?: number) {
+  const w = { ...defaultWorkload("decode"), batch, context: 1024 };
+  const config = c.system.config as XpuSystem;
+  const sys =
+    compute === undefined ? config : produce(config, (x) => void (x.xpu.utilization.gemm.compute = compute));
+  const system = { ...c.system, config: sys, costModel: xpuCostModel(sys, c.system.options) };
+  const t = c.target.timeCall!(c.module, system, "decode", workloadEnv(w));
+  const by: Record<string, { seconds: number; flops: number; bytes: number }> = {};
   for (const o of t.ops) {
-    const n = layerGroupName(o.op);
-    by[n] = (by[n] ?? 0) + o.seconds;
+    const g = (by[layerGroupName(o.op)] ??= { seconds: 0, flops: 0, bytes: 0 });
+    g.seconds += o.seconds / 32;
+    g.flops += o.flops / 32;
+    g.bytes += o.bytes / 32;
   }
-  const linear = ["L*.qkv", "L*.o", "L*.gate_up", "L*.down"].reduce((s, k) => s + by[k]!, 0);
-  return { by, linear, seconds: t.seconds };
+  return by;
 }
 
-const within = (got: number, want: number, tol = 0.1) => expect(Math.abs(got / want - 1)).toBeLessThan(tol);
+/** How close test/xpu.test.ts holds each predicted H100 figure (docs/xpu.md's table). */
+function tolerance(f: MeasuredFigure): number {
+  if (f.op === "linear") return 0.01;
+  if (f.op === "L*.attn") return f.batch === 1 ? 0.2 : 0.02;
+  return f.batch === 1 ? 0.05 : 0.15;
+}
 
-describe("the xPU model calibrated to the H100 runs of REFERENCE.md", () => {
-  it("Llama-2-7B linear layers per token: 5.18 ms at batch 1, 5.27 at 64, 6.03 at 256", async () => {
-    const [b1, b64, b256] = await Promise.all([step(1, 1024), step(64, 1024), step(256, 1024)]);
-    within(b1.linear, 5.18e-3);
-    within(b64.linear, 5.27e-3);
-    within(b256.linear, 6.03e-3); // fitted (compute cap)
-    // Per layer at batch 1: QKV, up+gate (the memory cap, overhead) and O (a block's bandwidth)
-    // fitted, down predicted; the O projection at batch 64 and 256 predicted (docs/xpu.md).
-    within(b1.by["L*.qkv"]! / 32, 0.0378e-3, 0.01);
-    within(b1.by["L*.gate_up"]! / 32, 0.0655e-3, 0.01);
-    within(b1.by["L*.o"]! / 32, 0.0233e-3, 0.01);
-    within(b1.by["L*.down"]! / 32, 0.0354e-3, 0.05);
-    within(b64.by["L*.o"]! / 32, 0.0213e-3, 0.15);
-    within(b256.by["L*.o"]! / 32, 0.0213e-3, 0.15);
+describe("the xPU model against the H100 measurements (test/fixtures/measured)", () => {
+  const figures = h100Fidelity();
+  const label = (f: MeasuredFigure) =>
+    `${f.op} batch ${f.batch}: ${f.modelMs.toFixed(4)} ms vs ${f.measuredMs} (${(f.error * 100).toFixed(1)} %)`;
+
+  it("each figure a constant was fitted to is met within 1 %", async () => {
+    const fitted = (await figures).filter((f) => f.fitted !== undefined);
+    expect(fitted.map((f) => `${f.op} ${f.batch}`)).toEqual([
+      "L*.qkv 1",
+      "L*.o 1",
+      "L*.gate_up 1",
+      "linear 256",
+      "L*.attn 64",
+    ]);
+    for (const f of fitted) expect(Math.abs(f.error), label(f)).toBeLessThan(0.01);
   });
 
-  it("decode attention at context 2048: 0.18 ms per layer at batch 16 and 0.70 at 64; batch 1 within 20 %", async () => {
-    const [b1, b16, b64] = await Promise.all([step(1, 2048), step(16, 2048), step(64, 2048)]);
-    within(b64.by["L*.attn"]! / 32, 0.7e-3); // fitted (attention memory cap)
-    within(b16.by["L*.attn"]! / 32, 0.18e-3);
-    // 32 blocks on 132 SMs: a quarter of the GPU (measured 0.041 ms; the model gives 0.048).
-    within(b1.by["L*.attn"]! / 32, 0.041e-3, 0.2);
+  it("predicted: the 32-layer totals within 1 %, layers within 5 % at batch 1 and 15 % beyond, attention", async () => {
+    const predicted = (await figures).filter((f) => f.fitted === undefined);
+    expect(predicted).toHaveLength(13);
+    for (const f of predicted) expect(Math.abs(f.error), label(f)).toBeLessThan(tolerance(f));
+  });
+
+  it("at batch 256 no gemm compute cap brings the four layers within 10 %: the best leaves 13.2 %", async () => {
+    const measured = new Map(
+      (await figures).filter((f) => f.batch === 256 && f.layers === 1).map((f) => [f.op, f.measuredMs / 1e3]),
+    );
+    expect([...measured.keys()]).toEqual(["L*.qkv", "L*.o", "L*.gate_up", "L*.down"]);
+    const c = await compileModel(loadModel("examples/llama2-7b.pim"), flags, defaultWorkload("decode"), 2);
+    // Why (docs/xpu.md): at nearly the same arithmetic intensity the H100 ran the N = 4096 GEMMs
+    // (O, down) at three quarters of QKV's rate, launch set apart; a model pricing an op by its
+    // flops and bytes gives the four the same rate.
+    const shipped = layer(c, 256);
+    const overhead = (c.system.config as XpuSystem).xpu.overhead;
+    const intensity = [...measured.keys()].map((op) => Math.round(shipped[op]!.flops / shipped[op]!.bytes));
+    expect(intensity).toEqual([236, 228, 238, 236]);
+    const tflops = [...measured].map(([op, s]) => Math.round(shipped[op]!.flops / (s - overhead) / 1e12));
+    expect(tflops).toEqual([693, 511, 646, 515]);
+    const worst = (by: ReturnType<typeof layer>): number =>
+      Math.max(...[...measured].map(([op, s]) => Math.abs(by[op]!.seconds / s - 1)));
+    // The worst error is quasi-convex in the cap (each layer's time falls as it rises): ternary search.
+    let [lo, hi] = [0.3, 1];
+    while (hi - lo > 1e-4) {
+      const a = lo + (hi - lo) / 3;
+      const b = hi - (hi - lo) / 3;
+      if (worst(layer(c, 256, a)) < worst(layer(c, 256, b))) hi = b;
+      else lo = a;
+    }
+    const best = worst(layer(c, 256, (lo + hi) / 2));
+    expect(best).toBeGreaterThan(0.1);
+    expect(best.toFixed(3)).toBe("0.132");
+    // The shipped cap (fitted to the 32-layer total) is within half a point of that optimum.
+    expect(worst(shipped) - best).toBeLessThan(0.005);
   });
 });
 
