@@ -956,7 +956,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "| 384 | 32.0 % less | 24.6 % less | 17.6 % less |\n| 1,536 | 32.3 % less | 25.8 % less | 20.2 % less |\n| 6,144 | 33.3 % less | 28.9 % less | 26.4 % less |",
+      "| 384 | 32.8 % less | 25.5 % less | 18.5 % less |\n| 1,536 | 33.1 % less | 26.6 % less | 21.0 % less |\n| 6,144 | 34.0 % less | 29.5 % less | 26.8 % less |",
     cmds: DUPLEX_ENERGY,
     values: [0, 1, 2].flatMap((k) => [null, ...[32, 64, 128].map((b) => duplexSaving(k, b))]),
     slow: true,
@@ -964,7 +964,7 @@ export const FIGURES: Figure[] = [
   {
     doc: "docs/energy.md",
     quote:
-      "| up to 33.3 % less (batch 32, 6,144 positions), 17.6 to 33.3 % over the grid; GLaM 33.5 %, Grok-1 33.2 % |",
+      "| up to 34.0 % less (batch 32, 6,144 positions), 18.5 to 34.0 % over the grid; GLaM 34.6 %, Grok-1 34.2 % |",
     // Commands: Mixtral's 3 contexts, then GLaM's 2, then Grok-1's 2 (h100, duplex each).
     cmds: [...DUPLEX_ENERGY, ...GLAM_ENERGY, ...GROK_ENERGY],
     values: [
@@ -982,12 +982,12 @@ export const FIGURES: Figure[] = [
   // from the sweep shown there).
   ...(
     [
-      ["| Mixtral (33.28 %) | 384 | 32.0 / 24.6 / 17.6 % less |", DUPLEX_ENERGY, 0],
-      ["| Mixtral | 6,144 | 33.3 / 28.9 / 26.4 % less |", DUPLEX_ENERGY, 2],
-      ["| GLaM (42.03 %) | 768 | 32.8 / 31.4 / 31.2 % less |", GLAM_ENERGY, 0],
-      ["| GLaM | 3,072 | 33.5 / 32.6 / 33.0 % less |", GLAM_ENERGY, 1],
-      ["| Grok-1 (34.59 %) | 384 | 32.8 / 24.8 / 25.5 % less |", GROK_ENERGY, 0],
-      ["| Grok-1 | 6,144 | 33.2 / 26.4 / 27.8 % less |", GROK_ENERGY, 1],
+      ["| Mixtral (33.28 %) | 384 | 32.8 / 25.5 / 18.5 % less |", DUPLEX_ENERGY, 0],
+      ["| Mixtral | 6,144 | 34.0 / 29.5 / 26.8 % less |", DUPLEX_ENERGY, 2],
+      ["| GLaM (42.03 %) | 768 | 34.0 / 32.1 / 31.9 % less |", GLAM_ENERGY, 0],
+      ["| GLaM | 3,072 | 34.6 / 33.2 / 33.6 % less |", GLAM_ENERGY, 1],
+      ["| Grok-1 (34.59 %) | 384 | 33.8 / 25.7 / 26.4 % less |", GROK_ENERGY, 0],
+      ["| Grok-1 | 6,144 | 34.2 / 27.2 / 28.6 % less |", GROK_ENERGY, 1],
     ] as const
   ).map(([quote, cmds, k]) => ({
     doc: "docs/energy.md",
@@ -1002,9 +1002,9 @@ export const FIGURES: Figure[] = [
   })),
   {
     doc: "docs/energy.md",
-    quote: "The largest saving, 33.3 %, is Duplex's 33.28 % for Mixtral",
+    quote: "The largest saving, 34.0 %, is 2 % above Duplex's 33.28 % for Mixtral",
     cmds: DUPLEX_ENERGY,
-    values: [duplexSaving(2, 32), null],
+    values: [duplexSaving(2, 32), (js) => (duplexSaving(2, 32)(js) / 33.28 - 1) * 100, null],
     slow: true,
   },
   {
@@ -1177,25 +1177,35 @@ export const FIGURES: Figure[] = [
   // The H100 calibration (README, docs/xpu.md).
   {
     doc: "README.md",
-    quote: "5.15 ms per token at batch 1 (measured 5.18), 5.25 at 64 (5.27)",
+    quote: "5.15 ms per token at batch 1 (measured 5.18), 5.16 at 64 (5.27), 6.27 at 256 (6.03)",
     cmds: [H100],
-    values: [opsMs(0, 1, LINEAR), null, null, opsMs(0, 64, LINEAR), null, null],
+    values: [
+      opsMs(0, 1, LINEAR),
+      null,
+      null,
+      opsMs(0, 64, LINEAR),
+      null,
+      null,
+      opsMs(0, 256, LINEAR),
+      null,
+      null,
+    ],
   },
   // docs/xpu.md's tables: the row's numbers before the measurement, then measured, model, error.
   ...(
     [
       ["| QKV 4096 x 12288, batch 1 (fitted) | 0.0378 ms | 0.0378 ms | +0.1 %", 1, "L*.qkv"],
-      ["| O 4096 x 4096, batch 1 (fitted) | 0.0233 ms | 0.0233 ms | -0.1 %", 1, "L*.o"],
-      ["| up+gate 4096 x 22016, batch 1 (fitted) | 0.0655 ms | 0.0656 ms | +0.2 %", 1, "L*.gate_up"],
-      ["| down 11008 x 4096, batch 1 | 0.0354 ms | 0.0344 ms | -2.9 %", 1, "L*.down"],
-      ["| QKV 4096 x 12288, batch 64 | 0.0381 ms | 0.0385 ms | +1.1 %", 64, "L*.qkv"],
-      ["| O 4096 x 4096, batch 64 | 0.0213 ms | 0.0239 ms | +12.0 %", 64, "L*.o"],
+      ["| O 4096 x 4096, batch 1 (fitted) | 0.0233 ms | 0.0233 ms | +0.1 %", 1, "L*.o"],
+      ["| up+gate 4096 x 22016, batch 1 (fitted) | 0.0655 ms | 0.0655 ms | +0.0 %", 1, "L*.gate_up"],
+      ["| down 11008 x 4096, batch 1 | 0.0354 ms | 0.0342 ms | -3.4 %", 1, "L*.down"],
+      ["| QKV 4096 x 12288, batch 64 | 0.0381 ms | 0.0385 ms | +1.2 %", 64, "L*.qkv"],
+      ["| O 4096 x 4096, batch 64 | 0.0213 ms | 0.0213 ms | +0.0 %", 64, "L*.o"],
       ["| up+gate 4096 x 22016, batch 64 | 0.0673 ms | 0.0667 ms | -0.9 %", 64, "L*.gate_up"],
-      ["| down 11008 x 4096, batch 64 | 0.0380 ms | 0.0350 ms | -7.9 %", 64, "L*.down"],
-      ["| QKV 4096 x 12288, batch 256 | 0.0417 ms | 0.0473 ms | +13.5 %", 256, "L*.qkv"],
-      ["| O 4096 x 4096, batch 256 | 0.0213 ms | 0.0188 ms | -11.8 %", 256, "L*.o"],
-      ["| up+gate 4096 x 22016, batch 256 | 0.0760 ms | 0.0795 ms | +4.6 %", 256, "L*.gate_up"],
-      ["| down 11008 x 4096, batch 256 | 0.0493 ms | 0.0429 ms | -13.0 %", 256, "L*.down"],
+      ["| down 11008 x 4096, batch 64 | 0.0380 ms | 0.0348 ms | -8.3 %", 64, "L*.down"],
+      ["| QKV 4096 x 12288, batch 256 (fitted) | 0.0417 ms | 0.0417 ms | +0.1 %", 256, "L*.qkv"],
+      ["| O 4096 x 4096, batch 256 (fitted) | 0.0213 ms | 0.0213 ms | +0.0 %", 256, "L*.o"],
+      ["| up+gate 4096 x 22016, batch 256 | 0.0760 ms | 0.0806 ms | +6.1 %", 256, "L*.gate_up"],
+      ["| down 11008 x 4096, batch 256 | 0.0493 ms | 0.0525 ms | +6.4 %", 256, "L*.down"],
     ] as const
   ).map(([row, batch, op]): Figure => {
     const n = quotedNumbers(row);
@@ -1210,9 +1220,9 @@ export const FIGURES: Figure[] = [
   }),
   ...(
     [
-      ["linear layers, 32 layers, batch 1 | 5.18 ms | 5.15 ms | -0.5 %", 2, opsMs(0, 1, LINEAR)],
-      ["linear layers, batch 64 | 5.27 ms | 5.25 ms | -0.4 %", 1, opsMs(0, 64, LINEAR)],
-      ["linear layers, batch 256 (fitted) | 6.03 ms | 6.03 ms | +0.0 %", 1, opsMs(0, 256, LINEAR)],
+      ["linear layers, 32 layers, batch 1 | 5.18 ms | 5.15 ms | -0.6 %", 2, opsMs(0, 1, LINEAR)],
+      ["linear layers, batch 64 | 5.27 ms | 5.16 ms | -2.0 %", 1, opsMs(0, 64, LINEAR)],
+      ["linear layers, batch 256 | 6.03 ms | 6.27 ms | +4.1 %", 1, opsMs(0, 256, LINEAR)],
     ] as const
   ).map(([row, skip, model]): Figure => {
     const measured = quotedNumbers(row)[skip]!.value;
@@ -1225,15 +1235,15 @@ export const FIGURES: Figure[] = [
   }),
   {
     doc: "README.md",
-    quote: "decode attention at context 2048 0.179 ms per layer at batch 16 (0.18)",
+    quote: "decode attention at context 2048 0.177 ms per layer at batch 16 (0.18)",
     cmds: [H100_ATTENTION],
     values: [null, opsMs(0, 16, ["L*.attn"], 32), null, null],
   },
   ...(
     [
-      [1, "| attention per layer, context 2048, batch 1 | 0.041 ms | 0.048 ms | +17 % |"],
-      [16, "| attention per layer, context 2048, batch 16 | 0.18 ms | 0.179 ms | -0.7 % |"],
-      [64, "| attention per layer, context 2048, batch 64 (fitted) | 0.70 ms | 0.702 ms | +0.3 % |"],
+      [1, "| attention per layer, context 2048, batch 1 | 0.041 ms | 0.046 ms | +13 % |"],
+      [16, "| attention per layer, context 2048, batch 16 | 0.18 ms | 0.177 ms | -1.6 % |"],
+      [64, "| attention per layer, context 2048, batch 64 (fitted) | 0.70 ms | 0.700 ms | +0.0 % |"],
     ] as const
   ).map(([b, quote]): Figure => {
     const model = opsMs(0, b, ["L*.attn"], 32);
@@ -1300,19 +1310,19 @@ export const FIGURES: Figure[] = [
   // Serving (docs/serving.md).
   {
     doc: "docs/serving.md",
-    quote: "| continuous | 2033 | 33 ms / 1.19 s | 10.5 ms / 40.0 ms |",
+    quote: "| continuous | 2146 | 28 ms / 750 ms | 9.4 ms / 34.6 ms |",
     cmds: [SERVE],
     values: [
       served(0, (s) => s.tokens_per_second),
       served(0, (s) => s.ttft.p50 * 1e3),
-      served(0, (s) => s.ttft.p99),
+      served(0, (s) => s.ttft.p99 * 1e3),
       served(0, (s) => s.tbt.p50 * 1e3),
       served(0, (s) => s.tbt.p99 * 1e3),
     ],
   },
   {
     doc: "docs/serving.md",
-    quote: "| static | 1307 | 4.12 s / 9.09 s | 10.4 ms / 10.9 ms |",
+    quote: "| static | 1471 | 3.07 s / 7.04 s | 9.4 ms / 9.9 ms |",
     cmds: [`${SERVE} --batching static`],
     values: [
       served(0, (s) => s.tokens_per_second),
@@ -1325,17 +1335,17 @@ export const FIGURES: Figure[] = [
   },
   {
     doc: "docs/serving.md",
-    quote: "(24.6 sequences per decode step)",
+    quote: "(23.5 sequences per decode step)",
     cmds: [SERVE],
     values: [served(0, (s) => s.mean_batch)],
   },
   // Duplex (docs/heterogeneous.md, README).
   ...(
     [
-      [1, "| 1 | 12.20 ms (82 tok/s) | 4.36 ms (229 tok/s) | 2.79x | Logic-PIM / both / Logic-PIM |"],
-      [16, "| 16 | 36.46 ms (439 tok/s) | 10.76 ms (1487 tok/s) | 3.39x | both / both / H100 |"],
-      [64, "| 64 | 40.69 ms (1573 tok/s) | 15.57 ms (4112 tok/s) | 2.61x | both / both / H100 |"],
-      [256, "| 256 | 56.88 ms (4501 tok/s) | 28.28 ms (9052 tok/s) | 2.01x | both / both / H100 |"],
+      [1, "| 1 | 11.69 ms (86 tok/s) | 4.36 ms (229 tok/s) | 2.68x | Logic-PIM / both / Logic-PIM |"],
+      [16, "| 16 | 36.61 ms (437 tok/s) | 10.74 ms (1490 tok/s) | 3.41x | both / both / H100 |"],
+      [64, "| 64 | 40.82 ms (1568 tok/s) | 15.75 ms (4064 tok/s) | 2.59x | both / both / H100 |"],
+      [256, "| 256 | 58.04 ms (4411 tok/s) | 28.63 ms (8942 tok/s) | 2.03x | both / both / H100 |"],
     ] as const
   ).map(([b, quote]): Figure => ({
     doc: "docs/heterogeneous.md",
@@ -1359,7 +1369,7 @@ export const FIGURES: Figure[] = [
   },
   {
     doc: "docs/heterogeneous.md",
-    quote: "Ours peaks higher (3.39x at batch 16)",
+    quote: "Ours peaks higher (3.41x at batch 16)",
     cmds: DUPLEX,
     values: [speedup(0, 1, 16), null],
   },

@@ -10,6 +10,8 @@ import { loadModel } from "../src/frontend/load.js";
 import { defaultWorkload, workloadEnv } from "../src/frontend/workload.js";
 import {
   blockTile,
+  gemmKernel,
+  kernelSeconds,
   occupancy,
   onChipTraffic,
   systolicSeconds,
@@ -29,12 +31,11 @@ const flags: PipelineFlags = {
   printAfter: [],
 };
 
-/** Per op group (`L*.qkv`), one layer of a Llama-2-7B decode step on the H100 system (or its gemm cap). */
-function layer(c: Awaited<ReturnType<typeof compileModel>>, batch: number, compute?: number) {
+/** Per op group (`L*.qkv`), one layer of a Llama-2-7B decode step on the H100 system, as `edit` changes it. */
+function layer(c: Awaited<ReturnType<typeof compileModel>>, batch: number, edit?: (s: XpuSystem) => void) {
   const w = { ...defaultWorkload("decode"), batch, context: 1024 };
   const config = c.system.config as XpuSystem;
-  const sys =
-    compute === undefined ? config : produce(config, (x) => void (x.xpu.utilization.gemm.compute = compute));
+  const sys = edit === undefined ? config : produce(config, edit);
   const system = { ...c.system, config: sys, costModel: xpuCostModel(sys, c.system.options) };
   const t = c.target.timeCall!(c.module, system, "decode", workloadEnv(w));
   const by: Record<string, { seconds: number; flops: number; bytes: number }> = {};
@@ -47,11 +48,22 @@ function layer(c: Awaited<ReturnType<typeof compileModel>>, batch: number, compu
   return by;
 }
 
+/**
+ * The per-class model the kernels replaced: every GEMM one kernel of 64 x 16 tiles at one compute
+ * cap, with that model's memory cap, block bandwidth and launch (fitted at batch 1 as now).
+ */
+const perClass = (compute: number) => (s: XpuSystem) => {
+  delete s.xpu.kernels;
+  s.xpu.blocks = { ...s.xpu.blocks, tile_m: 64, tile_n: 16, split_k: 4096 };
+  s.xpu.utilization.gemm = { compute, memory: 0.93, block_bandwidth: 7.2e9 };
+  s.xpu.overhead = 4.5e-6;
+};
+
 /** How close test/xpu.test.ts holds each predicted H100 figure (docs/xpu.md's table). */
 function tolerance(f: MeasuredFigure): number {
-  if (f.op === "linear") return 0.01;
-  if (f.op === "L*.attn") return f.batch === 1 ? 0.2 : 0.02;
-  return f.batch === 1 ? 0.05 : 0.15;
+  if (f.op === "linear") return 0.05;
+  if (f.op === "L*.attn") return f.batch === 1 ? 0.15 : 0.02;
+  return 0.1;
 }
 
 describe("the xPU model against the H100 measurements (test/fixtures/measured)", () => {
@@ -65,33 +77,34 @@ describe("the xPU model against the H100 measurements (test/fixtures/measured)",
       "L*.qkv 1",
       "L*.o 1",
       "L*.gate_up 1",
-      "linear 256",
+      "L*.qkv 256",
+      "L*.o 256",
       "L*.attn 64",
     ]);
     for (const f of fitted) expect(Math.abs(f.error), label(f)).toBeLessThan(0.01);
   });
 
-  it("predicted: the 32-layer totals within 1 %, layers within 5 % at batch 1 and 15 % beyond, attention", async () => {
+  it("predicted: every layer within 10 %, the 32-layer totals within 5 %, attention", async () => {
     const predicted = (await figures).filter((f) => f.fitted === undefined);
-    expect(predicted).toHaveLength(13);
+    expect(predicted).toHaveLength(12);
     for (const f of predicted) expect(Math.abs(f.error), label(f)).toBeLessThan(tolerance(f));
   });
 
-  it("at batch 256 no gemm compute cap brings the four layers within 10 %: the best leaves 13.2 %", async () => {
+  it("at batch 256 a compute cap per class cannot bring the four layers within 10 %: the best leaves 13 %", async () => {
     const measured = new Map(
       (await figures).filter((f) => f.batch === 256 && f.layers === 1).map((f) => [f.op, f.measuredMs / 1e3]),
     );
     expect([...measured.keys()]).toEqual(["L*.qkv", "L*.o", "L*.gate_up", "L*.down"]);
     const c = await compileModel(loadModel("examples/llama2-7b.pim"), flags, defaultWorkload("decode"), 2);
-    // Why (docs/xpu.md): at nearly the same arithmetic intensity the H100 ran the N = 4096 GEMMs
-    // (O, down) at three quarters of QKV's rate, launch set apart; a model pricing an op by its
-    // flops and bytes gives the four the same rate.
+    // Why the GEMMs take library kernels (docs/xpu.md): at nearly the same arithmetic intensity the
+    // H100 ran the N = 4096 GEMMs (O, down) at three quarters of QKV's rate, launch set apart; a
+    // model pricing an op by its flops and bytes gives the four the same rate.
     const shipped = layer(c, 256);
     const overhead = (c.system.config as XpuSystem).xpu.overhead;
     const intensity = [...measured.keys()].map((op) => Math.round(shipped[op]!.flops / shipped[op]!.bytes));
     expect(intensity).toEqual([236, 228, 238, 236]);
     const tflops = [...measured].map(([op, s]) => Math.round(shipped[op]!.flops / (s - overhead) / 1e12));
-    expect(tflops).toEqual([693, 511, 646, 515]);
+    expect(tflops).toEqual([663, 465, 631, 497]);
     const worst = (by: ReturnType<typeof layer>): number =>
       Math.max(...[...measured].map(([op, s]) => Math.abs(by[op]!.seconds / s - 1)));
     // The worst error is quasi-convex in the cap (each layer's time falls as it rises): ternary search.
@@ -99,14 +112,27 @@ describe("the xPU model against the H100 measurements (test/fixtures/measured)",
     while (hi - lo > 1e-4) {
       const a = lo + (hi - lo) / 3;
       const b = hi - (hi - lo) / 3;
-      if (worst(layer(c, 256, a)) < worst(layer(c, 256, b))) hi = b;
+      if (worst(layer(c, 256, perClass(a))) < worst(layer(c, 256, perClass(b)))) hi = b;
       else lo = a;
     }
-    const best = worst(layer(c, 256, (lo + hi) / 2));
+    const best = worst(layer(c, 256, perClass((lo + hi) / 2)));
     expect(best).toBeGreaterThan(0.1);
+    console.log(best);
     expect(best.toFixed(3)).toBe("0.132");
-    // The shipped cap (fitted to the 32-layer total) is within half a point of that optimum.
-    expect(worst(shipped) - best).toBeLessThan(0.005);
+    // The kernels: each layer takes the fastest, and all four are within 10 %.
+    expect(worst(shipped)).toBeLessThan(0.1);
+  });
+
+  it("the tile kernels start at M = 2: at one row they would beat the measured O projection", async () => {
+    const c = await compileModel(loadModel("examples/llama2-7b.pim"), flags, defaultWorkload("decode"), 2);
+    const o = (await figures).find((f) => f.op === "L*.o" && f.batch === 1)!;
+    const atOneRow = layer(c, 1, (s) => {
+      for (const k of s.xpu.kernels!) k.min_m = 1;
+    });
+    // One wave of 32 blocks of 64 x 128 (docs/xpu.md: 0.0213 ms against the measured 0.0233).
+    expect((atOneRow["L*.o"]!.seconds * 1e3).toFixed(4)).toBe("0.0213");
+    expect(atOneRow["L*.o"]!.seconds * 1e3).toBeLessThan(o.measuredMs * 0.95);
+    expect(Math.abs(o.error)).toBeLessThan(0.01);
   });
 });
 
@@ -151,6 +177,58 @@ describe("the xPU mechanisms", () => {
     // Other classes are not limited.
     expect(xpuSeconds(g, view("add", 0, 6e6, [[1000, 1000]]), {})).toBeCloseTo(6e6 / 1e12 / (245 / 300), 12);
   });
+  it("library kernels: blocks of whole tiles in waves, so one wave of 32 blocks takes as long as one of 100", () => {
+    const g = zXpu.parse({
+      flops: 100e12,
+      bandwidth: 1e12,
+      units: 100,
+      kernels: [{ tile_m: 64, tile_n: 128, compute: 0.5 }],
+    });
+    const k = g.kernels![0]!;
+    // A block: 2 x 64 x 128 x 4096 FLOP at half of a unit's 1 TFLOPS.
+    const block = (2 * 64 * 128 * 4096) / 0.5e12;
+    const bytes = 1e6; // 1 us at the bandwidth: compute-bound
+    // 4096 outputs: 32 blocks at M = 64 and 128 at M = 256 (two waves of 100), rows past M computed.
+    expect(kernelSeconds(g, k, { m: 64, n: 4096, k: 4096, batch: 1 }, bytes)).toBeCloseTo(block, 12);
+    expect(kernelSeconds(g, k, { m: 1, n: 4096, k: 4096, batch: 1 }, bytes)).toBeCloseTo(block, 12);
+    expect(kernelSeconds(g, k, { m: 200, n: 4096, k: 4096, batch: 1 }, bytes)).toBeCloseTo(2 * block, 12);
+    // Memory-bound: the bytes at the cap, or at what the blocks keep in flight.
+    expect(kernelSeconds(g, k, { m: 64, n: 128, k: 64, batch: 1 }, 1e9)).toBeCloseTo(1e-3, 12);
+    const limited = { ...k, block_bandwidth: 1e9 };
+    expect(kernelSeconds(g, limited, { m: 64, n: 4096, k: 64, batch: 1 }, 1e9)).toBeCloseTo(1e9 / 32e9, 12);
+  });
+  it("a GEMM takes the fastest kernel that runs at its M (min_m), plus the launch", () => {
+    const g = zXpu.parse({
+      flops: 100e12,
+      bandwidth: 1e12,
+      units: 100,
+      overhead: 1e-6,
+      kernels: [
+        { tile_m: 1, tile_n: 16, compute: 0.1 },
+        { tile_m: 128, tile_n: 256, compute: 0.9, min_m: 2 },
+      ],
+    });
+    const linear = (m: number) =>
+      view("linear", 2 * m * 4096 * 4096, 2 * (4096 * 4096 + 2 * m * 4096), [
+        [m, 4096],
+        [4096, 4096],
+      ]);
+    // M = 1: only the small kernel (memory-bound: 32 MiB at 1 TB/s).
+    expect(gemmKernel(g, linear(1), {})!.kernel.tile_n).toBe(16);
+    expect(xpuSeconds(g, linear(1), {})).toBeCloseTo((2 * (4096 * 4096 + 2 * 4096)) / 1e12 + 1e-6, 12);
+    // M = 1024: 8 x 16 = 128 blocks of 128 x 256 (two waves) beat 1024 x 256 blocks at 0.1.
+    const big = gemmKernel(g, linear(1024), {})!;
+    expect(big.kernel.tile_n).toBe(256);
+    expect(big.seconds).toBeCloseTo(2 * ((2 * 128 * 256 * 4096) / 0.9e12), 12);
+    // Kernels with no min_m = 1 leave some GEMMs none: refused.
+    const r = zXpu.safeParse({
+      flops: 1,
+      bandwidth: 1,
+      kernels: [{ tile_m: 64, tile_n: 64, compute: 1, min_m: 2 }],
+    });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.message).toMatch(/min_m = 1/);
+  });
   it("systolic arrays: W tiles loaded once, rows streamed (NeuPIMs' 8 x 128 x 128 at 1 GHz)", () => {
     const s = { arrays: 8, rows: 128, cols: 128, frequency: 1e9 };
     // 4096 x 4096 weights: 32 x 32 tiles over 8 arrays, each M + 256 cycles.
@@ -160,6 +238,30 @@ describe("the xPU mechanisms", () => {
 });
 
 describe("pimc on the xpu target", () => {
+  it("refuses library kernels that leave a GEMM none, or a kernel above the peak, at their place", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pimc-kernels-"));
+    try {
+      const h100 = readFileSync("examples/systems/h100.pim", "utf8");
+      const cases = [
+        [
+          h100.replace(/\{ tile_m = 64, tile_n = 16,[^}]*\},/, ""),
+          /:35:15: xpu\.kernels: one kernel needs min_m = 1/,
+        ],
+        [h100.replace("compute = 0.485", "compute = 1.5"), /:35:15: xpu\.kernels\.1\.compute: /],
+      ] as const;
+      for (const [i, [text, message]] of cases.entries()) {
+        const file = join(dir, `bad${i}.pim`);
+        writeFileSync(file, text);
+        const r = await pimc("bench", "examples/tiny-llama.pim", "--system", file, "--phase", "decode");
+        expect(r.code).toBe(2);
+        expect(r.stdout).toBe("");
+        expect(r.stderr.trim().split("\n")).toHaveLength(1);
+        expect(r.stderr).toMatch(message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   it("verifies a tiny model (fp32 reference execution) and benches a decode step", async () => {
     const v = await pimc("verify", "test/fixtures/llama-tiny", "--target", "xpu");
     expect(v.code, v.stdout + v.stderr).toBe(0);

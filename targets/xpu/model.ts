@@ -15,6 +15,10 @@
  *  - anything else: one block per `elements_per_block` output elements.
  * The caps are per class (gemm, attention, other): what the device's libraries reach, and how much
  * a block of the class streams at most (`block_bandwidth`, where given).
+ *
+ * A device with `kernels` (its library's GEMM tile configurations) times each GEMM as the fastest
+ * of them instead (kernelSeconds): whole tiles in waves at the kernel's fraction of a unit's peak,
+ * so a GEMM's rate depends on its shape (tiles per wave), not on its flops and bytes alone.
  */
 import { z } from "zod";
 import { dimEval, type DimEnv } from "../../src/ir/dim.js";
@@ -34,6 +38,26 @@ const zCaps = z.strictObject({
    */
   block_bandwidth: pos.optional(),
 });
+
+/**
+ * One GEMM kernel of the device's library (a tile configuration, as CUTLASS and cuBLAS build them):
+ * blocks of tile_m x tile_n outputs over K slices of split_k, each block at a fraction of its
+ * unit's peak and streaming at most block_bandwidth.
+ */
+const zKernel = z.strictObject({
+  tile_m: posInt,
+  tile_n: posInt,
+  /** K per block: a GEMM's K is cut into ceil(K / split_k) slices, one block each. Absent: whole K. */
+  split_k: posInt.optional(),
+  /** Fraction of its unit's peak FLOP/s a block sustains (tensor cores on a GPU). */
+  compute: cap,
+  /** Bytes/s one block streams at most (Little's law). Absent: no limit. */
+  block_bandwidth: pos.optional(),
+  /** The smallest M (rows of the activations) the library runs the kernel at. */
+  min_m: posInt.default(1),
+});
+
+export type Kernel = z.infer<typeof zKernel>;
 
 export const zXpu = z.strictObject({
   kind: z.enum(["gpu", "npu"]).default("gpu"),
@@ -76,6 +100,18 @@ export const zXpu = z.strictObject({
       elements_per_block: posInt.default(4096),
     })
     .default({ tile_m: 64, tile_n: 64, split_k: 4096, query_tile: 64, elements_per_block: 4096 }),
+  /**
+   * The GEMM kernels of the device's library. Present: each GEMM takes the fastest that applies
+   * (kernelSeconds; the library's heuristic is taken to find it), under the gemm memory cap, and
+   * the gemm class's compute cap, block bandwidth and the `blocks` tile no longer apply to GEMMs.
+   * Absent: a GEMM is one kernel of the `blocks` tile at the gemm class's caps.
+   */
+  kernels: z
+    .array(zKernel)
+    .min(1)
+    .max(64)
+    .refine((ks) => ks.some((k) => k.min_m === 1), "one kernel needs min_m = 1: every GEMM must have one")
+    .optional(),
   /** An NPU's GEMM engine: weight-stationary systolic arrays of rows x cols PEs at `frequency`. */
   systolic: z.strictObject({ arrays: posInt, rows: posInt, cols: posInt, frequency: pos }).optional(),
 });
@@ -142,11 +178,53 @@ export function systolicSeconds(
   return (Math.ceil(tiles / s.arrays) * perTile) / s.frequency;
 }
 
+/**
+ * Seconds of a GEMM (M x K by K x N, `batch` of them) as one kernel of the library, launch excluded:
+ * its blocks run in waves over the units, each block computing its whole tile (rows past M
+ * included: the tensor cores work on whole tiles) at the kernel's fraction of a unit's peak, so a
+ * kernel of one wave takes one block's time however few blocks it has; the bytes stream at the
+ * memory cap or at what the blocks keep in flight, whichever is less. Undefined: the kernel does not
+ * run GEMMs of M rows.
+ */
+export function kernelSeconds(
+  x: Xpu,
+  k: Kernel,
+  g: { m: number; n: number; k: number; batch: number },
+  bytes: number,
+): number | undefined {
+  if (g.m < k.min_m) return undefined;
+  const slices = k.split_k === undefined ? 1 : Math.ceil(g.k / k.split_k);
+  const blocks = g.batch * Math.ceil(g.m / k.tile_m) * Math.ceil(g.n / k.tile_n) * slices;
+  const perBlock = (2 * k.tile_m * k.tile_n * Math.ceil(g.k / slices)) / ((x.flops / x.units) * k.compute);
+  const compute = Math.ceil(blocks / x.units) * perBlock;
+  const reach = x.bandwidth * x.utilization.gemm.memory;
+  const memory =
+    bytes / (k.block_bandwidth === undefined ? reach : Math.min(reach, blocks * k.block_bandwidth));
+  return Math.max(compute, memory);
+}
+
+/** The library kernel a GEMM op takes (the fastest that applies), with its seconds; launch excluded. */
+export function gemmKernel(x: Xpu, v: OpView, env: DimEnv): { kernel: Kernel; seconds: number } | undefined {
+  if (!x.kernels || opClass(v.op.opcode) !== "gemm") return undefined;
+  const g = gemmDims(v, env);
+  let best: { kernel: Kernel; seconds: number } | undefined;
+  for (const kernel of x.kernels) {
+    const seconds = kernelSeconds(x, kernel, g, v.cost.bytes);
+    if (seconds !== undefined && (best === undefined || seconds < best.seconds)) best = { kernel, seconds };
+  }
+  return best;
+}
+
 /** Seconds of one op on the xPU. */
 export function xpuSeconds(x: Xpu, v: OpView, env: DimEnv): number {
   const { flops, bytes } = v.cost;
   if (flops === 0 && bytes === 0) return 0;
   const cls = opClass(v.op.opcode);
+  if (cls === "gemm" && x.kernels && !x.systolic) {
+    const k = gemmKernel(x, v, env);
+    if (k === undefined) throw new Error("internal: a GEMM with no kernel (the schema asks for min_m = 1)");
+    return k.seconds + x.overhead;
+  }
   const u = x.utilization[cls];
   const blocks = blocksOf(x, v, env);
   const reach = x.bandwidth * u.memory;
