@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { runChannel } from "../targets/aim/device.js";
 import { expand, gemvPlan } from "../targets/aim/kernels.js";
 import { parseAimTrace, runAimTrace, type TraceStep } from "../targets/aim/trace.js";
+import { readCsv } from "../bench/fidelity.js";
 import {
   kvAppendProgram,
   rmsNormProgram,
@@ -85,9 +86,7 @@ describe("GDDR6-AiM device model", () => {
   });
 
   it("issues CENT's GEMVs as the simulator does (test/fixtures/peers): its instructions, commands and cycles", () => {
-    const lines = readFileSync("test/fixtures/peers/aim-simulator-points.csv", "utf8").trim().split(/\r?\n/);
-    const head = lines[0]!.split(",");
-    const points = lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
+    const points = readCsv("test/fixtures/peers/aim-simulator-points.csv");
     expect(points.length).toBe(4);
     for (const p of points) {
       const label = `gemv ${p.rows}x${p.cols} on ${p.channels} channels`;

@@ -32,6 +32,7 @@ import {
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchJson, llama7bLayers, pimc, rng, tempDir, whatIf } from "./util.js";
+import { readCsv } from "../bench/fidelity.js";
 import { chooseTarget, compileModel, type PipelineFlags } from "../src/driver/compile.js";
 import { hbmPimKernels } from "../targets/hbm-pim/kernel-runner.js";
 import { verify } from "../src/driver/verify.js";
@@ -134,11 +135,7 @@ describe("HBM2 timing table", () => {
 });
 
 /** The rows of a PIMSimulator points file of test/fixtures/peers. */
-function peerPoints(file: string): Record<string, string>[] {
-  const lines = readFileSync(`test/fixtures/peers/${file}`, "utf8").trim().split(/\r?\n/);
-  const head = lines[0]!.split(",");
-  return lines.slice(1).map((l) => Object.fromEntries(l.split(",").map((v, i) => [head[i]!, v])));
-}
+const peerPoints = (file: string): Record<string, string>[] => readCsv(`test/fixtures/peers/${file}`);
 
 interface PeerRun {
   readonly label: string;
